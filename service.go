@@ -1,0 +1,876 @@
+package mailcluster
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Key prefixes of the replicated state (relative to the cluster prefix).
+const (
+	PrefixSettings = "settings/"
+	PrefixDomains  = "domains/"
+	PrefixAccounts = "accounts/"
+	KeyBootstrap   = "meta/bootstrapped"
+)
+
+// Service applies the business rules (validation, authorization, the
+// read-only rule of secondaries) over a Store. Both management APIs call
+// it, so every rule is written once. It is safe for concurrent use.
+type Service struct {
+	store Store
+	lead  Leadership
+	log   *slog.Logger
+
+	// NodeName is the local node's name, reported by NodeInfo.
+	NodeName string
+	// Mode is reported by NodeInfo; the zero value means ModeStandalone.
+	Mode Mode
+	// BcryptCost is the cost of new password hashes; 0 means bcrypt.DefaultCost.
+	BcryptCost int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+
+	authMu    sync.Mutex
+	authKey   []byte
+	authCache map[[32]byte]time.Time
+}
+
+// NewService returns a Service over store, asking lead for the node's role.
+func NewService(store Store, lead Leadership, log *slog.Logger) *Service {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return &Service{store: store, lead: lead, log: log, authKey: key, authCache: map[[32]byte]time.Time{}}
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// NodeInfo describes the local node.
+func (s *Service) NodeInfo() NodeInfo {
+	mode := s.Mode
+	if mode == "" {
+		mode = ModeStandalone
+	}
+	info := NodeInfo{Name: s.NodeName, Mode: mode, Role: s.lead.Role(), Version: Version, Index: s.store.Index()}
+	if p, ok := s.lead.Primary(); ok {
+		info.Primary = &p
+	}
+	return info
+}
+
+// checkWritable is the one place where the read-only rule of secondaries
+// lives: a write is refused unless this node is the primary.
+func (s *Service) checkWritable() error {
+	if s.lead.Role() == RolePrimary {
+		return nil
+	}
+	p, ok := s.lead.Primary()
+	if !ok || p.APIURL == "" {
+		return Errorf(EUNAVAILABLE, "This node is not the primary and no primary is elected at the moment; try again shortly.")
+	}
+	return &Error{Code: EREADONLY, Primary: p.APIURL,
+		Message: "This node is a read-only secondary; send changes to the primary " + p.Name + " at " + p.APIURL + "."}
+}
+
+// txn runs ops after the read-only check.
+func (s *Service) txn(ctx context.Context, ops []Op) error {
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	_, err := s.store.Txn(ctx, ops)
+	return err
+}
+
+// ---- callers and authorization ----
+
+type callerKey struct{}
+
+// NewContextWithCaller returns ctx carrying the authenticated account on
+// whose behalf the Service acts. A context without a caller is the node
+// itself (bootstrap, internal jobs) and may do everything.
+func NewContextWithCaller(ctx context.Context, a *Account) context.Context {
+	return context.WithValue(ctx, callerKey{}, a)
+}
+
+// CallerFromContext returns the caller set by NewContextWithCaller.
+func CallerFromContext(ctx context.Context) *Account {
+	a, _ := ctx.Value(callerKey{}).(*Account)
+	return a
+}
+
+func authorizeServer(ctx context.Context) error {
+	if c := CallerFromContext(ctx); c != nil && c.AdminRights != AdminGlobal {
+		return Errorf(EFORBIDDEN, "Only global administrators may do this.")
+	}
+	return nil
+}
+
+func authorizeDomain(ctx context.Context, domain string) error {
+	c := CallerFromContext(ctx)
+	if c == nil || c.AdminRights == AdminGlobal || c.AdminRights == AdminDomain && c.Domain == domain {
+		return nil
+	}
+	return Errorf(EFORBIDDEN, "You may not manage the accounts of domain %s.", domain)
+}
+
+// Authenticate checks an address and password and returns the account if
+// it may use the management APIs (admin rights, not frozen or disabled).
+// Every failure is the same EUNAUTHORIZED error so that it reveals nothing.
+func (s *Service) Authenticate(ctx context.Context, address, password string) (*Account, error) {
+	fail := Errorf(EUNAUTHORIZED, "Authentication failed.")
+	mailbox, domain, err := SplitAddress(address)
+	if err != nil || password == "" {
+		return nil, fail
+	}
+	a, _, err := s.getAccount(domain, mailbox)
+	if err != nil {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password)) // same cost as a real check
+		return nil, fail
+	}
+	if !s.checkPassword(a, password) || a.Disabled || a.Frozen || a.AdminRights == AdminNone {
+		return nil, fail
+	}
+	return a.Public(), nil
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), bcrypt.DefaultCost)
+
+// checkPassword compares with bcrypt, remembering recent successes for a
+// minute (keyed by an HMAC of address, password and hash, so a changed
+// password or hash invalidates the entry and no password is kept).
+func (s *Service) checkPassword(a *Account, password string) bool {
+	m := hmac.New(sha256.New, s.authKey)
+	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
+	var k [32]byte
+	copy(k[:], m.Sum(nil))
+	now := time.Now()
+	s.authMu.Lock()
+	if t, ok := s.authCache[k]; ok && now.Sub(t) < time.Minute {
+		s.authMu.Unlock()
+		return true
+	}
+	s.authMu.Unlock()
+	if bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) != nil {
+		return false
+	}
+	s.authMu.Lock()
+	if len(s.authCache) >= 4096 {
+		clear(s.authCache)
+	}
+	s.authCache[k] = now
+	s.authMu.Unlock()
+	return true
+}
+
+func (s *Service) hashPassword(password string) (string, error) {
+	if min := s.intSetting(SectionPasswords, KeyMinLength, DefaultMinPasswordLength); len(password) < min {
+		return "", Errorf(EINVALID, "Password must be at least %d characters long.", min)
+	}
+	if len(password) > 72 {
+		return "", Errorf(EINVALID, "Password must be at most 72 bytes long.")
+	}
+	cost := s.BcryptCost
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", err
+	}
+	return string(h), nil
+}
+
+// ---- domains ----
+
+func domainKey(name string) string { return PrefixDomains + name }
+
+func accountPrefix(domain string) string { return PrefixAccounts + domain + "/" }
+
+func accountKey(domain, mailbox string) string { return accountPrefix(domain) + mailbox }
+
+func (s *Service) getDomain(name string) (*Domain, uint64, error) {
+	kv, ok := s.store.Get(domainKey(name))
+	if !ok {
+		return nil, 0, Errorf(ENOTFOUND, "Domain %s does not exist.", name)
+	}
+	var d Domain
+	if err := json.Unmarshal(kv.Value, &d); err != nil {
+		return nil, 0, &Error{Code: EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
+	}
+	d.AccountCount = s.store.Count(accountPrefix(name))
+	return &d, kv.ModifyIndex, nil
+}
+
+// FindDomains returns every domain the caller may see, by name.
+func (s *Service) FindDomains(ctx context.Context) ([]*Domain, error) {
+	var out []*Domain
+	for _, kv := range s.store.List(PrefixDomains, "", 0) {
+		name := strings.TrimPrefix(kv.Key, PrefixDomains)
+		if authorizeDomain(ctx, name) != nil {
+			continue
+		}
+		d, _, err := s.getDomain(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// FindDomain returns one domain. Errors: ENOTFOUND, EINVALID, EFORBIDDEN.
+func (s *Service) FindDomain(ctx context.Context, name string) (*Domain, error) {
+	name = NormalizeDomain(name)
+	if err := ValidateDomainName(name); err != nil {
+		return nil, err
+	}
+	if err := authorizeDomain(ctx, name); err != nil {
+		return nil, err
+	}
+	d, _, err := s.getDomain(name)
+	return d, err
+}
+
+// CreateDomain adds a domain. Errors: EINVALID, ECONFLICT (exists),
+// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+func (s *Service) CreateDomain(ctx context.Context, d *Domain) (*Domain, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	d.Name = NormalizeDomain(d.Name)
+	if err := ValidateDomainName(d.Name); err != nil {
+		return nil, err
+	}
+	if err := validateDomainFields(d.Description, d.MaxAccounts); err != nil {
+		return nil, err
+	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	if _, ok := s.store.Get(domainKey(d.Name)); ok {
+		return nil, Errorf(ECONFLICT, "Domain %s already exists.", d.Name)
+	}
+	d.CreatedAt, d.UpdatedAt, d.AccountCount = s.now(), s.now(), 0
+	b, _ := json.Marshal(d)
+	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: domainKey(d.Name), Value: b, Index: 0}}); err != nil {
+		return nil, conflictAs(err, "Domain %s already exists.", d.Name)
+	}
+	s.log.Info("domain created", "domain", d.Name)
+	out, _, err := s.getDomain(d.Name)
+	return out, err
+}
+
+func validateDomainFields(description string, maxAccounts int) error {
+	if len(description) > 1024 || strings.ContainsAny(description, "\r\n\x00") {
+		return Errorf(EINVALID, "Description must be one line of at most 1024 bytes.")
+	}
+	if maxAccounts < 0 {
+		return Errorf(EINVALID, "MaxAccounts must be 0 (unlimited) or more.")
+	}
+	return nil
+}
+
+// UpdateDomain changes a domain's fields. Errors as CreateDomain plus ENOTFOUND.
+func (s *Service) UpdateDomain(ctx context.Context, name string, upd DomainUpdate) (*Domain, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	name = NormalizeDomain(name)
+	if err := ValidateDomainName(name); err != nil {
+		return nil, err
+	}
+	d, idx, err := s.getDomain(name)
+	if err != nil {
+		return nil, err
+	}
+	if upd.Description != nil {
+		d.Description = *upd.Description
+	}
+	if upd.MaxAccounts != nil {
+		d.MaxAccounts = *upd.MaxAccounts
+	}
+	if err := validateDomainFields(d.Description, d.MaxAccounts); err != nil {
+		return nil, err
+	}
+	d.UpdatedAt = s.now()
+	d.AccountCount = 0
+	b, _ := json.Marshal(d)
+	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: domainKey(name), Value: b, Index: idx}}); err != nil {
+		return nil, conflictAs(err, "Domain %s was changed concurrently; try again.", name)
+	}
+	out, _, err := s.getDomain(name)
+	return out, err
+}
+
+// DeleteDomain removes a domain. A domain with accounts is removed, with
+// all its accounts in the same transaction, only when force is set.
+// Errors: ENOTFOUND, ECONFLICT (has accounts), EFORBIDDEN, EREADONLY.
+func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) error {
+	if err := authorizeServer(ctx); err != nil {
+		return err
+	}
+	name = NormalizeDomain(name)
+	if err := ValidateDomainName(name); err != nil {
+		return err
+	}
+	_, idx, err := s.getDomain(name)
+	if err != nil {
+		return err
+	}
+	accounts := s.store.List(accountPrefix(name), "", 0)
+	if len(accounts) > 0 && !force {
+		return Errorf(ECONFLICT, "Domain %s has %d accounts; delete them first or use force.", name, len(accounts))
+	}
+	if c := CallerFromContext(ctx); c != nil && c.Domain == name {
+		return Errorf(ECONFLICT, "You cannot delete the domain of your own account.")
+	}
+	if err := s.checkLastAdmin(name, ""); err != nil {
+		return err
+	}
+	ops := []Op{{Verb: OpDeleteCAS, Key: domainKey(name), Index: idx}}
+	for _, kv := range accounts {
+		ops = append(ops, Op{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
+	}
+	if err := s.txn(ctx, ops); err != nil {
+		return conflictAs(err, "Domain %s was changed concurrently; try again.", name)
+	}
+	s.log.Info("domain deleted", "domain", name, "accounts", len(accounts))
+	return nil
+}
+
+// conflictAs replaces the store's generic conflict with a precise message.
+func conflictAs(err error, format string, args ...any) error {
+	if ErrorCode(err) == ECONFLICT {
+		e := Errorf(ECONFLICT, format, args...)
+		e.Err = err
+		return e
+	}
+	return err
+}
+
+// ---- accounts ----
+
+func (s *Service) getAccount(domain, mailbox string) (*Account, uint64, error) {
+	kv, ok := s.store.Get(accountKey(domain, mailbox))
+	if !ok {
+		return nil, 0, Errorf(ENOTFOUND, "Account %s@%s does not exist.", mailbox, domain)
+	}
+	var a Account
+	if err := json.Unmarshal(kv.Value, &a); err != nil {
+		return nil, 0, &Error{Code: EINTERNAL, Message: "A stored account record is damaged.", Err: err}
+	}
+	return &a, kv.ModifyIndex, nil
+}
+
+func normalizeAccountName(domain, mailbox string) (string, string, error) {
+	domain, mailbox = NormalizeDomain(domain), NormalizeMailbox(mailbox)
+	if err := ValidateDomainName(domain); err != nil {
+		return "", "", err
+	}
+	if err := ValidateMailbox(mailbox); err != nil {
+		return "", "", err
+	}
+	return domain, mailbox, nil
+}
+
+// FindAccount returns one account without its password hash.
+// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*Account, error) {
+	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorizeDomain(ctx, domain); err != nil {
+		return nil, err
+	}
+	if _, _, err := s.getDomain(domain); err != nil {
+		return nil, err
+	}
+	a, _, err := s.getAccount(domain, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	return a.Public(), nil
+}
+
+// FindAccounts returns one page of a domain's accounts and the cursor of
+// the next page ("" on the last page).
+func (s *Service) FindAccounts(ctx context.Context, f AccountFilter) ([]*Account, string, error) {
+	domain := NormalizeDomain(f.Domain)
+	if err := ValidateDomainName(domain); err != nil {
+		return nil, "", err
+	}
+	if err := authorizeDomain(ctx, domain); err != nil {
+		return nil, "", err
+	}
+	if _, _, err := s.getDomain(domain); err != nil {
+		return nil, "", err
+	}
+	if f.Limit == 0 {
+		f.Limit = 100
+	}
+	if f.Limit < 1 || f.Limit > 1000 {
+		return nil, "", Errorf(EINVALID, "Limit must be between 1 and 1000.")
+	}
+	after := ""
+	if f.Cursor != "" {
+		after = accountKey(domain, NormalizeMailbox(f.Cursor))
+	}
+	search := strings.ToLower(f.Search)
+	var out []*Account
+	next := ""
+	for after != "\xff" {
+		batch := s.store.List(accountPrefix(domain), after, 256)
+		if len(batch) == 0 {
+			break
+		}
+		for _, kv := range batch {
+			after = kv.Key
+			var a Account
+			if err := json.Unmarshal(kv.Value, &a); err != nil {
+				return nil, "", &Error{Code: EINTERNAL, Message: "A stored account record is damaged.", Err: err}
+			}
+			if search != "" && !accountMatches(&a, search) {
+				continue
+			}
+			if len(out) == f.Limit {
+				next = out[len(out)-1].Mailbox
+				after = "\xff"
+				break
+			}
+			out = append(out, a.Public())
+		}
+	}
+	return out, next, nil
+}
+
+func accountMatches(a *Account, search string) bool {
+	for _, s := range []string{a.Mailbox, a.FullName, a.FirstName, a.LastName} {
+		if strings.Contains(strings.ToLower(s), search) {
+			return true
+		}
+	}
+	return false
+}
+
+func validateAccountFields(a *Account) error {
+	for name, v := range map[string]string{"FullName": a.FullName, "FirstName": a.FirstName, "LastName": a.LastName} {
+		if len(v) > 256 || strings.ContainsAny(v, "\r\n\x00") {
+			return Errorf(EINVALID, "%s must be one line of at most 256 bytes.", name)
+		}
+	}
+	if a.QuotaBytes < 0 || a.QuotaMessages < 0 {
+		return Errorf(EINVALID, "Quotas must be 0 (unlimited) or more.")
+	}
+	if _, err := ParseAdminRights(string(a.AdminRights)); err != nil {
+		return err
+	}
+	if a.AdminRights == "" {
+		a.AdminRights = AdminNone
+	}
+	if a.MailboxPath != "" && (!strings.HasPrefix(a.MailboxPath, "/") || strings.Contains(a.MailboxPath, "..") ||
+		strings.ContainsAny(a.MailboxPath, "\r\n\x00") || len(a.MailboxPath) > 1024) {
+		return Errorf(EINVALID, "Mailbox path must be an absolute path without '..'.")
+	}
+	return nil
+}
+
+// CreateAccount adds an account to an existing domain. The mailbox path
+// comes from [NewAccounts] MailboxPath unless given.
+// Errors: EINVALID, ENOTFOUND (domain), ECONFLICT (exists or domain full),
+// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account, error) {
+	domain, mailbox, err := normalizeAccountName(in.Domain, in.Mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorizeDomain(ctx, domain); err != nil {
+		return nil, err
+	}
+	if c := CallerFromContext(ctx); c != nil && c.AdminRights != AdminGlobal && in.AdminRights == AdminGlobal {
+		return nil, Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
+	}
+	a := &Account{Domain: domain, Mailbox: mailbox, FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
+		MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled, QuotaBytes: in.QuotaBytes,
+		QuotaMessages: in.QuotaMessages, AdminRights: in.AdminRights}
+	if err := validateAccountFields(a); err != nil {
+		return nil, err
+	}
+	if in.Password == "" {
+		return nil, Errorf(EINVALID, "Password is required.")
+	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	d, didx, err := s.getDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.store.Get(accountKey(domain, mailbox)); ok {
+		return nil, Errorf(ECONFLICT, "Account %s@%s already exists.", mailbox, domain)
+	}
+	if d.MaxAccounts > 0 && d.AccountCount >= d.MaxAccounts {
+		return nil, Errorf(ECONFLICT, "Domain %s already has its maximum of %d accounts.", domain, d.MaxAccounts)
+	}
+	if a.MailboxPath == "" {
+		a.MailboxPath = s.MailboxPathFor(domain, mailbox)
+	}
+	if a.PasswordHash, err = s.hashPassword(in.Password); err != nil {
+		return nil, err
+	}
+	a.CreatedAt, a.UpdatedAt = s.now(), s.now()
+	b, _ := json.Marshal(a)
+	ops := []Op{
+		{Verb: OpCheck, Key: domainKey(domain), Index: didx},
+		{Verb: OpCAS, Key: accountKey(domain, mailbox), Value: b, Index: 0},
+	}
+	if err := s.txn(ctx, ops); err != nil {
+		return nil, conflictAs(err, "Account %s@%s already exists or its domain changed; try again.", mailbox, domain)
+	}
+	s.log.Info("account created", "address", a.Address())
+	return a.Public(), nil
+}
+
+// MailboxPathFor expands the new-account template for an address.
+func (s *Service) MailboxPathFor(domain, mailbox string) string {
+	tmpl := s.stringSetting(SectionNewAccounts, KeyMailboxPath, DefaultMailboxPathTemplate)
+	root := s.stringSetting(SectionDirectories, KeyMailboxRoot, "/var/lib/mailcluster/mailboxes")
+	return ExpandMailboxPath(tmpl, root, domain, mailbox)
+}
+
+// UpdateAccount changes an account. Errors as CreateAccount.
+func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd AccountUpdate) (*Account, error) {
+	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorizeDomain(ctx, domain); err != nil {
+		return nil, err
+	}
+	caller := CallerFromContext(ctx)
+	if caller != nil && caller.AdminRights != AdminGlobal && upd.AdminRights != nil && *upd.AdminRights == AdminGlobal {
+		return nil, Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
+	}
+	a, idx, err := s.getAccount(domain, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if caller != nil && caller.AdminRights != AdminGlobal && a.AdminRights == AdminGlobal {
+		return nil, Errorf(EFORBIDDEN, "Only global administrators may change a global administrator.")
+	}
+	wasGlobal := a.AdminRights == AdminGlobal && !a.Disabled && !a.Frozen
+	setIf(&a.FullName, upd.FullName)
+	setIf(&a.FirstName, upd.FirstName)
+	setIf(&a.LastName, upd.LastName)
+	setIf(&a.MailboxPath, upd.MailboxPath)
+	setIf(&a.Frozen, upd.Frozen)
+	setIf(&a.Disabled, upd.Disabled)
+	setIf(&a.QuotaBytes, upd.QuotaBytes)
+	setIf(&a.QuotaMessages, upd.QuotaMessages)
+	setIf(&a.AdminRights, upd.AdminRights)
+	if upd.MailboxPath != nil && *upd.MailboxPath == "" {
+		return nil, Errorf(EINVALID, "Mailbox path may not be empty.")
+	}
+	if err := validateAccountFields(a); err != nil {
+		return nil, err
+	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	if wasGlobal && (a.AdminRights != AdminGlobal || a.Disabled || a.Frozen) {
+		if err := s.checkLastAdmin("", a.Address()); err != nil {
+			return nil, err
+		}
+	}
+	if upd.Password != nil {
+		if a.PasswordHash, err = s.hashPassword(*upd.Password); err != nil {
+			return nil, err
+		}
+	}
+	a.UpdatedAt = s.now()
+	b, _ := json.Marshal(a)
+	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: accountKey(domain, mailbox), Value: b, Index: idx}}); err != nil {
+		return nil, conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
+	}
+	s.log.Info("account updated", "address", a.Address())
+	return a.Public(), nil
+}
+
+func setIf[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+// DeleteAccount removes an account. Its mail on disk is left in place; the
+// mail service removes it when asked to (RemoveMailbox).
+// Errors: EINVALID, ENOTFOUND, ECONFLICT (last global admin, own account),
+// EFORBIDDEN, EREADONLY.
+func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) error {
+	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	if err != nil {
+		return err
+	}
+	if err := authorizeDomain(ctx, domain); err != nil {
+		return err
+	}
+	a, idx, err := s.getAccount(domain, mailbox)
+	if err != nil {
+		return err
+	}
+	caller := CallerFromContext(ctx)
+	if caller != nil && caller.AdminRights != AdminGlobal && a.AdminRights == AdminGlobal {
+		return Errorf(EFORBIDDEN, "Only global administrators may delete a global administrator.")
+	}
+	if caller != nil && caller.Address() == a.Address() {
+		return Errorf(ECONFLICT, "You cannot delete your own account.")
+	}
+	if a.AdminRights == AdminGlobal {
+		if err := s.checkLastAdmin("", a.Address()); err != nil {
+			return err
+		}
+	}
+	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: accountKey(domain, mailbox), Index: idx}}); err != nil {
+		return conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
+	}
+	s.log.Info("account deleted", "address", a.Address())
+	return nil
+}
+
+// checkLastAdmin refuses a change that would leave no usable global
+// administrator: excluding the accounts of domain exceptDomain and the
+// account exceptAddress, one must remain.
+func (s *Service) checkLastAdmin(exceptDomain, exceptAddress string) error {
+	for _, kv := range s.store.List(PrefixAccounts, "", 0) {
+		var a Account
+		if json.Unmarshal(kv.Value, &a) != nil {
+			continue
+		}
+		if a.AdminRights == AdminGlobal && !a.Disabled && !a.Frozen && a.Domain != exceptDomain && a.Address() != exceptAddress {
+			return nil
+		}
+	}
+	return Errorf(ECONFLICT, "This would leave no usable global administrator.")
+}
+
+// ---- settings ----
+
+func settingKey(file, section, key string) string {
+	return PrefixSettings + file + "/" + section + "/" + key
+}
+
+func (s *Service) stringSetting(section, key, def string) string {
+	if kv, ok := s.store.Get(settingKey(MainSettingsFile, section, key)); ok && len(kv.Value) > 0 {
+		return string(kv.Value)
+	}
+	return def
+}
+
+func (s *Service) intSetting(section, key string, def int) int {
+	if n, err := strconv.Atoi(s.stringSetting(section, key, "")); err == nil {
+		return n
+	}
+	return def
+}
+
+// Setting returns one value of the main settings file, or def when unset.
+// It reads the local snapshot and needs no authorization (for the node's
+// own components).
+func (s *Service) Setting(section, key, def string) string { return s.stringSetting(section, key, def) }
+
+// SettingsFiles lists the names of the ini files.
+func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	return ListSettingsFiles(s.store), nil
+}
+
+// ListSettingsFiles lists the ini file names present in a store.
+func ListSettingsFiles(st Store) []string {
+	var out []string
+	after := ""
+	for {
+		kvs := st.List(PrefixSettings, after, 1)
+		if len(kvs) == 0 {
+			return out
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(kvs[0].Key, PrefixSettings), "/")
+		out = append(out, name)
+		after = PrefixSettings + name + "/\xff"
+	}
+}
+
+// ReadSettingsFile returns one ini file from a store, ok false if absent.
+func ReadSettingsFile(st Store, file string) (Sections, bool) {
+	kvs := st.List(PrefixSettings+file+"/", "", 0)
+	if len(kvs) == 0 {
+		return nil, false
+	}
+	out := Sections{}
+	for _, kv := range kvs {
+		rest := strings.TrimPrefix(kv.Key, PrefixSettings+file+"/")
+		sec, key, ok := strings.Cut(rest, "/")
+		if !ok {
+			continue
+		}
+		if out[sec] == nil {
+			out[sec] = map[string]string{}
+		}
+		out[sec][key] = string(kv.Value)
+	}
+	return out, true
+}
+
+// SettingsFile returns one ini file. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+func (s *Service) SettingsFile(ctx context.Context, file string) (*SettingsFile, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	if err := ValidateSettingsFileName(file); err != nil {
+		return nil, err
+	}
+	secs, ok := ReadSettingsFile(s.store, file)
+	if !ok {
+		return nil, Errorf(ENOTFOUND, "Settings file %s does not exist.", file)
+	}
+	return &SettingsFile{Name: file, Sections: secs}, nil
+}
+
+// ReplaceSettingsFile makes file hold exactly secs, in one transaction
+// (keys not in secs are deleted; an empty secs deletes the file).
+func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs Sections) (*SettingsFile, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	if err := ValidateSettingsFileName(file); err != nil {
+		return nil, err
+	}
+	for sec, keys := range secs {
+		for k, v := range keys {
+			if err := ValidateSetting(file, sec, k, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	var ops []Op
+	for _, kv := range s.store.List(PrefixSettings+file+"/", "", 0) {
+		sec, key, _ := strings.Cut(strings.TrimPrefix(kv.Key, PrefixSettings+file+"/"), "/")
+		if v, ok := secs[sec][key]; ok {
+			if v != string(kv.Value) {
+				ops = append(ops, Op{Verb: OpCAS, Key: kv.Key, Value: []byte(v), Index: kv.ModifyIndex})
+			}
+			continue
+		}
+		ops = append(ops, Op{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
+	}
+	for sec, keys := range secs {
+		for k, v := range keys {
+			if _, ok := s.store.Get(settingKey(file, sec, k)); !ok {
+				ops = append(ops, Op{Verb: OpCAS, Key: settingKey(file, sec, k), Value: []byte(v), Index: 0})
+			}
+		}
+	}
+	if len(ops) > 0 {
+		if err := s.txn(ctx, ops); err != nil {
+			return nil, conflictAs(err, "Settings file %s was changed concurrently; try again.", file)
+		}
+		s.log.Info("settings file replaced", "file", file, "changes", len(ops))
+	}
+	out, ok := ReadSettingsFile(s.store, file)
+	if !ok {
+		out = Sections{}
+	}
+	return &SettingsFile{Name: file, Sections: out}, nil
+}
+
+// UpdateSettings sets (or, for a nil value, deletes) the given keys of
+// several files in one transaction. Errors: EINVALID, EFORBIDDEN, EREADONLY.
+func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[string]map[string]*string) error {
+	if err := authorizeServer(ctx); err != nil {
+		return err
+	}
+	var ops []Op
+	for file, secs := range changes {
+		for sec, keys := range secs {
+			for k, v := range keys {
+				val := ""
+				if v != nil {
+					val = *v
+				}
+				if err := ValidateSetting(file, sec, k, val); err != nil {
+					return err
+				}
+				key := settingKey(file, sec, k)
+				if v == nil {
+					ops = append(ops, Op{Verb: OpDelete, Key: key})
+				} else {
+					ops = append(ops, Op{Verb: OpSet, Key: key, Value: []byte(val)})
+				}
+			}
+		}
+	}
+	if len(ops) == 0 {
+		return Errorf(EINVALID, "No settings to change were given.")
+	}
+	if err := s.txn(ctx, ops); err != nil {
+		return err
+	}
+	s.log.Info("settings updated", "changes", len(ops))
+	return nil
+}
+
+// GetSetting returns one value. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+func (s *Service) GetSetting(ctx context.Context, file, section, key string) (string, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return "", err
+	}
+	if err := ValidateSetting(file, section, key, ""); err != nil && ErrorCode(err) == EINVALID && !isRuleError(file, section, key) {
+		return "", err
+	}
+	kv, ok := s.store.Get(settingKey(file, section, key))
+	if !ok {
+		return "", Errorf(ENOTFOUND, "Setting [%s] %s does not exist in %s.", section, key, file)
+	}
+	return string(kv.Value), nil
+}
+
+// isRuleError tells whether the names are valid (so that an EINVALID from
+// ValidateSetting with an empty value came from a value rule).
+func isRuleError(file, section, key string) bool {
+	return reFileName.MatchString(file) && reIniName.MatchString(section) && reIniName.MatchString(key)
+}
+
+// SetSetting writes one value. Errors: EINVALID, EFORBIDDEN, EREADONLY.
+func (s *Service) SetSetting(ctx context.Context, file, section, key, value string) error {
+	return s.UpdateSettings(ctx, map[string]map[string]map[string]*string{file: {section: {key: &value}}})
+}
+
+// DeleteSetting removes one key. Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EREADONLY.
+func (s *Service) DeleteSetting(ctx context.Context, file, section, key string) error {
+	if _, err := s.GetSetting(ctx, file, section, key); err != nil {
+		return err
+	}
+	kv, _ := s.store.Get(settingKey(file, section, key))
+	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
+		return conflictAs(err, "Setting [%s] %s was changed concurrently; try again.", section, key)
+	}
+	return nil
+}
