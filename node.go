@@ -1,5 +1,10 @@
 package mailcluster
 
+import (
+	"context"
+	"time"
+)
+
 // Version is the mailcluster version, set at build time with
 // -ldflags "-X mailcluster.Version=...".
 var Version = "0.1.0-dev"
@@ -57,4 +62,45 @@ type NodeInfo struct {
 	Version string      `json:"version"`
 	Primary *PrimaryRef `json:"primary,omitempty"`
 	Index   uint64      `json:"index"`
+	LagMS   int64       `json:"lagMs"` // replication lag; 0 standalone or in contact, -1 never synced
+}
+
+// NodeStatus is one node as seen in the cluster status.
+type NodeStatus struct {
+	Name    string `json:"name"`
+	APIURL  string `json:"apiUrl"`
+	Role    Role   `json:"role"`
+	Version string `json:"version"`
+	Healthy bool   `json:"healthy"`
+	Index   uint64 `json:"index"` // last applied index of its snapshot
+	LagMS   int64  `json:"lagMs"` // replication lag; -1 when unknown
+	Self    bool   `json:"self"`  // the node that answered
+	// NeverPrimary marks a node that stays out of the election.
+	NeverPrimary bool   `json:"neverPrimary"`
+	Detail       string `json:"detail"` // why a node is not healthy, if known
+}
+
+// ClusterStatus is the state of the whole cluster as one node sees it.
+type ClusterStatus struct {
+	Mode    Mode         `json:"mode"`
+	Cluster string       `json:"cluster"`
+	Primary *PrimaryRef  `json:"primary"`
+	Nodes   []NodeStatus `json:"nodes"`
+}
+
+// ClusterControl is what the Service needs of the cluster machinery.
+type ClusterControl interface {
+	// Status lists every node. Errors: EUNAVAILABLE when Consul cannot be reached.
+	Status(ctx context.Context) (*ClusterStatus, error)
+	// Switchover hands the primary role to target ("" = any other node).
+	// Errors: EREADONLY on a node that is not primary, EINVALID for an
+	// unknown or unsuitable target, EUNAVAILABLE.
+	Switchover(ctx context.Context, target string) error
+}
+
+// Lagger reports how far behind the cluster state the local snapshot may be.
+type Lagger interface {
+	// Lag is 0 while in contact, else the time since the last contact;
+	// negative when there never was contact.
+	Lag() time.Duration
 }

@@ -39,6 +39,13 @@ type Service struct {
 	BcryptCost int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Cluster answers cluster status and switchover; nil on a standalone
+	// node (which then reports only itself).
+	Cluster ClusterControl
+	// Lag reports the replication lag; nil means none (standalone).
+	Lag Lagger
+	// Log records cluster events; nil means none.
+	Events ClusterLog
 
 	authMu    sync.Mutex
 	authKey   []byte
@@ -69,7 +76,47 @@ func (s *Service) NodeInfo() NodeInfo {
 	if p, ok := s.lead.Primary(); ok {
 		info.Primary = &p
 	}
+	if s.Lag != nil {
+		if lag := s.Lag.Lag(); lag < 0 {
+			info.LagMS = -1
+		} else {
+			info.LagMS = lag.Milliseconds()
+		}
+	}
 	return info
+}
+
+// ClusterStatus lists the nodes of the cluster (just this one when
+// standalone). Errors: EFORBIDDEN, EUNAVAILABLE.
+func (s *Service) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	if s.Cluster != nil {
+		return s.Cluster.Status(ctx)
+	}
+	info := s.NodeInfo()
+	self := NodeStatus{Name: info.Name, Role: info.Role, Version: info.Version, Healthy: true, Index: info.Index, Self: true}
+	if info.Primary != nil {
+		self.APIURL = info.Primary.APIURL
+	}
+	return &ClusterStatus{Mode: info.Mode, Primary: info.Primary, Nodes: []NodeStatus{self}}, nil
+}
+
+// Switchover hands the primary role to target ("" = any other node).
+// Errors: EFORBIDDEN, EINVALID (standalone, unknown target), EREADONLY,
+// EUNAVAILABLE.
+func (s *Service) Switchover(ctx context.Context, target string) error {
+	if err := authorizeServer(ctx); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	if s.Cluster == nil {
+		return Errorf(EINVALID, "A standalone node has no other node to hand the primary role to.")
+	}
+	return s.Cluster.Switchover(ctx, target)
 }
 
 // checkWritable is the one place where the read-only rule of secondaries
@@ -293,6 +340,9 @@ func (s *Service) UpdateDomain(ctx context.Context, name string, upd DomainUpdat
 	if err := ValidateDomainName(name); err != nil {
 		return nil, err
 	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
 	d, idx, err := s.getDomain(name)
 	if err != nil {
 		return nil, err
@@ -325,6 +375,9 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	}
 	name = NormalizeDomain(name)
 	if err := ValidateDomainName(name); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
 		return err
 	}
 	_, idx, err := s.getDomain(name)
@@ -476,12 +529,11 @@ func validateAccountFields(a *Account) error {
 	if a.QuotaBytes < 0 || a.QuotaMessages < 0 {
 		return Errorf(EINVALID, "Quotas must be 0 (unlimited) or more.")
 	}
-	if _, err := ParseAdminRights(string(a.AdminRights)); err != nil {
+	rights, err := ParseAdminRights(string(a.AdminRights))
+	if err != nil {
 		return err
 	}
-	if a.AdminRights == "" {
-		a.AdminRights = AdminNone
-	}
+	a.AdminRights = rights
 	if a.MailboxPath != "" && (!strings.HasPrefix(a.MailboxPath, "/") || strings.Contains(a.MailboxPath, "..") ||
 		strings.ContainsAny(a.MailboxPath, "\r\n\x00") || len(a.MailboxPath) > 1024) {
 		return Errorf(EINVALID, "Mailbox path must be an absolute path without '..'.")
@@ -565,6 +617,9 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	if caller != nil && caller.AdminRights != AdminGlobal && upd.AdminRights != nil && *upd.AdminRights == AdminGlobal {
 		return nil, Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
 	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
 	a, idx, err := s.getAccount(domain, mailbox)
 	if err != nil {
 		return nil, err
@@ -586,9 +641,6 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 		return nil, Errorf(EINVALID, "Mailbox path may not be empty.")
 	}
 	if err := validateAccountFields(a); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
 	if wasGlobal && (a.AdminRights != AdminGlobal || a.Disabled || a.Frozen) {
@@ -626,6 +678,9 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 		return err
 	}
 	if err := authorizeDomain(ctx, domain); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
 		return err
 	}
 	a, idx, err := s.getAccount(domain, mailbox)
@@ -811,12 +866,17 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 	for file, secs := range changes {
 		for sec, keys := range secs {
 			for k, v := range keys {
+				if v == nil {
+					// A delete needs valid names only, not a valid value.
+					if err := ValidateSetting(file, sec, k, ""); err != nil && !isRuleError(file, sec, k) {
+						return err
+					}
+				} else if err := ValidateSetting(file, sec, k, *v); err != nil {
+					return err
+				}
 				val := ""
 				if v != nil {
 					val = *v
-				}
-				if err := ValidateSetting(file, sec, k, val); err != nil {
-					return err
 				}
 				key := settingKey(file, sec, k)
 				if v == nil {
@@ -829,6 +889,9 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 	}
 	if len(ops) == 0 {
 		return Errorf(EINVALID, "No settings to change were given.")
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
 	}
 	if err := s.txn(ctx, ops); err != nil {
 		return err
@@ -865,6 +928,12 @@ func (s *Service) SetSetting(ctx context.Context, file, section, key, value stri
 
 // DeleteSetting removes one key. Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EREADONLY.
 func (s *Service) DeleteSetting(ctx context.Context, file, section, key string) error {
+	if err := authorizeServer(ctx); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
 	if _, err := s.GetSetting(ctx, file, section, key); err != nil {
 		return err
 	}

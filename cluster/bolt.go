@@ -38,26 +38,7 @@ func OpenBoltStore(path string, log *slog.Logger) (*BoltStore, error) {
 	}
 	s := &BoltStore{db: db, snap: NewSnapshot(), log: log}
 	err = db.Update(func(tx *bolt.Tx) error {
-		kvb, err := tx.CreateBucketIfNotExists(bucketKV)
-		if err != nil {
-			return err
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		var index uint64
-		if v := meta.Get(keyIndex); len(v) == 8 {
-			index = binary.BigEndian.Uint64(v)
-		}
-		var all []mailcluster.KV
-		err = kvb.ForEach(func(k, v []byte) error {
-			if len(v) < 8 {
-				return fmt.Errorf("record %q is damaged", k)
-			}
-			all = append(all, mailcluster.KV{Key: string(k), ModifyIndex: binary.BigEndian.Uint64(v[:8]), Value: append([]byte(nil), v[8:]...)})
-			return nil
-		})
+		all, index, err := loadBuckets(tx)
 		if err != nil {
 			return err
 		}
@@ -124,10 +105,7 @@ func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, erro
 			}
 			switch op.Verb {
 			case mailcluster.OpSet, mailcluster.OpCAS:
-				rec := make([]byte, 8+len(op.Value))
-				binary.BigEndian.PutUint64(rec, index)
-				copy(rec[8:], op.Value)
-				if err := kvb.Put([]byte(op.Key), rec); err != nil {
+				if err := kvb.Put([]byte(op.Key), encodeRecord(index, op.Value)); err != nil {
 					return err
 				}
 				changes = append(changes, mailcluster.KV{Key: op.Key, Value: append([]byte(nil), op.Value...), ModifyIndex: index})
@@ -140,9 +118,7 @@ func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, erro
 				}
 			}
 		}
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], index)
-		return meta.Put(keyIndex, b[:])
+		return putIndex(meta, index)
 	})
 	if err != nil {
 		if mailcluster.ErrorCode(err) != mailcluster.EINTERNAL {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"strings"
 	"sync"
 
@@ -16,6 +17,7 @@ type Snapshot struct {
 	mu      sync.RWMutex
 	tree    *btree.BTreeG[mailcluster.KV]
 	index   uint64
+	advance chan struct{} // closed and replaced whenever index grows
 	watchMu sync.Mutex
 	watches map[*watch]struct{}
 }
@@ -29,7 +31,7 @@ func kvLess(a, b mailcluster.KV) bool { return a.Key < b.Key }
 
 // NewSnapshot returns an empty snapshot at index 0.
 func NewSnapshot() *Snapshot {
-	return &Snapshot{tree: btree.NewG(32, kvLess), watches: map[*watch]struct{}{}}
+	return &Snapshot{tree: btree.NewG(32, kvLess), watches: map[*watch]struct{}{}, advance: make(chan struct{})}
 }
 
 // Get returns one key.
@@ -98,9 +100,7 @@ func (s *Snapshot) Apply(index uint64, set []mailcluster.KV, del []string) {
 	for _, k := range del {
 		s.tree.Delete(mailcluster.KV{Key: k})
 	}
-	if index > s.index {
-		s.index = index
-	}
+	s.setIndexLocked(index)
 	s.mu.Unlock()
 	keys := make([]string, 0, len(set)+len(del))
 	for _, kv := range set {
@@ -118,7 +118,9 @@ func (s *Snapshot) Replace(all []mailcluster.KV, index uint64) {
 	}
 	s.mu.Lock()
 	prev := s.tree
-	s.tree, s.index = next, index
+	s.tree = next
+	s.index = 0
+	s.setIndexLocked(index)
 	s.mu.Unlock()
 	var changed []string
 	prev.Ascend(func(kv mailcluster.KV) bool {
@@ -134,6 +136,31 @@ func (s *Snapshot) Replace(all []mailcluster.KV, index uint64) {
 		return true
 	})
 	s.wake(changed)
+}
+
+func (s *Snapshot) setIndexLocked(index uint64) {
+	if index > s.index {
+		s.index = index
+		close(s.advance)
+		s.advance = make(chan struct{})
+	}
+}
+
+// WaitIndex blocks until the snapshot has applied index or ctx ends.
+func (s *Snapshot) WaitIndex(ctx context.Context, index uint64) error {
+	for {
+		s.mu.RLock()
+		cur, ch := s.index, s.advance
+		s.mu.RUnlock()
+		if cur >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Notify returns a coalescing channel for changes under prefix.

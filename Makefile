@@ -1,0 +1,55 @@
+# mailcluster: `make run` starts a standalone node, `make test` runs every test.
+# Everything needed is fetched by the targets themselves (Go modules,
+# staticcheck, the Consul agent built from tools/consul).
+
+GO          ?= go
+BIN         := $(CURDIR)/bin
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+CONSUL      := $(shell command -v consul 2>/dev/null || echo $(BIN)/consul)
+RUN_ARGS    ?=
+TEST_FLAGS  ?= -race -count=1 -timeout 14m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/mailcluster
+	$(GO) build -o $(BIN)/mailcluster ./cmd/mailcluster
+
+.PHONY: run
+run: build ## start a standalone node with its data in ./data (Ctrl-C stops it)
+	$(BIN)/mailcluster serve --data-dir ./data $(RUN_ARGS)
+
+.PHONY: test
+test: consul ## run every test, unit and integration (with a real Consul), race detector on
+	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test $(TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## print the performance figures
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+.PHONY: lint
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l . | grep -v '^tools/' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: consul
+consul: ## build the Consul agent into bin/consul (unless consul is on PATH)
+	@if command -v consul >/dev/null 2>&1; then echo "using $$(command -v consul)"; \
+	else cd tools/consul && $(GO) build -o $(BIN)/consul . && echo "Consul agent: $(BIN)/consul"; fi
+
+.PHONY: demo
+demo: build consul ## Consul dev agent + three nodes on loopback; Ctrl-C stops all
+	CONSUL=$(CONSUL) ./scripts/demo.sh
+
+.PHONY: clean
+clean: ## remove build output (not ./data)
+	rm -rf $(BIN)

@@ -1,0 +1,177 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"mailcluster"
+)
+
+// accountResponse is the JSON form of an account. It has no password or
+// password hash field at all, so neither can ever be serialised.
+type accountResponse struct {
+	Address       string    `json:"address"`
+	Domain        string    `json:"domain"`
+	Mailbox       string    `json:"mailbox"`
+	FullName      string    `json:"fullName"`
+	FirstName     string    `json:"firstName"`
+	LastName      string    `json:"lastName"`
+	MailboxPath   string    `json:"mailboxPath"`
+	Frozen        bool      `json:"frozen"`
+	Disabled      bool      `json:"disabled"`
+	QuotaBytes    int64     `json:"quotaBytes"`
+	QuotaMessages int64     `json:"quotaMessages"`
+	AdminRights   string    `json:"adminRights"`
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"`
+}
+
+type accountPageResponse struct {
+	Accounts   []accountResponse `json:"accounts"`
+	NextCursor string            `json:"nextCursor"`
+}
+
+type accountCreateRequest struct {
+	Mailbox       string `json:"mailbox"`
+	FullName      string `json:"fullName"`
+	FirstName     string `json:"firstName"`
+	LastName      string `json:"lastName"`
+	Password      string `json:"password"`
+	MailboxPath   string `json:"mailboxPath"`
+	Frozen        bool   `json:"frozen"`
+	Disabled      bool   `json:"disabled"`
+	QuotaBytes    int64  `json:"quotaBytes"`
+	QuotaMessages int64  `json:"quotaMessages"`
+	AdminRights   string `json:"adminRights"`
+}
+
+type accountUpdateRequest struct {
+	FullName      *string `json:"fullName"`
+	FirstName     *string `json:"firstName"`
+	LastName      *string `json:"lastName"`
+	Password      *string `json:"password"`
+	MailboxPath   *string `json:"mailboxPath"`
+	Frozen        *bool   `json:"frozen"`
+	Disabled      *bool   `json:"disabled"`
+	QuotaBytes    *int64  `json:"quotaBytes"`
+	QuotaMessages *int64  `json:"quotaMessages"`
+	AdminRights   *string `json:"adminRights"`
+}
+
+// Limits of the paging parameters (the Service enforces the page size too).
+const (
+	maxCursorLen = 64
+	maxSearchLen = 256
+)
+
+func newAccountResponse(a *mailcluster.Account) accountResponse {
+	p := a.Public()
+	return accountResponse{Address: p.Address(), Domain: p.Domain, Mailbox: p.Mailbox, FullName: p.FullName,
+		FirstName: p.FirstName, LastName: p.LastName, MailboxPath: p.MailboxPath, Frozen: p.Frozen,
+		Disabled: p.Disabled, QuotaBytes: p.QuotaBytes, QuotaMessages: p.QuotaMessages,
+		AdminRights: string(p.AdminRights), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+}
+
+func accountLocation(domain, mailbox string) string {
+	return domainLocation(domain) + "/accounts/" + url.PathEscape(mailbox)
+}
+
+func registerAccountRoutes(s *Server, g routeGroup) {
+	g.add(http.MethodGet, "/domains/:domain/accounts", s.handleAccountList)
+	g.add(http.MethodPost, "/domains/:domain/accounts", s.handleAccountCreate)
+	g.add(http.MethodGet, "/domains/:domain/accounts/:mailbox", s.handleAccountGet)
+	g.add(http.MethodPatch, "/domains/:domain/accounts/:mailbox", s.handleAccountUpdate)
+	g.add(http.MethodDelete, "/domains/:domain/accounts/:mailbox", s.handleAccountDelete)
+}
+
+// handleAccountList answers GET /api/v1/domains/{domain}/accounts.
+func (s *Server) handleAccountList(c echo.Context) error {
+	f := mailcluster.AccountFilter{Domain: pathParam(c, "domain"), Cursor: c.QueryParam("cursor"), Search: c.QueryParam("search")}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return mailcluster.Errorf(mailcluster.EINVALID, "Query parameter limit must be a number from 1 to 1000.")
+		}
+		f.Limit = n
+	}
+	if len(f.Cursor) > maxCursorLen {
+		return mailcluster.Errorf(mailcluster.EINVALID, "Query parameter cursor is longer than %d characters.", maxCursorLen)
+	}
+	if len(f.Search) > maxSearchLen {
+		return mailcluster.Errorf(mailcluster.EINVALID, "Query parameter search is longer than %d characters.", maxSearchLen)
+	}
+	as, next, err := s.svc.FindAccounts(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	out := accountPageResponse{Accounts: make([]accountResponse, 0, len(as)), NextCursor: next}
+	for _, a := range as {
+		out.Accounts = append(out.Accounts, newAccountResponse(a))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// handleAccountCreate answers POST /api/v1/domains/{domain}/accounts.
+func (s *Server) handleAccountCreate(c echo.Context) error {
+	var in accountCreateRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	rights, err := mailcluster.ParseAdminRights(in.AdminRights)
+	if err != nil {
+		return err
+	}
+	a, err := s.svc.CreateAccount(c.Request().Context(), mailcluster.AccountCreate{
+		Domain: pathParam(c, "domain"), Mailbox: in.Mailbox, FullName: in.FullName, FirstName: in.FirstName,
+		LastName: in.LastName, Password: in.Password, MailboxPath: in.MailboxPath, Frozen: in.Frozen,
+		Disabled: in.Disabled, QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, AdminRights: rights})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, accountLocation(a.Domain, a.Mailbox))
+	return c.JSON(http.StatusCreated, newAccountResponse(a))
+}
+
+// handleAccountGet answers GET /api/v1/domains/{domain}/accounts/{mailbox}.
+func (s *Server) handleAccountGet(c echo.Context) error {
+	a, err := s.svc.FindAccount(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "mailbox"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newAccountResponse(a))
+}
+
+// handleAccountUpdate answers PATCH /api/v1/domains/{domain}/accounts/{mailbox}.
+func (s *Server) handleAccountUpdate(c echo.Context) error {
+	var in accountUpdateRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	upd := mailcluster.AccountUpdate{FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
+		Password: in.Password, MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled,
+		QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages}
+	if in.AdminRights != nil {
+		rights, err := mailcluster.ParseAdminRights(*in.AdminRights)
+		if err != nil {
+			return err
+		}
+		upd.AdminRights = &rights
+	}
+	a, err := s.svc.UpdateAccount(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "mailbox"), upd)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newAccountResponse(a))
+}
+
+// handleAccountDelete answers DELETE /api/v1/domains/{domain}/accounts/{mailbox}.
+func (s *Server) handleAccountDelete(c echo.Context) error {
+	if err := s.svc.DeleteAccount(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "mailbox")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,518 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"golang.org/x/crypto/bcrypt"
+
+	"mailcluster"
+	"mailcluster/api"
+	"mailcluster/cluster"
+	"mailcluster/openapi"
+)
+
+// Credentials of the bootstrap administrator.
+const (
+	adminAddress  = "admin@localhost"
+	adminPassword = "secret-pass-1"
+	primaryURL    = "http://127.0.0.1:8080"
+)
+
+// logBuffer collects a server's log lines for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Env is one node under test: a bbolt store, the Service, the API server
+// on a real listener and a validating client logged in as the admin.
+type Env struct {
+	Store  *cluster.BoltStore
+	Svc    *mailcluster.Service
+	Server *api.Server
+	HTTP   *httptest.Server
+	Log    *logBuffer
+	Admin  *Client
+	// XMLCalls counts requests that reached the fake XML-API handler.
+	XMLCalls *int64Counter
+}
+
+// EnvOption changes how MustOpenEnv builds a node.
+type EnvOption func(*envConfig)
+
+type envConfig struct {
+	bodyLimit int64
+	svc       func(*mailcluster.Service) api.Service
+	noXMLAPI  bool
+}
+
+// WithBodyLimit sets Config.BodyLimit.
+func WithBodyLimit(n int64) EnvOption { return func(c *envConfig) { c.bodyLimit = n } }
+
+// WithService wraps the real Service (to inject faults).
+func WithService(f func(*mailcluster.Service) api.Service) EnvOption {
+	return func(c *envConfig) { c.svc = f }
+}
+
+// WithoutXMLAPI leaves Config.XMLAPI nil.
+func WithoutXMLAPI() EnvOption { return func(c *envConfig) { c.noXMLAPI = true } }
+
+type int64Counter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *int64Counter) inc() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+
+// Get returns the count.
+func (c *int64Counter) Get() int64 { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// MustOpenEnv starts a bootstrapped standalone primary "node1".
+func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
+	tb.Helper()
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	store, err := cluster.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), logger)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = store.Close() })
+	svc := mailcluster.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger)
+	svc.BcryptCost = bcrypt.MinCost
+	svc.NodeName = "node1"
+	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
+		AdminAddress: adminAddress, AdminPassword: adminPassword, DataDir: tb.TempDir()}); err != nil {
+		tb.Fatal(err)
+	}
+	env := &Env{Store: store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}}
+	env.start(tb, svc, logger, opts...)
+	return env
+}
+
+// MustOpenPeer starts another node over the same store whose Service asks
+// lead for its role (a secondary in the read-only tests).
+func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership) *Env {
+	tb.Helper()
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	svc := mailcluster.NewService(primary.Store, lead, logger)
+	svc.BcryptCost = bcrypt.MinCost
+	svc.NodeName = "node2"
+	svc.Mode = mailcluster.ModeCluster
+	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}}
+	env.start(tb, svc, logger)
+	return env
+}
+
+func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger, opts ...EnvOption) {
+	tb.Helper()
+	var cfg envConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var asvc api.Service = svc
+	if cfg.svc != nil {
+		asvc = cfg.svc(svc)
+	}
+	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit}
+	if !cfg.noXMLAPI {
+		acfg.XMLAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.XMLCalls.inc()
+			if _, err := io.ReadAll(r.Body); err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					w.WriteHeader(http.StatusRequestEntityTooLarge)
+					return
+				}
+			}
+			w.Header().Set("Content-Type", "application/xml")
+			_, _ = io.WriteString(w, `<?xml version="1.0"?><MDaemon><API><Response><Status id="0" value="Success"/></Response></API></MDaemon>`)
+		})
+	}
+	e.Server = api.NewServer(asvc, acfg)
+	e.HTTP = httptest.NewServer(e.Server)
+	tb.Cleanup(e.HTTP.Close)
+	e.Admin = NewClient(tb, e.HTTP.URL).As(adminAddress, adminPassword)
+}
+
+// spec is the parsed OpenAPI document and its router, loaded once.
+var spec = sync.OnceValues(func() (*openapi3.T, error) { return openapi.Load() })
+
+// Client is an HTTP client that validates every request it sends and
+// every response it receives against openapi.yaml, and fails the test
+// when a response leaks a password or a bcrypt hash.
+type Client struct {
+	base    string
+	http    *http.Client
+	doc     *openapi3.T
+	router  routers.Router
+	user    string
+	pass    string
+	secrets *[]string
+}
+
+// NewClient returns an anonymous validating client for the server at base.
+func NewClient(tb testing.TB, base string) *Client {
+	tb.Helper()
+	doc, err := spec()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	secrets := []string{adminPassword}
+	return &Client{base: base, http: &http.Client{}, doc: doc, router: router, secrets: &secrets}
+}
+
+// As returns a copy of the client that authenticates as address.
+func (c *Client) As(address, password string) *Client {
+	cp := *c
+	cp.user, cp.pass = address, password
+	c.Secret(password)
+	return &cp
+}
+
+// Anonymous returns a copy of the client without credentials.
+func (c *Client) Anonymous() *Client {
+	cp := *c
+	cp.user, cp.pass = "", ""
+	return &cp
+}
+
+// Secret adds a text that must never appear in a response. Clients made
+// with As share the list.
+func (c *Client) Secret(s string) {
+	if s != "" {
+		*c.secrets = append(*c.secrets, s)
+	}
+}
+
+// Request is one request for Client.Do.
+type Request struct {
+	Method      string
+	Path        string // with query
+	Body        []byte // nil: no body
+	ContentType string // default application/json when Body is set
+	Accept      string
+	Header      http.Header
+	// Chunked sends the body without a Content-Length.
+	Chunked bool
+	// Invalid marks a request that is deliberately malformed: the spec
+	// must reject it too (the test fails if kin-openapi accepts it).
+	Invalid bool
+}
+
+// Response is a received response with its whole body.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Problem is a decoded problem document.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail"`
+	Instance string `json:"instance"`
+	Primary  string `json:"primary"`
+}
+
+// Get sends a GET.
+func (c *Client) Get(tb testing.TB, path string) *Response {
+	tb.Helper()
+	return c.Do(tb, Request{Method: http.MethodGet, Path: path})
+}
+
+// Delete sends a DELETE.
+func (c *Client) Delete(tb testing.TB, path string) *Response {
+	tb.Helper()
+	return c.Do(tb, Request{Method: http.MethodDelete, Path: path})
+}
+
+// Send sends v as JSON with method.
+func (c *Client) Send(tb testing.TB, method, path string, v any) *Response {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c.Do(tb, Request{Method: method, Path: path, Body: b})
+}
+
+// Do sends r and validates the exchange against the spec.
+func (c *Client) Do(tb testing.TB, r Request) *Response {
+	tb.Helper()
+	req := c.newRequest(tb, r)
+	c.validateRequest(tb, r, req)
+
+	send := req.Clone(context.Background())
+	if r.Body != nil {
+		if r.Chunked {
+			send.Body = io.NopCloser(struct{ io.Reader }{bytes.NewReader(r.Body)})
+			send.ContentLength = -1
+			send.GetBody = nil
+		} else {
+			send.Body = io.NopCloser(bytes.NewReader(r.Body))
+			send.ContentLength = int64(len(r.Body))
+		}
+	}
+	res, err := c.http.Do(send)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", r.Method, r.Path, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", r.Method, r.Path, err)
+	}
+	out := &Response{Status: res.StatusCode, Header: res.Header, Body: body}
+	c.validateResponse(tb, r, req, out)
+	return out
+}
+
+func (c *Client) newRequest(tb testing.TB, r Request) *http.Request {
+	tb.Helper()
+	var body io.Reader
+	if r.Body != nil {
+		body = bytes.NewReader(r.Body)
+	}
+	req, err := http.NewRequest(r.Method, c.base+r.Path, body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = vs
+	}
+	if r.Body != nil {
+		ct := r.ContentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	if r.Accept != "" {
+		req.Header.Set("Accept", r.Accept)
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	return req
+}
+
+// findRoute returns the spec's route for req, nil when the spec has no
+// such operation (the server must then answer 404 or 405).
+func (c *Client) findRoute(req *http.Request) (*routers.Route, map[string]string) {
+	route, params, err := c.router.FindRoute(req)
+	if err != nil {
+		return nil, nil
+	}
+	return route, params
+}
+
+func (c *Client) validateRequest(tb testing.TB, r Request, req *http.Request) {
+	tb.Helper()
+	check := req.Clone(context.Background())
+	if r.Body != nil {
+		check.Body = io.NopCloser(bytes.NewReader(r.Body))
+	}
+	route, params := c.findRoute(check)
+	if route == nil {
+		return
+	}
+	err := openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+		Request: check, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, SkipSettingDefaults: true},
+	})
+	switch {
+	case r.Invalid && err == nil:
+		tb.Errorf("%s %s: request is marked invalid but the spec accepts it", r.Method, r.Path)
+	case !r.Invalid && err != nil:
+		tb.Errorf("%s %s: request does not match the spec: %v", r.Method, r.Path, err)
+	}
+}
+
+func (c *Client) validateResponse(tb testing.TB, r Request, req *http.Request, res *Response) {
+	tb.Helper()
+	where := r.Method + " " + r.Path
+	if res.Header.Get("X-Request-Id") == "" {
+		tb.Errorf("%s: response has no X-Request-Id", where)
+	}
+	c.checkSecrets(tb, where, res)
+
+	route, params := c.findRoute(req.Clone(context.Background()))
+	if route == nil {
+		// No operation in the spec: only Echo's own 404/405 may answer,
+		// and still as a documented Problem.
+		if res.Status != http.StatusNotFound && res.Status != http.StatusMethodNotAllowed && res.Status != http.StatusUnauthorized {
+			tb.Errorf("%s: no such operation in the spec, but status %d", where, res.Status)
+		}
+		c.validateProblem(tb, where, res)
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+	err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 res.Status,
+		Header:                 res.Header,
+		Body:                   io.NopCloser(bytes.NewReader(res.Body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
+	})
+	if err != nil {
+		tb.Errorf("%s: response %d does not match the spec: %v\nbody: %s", where, res.Status, err, res.Body)
+	}
+	if res.Status >= 400 && route.Path != "/MdMgmtWS" {
+		c.validateProblem(tb, where, res)
+	}
+}
+
+// validateProblem checks an error answer against the Problem schema and
+// the rules of the type URI and status.
+func (c *Client) validateProblem(tb testing.TB, where string, res *Response) {
+	tb.Helper()
+	if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
+		tb.Errorf("%s: error Content-Type %q, want application/problem+json", where, ct)
+		return
+	}
+	var v any
+	if err := json.Unmarshal(res.Body, &v); err != nil {
+		tb.Errorf("%s: problem is not JSON: %v", where, err)
+		return
+	}
+	if err := c.doc.Components.Schemas["Problem"].Value.VisitJSON(v); err != nil {
+		tb.Errorf("%s: problem does not match the schema: %v", where, err)
+	}
+	var p Problem
+	_ = json.Unmarshal(res.Body, &p)
+	if p.Status != res.Status {
+		tb.Errorf("%s: problem status %d, HTTP status %d", where, p.Status, res.Status)
+	}
+}
+
+func (c *Client) checkSecrets(tb testing.TB, where string, res *Response) {
+	tb.Helper()
+	var all strings.Builder
+	all.Write(res.Body)
+	for k, vs := range res.Header {
+		all.WriteString(k + ": " + strings.Join(vs, ",") + "\n")
+	}
+	text := all.String()
+	for _, marker := range []string{"$2a$", "$2b$", "$2y$", "passwordHash", "PasswordHash"} {
+		if strings.Contains(text, marker) {
+			tb.Errorf("%s: response contains %q: %s", where, marker, res.Body)
+		}
+	}
+	for _, s := range *c.secrets {
+		if strings.Contains(text, s) {
+			tb.Errorf("%s: response contains a password", where)
+		}
+	}
+}
+
+// JSON decodes the body into v, failing the test on error.
+func (r *Response) JSON(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		tb.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// Problem decodes a problem document.
+func (r *Response) Problem(tb testing.TB) Problem {
+	tb.Helper()
+	var p Problem
+	r.JSON(tb, &p)
+	return p
+}
+
+// Expect fails the test unless the status is want.
+func (r *Response) Expect(tb testing.TB, want int) *Response {
+	tb.Helper()
+	if r.Status != want {
+		tb.Fatalf("status %d, want %d; body: %s", r.Status, want, r.Body)
+	}
+	return r
+}
+
+// ExpectProblem checks status and problem type suffix ("not-found").
+func (r *Response) ExpectProblem(tb testing.TB, status int, kind string) Problem {
+	tb.Helper()
+	r.Expect(tb, status)
+	p := r.Problem(tb)
+	if want := api.ProblemTypePrefix + kind; p.Type != want {
+		tb.Errorf("problem type %q, want %q (detail %q)", p.Type, want, p.Detail)
+	}
+	return p
+}
+
+// Account is the JSON form of an account in answers.
+type Account struct {
+	Address       string `json:"address"`
+	Domain        string `json:"domain"`
+	Mailbox       string `json:"mailbox"`
+	FullName      string `json:"fullName"`
+	FirstName     string `json:"firstName"`
+	LastName      string `json:"lastName"`
+	MailboxPath   string `json:"mailboxPath"`
+	Frozen        bool   `json:"frozen"`
+	Disabled      bool   `json:"disabled"`
+	QuotaBytes    int64  `json:"quotaBytes"`
+	QuotaMessages int64  `json:"quotaMessages"`
+	AdminRights   string `json:"adminRights"`
+}
+
+// Domain is the JSON form of a domain in answers.
+type Domain struct {
+	Name         string `json:"name"`
+	Description  string `json:"description"`
+	MaxAccounts  int    `json:"maxAccounts"`
+	AccountCount int    `json:"accountCount"`
+}
+
+// MustCreateDomain creates a domain through the API.
+func (c *Client) MustCreateDomain(tb testing.TB, name string) {
+	tb.Helper()
+	c.Send(tb, http.MethodPost, "/api/v1/domains", map[string]any{"name": name}).Expect(tb, http.StatusCreated)
+}
+
+// MustCreateAccount creates an account through the API.
+func (c *Client) MustCreateAccount(tb testing.TB, domain string, fields map[string]any) Account {
+	tb.Helper()
+	if pw, ok := fields["password"].(string); ok {
+		c.Secret(pw)
+	}
+	var a Account
+	c.Send(tb, http.MethodPost, "/api/v1/domains/"+domain+"/accounts", fields).Expect(tb, http.StatusCreated).JSON(tb, &a)
+	return a
+}

@@ -1,0 +1,220 @@
+package api_test
+
+import (
+	"bytes"
+	"net/http"
+	"sort"
+	"testing"
+
+	"mailcluster"
+	"mailcluster/openapi"
+)
+
+// fakeLeadership is a fixed role, as a cluster election would report it.
+type fakeLeadership struct {
+	role    mailcluster.Role
+	primary mailcluster.PrimaryRef
+	known   bool
+}
+
+func (l fakeLeadership) Role() mailcluster.Role { return l.role }
+
+func (l fakeLeadership) Primary() (mailcluster.PrimaryRef, bool) { return l.primary, l.known }
+
+// writeRequests holds one valid request for every write operation of the
+// spec, aimed at objects that exist, so that only the node's role can
+// refuse it. TestSecondaryReadOnly fails when the spec gains a write
+// operation that is missing here.
+var writeRequests = map[string]Request{
+	"POST /api/v1/domains": {Body: []byte(`{"name":"new.example"}`)},
+	"PATCH /api/v1/domains/{domain}": {Path: "/api/v1/domains/example.com",
+		Body: []byte(`{"description":"changed"}`)},
+	"DELETE /api/v1/domains/{domain}": {Path: "/api/v1/domains/example.com?force=true"},
+	"POST /api/v1/domains/{domain}/accounts": {Path: "/api/v1/domains/example.com/accounts",
+		Body: []byte(`{"mailbox":"new","password":"new-pass-123"}`)},
+	"PATCH /api/v1/domains/{domain}/accounts/{mailbox}": {Path: "/api/v1/domains/example.com/accounts/alice",
+		Body: []byte(`{"fullName":"Changed","password":"changed-pass-1"}`)},
+	"DELETE /api/v1/domains/{domain}/accounts/{mailbox}": {Path: "/api/v1/domains/example.com/accounts/alice"},
+	"PUT /api/v1/settings/{file}": {Path: "/api/v1/settings/mailcluster",
+		Body: []byte("[Passwords]\nMinLength=9\n"), ContentType: "text/plain"},
+	"PUT /api/v1/settings/{file}/{section}/{key}": {Path: "/api/v1/settings/mailcluster/Passwords/MinLength",
+		Body: []byte(`{"value":"9"}`)},
+	"DELETE /api/v1/settings/{file}/{section}/{key}": {Path: "/api/v1/settings/mailcluster/Passwords/MinLength"},
+	"POST /api/v1/cluster/switchover":                {Body: []byte(`{"target":"node1"}`)},
+}
+
+// extraWriteRequests are further variants of the same operations.
+var extraWriteRequests = map[string]Request{
+	"PUT /api/v1/settings/{file} (JSON)": {Method: http.MethodPut, Path: "/api/v1/settings/mailcluster",
+		Body: []byte(`{"sections":{"Passwords":{"MinLength":"9"}}}`)},
+	"PUT /api/v1/settings/{file}/{section}/{key} (new)": {Method: http.MethodPut, Path: "/api/v1/settings/other/S/K",
+		Body: []byte(`{"value":"1"}`)},
+	"DELETE /api/v1/domains/{domain} (no force)": {Method: http.MethodDelete, Path: "/api/v1/domains/empty.example"},
+}
+
+// allWriteRequests returns the write requests by name, checking that
+// every write operation of the spec has one.
+func allWriteRequests(t *testing.T) map[string]Request {
+	t.Helper()
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]Request{}
+	for path, item := range doc.Paths.Map() {
+		if path == "/MdMgmtWS" {
+			continue // the XML-API enforces the rule itself
+		}
+		for method := range item.Operations() {
+			if method == http.MethodGet {
+				continue
+			}
+			key := method + " " + path
+			r, ok := writeRequests[key]
+			if !ok {
+				t.Errorf("no read-only test request for %s", key)
+				continue
+			}
+			r.Method = method
+			if r.Path == "" {
+				r.Path = path
+			}
+			out[key] = r
+		}
+	}
+	for k, r := range extraWriteRequests {
+		out[k] = r
+	}
+	return out
+}
+
+// snapshot reads everything the write requests could change.
+func snapshot(t *testing.T, c *Client) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, r := range []Request{
+		{Method: http.MethodGet, Path: "/api/v1/domains"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/accounts"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/accounts/alice"},
+		{Method: http.MethodGet, Path: "/api/v1/settings"},
+		{Method: http.MethodGet, Path: "/api/v1/settings/mailcluster", Accept: "text/plain"},
+	} {
+		out[r.Path+" "+r.Accept] = c.Do(t, r).Expect(t, http.StatusOK).Body
+	}
+	return out
+}
+
+func TestSecondaryReadOnly(t *testing.T) {
+	primary := MustOpenEnv(t)
+	primary.Admin.MustCreateDomain(t, "example.com")
+	primary.Admin.MustCreateDomain(t, "empty.example")
+	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1", "fullName": "Alice"})
+
+	secondary := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
+		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})
+	c := secondary.Admin
+	c.Secret("new-pass-123")
+	c.Secret("changed-pass-1")
+
+	t.Run("Reads", func(t *testing.T) {
+		var n struct {
+			Name, Role string
+			Primary    struct{ Name, APIURL string }
+		}
+		c.Get(t, "/api/v1/node").Expect(t, http.StatusOK).JSON(t, &n)
+		if n.Name != "node2" || n.Role != "secondary" || n.Primary.Name != "node1" {
+			t.Errorf("node = %+v", n)
+		}
+		var h struct{ Status, Role, Name string }
+		c.Anonymous().Get(t, "/health").Expect(t, http.StatusOK).JSON(t, &h)
+		if h.Role != "secondary" || h.Name != "node2" {
+			t.Errorf("health = %+v", h)
+		}
+	})
+
+	before := snapshot(t, c)
+	index := primary.Store.Index()
+	reqs := allWriteRequests(t)
+	names := make([]string, 0, len(reqs))
+	for k := range reqs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			p := c.Do(t, reqs[name]).ExpectProblem(t, http.StatusForbidden, "read-only")
+			if p.Primary != primaryURL {
+				t.Errorf("primary = %q, want %q", p.Primary, primaryURL)
+			}
+			if p.Detail == "" {
+				t.Error("no detail")
+			}
+		})
+	}
+	t.Run("NothingChanged", func(t *testing.T) {
+		if got := primary.Store.Index(); got != index {
+			t.Errorf("store index moved from %d to %d", index, got)
+		}
+		after := snapshot(t, c)
+		for k, b := range before {
+			if !bytes.Equal(b, after[k]) {
+				t.Errorf("%s changed:\n%s\nwant\n%s", k, after[k], b)
+			}
+		}
+		c.Get(t, "/api/v1/domains/new.example").ExpectProblem(t, http.StatusNotFound, "not-found")
+	})
+	t.Run("PrimaryStillWrites", func(t *testing.T) {
+		primary.Admin.Send(t, http.MethodPatch, "/api/v1/domains/example.com", map[string]any{"description": "from primary"}).
+			Expect(t, http.StatusOK)
+		var d Domain
+		c.Get(t, "/api/v1/domains/example.com").Expect(t, http.StatusOK).JSON(t, &d)
+		if d.Description != "from primary" {
+			t.Errorf("secondary reads %q", d.Description)
+		}
+	})
+}
+
+func TestNoPrimaryUnavailable(t *testing.T) {
+	primary := MustOpenEnv(t)
+	primary.Admin.MustCreateDomain(t, "example.com")
+	primary.Admin.MustCreateDomain(t, "empty.example")
+	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1"})
+
+	orphan := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary})
+	c := orphan.Admin
+	c.Secret("new-pass-123")
+	c.Secret("changed-pass-1")
+	before := snapshot(t, c)
+	index := primary.Store.Index()
+
+	var n struct {
+		Role    string
+		Primary *struct{ Name string }
+	}
+	c.Get(t, "/api/v1/node").Expect(t, http.StatusOK).JSON(t, &n)
+	if n.Role != "secondary" || n.Primary != nil {
+		t.Errorf("node = %+v", n)
+	}
+	for name, r := range allWriteRequests(t) {
+		t.Run(name, func(t *testing.T) {
+			res := c.Do(t, r)
+			p := res.ExpectProblem(t, http.StatusServiceUnavailable, "unavailable")
+			if p.Primary != "" {
+				t.Errorf("primary = %q", p.Primary)
+			}
+			if res.Header.Get("Retry-After") == "" {
+				t.Error("no Retry-After")
+			}
+		})
+	}
+	if got := primary.Store.Index(); got != index {
+		t.Errorf("store index moved from %d to %d", index, got)
+	}
+	after := snapshot(t, c)
+	for k, b := range before {
+		if !bytes.Equal(b, after[k]) {
+			t.Errorf("%s changed", k)
+		}
+	}
+}

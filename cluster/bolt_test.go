@@ -1,0 +1,187 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"mailcluster"
+	"mailcluster/cluster"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// MustOpenBoltStore opens a store in a temp dir, closed on cleanup.
+func MustOpenBoltStore(tb testing.TB, path string) *cluster.BoltStore {
+	tb.Helper()
+	if path == "" {
+		path = filepath.Join(tb.TempDir(), "state.db")
+	}
+	s, err := cluster.OpenBoltStore(path, discard())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestBoltStoreTxn(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpenBoltStore(t, "")
+	t.Run("OK", func(t *testing.T) {
+		idx, err := s.Txn(ctx, []mailcluster.Op{
+			{Verb: mailcluster.OpCAS, Key: "domains/a", Value: []byte("A")},
+			{Verb: mailcluster.OpSet, Key: "domains/b", Value: []byte("B")},
+		})
+		if err != nil || idx != 1 || s.Index() != 1 {
+			t.Fatalf("idx=%d err=%v index=%d", idx, err, s.Index())
+		}
+		kv, ok := s.Get("domains/a")
+		if !ok || string(kv.Value) != "A" || kv.ModifyIndex != 1 {
+			t.Fatalf("get = %+v %v", kv, ok)
+		}
+	})
+	t.Run("ErrConflictAllOrNothing", func(t *testing.T) {
+		before := s.Index()
+		_, err := s.Txn(ctx, []mailcluster.Op{
+			{Verb: mailcluster.OpSet, Key: "domains/c", Value: []byte("C")},
+			{Verb: mailcluster.OpCAS, Key: "domains/a", Value: []byte("A2"), Index: 99},
+		})
+		if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+			t.Fatalf("err = %v", err)
+		}
+		if _, ok := s.Get("domains/c"); ok || s.Index() != before {
+			t.Fatal("a failed transaction was partly applied")
+		}
+		_, err = s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: "domains/a", Value: []byte("x"), Index: 0}})
+		if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+			t.Fatalf("create-if-absent on existing key: %v", err)
+		}
+		_, err = s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCheck, Key: "domains/zzz", Index: 5}})
+		if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+			t.Fatalf("check of missing key: %v", err)
+		}
+	})
+	t.Run("ErrInvalid", func(t *testing.T) {
+		for _, ops := range [][]mailcluster.Op{
+			nil,
+			{{Verb: mailcluster.OpSet, Key: ""}},
+			{{Verb: 42, Key: "k"}},
+			{{Verb: mailcluster.OpSet, Key: "k"}, {Verb: mailcluster.OpDelete, Key: "k"}},
+		} {
+			if _, err := s.Txn(ctx, ops); mailcluster.ErrorCode(err) != mailcluster.EINVALID {
+				t.Errorf("ops %+v: err = %v", ops, err)
+			}
+		}
+	})
+	t.Run("DeleteCAS", func(t *testing.T) {
+		kv, _ := s.Get("domains/b")
+		if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: "domains/b", Index: kv.ModifyIndex + 1}}); mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+			t.Fatalf("stale delete: %v", err)
+		}
+		if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: "domains/b", Index: kv.ModifyIndex}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := s.Get("domains/b"); ok {
+			t.Fatal("key still present")
+		}
+	})
+}
+
+func TestBoltStoreListAndPersist(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := cluster.OpenBoltStore(path, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: fmt.Sprintf("accounts/d/u%d", i), Value: []byte{byte(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: "accounts/e/x", Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	page := s.List("accounts/d/", "accounts/d/u1", 2)
+	if len(page) != 2 || page[0].Key != "accounts/d/u2" || page[1].Key != "accounts/d/u3" {
+		t.Fatalf("page = %+v", page)
+	}
+	if n := s.Count("accounts/d/"); n != 5 {
+		t.Fatalf("count = %d", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := MustOpenBoltStore(t, path)
+	if s2.Index() != 6 || s2.Count("accounts/") != 6 {
+		t.Fatalf("after reopen: index %d count %d", s2.Index(), s2.Count("accounts/"))
+	}
+	kv, ok := s2.Get("accounts/d/u4")
+	if !ok || kv.Value[0] != 4 || kv.ModifyIndex != 5 {
+		t.Fatalf("after reopen: %+v", kv)
+	}
+}
+
+func TestBoltStoreLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	MustOpenBoltStore(t, path)
+	start := time.Now()
+	if _, err := cluster.OpenBoltStore(path, discard()); err == nil {
+		t.Fatal("a second open of the same file must fail")
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("open did not time out")
+	}
+}
+
+func TestNotify(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpenBoltStore(t, "")
+	ch, stop := s.Notify("settings/")
+	defer stop()
+	if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: "domains/x", Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+		t.Fatal("notified for a key outside the prefix")
+	default:
+	}
+	if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: "settings/f/s/k", Value: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no notification for a key under the prefix")
+	}
+}
+
+func TestBoltStoreConcurrentCAS(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpenBoltStore(t, "")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: "domains/race", Value: []byte("v")}}); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d creators won, want exactly 1", wins)
+	}
+}

@@ -1,0 +1,154 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"mailcluster"
+)
+
+// Materializer writes the replicated ini settings to <dir>/<file>.ini on
+// every change, and rewrites a file edited by hand on this node's disk from
+// the replicated state (the replicated state always wins).
+type Materializer struct {
+	store mailcluster.Store
+	dir   string
+	log   *slog.Logger
+
+	// Interval is how often files on disk are compared with the state, to
+	// catch edits by hand; 0 means one second.
+	Interval time.Duration
+	// OnOverwrite, when set, is called after a file that differed from the
+	// replicated state (edited or removed by hand) has been rewritten.
+	OnOverwrite func(file string)
+
+	mu   sync.Mutex
+	last map[string][]byte // what was last written, per file name
+}
+
+// NewMaterializer returns a Materializer writing into dir.
+func NewMaterializer(store mailcluster.Store, dir string, log *slog.Logger) *Materializer {
+	return &Materializer{store: store, dir: dir, log: log, last: map[string][]byte{}}
+}
+
+// Sync writes every file whose content on disk differs from the state.
+// overwrite, when not nil, is called for each file that was changed or
+// removed on disk since this Materializer last wrote it (an edit by hand),
+// as opposed to a file that is rewritten because the state changed.
+func (m *Materializer) Sync(overwrite func(file string)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := os.MkdirAll(m.dir, 0o755); err != nil {
+		return fmt.Errorf("cluster: settings dir: %w", err)
+	}
+	want := map[string]bool{}
+	for _, name := range mailcluster.ListSettingsFiles(m.store) {
+		secs, _ := mailcluster.ReadSettingsFile(m.store, name)
+		body := append([]byte("; Written by mailcluster from the replicated state. Edits here are overwritten;\n; change settings through the API on the primary.\n"), mailcluster.RenderIni(secs)...)
+		path := filepath.Join(m.dir, name+".ini")
+		want[name+".ini"] = true
+		cur, rerr := os.ReadFile(path)
+		if rerr == nil && bytes.Equal(cur, body) {
+			m.last[name] = body
+			continue
+		}
+		prev, wrote := m.last[name]
+		if err := writeFileAtomic(path, body, 0o644); err != nil {
+			return err
+		}
+		m.last[name] = body
+		if overwrite != nil && wrote && (rerr != nil || !bytes.Equal(cur, prev)) {
+			overwrite(name)
+		}
+	}
+	entries, err := os.ReadDir(m.dir)
+	if err != nil {
+		return fmt.Errorf("cluster: settings dir: %w", err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasSuffix(n, ".ini") && !want[n] && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(m.dir, n)); err != nil {
+				return fmt.Errorf("cluster: remove %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Run keeps the files current until ctx ends.
+func (m *Materializer) Run(ctx context.Context) {
+	changes, stop := m.store.Notify(mailcluster.PrefixSettings)
+	defer stop()
+	interval := m.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	if err := m.Sync(nil); err != nil {
+		m.log.Error("writing settings files", "err", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			if err := m.Sync(nil); err != nil {
+				m.log.Error("writing settings files", "err", err)
+			}
+		case <-tick.C:
+			err := m.Sync(func(file string) {
+				if m.OnOverwrite != nil {
+					m.OnOverwrite(file)
+					return
+				}
+				m.log.Warn("settings file on disk differed from the replicated state and was overwritten", "file", file+".ini")
+			})
+			if err != nil {
+				m.log.Error("writing settings files", "err", err)
+			}
+		}
+	}
+}
+
+// writeFileAtomic writes via a temporary file, fsync and rename, then syncs
+// the directory, so readers never see a half-written file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("cluster: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("cluster: write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("cluster: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("cluster: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cluster: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("cluster: rename %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

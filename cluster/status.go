@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"mailcluster"
+)
+
+// Control implements mailcluster.ClusterControl over Consul's catalog and
+// the nodes' own /health endpoints.
+type Control struct {
+	Client   *api.Client
+	Cluster  string
+	Self     string
+	Election *Election
+	// HTTP fetches the nodes' /health; nil means a client with a 1 s timeout.
+	HTTP *http.Client
+}
+
+var _ mailcluster.ClusterControl = (*Control)(nil)
+
+// healthBody is the part of /health that Status reads.
+type healthBody struct {
+	Role  mailcluster.Role `json:"role"`
+	Index uint64           `json:"index"`
+	LagMS int64            `json:"lagMs"`
+}
+
+// Status implements mailcluster.ClusterControl.
+func (c *Control) Status(ctx context.Context) (*mailcluster.ClusterStatus, error) {
+	entries, _, err := c.Client.Health().Service(ServiceName, "cluster-"+c.Cluster, false, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster status cannot be read from Consul.", Err: fmt.Errorf("cluster: health: %w", err)}
+	}
+	st := &mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: c.Cluster}
+	if p, ok := c.Election.Primary(); ok {
+		st.Primary = &p
+	}
+	client := c.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: time.Second}
+	}
+	st.Nodes = make([]mailcluster.NodeStatus, len(entries))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		n := mailcluster.NodeStatus{Name: e.Service.Meta["node_name"], Version: e.Service.Meta["version"], Healthy: true, LagMS: -1,
+			APIURL: "http://" + net.JoinHostPort(e.Service.Address, strconv.Itoa(e.Service.Port))}
+		n.Self = n.Name == c.Self
+		n.NeverPrimary = e.Service.Meta["never_primary"] == "true"
+		n.Role = mailcluster.RoleSecondary
+		for _, t := range e.Service.Tags {
+			if t == string(mailcluster.RolePrimary) {
+				n.Role = mailcluster.RolePrimary
+			}
+		}
+		for _, chk := range e.Checks {
+			if chk.Status != api.HealthPassing && (chk.ServiceID == e.Service.ID || chk.CheckID == "serfHealth") {
+				n.Healthy = false
+				n.Detail = chk.Name + ": " + chk.Status
+			}
+		}
+		st.Nodes[i] = n
+		wg.Add(1)
+		go func(n *mailcluster.NodeStatus) {
+			defer wg.Done()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.APIURL+"/health", nil)
+			if err != nil {
+				return
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				n.Healthy, n.Detail = false, "unreachable"
+				return
+			}
+			defer resp.Body.Close()
+			var h healthBody
+			if json.NewDecoder(resp.Body).Decode(&h) == nil {
+				n.Index, n.LagMS = h.Index, h.LagMS
+				if h.Role != "" {
+					n.Role = h.Role
+				}
+			}
+		}(&st.Nodes[i])
+	}
+	wg.Wait()
+	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
+	return st, nil
+}
+
+// Switchover implements mailcluster.ClusterControl: a named target must be
+// a registered, healthy node.
+func (c *Control) Switchover(ctx context.Context, target string) error {
+	if target != "" {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, n := range st.Nodes {
+			if n.Name == target && n.Healthy && !n.NeverPrimary {
+				found = true
+			}
+		}
+		if !found {
+			return mailcluster.Errorf(mailcluster.EINVALID, "Node %q is not a healthy member of cluster %s that may become primary.", target, c.Cluster)
+		}
+	}
+	if err := c.Election.Switchover(ctx, target, 0); err != nil {
+		if err == ErrNotPrimary {
+			return mailcluster.Errorf(mailcluster.EREADONLY, "This node is no longer the primary.")
+		}
+		return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The switchover could not be started.", Err: err}
+	}
+	return nil
+}

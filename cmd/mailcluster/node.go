@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"mailcluster"
+	"mailcluster/api"
+	"mailcluster/cluster"
+	"mailcluster/xmlapi"
+)
+
+// Main is one running node. Run starts it and returns once every listener
+// is up; Close stops it. Tests start whole nodes in-process with it.
+type Main struct {
+	Config *Config
+	Log    *slog.Logger
+	// Stdout receives the one-time notice of a generated admin password.
+	Stdout io.Writer
+
+	Service  *mailcluster.Service
+	HTTPAddr string // the address the HTTP listener got (useful with port 0)
+
+	store        closer
+	events       *cluster.FileClusterLog
+	ln           net.Listener
+	http         *http.Server
+	cancel       context.CancelFunc
+	stopElection context.CancelFunc
+	electionDone chan struct{}
+	wg           sync.WaitGroup
+	closeMu      sync.Once
+}
+
+// closer is a Store that must be closed.
+type closer interface {
+	mailcluster.Store
+	Close() error
+}
+
+// Run opens the state, initialises it on the first start (standalone) or
+// joins the cluster (with a Consul address), and starts the HTTP listener
+// and the background jobs. It returns once the listener is up.
+func (m *Main) Run(ctx context.Context) (err error) {
+	c := m.Config
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	for _, dir := range []string{c.DataDir, filepath.Join(c.DataDir, "app"), filepath.Join(c.DataDir, "logs")} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
+	keyID, err := loadNodeKey(c)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
+	}
+	m.ln = ln
+	m.HTTPAddr = ln.Addr().String()
+	advertise := c.AdvertiseAddr
+	if advertise == "" {
+		if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() && c.Clustered() {
+			return usagef("advertise-addr: required when http-addr listens on all interfaces (%s)", c.HTTPAddr)
+		}
+		advertise = m.HTTPAddr
+	}
+	self := mailcluster.PrimaryRef{Name: c.NodeName, APIURL: "http://" + advertise}
+	m.events = cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, m.Log)
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir}
+
+	if c.Clustered() {
+		err = m.startCluster(bg, self, advertise, keyID, boot)
+	} else {
+		err = m.startStandalone(ctx, self, boot)
+	}
+	if err != nil {
+		return err
+	}
+
+	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlapi.NewHandler(m.Service, m.Log)})
+	m.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+	}
+	mat := cluster.NewMaterializer(m.store, filepath.Join(c.DataDir, "app"), m.Log)
+	mat.OnOverwrite = func(file string) {
+		m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "settings-overwritten",
+			Message: "a settings file edited on this node's disk was overwritten from the replicated state",
+			Fields:  map[string]string{"file": file + ".ini"}})
+	}
+	if err := mat.Sync(nil); err != nil {
+		return err
+	}
+	m.goBackground(func() { mat.Run(bg) })
+	m.goBackground(func() {
+		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server stopped", "err", err)
+		}
+	})
+	base := "http://" + m.HTTPAddr
+	mode := mailcluster.ModeStandalone
+	if c.Clustered() {
+		mode = mailcluster.ModeCluster
+	}
+	m.Log.Info("listening", "node", c.NodeName, "mode", mode,
+		"rest", base+"/api/v1/", "xmlapi", base+"/MdMgmtWS", "openapi", base+"/openapi.yaml", "health", base+"/health",
+		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
+	return nil
+}
+
+func (m *Main) goBackground(f func()) {
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); f() }()
+}
+
+// startStandalone opens the embedded store; the node is always primary.
+func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef, boot mailcluster.BootstrapConfig) error {
+	st, err := cluster.OpenBoltStore(filepath.Join(m.Config.DataDir, "state.db"), m.Log)
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return fmt.Errorf("data dir %s is in use by another mailcluster process", m.Config.DataDir)
+		}
+		return err
+	}
+	m.store = st
+	m.Service = m.newService(st, mailcluster.StaticLeadership{Self: self}, mailcluster.ModeStandalone)
+	generated, err := m.Service.Bootstrap(ctx, boot)
+	if err != nil {
+		return fmt.Errorf("initialise state: %w", err)
+	}
+	m.announcePassword(generated)
+	return nil
+}
+
+func (m *Main) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *mailcluster.Service {
+	svc := mailcluster.NewService(st, lead, m.Log)
+	svc.NodeName = m.Config.NodeName
+	svc.Mode = mode
+	svc.Events = m.events
+	return svc
+}
+
+func (m *Main) announcePassword(generated string) {
+	if generated != "" && m.Stdout != nil {
+		fmt.Fprintf(m.Stdout, "\nGenerated password for %s: %s\n(shown only this once; only its hash is stored. Set MAILCLUSTER_ADMIN_PASSWORD before the first start to choose it.)\n\n",
+			m.Config.AdminAddress, generated)
+	}
+}
+
+// startCluster joins the Consul cluster: the snapshot store, the election
+// and the service registration run in the background; the node serves its
+// persisted snapshot read-only until it hears from Consul.
+func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, advertise, keyID string, boot mailcluster.BootstrapConfig) error {
+	c := m.Config
+	client, err := consulapi.NewClient(&consulapi.Config{Address: c.ConsulAddr, Token: c.ConsulToken})
+	if err != nil {
+		return fmt.Errorf("consul client: %w", err)
+	}
+	st, err := cluster.OpenConsulStore(client, c.ClusterName, filepath.Join(c.DataDir, "snapshot.db"), m.Log)
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return fmt.Errorf("data dir %s is in use by another mailcluster process", c.DataDir)
+		}
+		return err
+	}
+	m.store = st
+	roles := make(chan mailcluster.Role, 1)
+	var election *cluster.Election
+	election = cluster.NewElection(cluster.ElectionConfig{
+		Client: client, Cluster: c.ClusterName, Self: self, Log: m.Log,
+		NeverPrimary: c.NeverPrimary, TTL: c.SessionTTL,
+		OnChange: func(r mailcluster.Role) {
+			select {
+			case roles <- r:
+			default:
+			}
+			if r == mailcluster.RolePrimary {
+				m.events.Record(mailcluster.ClusterEvent{Event: "election", Message: "this node became the primary",
+					Fields: map[string]string{"elections": fmt.Sprint(election.Elections())}})
+				m.goBackground(func() { m.bootstrapAsPrimary(bg, boot) })
+			}
+		},
+	})
+	st.Session = election.Session
+	m.Service = m.newService(st, election, mailcluster.ModeCluster)
+	m.Service.Lag = st
+	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election}
+	reg := &cluster.Registration{Client: client, NodeName: c.NodeName, Cluster: c.ClusterName, APIAddr: advertise,
+		NodeKeyID: keyID, NeverPrimary: c.NeverPrimary, Log: m.Log}
+	electCtx, stopElection := context.WithCancel(bg)
+	m.stopElection = stopElection
+	m.goBackground(func() { st.Run(bg) })
+	m.electionDone = make(chan struct{})
+	go func() { defer close(m.electionDone); election.Run(electCtx) }()
+	m.goBackground(func() { reg.Run(bg, roles, election.Role) })
+	m.events.Record(mailcluster.ClusterEvent{Event: "join", Message: "node started and is joining the cluster",
+		Fields: map[string]string{"cluster": c.ClusterName, "consul": c.ConsulAddr, "version": mailcluster.Version, "never_primary": fmt.Sprint(c.NeverPrimary)}})
+	return nil
+}
+
+// bootstrapAsPrimary initialises an empty cluster state once this node is
+// primary (a no-op when it is initialised already).
+func (m *Main) bootstrapAsPrimary(ctx context.Context, boot mailcluster.BootstrapConfig) {
+	if st, ok := m.store.(*cluster.ConsulStore); ok {
+		// Make sure the snapshot is current before deciding that the state is empty.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		for {
+			if last, failing := st.Sync(); !last.IsZero() && !failing {
+				break
+			}
+			if wctx.Err() != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	generated, err := m.Service.Bootstrap(ctx, boot)
+	if err != nil {
+		m.Log.Error("initialising the cluster state", "err", err)
+		return
+	}
+	m.announcePassword(generated)
+}
+
+// Close stops the node: in a cluster it first hands the primary role
+// over (releasing the lock), then stops the listener and background jobs,
+// and closes the state.
+func (m *Main) Close() error {
+	var err error
+	m.closeMu.Do(func() {
+		if m.stopElection != nil {
+			m.stopElection()
+			<-m.electionDone
+		}
+		if m.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = m.http.Shutdown(ctx)
+			cancel()
+		} else if m.ln != nil {
+			m.ln.Close()
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.wg.Wait()
+		if m.store != nil {
+			if cerr := m.store.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if m.events != nil && m.Config.Clustered() {
+			m.events.Record(mailcluster.ClusterEvent{Event: "leave", Message: "node stopped"})
+		}
+	})
+	return err
+}
+
+// loadNodeKey returns the id (a hash, never the key) of the node key from
+// the config, or from <data>/node.key, generating that file on first use.
+func loadNodeKey(c *Config) (string, error) {
+	key := c.NodeKey
+	if key == "" {
+		path := filepath.Join(c.DataDir, "node.key")
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			key = strings.TrimSpace(string(b))
+		case os.IsNotExist(err):
+			key = rand.Text() + rand.Text()
+			if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+				return "", fmt.Errorf("write node key: %w", err)
+			}
+		default:
+			return "", fmt.Errorf("read node key: %w", err)
+		}
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:8]), nil
+}

@@ -1,0 +1,174 @@
+package xmlapi
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/beevik/etree"
+
+	"mailcluster"
+)
+
+// dispatch runs one operation, filling result on success. Operation names
+// are case-sensitive.
+func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Element) error {
+	p := params{req.params}
+	switch req.op {
+	case "GetVersionInfo":
+		return h.handleVersionInfo(ctx, p, result)
+	case "GetDomainList":
+		return h.handleDomainList(ctx, p, result)
+	case "GetDomainInfo":
+		return h.handleDomainInfo(ctx, p, result)
+	case "CreateDomain":
+		return h.handleDomainCreate(ctx, p, result)
+	case "UpdateDomain":
+		return h.handleDomainUpdate(ctx, p, result)
+	case "DeleteDomain":
+		return h.handleDomainDelete(ctx, p, result)
+	case "GetUserInfo":
+		return h.handleUserInfo(ctx, p, result)
+	case "CreateUser":
+		return h.handleUserCreate(ctx, p, result)
+	case "UpdateUser":
+		return h.handleUserUpdate(ctx, p, result)
+	case "DeleteUser":
+		return h.handleUserDelete(ctx, p, result)
+	case "GetIniSettings":
+		return h.handleIniSettingsGet(ctx, p, result)
+	case "UpdateIniSettings":
+		return h.handleIniSettingsUpdate(ctx, p, result)
+	}
+	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
+}
+
+// params reads the children of <Parameters>. A path is a list of element
+// names separated by "/" ("Details/Frozen"); names are case-sensitive and
+// the first matching element wins. Text is trimmed of surrounding space,
+// except by raw.
+type params struct{ el *etree.Element }
+
+// find returns the element at path, or nil.
+func (p params) find(path string) *etree.Element {
+	e := p.el
+	for name := range strings.SplitSeq(path, "/") {
+		if e = e.SelectElement(name); e == nil {
+			return nil
+		}
+	}
+	return e
+}
+
+// has tells whether the element at path is present.
+func (p params) has(path string) bool { return p.find(path) != nil }
+
+// str returns the trimmed text at path, nil when the element is absent.
+func (p params) str(path string) *string {
+	e := p.find(path)
+	if e == nil {
+		return nil
+	}
+	s := strings.TrimSpace(textOf(e))
+	return &s
+}
+
+// raw returns the text at path as sent (for passwords), nil when absent.
+func (p params) raw(path string) *string {
+	e := p.find(path)
+	if e == nil {
+		return nil
+	}
+	s := textOf(e)
+	return &s
+}
+
+// strOr returns the trimmed text at path, or def when absent or empty.
+func (p params) strOr(path, def string) string {
+	if s := p.str(path); s != nil && *s != "" {
+		return *s
+	}
+	return def
+}
+
+// required returns the trimmed text at path; an absent or empty element
+// is StatusMissingParameter naming the path.
+func (p params) required(path string) (string, error) {
+	s := p.str(path)
+	if s == nil || *s == "" {
+		return "", missing(path)
+	}
+	return *s, nil
+}
+
+// flag parses the flag at path (Yes/No, 1/0, true/false), nil when absent.
+func (p params) flag(path string) (*bool, error) {
+	s := p.str(path)
+	if s == nil {
+		return nil, nil
+	}
+	b, err := parseFlag(path, *s)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// int parses the whole number at path, nil when absent.
+func (p params) int(path string) (*int64, error) {
+	s := p.str(path)
+	if s == nil {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(*s, 10, 64)
+	if err != nil {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Parameter %s: %q is not a whole number.", path, clip(*s))
+	}
+	return &n, nil
+}
+
+// missing is the StatusMissingParameter error for a parameter path.
+func missing(path string) error {
+	return errorf(StatusMissingParameter, "Missing required parameter: %s.", path)
+}
+
+// parseFlag parses a flag with mailcluster.ParseFlag and names the
+// parameter in the error.
+func parseFlag(name, v string) (bool, error) {
+	b, err := mailcluster.ParseFlag(v)
+	if err != nil {
+		return false, mailcluster.Errorf(mailcluster.EINVALID, "Parameter %s: %q is not a flag: use Yes or No.", name, clip(v))
+	}
+	return b, nil
+}
+
+// clip shortens user input quoted in a message.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	i := 64
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
+
+// textOf returns the concatenated character data directly inside e.
+func textOf(e *etree.Element) string {
+	var b strings.Builder
+	for _, t := range e.Child {
+		if cd, ok := t.(*etree.CharData); ok {
+			b.WriteString(cd.Data)
+		}
+	}
+	return b.String()
+}
+
+// addText appends <tag>text</tag> to parent.
+func addText(parent *etree.Element, tag, text string) *etree.Element {
+	e := parent.CreateElement(tag)
+	e.SetText(text)
+	return e
+}

@@ -1,0 +1,136 @@
+package xmlapi_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"mailcluster"
+	"mailcluster/xmlapi"
+)
+
+// fakeLeadership is a node that is not the primary.
+type fakeLeadership struct {
+	role    mailcluster.Role
+	primary mailcluster.PrimaryRef
+	ok      bool
+}
+
+func (l fakeLeadership) Role() mailcluster.Role                  { return l.role }
+func (l fakeLeadership) Primary() (mailcluster.PrimaryRef, bool) { return l.primary, l.ok }
+
+// writes are one valid request of every write operation.
+var writes = []struct{ op, params string }{
+	{"CreateDomain", "<Domain>new.example</Domain>"},
+	{"UpdateDomain", "<Domain>example.com</Domain><Description>changed</Description>"},
+	{"DeleteDomain", "<Domain>example.com</Domain><Force>Yes</Force>"},
+	{"CreateUser", "<Domain>example.com</Domain><Mailbox>new</Mailbox><Details><Password>secret-pass-new</Password></Details>"},
+	{"UpdateUser", "<Domain>example.com</Domain><Mailbox>alice</Mailbox><Details><Frozen>Yes</Frozen><Password>secret-pass-changed</Password></Details>"},
+	{"DeleteUser", "<Domain>example.com</Domain><Mailbox>alice</Mailbox><RemoveMailbox>Yes</RemoveMailbox>"},
+	{"UpdateIniSettings", `<Section name="Passwords"><Key name="MinLength">12</Key></Section><Section name="SMTP"><Key name="Banner" delete="Yes"/></Section>`},
+}
+
+// mustSecondary serves the XML-API of a node with role secondary over the
+// same store as e's primary.
+func mustSecondary(t *testing.T, e *Env, lead mailcluster.Leadership) string {
+	t.Helper()
+	svc := mailcluster.NewService(e.Store, lead, slog.New(slog.DiscardHandler))
+	svc.BcryptCost = bcrypt.MinCost
+	svc.NodeName = "node2"
+	svc.Mode = mailcluster.ModeCluster
+	_, url := e.Serve(t, svc)
+	return url
+}
+
+func TestSecondary(t *testing.T) {
+	e := MustOpenEnv(t)
+	ctx := context.Background()
+	e.MustCreateDomain(t, "example.com")
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: "secret-pass-alice"})
+	if err := e.Svc.SetSetting(ctx, "mailcluster", "SMTP", "Banner", "hi"); err != nil {
+		t.Fatal(err)
+	}
+
+	// unchanged asserts that the refused writes changed nothing.
+	unchanged := func(t *testing.T, index uint64) {
+		t.Helper()
+		if got := e.Store.Index(); got != index {
+			t.Fatalf("store index moved from %d to %d", index, got)
+		}
+		if _, err := e.Svc.FindDomain(ctx, "new.example"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+			t.Fatalf("new.example exists: %v", err)
+		}
+		d, err := e.Svc.FindDomain(ctx, "example.com")
+		if err != nil || d.Description != "" || d.AccountCount != 1 {
+			t.Fatalf("example.com %+v, %v", d, err)
+		}
+		if a := e.MustFindAccount(t, "example.com", "alice"); a.Frozen {
+			t.Fatal("alice frozen")
+		}
+		if _, err := e.Svc.Authenticate(ctx, "alice@example.com", "secret-pass-changed"); err == nil {
+			t.Fatal("password changed")
+		}
+		if v, err := e.Svc.GetSetting(ctx, "mailcluster", "Passwords", "MinLength"); err != nil || v != "8" {
+			t.Fatalf("MinLength %q, %v", v, err)
+		}
+		if v, err := e.Svc.GetSetting(ctx, "mailcluster", "SMTP", "Banner"); err != nil || v != "hi" {
+			t.Fatalf("Banner %q, %v", v, err)
+		}
+	}
+
+	t.Run("ReadOnly", func(t *testing.T) {
+		url := mustSecondary(t, e, fakeLeadership{role: mailcluster.RoleSecondary,
+			primary: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}, ok: true})
+		index := e.Store.Index()
+		for _, w := range writes {
+			t.Run(w.op, func(t *testing.T) {
+				r := CallAt(t, url, w.op, w.params)
+				msg := r.MustStatus(t, xmlapi.StatusReadOnly)
+				if !strings.Contains(msg, primaryName) || !strings.Contains(msg, primaryURL) {
+					t.Fatalf("message %q does not name the primary", msg)
+				}
+				st := r.Doc.FindElement("/MDaemon/API/Response/Status")
+				if got := st.SelectAttrValue("primary", ""); got != primaryURL {
+					t.Fatalf("primary attribute %q", got)
+				}
+			})
+		}
+		unchanged(t, index)
+
+		t.Run("ReadsWork", func(t *testing.T) {
+			r := CallAt(t, url, "GetVersionInfo", "").MustOK(t)
+			if r.Text("Role") != "secondary" || r.Text("Node") != "node2" || r.Text("Mode") != "cluster" {
+				t.Fatalf("answer:\n%s", r.Body)
+			}
+			if p := r.Result().FindElement("Primary"); p == nil || p.SelectAttrValue("url", "") != primaryURL {
+				t.Fatalf("Primary missing:\n%s", r.Body)
+			}
+			CallAt(t, url, "GetDomainList", "<Get><Users/></Get>").MustOK(t)
+			CallAt(t, url, "GetDomainInfo", "<Domain>example.com</Domain>").MustOK(t)
+			CallAt(t, url, "GetUserInfo", "<Domain>example.com</Domain><Mailbox>alice</Mailbox>").MustOK(t)
+			CallAt(t, url, "GetIniSettings", "").MustOK(t)
+		})
+	})
+
+	t.Run("NoPrimary", func(t *testing.T) {
+		url := mustSecondary(t, e, fakeLeadership{role: mailcluster.RoleSecondary})
+		index := e.Store.Index()
+		for _, w := range writes {
+			t.Run(w.op, func(t *testing.T) {
+				r := CallAt(t, url, w.op, w.params)
+				r.MustStatus(t, xmlapi.StatusUnavailable)
+				if st := r.Doc.FindElement("/MDaemon/API/Response/Status"); st.SelectAttr("primary") != nil {
+					t.Fatalf("primary attribute without a primary:\n%s", r.Body)
+				}
+			})
+		}
+		unchanged(t, index)
+		r := CallAt(t, url, "GetVersionInfo", "").MustOK(t)
+		if r.Result().FindElement("Primary") != nil {
+			t.Fatalf("Primary reported while none is known:\n%s", r.Body)
+		}
+	})
+}
