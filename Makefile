@@ -29,8 +29,10 @@ test: consul ## run every test, unit and integration (with a real Consul), race 
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## print the performance figures
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+bench: consul ## print the performance figures (replication latency, failover times, ...)
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v /integration)
+	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'Replication' -benchtime 500x -count=1 ./integration/
+	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'Failover' -benchtime 20x -count=1 ./integration/
 
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck

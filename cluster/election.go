@@ -228,6 +228,16 @@ func (e *Election) loop(ctx context.Context) {
 		if hold := e.holdRemaining(); hold > 0 {
 			wait = hold
 		}
+		if !e.cfg.NeverPrimary {
+			// Hold a session before it is needed, so that taking over after
+			// a failure is a single acquire.
+			if _, err := e.ensureSession(ctx); err != nil && ctx.Err() == nil {
+				e.cfg.Log.Debug("creating the election session", "err", err)
+				if wait > time.Second {
+					wait = time.Second // try again soon
+				}
+			}
+		}
 		pair, meta, err := kv.Get(e.prefix+KeyPrimary, (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {

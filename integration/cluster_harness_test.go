@@ -14,7 +14,7 @@ const clusterSecret = "it-cluster-secret-0123456789"
 
 // Cluster is a set of mailcluster processes joined through one Consul.
 type Cluster struct {
-	t      *testing.T
+	t      testing.TB
 	Consul *Consul
 	Name   string
 	Nodes  []*Node
@@ -26,7 +26,7 @@ var reNonName = regexp.MustCompile(`[^a-z0-9]+`)
 
 // StartCluster starts n nodes named n0..n<n-1> in cluster <test name>;
 // extra adds arguments per node index.
-func StartCluster(t *testing.T, consul *Consul, n int, extra map[int][]string) *Cluster {
+func StartCluster(t testing.TB, consul *Consul, n int, extra map[int][]string) *Cluster {
 	t.Helper()
 	name := strings.Trim(reNonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
 	if len(name) > 40 {
@@ -134,7 +134,7 @@ func (c *Cluster) Secondaries(primary int) []int {
 }
 
 // admin sends a request as the cluster's administrator.
-func admin(t *testing.T, n *Node, method, path, body string) (int, string) {
+func admin(t testing.TB, n *Node, method, path, body string) (int, string) {
 	t.Helper()
 	ct := ""
 	if body != "" {
@@ -147,7 +147,7 @@ func admin(t *testing.T, n *Node, method, path, body string) (int, string) {
 }
 
 // eventually polls cond every 5 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -285,6 +286,18 @@ func TestClusterStatusAndRegistration(t *testing.T) {
 		if roles["primary"] != 1 || roles["secondary"] != 2 {
 			t.Fatalf("roles = %v", roles)
 		}
+	}
+	out, stderr, exit := runCLI(t, adminEnv, "status", "--url", c.Nodes[(p+1)%3].BaseURL)
+	if exit != 0 || !strings.Contains(out, "cluster: "+c.Name) || !strings.Contains(out, fmt.Sprintf("primary: n%d", p)) {
+		t.Fatalf("mailcluster status: exit %d\n%s\n%s", exit, out, stderr)
+	}
+	for i := range c.Nodes {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^n%d( \*)?\s+(primary|secondary)\s+yes\s`, i)).MatchString(out) {
+			t.Fatalf("status table lacks a healthy row for n%d:\n%s", i, out)
+		}
+	}
+	if _, stderr, exit := runCLI(t, nil, "status", "--url", c.Nodes[0].BaseURL); exit != 2 || !strings.Contains(stderr, "MAILCLUSTER_ADMIN_PASSWORD") {
+		t.Fatalf("status without a password: exit %d %s", exit, stderr)
 	}
 	code, body := do(t, "GET", "http://"+c.Consul.Addr+"/v1/health/service/mailcluster?tag=cluster-"+c.Name, "", "", "", "")
 	if code != 200 {

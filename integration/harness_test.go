@@ -167,7 +167,7 @@ func (n *Node) Kill() {
 
 // runCLI runs the binary to completion (bounded to 20s) and returns its
 // output and exit status.
-func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+func runCLI(t testing.TB, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -189,7 +189,7 @@ func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, 
 
 // do sends one HTTP request with basic auth and returns status and body;
 // a transport error fails the test.
-func do(t *testing.T, method, url, user, pass, contentType, body string) (int, string) {
+func do(t testing.TB, method, url, user, pass, contentType, body string) (int, string) {
 	t.Helper()
 	code, b, err := tryDo(method, url, user, pass, contentType, body)
 	if err != nil {

@@ -56,6 +56,7 @@ mailcluster demo: three nodes in cluster "demo"
   logs           $DEMO_DIR/node*.log, $DEMO_DIR/node*/logs/cluster.log
 
 INFO
+sleep 2 # let Consul run each node's first health check
 MAILCLUSTER_ADMIN_PASSWORD=$MAILCLUSTER_ADMIN_PASSWORD "$MC" status --url http://127.0.0.1:8081 || true
 echo
 echo "Ctrl-C stops everything."

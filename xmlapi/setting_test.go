@@ -128,6 +128,12 @@ func TestUpdateIniSettings(t *testing.T) {
 			t.Errorf("an unnamed key changed: %q", v)
 		}
 	})
+	t.Run("DeleteKeyWithValueRule", func(t *testing.T) {
+		e.Call(t, "UpdateIniSettings", `<Section name="Passwords"><Key name="MinLength" delete="Yes"/></Section>`).MustOK(t)
+		if _, ok := get("mailcluster", "Passwords", "MinLength"); ok {
+			t.Error("MinLength not deleted")
+		}
+	})
 	t.Run("DeleteFalseSets", func(t *testing.T) {
 		e.Call(t, "UpdateIniSettings", `<Section name="SMTP"><Key name="Greeting" delete="No">Hello</Key></Section>`).MustOK(t)
 		if v, _ := get("mailcluster", "SMTP", "Greeting"); v != "Hello" {
