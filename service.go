@@ -185,7 +185,7 @@ func (s *Service) Authenticate(ctx context.Context, address, password string) (*
 	}
 	a, _, err := s.getAccount(domain, mailbox)
 	if err != nil {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password)) // same cost as a real check
+		_ = checkDummy(password)
 		return nil, fail
 	}
 	if !s.checkPassword(a, password) || a.Disabled || a.Frozen || a.AdminRights == AdminNone {
@@ -195,6 +195,12 @@ func (s *Service) Authenticate(ctx context.Context, address, password string) (*
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), bcrypt.DefaultCost)
+
+// checkDummy spends the time of a real password check, so that an unknown
+// address cannot be told from a wrong password by timing.
+func checkDummy(password string) error {
+	return bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+}
 
 // checkPassword compares with bcrypt, remembering recent successes for a
 // minute (keyed by an HMAC of address, password and hash, so a changed

@@ -28,6 +28,15 @@ type accountResponse struct {
 	AdminRights   string    `json:"adminRights"`
 	CreatedAt     time.Time `json:"createdAt"`
 	UpdatedAt     time.Time `json:"updatedAt"`
+	// Usage is the mailbox usage the primary published; see the usage
+	// resource for its times and a recount.
+	Usage accountUsage `json:"usage"`
+}
+
+// accountUsage is the short usage summary inside an account.
+type accountUsage struct {
+	Bytes    int64 `json:"bytes"`
+	Messages int64 `json:"messages"`
 }
 
 type accountPageResponse struct {
@@ -68,12 +77,16 @@ const (
 	maxSearchLen = 256
 )
 
-func newAccountResponse(a *mailcluster.Account) accountResponse {
+// newAccountResponse returns the JSON form of an account with its published
+// usage.
+func (s *Server) newAccountResponse(a *mailcluster.Account) accountResponse {
 	p := a.Public()
+	u := s.svc.Usage(p.Domain, p.Mailbox)
 	return accountResponse{Address: p.Address(), Domain: p.Domain, Mailbox: p.Mailbox, FullName: p.FullName,
 		FirstName: p.FirstName, LastName: p.LastName, MailboxPath: p.MailboxPath, Frozen: p.Frozen,
 		Disabled: p.Disabled, QuotaBytes: p.QuotaBytes, QuotaMessages: p.QuotaMessages,
-		AdminRights: string(p.AdminRights), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		AdminRights: string(p.AdminRights), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		Usage: accountUsage{Bytes: u.Bytes, Messages: u.Messages}}
 }
 
 func accountLocation(domain, mailbox string) string {
@@ -110,7 +123,7 @@ func (s *Server) handleAccountList(c echo.Context) error {
 	}
 	out := accountPageResponse{Accounts: make([]accountResponse, 0, len(as)), NextCursor: next}
 	for _, a := range as {
-		out.Accounts = append(out.Accounts, newAccountResponse(a))
+		out.Accounts = append(out.Accounts, s.newAccountResponse(a))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -133,7 +146,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, accountLocation(a.Domain, a.Mailbox))
-	return c.JSON(http.StatusCreated, newAccountResponse(a))
+	return c.JSON(http.StatusCreated, s.newAccountResponse(a))
 }
 
 // handleAccountGet answers GET /api/v1/domains/{domain}/accounts/{mailbox}.
@@ -142,7 +155,7 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, newAccountResponse(a))
+	return c.JSON(http.StatusOK, s.newAccountResponse(a))
 }
 
 // handleAccountUpdate answers PATCH /api/v1/domains/{domain}/accounts/{mailbox}.
@@ -165,7 +178,7 @@ func (s *Server) handleAccountUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, newAccountResponse(a))
+	return c.JSON(http.StatusOK, s.newAccountResponse(a))
 }
 
 // handleAccountDelete answers DELETE /api/v1/domains/{domain}/accounts/{mailbox}.

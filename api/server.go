@@ -5,8 +5,10 @@
 // (application/problem+json) through one table. The API is described by
 // the OpenAPI 3 document of package openapi, served at GET /openapi.yaml.
 //
-// The server also mounts GET /health and, when configured, the XML-API
-// handler at POST /MdMgmtWS.
+// The server also mounts GET /health, the internal node-to-node API under
+// /internal/v1/ (bearer token, RFC 6750) and, when configured, the XML-API
+// handler at POST /MdMgmtWS. Raw messages are served as message/rfc822
+// (RFC 5322).
 package api
 
 import (
@@ -31,22 +33,32 @@ type Config struct {
 	// authenticate it: the handler checks credentials itself. The request
 	// id, access log, panic recovery and body limit still apply.
 	XMLAPI http.Handler
+	// Mail, when non-nil, serves the mailbox routes (messages and usage
+	// recount). When nil those routes stay registered but answer 503: the
+	// node runs no mail service.
+	Mail MailStore
+	// InternalToken is the bearer token of the internal node-to-node API
+	// (/internal/v1/), derived from the cluster secret (see
+	// cluster.InternalToken). Empty refuses every internal request with 401.
+	InternalToken string
 }
 
 // Server is the HTTP handler of the management API. It sets no timeouts:
 // the caller serves it with an http.Server configured with them.
 type Server struct {
-	e         *echo.Echo
-	svc       Service
-	log       *slog.Logger
-	bodyLimit int64
+	e             *echo.Echo
+	svc           Service
+	mail          MailStore
+	log           *slog.Logger
+	bodyLimit     int64
+	internalToken string
 }
 
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns a Server answering with svc.
 func NewServer(svc Service, cfg Config) *Server {
-	s := &Server{e: echo.New(), svc: svc, log: cfg.Log, bodyLimit: cfg.BodyLimit}
+	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internalToken: cfg.InternalToken}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -59,6 +71,7 @@ func NewServer(svc Service, cfg Config) *Server {
 	s.e.Use(s.requestID, s.accessLog, s.recover, s.limitBody)
 
 	registerMetaRoutes(s)
+	registerInternalRoutes(s)
 	if cfg.XMLAPI != nil {
 		s.e.POST("/MdMgmtWS", echo.WrapHandler(cfg.XMLAPI))
 	}
@@ -69,6 +82,7 @@ func NewServer(svc Service, cfg Config) *Server {
 	registerNodeRoutes(s, v1)
 	registerDomainRoutes(s, v1)
 	registerAccountRoutes(s, v1)
+	registerMailRoutes(s, v1)
 	registerSettingRoutes(s, v1)
 	registerClusterRoutes(s, v1)
 	return s

@@ -89,6 +89,11 @@ func (s *ConsulStore) Index() uint64 { return s.snap.Index() }
 // Notify implements mailcluster.Store.
 func (s *ConsulStore) Notify(prefix string) (<-chan struct{}, func()) { return s.snap.Notify(prefix) }
 
+// WaitIndex blocks until the snapshot has applied index or ctx ends.
+func (s *ConsulStore) WaitIndex(ctx context.Context, index uint64) error {
+	return s.snap.WaitIndex(ctx, index)
+}
+
 // Sync reports when Consul last answered the watch and whether the watch
 // is failing now.
 func (s *ConsulStore) Sync() (lastContact time.Time, failing bool) {

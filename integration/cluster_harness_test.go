@@ -53,7 +53,7 @@ func StartCluster(t testing.TB, consul *Consul, n int, extra map[int][]string) *
 func (c *Cluster) Start(i int, args ...string) *Node {
 	c.t.Helper()
 	full := []string{"serve", "--data-dir", c.dirs[i], "--http-addr", "127.0.0.1:0", "--node-name", fmt.Sprintf("n%d", i),
-		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name}
+		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0"}
 	full = append(full, c.extra[i]...)
 	full = append(full, args...)
 	env := append([]string{"MAILCLUSTER_CLUSTER_SECRET=" + clusterSecret}, adminEnv...)

@@ -47,8 +47,10 @@ func TestMain(m *testing.M) {
 type Node struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	DataDir string
-	BaseURL string // http://127.0.0.1:port
+	DataDir    string
+	BaseURL    string // http://127.0.0.1:port
+	SMTP       string // host:port of inbound SMTP ("" when off)
+	Submission string // host:port of submission ("" when off)
 
 	mu     sync.Mutex
 	stdout bytes.Buffer
@@ -56,14 +58,19 @@ type Node struct {
 	done   chan struct{}
 }
 
-var reRest = regexp.MustCompile(`msg=listening .*rest=(http://\S+)/api/v1/`)
+var (
+	reRest       = regexp.MustCompile(`msg=listening .*rest=(http://\S+)/api/v1/`)
+	reSMTP       = regexp.MustCompile(` smtp=(\S+)`)
+	reSubmission = regexp.MustCompile(` submission=(\S+)`)
+)
 
 // StartNode runs `mailcluster serve` on 127.0.0.1 with a free port and the
 // data dir, waits for its "listening" line and stops it on cleanup.
 // env adds variables (KEY=VALUE) to a minimal environment.
 func StartNode(t testing.TB, dataDir string, env []string, args ...string) *Node {
 	t.Helper()
-	full := append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--node-name", "it-node"}, args...)
+	full := append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--node-name", "it-node",
+		"--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0"}, args...)
 	return StartProcess(t, env, full...)
 }
 
@@ -96,6 +103,12 @@ func StartProcess(t testing.TB, env []string, args ...string) *Node {
 			n.stderr.WriteString(line + "\n")
 			n.mu.Unlock()
 			if m := reRest.FindStringSubmatch(line); m != nil {
+				if sm := reSMTP.FindStringSubmatch(line); sm != nil {
+					n.SMTP = sm[1]
+				}
+				if sm := reSubmission.FindStringSubmatch(line); sm != nil {
+					n.Submission = sm[1]
+				}
 				select {
 				case ready <- m[1]:
 				default:

@@ -31,6 +31,10 @@ type Config struct {
 	LogLevel     string `mapstructure:"log-level"`
 	LogFormat    string `mapstructure:"log-format"`
 
+	SMTPAddr       string `mapstructure:"smtp-addr"`
+	SubmissionAddr string `mapstructure:"submission-addr"`
+	SMTPHostname   string `mapstructure:"smtp-hostname"`
+
 	ConsulAddr    string        `mapstructure:"consul-addr"`
 	ConsulToken   string        `mapstructure:"consul-token"`
 	ClusterName   string        `mapstructure:"cluster-name"`
@@ -76,6 +80,9 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("admin-address", "admin@localhost", "full address of the first global administrator, created on the first start")
 	fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.String("log-format", "text", "log format: text or json")
+	fs.String("smtp-addr", "127.0.0.1:2525", "listen address of inbound SMTP (empty: off)")
+	fs.String("submission-addr", "127.0.0.1:2587", "listen address of SMTP submission with AUTH (empty: off)")
+	fs.String("smtp-hostname", host, "host name announced by SMTP and written in Received fields")
 	fs.String("consul-addr", "", "Consul HTTP address (host:port); empty runs standalone on the embedded store")
 	fs.String("consul-token", "", "Consul ACL token (prefer MAILCLUSTER_CONSUL_TOKEN)")
 	fs.String("cluster-name", "mail", "cluster name: the Consul KV prefix is mailcluster/<name>/")
@@ -165,6 +172,17 @@ func (c *Config) validate() error {
 	c.DataDir = abs
 	if err := validateListenAddr("http-addr", c.HTTPAddr); err != nil {
 		return err
+	}
+	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr} {
+		if addr == "" {
+			continue
+		}
+		if err := validateListenAddr(name, addr); err != nil {
+			return err
+		}
+	}
+	if c.SMTPHostname == "" || strings.ContainsAny(c.SMTPHostname, " \t\r\n<>()[]") || len(c.SMTPHostname) > 253 {
+		return usagef("smtp-hostname %q: must be a host name", c.SMTPHostname)
 	}
 	if !reNodeName.MatchString(c.NodeName) {
 		return usagef("node-name %q: use 1-63 letters, digits, '.', '_' or '-'", c.NodeName)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,12 +18,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	consulapi "github.com/hashicorp/consul/api"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/cluster"
+	"mailcluster/mailsvc"
 	"mailcluster/xmlapi"
 )
 
@@ -34,11 +37,18 @@ type Main struct {
 	// Stdout receives the one-time notice of a generated admin password.
 	Stdout io.Writer
 
-	Service  *mailcluster.Service
-	HTTPAddr string // the address the HTTP listener got (useful with port 0)
+	Service        *mailcluster.Service
+	HTTPAddr       string // the address the HTTP listener got (useful with port 0)
+	SMTPAddr       string // the inbound SMTP listener's address ("" when off)
+	SubmissionAddr string // the submission listener's address ("" when off)
+	Mail           *mailsvc.Store
 
 	store        closer
 	events       *cluster.FileClusterLog
+	lead         mailcluster.Leadership
+	waitIndex    func(context.Context, uint64) error
+	outbox       *cluster.Outbox
+	smtp         *mailsvc.Server
 	ln           net.Listener
 	http         *http.Server
 	cancel       context.CancelFunc
@@ -111,6 +121,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 	}
+	if err := m.startMail(bg); err != nil {
+		return err
+	}
+
 	mat := cluster.NewMaterializer(m.store, filepath.Join(c.DataDir, "app"), m.Log)
 	mat.OnOverwrite = func(file string) {
 		m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "settings-overwritten",
@@ -133,6 +147,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Log.Info("listening", "node", c.NodeName, "mode", mode,
 		"rest", base+"/api/v1/", "xmlapi", base+"/MdMgmtWS", "openapi", base+"/openapi.yaml", "health", base+"/health",
+		"smtp", m.SMTPAddr, "submission", m.SubmissionAddr,
 		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
 	return nil
 }
@@ -152,7 +167,9 @@ func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 		return err
 	}
 	m.store = st
-	m.Service = m.newService(st, mailcluster.StaticLeadership{Self: self}, mailcluster.ModeStandalone)
+	m.lead = mailcluster.StaticLeadership{Self: self}
+	m.waitIndex = func(context.Context, uint64) error { return nil }
+	m.Service = m.newService(st, m.lead, mailcluster.ModeStandalone)
 	generated, err := m.Service.Bootstrap(ctx, boot)
 	if err != nil {
 		return fmt.Errorf("initialise state: %w", err)
@@ -203,6 +220,9 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			case roles <- r:
 			default:
 			}
+			if m.outbox != nil {
+				m.outbox.Kick()
+			}
 			if r == mailcluster.RolePrimary {
 				m.events.Record(mailcluster.ClusterEvent{Event: "election", Message: "this node became the primary",
 					Fields: map[string]string{"elections": fmt.Sprint(election.Elections())}})
@@ -211,6 +231,8 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 		},
 	})
 	st.Session = election.Session
+	m.lead = election
+	m.waitIndex = st.WaitIndex
 	m.Service = m.newService(st, election, mailcluster.ModeCluster)
 	m.Service.Lag = st
 	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election}
@@ -224,6 +246,59 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	m.goBackground(func() { reg.Run(bg, roles, election.Role) })
 	m.events.Record(mailcluster.ClusterEvent{Event: "join", Message: "node started and is joining the cluster",
 		Fields: map[string]string{"cluster": c.ClusterName, "consul": c.ConsulAddr, "version": mailcluster.Version, "never_primary": fmt.Sprint(c.NeverPrimary)}})
+	return nil
+}
+
+// startMail opens the outbox of changes to mail, the mailbox store and the
+// SMTP listeners.
+func (m *Main) startMail(bg context.Context) error {
+	c := m.Config
+	ic := &cluster.InternalClient{Token: cluster.InternalToken(c.ClusterSecret)}
+	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+		if m.lead.Role() == mailcluster.RolePrimary {
+			return m.Service.ApplyUsageReport(ctx, r)
+		}
+		p, ok := m.lead.Primary()
+		if !ok {
+			return 0, errors.New("no primary is elected")
+		}
+		return ic.SendUsage(ctx, p.APIURL, r)
+	}
+	ob, err := cluster.OpenOutbox(filepath.Join(c.DataDir, "outbox.db"), c.NodeName, send, m.Log)
+	if err != nil {
+		return err
+	}
+	ob.WaitIndex = m.waitIndex
+	m.outbox = ob
+	m.goBackground(func() { ob.Run(bg) })
+	m.Mail = mailsvc.NewStore(m.Service, ob, m.Log)
+
+	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(c.DataDir, "tls"), c.SMTPHostname)
+	if err != nil {
+		return err
+	}
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: tlsConfig, Log: m.Log})
+	for _, l := range []struct {
+		addr  string
+		out   *string
+		serve func(net.Listener) error
+	}{{c.SMTPAddr, &m.SMTPAddr, m.smtp.ServeInbound}, {c.SubmissionAddr, &m.SubmissionAddr, m.smtp.ServeSubmission}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", l.addr, err)
+		}
+		*l.out = ln.Addr().String()
+		serve := l.serve
+		m.goBackground(func() {
+			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+				m.Log.Error("smtp listener stopped", "err", err)
+			}
+		})
+	}
 	return nil
 }
 
@@ -269,10 +344,20 @@ func (m *Main) Close() error {
 		} else if m.ln != nil {
 			m.ln.Close()
 		}
+		if m.smtp != nil {
+			if serr := m.smtp.Close(); err == nil {
+				err = serr
+			}
+		}
 		if m.cancel != nil {
 			m.cancel()
 		}
 		m.wg.Wait()
+		if m.outbox != nil {
+			if oerr := m.outbox.Close(); err == nil {
+				err = oerr
+			}
+		}
 		if m.store != nil {
 			if cerr := m.store.Close(); err == nil {
 				err = cerr

@@ -1,0 +1,256 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"mailcluster"
+)
+
+var (
+	bucketOutbox = []byte("usage")
+	bucketEpoch  = []byte("epoch")
+)
+
+// SendFunc delivers a report to the primary and returns the store index at
+// which it is applied.
+type SendFunc func(ctx context.Context, r mailcluster.UsageReport) (uint64, error)
+
+// Outbox keeps a node's changes to mail (usage deltas) in a bbolt file
+// until the primary has applied them, and sends them in order. Each delta
+// gets a sequence number, so that the primary applies it exactly once even
+// when a send is repeated. While no primary is reachable the deltas wait;
+// they are sent as soon as one is.
+type Outbox struct {
+	db    *bolt.DB
+	node  string
+	epoch string
+	send SendFunc
+	log  *slog.Logger
+	// WaitIndex, when set, is called after a send succeeds, with the index
+	// the primary reported, so that pending counts drop only once the local
+	// snapshot shows the new usage.
+	WaitIndex func(ctx context.Context, index uint64) error
+
+	mu      sync.Mutex
+	pending map[string][2]int64
+	kick    chan struct{}
+	failing bool
+}
+
+// OpenOutbox opens (or creates) the outbox file at path.
+func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
+	}
+	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][2]int64{}, kick: make(chan struct{}, 1)}
+	err = db.Update(func(tx *bolt.Tx) error {
+		eb, err := tx.CreateBucketIfNotExists(bucketEpoch)
+		if err != nil {
+			return err
+		}
+		if v := eb.Get(bucketEpoch); v != nil {
+			o.epoch = string(v)
+		} else {
+			o.epoch = rand.Text()
+			if err := eb.Put(bucketEpoch, []byte(o.epoch)); err != nil {
+				return err
+			}
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketOutbox)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var d mailcluster.UsageDelta
+			if json.Unmarshal(v, &d) == nil {
+				o.addPending(d, 1)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cluster: load %s: %w", path, err)
+	}
+	return o, nil
+}
+
+// Close closes the file.
+func (o *Outbox) Close() error { return o.db.Close() }
+
+func (o *Outbox) addPending(d mailcluster.UsageDelta, sign int64) {
+	k := d.Domain + "/" + d.Mailbox
+	p := o.pending[k]
+	p[0] += sign * d.Bytes
+	p[1] += sign * d.Messages
+	if p == [2]int64{} {
+		delete(o.pending, k)
+	} else {
+		o.pending[k] = p
+	}
+}
+
+// Report persists deltas (assigning their sequence numbers) and wakes the
+// sender. It implements the mail service's Reporter.
+func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		for i := range deltas {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			deltas[i].Seq = seq
+			v, _ := json.Marshal(deltas[i])
+			var k [8]byte
+			binary.BigEndian.PutUint64(k[:], seq)
+			if err := b.Put(k[:], v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: outbox: %w", err)
+	}
+	o.mu.Lock()
+	for _, d := range deltas {
+		o.addPending(d, 1)
+	}
+	o.mu.Unlock()
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Pending returns the reported but not yet published change of a mailbox.
+func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.pending[domain+"/"+mailbox]
+	return p[0], p[1]
+}
+
+// Queued returns how many deltas wait to be sent.
+func (o *Outbox) Queued() int {
+	n := 0
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketOutbox).Stats().KeyN
+		return nil
+	})
+	return n
+}
+
+// Run sends queued deltas until ctx ends. Kick wakes it early.
+func (o *Outbox) Run(ctx context.Context) {
+	backoff := 20 * time.Millisecond
+	for {
+		sent, err := o.sendBatch(ctx)
+		if err != nil {
+			o.setFailing(true, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		o.setFailing(false, nil)
+		backoff = 20 * time.Millisecond
+		if sent > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.kick:
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// Kick wakes the sender (e.g. when a primary was elected).
+func (o *Outbox) Kick() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (o *Outbox) setFailing(failing bool, err error) {
+	o.mu.Lock()
+	changed := failing != o.failing
+	o.failing = failing
+	o.mu.Unlock()
+	if !changed {
+		return
+	}
+	if failing {
+		o.log.Warn("cannot report changes to mail to the primary; keeping them queued", "queued", o.Queued(), "err", err)
+	} else {
+		o.log.Info("reporting changes to mail to the primary again")
+	}
+}
+
+// sendBatch sends the oldest deltas (up to MaxReportDeltas) and removes
+// them once the primary applied them.
+func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
+	var batch []mailcluster.UsageDelta
+	err := o.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(batch) < mailcluster.MaxReportDeltas; k, v = c.Next() {
+			var d mailcluster.UsageDelta
+			if json.Unmarshal(v, &d) == nil {
+				batch = append(batch, d)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	index, err := o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: batch})
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	if o.WaitIndex != nil {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = o.WaitIndex(wctx, index)
+		cancel()
+	}
+	err = o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		for _, d := range batch {
+			var k [8]byte
+			binary.BigEndian.PutUint64(k[:], d.Seq)
+			if err := b.Delete(k[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cluster: outbox: %w", err)
+	}
+	o.mu.Lock()
+	for _, d := range batch {
+		o.addPending(d, -1)
+	}
+	o.mu.Unlock()
+	return len(batch), nil
+}

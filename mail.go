@@ -1,0 +1,242 @@
+package mailcluster
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// PrefixUsage holds each account's mailbox usage as published by the
+// primary: usage/<domain>/<mailbox>.
+const (
+	PrefixUsage   = "usage/"
+	PrefixReports = "reports/" // reports/<node>: the last report sequence applied per node
+)
+
+// Message summarizes one stored message of a mailbox.
+type Message struct {
+	ID       string    `json:"id"`
+	Size     int64     `json:"size"`
+	Received time.Time `json:"received"`
+	From     string    `json:"from"`
+	Subject  string    `json:"subject"`
+}
+
+// Usage is an account's mailbox usage, cluster-wide.
+type Usage struct {
+	Bytes       int64     `json:"bytes"`
+	Messages    int64     `json:"messages"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+	RecountedAt time.Time `json:"recountedAt,omitzero"`
+}
+
+// UsageDelta is one change to mail: a delivery (+) or a deletion (-).
+type UsageDelta struct {
+	Seq      uint64    `json:"seq"` // per-node sequence, increasing
+	Domain   string    `json:"domain"`
+	Mailbox  string    `json:"mailbox"`
+	Bytes    int64     `json:"bytes"`
+	Messages int64     `json:"messages"`
+	At       time.Time `json:"at"` // when the change happened on disk
+}
+
+// UsageReport carries a node's changes to mail to the primary.
+type UsageReport struct {
+	Node string `json:"node"`
+	// Epoch names the node's outbox; sequence numbers restart with a new
+	// one (e.g. after the node's data dir was rebuilt).
+	Epoch  string       `json:"epoch"`
+	Deltas []UsageDelta `json:"deltas"`
+}
+
+// reportMark is the value of reports/<node>.
+type reportMark struct {
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// MaxReportDeltas is the most deltas one report may carry.
+const MaxReportDeltas = 100
+
+func usageKey(domain, mailbox string) string { return PrefixUsage + domain + "/" + mailbox }
+
+// Usage returns an account's published usage (zero when none yet).
+func (s *Service) Usage(domain, mailbox string) Usage {
+	var u Usage
+	if kv, ok := s.store.Get(usageKey(domain, mailbox)); ok {
+		_ = json.Unmarshal(kv.Value, &u)
+	}
+	return u
+}
+
+// LookupAccount returns an account by address for the node's own
+// components (delivery, SMTP AUTH): no caller authorization applies. The
+// result includes the password hash. Errors: EINVALID, ENOTFOUND.
+func (s *Service) LookupAccount(address string) (*Account, error) {
+	mailbox, domain, err := SplitAddress(address)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.store.Get(domainKey(domain)); !ok {
+		return nil, Errorf(ENOTFOUND, "Domain %s is not served here.", domain)
+	}
+	a, _, err := s.getAccount(domain, mailbox)
+	return a, err
+}
+
+// IsLocalDomain reports whether the cluster serves domain.
+func (s *Service) IsLocalDomain(domain string) bool {
+	_, ok := s.store.Get(domainKey(NormalizeDomain(domain)))
+	return ok
+}
+
+// AuthenticateUser checks a mail user's address and password (SMTP AUTH):
+// any account that is neither disabled nor frozen. Every failure is the
+// same EUNAUTHORIZED error.
+func (s *Service) AuthenticateUser(ctx context.Context, address, password string) (*Account, error) {
+	fail := Errorf(EUNAUTHORIZED, "Authentication failed.")
+	mailbox, domain, err := SplitAddress(address)
+	if err != nil || password == "" {
+		return nil, fail
+	}
+	a, _, err := s.getAccount(domain, mailbox)
+	if err != nil {
+		_ = checkDummy(password)
+		return nil, fail
+	}
+	if !s.checkPassword(a, password) || a.Disabled || a.Frozen {
+		return nil, fail
+	}
+	return a.Public(), nil
+}
+
+// ApplyUsageReport adds a node's changes to mail to the published usage
+// (primary only). Deltas are applied exactly once: each carries the node's
+// sequence number and the primary records the last one applied per node,
+// in the same transaction. Deltas older than an account's last recount are
+// skipped (the recount saw them on disk).
+// Errors: EINVALID, EREADONLY, EUNAVAILABLE, ECONFLICT (after retries).
+// It returns the store index at which the report is applied.
+func (s *Service) ApplyUsageReport(ctx context.Context, r UsageReport) (uint64, error) {
+	if !reNodeNameish(r.Node) {
+		return 0, Errorf(EINVALID, "Report from an invalid node name.")
+	}
+	if len(r.Deltas) > MaxReportDeltas {
+		return 0, Errorf(ETOOLARGE, "A report may carry at most %d changes.", MaxReportDeltas)
+	}
+	if err := s.checkWritable(); err != nil {
+		return 0, err
+	}
+	if len(r.Deltas) == 0 {
+		return s.store.Index(), nil
+	}
+	if r.Epoch == "" || len(r.Epoch) > 64 {
+		return 0, Errorf(EINVALID, "A report needs an epoch.")
+	}
+	for _, d := range r.Deltas {
+		if d.Seq == 0 || NormalizeDomain(d.Domain) == "" || NormalizeMailbox(d.Mailbox) == "" || strings.Contains(d.Domain+d.Mailbox, "/") {
+			return 0, Errorf(EINVALID, "A reported change is malformed.")
+		}
+	}
+	var err error
+	var index uint64
+	for range 20 {
+		index, err = s.applyUsageOnce(ctx, r)
+		if ErrorCode(err) != ECONFLICT {
+			return index, err
+		}
+	}
+	return 0, err
+}
+
+func (s *Service) applyUsageOnce(ctx context.Context, r UsageReport) (uint64, error) {
+	seqKey := PrefixReports + r.Node
+	var mark reportMark
+	seqKV, _ := s.store.Get(seqKey)
+	if len(seqKV.Value) > 0 {
+		_ = json.Unmarshal(seqKV.Value, &mark)
+	}
+	var last uint64
+	if mark.Epoch == r.Epoch {
+		last = mark.Seq
+	}
+	type acc struct {
+		u   Usage
+		idx uint64
+	}
+	touched := map[string]*acc{}
+	var order []string
+	maxSeq := last
+	now := s.now()
+	for _, d := range r.Deltas {
+		if d.Seq <= last {
+			continue // applied before
+		}
+		maxSeq = max(maxSeq, d.Seq)
+		key := usageKey(NormalizeDomain(d.Domain), NormalizeMailbox(d.Mailbox))
+		a := touched[key]
+		if a == nil {
+			a = &acc{}
+			if kv, ok := s.store.Get(key); ok {
+				_ = json.Unmarshal(kv.Value, &a.u)
+				a.idx = kv.ModifyIndex
+			}
+			touched[key] = a
+			order = append(order, key)
+		}
+		if !a.u.RecountedAt.IsZero() && d.At.Before(a.u.RecountedAt) {
+			continue
+		}
+		a.u.Bytes = max(0, a.u.Bytes+d.Bytes)
+		a.u.Messages = max(0, a.u.Messages+d.Messages)
+		a.u.UpdatedAt = now
+	}
+	if maxSeq == last {
+		return s.store.Index(), nil
+	}
+	seqVal, _ := json.Marshal(reportMark{Epoch: r.Epoch, Seq: maxSeq})
+	ops := []Op{{Verb: OpCAS, Key: seqKey, Value: seqVal, Index: seqKV.ModifyIndex}}
+	for _, key := range order {
+		b, _ := json.Marshal(touched[key].u)
+		ops = append(ops, Op{Verb: OpCAS, Key: key, Value: b, Index: touched[key].idx})
+	}
+	return s.store.Txn(ctx, ops)
+}
+
+// SetUsage publishes a recounted usage (primary only).
+// Errors: EINVALID, ENOTFOUND, EREADONLY, EUNAVAILABLE.
+func (s *Service) SetUsage(ctx context.Context, domain, mailbox string, u Usage) error {
+	if err := authorizeDomain(ctx, NormalizeDomain(domain)); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	if err != nil {
+		return err
+	}
+	if _, _, err := s.getAccount(domain, mailbox); err != nil {
+		return err
+	}
+	if u.Bytes < 0 || u.Messages < 0 {
+		return Errorf(EINVALID, "Usage cannot be negative.")
+	}
+	u.UpdatedAt = s.now()
+	b, _ := json.Marshal(u)
+	_, err = s.store.Txn(ctx, []Op{{Verb: OpSet, Key: usageKey(domain, mailbox), Value: b}})
+	return err
+}
+
+func reNodeNameish(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
+			return false
+		}
+	}
+	return true
+}

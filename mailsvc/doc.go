@@ -1,0 +1,9 @@
+// Package mailsvc is the mail service of a node: SMTP (RFC 5321) inbound
+// and submission (RFC 6409) listeners on go-smtp, with ESMTP extensions
+// (SIZE RFC 1870, 8BITMIME RFC 6152, PIPELINING RFC 2920, ENHANCEDSTATUSCODES
+// RFC 2034, SMTPUTF8 RFC 6531, STARTTLS RFC 3207, AUTH PLAIN RFC 4616 and
+// LOGIN); delivery into Maildir mailboxes on the shared path; per-mailbox
+// lock files; and the mailbox store used by the REST API. Every change to
+// mail (a delivery, a deletion) is handed to a Reporter, which carries it to
+// the primary so that all nodes agree on usage and quotas.
+package mailsvc

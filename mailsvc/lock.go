@@ -1,0 +1,157 @@
+package mailsvc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Locker takes exclusive per-mailbox lock files in a directory on the
+// shared path, so that nodes do not recount, move or fill a mailbox at the
+// same time. A lock file records host, pid and time; it is refreshed while
+// held, and a lock whose holder is gone (same host, dead pid) or whose file
+// was not refreshed for StaleAfter is broken (renamed away atomically, so
+// only one breaker wins).
+type Locker struct {
+	Dir string
+	// StaleAfter is the age after which an unrefreshed lock is stale; 0 means 2 minutes.
+	StaleAfter time.Duration
+	// Wait bounds how long Lock waits for a busy lock; 0 means 10 s.
+	Wait time.Duration
+}
+
+// ErrLockBusy is returned when a lock stays held past Locker.Wait.
+var ErrLockBusy = errors.New("mailsvc: mailbox is locked by another process")
+
+var hostname, _ = os.Hostname()
+
+// Lock is a held lock file.
+type Lock struct {
+	path string
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (l *Locker) path(address string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(address)))
+	return filepath.Join(l.Dir, "mbox-"+hex.EncodeToString(sum[:10])+".lock")
+}
+
+// Lock takes the lock of a mailbox address, waiting while another holds
+// it. The lock is refreshed in the background until Unlock.
+func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
+	if err := os.MkdirAll(l.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("mailsvc: lock dir: %w", err)
+	}
+	path := l.path(address)
+	wait := l.Wait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	delay := time.Millisecond
+	content := fmt.Sprintf("%s %d %s %s\n", hostname, os.Getpid(), time.Now().UTC().Format(time.RFC3339), address)
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+		if err == nil {
+			_, werr := f.WriteString(content)
+			cerr := f.Close()
+			if werr != nil || cerr != nil {
+				os.Remove(path)
+				return nil, fmt.Errorf("mailsvc: write lock %s: %v %v", path, werr, cerr)
+			}
+			lk := &Lock{path: path, stop: make(chan struct{}), done: make(chan struct{})}
+			go lk.refresh(l.staleAfter() / 4)
+			return lk, nil
+		}
+		if !os.IsExist(err) {
+			return nil, fmt.Errorf("mailsvc: lock %s: %w", path, err)
+		}
+		if l.stale(path) {
+			l.breakLock(path)
+			continue
+		}
+		if time.Now().After(deadline) {
+			return nil, ErrLockBusy
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
+func (l *Locker) staleAfter() time.Duration {
+	if l.StaleAfter <= 0 {
+		return 2 * time.Minute
+	}
+	return l.StaleAfter
+}
+
+// stale reports whether the lock file's holder is gone.
+func (l *Locker) stale(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false // gone already: the next create will tell
+	}
+	if time.Since(st.ModTime()) > l.staleAfter() {
+		return true
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 2 || fields[0] != hostname {
+		return false
+	}
+	pid, err := strconv.Atoi(fields[1])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
+}
+
+// breakLock moves a stale lock aside (atomic: of several breakers only one
+// rename succeeds) and removes it.
+func (l *Locker) breakLock(path string) {
+	aside := path + ".stale-" + rand.Text()[:8]
+	if os.Rename(path, aside) == nil {
+		os.Remove(aside)
+	}
+}
+
+func (lk *Lock) refresh(every time.Duration) {
+	defer close(lk.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-lk.stop:
+			return
+		case now := <-t.C:
+			_ = os.Chtimes(lk.path, now, now)
+		}
+	}
+}
+
+// Unlock releases the lock.
+func (lk *Lock) Unlock() error {
+	close(lk.stop)
+	<-lk.done
+	if err := os.Remove(lk.path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("mailsvc: unlock: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,364 @@
+package mailsvc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"mailcluster"
+)
+
+// Settings of [SMTP] in the main ini file, with their defaults.
+const (
+	SectionSMTP          = "SMTP"
+	KeyMaxMessageSize    = "MaxMessageSize"    // bytes; default 26214400 (25 MiB)
+	KeyMaxRecipients     = "MaxRecipients"     // per message; default 100
+	KeyMaxLineLength     = "MaxLineLength"     // default 2000
+	KeyReadTimeout       = "ReadTimeout"       // seconds; default 300
+	KeyWriteTimeout      = "WriteTimeout"      // seconds; default 300
+	KeyAllowInsecureAuth = "AllowInsecureAuth" // Yes: AUTH without TLS on submission; default No
+	KeySmarthost         = "Smarthost"         // not supported yet: relaying is always refused
+
+	DefaultMaxMessageSize = 25 << 20
+	DefaultMaxRecipients  = 100
+)
+
+// reply is an SMTP reply for a refusal; cause, when set, is logged only.
+type reply struct {
+	code  int
+	enh   [3]int
+	msg   string
+	cause error
+}
+
+func (r *reply) Error() string {
+	if r.cause != nil {
+		return fmt.Sprintf("%d %d.%d.%d %s: %v", r.code, r.enh[0], r.enh[1], r.enh[2], r.msg, r.cause)
+	}
+	return fmt.Sprintf("%d %d.%d.%d %s", r.code, r.enh[0], r.enh[1], r.enh[2], r.msg)
+}
+
+// The refusals of the mail service.
+var (
+	errTooLarge       = &reply{code: 552, enh: [3]int{5, 3, 4}, msg: "Message too big"}
+	errMailboxBusy    = &reply{code: 451, enh: [3]int{4, 2, 0}, msg: "Mailbox busy; try again later"}
+	errRelayDenied    = &reply{code: 554, enh: [3]int{5, 7, 1}, msg: "Relaying denied"}
+	errAuthRequired   = &reply{code: 530, enh: [3]int{5, 7, 0}, msg: "Authentication required"}
+	errAuthFailed     = &reply{code: 535, enh: [3]int{5, 7, 8}, msg: "Authentication credentials invalid"}
+	errTooManyRcpts   = &reply{code: 452, enh: [3]int{4, 5, 3}, msg: "Too many recipients"}
+	errUnknownUser    = &reply{code: 550, enh: [3]int{5, 1, 1}, msg: "No such user here"}
+	errDisabled       = &reply{code: 550, enh: [3]int{5, 2, 1}, msg: "Mailbox disabled"}
+	errBadAddress     = &reply{code: 501, enh: [3]int{5, 1, 3}, msg: "Bad address syntax"}
+	errMailboxFull    = &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox full"}
+	errSenderRequired = &reply{code: 503, enh: [3]int{5, 5, 1}, msg: "MAIL FROM first"}
+	errLineTooLong    = &reply{code: 500, enh: [3]int{5, 5, 2}, msg: "Line too long"}
+)
+
+// smtpError is the one place where any error becomes an SMTP reply; go-smtp
+// matches *smtp.SMTPError by type assertion, so it is returned unwrapped.
+// Internal error text is logged, never sent.
+func smtpError(log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	var r *reply
+	if errors.As(err, &r) {
+		if r.cause != nil {
+			log.Error("smtp: local failure", "err", r.cause)
+		}
+		return &smtp.SMTPError{Code: r.code, EnhancedCode: smtp.EnhancedCode(r.enh), Message: r.msg}
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se // e.g. go-smtp's own "message too big" from the data reader
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return smtpError(log, errLineTooLong)
+	}
+	switch mailcluster.ErrorCode(err) {
+	case mailcluster.ENOTFOUND:
+		return smtpError(log, errUnknownUser)
+	case mailcluster.EINVALID:
+		return smtpError(log, errBadAddress)
+	case mailcluster.EUNAUTHORIZED:
+		return smtpError(log, errAuthFailed)
+	}
+	log.Error("smtp: unexpected error", "err", err)
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem; try again later"}
+}
+
+// ServerConfig configures the listeners.
+type ServerConfig struct {
+	Hostname string       // announced in the greeting and Received fields
+	TLS      *tls.Config  // enables STARTTLS when not nil
+	Log      *slog.Logger //
+}
+
+// Server runs the inbound (port 25 style) and submission (port 587 style)
+// SMTP listeners of a node.
+type Server struct {
+	store   *Store
+	dir     Directory
+	cfg     ServerConfig
+	inbound *smtp.Server
+	submit  *smtp.Server
+}
+
+// NewServer returns a Server delivering through store. Limits and
+// timeouts come from [SMTP] settings when the listeners start; the
+// message size and recipient limits are also checked per message against
+// the current settings.
+func NewServer(store *Store, dir Directory, cfg ServerConfig) *Server {
+	s := &Server{store: store, dir: dir, cfg: cfg}
+	s.inbound = s.newSMTP(false)
+	s.submit = s.newSMTP(true)
+	return s
+}
+
+func (s *Server) intSetting(key string, def int64) int64 {
+	if n, err := strconv.ParseInt(s.dir.Setting(SectionSMTP, key, ""), 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func (s *Server) newSMTP(submission bool) *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{srv: s, conn: c, submission: submission, log: s.cfg.Log}, nil
+	}))
+	srv.Domain = s.cfg.Hostname
+	srv.TLSConfig = s.cfg.TLS
+	srv.MaxMessageBytes = s.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
+	srv.MaxRecipients = int(s.intSetting(KeyMaxRecipients, DefaultMaxRecipients))
+	srv.MaxLineLength = int(s.intSetting(KeyMaxLineLength, 2000))
+	srv.ReadTimeout = time.Duration(s.intSetting(KeyReadTimeout, 300)) * time.Second
+	srv.WriteTimeout = time.Duration(s.intSetting(KeyWriteTimeout, 300)) * time.Second
+	srv.EnableSMTPUTF8 = true
+	srv.AllowInsecureAuth = submission && strings.EqualFold(s.dir.Setting(SectionSMTP, KeyAllowInsecureAuth, "No"), "yes")
+	srv.ErrorLog = slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn)
+	return srv
+}
+
+// ServeInbound serves inbound SMTP on ln until Close.
+func (s *Server) ServeInbound(ln net.Listener) error { return s.inbound.Serve(ln) }
+
+// ServeSubmission serves submission on ln until Close.
+func (s *Server) ServeSubmission(ln net.Listener) error { return s.submit.Serve(ln) }
+
+// Close stops both listeners and ends open sessions.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err1 := s.inbound.Shutdown(ctx)
+	err2 := s.submit.Shutdown(ctx)
+	if err1 != nil && !errors.Is(err1, smtp.ErrServerClosed) {
+		return err1
+	}
+	if err2 != nil && !errors.Is(err2, smtp.ErrServerClosed) {
+		return err2
+	}
+	return nil
+}
+
+// session is one SMTP connection.
+type session struct {
+	srv        *Server
+	conn       *smtp.Conn
+	submission bool
+	log        *slog.Logger
+
+	user  *mailcluster.Account // authenticated user (submission)
+	from  string
+	mail  bool
+	rcpts []*mailcluster.Account
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (s *session) Reset() {
+	s.from, s.mail, s.rcpts = "", false, nil
+}
+
+func (s *session) Logout() error { return nil }
+
+// AuthMechanisms offers PLAIN and LOGIN on submission only.
+func (s *session) AuthMechanisms() []string {
+	if !s.submission {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements AUTH PLAIN (RFC 4616) and LOGIN.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if !s.submission {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	check := func(identity, username, password string) error {
+		if identity != "" && !strings.EqualFold(identity, username) {
+			return smtpError(s.log, errAuthFailed)
+		}
+		a, err := s.srv.dir.AuthenticateUser(context.Background(), username, password)
+		if err != nil {
+			return smtpError(s.log, errAuthFailed)
+		}
+		s.user = a
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(check), nil
+	case sasl.Login:
+		return &loginServer{check: func(u, p string) error { return check("", u, p) }}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.submission && s.user == nil {
+		return smtpError(s.log, errAuthRequired)
+	}
+	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
+	if opts != nil && opts.Size > max {
+		return smtpError(s.log, errTooLarge)
+	}
+	if from != "" {
+		if _, _, err := splitAny(from); err != nil {
+			return smtpError(s.log, errBadAddress)
+		}
+	}
+	s.from, s.mail = from, true
+	return nil
+}
+
+func splitAny(addr string) (string, string, error) {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || i == len(addr)-1 || strings.ContainsAny(addr, " <>\r\n") {
+		return "", "", errBadAddress
+	}
+	return addr[:i], addr[i+1:], nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.mail {
+		return smtpError(s.log, errSenderRequired)
+	}
+	if int64(len(s.rcpts)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
+		return smtpError(s.log, errTooManyRcpts)
+	}
+	_, domain, err := splitAny(to)
+	if err != nil {
+		return smtpError(s.log, errBadAddress)
+	}
+	if !s.srv.dir.IsLocalDomain(domain) {
+		// No smarthost yet: mail for other domains is never relayed.
+		return smtpError(s.log, errRelayDenied)
+	}
+	a, err := s.srv.dir.LookupAccount(to)
+	if err != nil {
+		if mailcluster.ErrorCode(err) == mailcluster.EINVALID {
+			return smtpError(s.log, errUnknownUser) // an address we could never have
+		}
+		return smtpError(s.log, err)
+	}
+	if a.Disabled {
+		return smtpError(s.log, errDisabled)
+	}
+	for _, r := range s.rcpts {
+		if r.Address() == a.Address() {
+			return nil // the same mailbox twice gets one copy
+		}
+	}
+	if s.srv.store.overQuota(a, 0, 0) {
+		return smtpError(s.log, errMailboxFull)
+	}
+	s.rcpts = append(s.rcpts, a)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if len(s.rcpts) == 0 {
+		return smtpError(s.log, errSenderRequired)
+	}
+	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
+	header := s.traceHeader()
+	err := s.srv.store.Deliver(context.Background(), s.rcpts, header, r, max+int64(len(header)))
+	if err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return smtp.ErrDataTooLarge
+		}
+		return smtpError(s.log, err)
+	}
+	addrs := make([]string, len(s.rcpts))
+	for i, a := range s.rcpts {
+		addrs[i] = a.Address()
+	}
+	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","))
+	return nil
+}
+
+// traceHeader returns the Return-Path and Received fields (RFC 5321 4.4).
+func (s *session) traceHeader() []byte {
+	remote := "unknown"
+	if a, ok := s.conn.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		remote = a.IP.String()
+	}
+	with := "ESMTP"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		with += "S"
+	}
+	if s.user != nil {
+		with += "A"
+	}
+	helo := strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, s.conn.Hostname())
+	for_ := ""
+	if len(s.rcpts) == 1 {
+		for_ = "\r\n\tfor <" + s.rcpts[0].Address() + ">"
+	}
+	return fmt.Appendf(nil, "Return-Path: <%s>\r\nReceived: from %s ([%s])\r\n\tby %s (mailcluster) with %s%s;\r\n\t%s\r\n",
+		s.from, helo, remote, s.srv.cfg.Hostname, with, for_, time.Now().Format(time.RFC1123Z))
+}
+
+// loginServer is the server side of the (obsolete but common) LOGIN SASL
+// mechanism: it asks for the user name, then the password.
+type loginServer struct {
+	check    func(username, password string) error
+	username string
+	step     int
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if len(response) > 0 { // initial response carries the user name
+			l.username = string(response)
+			l.step = 2
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.username = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.check(l.username, string(response))
+	}
+	return nil, true, errors.New("mailsvc: unexpected LOGIN step")
+}

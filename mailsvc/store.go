@@ -1,0 +1,324 @@
+package mailsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"mailcluster"
+)
+
+// Directory is what the mail service needs of the domain service. It is
+// satisfied by *mailcluster.Service.
+type Directory interface {
+	// LookupAccount returns an account (with its mailbox path) by address.
+	// Errors: EINVALID, ENOTFOUND.
+	LookupAccount(address string) (*mailcluster.Account, error)
+	// IsLocalDomain reports whether the cluster serves a domain.
+	IsLocalDomain(domain string) bool
+	// AuthenticateUser checks a mail user's password. Errors: EUNAUTHORIZED.
+	AuthenticateUser(ctx context.Context, address, password string) (*mailcluster.Account, error)
+	// Usage returns the cluster-wide usage the primary published.
+	Usage(domain, mailbox string) mailcluster.Usage
+	// SetUsage publishes a recounted usage (primary only).
+	SetUsage(ctx context.Context, domain, mailbox string, u mailcluster.Usage) error
+	// Setting reads the main ini file.
+	Setting(section, key, def string) string
+}
+
+var _ Directory = (*mailcluster.Service)(nil)
+
+// Reporter carries changes to mail to the primary. Report must persist the
+// deltas before it returns (they survive a crash) and assign their Seq.
+type Reporter interface {
+	Report(deltas ...mailcluster.UsageDelta) error
+	// Pending returns what was reported for a mailbox but is not yet
+	// published by the primary.
+	Pending(domain, mailbox string) (bytes, messages int64)
+}
+
+// Store is the node's access to the mailboxes on the shared path.
+// It is safe for concurrent use.
+type Store struct {
+	dir Directory
+	rep Reporter
+	log *slog.Logger
+}
+
+// NewStore returns a Store.
+func NewStore(dir Directory, rep Reporter, log *slog.Logger) *Store {
+	return &Store{dir: dir, rep: rep, log: log}
+}
+
+func (s *Store) locker() *Locker {
+	def := filepath.Join(os.TempDir(), "mailcluster-locks")
+	return &Locker{Dir: s.dir.Setting(mailcluster.SectionDirectories, mailcluster.KeyLockFiles, def)}
+}
+
+// usage is the published usage plus what this node reported meanwhile.
+func (s *Store) usage(a *mailcluster.Account) (bytes, messages int64) {
+	u := s.dir.Usage(a.Domain, a.Mailbox)
+	pb, pm := s.rep.Pending(a.Domain, a.Mailbox)
+	return u.Bytes + pb, u.Messages + pm
+}
+
+// overQuota tells whether adding bytes and messages would exceed a quota
+// (with 0 and 0: whether the mailbox is already full).
+func (s *Store) overQuota(a *mailcluster.Account, addBytes, addMessages int64) bool {
+	b, m := s.usage(a)
+	if a.QuotaBytes > 0 && (b+addBytes > a.QuotaBytes || addBytes == 0 && b >= a.QuotaBytes) {
+		return true
+	}
+	return a.QuotaMessages > 0 && (m+addMessages > a.QuotaMessages || addMessages == 0 && m >= a.QuotaMessages)
+}
+
+// Deliver writes one message for every recipient as one transaction: the
+// message is written once to a temporary file and synced; then, with every
+// recipient's mailbox locked, quotas are checked with the real size and
+// the file is renamed into each new/ directory (and the directories
+// synced); on any failure the renames done are undone, so a message is
+// delivered to all recipients or to none. The usage deltas are reported
+// before Deliver returns. header is prepended (trace fields).
+func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64) (err error) {
+	if len(rcpts) == 0 {
+		return errors.New("mailsvc: no recipients")
+	}
+	first := Maildir(rcpts[0].MailboxPath)
+	if err := first.Init(); err != nil {
+		return tempFail(err)
+	}
+	tmp, err := os.CreateTemp(filepath.Join(string(first), "tmp"), ".delivery-*")
+	if err != nil {
+		return tempFail(err)
+	}
+	tmpPath := tmp.Name()
+	defer os.Remove(tmpPath)
+	if _, err := tmp.Write(header); err != nil {
+		tmp.Close()
+		return tempFail(err)
+	}
+	limit := maxSize - int64(len(header))
+	n, err := io.Copy(tmp, io.LimitReader(body, limit+1))
+	if err != nil {
+		tmp.Close()
+		return err // a read error of the client's data: mapped by the caller
+	}
+	if maxSize > 0 && n > limit {
+		tmp.Close()
+		return errTooLarge
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return tempFail(err)
+	}
+	if err := tmp.Close(); err != nil {
+		return tempFail(err)
+	}
+	size := int64(len(header)) + n
+
+	// Lock every mailbox, in a fixed order so that deliveries cannot deadlock.
+	order := append([]*mailcluster.Account(nil), rcpts...)
+	sort.Slice(order, func(i, j int) bool { return order[i].Address() < order[j].Address() })
+	lk := s.locker()
+	var held []*Lock
+	defer func() {
+		for _, l := range held {
+			_ = l.Unlock()
+		}
+	}()
+	for _, a := range order {
+		l, err := lk.Lock(ctx, a.Address())
+		if err != nil {
+			if errors.Is(err, ErrLockBusy) {
+				return errMailboxBusy
+			}
+			return tempFail(err)
+		}
+		held = append(held, l)
+	}
+	for _, a := range rcpts {
+		if s.overQuota(a, size, 1) {
+			return &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}
+		}
+	}
+	name := uniqueName(size)
+	var done []string
+	defer func() {
+		if err != nil {
+			for _, p := range done {
+				os.Remove(p)
+			}
+		}
+	}()
+	for _, a := range rcpts {
+		md := Maildir(a.MailboxPath)
+		if err := md.Init(); err != nil {
+			return tempFail(err)
+		}
+		dst := filepath.Join(string(md), "new", name)
+		if err := linkOrCopy(tmpPath, dst); err != nil {
+			return tempFail(err)
+		}
+		done = append(done, dst)
+		if err := syncDir(filepath.Join(string(md), "new")); err != nil {
+			return tempFail(err)
+		}
+	}
+	now := time.Now().UTC()
+	deltas := make([]mailcluster.UsageDelta, 0, len(rcpts))
+	for _, a := range rcpts {
+		deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: size, Messages: 1, At: now})
+	}
+	if rerr := s.rep.Report(deltas...); rerr != nil {
+		// The mail is safely stored; only the usage count lags until a recount.
+		s.log.Error("recording usage of a delivery", "err", rerr)
+	}
+	return nil
+}
+
+// linkOrCopy hard-links src to dst (the same file for every recipient),
+// or copies it across file systems; dst is synced either way.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".part"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// List returns one page of an account's messages in id (arrival) order and
+// the cursor of the next page ("" on the last).
+func (s *Store) List(a *mailcluster.Account, limit int, cursor string) ([]mailcluster.Message, string, error) {
+	if limit == 0 {
+		limit = 100
+	}
+	if limit < 1 || limit > 1000 {
+		return nil, "", mailcluster.Errorf(mailcluster.EINVALID, "Limit must be between 1 and 1000.")
+	}
+	es, err := Maildir(a.MailboxPath).entries()
+	if err != nil {
+		return nil, "", &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox cannot be read.", Err: err}
+	}
+	i := sort.Search(len(es), func(i int) bool { return es[i].id > cursor })
+	out := []mailcluster.Message{}
+	for ; i < len(es) && len(out) < limit; i++ {
+		out = append(out, summary(es[i]))
+	}
+	next := ""
+	if i < len(es) && len(out) > 0 {
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+// Open returns a message's content and size. Errors: EINVALID, ENOTFOUND.
+func (s *Store) Open(a *mailcluster.Account, id string) (io.ReadCloser, int64, error) {
+	p, err := Maildir(a.MailboxPath).find(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Message %s does not exist.", id)
+		}
+		return nil, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The message cannot be read.", Err: err}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The message cannot be read.", Err: err}
+	}
+	return f, st.Size(), nil
+}
+
+// Delete removes a message and reports the change. It is a change to mail,
+// not to configuration, so it is allowed on every node.
+// Errors: EINVALID, ENOTFOUND, EUNAVAILABLE.
+func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) error {
+	md := Maildir(a.MailboxPath)
+	if _, err := md.find(id); err != nil {
+		return err
+	}
+	l, err := s.locker().Lock(ctx, a.Address())
+	if err != nil {
+		return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox is busy; try again.", Err: err}
+	}
+	defer l.Unlock()
+	p, err := md.find(id)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Message %s does not exist.", id)
+	}
+	size := messageSize(id)
+	if size < 0 {
+		size = st.Size()
+	}
+	if err := os.Remove(p); err != nil {
+		return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The message cannot be deleted.", Err: err}
+	}
+	_ = syncDir(filepath.Dir(p))
+	if err := s.rep.Report(mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: -size, Messages: -1, At: time.Now().UTC()}); err != nil {
+		s.log.Error("recording usage of a deletion", "err", err)
+	}
+	return nil
+}
+
+// Recount counts an account's mail on disk under its lock and publishes
+// the result as the account's usage (primary only).
+// Errors: ENOTFOUND, EREADONLY, EUNAVAILABLE.
+func (s *Store) Recount(ctx context.Context, a *mailcluster.Account) (mailcluster.Usage, error) {
+	l, err := s.locker().Lock(ctx, a.Address())
+	if err != nil {
+		return mailcluster.Usage{}, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox is busy; try again.", Err: err}
+	}
+	defer l.Unlock()
+	at := time.Now().UTC()
+	b, m, err := Maildir(a.MailboxPath).Count()
+	if err != nil {
+		return mailcluster.Usage{}, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox cannot be read.", Err: err}
+	}
+	u := mailcluster.Usage{Bytes: b, Messages: m, RecountedAt: at}
+	if err := s.dir.SetUsage(ctx, a.Domain, a.Mailbox, u); err != nil {
+		return mailcluster.Usage{}, err
+	}
+	return u, nil
+}
+
+// tempFail wraps a local failure as a temporary SMTP error (logged by the
+// caller, never shown).
+func tempFail(err error) error {
+	return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: fmt.Errorf("mailsvc: %w", err)}
+}
