@@ -8,6 +8,8 @@ STATICCHECK := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 CONSUL      := $(shell command -v consul 2>/dev/null || echo $(BIN)/consul)
 RUN_ARGS    ?=
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 TEST_FLAGS  ?= -race -count=1 -timeout 14m
 
 .DEFAULT_GOAL := help
@@ -25,11 +27,19 @@ run: build ## start a standalone node with its data in ./data (Ctrl-C stops it)
 	$(BIN)/mailcluster serve --data-dir ./data $(RUN_ARGS)
 
 .PHONY: test
-test: consul ## run every test, unit and integration (with a real Consul), race detector on
+test: consul test-deps ## run every test, unit and integration (with a real Consul), race detector on
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test $(TEST_FLAGS) ./...
 
+.PHONY: test-deps
+test-deps: ## install the Debian packages the tests drive (swaks)
+	@command -v swaks >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(APT_INSTALL) swaks; }
+
+.PHONY: bench-deps
+bench-deps: ## install the Debian packages the benchmarks compare with (postfix's smtp-sink)
+	@command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || { $(SUDO) apt-get update -qq && $(APT_INSTALL) postfix; }
+
 .PHONY: bench
-bench: consul ## print the performance figures (replication latency, failover times, ...)
+bench: consul bench-deps ## print the performance figures (replication latency, failover times, ...)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v /integration)
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'Replication' -benchtime 500x -count=1 ./integration/
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'Failover' -benchtime 20x -count=1 ./integration/

@@ -174,7 +174,11 @@ func (s *Service) applyUsageOnce(ctx context.Context, r UsageReport) (uint64, er
 			continue // applied before
 		}
 		maxSeq = max(maxSeq, d.Seq)
-		key := usageKey(NormalizeDomain(d.Domain), NormalizeMailbox(d.Mailbox))
+		dom, mb := NormalizeDomain(d.Domain), NormalizeMailbox(d.Mailbox)
+		if _, ok := s.store.Get(accountKey(dom, mb)); !ok {
+			continue // the account is gone; nothing to count
+		}
+		key := usageKey(dom, mb)
 		a := touched[key]
 		if a == nil {
 			a = &acc{}

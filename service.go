@@ -404,6 +404,9 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	for _, kv := range accounts {
 		ops = append(ops, Op{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
 	}
+	for _, kv := range s.store.List(PrefixUsage+name+"/", "", 0) {
+		ops = append(ops, Op{Verb: OpDelete, Key: kv.Key})
+	}
 	if err := s.txn(ctx, ops); err != nil {
 		return conflictAs(err, "Domain %s was changed concurrently; try again.", name)
 	}
@@ -705,7 +708,11 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 			return err
 		}
 	}
-	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: accountKey(domain, mailbox), Index: idx}}); err != nil {
+	ops := []Op{{Verb: OpDeleteCAS, Key: accountKey(domain, mailbox), Index: idx}}
+	if _, ok := s.store.Get(usageKey(domain, mailbox)); ok {
+		ops = append(ops, Op{Verb: OpDelete, Key: usageKey(domain, mailbox)})
+	}
+	if err := s.txn(ctx, ops); err != nil {
 		return conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
 	}
 	s.log.Info("account deleted", "address", a.Address())

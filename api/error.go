@@ -144,7 +144,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	h := c.Response().Header()
 	if p.Status == http.StatusUnauthorized {
-		h.Set(echo.HeaderWWWAuthenticate, `Basic realm="mailcluster"`)
+		challenge, ok := c.Get(ctxChallenge).(string)
+		if !ok {
+			challenge = basicChallenge
+		}
+		h.Set(echo.HeaderWWWAuthenticate, challenge)
 	}
 	if p.Status == http.StatusServiceUnavailable {
 		h.Set(echo.HeaderRetryAfter, "1")

@@ -23,6 +23,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/cluster"
+	"mailcluster/mailsvc"
 	"mailcluster/openapi"
 )
 
@@ -32,6 +33,9 @@ const (
 	adminPassword = "secret-pass-1"
 	primaryURL    = "http://127.0.0.1:8080"
 )
+
+// internalToken is the internal API token of every test node.
+var internalToken = cluster.InternalToken("test-cluster-secret")
 
 // logBuffer collects a server's log lines for assertions.
 type logBuffer struct {
@@ -62,6 +66,10 @@ type Env struct {
 	Admin  *Client
 	// XMLCalls counts requests that reached the fake XML-API handler.
 	XMLCalls *int64Counter
+	// Mail is the node's mailbox store and Outbox carries its changes to
+	// mail to the primary; both nil with WithoutMail.
+	Mail   *mailsvc.Store
+	Outbox *cluster.Outbox
 }
 
 // EnvOption changes how MustOpenEnv builds a node.
@@ -71,6 +79,8 @@ type envConfig struct {
 	bodyLimit int64
 	svc       func(*mailcluster.Service) api.Service
 	noXMLAPI  bool
+	noMail    bool
+	noToken   bool
 }
 
 // WithBodyLimit sets Config.BodyLimit.
@@ -83,6 +93,12 @@ func WithService(f func(*mailcluster.Service) api.Service) EnvOption {
 
 // WithoutXMLAPI leaves Config.XMLAPI nil.
 func WithoutXMLAPI() EnvOption { return func(c *envConfig) { c.noXMLAPI = true } }
+
+// WithoutMail leaves Config.Mail nil: the node runs no mail service.
+func WithoutMail() EnvOption { return func(c *envConfig) { c.noMail = true } }
+
+// WithoutInternalToken leaves Config.InternalToken empty.
+func WithoutInternalToken() EnvOption { return func(c *envConfig) { c.noToken = true } }
 
 type int64Counter struct {
 	mu sync.Mutex
@@ -112,13 +128,17 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 		tb.Fatal(err)
 	}
 	env := &Env{Store: store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}}
-	env.start(tb, svc, logger, opts...)
+	// The primary applies its own changes to mail directly.
+	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+		return svc.ApplyUsageReport(ctx, r)
+	}, opts...)
 	return env
 }
 
 // MustOpenPeer starts another node over the same store whose Service asks
 // lead for its role (a secondary in the read-only tests).
-func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership) *Env {
+// Its changes to mail go to the primary's internal API over HTTP.
+func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts ...EnvOption) *Env {
 	tb.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -127,11 +147,14 @@ func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership) *Env
 	svc.NodeName = "node2"
 	svc.Mode = mailcluster.ModeCluster
 	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}}
-	env.start(tb, svc, logger)
+	client := &cluster.InternalClient{Token: internalToken}
+	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+		return client.SendUsage(ctx, primary.HTTP.URL, r)
+	}, opts...)
 	return env
 }
 
-func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger, opts ...EnvOption) {
+func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger, send cluster.SendFunc, opts ...EnvOption) {
 	tb.Helper()
 	var cfg envConfig
 	for _, o := range opts {
@@ -141,7 +164,15 @@ func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger
 	if cfg.svc != nil {
 		asvc = cfg.svc(svc)
 	}
-	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit}
+	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalToken: internalToken}
+	if cfg.noToken {
+		acfg.InternalToken = ""
+	}
+	if !cfg.noMail {
+		e.Outbox = mustRunOutbox(tb, svc.NodeName, send, logger)
+		e.Mail = mailsvc.NewStore(svc, e.Outbox, logger)
+		acfg.Mail = e.Mail
+	}
 	if !cfg.noXMLAPI {
 		acfg.XMLAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			e.XMLCalls.inc()
@@ -160,6 +191,29 @@ func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger
 	e.HTTP = httptest.NewServer(e.Server)
 	tb.Cleanup(e.HTTP.Close)
 	e.Admin = NewClient(tb, e.HTTP.URL).As(adminAddress, adminPassword)
+	e.Admin.Secret(internalToken)
+}
+
+// mustRunOutbox opens an outbox in a temporary directory and runs its
+// sender until the test ends.
+func mustRunOutbox(tb testing.TB, node string, send cluster.SendFunc, logger *slog.Logger) *cluster.Outbox {
+	tb.Helper()
+	ob, err := cluster.OpenOutbox(filepath.Join(tb.TempDir(), "outbox.db"), node, send, logger)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ob.Run(ctx)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+		_ = ob.Close()
+	})
+	return ob
 }
 
 // spec is the parsed OpenAPI document and its router, loaded once.
@@ -223,7 +277,9 @@ type Request struct {
 	Body        []byte // nil: no body
 	ContentType string // default application/json when Body is set
 	Accept      string
-	Header      http.Header
+	// Header is added to the request; an Authorization header here
+	// replaces the client's Basic credentials.
+	Header http.Header
 	// Chunked sends the body without a Content-Length.
 	Chunked bool
 	// Invalid marks a request that is deliberately malformed: the spec
@@ -324,7 +380,7 @@ func (c *Client) newRequest(tb testing.TB, r Request) *http.Request {
 	if r.Accept != "" {
 		req.Header.Set("Accept", r.Accept)
 	}
-	if c.user != "" {
+	if c.user != "" && req.Header.Get("Authorization") == "" {
 		req.SetBasicAuth(c.user, c.pass)
 	}
 	return req
@@ -490,6 +546,10 @@ type Account struct {
 	QuotaBytes    int64  `json:"quotaBytes"`
 	QuotaMessages int64  `json:"quotaMessages"`
 	AdminRights   string `json:"adminRights"`
+	Usage         struct {
+		Bytes    int64 `json:"bytes"`
+		Messages int64 `json:"messages"`
+	} `json:"usage"`
 }
 
 // Domain is the JSON form of a domain in answers.

@@ -18,7 +18,11 @@ import (
 const (
 	ctxRequestID = "mailcluster.request_id"
 	ctxCaller    = "mailcluster.caller"
+	ctxChallenge = "mailcluster.challenge" // the WWW-Authenticate of a 401; default basicChallenge
 )
+
+// basicChallenge is the WWW-Authenticate challenge of the management API.
+const basicChallenge = `Basic realm="mailcluster"`
 
 var reRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 

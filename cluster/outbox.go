@@ -33,15 +33,17 @@ type Outbox struct {
 	db    *bolt.DB
 	node  string
 	epoch string
-	send SendFunc
-	log  *slog.Logger
-	// WaitIndex, when set, is called after a send succeeds, with the index
-	// the primary reported, so that pending counts drop only once the local
-	// snapshot shows the new usage.
-	WaitIndex func(ctx context.Context, index uint64) error
+	send  SendFunc
+	log   *slog.Logger
+	// Store, when set, is the node's replicated state: a delta stops being
+	// pending once the snapshot shows the primary applied it (reports/<node>),
+	// which happens in the same transaction that publishes the usage, so
+	// usage plus pending never counts a change twice or not at all. Without
+	// a Store a delta stops being pending when the primary acknowledges it.
+	Store mailcluster.Store
 
 	mu      sync.Mutex
-	pending map[string][2]int64
+	pending map[string][]pendingDelta
 	kick    chan struct{}
 	failing bool
 }
@@ -52,7 +54,7 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, er
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
 	}
-	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][2]int64{}, kick: make(chan struct{}, 1)}
+	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][]pendingDelta{}, kick: make(chan struct{}, 1)}
 	err = db.Update(func(tx *bolt.Tx) error {
 		eb, err := tx.CreateBucketIfNotExists(bucketEpoch)
 		if err != nil {
@@ -73,7 +75,7 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, er
 		return b.ForEach(func(_, v []byte) error {
 			var d mailcluster.UsageDelta
 			if json.Unmarshal(v, &d) == nil {
-				o.addPending(d, 1)
+				o.addPending(d)
 			}
 			return nil
 		})
@@ -88,16 +90,52 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, er
 // Close closes the file.
 func (o *Outbox) Close() error { return o.db.Close() }
 
-func (o *Outbox) addPending(d mailcluster.UsageDelta, sign int64) {
+type pendingDelta struct {
+	seq             uint64
+	bytes, messages int64
+}
+
+func (o *Outbox) addPending(d mailcluster.UsageDelta) {
 	k := d.Domain + "/" + d.Mailbox
-	p := o.pending[k]
-	p[0] += sign * d.Bytes
-	p[1] += sign * d.Messages
-	if p == [2]int64{} {
-		delete(o.pending, k)
-	} else {
-		o.pending[k] = p
+	o.pending[k] = append(o.pending[k], pendingDelta{seq: d.Seq, bytes: d.Bytes, messages: d.Messages})
+}
+
+// dropPending forgets deltas up to seq (inclusive) for the mailboxes of batch.
+func (o *Outbox) dropPending(keys map[string]bool, seq uint64) {
+	for k := range keys {
+		ds := o.pending[k]
+		kept := ds[:0]
+		for _, d := range ds {
+			if d.seq > seq {
+				kept = append(kept, d)
+			}
+		}
+		if len(kept) == 0 {
+			delete(o.pending, k)
+		} else {
+			o.pending[k] = kept
+		}
 	}
+}
+
+// applied returns the last sequence of this outbox that the local
+// snapshot shows as applied by the primary.
+func (o *Outbox) applied() uint64 {
+	if o.Store == nil {
+		return 0
+	}
+	kv, ok := o.Store.Get(mailcluster.PrefixReports + o.node)
+	if !ok {
+		return 0
+	}
+	var mark struct {
+		Epoch string `json:"epoch"`
+		Seq   uint64 `json:"seq"`
+	}
+	if json.Unmarshal(kv.Value, &mark) != nil || mark.Epoch != o.epoch {
+		return 0
+	}
+	return mark.Seq
 }
 
 // Report persists deltas (assigning their sequence numbers) and wakes the
@@ -125,7 +163,7 @@ func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 	}
 	o.mu.Lock()
 	for _, d := range deltas {
-		o.addPending(d, 1)
+		o.addPending(d)
 	}
 	o.mu.Unlock()
 	select {
@@ -135,12 +173,21 @@ func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 	return nil
 }
 
-// Pending returns the reported but not yet published change of a mailbox.
+// Pending returns the reported change of a mailbox that the local
+// snapshot does not show as published yet.
 func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
+	applied := o.applied()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	p := o.pending[domain+"/"+mailbox]
-	return p[0], p[1]
+	k := domain + "/" + mailbox
+	if applied > 0 {
+		o.dropPending(map[string]bool{k: true}, applied)
+	}
+	for _, d := range o.pending[k] {
+		bytes += d.bytes
+		messages += d.messages
+	}
+	return bytes, messages
 }
 
 // Queued returns how many deltas wait to be sent.
@@ -223,15 +270,10 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	index, err := o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: batch})
+	_, err = o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: batch})
 	cancel()
 	if err != nil {
 		return 0, err
-	}
-	if o.WaitIndex != nil {
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = o.WaitIndex(wctx, index)
-		cancel()
 	}
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
@@ -247,10 +289,14 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cluster: outbox: %w", err)
 	}
-	o.mu.Lock()
-	for _, d := range batch {
-		o.addPending(d, -1)
+	if o.Store == nil {
+		keys := map[string]bool{}
+		for _, d := range batch {
+			keys[d.Domain+"/"+d.Mailbox] = true
+		}
+		o.mu.Lock()
+		o.dropPending(keys, batch[len(batch)-1].Seq)
+		o.mu.Unlock()
 	}
-	o.mu.Unlock()
 	return len(batch), nil
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,8 +46,8 @@ func TestMain(m *testing.M) {
 
 // Node is one mailcluster process started by a test.
 type Node struct {
-	t       testing.TB
-	cmd     *exec.Cmd
+	t          testing.TB
+	cmd        *exec.Cmd
 	DataDir    string
 	BaseURL    string // http://127.0.0.1:port
 	SMTP       string // host:port of inbound SMTP ("" when off)
@@ -232,3 +233,5 @@ func tryDo(method, url, user, pass, contentType, body string) (int, string, erro
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -2,8 +2,12 @@ package openapi_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
+	"mailcluster"
 	"mailcluster/openapi"
 )
 
@@ -22,10 +26,32 @@ func TestLoad(t *testing.T) {
 		if doc.Components.SecuritySchemes["basicAuth"] == nil {
 			t.Error("security scheme basicAuth is missing")
 		}
-		for _, p := range []string{"/health", "/openapi.yaml", "/MdMgmtWS", "/api/v1/node"} {
+		for _, p := range []string{"/health", "/openapi.yaml", "/MdMgmtWS", "/api/v1/node", "/internal/v1/usage",
+			"/api/v1/domains/{domain}/accounts/{mailbox}/messages/{id}", "/api/v1/domains/{domain}/accounts/{mailbox}/usage"} {
 			if doc.Paths.Find(p) == nil {
 				t.Errorf("path %s is missing", p)
 			}
+		}
+		for _, name := range []string{"Message", "MessageList", "Usage", "UsageReport", "UsageDelta", "IndexResult"} {
+			if doc.Components.Schemas[name] == nil {
+				t.Errorf("schema %s is missing", name)
+			}
+		}
+	})
+	t.Run("InternalBearerOnly", func(t *testing.T) {
+		doc, err := openapi.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := doc.Components.SecuritySchemes["bearerAuth"]; s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
+			t.Fatalf("security scheme bearerAuth = %+v", s)
+		}
+		op := doc.Paths.Find("/internal/v1/usage").Post
+		if op == nil || op.Security == nil || len(*op.Security) != 1 {
+			t.Fatalf("POST /internal/v1/usage security = %+v", op)
+		}
+		if _, ok := (*op.Security)[0]["bearerAuth"]; !ok {
+			t.Errorf("POST /internal/v1/usage is not bearer-only: %+v", *op.Security)
 		}
 	})
 	t.Run("FreshCopy", func(t *testing.T) {
@@ -79,6 +105,48 @@ func TestProblemSchema(t *testing.T) {
 				} else {
 					v[k] = x
 				}
+			}
+			err := schema.VisitJSON(v)
+			if (err == nil) != tt.ok {
+				t.Errorf("VisitJSON = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestUsageReportSchema checks that the documented report accepts what a
+// node sends (the JSON of mailcluster.UsageReport) and refuses the rest.
+func TestUsageReportSchema(t *testing.T) {
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := doc.Components.Schemas["UsageReport"].Value
+	sent, err := json.Marshal(mailcluster.UsageReport{Node: "node2", Epoch: "e1", Deltas: []mailcluster.UsageDelta{
+		{Seq: 7, Domain: "example.com", Mailbox: "alice", Bytes: 120, Messages: 1, At: time.Now()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta := `{"seq":1,"domain":"example.com","mailbox":"alice","bytes":-10,"messages":-1,"at":"2025-01-02T03:04:05Z"}`
+	tests := []struct {
+		name string
+		json string
+		ok   bool
+	}{
+		{"OK", `{"node":"node1","epoch":"e1","deltas":[` + delta + `]}`, true},
+		{"OKAsSent", string(sent), true},
+		{"OKNoDeltas", `{"node":"node1","epoch":"","deltas":null}`, true},
+		{"ErrNoNode", `{"epoch":"e1","deltas":[]}`, false},
+		{"ErrUnknownMember", `{"node":"node1","epoch":"e1","deltas":[],"extra":true}`, false},
+		{"ErrSeqZero", `{"node":"node1","epoch":"e1","deltas":[{"seq":0,"domain":"d","mailbox":"m","bytes":1,"messages":1,"at":"2025-01-02T03:04:05Z"}]}`, false},
+		{"ErrDeltaMissingAt", `{"node":"node1","epoch":"e1","deltas":[{"seq":1,"domain":"d","mailbox":"m","bytes":1,"messages":1}]}`, false},
+		{"ErrTooMany", `{"node":"node1","epoch":"e1","deltas":[` + strings.Repeat(delta+",", 100) + delta + `]}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.json), &v); err != nil {
+				t.Fatal(err)
 			}
 			err := schema.VisitJSON(v)
 			if (err == nil) != tt.ok {

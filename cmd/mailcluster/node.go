@@ -46,7 +46,6 @@ type Main struct {
 	store        closer
 	events       *cluster.FileClusterLog
 	lead         mailcluster.Leadership
-	waitIndex    func(context.Context, uint64) error
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
 	ln           net.Listener
@@ -111,7 +110,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlapi.NewHandler(m.Service, m.Log)})
+	if err := m.startMail(bg); err != nil {
+		return err
+	}
+	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlapi.NewHandler(m.Service, m.Log),
+		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret)})
 	m.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -121,10 +124,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 	}
-	if err := m.startMail(bg); err != nil {
-		return err
-	}
-
 	mat := cluster.NewMaterializer(m.store, filepath.Join(c.DataDir, "app"), m.Log)
 	mat.OnOverwrite = func(file string) {
 		m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "settings-overwritten",
@@ -168,7 +167,6 @@ func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 	}
 	m.store = st
 	m.lead = mailcluster.StaticLeadership{Self: self}
-	m.waitIndex = func(context.Context, uint64) error { return nil }
 	m.Service = m.newService(st, m.lead, mailcluster.ModeStandalone)
 	generated, err := m.Service.Bootstrap(ctx, boot)
 	if err != nil {
@@ -232,7 +230,6 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	})
 	st.Session = election.Session
 	m.lead = election
-	m.waitIndex = st.WaitIndex
 	m.Service = m.newService(st, election, mailcluster.ModeCluster)
 	m.Service.Lag = st
 	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election}
@@ -268,7 +265,7 @@ func (m *Main) startMail(bg context.Context) error {
 	if err != nil {
 		return err
 	}
-	ob.WaitIndex = m.waitIndex
+	ob.Store = m.store
 	m.outbox = ob
 	m.goBackground(func() { ob.Run(bg) })
 	m.Mail = mailsvc.NewStore(m.Service, ob, m.Log)
