@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -262,4 +264,47 @@ func TestClusterMailKill(t *testing.T) {
 func isConnErr(err error) bool {
 	var se *smtp.SMTPError
 	return !errors.As(err, &se)
+}
+
+// TestRecountUsage removes a message file by hand and recounts.
+func TestRecountUsage(t *testing.T) {
+	n := StartNode(t, t.TempDir(), adminEnv)
+	if code, body := admin(t, n, "POST", "/api/v1/domains", `{"name":"example.com"}`); code != 201 {
+		t.Fatalf("create domain: %d %s", code, body)
+	}
+	code, body := admin(t, n, "POST", "/api/v1/domains/example.com/accounts", `{"mailbox":"alice","password":"alice-pass-1"}`)
+	if code != 201 {
+		t.Fatalf("create account: %d %s", code, body)
+	}
+	var acc struct {
+		MailboxPath string `json:"mailboxPath"`
+	}
+	_ = json.Unmarshal([]byte(body), &acc)
+	for i := range 3 {
+		if err := sendGo(n.SMTP, "alice@example.com", fmt.Sprintf("r%d", i), "count me"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 2*time.Second, "usage 3", func() bool { return getUsage(t, n, "alice@example.com").Messages == 3 })
+	files, _ := filepath.Glob(filepath.Join(acc.MailboxPath, "new", "*"))
+	if len(files) != 3 {
+		t.Fatalf("%d files in %s", len(files), acc.MailboxPath)
+	}
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, exit := runCLI(t, adminEnv, "recount-usage", "--url", n.BaseURL, "alice@example.com")
+	if exit != 0 || !strings.Contains(out, "alice@example.com\t2 messages") {
+		t.Fatalf("recount-usage: exit %d\n%s%s", exit, out, stderr)
+	}
+	if u := getUsage(t, n, "alice@example.com"); u.Messages != 2 {
+		t.Fatalf("usage after recount = %+v", u)
+	}
+	if _, _, exit := runCLI(t, adminEnv, "recount-usage", "--url", n.BaseURL); exit != 2 {
+		t.Fatalf("recount-usage without addresses: exit %d, want 2", exit)
+	}
+	out, _, exit = runCLI(t, adminEnv, "recount-usage", "--url", n.BaseURL, "--all")
+	if exit != 0 || !strings.Contains(out, "admin@localhost") || !strings.Contains(out, "alice@example.com\t2 messages") {
+		t.Fatalf("recount-usage --all: exit %d\n%s", exit, out)
+	}
 }

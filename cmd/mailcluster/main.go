@@ -47,7 +47,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(stdout, stderr), newVersionCommand(stdout), newStatusCommand(stdout))
+	root.AddCommand(newServeCommand(stdout, stderr), newVersionCommand(stdout), newStatusCommand(stdout), newRecountCommand(stdout))
 	return root
 }
 

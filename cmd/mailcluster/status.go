@@ -1,14 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,32 +19,13 @@ func newStatusCommand(stdout io.Writer) *cobra.Command {
 			"The password is read from MAILCLUSTER_ADMIN_PASSWORD.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pw := os.Getenv("MAILCLUSTER_ADMIN_PASSWORD")
-			if pw == "" {
-				return usagef("status: set MAILCLUSTER_ADMIN_PASSWORD to the password of %s", user)
-			}
-			if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-				return usagef("status: --url %q must start with http:// or https://", url)
-			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, strings.TrimSuffix(url, "/")+"/api/v1/cluster", nil)
+			c, err := newAPIClient(url, user)
 			if err != nil {
-				return usagef("status: %v", err)
-			}
-			req.SetBasicAuth(user, pw)
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-			if err != nil {
-				return fmt.Errorf("status: %w", err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-			if resp.StatusCode != http.StatusOK {
-				var p struct{ Detail string }
-				_ = json.Unmarshal(body, &p)
-				return fmt.Errorf("status: %s: %s", resp.Status, p.Detail)
+				return err
 			}
 			var st mailcluster.ClusterStatus
-			if err := json.Unmarshal(body, &st); err != nil {
-				return fmt.Errorf("status: bad answer: %w", err)
+			if err := c.do(cmd.Context(), "GET", "/api/v1/cluster", nil, &st); err != nil {
+				return fmt.Errorf("status: %w", err)
 			}
 			printStatus(stdout, &st)
 			return nil
