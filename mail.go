@@ -95,20 +95,7 @@ func (s *Service) IsLocalDomain(domain string) bool {
 // any account that is neither disabled nor frozen. Every failure is the
 // same EUNAUTHORIZED error.
 func (s *Service) AuthenticateUser(ctx context.Context, address, password string) (*Account, error) {
-	fail := Errorf(EUNAUTHORIZED, "Authentication failed.")
-	mailbox, domain, err := SplitAddress(address)
-	if err != nil || password == "" {
-		return nil, fail
-	}
-	a, _, err := s.getAccount(domain, mailbox)
-	if err != nil {
-		_ = checkDummy(password)
-		return nil, fail
-	}
-	if !s.checkPassword(a, password) || a.Disabled || a.Frozen {
-		return nil, fail
-	}
-	return a.Public(), nil
+	return s.authenticate(ctx, address, password, "smtp")
 }
 
 // ApplyUsageReport adds a node's changes to mail to the published usage

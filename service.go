@@ -46,6 +46,17 @@ type Service struct {
 	Lag Lagger
 	// Log records cluster events; nil means none.
 	Events ClusterLog
+	// Failures receives failed logins for dynamic screening; nil: none.
+	Failures FailureSink
+	// Notify mails thaw tokens to frozen accounts; nil: no mail is sent.
+	Notify Notifier
+	// ScreeningKey keys the hashes of failed passwords so that the same
+	// wrong password counts once cluster-wide (derive it from the cluster
+	// secret); nil means a random per-process key.
+	ScreeningKey []byte
+
+	scrOnce sync.Once
+	screen  *screening
 
 	authMu    sync.Mutex
 	authKey   []byte
@@ -178,20 +189,58 @@ func authorizeDomain(ctx context.Context, domain string) error {
 // it may use the management APIs (admin rights, not frozen or disabled).
 // Every failure is the same EUNAUTHORIZED error so that it reveals nothing.
 func (s *Service) Authenticate(ctx context.Context, address, password string) (*Account, error) {
+	a, err := s.authenticate(ctx, address, password, "api")
+	if err != nil {
+		return nil, err
+	}
+	if a.AdminRights == AdminNone {
+		return nil, Errorf(EUNAUTHORIZED, "Authentication failed.")
+	}
+	return a, nil
+}
+
+// authenticate checks credentials for any login: a blocked client address
+// is refused (EFORBIDDEN); a wrong password or unknown address is reported
+// to dynamic screening; a frozen or disabled account fails without
+// counting further. Every credential failure is the same EUNAUTHORIZED.
+func (s *Service) authenticate(ctx context.Context, address, password, proto string) (*Account, error) {
+	if err := s.checkClientIP(ctx); err != nil {
+		return nil, err
+	}
 	fail := Errorf(EUNAUTHORIZED, "Authentication failed.")
 	mailbox, domain, err := SplitAddress(address)
 	if err != nil || password == "" {
+		s.recordFailure(ctx, "", address+"\x00"+password, proto)
 		return nil, fail
 	}
 	a, _, err := s.getAccount(domain, mailbox)
 	if err != nil {
 		_ = checkDummy(password)
+		s.recordFailure(ctx, "", a0(mailbox, domain)+"\x00"+password, proto)
 		return nil, fail
 	}
-	if !s.checkPassword(a, password) || a.Disabled || a.Frozen || a.AdminRights == AdminNone {
+	if a.Frozen || s.locallyFrozen(a.Address()) {
+		return nil, fail // frozen: no login, and no further counting
+	}
+	if !s.checkPassword(a, password) {
+		s.recordFailure(ctx, a.Address(), password, proto)
+		return nil, fail
+	}
+	if a.Disabled {
 		return nil, fail
 	}
 	return a.Public(), nil
+}
+
+func a0(mailbox, domain string) string { return mailbox + "@" + domain }
+
+// locallyFrozen reports a freeze this node decided without a primary.
+func (s *Service) locallyFrozen(address string) bool {
+	sc := s.scr()
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	_, ok := sc.localAcc[address]
+	return ok
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), bcrypt.DefaultCost)
@@ -406,6 +455,11 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	}
 	for _, kv := range s.store.List(PrefixUsage+name+"/", "", 0) {
 		ops = append(ops, Op{Verb: OpDelete, Key: kv.Key})
+	}
+	for _, kv := range s.store.List(PrefixFrozenAccounts, "", 0) {
+		if strings.HasSuffix(kv.Key, "@"+name) {
+			ops = append(ops, Op{Verb: OpDelete, Key: kv.Key})
+		}
 	}
 	if err := s.txn(ctx, ops); err != nil {
 		return conflictAs(err, "Domain %s was changed concurrently; try again.", name)
@@ -664,7 +718,14 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	}
 	a.UpdatedAt = s.now()
 	b, _ := json.Marshal(a)
-	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: accountKey(domain, mailbox), Value: b, Index: idx}}); err != nil {
+	ops := []Op{{Verb: OpCAS, Key: accountKey(domain, mailbox), Value: b, Index: idx}}
+	if !a.Frozen {
+		// Thawing by hand also ends a freeze by dynamic screening.
+		if rec, ok := s.store.Get(PrefixFrozenAccounts + a.Address()); ok {
+			ops = append(ops, Op{Verb: OpDeleteCAS, Key: rec.Key, Index: rec.ModifyIndex})
+		}
+	}
+	if err := s.txn(ctx, ops); err != nil {
 		return nil, conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
 	}
 	s.log.Info("account updated", "address", a.Address())
@@ -709,8 +770,10 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 		}
 	}
 	ops := []Op{{Verb: OpDeleteCAS, Key: accountKey(domain, mailbox), Index: idx}}
-	if _, ok := s.store.Get(usageKey(domain, mailbox)); ok {
-		ops = append(ops, Op{Verb: OpDelete, Key: usageKey(domain, mailbox)})
+	for _, k := range []string{usageKey(domain, mailbox), PrefixFrozenAccounts + a.Address()} {
+		if _, ok := s.store.Get(k); ok {
+			ops = append(ops, Op{Verb: OpDelete, Key: k})
+		}
 	}
 	if err := s.txn(ctx, ops); err != nil {
 		return conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
