@@ -55,8 +55,10 @@ type Service struct {
 	// secret); nil means a random per-process key.
 	ScreeningKey []byte
 
-	scrOnce sync.Once
-	screen  *screening
+	scrOnce   sync.Once
+	screen    *screening
+	dummyOnce sync.Once
+	dummyHash []byte
 
 	authMu    sync.Mutex
 	authKey   []byte
@@ -215,7 +217,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	}
 	a, _, err := s.getAccount(domain, mailbox)
 	if err != nil {
-		_ = checkDummy(password)
+		_ = s.checkDummy(password)
 		s.recordFailure(ctx, "", a0(mailbox, domain)+"\x00"+password, proto)
 		return nil, fail
 	}
@@ -243,12 +245,18 @@ func (s *Service) locallyFrozen(address string) bool {
 	return ok
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), bcrypt.DefaultCost)
-
-// checkDummy spends the time of a real password check, so that an unknown
-// address cannot be told from a wrong password by timing.
-func checkDummy(password string) error {
-	return bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+// checkDummy spends the time of a real password check (at the cost of
+// new hashes), so that an unknown address cannot be told from a wrong
+// password by timing.
+func (s *Service) checkDummy(password string) error {
+	s.dummyOnce.Do(func() {
+		cost := s.BcryptCost
+		if cost == 0 {
+			cost = bcrypt.DefaultCost
+		}
+		s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), cost)
+	})
+	return bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
 }
 
 // checkPassword compares with bcrypt, remembering recent successes for a

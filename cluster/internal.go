@@ -30,6 +30,19 @@ func InternalToken(secret string) string {
 	return hex.EncodeToString(key)
 }
 
+// ScreeningKey derives the key that hashes failed passwords (so that the
+// same wrong password counts once on every node) from the cluster secret.
+func ScreeningKey(secret string) []byte {
+	if secret == "" {
+		return nil
+	}
+	key, err := hkdf.Key(sha256.New, []byte(secret), nil, "mailcluster screening v1", 32)
+	if err != nil {
+		return nil
+	}
+	return key
+}
+
 // InternalClient calls other nodes' internal API.
 type InternalClient struct {
 	Token string
@@ -40,10 +53,25 @@ type InternalClient struct {
 // SendUsage posts a usage report to the primary at baseURL and returns the
 // index at which the primary applied it.
 func (c *InternalClient) SendUsage(ctx context.Context, baseURL string, r mailcluster.UsageReport) (uint64, error) {
-	body, _ := json.Marshal(r)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+"/internal/v1/usage", bytes.NewReader(body))
-	if err != nil {
+	var out struct {
+		Index uint64 `json:"index"`
+	}
+	if err := c.post(ctx, baseURL, "/internal/v1/usage", r, &out); err != nil {
 		return 0, err
+	}
+	return out.Index, nil
+}
+
+// SendFailures posts failed logins to the primary at baseURL.
+func (c *InternalClient) SendFailures(ctx context.Context, baseURL string, fs []mailcluster.LoginFailure) error {
+	return c.post(ctx, baseURL, "/internal/v1/screening/failures", map[string]any{"failures": fs}, nil)
+}
+
+func (c *InternalClient) post(ctx context.Context, baseURL, path string, in, out any) error {
+	body, _ := json.Marshal(in)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -53,18 +81,17 @@ func (c *InternalClient) SendUsage(ctx context.Context, baseURL string, r mailcl
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("cluster: send usage to %s: %w", baseURL, err)
+		return fmt.Errorf("cluster: %s to %s: %w", path, baseURL, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("cluster: send usage to %s: %s: %s", baseURL, resp.Status, bytes.TrimSpace(b))
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("cluster: %s to %s: %s: %s", path, baseURL, resp.Status, bytes.TrimSpace(b))
 	}
-	var out struct {
-		Index uint64 `json:"index"`
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("cluster: %s to %s: bad answer: %w", path, baseURL, err)
+		}
 	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return 0, fmt.Errorf("cluster: send usage to %s: bad answer: %w", baseURL, err)
-	}
-	return out.Index, nil
+	return nil
 }

@@ -62,6 +62,7 @@ var (
 	errMailboxFull    = &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox full"}
 	errSenderRequired = &reply{code: 503, enh: [3]int{5, 5, 1}, msg: "MAIL FROM first"}
 	errLineTooLong    = &reply{code: 500, enh: [3]int{5, 5, 2}, msg: "Line too long"}
+	errBlocked        = &reply{code: 554, enh: [3]int{5, 7, 1}, msg: "Your address is blocked by dynamic screening"}
 )
 
 // smtpError is the one place where any error becomes an SMTP reply; go-smtp
@@ -150,10 +151,49 @@ func (s *Server) newSMTP(submission bool) *smtp.Server {
 }
 
 // ServeInbound serves inbound SMTP on ln until Close.
-func (s *Server) ServeInbound(ln net.Listener) error { return s.inbound.Serve(ln) }
+func (s *Server) ServeInbound(ln net.Listener) error {
+	return s.inbound.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log})
+}
 
 // ServeSubmission serves submission on ln until Close.
-func (s *Server) ServeSubmission(ln net.Listener) error { return s.submit.Serve(ln) }
+func (s *Server) ServeSubmission(ln net.Listener) error {
+	return s.submit.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log})
+}
+
+// screenedListener refuses connections from addresses blocked by dynamic
+// screening right at connect, with "421 4.7.0" (RFC 5321 4.2.3), before
+// any session is created.
+type screenedListener struct {
+	net.Listener
+	dir Directory
+	log *slog.Logger
+}
+
+func (l *screenedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		if b, blocked := l.dir.BlockedIP(ip); blocked {
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = fmt.Fprintf(c, "421 4.7.0 Your address %s is blocked by dynamic screening; closing connection\r\n", b.IP)
+			_ = c.Close()
+			l.log.Debug("smtp: refused a blocked address", "ip", ip)
+			continue
+		}
+		return c, nil
+	}
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return host
+}
 
 // Close stops both listeners and ends open sessions.
 func (s *Server) Close() error {
@@ -208,8 +248,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		if identity != "" && !strings.EqualFold(identity, username) {
 			return smtpError(s.log, errAuthFailed)
 		}
-		a, err := s.srv.dir.AuthenticateUser(context.Background(), username, password)
+		ctx := mailcluster.NewContextWithClientIP(context.Background(), remoteIP(s.conn.Conn()))
+		a, err := s.srv.dir.AuthenticateUser(ctx, username, password)
 		if err != nil {
+			if mailcluster.ErrorCode(err) == mailcluster.EFORBIDDEN {
+				return smtpError(s.log, errBlocked)
+			}
 			return smtpError(s.log, errAuthFailed)
 		}
 		s.user = a

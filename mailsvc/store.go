@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"mailcluster"
@@ -30,6 +31,8 @@ type Directory interface {
 	SetUsage(ctx context.Context, domain, mailbox string, u mailcluster.Usage) error
 	// Setting reads the main ini file.
 	Setting(section, key, def string) string
+	// BlockedIP tells whether dynamic screening blocks a client address.
+	BlockedIP(ip string) (*mailcluster.BlockedIP, bool)
 }
 
 var _ Directory = (*mailcluster.Service)(nil)
@@ -85,7 +88,11 @@ func (s *Store) overQuota(a *mailcluster.Account, addBytes, addMessages int64) b
 // synced); on any failure the renames done are undone, so a message is
 // delivered to all recipients or to none. The usage deltas are reported
 // before Deliver returns. header is prepended (trace fields).
-func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64) (err error) {
+func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64) error {
+	return s.deliver(ctx, rcpts, header, body, maxSize, true)
+}
+
+func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64, checkQuota bool) (err error) {
 	if len(rcpts) == 0 {
 		return errors.New("mailsvc: no recipients")
 	}
@@ -143,7 +150,7 @@ func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 		held = append(held, l)
 	}
 	for _, a := range rcpts {
-		if s.overQuota(a, size, 1) {
+		if checkQuota && s.overQuota(a, size, 1) {
 			return &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}
 		}
 	}
@@ -321,4 +328,22 @@ func (s *Store) Recount(ctx context.Context, a *mailcluster.Account) (mailcluste
 // caller, never shown).
 func tempFail(err error) error {
 	return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: fmt.Errorf("mailsvc: %w", err)}
+}
+
+// NotifyFrozen delivers the thaw-token message to a frozen account's own
+// mailbox (quota does not apply: the message must arrive). It implements
+// mailcluster.Notifier. The token appears only in that message.
+func (s *Store) NotifyFrozen(ctx context.Context, a *mailcluster.Account, token string, expires time.Time) error {
+	host, _ := os.Hostname()
+	msg := fmt.Sprintf("From: Mail system <postmaster@%s>\r\nTo: <%s>\r\nSubject: Your account was frozen\r\n"+
+		"Date: %s\r\nMessage-ID: <%s@%s>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+
+		"Your account %s was frozen after too many failed logins, or by an administrator.\r\n"+
+		"It still receives mail, but nobody can log in to it.\r\n\r\n"+
+		"To thaw it yourself, send this single-use token before %s:\r\n\r\n    %s\r\n\r\n"+
+		"with: POST /api/v1/screening/thaw {\"address\":\"%s\",\"token\":\"<token>\"}\r\n"+
+		"on the management API, or ask an administrator. If you did not try to log in, change your password afterwards.\r\n",
+		a.Domain, a.Address(), time.Now().Format(time.RFC1123Z), uniqueName(0), host,
+		a.Address(), expires.UTC().Format(time.RFC1123), token, a.Address())
+	header := fmt.Appendf(nil, "Return-Path: <>\r\n")
+	return s.deliver(ctx, []*mailcluster.Account{a}, header, strings.NewReader(msg), 1<<20, false)
 }

@@ -269,6 +269,27 @@ func (m *Main) startMail(bg context.Context) error {
 	m.outbox = ob
 	m.goBackground(func() { ob.Run(bg) })
 	m.Mail = mailsvc.NewStore(m.Service, ob, m.Log)
+	m.Service.Notify = m.Mail
+
+	fr := &cluster.FailureReporter{
+		Send: func(ctx context.Context, fs []mailcluster.LoginFailure) error {
+			if m.lead.Role() == mailcluster.RolePrimary {
+				return m.Service.ReportFailures(ctx, fs)
+			}
+			p, ok := m.lead.Primary()
+			if !ok {
+				return errors.New("no primary is elected")
+			}
+			return ic.SendFailures(ctx, p.APIURL, fs)
+		},
+		DecideLocally: m.Service.DecideLocally,
+		ClearLocal:    m.Service.ClearLocalDecisions,
+		Events:        m.events,
+		Log:           m.Log,
+	}
+	m.Service.Failures = fr
+	m.Service.ScreeningKey = cluster.ScreeningKey(c.ClusterSecret)
+	m.goBackground(func() { fr.Run(bg) })
 
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(c.DataDir, "tls"), c.SMTPHostname)
 	if err != nil {

@@ -1,0 +1,259 @@
+package mailcluster_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"mailcluster"
+)
+
+// syncSink hands failures straight to the primary's service.
+type syncSink struct {
+	svc *mailcluster.Service
+	mu  sync.Mutex
+	n   int
+}
+
+func (s *syncSink) Report(f mailcluster.LoginFailure) {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	_ = s.svc.ReportFailures(context.Background(), []mailcluster.LoginFailure{f})
+}
+
+// tokenNotifier records mailed thaw tokens.
+type tokenNotifier struct {
+	mu     sync.Mutex
+	tokens map[string]string
+}
+
+func (n *tokenNotifier) NotifyFrozen(_ context.Context, a *mailcluster.Account, token string, _ time.Time) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tokens[a.Address()] = token
+	return nil
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func MustOpenScreening(t *testing.T) (*mailcluster.Service, *clock, *tokenNotifier) {
+	t.Helper()
+	svc, _ := MustOpenService(t, nil)
+	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
+	svc.Now = clk.now
+	svc.Failures = &syncSink{svc: svc}
+	nt := &tokenNotifier{tokens: map[string]string{}}
+	svc.Notify = nt
+	ctx := context.Background()
+	for k, v := range map[string]string{"IPFailures": "3", "IPWindow": "600", "BlockDuration": "60", "MaxBlockDuration": "200",
+		"AccountFailures": "4", "AccountWindow": "3600"} {
+		if err := svc.SetSetting(ctx, "mailcluster", "Screening", k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: "alice-pass-1", AdminRights: mailcluster.AdminDomain}); err != nil {
+		t.Fatal(err)
+	}
+	return svc, clk, nt
+}
+
+func from(ip string) context.Context {
+	return mailcluster.NewContextWithClientIP(context.Background(), ip)
+}
+
+func TestScreeningIPBlock(t *testing.T) {
+	svc, clk, _ := MustOpenScreening(t)
+	ip := "192.0.2.7"
+	t.Run("SamePasswordCountsOnce", func(t *testing.T) {
+		for range 5 {
+			_, _ = svc.Authenticate(from(ip), "alice@example.com", "same-wrong-1")
+		}
+		if _, blocked := svc.BlockedIP(ip); blocked {
+			t.Fatal("one wrong password repeated blocked the address")
+		}
+	})
+	t.Run("Block", func(t *testing.T) {
+		_, _ = svc.Authenticate(from(ip), "nobody@example.com", "other-wrong-2")
+		_, _ = svc.Authenticate(from(ip), "alice@example.com", "other-wrong-3")
+		b, blocked := svc.BlockedIP(ip)
+		if !blocked || b.Offences != 1 || b.Until.Sub(clk.t) != 60*time.Second {
+			t.Fatalf("block = %+v %v", b, blocked)
+		}
+		_, err := svc.Authenticate(from(ip), "alice@example.com", "alice-pass-1")
+		wantCode(t, err, mailcluster.EFORBIDDEN)
+		if _, err := svc.Authenticate(from("192.0.2.8"), "alice@example.com", "alice-pass-1"); err != nil {
+			t.Fatalf("another address is refused: %v", err)
+		}
+	})
+	t.Run("ExpiryByClock", func(t *testing.T) {
+		clk.t = clk.t.Add(61 * time.Second)
+		if _, blocked := svc.BlockedIP(ip); blocked {
+			t.Fatal("an expired block still holds")
+		}
+	})
+	t.Run("RepeatOffenceDoubles", func(t *testing.T) {
+		// (alice is frozen by now: her logins no longer count; use unknown names)
+		for _, pw := range []string{"w-a-123456", "w-b-123456", "w-c-123456"} {
+			_, _ = svc.Authenticate(from(ip), "nobody@example.com", pw)
+		}
+		b, blocked := svc.BlockedIP(ip)
+		if !blocked || b.Offences != 2 || b.Until.Sub(clk.t) != 120*time.Second {
+			t.Fatalf("second block = %+v", b)
+		}
+		clk.t = clk.t.Add(121 * time.Second)
+		for _, pw := range []string{"w-d-123456", "w-e-123456", "w-f-123456"} {
+			_, _ = svc.Authenticate(from(ip), "nobody@example.com", pw)
+		}
+		b, _ = svc.BlockedIP(ip)
+		if b.Offences != 3 || b.Until.Sub(clk.t) != 200*time.Second {
+			t.Fatalf("third block (capped at MaxBlockDuration) = %+v", b)
+		}
+	})
+	t.Run("Window", func(t *testing.T) {
+		other := "198.51.100.1"
+		_, _ = svc.Authenticate(from(other), "x@example.com", "w1-1234567")
+		_, _ = svc.Authenticate(from(other), "x@example.com", "w2-1234567")
+		clk.t = clk.t.Add(11 * time.Minute) // the first two fall out of the window
+		_, _ = svc.Authenticate(from(other), "x@example.com", "w3-1234567")
+		if _, blocked := svc.BlockedIP(other); blocked {
+			t.Fatal("failures outside the window counted")
+		}
+	})
+	t.Run("AllowList", func(t *testing.T) {
+		if err := svc.SetSetting(context.Background(), "mailcluster", "Screening", "AllowIPs", "203.0.113.0/24, 2001:db8::1"); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"203.0.113.9", "2001:db8::1"} {
+			for _, pw := range []string{"a-1234567", "b-1234567", "c-1234567", "d-1234567"} {
+				_, _ = svc.Authenticate(from(a), "nobody@example.com", pw)
+			}
+			if _, blocked := svc.BlockedIP(a); blocked {
+				t.Fatalf("allow-listed %s was blocked", a)
+			}
+		}
+	})
+}
+
+func TestScreeningFreezeAndThaw(t *testing.T) {
+	svc, clk, nt := MustOpenScreening(t)
+	ctx := context.Background()
+	// Four distinct wrong passwords from four addresses freeze alice
+	// (no address reaches its own threshold of 3).
+	for i, pw := range []string{"f-1-234567", "f-2-234567", "f-3-234567", "f-4-234567"} {
+		_, _ = svc.Authenticate(from("192.0.2."+string(rune('1'+i))), "alice@example.com", pw)
+	}
+	a, err := svc.FindAccount(ctx, "example.com", "alice")
+	if err != nil || !a.Frozen {
+		t.Fatalf("alice not frozen: %+v %v", a, err)
+	}
+	frozen, _ := svc.ListFrozenAccounts(ctx)
+	if len(frozen) != 1 || frozen[0].Address != "alice@example.com" || frozen[0].TokenHash != "" {
+		t.Fatalf("frozen list = %+v", frozen)
+	}
+	sink := svc.Failures.(*syncSink)
+	before := sink.n
+	_, err = svc.Authenticate(from("192.0.2.99"), "alice@example.com", "alice-pass-1")
+	wantCode(t, err, mailcluster.EUNAUTHORIZED)
+	_, err = svc.Authenticate(from("192.0.2.99"), "alice@example.com", "still-wrong-1")
+	wantCode(t, err, mailcluster.EUNAUTHORIZED)
+	if sink.n != before {
+		t.Fatal("logins of a frozen account were counted")
+	}
+	token := nt.tokens["alice@example.com"]
+	if len(token) < 20 {
+		t.Fatalf("no thaw token mailed: %q", token)
+	}
+	wantCode(t, svc.RedeemThawToken(from("192.0.2.50"), "alice@example.com", "WRONGTOKEN"), mailcluster.EUNAUTHORIZED)
+	clk.t = clk.t.Add(49 * time.Hour)
+	wantCode(t, svc.RedeemThawToken(from("192.0.2.50"), "alice@example.com", token), mailcluster.EUNAUTHORIZED)
+	clk.t = clk.t.Add(-49 * time.Hour)
+	if err := svc.RedeemThawToken(from("192.0.2.50"), "alice@example.com", token); err != nil {
+		t.Fatalf("redeem: %v", err)
+	}
+	if _, err := svc.Authenticate(from("192.0.2.99"), "alice@example.com", "alice-pass-1"); err != nil {
+		t.Fatalf("login after thaw: %v", err)
+	}
+	wantCode(t, svc.RedeemThawToken(from("192.0.2.50"), "alice@example.com", token), mailcluster.EUNAUTHORIZED)
+
+	t.Run("AdminThaw", func(t *testing.T) {
+		if err := svc.FreezeAccount(ctx, "alice@example.com", "test"); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, svc.FreezeAccount(ctx, "alice@example.com", "again"), mailcluster.ECONFLICT)
+		no := false
+		if _, err := svc.UpdateAccount(ctx, "example.com", "alice", mailcluster.AccountUpdate{Frozen: &no}); err != nil {
+			t.Fatal(err)
+		}
+		if fs, _ := svc.ListFrozenAccounts(ctx); len(fs) != 0 {
+			t.Fatalf("UpdateAccount Frozen=false left %+v", fs)
+		}
+		wantCode(t, svc.ThawAccount(ctx, "alice@example.com"), mailcluster.ENOTFOUND)
+	})
+	t.Run("AllowListedAccount", func(t *testing.T) {
+		if err := svc.SetSetting(ctx, "mailcluster", "Screening", "AllowAccounts", "alice@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		for i, pw := range []string{"g-1-234567", "g-2-234567", "g-3-234567", "g-4-234567", "g-5-234567"} {
+			_, _ = svc.Authenticate(from("198.51.100."+string(rune('1'+i))), "alice@example.com", pw)
+		}
+		if a, _ := svc.FindAccount(ctx, "example.com", "alice"); a.Frozen {
+			t.Fatal("an allow-listed account was frozen")
+		}
+	})
+}
+
+func TestScreeningLocalDecisions(t *testing.T) {
+	svc, _, _ := MustOpenScreening(t)
+	ip := "192.0.2.200"
+	var fs []mailcluster.LoginFailure
+	for _, h := range []string{"h1", "h2", "h3"} {
+		fs = append(fs, mailcluster.LoginFailure{Time: svc.Now(), IP: ip, Hash: h, Node: "n2"})
+	}
+	svc.DecideLocally(fs)
+	b, blocked := svc.BlockedIP(ip)
+	if !blocked || b.Source != "local" {
+		t.Fatalf("local block = %+v %v", b, blocked)
+	}
+	if n := svc.ClearLocalDecisions(); n != 1 {
+		t.Fatalf("cleared %d", n)
+	}
+	if _, blocked := svc.BlockedIP(ip); blocked {
+		t.Fatal("a local decision survived the primary's return")
+	}
+}
+
+func TestScreeningAdminViews(t *testing.T) {
+	svc, clk, _ := MustOpenScreening(t)
+	ctx := context.Background()
+	if _, err := svc.BlockIP(ctx, "2001:DB8::5", time.Time{}, "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := svc.BlockedIP("2001:db8::5"); !ok || !b.Until.IsZero() || b.Source != "admin" {
+		t.Fatalf("never-expiring block = %+v", b)
+	}
+	_, err := svc.BlockIP(ctx, "not-an-ip", time.Time{}, "")
+	wantCode(t, err, mailcluster.EINVALID)
+	_, err = svc.BlockIP(ctx, "192.0.2.1", clk.t.Add(-time.Minute), "")
+	wantCode(t, err, mailcluster.EINVALID)
+	if _, err := svc.BlockIP(ctx, "192.0.2.1", clk.t.Add(time.Minute), "short"); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := svc.ListBlockedIPs(ctx)
+	if len(list) != 2 {
+		t.Fatalf("list = %+v", list)
+	}
+	if err := svc.UnblockIP(ctx, "2001:db8::5"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, svc.UnblockIP(ctx, "2001:db8::5"), mailcluster.ENOTFOUND)
+	if _, ok := svc.BlockedIP("2001:db8::5"); ok {
+		t.Fatal("still blocked after unblock")
+	}
+}
