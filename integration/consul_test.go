@@ -62,7 +62,11 @@ func freePorts(n int) ([]int, error) {
 }
 
 // startConsul starts a dev agent and waits until it has a leader.
-func startConsul() (*Consul, error) {
+func startConsul() (*Consul, error) { return startConsulIn("") }
+
+// startConsulIn starts a dev agent, or, with a data dir, a single-server
+// agent that keeps its state across restarts.
+func startConsulIn(dataDir string) (*Consul, error) {
 	bin, err := consulBinary()
 	if err != nil {
 		return nil, err
@@ -72,10 +76,15 @@ func startConsul() (*Consul, error) {
 		return nil, err
 	}
 	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(ports[0])}
-	c.args = []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+	mode := []string{"-dev"}
+	if dataDir != "" {
+		mode = []string{"-server", "-bootstrap-expect", "1", "-data-dir", dataDir, "-node", "it-consul"}
+	}
+	c.args = append(mode, "-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
-		"-server-port", strconv.Itoa(ports[3]), "-log-level", "warn"}
+		"-server-port", strconv.Itoa(ports[3]), "-log-level", "warn")
+	c.args = append([]string{"agent"}, c.args...)
 	if err := c.start(bin); err != nil {
 		return nil, err
 	}
@@ -158,6 +167,18 @@ func SharedConsul(t testing.TB) *Consul {
 		t.Fatal(sharedConsulErr)
 	}
 	return sharedConsul
+}
+
+// PersistentConsul starts a single-server agent with a data dir for one
+// test, so that it can be stopped and started again with its state.
+func PersistentConsul(t testing.TB) *Consul {
+	t.Helper()
+	c, err := startConsulIn(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
 }
 
 // OwnConsul starts an agent for one test (for tests that stop it).

@@ -149,6 +149,14 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 		}
 		held = append(held, l)
 	}
+	// Under the locks, read each account again: a mailbox moved (or an
+	// account changed) while the message was being received is delivered
+	// where the account is now.
+	for i, a := range rcpts {
+		if cur, err := s.dir.LookupAccount(a.Address()); err == nil {
+			rcpts[i] = cur
+		}
+	}
 	for _, a := range rcpts {
 		if checkQuota && s.overQuota(a, size, 1) {
 			return &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}

@@ -48,6 +48,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(stdout, stderr), newVersionCommand(stdout), newStatusCommand(stdout), newRecountCommand(stdout))
+	root.AddCommand(newMigrateCommand(stdout, stderr))
 	return root
 }
 

@@ -1,0 +1,993 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"mailcluster"
+	"mailcluster/mailsvc"
+)
+
+// migrate-mailboxes moves every account's Maildir from the current
+// [Directories] MailboxRoot to a new root on the shared path, one mailbox at
+// a time under the mailbox's lock file, and changes the accounts and the
+// setting through the primary's REST API so that the change replicates.
+//
+// The order of the steps is what makes the move safe to interrupt and to
+// run again: a message file is first placed under its new path (hard link,
+// or a copy written under tmp/, synced and renamed), the directories are
+// synced, the account's mailboxPath is changed, and only then is the old
+// file removed. A journal under the new root records each account's old
+// path before its mailboxPath changes, so a later run still finds
+// leftovers of an account already moved.
+
+// journalName is the file under the new root that records, for each
+// account whose mailboxPath was changed, where its mail was before.
+const journalName = ".mailcluster-migrate.jsonl"
+
+// settleDelay is how long the command waits after the last change before
+// the final sweep, so that every node has applied the new paths.
+const settleDelay = 2 * time.Second
+
+// errInterrupted ends a run stopped by SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+func newMigrateCommand(stdout, stderr io.Writer) *cobra.Command {
+	var to, base, user string
+	cmd := &cobra.Command{
+		Use:   "migrate-mailboxes --to NEWROOT",
+		Short: "Move every mailbox to a new root directory on the shared path (through the primary)",
+		Long: "migrate-mailboxes moves every account's mailbox from the current [Directories] MailboxRoot to\n" +
+			"NEWROOT and then sets MailboxRoot to NEWROOT. Run it on a machine that sees the shared mailbox\n" +
+			"path and the lock-file directory under the same names as the nodes; it talks to the primary's\n" +
+			"REST API (--url) as --user, with the password from MAILCLUSTER_ADMIN_PASSWORD.\n\n" +
+			"Each mailbox is moved under its lock file: messages are placed in the new path (a complete,\n" +
+			"synced file under its real name), the account's mailboxPath is changed through the API, and\n" +
+			"only then are the old files removed. Ctrl-C stops after the current file; running the same\n" +
+			"command again finishes the move without losing or duplicating a message.",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("migrate-mailboxes takes no arguments, got %q", args)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			newRoot, err := checkNewRoot(to)
+			if err != nil {
+				return err
+			}
+			c, err := newAPIClient(base, user)
+			if err != nil {
+				return fmt.Errorf("migrate-mailboxes: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				// After the first signal a second one ends the process at once.
+				<-ctx.Done()
+				stop()
+			}()
+			m := &migrator{api: c, to: newRoot, stdout: stdout, stderr: stderr, tty: isTerminal(stderr), settle: settleDelay}
+			if err := m.run(ctx); err != nil {
+				if errors.Is(err, errInterrupted) {
+					return fmt.Errorf("migrate-mailboxes: interrupted after %s; nothing is lost: "+
+						"run the same command again to finish the move", plural(m.stats.messages, "message"))
+				}
+				return fmt.Errorf("migrate-mailboxes: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "new mailbox root: an absolute path on the shared storage (required)")
+	cmd.Flags().StringVar(&base, "url", "http://127.0.0.1:8080", "base URL of the primary's HTTP API")
+	cmd.Flags().StringVar(&user, "user", "admin@localhost", "global administrator's full address")
+	return cmd
+}
+
+// checkNewRoot validates --to and returns it cleaned.
+func checkNewRoot(to string) (string, error) {
+	if to == "" {
+		return "", usagef("migrate-mailboxes: --to NEWROOT is required")
+	}
+	if !filepath.IsAbs(to) {
+		return "", usagef("migrate-mailboxes: --to %q must be an absolute path", to)
+	}
+	clean := filepath.Clean(to)
+	if clean == "/" {
+		return "", usagef("migrate-mailboxes: --to %q: the file system root cannot be the mailbox root", to)
+	}
+	if err := mailcluster.ValidateSetting(mailcluster.MainSettingsFile, mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, clean); err != nil {
+		return "", usagef("migrate-mailboxes: --to %q: %s", to, mailcluster.ErrorMessage(err))
+	}
+	return clean, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// migrator is one run of migrate-mailboxes.
+type migrator struct {
+	api    *apiClient
+	to     string // the new root, absolute and clean
+	stdout io.Writer
+	stderr io.Writer
+	tty    bool          // stderr is a terminal: show a progress bar
+	settle time.Duration // wait before the final sweep
+	noLink bool          // always copy, never hard-link (tests)
+
+	oldRoot  string // [Directories] MailboxRoot when the run started
+	template string // [NewAccounts] MailboxPath
+	locker   *mailsvc.Locker
+	journal  *journal
+	stats    migrateStats
+}
+
+type migrateStats struct {
+	accounts map[string]bool // accounts whose mail or path was moved
+	messages int64           // message files now only in the new place
+	bytes    int64           // their size
+	present  int64           // of them, already in the new place from an earlier run
+	late     int64           // of them, moved by the final sweep
+	outside  int             // accounts whose path was not under the old root
+	leftDirs int             // old maildirs not removed (not empty)
+}
+
+// migrateAccount is what the command needs of an account.
+type migrateAccount struct {
+	Address     string `json:"address"`
+	Domain      string `json:"domain"`
+	Mailbox     string `json:"mailbox"`
+	MailboxPath string `json:"mailboxPath"`
+}
+
+// mailboxMove is the plan for one account.
+type mailboxMove struct {
+	acct    migrateAccount
+	from    string // the maildir to empty ("" when there is none)
+	to      string // the mailboxPath the account ends up with
+	outside bool   // the account's path was outside the old root
+}
+
+func (m *migrator) run(ctx context.Context) error {
+	start := time.Now()
+	if err := m.checkPrimary(ctx); err != nil {
+		return err
+	}
+	settings, err := m.readSettings(ctx)
+	if err != nil {
+		return err
+	}
+	m.oldRoot = filepath.Clean(settingOr(settings, mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "/var/lib/mailcluster/mailboxes"))
+	m.template = settingOr(settings, mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, mailcluster.DefaultMailboxPathTemplate)
+	lockDir := settingOr(settings, mailcluster.SectionDirectories, mailcluster.KeyLockFiles, filepath.Join(os.TempDir(), "mailcluster-locks"))
+	m.locker = &mailsvc.Locker{Dir: lockDir, Wait: 30 * time.Second}
+	if m.oldRoot != m.to {
+		if _, ok := relUnder(m.to, m.oldRoot); ok {
+			return fmt.Errorf("the new root %s lies inside the current root %s; choose a directory outside it", m.to, m.oldRoot)
+		}
+		if _, ok := relUnder(m.oldRoot, m.to); ok {
+			return fmt.Errorf("the current root %s lies inside the new root %s; choose a directory that does not contain it", m.oldRoot, m.to)
+		}
+	}
+	// One run at a time: the journal and the plan are this run's.
+	held, err := (&mailsvc.Locker{Dir: lockDir, Wait: time.Second}).Lock(ctx, "migrate-mailboxes")
+	if err != nil {
+		if errors.Is(err, mailsvc.ErrLockBusy) {
+			return fmt.Errorf("another migrate-mailboxes is running (its lock file is in %s)", lockDir)
+		}
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
+	defer held.Unlock()
+	if m.journal, err = openJournal(m.to); err != nil {
+		return err
+	}
+	accounts, err := m.listAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	newTemplate, templateChanged := rewriteTemplate(m.template, m.oldRoot, m.to)
+	moves, err := planMoves(accounts, m.oldRoot, m.to, newTemplate, m.journal.entries)
+	if err != nil {
+		return err
+	}
+	if m.oldRoot == m.to && len(m.journal.entries) == 0 && !anyOutside(moves) {
+		fmt.Fprintf(m.stdout, "nothing to do: the mailbox root is already %s and every account's mailbox is under it\n", m.to)
+		return nil
+	}
+	if err := m.moveAll(ctx, moves); err != nil {
+		return err
+	}
+
+	// Every account is moved: switch the root (and a template that names
+	// the old root), then sweep up what nodes with an older snapshot may
+	// still have delivered to an old path.
+	wctx := context.WithoutCancel(ctx)
+	if templateChanged {
+		if err := m.putSetting(wctx, mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, newTemplate); err != nil {
+			return err
+		}
+	}
+	if m.oldRoot != m.to {
+		if err := m.putSetting(wctx, mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, m.to); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(m.stderr, "[Directories] MailboxRoot is now %s; waiting %s for every node to apply it, then sweeping the old paths\n", m.to, m.settle)
+	select {
+	case <-ctx.Done():
+		return errInterrupted
+	case <-time.After(m.settle):
+	}
+	if err := m.sweep(ctx, newTemplate); err != nil {
+		return err
+	}
+	if err := m.journal.remove(); err != nil {
+		return err
+	}
+	m.printSummary(time.Since(start))
+	return nil
+}
+
+// moveAll moves every planned mailbox and reports the accounts that failed.
+func (m *migrator) moveAll(ctx context.Context, moves []mailboxMove) error {
+	for _, mv := range moves {
+		if mv.outside {
+			m.stats.outside++
+			fmt.Fprintf(m.stderr, "note: %s has its mailbox outside %s (%s); it moves to %s (from the [NewAccounts] MailboxPath template)\n",
+				mv.acct.Address, m.oldRoot, mv.acct.MailboxPath, mv.to)
+		}
+	}
+	var total int64
+	counted := make([]int, len(moves))
+	for i, mv := range moves {
+		if mv.from == "" {
+			continue
+		}
+		files, err := listMaildir(mv.from)
+		if err != nil {
+			return err
+		}
+		counted[i] = len(files)
+		total += int64(len(files))
+	}
+	if err := os.MkdirAll(m.to, 0o750); err != nil {
+		return fmt.Errorf("create the new root: %w", err)
+	}
+	fmt.Fprintf(m.stderr, "moving %s (%s) from %s to %s\n", plural(int64(len(moves)), "account"), plural(total, "message"), m.oldRoot, m.to)
+	prog := m.newProgress(total)
+	var failed []string
+	for i, mv := range moves {
+		if ctx.Err() != nil {
+			prog.done()
+			return errInterrupted
+		}
+		res, err := m.moveMailbox(ctx, mv, prog, counted[i])
+		prog.accountDone(mv, res, err)
+		if errors.Is(err, errInterrupted) || errors.As(err, new(fatalError)) {
+			prog.done()
+			return err
+		}
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", mv.acct.Address, err))
+		}
+	}
+	prog.done()
+	if len(failed) > 0 {
+		for _, f := range failed {
+			fmt.Fprintf(m.stderr, "error: %s\n", f)
+		}
+		return fmt.Errorf("%d of %d accounts could not be moved (see above); MailboxRoot is still %s: fix the cause and run the same command again",
+			len(failed), len(moves), m.oldRoot)
+	}
+	return nil
+}
+
+// sweep lists the accounts again and moves anything found in an old path:
+// mail delivered by a node whose snapshot did not have the new path yet,
+// and accounts created meanwhile under the old root.
+func (m *migrator) sweep(ctx context.Context, template string) error {
+	accounts, err := m.listAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	moves, err := planMoves(accounts, m.oldRoot, m.to, template, m.journal.entries)
+	if err != nil {
+		return err
+	}
+	prog := &lineProgress{w: m.stderr, quiet: true}
+	for _, mv := range moves {
+		if mv.acct.MailboxPath == mv.to && !exists(mv.from) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		before := m.stats.messages
+		res, err := m.moveMailbox(ctx, mv, prog, 0)
+		m.stats.late += m.stats.messages - before
+		prog.accountDone(mv, res, err)
+		if err != nil {
+			return fmt.Errorf("final sweep of %s: %w", mv.acct.Address, err)
+		}
+	}
+	return nil
+}
+
+func (m *migrator) printSummary(took time.Duration) {
+	from := m.oldRoot
+	if from == m.to {
+		from = "the old paths"
+	}
+	fmt.Fprintf(m.stdout, "moved %s, %s (%s) from %s to %s in %s\n", plural(int64(len(m.stats.accounts)), "account"),
+		plural(m.stats.messages, "message"), formatBytes(m.stats.bytes), from, m.to, took.Round(10*time.Millisecond))
+	if m.stats.present > 0 {
+		fmt.Fprintf(m.stdout, "%d of them were already in the new place from an earlier run\n", m.stats.present)
+	}
+	if m.stats.late > 0 {
+		verb := "were"
+		if m.stats.late == 1 {
+			verb = "was"
+		}
+		fmt.Fprintf(m.stdout, "%s delivered to an old path during the move %s moved by the final sweep\n", plural(m.stats.late, "message"), verb)
+	}
+	if m.stats.outside > 0 {
+		fmt.Fprintf(m.stdout, "%s had the mailbox outside the old root and now follow the template\n", plural(int64(m.stats.outside), "account"))
+	}
+	if m.stats.leftDirs > 0 {
+		fmt.Fprintf(m.stdout, "%s left in place: still holding other files (tmp/ or hidden files)\n", plural(int64(m.stats.leftDirs), "old maildir"))
+	}
+	fmt.Fprintf(m.stdout, "[Directories] MailboxRoot = %s\n", m.to)
+}
+
+// fatalError is a failure that ends the run at once (the API refused a
+// change); other failures of one account let the others go on.
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string { return e.err.Error() }
+func (e fatalError) Unwrap() error { return e.err }
+
+// accountResult is what moving one mailbox did.
+type accountResult struct {
+	moved, present int64 // message files moved; of them already in place
+	bytes          int64
+	patched        bool // the account's mailboxPath was changed
+	leftDir        bool // the old maildir still exists (other files in it)
+}
+
+// moveMailbox moves one account's mail under its lock: place every message
+// in the new path, sync, change the account's path, remove the old files.
+func (m *migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog progress, counted int) (res accountResult, err error) {
+	prog.account(mv.acct.Address)
+	lk, err := m.locker.Lock(ctx, mv.acct.Address)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, errInterrupted
+		}
+		return res, fmt.Errorf("lock the mailbox: %w", err)
+	}
+	defer func() {
+		if uerr := lk.Unlock(); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+	var files []msgFile
+	if mv.from != "" {
+		if files, err = listMaildir(mv.from); err != nil {
+			return res, err
+		}
+	}
+	if len(files) > counted {
+		prog.grow(int64(len(files) - counted))
+	}
+	if len(files) > 0 || mv.acct.MailboxPath != mv.to {
+		if err := makeMaildir(mv.to, m.to); err != nil {
+			return res, err
+		}
+	}
+	for _, f := range files {
+		if ctx.Err() != nil {
+			return res, errInterrupted
+		}
+		wrote, err := placeMessage(mv.from, mv.to, f, !m.noLink)
+		if err != nil {
+			return res, err
+		}
+		if !wrote {
+			res.present++
+		}
+		prog.message()
+	}
+	if len(files) > 0 {
+		for _, sub := range []string{"new", "cur"} {
+			if err := syncDir(filepath.Join(mv.to, sub)); err != nil {
+				return res, fmt.Errorf("sync %s: %w", filepath.Join(mv.to, sub), err)
+			}
+		}
+	}
+	if mv.acct.MailboxPath != mv.to {
+		if err := m.journal.record(mv.acct.Address, mv.acct.MailboxPath, mv.to); err != nil {
+			return res, fatalError{err}
+		}
+		if err := m.patchPath(context.WithoutCancel(ctx), mv.acct, mv.to); err != nil {
+			return res, fatalError{err}
+		}
+		res.patched = true
+	}
+	// The account now reads its mail from the new path, where every file
+	// is: the old copies can go.
+	for _, f := range files {
+		if ctx.Err() != nil {
+			m.count(mv.acct.Address, res)
+			return res, errInterrupted
+		}
+		if err := removeMoved(mv.from, mv.to, f); err != nil {
+			m.count(mv.acct.Address, res)
+			return res, err
+		}
+		res.moved++
+		res.bytes += f.size
+	}
+	m.count(mv.acct.Address, res)
+	if mv.from != "" {
+		for _, sub := range []string{"new", "cur"} {
+			_ = syncDir(filepath.Join(mv.from, sub))
+		}
+		stop := filepath.Dir(filepath.Clean(mv.from))
+		if _, ok := relUnder(mv.from, m.oldRoot); ok {
+			stop = m.oldRoot
+		}
+		res.leftDir = !removeEmptyMaildir(mv.from, stop)
+		if res.leftDir {
+			m.stats.leftDirs++
+		}
+	}
+	return res, nil
+}
+
+func (m *migrator) count(address string, res accountResult) {
+	if res.moved > 0 || res.patched {
+		if m.stats.accounts == nil {
+			m.stats.accounts = map[string]bool{}
+		}
+		m.stats.accounts[address] = true
+	}
+	m.stats.messages += res.moved
+	m.stats.bytes += res.bytes
+	m.stats.present += min(res.present, res.moved)
+}
+
+// --- REST API ---
+
+func (m *migrator) checkPrimary(ctx context.Context) error {
+	var n mailcluster.NodeInfo
+	if err := m.api.do(ctx, "GET", "/api/v1/node", nil, &n); err != nil {
+		return err
+	}
+	if n.Role == mailcluster.RolePrimary {
+		return nil
+	}
+	if n.Primary != nil && n.Primary.APIURL != "" {
+		return fmt.Errorf("node %s at %s is %s, not the primary: the primary is %s; run again with --url %s",
+			n.Name, m.api.base, n.Role, n.Primary.Name, n.Primary.APIURL)
+	}
+	return fmt.Errorf("node %s at %s is %s and no primary is known; wait for one to be elected and run again with --url set to it",
+		n.Name, m.api.base, n.Role)
+}
+
+func (m *migrator) readSettings(ctx context.Context) (mailcluster.Sections, error) {
+	var f mailcluster.SettingsFile
+	if err := m.api.do(ctx, "GET", "/api/v1/settings/"+mailcluster.MainSettingsFile, nil, &f); err != nil {
+		return nil, fmt.Errorf("read the server settings: %w", err)
+	}
+	return f.Sections, nil
+}
+
+func settingOr(s mailcluster.Sections, section, key, def string) string {
+	if v := s[section][key]; v != "" {
+		return v
+	}
+	return def
+}
+
+func (m *migrator) putSetting(ctx context.Context, section, key, value string) error {
+	path := "/api/v1/settings/" + mailcluster.MainSettingsFile + "/" + section + "/" + key
+	if err := m.api.do(ctx, "PUT", path, map[string]string{"value": value}, nil); err != nil {
+		return fmt.Errorf("set [%s] %s: %w", section, key, err)
+	}
+	return nil
+}
+
+func (m *migrator) patchPath(ctx context.Context, a migrateAccount, path string) error {
+	p := "/api/v1/domains/" + url.PathEscape(a.Domain) + "/accounts/" + url.PathEscape(a.Mailbox)
+	if err := m.api.do(ctx, "PATCH", p, map[string]string{"mailboxPath": path}, nil); err != nil {
+		return fmt.Errorf("change the mailbox path of %s: %w", a.Address, err)
+	}
+	return nil
+}
+
+// listAccounts returns every account of every domain, by address.
+func (m *migrator) listAccounts(ctx context.Context) ([]migrateAccount, error) {
+	var ds struct{ Domains []struct{ Name string } }
+	if err := m.api.do(ctx, "GET", "/api/v1/domains", nil, &ds); err != nil {
+		return nil, err
+	}
+	var out []migrateAccount
+	for _, d := range ds.Domains {
+		cursor := ""
+		for {
+			var page struct {
+				Accounts   []migrateAccount
+				NextCursor string
+			}
+			path := "/api/v1/domains/" + url.PathEscape(d.Name) + "/accounts?limit=1000&cursor=" + url.QueryEscape(cursor)
+			if err := m.api.do(ctx, "GET", path, nil, &page); err != nil {
+				return nil, err
+			}
+			out = append(out, page.Accounts...)
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out, nil
+}
+
+// --- plans and paths ---
+
+// relUnder returns the part of path below root ("/d/m/" for "/r/d/m/"
+// under "/r", "" for root itself) and whether path is root or lies under it.
+// A trailing slash of path is kept.
+func relUnder(path, root string) (string, bool) {
+	if !filepath.IsAbs(path) || !filepath.IsAbs(root) {
+		return "", false
+	}
+	p, r := filepath.Clean(path), filepath.Clean(root)
+	var rel string
+	switch {
+	case p == r:
+	case r == "/":
+		rel = p
+	case strings.HasPrefix(p, r+"/"):
+		rel = p[len(r):]
+	default:
+		return "", false
+	}
+	if strings.HasSuffix(path, "/") && p != "/" {
+		rel += "/"
+	}
+	return rel, true
+}
+
+// rewriteTemplate replaces an old root hard-coded at the start of a
+// new-account template; a template that uses $MAILBOXROOT$ is kept.
+func rewriteTemplate(tmpl, oldRoot, newRoot string) (string, bool) {
+	if oldRoot == newRoot {
+		return tmpl, false
+	}
+	if rel, ok := relUnder(tmpl, oldRoot); ok {
+		return newRoot + rel, true
+	}
+	return tmpl, false
+}
+
+// planMoves decides, for every account, where its mail is and where it
+// goes. journaled maps a lower-case address to the path its mail had
+// before an earlier run changed it. Two accounts that would share a new
+// path are refused before anything is touched.
+func planMoves(accounts []migrateAccount, oldRoot, newRoot, template string, journaled map[string]string) ([]mailboxMove, error) {
+	moves := make([]mailboxMove, 0, len(accounts))
+	owner := map[string]string{}
+	for _, a := range accounts {
+		mv := planMove(a, oldRoot, newRoot, template, journaled)
+		key := filepath.Clean(mv.to)
+		if other, ok := owner[key]; ok {
+			return nil, fmt.Errorf("%s and %s would both get the mailbox path %s; give one of them another mailboxPath first", other, a.Address, mv.to)
+		}
+		owner[key] = a.Address
+		moves = append(moves, mv)
+	}
+	return moves, nil
+}
+
+func planMove(a migrateAccount, oldRoot, newRoot, template string, journaled map[string]string) mailboxMove {
+	mv := mailboxMove{acct: a}
+	cur := a.MailboxPath
+	if rel, ok := relUnder(cur, newRoot); ok {
+		mv.to = cur
+		if old, ok := journaled[strings.ToLower(a.Address)]; ok {
+			mv.from = old
+		} else if oldRoot != newRoot {
+			mv.from = oldRoot + rel
+		}
+	} else if rel, ok := relUnder(cur, oldRoot); ok {
+		mv.from, mv.to = cur, newRoot+rel
+	} else {
+		mv.outside = true
+		mv.from = cur
+		mv.to = mailcluster.ExpandMailboxPath(template, newRoot, a.Domain, a.Mailbox)
+		if _, ok := relUnder(mv.to, newRoot); !ok {
+			mv.to = mailcluster.ExpandMailboxPath(mailcluster.DefaultMailboxPathTemplate, newRoot, a.Domain, a.Mailbox)
+		}
+	}
+	if mv.from != "" && filepath.Clean(mv.from) == filepath.Clean(mv.to) {
+		mv.from = ""
+	}
+	return mv
+}
+
+func anyOutside(moves []mailboxMove) bool {
+	for _, mv := range moves {
+		if mv.outside {
+			return true
+		}
+	}
+	return false
+}
+
+// --- files ---
+
+// msgFile is one message file of a maildir's new/ or cur/.
+type msgFile struct {
+	sub, name string // "new" or "cur"; the file name (with flags in cur)
+	size      int64
+	mode      os.FileMode
+	mod       time.Time
+}
+
+// listMaildir lists the message files of new/ and cur/ (not tmp/, not
+// hidden files). A missing maildir has none.
+func listMaildir(dir string) ([]msgFile, error) {
+	var out []msgFile
+	for _, sub := range []string{"new", "cur"} {
+		d := filepath.Join(dir, sub)
+		des, err := os.ReadDir(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", d, err)
+		}
+		for _, de := range des {
+			if !de.Type().IsRegular() || strings.HasPrefix(de.Name(), ".") {
+				continue
+			}
+			info, err := de.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("stat %s: %w", filepath.Join(d, de.Name()), err)
+			}
+			out = append(out, msgFile{sub: sub, name: de.Name(), size: info.Size(), mode: info.Mode().Perm(), mod: info.ModTime()})
+		}
+	}
+	return out, nil
+}
+
+// placeMessage makes sure a message of the maildir src exists, complete,
+// under the same sub-directory and name in the maildir dst. A file already
+// there with the same size is kept (an earlier, interrupted run placed it);
+// one with another size is a conflict and nothing is changed. A new file
+// is a hard link when src and dst share a file system, else a copy
+// written under dst/tmp, synced and renamed into place, so a real name
+// never holds a partial file. It reports whether it created the file. The
+// caller syncs dst's directories.
+func placeMessage(src, dst string, f msgFile, link bool) (bool, error) {
+	from := filepath.Join(src, f.sub, f.name)
+	to := filepath.Join(dst, f.sub, f.name)
+	if st, err := os.Stat(to); err == nil {
+		if st.Size() == f.size {
+			return false, nil
+		}
+		return false, fmt.Errorf("%s already exists with %d bytes, but %s has %d: both are left in place, check them by hand", to, st.Size(), from, f.size)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if link && os.Link(from, to) == nil {
+		return true, nil
+	}
+	tmp := filepath.Join(dst, "tmp", "migrate."+f.name)
+	if err := copyFile(from, tmp, f.mode); err != nil {
+		os.Remove(tmp)
+		return false, err
+	}
+	_ = os.Chtimes(tmp, f.mod, f.mod)
+	if err := os.Rename(tmp, to); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("rename into %s: %w", to, err)
+	}
+	return true, nil
+}
+
+// copyFile writes src to dst (replacing a leftover dst) and syncs it.
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", src, err)
+	}
+	defer in.Close()
+	if mode == 0 {
+		mode = 0o640
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return fmt.Errorf("sync %s: %w", dst, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", dst, err)
+	}
+	return nil
+}
+
+// removeMoved removes a message file of src after checking that dst holds
+// it with the same size.
+func removeMoved(src, dst string, f msgFile) error {
+	to := filepath.Join(dst, f.sub, f.name)
+	st, err := os.Stat(to)
+	if err != nil || st.Size() != f.size {
+		return fmt.Errorf("%s is not in place (%v); the original is kept", to, err)
+	}
+	from := filepath.Join(src, f.sub, f.name)
+	if err := os.Remove(from); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", from, err)
+	}
+	return nil
+}
+
+// makeMaildir creates tmp, new and cur of a maildir and syncs every
+// directory from it up to the parent of root, so the new entries survive
+// a crash.
+func makeMaildir(dir, root string) error {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	stop := filepath.Dir(filepath.Clean(root))
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("sync %s: %w", d, err)
+		}
+		if d == stop || d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// removeEmptyMaildir removes a maildir's tmp, new and cur and the maildir
+// itself when they are empty, then its empty parents below stop. It
+// reports whether the maildir is gone.
+func removeEmptyMaildir(dir, stop string) bool {
+	dir = filepath.Clean(dir)
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		_ = os.Remove(filepath.Join(dir, sub))
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	stop = filepath.Clean(stop)
+	for d := filepath.Dir(dir); d != stop && d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, ok := relUnder(d, stop); !ok || os.Remove(d) != nil {
+			break
+		}
+	}
+	_ = syncDir(filepath.Dir(dir))
+	return true
+}
+
+func exists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// syncDir fsyncs a directory so that the entries made in it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
+}
+
+// --- journal ---
+
+// journal records, under the new root, each account's old path before
+// the account is switched to the new one (JSON lines, appended and synced).
+type journal struct {
+	path    string
+	entries map[string]string // lower-case address -> old path
+}
+
+type journalEntry struct {
+	Address string `json:"address"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+}
+
+func openJournal(root string) (*journal, error) {
+	j := &journal{path: filepath.Join(root, journalName), entries: map[string]string{}}
+	f, err := os.Open(j.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return j, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the journal: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e journalEntry
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Address == "" || e.From == "" {
+			continue // a line torn by a crash: its account was not switched yet
+		}
+		j.entries[strings.ToLower(e.Address)] = e.From
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read the journal %s: %w", j.path, err)
+	}
+	return j, nil
+}
+
+// record appends an entry and syncs it. An address already recorded keeps
+// its first (oldest) path.
+func (j *journal) record(address, from, to string) error {
+	key := strings.ToLower(address)
+	if _, ok := j.entries[key]; ok {
+		return nil
+	}
+	b, _ := json.Marshal(journalEntry{Address: address, From: from, To: to})
+	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	_, werr := f.Write(append(b, '\n'))
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	if len(j.entries) == 0 {
+		if err := syncDir(filepath.Dir(j.path)); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+	}
+	j.entries[key] = from
+	return nil
+}
+
+func (j *journal) remove() error {
+	if err := os.Remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the journal: %w", err)
+	}
+	j.entries = map[string]string{}
+	return nil
+}
+
+// --- progress ---
+
+// progress shows how the move goes on standard error.
+type progress interface {
+	account(address string)                                 // an account's mailbox starts
+	message()                                               // one message is placed
+	grow(n int64)                                           // more messages than counted up front
+	accountDone(mv mailboxMove, r accountResult, err error) // an account's mailbox is done
+	done()
+}
+
+func (m *migrator) newProgress(total int64) progress {
+	if !m.tty || total == 0 {
+		return &lineProgress{w: m.stderr}
+	}
+	bar := progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(m.stderr),
+		progressbar.OptionSetDescription("starting"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetItsString("msg"),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(m.stderr) }),
+	)
+	return &barProgress{bar: bar}
+}
+
+type barProgress struct {
+	bar   *progressbar.ProgressBar
+	ended bool
+}
+
+func (p *barProgress) account(address string)                        { p.bar.Describe(address) }
+func (p *barProgress) message()                                      { _ = p.bar.Add(1) }
+func (p *barProgress) grow(n int64)                                  { p.bar.AddMax64(n) }
+func (p *barProgress) accountDone(mailboxMove, accountResult, error) {}
+func (p *barProgress) done() {
+	// Exit ends an unfinished bar with a line break (OptionOnCompletion);
+	// a finished one has printed it already.
+	if !p.ended && !p.bar.IsFinished() {
+		_ = p.bar.Exit()
+	}
+	p.ended = true
+}
+
+// lineProgress prints one line per account (for logs and CI, where
+// standard error is not a terminal). quiet leaves out accounts where
+// nothing happened.
+type lineProgress struct {
+	w     io.Writer
+	quiet bool
+}
+
+func (p *lineProgress) account(string) {}
+func (p *lineProgress) message()       {}
+func (p *lineProgress) grow(int64)     {}
+func (p *lineProgress) done()          {}
+func (p *lineProgress) accountDone(mv mailboxMove, r accountResult, err error) {
+	switch {
+	case err != nil:
+		fmt.Fprintf(p.w, "%s: stopped after %s: %v\n", mv.acct.Address, plural(r.moved, "message"), err)
+	case p.quiet && r.moved == 0 && !r.patched:
+	case r.patched:
+		fmt.Fprintf(p.w, "%s: %s (%s) moved to %s\n", mv.acct.Address, plural(r.moved, "message"), formatBytes(r.bytes), mv.to)
+	default:
+		fmt.Fprintf(p.w, "%s: %s (%s) moved, already at %s\n", mv.acct.Address, plural(r.moved, "message"), formatBytes(r.bytes), mv.to)
+	}
+}
+
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for x := n / unit; x >= unit; x /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

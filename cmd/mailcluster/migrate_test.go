@@ -1,0 +1,546 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"mailcluster"
+	"mailcluster/mailsvc"
+)
+
+func TestRelUnder(t *testing.T) {
+	for _, tc := range []struct {
+		path, root, rel string
+		ok              bool
+	}{
+		{"/r/d/m/", "/r", "/d/m/", true},
+		{"/r/d/m", "/r/", "/d/m", true},
+		{"/r", "/r", "", true},
+		{"/r/", "/r", "/", true},
+		{"/rr/d/m/", "/r", "", false},
+		{"/other/d/m/", "/r", "", false},
+		{"/r/./d//m/", "/r", "/d/m/", true},
+		{"relative/d", "/r", "", false},
+		{"/a/b", "/", "/a/b", true},
+	} {
+		rel, ok := relUnder(tc.path, tc.root)
+		if rel != tc.rel || ok != tc.ok {
+			t.Errorf("relUnder(%q, %q) = %q, %v; want %q, %v", tc.path, tc.root, rel, ok, tc.rel, tc.ok)
+		}
+	}
+}
+
+func TestRewriteTemplate(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl, want string
+		changed    bool
+	}{
+		{"$MAILBOXROOT$/$DOMAIN$/$MAILBOX$/", "$MAILBOXROOT$/$DOMAIN$/$MAILBOX$/", false},
+		{"/old/$DOMAIN$/$MAILBOX$/", "/new/x/$DOMAIN$/$MAILBOX$/", true},
+		{"/older/$DOMAIN$/$MAILBOX$/", "/older/$DOMAIN$/$MAILBOX$/", false},
+	} {
+		got, changed := rewriteTemplate(tc.tmpl, "/old", "/new/x")
+		if got != tc.want || changed != tc.changed {
+			t.Errorf("rewriteTemplate(%q) = %q, %v; want %q, %v", tc.tmpl, got, changed, tc.want, tc.changed)
+		}
+	}
+}
+
+func TestPlanMoves(t *testing.T) {
+	acct := func(addr, path string) migrateAccount {
+		mb, dom, _ := strings.Cut(addr, "@")
+		return migrateAccount{Address: addr, Domain: dom, Mailbox: mb, MailboxPath: path}
+	}
+	const tmpl = "$MAILBOXROOT$/$DOMAIN$/$MAILBOX$/"
+	t.Run("OK", func(t *testing.T) {
+		moves, err := planMoves([]migrateAccount{
+			acct("a@ex.com", "/old/ex.com/a/"),                // under the old root
+			acct("b@ex.com", "/new/ex.com/b/"),                // moved by an earlier run, no journal entry
+			acct("c@ex.com", "/new/ex.com/c/"),                // moved by an earlier run, journaled
+			acct("d@ex.com", "/elsewhere/d/"),                 // outside the old root
+			acct("e@ex.com", "/old/ex.com/e"),                 // no trailing slash
+			acct("f@ex.com", "/new/ex.com/f/"),                // journaled from outside
+			acct("g@ex.com", "/old/ex.com/g/../../ex.com/g/"), // not clean (refused by the API anyway)
+		}, "/old", "/new", tmpl, map[string]string{"c@ex.com": "/old/ex.com/c/", "f@ex.com": "/somewhere/f/"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][2]string{}
+		for _, mv := range moves {
+			got[mv.acct.Address] = [2]string{mv.from, mv.to}
+			if mv.outside != (mv.acct.Address == "d@ex.com") {
+				t.Errorf("%s: outside = %v", mv.acct.Address, mv.outside)
+			}
+		}
+		want := map[string][2]string{
+			"a@ex.com": {"/old/ex.com/a/", "/new/ex.com/a/"},
+			"b@ex.com": {"/old/ex.com/b/", "/new/ex.com/b/"},
+			"c@ex.com": {"/old/ex.com/c/", "/new/ex.com/c/"},
+			"d@ex.com": {"/elsewhere/d/", "/new/ex.com/d/"},
+			"e@ex.com": {"/old/ex.com/e", "/new/ex.com/e"},
+			"f@ex.com": {"/somewhere/f/", "/new/ex.com/f/"},
+			"g@ex.com": {"/old/ex.com/g/../../ex.com/g/", "/new/ex.com/g/"},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("plan:\n got %v\nwant %v", got, want)
+		}
+	})
+	t.Run("SameRoot", func(t *testing.T) {
+		// After the root was switched, only journaled accounts have an old place.
+		moves, err := planMoves([]migrateAccount{acct("a@ex.com", "/new/ex.com/a/"), acct("b@ex.com", "/new/ex.com/b/")},
+			"/new", "/new", tmpl, map[string]string{"a@ex.com": "/old/ex.com/a/"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if moves[0].from != "/old/ex.com/a/" || moves[1].from != "" {
+			t.Fatalf("plan: %+v", moves)
+		}
+	})
+	t.Run("TemplateOutsideNewRoot", func(t *testing.T) {
+		moves, err := planMoves([]migrateAccount{acct("d@ex.com", "/elsewhere/d/")}, "/old", "/new", "/fixed/$MAILBOX$/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if moves[0].to != "/new/ex.com/d/" {
+			t.Fatalf("to = %q, want the default template under the new root", moves[0].to)
+		}
+	})
+	t.Run("ErrConflict", func(t *testing.T) {
+		_, err := planMoves([]migrateAccount{acct("a@ex.com", "/old/ex.com/a/"), acct("a@ex.com.x", "/new/ex.com/a")}, "/old", "/new", tmpl, nil)
+		if err == nil || !strings.Contains(err.Error(), "both get") {
+			t.Fatalf("err = %v, want a conflict", err)
+		}
+	})
+}
+
+// writeMsg writes a message file into a maildir sub-directory.
+func writeMsg(t *testing.T, dir, sub, name, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, sub), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, sub, name), []byte(content), 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		des, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, de := range des {
+			out = append(out, sub+"/"+de.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestListMaildir(t *testing.T) {
+	dir := t.TempDir()
+	writeMsg(t, dir, "new", "1.a,S=3", "abc")
+	writeMsg(t, dir, "cur", "2.b,S=2:2,S", "de")
+	writeMsg(t, dir, "cur", ".hidden", "x")
+	writeMsg(t, dir, "tmp", "3.c", "in progress")
+	files, err := listMaildir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || files[0].name != "1.a,S=3" || files[0].size != 3 || files[1].sub != "cur" || files[1].size != 2 {
+		t.Fatalf("files: %+v", files)
+	}
+	if files, err := listMaildir(filepath.Join(dir, "missing")); err != nil || len(files) != 0 {
+		t.Fatalf("missing maildir: %v %v", files, err)
+	}
+}
+
+func TestPlaceMessage(t *testing.T) {
+	for _, link := range []bool{false, true} {
+		name := "Copy"
+		if link {
+			name = "Link"
+		}
+		t.Run(name, func(t *testing.T) {
+			src, dst := t.TempDir(), filepath.Join(t.TempDir(), "box")
+			writeMsg(t, src, "new", "1.a", "hello")
+			writeMsg(t, src, "cur", "2.b:2,S", "world!")
+			if err := makeMaildir(dst, filepath.Dir(dst)); err != nil {
+				t.Fatal(err)
+			}
+			files, _ := listMaildir(src)
+			for _, f := range files {
+				wrote, err := placeMessage(src, dst, f, link)
+				if err != nil || !wrote {
+					t.Fatalf("place %s: %v %v", f.name, wrote, err)
+				}
+			}
+			if got, want := names(t, dst), []string{"cur/2.b:2,S", "new/1.a"}; !reflect.DeepEqual(got, want) {
+				t.Fatalf("new maildir holds %v, want %v (no temporary file left)", got, want)
+			}
+			b, _ := os.ReadFile(filepath.Join(dst, "cur", "2.b:2,S"))
+			if string(b) != "world!" {
+				t.Fatalf("content %q", b)
+			}
+			// A second pass (a re-run) places nothing twice.
+			for _, f := range files {
+				if wrote, err := placeMessage(src, dst, f, link); err != nil || wrote {
+					t.Fatalf("second pass %s: wrote=%v err=%v", f.name, wrote, err)
+				}
+			}
+			for _, f := range files {
+				if err := removeMoved(src, dst, f); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := names(t, src); len(got) != 0 {
+				t.Fatalf("old maildir still holds %v", got)
+			}
+			if !removeEmptyMaildir(src, filepath.Dir(src)) {
+				t.Fatal("empty old maildir not removed")
+			}
+			if _, err := os.Stat(src); !os.IsNotExist(err) {
+				t.Fatalf("old maildir still there: %v", err)
+			}
+		})
+	}
+	t.Run("ErrConflict", func(t *testing.T) {
+		src, dst := t.TempDir(), t.TempDir()
+		writeMsg(t, src, "new", "1.a", "hello")
+		writeMsg(t, dst, "new", "1.a", "hel") // a different file under the same name
+		files, _ := listMaildir(src)
+		if _, err := placeMessage(src, dst, files[0], false); err == nil || !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("err = %v, want a conflict", err)
+		}
+		if err := removeMoved(src, dst, files[0]); err == nil {
+			t.Fatal("the original was removed although the new place holds another file")
+		}
+		if b, _ := os.ReadFile(filepath.Join(src, "new", "1.a")); string(b) != "hello" {
+			t.Fatal("the original changed")
+		}
+	})
+	t.Run("LeftoverTemporary", func(t *testing.T) {
+		// An interrupted copy leaves a partial file only under tmp/; the
+		// next copy replaces it.
+		src, dst := t.TempDir(), t.TempDir()
+		writeMsg(t, src, "new", "1.a", "hello")
+		if err := makeMaildir(dst, dst); err != nil {
+			t.Fatal(err)
+		}
+		writeMsg(t, dst, "tmp", "migrate.1.a", "he")
+		files, _ := listMaildir(src)
+		if wrote, err := placeMessage(src, dst, files[0], false); err != nil || !wrote {
+			t.Fatalf("place: %v %v", wrote, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dst, "new", "1.a")); string(b) != "hello" {
+			t.Fatalf("content %q", b)
+		}
+		if got, want := names(t, dst), []string{"new/1.a"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("new maildir holds %v, want %v", got, want)
+		}
+	})
+}
+
+func TestRemoveEmptyMaildir(t *testing.T) {
+	root := t.TempDir()
+	box := filepath.Join(root, "ex.com", "a")
+	writeMsg(t, box, "tmp", "in-flight", "x")
+	if err := os.MkdirAll(filepath.Join(box, "new"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if removeEmptyMaildir(box, root) {
+		t.Fatal("a maildir with a file in tmp/ was removed")
+	}
+	os.Remove(filepath.Join(box, "tmp", "in-flight"))
+	if !removeEmptyMaildir(box, root) {
+		t.Fatal("empty maildir not removed")
+	}
+	if _, err := os.Stat(filepath.Join(root, "ex.com")); !os.IsNotExist(err) {
+		t.Fatal("empty domain directory not removed")
+	}
+	if _, err := os.Stat(root); err != nil {
+		t.Fatal("the root itself was removed")
+	}
+}
+
+func TestJournal(t *testing.T) {
+	root := t.TempDir()
+	j, err := openJournal(root)
+	if err != nil || len(j.entries) != 0 {
+		t.Fatalf("empty journal: %v %v", j, err)
+	}
+	if err := j.record("A@ex.com", "/old/a/", "/new/a/"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.record("a@ex.com", "/other/", "/new/a/"); err != nil { // first path wins
+		t.Fatal(err)
+	}
+	if err := j.record("b@ex.com", "/old/b/", "/new/b/"); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(filepath.Join(root, journalName), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"address":"c@ex.com","fr`) // torn by a crash
+	f.Close()
+	j, err = openJournal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"a@ex.com": "/old/a/", "b@ex.com": "/old/b/"}; !reflect.DeepEqual(j.entries, want) {
+		t.Fatalf("entries %v, want %v", j.entries, want)
+	}
+	if err := j.remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, journalName)); !os.IsNotExist(err) {
+		t.Fatal("journal not removed")
+	}
+}
+
+func TestMigrateUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		password string
+		args     []string
+		want     string
+	}{
+		{"NoTo", "secret-pass", nil, "--to NEWROOT is required"},
+		{"RelativeTo", "secret-pass", []string{"--to", "rel/dir"}, "absolute path"},
+		{"DotDot", "secret-pass", []string{"--to", "/a/..b"}, "without '..'"},
+		{"Root", "secret-pass", []string{"--to", "/"}, "file system root"},
+		{"NoPassword", "", []string{"--to", "/srv/new"}, "MAILCLUSTER_ADMIN_PASSWORD"},
+		{"BadURL", "secret-pass", []string{"--to", "/srv/new", "--url", "127.0.0.1:8080"}, "--url"},
+		{"ExtraArgs", "secret-pass", []string{"--to", "/srv/new", "extra"}, "no arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("MAILCLUSTER_ADMIN_PASSWORD", tc.password)
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), append([]string{"migrate-mailboxes"}, tc.args...), &out, &errOut)
+			if code != 2 || !strings.Contains(errOut.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut.String(), tc.want)
+			}
+		})
+	}
+}
+
+// fakePrimary is a REST API with one domain and its accounts, recording
+// the changes it is asked for. onPatch runs before a PATCH is applied.
+type fakePrimary struct {
+	mu       sync.Mutex
+	role     mailcluster.Role
+	settings mailcluster.Sections
+	accounts []migrateAccount
+	calls    []string
+	onPatch  func(a migrateAccount, newPath string)
+}
+
+func (f *fakePrimary) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+	reply := func(v any) { _ = json.NewEncoder(w).Encode(v) }
+	switch {
+	case r.Method == "GET" && r.URL.Path == "/api/v1/node":
+		reply(mailcluster.NodeInfo{Name: "n1", Role: f.role, Primary: &mailcluster.PrimaryRef{Name: "n0", APIURL: "http://10.0.0.1:8080"}})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/settings/mailcluster":
+		reply(mailcluster.SettingsFile{Name: "mailcluster", Sections: f.settings})
+	case r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/api/v1/settings/mailcluster/"):
+		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/api/v1/settings/mailcluster/"), "/")
+		var v struct{ Value string }
+		_ = json.NewDecoder(r.Body).Decode(&v)
+		f.settings[parts[0]][parts[1]] = v.Value
+		reply(map[string]string{"value": v.Value})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/domains":
+		reply(map[string]any{"domains": []map[string]string{{"name": "ex.com"}}})
+	case r.Method == "GET" && r.URL.Path == "/api/v1/domains/ex.com/accounts":
+		reply(map[string]any{"accounts": f.accounts, "nextCursor": ""})
+	case r.Method == "PATCH":
+		var v struct{ MailboxPath string }
+		_ = json.NewDecoder(r.Body).Decode(&v)
+		for i, a := range f.accounts {
+			if r.URL.Path == "/api/v1/domains/ex.com/accounts/"+a.Mailbox {
+				if f.onPatch != nil {
+					f.onPatch(a, v.MailboxPath)
+				}
+				f.accounts[i].MailboxPath = v.MailboxPath
+				reply(f.accounts[i])
+				return
+			}
+		}
+		http.NotFound(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func newFakeMigrator(t *testing.T, f *fakePrimary, to string) (*migrator, *bytes.Buffer) {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	t.Setenv("MAILCLUSTER_ADMIN_PASSWORD", "secret-pass")
+	c, err := newAPIClient(srv.URL, "admin@localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	return &migrator{api: c, to: to, stdout: &out, stderr: io.Discard}, &out
+}
+
+// TestMigrateOrder checks, with a fake primary, that an account's path is
+// changed only once every message is in the new place, while the old
+// files still exist, and that the old files go afterwards.
+func TestMigrateOrder(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "new", "1.x,S=5", "hello")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "cur", "2.x,S=3:2,S", "abc")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "b"), "new", "3.x,S=1", "z")
+	f := &fakePrimary{
+		role: mailcluster.RolePrimary,
+		settings: mailcluster.Sections{
+			"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks},
+			"NewAccounts": {"MailboxPath": oldRoot + "/$DOMAIN$/$MAILBOX$/"},
+		},
+		accounts: []migrateAccount{
+			{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: oldRoot + "/ex.com/a/"},
+			{Address: "b@ex.com", Domain: "ex.com", Mailbox: "b", MailboxPath: oldRoot + "/ex.com/b/"},
+		},
+	}
+	f.onPatch = func(a migrateAccount, newPath string) {
+		oldFiles, newFiles := names(t, a.MailboxPath), names(t, newPath)
+		if len(oldFiles) == 0 || !reflect.DeepEqual(oldFiles, newFiles) {
+			t.Errorf("PATCH %s: old place %v, new place %v; want both complete", a.Address, oldFiles, newFiles)
+		}
+		// The mailbox is locked while it moves.
+		_, err := (&mailsvc.Locker{Dir: locks, Wait: 1}).Lock(context.Background(), a.Address)
+		if !errors.Is(err, mailsvc.ErrLockBusy) {
+			t.Errorf("PATCH %s: lock not held (%v)", a.Address, err)
+		}
+	}
+	m, out := newFakeMigrator(t, f, newRoot)
+	m.noLink = true
+	if err := m.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, filepath.Join(newRoot, "ex.com", "a")); !reflect.DeepEqual(got, []string{"cur/2.x,S=3:2,S", "new/1.x,S=5"}) {
+		t.Fatalf("new a: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(oldRoot, "ex.com")); !os.IsNotExist(err) {
+		t.Fatalf("old domain dir left: %v", err)
+	}
+	if f.settings["Directories"]["MailboxRoot"] != newRoot || f.settings["NewAccounts"]["MailboxPath"] != newRoot+"/$DOMAIN$/$MAILBOX$/" {
+		t.Fatalf("settings: %v", f.settings)
+	}
+	for _, a := range f.accounts {
+		if !strings.HasPrefix(a.MailboxPath, newRoot+"/") {
+			t.Fatalf("account %s at %s", a.Address, a.MailboxPath)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(newRoot, journalName)); !os.IsNotExist(err) {
+		t.Fatal("journal left behind")
+	}
+	if !strings.Contains(out.String(), "moved 2 accounts, 3 messages") {
+		t.Fatalf("summary: %s", out.String())
+	}
+	// A second run has nothing to do.
+	m, out = newFakeMigrator(t, f, newRoot)
+	if err := m.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "nothing to do") {
+		t.Fatalf("second run: %s", out.String())
+	}
+}
+
+func TestMigrateRefusesSecondary(t *testing.T) {
+	f := &fakePrimary{role: mailcluster.RoleSecondary}
+	m, _ := newFakeMigrator(t, f, "/srv/new")
+	err := m.run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not the primary") || !strings.Contains(err.Error(), "http://10.0.0.1:8080") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, c := range f.calls {
+		if !strings.HasPrefix(c, "GET ") {
+			t.Fatalf("a secondary was asked to change something: %v", f.calls)
+		}
+	}
+}
+
+func TestMigrateRefusesNestedRoots(t *testing.T) {
+	for _, to := range []string{"/srv/mail/new", "/srv"} {
+		f := &fakePrimary{role: mailcluster.RolePrimary, settings: mailcluster.Sections{"Directories": {"MailboxRoot": "/srv/mail"}}}
+		m, _ := newFakeMigrator(t, f, to)
+		if err := m.run(context.Background()); err == nil || !strings.Contains(err.Error(), "inside") {
+			t.Fatalf("--to %s: err = %v", to, err)
+		}
+	}
+}
+
+// TestMigrateInterrupted cancels a run while it waits for a mailbox's
+// lock: what is done stays done, the rest stays where it was, and a second
+// run finishes without loss or duplicates.
+func TestMigrateInterrupted(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "new", "1.x,S=5", "hello")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "b"), "new", "3.x,S=1", "z")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "b"), "new", "4.x,S=1", "y")
+	// b's first message was copied by an earlier run that was interrupted.
+	writeMsg(t, filepath.Join(newRoot, "ex.com", "b"), "new", "3.x,S=1", "z")
+	f := &fakePrimary{
+		role:     mailcluster.RolePrimary,
+		settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks}},
+		accounts: []migrateAccount{
+			{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: oldRoot + "/ex.com/a/"},
+			{Address: "b@ex.com", Domain: "ex.com", Mailbox: "b", MailboxPath: oldRoot + "/ex.com/b/"},
+		},
+	}
+	held, err := (&mailsvc.Locker{Dir: locks}).Lock(context.Background(), "b@ex.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.onPatch = func(a migrateAccount, _ string) {
+		if a.Address == "a@ex.com" {
+			cancel() // the next step (b's lock) sees the interruption
+		}
+	}
+	m, _ := newFakeMigrator(t, f, newRoot)
+	if err := m.run(ctx); !errors.Is(err, errInterrupted) {
+		t.Fatalf("err = %v, want interrupted", err)
+	}
+	held.Unlock()
+	if f.accounts[0].MailboxPath != newRoot+"/ex.com/a/" || f.accounts[1].MailboxPath != oldRoot+"/ex.com/b/" {
+		t.Fatalf("after the interruption: %+v", f.accounts)
+	}
+	if f.settings["Directories"]["MailboxRoot"] != oldRoot {
+		t.Fatal("root switched by an interrupted run")
+	}
+	f.onPatch = nil
+	m, out := newFakeMigrator(t, f, newRoot)
+	if err := m.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, filepath.Join(newRoot, "ex.com", "b")); !reflect.DeepEqual(got, []string{"new/3.x,S=1", "new/4.x,S=1"}) {
+		t.Fatalf("b after the re-run: %v", got)
+	}
+	// Already in place: b's first message (copied by hand) and a's (placed
+	// before the interruption, whose old copy the re-run removed).
+	if !strings.Contains(out.String(), "moved 2 accounts, 3 messages") || !strings.Contains(out.String(), "2 of them were already in the new place") {
+		t.Fatalf("summary: %s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(oldRoot, "ex.com")); !os.IsNotExist(err) {
+		t.Fatalf("old domain dir left: %v", err)
+	}
+}
