@@ -604,7 +604,7 @@ func (s *Service) UnblockIP(ctx context.Context, ip string) error {
 }
 
 // ListFrozenAccounts returns the frozen accounts the caller may see,
-// without token hashes. Errors: EFORBIDDEN.
+// without token hashes (a domain administrator sees its own domain).
 func (s *Service) ListFrozenAccounts(ctx context.Context) ([]FrozenAccount, error) {
 	var out []FrozenAccount
 	for _, kv := range s.store.List(PrefixFrozenAccounts, "", 0) {
@@ -637,6 +637,9 @@ func (s *Service) FreezeAccount(ctx context.Context, address, reason string) err
 	}
 	if err := s.checkWritable(); err != nil {
 		return err
+	}
+	if len(reason) > 256 || strings.ContainsAny(reason, "\r\n\x00") {
+		return Errorf(EINVALID, "Reason must be one line of at most 256 bytes.")
 	}
 	if reason == "" {
 		reason = "frozen by an administrator"

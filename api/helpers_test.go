@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,6 +67,9 @@ type Env struct {
 	Admin  *Client
 	// XMLCalls counts requests that reached the fake XML-API handler.
 	XMLCalls *int64Counter
+	// XMLClientIP is the client address the fake XML-API handler found
+	// in the context of the last request it answered.
+	XMLClientIP *stringBox
 	// Mail is the node's mailbox store and Outbox carries its changes to
 	// mail to the primary; both nil with WithoutMail.
 	Mail   *mailsvc.Store
@@ -81,6 +85,22 @@ type envConfig struct {
 	noXMLAPI  bool
 	noMail    bool
 	noToken   bool
+	trusted   []netip.Prefix
+	xml       func(*mailcluster.Service) http.Handler
+}
+
+// WithTrustedProxies sets Config.TrustedProxies.
+func WithTrustedProxies(ps ...string) EnvOption {
+	return func(c *envConfig) {
+		for _, p := range ps {
+			c.trusted = append(c.trusted, netip.MustParsePrefix(p))
+		}
+	}
+}
+
+// WithXMLAPI mounts the handler f returns instead of the fake XML-API.
+func WithXMLAPI(f func(*mailcluster.Service) http.Handler) EnvOption {
+	return func(c *envConfig) { c.xml = f }
 }
 
 // WithBodyLimit sets Config.BodyLimit.
@@ -110,6 +130,16 @@ func (c *int64Counter) inc() { c.mu.Lock(); c.n++; c.mu.Unlock() }
 // Get returns the count.
 func (c *int64Counter) Get() int64 { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
+type stringBox struct {
+	mu sync.Mutex
+	s  string
+}
+
+func (b *stringBox) set(s string) { b.mu.Lock(); b.s = s; b.mu.Unlock() }
+
+// Get returns the value.
+func (b *stringBox) Get() string { b.mu.Lock(); defer b.mu.Unlock(); return b.s }
+
 // MustOpenEnv starts a bootstrapped standalone primary "node1".
 func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 	tb.Helper()
@@ -127,7 +157,7 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 		AdminAddress: adminAddress, AdminPassword: adminPassword, DataDir: tb.TempDir()}); err != nil {
 		tb.Fatal(err)
 	}
-	env := &Env{Store: store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}}
+	env := &Env{Store: store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
 	// The primary applies its own changes to mail directly.
 	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		return svc.ApplyUsageReport(ctx, r)
@@ -146,7 +176,7 @@ func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = "node2"
 	svc.Mode = mailcluster.ModeCluster
-	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}}
+	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
 	client := &cluster.InternalClient{Token: internalToken}
 	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		return client.SendUsage(ctx, primary.HTTP.URL, r)
@@ -164,7 +194,7 @@ func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger
 	if cfg.svc != nil {
 		asvc = cfg.svc(svc)
 	}
-	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalToken: internalToken}
+	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalToken: internalToken, TrustedProxies: cfg.trusted}
 	if cfg.noToken {
 		acfg.InternalToken = ""
 	}
@@ -173,9 +203,13 @@ func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger
 		e.Mail = mailsvc.NewStore(svc, e.Outbox, logger)
 		acfg.Mail = e.Mail
 	}
-	if !cfg.noXMLAPI {
+	switch {
+	case cfg.xml != nil:
+		acfg.XMLAPI = cfg.xml(svc)
+	case !cfg.noXMLAPI:
 		acfg.XMLAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			e.XMLCalls.inc()
+			e.XMLClientIP.set(mailcluster.ClientIPFromContext(r.Context()))
 			if _, err := io.ReadAll(r.Body); err != nil {
 				var mbe *http.MaxBytesError
 				if errors.As(err, &mbe) {

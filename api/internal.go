@@ -22,6 +22,7 @@ const internalChallenge = `Bearer realm="mailcluster-internal"`
 
 func registerInternalRoutes(s *Server) {
 	s.e.POST("/internal/v1/usage", s.handleInternalUsage, s.authenticateInternal)
+	s.e.POST("/internal/v1/screening/failures", s.handleInternalFailures, s.authenticateInternal)
 }
 
 // authenticateInternal admits a request that carries the internal bearer

@@ -19,6 +19,7 @@ const (
 	ctxRequestID = "mailcluster.request_id"
 	ctxCaller    = "mailcluster.caller"
 	ctxChallenge = "mailcluster.challenge" // the WWW-Authenticate of a 401; default basicChallenge
+	ctxClientIP  = "mailcluster.client_ip" // the client's address (see clientIP)
 )
 
 // basicChallenge is the WWW-Authenticate challenge of the management API.
@@ -42,6 +43,21 @@ func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// clientIP puts the client's address, as Echo's IPExtractor finds it (see
+// Config.TrustedProxies), into the request context, where the Service
+// reads it to refuse blocked addresses and to count failed logins. It
+// runs before authentication and before the XML-API handler.
+func (s *Server) clientIP(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if ip, err := mailcluster.NormalizeIP(c.RealIP()); err == nil {
+			c.Set(ctxClientIP, ip)
+			req := c.Request()
+			c.SetRequest(req.WithContext(mailcluster.NewContextWithClientIP(req.Context(), ip)))
+		}
+		return next(c)
+	}
+}
+
 // accessLog writes one line per request after the error handler has
 // answered. It logs neither headers (Authorization) nor bodies.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
@@ -59,6 +75,9 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			"bytes", res.Size,
 			"request_id", c.Get(ctxRequestID),
 			"remote", req.RemoteAddr,
+		}
+		if ip, ok := c.Get(ctxClientIP).(string); ok {
+			attrs = append(attrs, "client", ip)
 		}
 		if a, ok := c.Get(ctxCaller).(string); ok {
 			attrs = append(attrs, "caller", a)
@@ -104,7 +123,9 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // authenticate checks HTTP Basic credentials with the Service and puts the
-// caller into the request context for the Service's authorization.
+// caller into the request context for the Service's authorization. The
+// Service refuses a client address blocked by dynamic screening (403,
+// whatever the credentials) and counts failed logins.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()

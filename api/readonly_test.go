@@ -43,6 +43,14 @@ var writeRequests = map[string]Request{
 	"POST /api/v1/cluster/switchover":                {Body: []byte(`{"target":"node1"}`)},
 	"POST /api/v1/domains/{domain}/accounts/{mailbox}/usage/recount": {
 		Path: "/api/v1/domains/example.com/accounts/alice/usage/recount"},
+	"POST /api/v1/screening/ips":                  {Body: []byte(`{"ip":"203.0.113.9","durationSeconds":600,"reason":"test"}`)},
+	"DELETE /api/v1/screening/ips/{ip}":           {Path: "/api/v1/screening/ips/198.51.100.1"},
+	"POST /api/v1/screening/accounts":             {Body: []byte(`{"address":"alice@example.com","reason":"test"}`)},
+	"DELETE /api/v1/screening/accounts/{address}": {Path: "/api/v1/screening/accounts/bob@example.com"},
+	"POST /api/v1/screening/thaw":                 {Body: []byte(`{"address":"bob@example.com","token":"WRONGTOKEN"}`)},
+	"POST /internal/v1/screening/failures": {Header: http.Header{"Authorization": {"Bearer " + internalToken}},
+		Body: []byte(`{"failures":[{"time":"2025-01-02T03:04:05Z","ip":"203.0.113.50","address":"alice@example.com",` +
+			`"hash":"0123456789abcdef","node":"node3","proto":"smtp"}]}`)},
 	"POST /internal/v1/usage": {Header: http.Header{"Authorization": {"Bearer " + internalToken}},
 		Body: []byte(`{"node":"node3","epoch":"e1","deltas":[{"seq":1,"domain":"example.com","mailbox":"alice",` +
 			`"bytes":100,"messages":1,"at":"2025-01-02T03:04:05Z"}]}`)},
@@ -113,6 +121,8 @@ func snapshot(t *testing.T, c *Client) map[string][]byte {
 		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/accounts/alice"},
 		{Method: http.MethodGet, Path: "/api/v1/settings"},
 		{Method: http.MethodGet, Path: "/api/v1/settings/mailcluster", Accept: "text/plain"},
+		{Method: http.MethodGet, Path: "/api/v1/screening/ips"},
+		{Method: http.MethodGet, Path: "/api/v1/screening/accounts"},
 	} {
 		out[r.Path+" "+r.Accept] = c.Do(t, r).Expect(t, http.StatusOK).Body
 	}
@@ -124,6 +134,11 @@ func TestSecondaryReadOnly(t *testing.T) {
 	primary.Admin.MustCreateDomain(t, "example.com")
 	primary.Admin.MustCreateDomain(t, "empty.example")
 	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1", "fullName": "Alice"})
+	// The screening writes aim at a blocked address and a frozen account.
+	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "bob", "password": "bob-pass-12"})
+	primary.Admin.Send(t, http.MethodPost, "/api/v1/screening/ips", map[string]any{"ip": "198.51.100.1"}).Expect(t, http.StatusCreated)
+	primary.Admin.Send(t, http.MethodPost, "/api/v1/screening/accounts", map[string]any{"address": "bob@example.com"}).
+		Expect(t, http.StatusCreated)
 
 	secondary := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
 		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})

@@ -7,13 +7,17 @@
 //
 // The server also mounts GET /health, the internal node-to-node API under
 // /internal/v1/ (bearer token, RFC 6750) and, when configured, the XML-API
-// handler at POST /MdMgmtWS. Raw messages are served as message/rfc822
+// handler at POST /MdMgmtWS. Every request carries the client's address
+// (the direct peer, or what trusted proxies report in X-Forwarded-For) in
+// its context for dynamic screening, the XML-API's included. Raw messages are served as message/rfc822
 // (RFC 5322).
 package api
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -41,6 +45,13 @@ type Config struct {
 	// (/internal/v1/), derived from the cluster secret (see
 	// cluster.InternalToken). Empty refuses every internal request with 401.
 	InternalToken string
+	// TrustedProxies are the addresses of load balancers or reverse
+	// proxies in front of the node. A request from one of them is taken
+	// to come from the address it appends to X-Forwarded-For (the nearest
+	// address not in these ranges); from anyone else X-Forwarded-For is
+	// ignored. Empty (the default) trusts no proxy: the client is the
+	// direct peer. Dynamic screening counts and blocks the client address.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the HTTP handler of the management API. It sets no timeouts:
@@ -68,7 +79,8 @@ func NewServer(svc Service, cfg Config) *Server {
 	s.e.HideBanner = true
 	s.e.HidePort = true
 	s.e.HTTPErrorHandler = s.handleError
-	s.e.Use(s.requestID, s.accessLog, s.recover, s.limitBody)
+	s.e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	s.e.Use(s.requestID, s.clientIP, s.accessLog, s.recover, s.limitBody)
 
 	registerMetaRoutes(s)
 	registerInternalRoutes(s)
@@ -85,7 +97,31 @@ func NewServer(svc Service, cfg Config) *Server {
 	registerMailRoutes(s, v1)
 	registerSettingRoutes(s, v1)
 	registerClusterRoutes(s, v1)
+	registerScreeningRoutes(s, v1)
 	return s
+}
+
+// ipExtractor returns how Echo finds the client's address: the direct
+// peer, or with trusted proxies the X-Forwarded-For entry they vouch for.
+// Echo's defaults (trusting every loopback, link-local and private
+// address as a proxy) are turned off: only the configured ranges count.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	var ranges []echo.TrustOption
+	for _, p := range trusted {
+		if !p.IsValid() {
+			continue
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		p = p.Masked()
+		ranges = append(ranges, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	if len(ranges) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := append([]echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}, ranges...)
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // ServeHTTP implements http.Handler.

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"io"
+	"time"
 
 	"mailcluster"
 )
@@ -17,7 +18,8 @@ import (
 // concurrent use: the server calls them from many goroutines at once.
 type Service interface {
 	// Authenticate checks an administrator's address and password.
-	// Errors: EUNAUTHORIZED for every failure.
+	// Errors: EUNAUTHORIZED for every credential failure; EFORBIDDEN when
+	// the client address in the context is blocked by dynamic screening.
 	Authenticate(ctx context.Context, address, password string) (*mailcluster.Account, error)
 	// NodeInfo describes the local node; it never fails.
 	NodeInfo() mailcluster.NodeInfo
@@ -80,6 +82,32 @@ type Service interface {
 	// applied; a repeated report changes nothing. Errors: EINVALID,
 	// ETOOLARGE, EREADONLY, EUNAVAILABLE, ECONFLICT.
 	ApplyUsageReport(ctx context.Context, r mailcluster.UsageReport) (uint64, error)
+
+	// ListBlockedIPs returns every block record, expired ones included,
+	// and the node's local decisions. Errors: EFORBIDDEN.
+	ListBlockedIPs(ctx context.Context) ([]mailcluster.BlockedIP, error)
+	// BlockIP blocks an address until the given time (zero: no expiry).
+	// Errors: EINVALID, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	BlockIP(ctx context.Context, ip string, until time.Time, reason string) (*mailcluster.BlockedIP, error)
+	// UnblockIP removes an address's block record. Errors: EINVALID,
+	// ENOTFOUND, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	UnblockIP(ctx context.Context, ip string) error
+	// ListFrozenAccounts returns the frozen accounts the caller may see,
+	// without token hashes. Errors: EFORBIDDEN.
+	ListFrozenAccounts(ctx context.Context) ([]mailcluster.FrozenAccount, error)
+	// FreezeAccount freezes an account and mails it a thaw token.
+	// Errors: EINVALID, ENOTFOUND, ECONFLICT, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	FreezeAccount(ctx context.Context, address, reason string) error
+	// ThawAccount ends an account's freeze. Errors: EINVALID, ENOTFOUND,
+	// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	ThawAccount(ctx context.Context, address string) error
+	// RedeemThawToken thaws an account with its mailed token; it needs no
+	// caller. Errors: EINVALID, EUNAUTHORIZED (wrong, used or expired
+	// token), EFORBIDDEN (blocked client address), EREADONLY, EUNAVAILABLE.
+	RedeemThawToken(ctx context.Context, address, token string) error
+	// ReportFailures counts other nodes' failed logins (primary only).
+	// Errors: EREADONLY, EUNAVAILABLE.
+	ReportFailures(ctx context.Context, fs []mailcluster.LoginFailure) error
 }
 
 var _ Service = (*mailcluster.Service)(nil)

@@ -27,12 +27,16 @@ func TestLoad(t *testing.T) {
 			t.Error("security scheme basicAuth is missing")
 		}
 		for _, p := range []string{"/health", "/openapi.yaml", "/MdMgmtWS", "/api/v1/node", "/internal/v1/usage",
-			"/api/v1/domains/{domain}/accounts/{mailbox}/messages/{id}", "/api/v1/domains/{domain}/accounts/{mailbox}/usage"} {
+			"/api/v1/domains/{domain}/accounts/{mailbox}/messages/{id}", "/api/v1/domains/{domain}/accounts/{mailbox}/usage",
+			"/api/v1/screening/ips", "/api/v1/screening/ips/{ip}", "/api/v1/screening/accounts",
+			"/api/v1/screening/accounts/{address}", "/api/v1/screening/thaw", "/internal/v1/screening/failures"} {
 			if doc.Paths.Find(p) == nil {
 				t.Errorf("path %s is missing", p)
 			}
 		}
-		for _, name := range []string{"Message", "MessageList", "Usage", "UsageReport", "UsageDelta", "IndexResult"} {
+		for _, name := range []string{"Message", "MessageList", "Usage", "UsageReport", "UsageDelta", "IndexResult",
+			"BlockedIP", "BlockedIPList", "BlockIPRequest", "FrozenAccount", "FrozenAccountList", "FreezeRequest",
+			"ThawRequest", "LoginFailure", "FailureReport"} {
 			if doc.Components.Schemas[name] == nil {
 				t.Errorf("schema %s is missing", name)
 			}
@@ -46,12 +50,24 @@ func TestLoad(t *testing.T) {
 		if s := doc.Components.SecuritySchemes["bearerAuth"]; s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
 			t.Fatalf("security scheme bearerAuth = %+v", s)
 		}
-		op := doc.Paths.Find("/internal/v1/usage").Post
-		if op == nil || op.Security == nil || len(*op.Security) != 1 {
-			t.Fatalf("POST /internal/v1/usage security = %+v", op)
+		for _, path := range []string{"/internal/v1/usage", "/internal/v1/screening/failures"} {
+			op := doc.Paths.Find(path).Post
+			if op == nil || op.Security == nil || len(*op.Security) != 1 {
+				t.Fatalf("POST %s security = %+v", path, op)
+			}
+			if _, ok := (*op.Security)[0]["bearerAuth"]; !ok {
+				t.Errorf("POST %s is not bearer-only: %+v", path, *op.Security)
+			}
 		}
-		if _, ok := (*op.Security)[0]["bearerAuth"]; !ok {
-			t.Errorf("POST /internal/v1/usage is not bearer-only: %+v", *op.Security)
+	})
+	t.Run("ThawWithoutCredentials", func(t *testing.T) {
+		doc, err := openapi.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := doc.Paths.Find("/api/v1/screening/thaw").Post
+		if op == nil || op.Security == nil || len(*op.Security) != 0 {
+			t.Fatalf("POST /api/v1/screening/thaw security = %+v, want none", op)
 		}
 	})
 	t.Run("FreshCopy", func(t *testing.T) {
@@ -141,6 +157,48 @@ func TestUsageReportSchema(t *testing.T) {
 		{"ErrSeqZero", `{"node":"node1","epoch":"e1","deltas":[{"seq":0,"domain":"d","mailbox":"m","bytes":1,"messages":1,"at":"2025-01-02T03:04:05Z"}]}`, false},
 		{"ErrDeltaMissingAt", `{"node":"node1","epoch":"e1","deltas":[{"seq":1,"domain":"d","mailbox":"m","bytes":1,"messages":1}]}`, false},
 		{"ErrTooMany", `{"node":"node1","epoch":"e1","deltas":[` + strings.Repeat(delta+",", 100) + delta + `]}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.json), &v); err != nil {
+				t.Fatal(err)
+			}
+			err := schema.VisitJSON(v)
+			if (err == nil) != tt.ok {
+				t.Errorf("VisitJSON = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestFailureReportSchema checks that the documented report accepts what a
+// node sends (the JSON of mailcluster.LoginFailure) and refuses the rest.
+func TestFailureReportSchema(t *testing.T) {
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := doc.Components.Schemas["FailureReport"].Value
+	sent, err := json.Marshal(map[string]any{"failures": []mailcluster.LoginFailure{
+		{Time: time.Now(), IP: "203.0.113.7", Address: "alice@example.com", Hash: "0123abcd", Node: "node2", Proto: "smtp"},
+		{Time: time.Now(), IP: "2001:db8::1", Hash: "4567ef01", Node: "node2", Proto: "api"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failure := `{"time":"2025-01-02T03:04:05Z","ip":"203.0.113.7","hash":"h","node":"node2","proto":"smtp"}`
+	tests := []struct {
+		name string
+		json string
+		ok   bool
+	}{
+		{"OK", `{"failures":[` + failure + `]}`, true},
+		{"OKAsSent", string(sent), true},
+		{"OKEmpty", `{"failures":[]}`, true},
+		{"ErrNoFailures", `{}`, false},
+		{"ErrUnknownMember", `{"failures":[{"time":"2025-01-02T03:04:05Z","ip":"1.2.3.4","hash":"h","node":"n","proto":"smtp","password":"x"}]}`, false},
+		{"ErrNoIP", `{"failures":[{"time":"2025-01-02T03:04:05Z","hash":"h","node":"n","proto":"smtp"}]}`, false},
+		{"ErrTooMany", `{"failures":[` + strings.Repeat(failure+",", 1000) + failure + `]}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

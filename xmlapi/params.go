@@ -40,6 +40,16 @@ func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Elem
 		return h.handleIniSettingsGet(ctx, p, result)
 	case "UpdateIniSettings":
 		return h.handleIniSettingsUpdate(ctx, p, result)
+	case "GetDynamicScreening":
+		return h.handleScreeningGet(ctx, p, result)
+	case "BlockIP":
+		return h.handleBlockIP(ctx, p, result)
+	case "UnblockIP":
+		return h.handleUnblockIP(ctx, p, result)
+	case "FreezeAccount":
+		return h.handleFreezeAccount(ctx, p, result)
+	case "ThawAccount":
+		return h.handleThawAccount(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }

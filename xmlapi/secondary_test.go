@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -31,6 +32,10 @@ var writes = []struct{ op, params string }{
 	{"UpdateUser", "<Domain>example.com</Domain><Mailbox>alice</Mailbox><Details><Frozen>Yes</Frozen><Password>secret-pass-changed</Password></Details>"},
 	{"DeleteUser", "<Domain>example.com</Domain><Mailbox>alice</Mailbox><RemoveMailbox>Yes</RemoveMailbox>"},
 	{"UpdateIniSettings", `<Section name="Passwords"><Key name="MinLength">12</Key></Section><Section name="SMTP"><Key name="Banner" delete="Yes"/></Section>`},
+	{"BlockIP", "<IP>203.0.113.9</IP><Minutes>10</Minutes><Reason>test</Reason>"},
+	{"UnblockIP", "<IP>198.51.100.1</IP>"},
+	{"FreezeAccount", "<Domain>example.com</Domain><Mailbox>alice</Mailbox>"},
+	{"ThawAccount", "<Address>bob@example.com</Address>"},
 }
 
 // mustSecondary serves the XML-API of a node with role secondary over the
@@ -53,6 +58,10 @@ func TestSecondary(t *testing.T) {
 	if err := e.Svc.SetSetting(ctx, "mailcluster", "SMTP", "Banner", "hi"); err != nil {
 		t.Fatal(err)
 	}
+	// The screening writes aim at a blocked address and a frozen account.
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "bob"})
+	e.mustBlock(t, "198.51.100.1", time.Time{})
+	e.mustFreeze(t, "bob@example.com")
 
 	// unchanged asserts that the refused writes changed nothing.
 	unchanged := func(t *testing.T, index uint64) {
@@ -64,11 +73,20 @@ func TestSecondary(t *testing.T) {
 			t.Fatalf("new.example exists: %v", err)
 		}
 		d, err := e.Svc.FindDomain(ctx, "example.com")
-		if err != nil || d.Description != "" || d.AccountCount != 1 {
+		if err != nil || d.Description != "" || d.AccountCount != 2 {
 			t.Fatalf("example.com %+v, %v", d, err)
 		}
 		if a := e.MustFindAccount(t, "example.com", "alice"); a.Frozen {
 			t.Fatal("alice frozen")
+		}
+		if _, ok := e.Svc.BlockedIP("203.0.113.9"); ok {
+			t.Fatal("203.0.113.9 blocked")
+		}
+		if _, ok := e.Svc.BlockedIP("198.51.100.1"); !ok {
+			t.Fatal("198.51.100.1 unblocked")
+		}
+		if got := e.frozen(t); len(got) != 1 || got[0] != "bob@example.com" {
+			t.Fatalf("frozen %v", got)
 		}
 		if _, err := e.Svc.Authenticate(ctx, "alice@example.com", "secret-pass-changed"); err == nil {
 			t.Fatal("password changed")
@@ -112,6 +130,7 @@ func TestSecondary(t *testing.T) {
 			CallAt(t, url, "GetDomainInfo", "<Domain>example.com</Domain>").MustOK(t)
 			CallAt(t, url, "GetUserInfo", "<Domain>example.com</Domain><Mailbox>alice</Mailbox>").MustOK(t)
 			CallAt(t, url, "GetIniSettings", "").MustOK(t)
+			CallAt(t, url, "GetDynamicScreening", "").MustOK(t)
 		})
 	})
 

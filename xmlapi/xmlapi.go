@@ -18,6 +18,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -36,7 +37,9 @@ import (
 // treated as internal. Implementations are safe for concurrent use.
 type Service interface {
 	// Authenticate checks an admin account's address and password and
-	// returns the account (without hash). Every failure is EUNAUTHORIZED.
+	// returns the account (without hash). Every credential failure is
+	// EUNAUTHORIZED; a client address blocked by dynamic screening (read
+	// from the context) is EFORBIDDEN. Failures are counted per address.
 	Authenticate(ctx context.Context, address, password string) (*mailcluster.Account, error)
 	// NodeInfo describes the local node.
 	NodeInfo() mailcluster.NodeInfo
@@ -78,6 +81,25 @@ type Service interface {
 	// UpdateSettings sets (or, for nil, deletes) keys in one transaction.
 	// Errors: EINVALID, ETOOLARGE, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 	UpdateSettings(ctx context.Context, changes map[string]map[string]map[string]*string) error
+
+	// ListBlockedIPs returns every block record (expired ones included)
+	// and the node's local decisions. Errors: EFORBIDDEN.
+	ListBlockedIPs(ctx context.Context) ([]mailcluster.BlockedIP, error)
+	// BlockIP blocks an address until the given time (zero: no expiry).
+	// Errors: EINVALID, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	BlockIP(ctx context.Context, ip string, until time.Time, reason string) (*mailcluster.BlockedIP, error)
+	// UnblockIP removes an address's block record. Errors: EINVALID,
+	// ENOTFOUND, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	UnblockIP(ctx context.Context, ip string) error
+	// ListFrozenAccounts returns the frozen accounts the caller may see,
+	// without token hashes.
+	ListFrozenAccounts(ctx context.Context) ([]mailcluster.FrozenAccount, error)
+	// FreezeAccount freezes an account and mails it a thaw token.
+	// Errors: EINVALID, ENOTFOUND, ECONFLICT, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	FreezeAccount(ctx context.Context, address, reason string) error
+	// ThawAccount ends an account's freeze. Errors: EINVALID, ENOTFOUND,
+	// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+	ThawAccount(ctx context.Context, address string) error
 }
 
 var _ Service = (*mailcluster.Service)(nil)
@@ -98,6 +120,11 @@ const (
 // method (not only POST) it answers other methods itself with the XML
 // method-not-allowed status. It is safe for concurrent use; set the option
 // fields before serving.
+//
+// Dynamic screening needs the client's address: the handler uses the one
+// the request context carries (mailcluster.NewContextWithClientIP, set by
+// the REST server it is mounted in, which knows the trusted proxies), and
+// otherwise the direct peer of the connection.
 type Handler struct {
 	// MaxBodyBytes limits the request body; 0 (or less) means
 	// DefaultMaxBodyBytes (1 MiB).
@@ -135,7 +162,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.respond(w, start, nil, errorf(StatusMethodNotAllowed, "Only the POST method is allowed."), nil)
 		return
 	}
-	ctx := r.Context()
+	ctx := withClientIP(r)
 	user, password, ok := r.BasicAuth()
 	if !ok {
 		h.respond(w, start, nil, mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed."), nil)
@@ -143,9 +170,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	caller, err := h.svc.Authenticate(ctx, user, password)
 	if err != nil {
-		if mailcluster.ErrorCode(err) == mailcluster.EUNAUTHORIZED {
+		switch mailcluster.ErrorCode(err) {
+		case mailcluster.EUNAUTHORIZED:
 			h.log.Info("xmlapi: authentication failed", "user", user, "remote", r.RemoteAddr)
-		} else {
+		case mailcluster.EFORBIDDEN:
+			h.log.Info("xmlapi: client address blocked", "user", user, "client", mailcluster.ClientIPFromContext(ctx))
+		default:
 			h.log.Error("xmlapi: authenticate", "user", user, "err", err)
 		}
 		h.respond(w, start, nil, err, nil)
@@ -175,6 +205,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"et", time.Since(start).String())
 	}
 	h.respond(w, start, req, err, result)
+}
+
+// withClientIP returns the request's context with the client's address:
+// the one already recorded there, else the connection's peer.
+func withClientIP(r *http.Request) context.Context {
+	ctx := r.Context()
+	if mailcluster.ClientIPFromContext(ctx) != "" {
+		return ctx
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if ip, err := mailcluster.NormalizeIP(host); err == nil {
+		ctx = mailcluster.NewContextWithClientIP(ctx, ip)
+	}
+	return ctx
 }
 
 // readBody reads the body up to the limit.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,6 +31,8 @@ type Config struct {
 	AdminAddress string `mapstructure:"admin-address"`
 	LogLevel     string `mapstructure:"log-level"`
 	LogFormat    string `mapstructure:"log-format"`
+
+	TrustedProxies []string `mapstructure:"trusted-proxies"`
 
 	SMTPAddr       string `mapstructure:"smtp-addr"`
 	SubmissionAddr string `mapstructure:"submission-addr"`
@@ -80,6 +83,7 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("admin-address", "admin@localhost", "full address of the first global administrator, created on the first start")
 	fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.String("log-format", "text", "log format: text or json")
+	fs.StringSlice("trusted-proxies", nil, "CIDRs of load balancers whose X-Forwarded-For names the client (for screening and logs)")
 	fs.String("smtp-addr", "127.0.0.1:2525", "listen address of inbound SMTP (empty: off)")
 	fs.String("submission-addr", "127.0.0.1:2587", "listen address of SMTP submission with AUTH (empty: off)")
 	fs.String("smtp-hostname", host, "host name announced by SMTP and written in Received fields")
@@ -196,6 +200,11 @@ func (c *Config) validate() error {
 	if pw := c.AdminPassword; pw != "" && (len(pw) < mailcluster.DefaultMinPasswordLength || len(pw) > 72) {
 		return usagef("MAILCLUSTER_ADMIN_PASSWORD: must be %d to 72 characters long", mailcluster.DefaultMinPasswordLength)
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parseProxy(p); err != nil {
+			return usagef("trusted-proxies: %q is not an IP address or CIDR", p)
+		}
+	}
 	if err := c.validateCluster(); err != nil {
 		return err
 	}
@@ -254,4 +263,28 @@ func validateListenAddr(name, addr string) error {
 		return usagef("%s %q: bad port", name, addr)
 	}
 	return nil
+}
+
+// parseProxy parses an IP or CIDR of --trusted-proxies.
+func parseProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// proxies returns the parsed --trusted-proxies.
+func (c *Config) proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parseProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
