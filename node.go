@@ -63,6 +63,14 @@ type NodeInfo struct {
 	Primary *PrimaryRef `json:"primary,omitempty"`
 	Index   uint64      `json:"index"`
 	LagMS   int64       `json:"lagMs"` // replication lag; 0 standalone or in contact, -1 never synced
+	// Problems lists what makes the node unhealthy (empty when healthy).
+	Problems []string `json:"problems"`
+}
+
+// HealthCheck is a component that can make the node unhealthy.
+type HealthCheck interface {
+	// Problems returns what is wrong now, as sentences for operators.
+	Problems() []string
 }
 
 // NodeStatus is one node as seen in the cluster status.

@@ -50,6 +50,11 @@ type Service struct {
 	Failures FailureSink
 	// Notify mails thaw tokens to frozen accounts; nil: no mail is sent.
 	Notify Notifier
+	// Checks are asked for problems by NodeInfo (and so by /health).
+	Checks []HealthCheck
+	// SealKey (32 bytes, from SealKey(cluster secret)) seals certificate
+	// private keys in the replicated state.
+	SealKey []byte
 	// ScreeningKey keys the hashes of failed passwords so that the same
 	// wrong password counts once cluster-wide (derive it from the cluster
 	// secret); nil means a random per-process key.
@@ -88,6 +93,9 @@ func (s *Service) NodeInfo() NodeInfo {
 	info := NodeInfo{Name: s.NodeName, Mode: mode, Role: s.lead.Role(), Version: Version, Index: s.store.Index()}
 	if p, ok := s.lead.Primary(); ok {
 		info.Primary = &p
+	}
+	for _, c := range s.Checks {
+		info.Problems = append(info.Problems, c.Problems()...)
 	}
 	if s.Lag != nil {
 		if lag := s.Lag.Lag(); lag < 0 {

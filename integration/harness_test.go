@@ -50,6 +50,7 @@ type Node struct {
 	cmd        *exec.Cmd
 	DataDir    string
 	BaseURL    string // http://127.0.0.1:port
+	HTTPS      string // host:port of HTTPS ("" when off)
 	SMTP       string // host:port of inbound SMTP ("" when off)
 	Submission string // host:port of submission ("" when off)
 
@@ -63,6 +64,7 @@ var (
 	reRest       = regexp.MustCompile(`msg=listening .*rest=(http://\S+)/api/v1/`)
 	reSMTP       = regexp.MustCompile(` smtp=(\S+)`)
 	reSubmission = regexp.MustCompile(` submission=(\S+)`)
+	reHTTPS      = regexp.MustCompile(` https=(\S+)`)
 )
 
 // StartNode runs `mailcluster serve` on 127.0.0.1 with a free port and the
@@ -109,6 +111,9 @@ func StartProcess(t testing.TB, env []string, args ...string) *Node {
 				}
 				if sm := reSubmission.FindStringSubmatch(line); sm != nil {
 					n.Submission = sm[1]
+				}
+				if sm := reHTTPS.FindStringSubmatch(line); sm != nil && sm[1] != `""` {
+					n.HTTPS = sm[1]
 				}
 				select {
 				case ready <- m[1]:

@@ -34,6 +34,7 @@ type Config struct {
 
 	TrustedProxies []string `mapstructure:"trusted-proxies"`
 
+	HTTPSAddr      string `mapstructure:"https-addr"`
 	SMTPAddr       string `mapstructure:"smtp-addr"`
 	SubmissionAddr string `mapstructure:"submission-addr"`
 	SMTPHostname   string `mapstructure:"smtp-hostname"`
@@ -84,6 +85,7 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.String("log-format", "text", "log format: text or json")
 	fs.StringSlice("trusted-proxies", nil, "CIDRs of load balancers whose X-Forwarded-For names the client (for screening and logs)")
+	fs.String("https-addr", "", "listen address of HTTPS for both APIs with the cluster's certificate (empty: off)")
 	fs.String("smtp-addr", "127.0.0.1:2525", "listen address of inbound SMTP (empty: off)")
 	fs.String("submission-addr", "127.0.0.1:2587", "listen address of SMTP submission with AUTH (empty: off)")
 	fs.String("smtp-hostname", host, "host name announced by SMTP and written in Received fields")
@@ -177,7 +179,7 @@ func (c *Config) validate() error {
 	if err := validateListenAddr("http-addr", c.HTTPAddr); err != nil {
 		return err
 	}
-	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr} {
+	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr, "https-addr": c.HTTPSAddr} {
 		if addr == "" {
 			continue
 		}

@@ -45,6 +45,10 @@ type Main struct {
 
 	store        closer
 	events       *cluster.FileClusterLog
+	certs        *cluster.CertManager
+	metrics      *metrics
+	https        *http.Server
+	HTTPSAddr    string
 	lead         mailcluster.Leadership
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
@@ -97,6 +101,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	self := mailcluster.PrimaryRef{Name: c.NodeName, APIURL: "http://" + advertise}
 	m.events = cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, m.Log)
+	m.metrics = newMetrics()
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir}
@@ -139,6 +144,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Log.Error("http server stopped", "err", err)
 		}
 	})
+	if c.HTTPSAddr != "" {
+		tln, err := net.Listen("tcp", c.HTTPSAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", c.HTTPSAddr, err)
+		}
+		m.HTTPSAddr = tln.Addr().String()
+		m.https = &http.Server{Handler: handler, TLSConfig: m.certs.TLSConfig(), ReadHeaderTimeout: m.http.ReadHeaderTimeout,
+			ReadTimeout: m.http.ReadTimeout, WriteTimeout: m.http.WriteTimeout, IdleTimeout: m.http.IdleTimeout,
+			MaxHeaderBytes: m.http.MaxHeaderBytes, ErrorLog: m.http.ErrorLog}
+		m.goBackground(func() {
+			if err := m.https.Serve(tls.NewListener(tln, m.https.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.Log.Error("https server stopped", "err", err)
+			}
+		})
+	}
 	base := "http://" + m.HTTPAddr
 	mode := mailcluster.ModeStandalone
 	if c.Clustered() {
@@ -146,7 +166,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Log.Info("listening", "node", c.NodeName, "mode", mode,
 		"rest", base+"/api/v1/", "xmlapi", base+"/MdMgmtWS", "openapi", base+"/openapi.yaml", "health", base+"/health",
-		"smtp", m.SMTPAddr, "submission", m.SubmissionAddr,
+		"https", m.HTTPSAddr, "smtp", m.SMTPAddr, "submission", m.SubmissionAddr,
 		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
 	return nil
 }
@@ -295,8 +315,19 @@ func (m *Main) startMail(bg context.Context) error {
 	if err != nil {
 		return err
 	}
-	tlsConfig := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: tlsConfig, Log: m.Log})
+	secret, err := sealSecret(c)
+	if err != nil {
+		return err
+	}
+	m.Service.SealKey = mailcluster.SealKey(secret)
+	m.certs = cluster.NewCertManager(m.Service, m.Service.SealKey, &cert, m.events, m.Log)
+	m.certs.OnExpiry = func(name string, left time.Duration) {
+		m.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
+	}
+	m.certs.Sync()
+	m.Service.Checks = append(m.Service.Checks, m.certs)
+	m.goBackground(func() { m.certs.Run(bg, m.store) })
+	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: m.certs.TLSConfig(), Log: m.Log})
 	for _, l := range []struct {
 		addr  string
 		out   *string
@@ -362,6 +393,11 @@ func (m *Main) Close() error {
 		} else if m.ln != nil {
 			m.ln.Close()
 		}
+		if m.https != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = m.https.Shutdown(ctx)
+			cancel()
+		}
 		if m.smtp != nil {
 			if serr := m.smtp.Close(); err == nil {
 				err = serr
@@ -386,6 +422,27 @@ func (m *Main) Close() error {
 		}
 	})
 	return err
+}
+
+// sealSecret returns the secret that seals certificate keys: the cluster
+// secret, or on a standalone node a random one kept in <data>/seal.secret.
+func sealSecret(c *Config) (string, error) {
+	if c.ClusterSecret != "" {
+		return c.ClusterSecret, nil
+	}
+	path := filepath.Join(c.DataDir, "seal.secret")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !os.IsNotExist(err) {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	secret := rand.Text() + rand.Text()
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return secret, nil
 }
 
 // loadNodeKey returns the id (a hash, never the key) of the node key from
