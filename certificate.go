@@ -77,16 +77,16 @@ func ParseCertificate(chainPEM, keyPEM string, now time.Time) (*Certificate, err
 	if len(chain) == 0 {
 		return nil, Errorf(EINVALID, "The chain holds no PEM certificate.")
 	}
+	for i := 1; i < len(chain); i++ {
+		if err := chain[i-1].CheckSignatureFrom(chain[i]); err != nil {
+			return nil, Errorf(EINVALID, "The chain is out of order: certificate %d is not signed by certificate %d (give the leaf first, then each issuer).", i, i+1)
+		}
+	}
 	if kb, _ := pem.Decode([]byte(keyPEM)); kb == nil || !strings.Contains(kb.Type, "PRIVATE KEY") {
 		return nil, Errorf(EINVALID, "The key is not a PEM private key.")
 	}
 	if _, err := tls.X509KeyPair([]byte(chainPEM), []byte(keyPEM)); err != nil {
 		return nil, Errorf(EINVALID, "The private key does not match the certificate (or cannot be parsed).")
-	}
-	for i := 1; i < len(chain); i++ {
-		if err := chain[i-1].CheckSignatureFrom(chain[i]); err != nil {
-			return nil, Errorf(EINVALID, "The chain is out of order: certificate %d is not signed by certificate %d (give the leaf first, then each issuer).", i, i+1)
-		}
 	}
 	leaf := chain[0]
 	if len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) == 0 {

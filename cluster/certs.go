@@ -235,22 +235,25 @@ func (m *CertManager) checkExpiry(certs []*mailcluster.Certificate) {
 			m.OnExpiry(c.Name, left)
 		}
 		days := int(left.Hours() / 24)
-		for _, th := range expiryThresholds {
-			if days >= th {
-				continue
+		th := 0 // the smallest threshold the certificate is within
+		for _, x := range expiryThresholds {
+			if days < x {
+				th = x
 			}
-			m.mu.Lock()
-			prev, ok := m.warned[c.Fingerprint]
-			if ok && prev <= th {
-				m.mu.Unlock()
-				continue
-			}
-			m.warned[c.Fingerprint] = th
-			m.mu.Unlock()
-			m.record("warn", "certificate-expiry", fmt.Sprintf("certificate expires in less than %d day(s)", th),
-				map[string]string{"name": c.Name, "not_after": c.NotAfter.Format(time.RFC3339)})
-			break
 		}
+		if th == 0 {
+			continue
+		}
+		m.mu.Lock()
+		prev, ok := m.warned[c.Fingerprint]
+		if ok && prev <= th {
+			m.mu.Unlock()
+			continue
+		}
+		m.warned[c.Fingerprint] = th
+		m.mu.Unlock()
+		m.record("warn", "certificate-expiry", fmt.Sprintf("certificate expires in less than %d day(s)", th),
+			map[string]string{"name": c.Name, "not_after": c.NotAfter.Format(time.RFC3339)})
 	}
 }
 
