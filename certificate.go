@@ -283,5 +283,8 @@ func (s *Service) DeleteCertificate(ctx context.Context, name string) error {
 	if !ok {
 		return Errorf(ENOTFOUND, "Certificate %s does not exist.", name)
 	}
-	return s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}})
+	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
+		return conflictAs(err, "Certificate %s was changed concurrently; try again.", name)
+	}
+	return nil
 }

@@ -75,15 +75,6 @@ func TestOpenAPIServed(t *testing.T) {
 	}
 }
 
-func TestHealth(t *testing.T) {
-	env := MustOpenEnv(t)
-	var h struct{ Status, Role, Name string }
-	env.Admin.Anonymous().Get(t, "/health").Expect(t, http.StatusOK).JSON(t, &h)
-	if h.Status != "ok" || h.Role != "primary" || h.Name != "node1" {
-		t.Errorf("health = %+v", h)
-	}
-}
-
 func TestNode(t *testing.T) {
 	env := MustOpenEnv(t)
 	var n struct {

@@ -18,6 +18,8 @@ type nodeResponse struct {
 	Primary *primaryRefJSON `json:"primary,omitempty"`
 	Index   uint64          `json:"index"`
 	LagMS   int64           `json:"lagMs"`
+	// Problems says what makes the node unhealthy; empty when healthy.
+	Problems []string `json:"problems"`
 }
 
 type primaryRefJSON struct {
@@ -25,30 +27,60 @@ type primaryRefJSON struct {
 	APIURL string `json:"apiUrl"`
 }
 
+// Values of healthResponse.Status.
+const (
+	healthOK        = "ok"
+	healthUnhealthy = "unhealthy"
+)
+
 // healthResponse is the answer of GET /health.
 type healthResponse struct {
-	Status  string          `json:"status"`
-	Role    string          `json:"role"`
-	Name    string          `json:"name"`
-	Primary *primaryRefJSON `json:"primary,omitempty"`
-	Index   uint64          `json:"index"`
-	LagMS   int64           `json:"lagMs"`
+	Status   string          `json:"status"`
+	Role     string          `json:"role"`
+	Name     string          `json:"name"`
+	Primary  *primaryRefJSON `json:"primary,omitempty"`
+	Index    uint64          `json:"index"`
+	LagMS    int64           `json:"lagMs"`
+	Problems []string        `json:"problems"`
 }
 
 func registerMetaRoutes(s *Server) {
 	s.e.GET("/health", s.handleHealth)
+	s.e.HEAD("/health", s.handleHealth)
 	s.e.GET("/openapi.yaml", s.handleOpenAPI)
+	// The route exists with or without a metrics handler, so that the
+	// served routes always match the spec; without one it answers 404.
+	s.e.GET("/metrics", s.handleMetrics)
 }
 
 func registerNodeRoutes(s *Server, g routeGroup) {
 	g.add(http.MethodGet, "/node", s.handleNodeGet)
 }
 
-// handleHealth answers GET /health without authentication.
+// handleHealth answers GET and HEAD /health without authentication: 200
+// with status "ok" while the node has no problems, else 503 with status
+// "unhealthy" and the problems (the same body), so that a load balancer
+// or a Consul HTTP check needs only the status code.
 func (s *Server) handleHealth(c echo.Context) error {
-	info := s.svc.NodeInfo()
-	n := newNodeResponse(info)
-	return c.JSON(http.StatusOK, healthResponse{Status: "ok", Role: n.Role, Name: n.Name, Primary: n.Primary, Index: n.Index, LagMS: n.LagMS})
+	n := newNodeResponse(s.svc.NodeInfo())
+	out := healthResponse{Status: healthOK, Role: n.Role, Name: n.Name, Primary: n.Primary, Index: n.Index, LagMS: n.LagMS,
+		Problems: n.Problems}
+	code := http.StatusOK
+	if len(n.Problems) > 0 {
+		out.Status, code = healthUnhealthy, http.StatusServiceUnavailable
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(code, out)
+}
+
+// handleMetrics answers GET /metrics without authentication with
+// Config.Metrics, or 404 when the node serves no metrics.
+func (s *Server) handleMetrics(c echo.Context) error {
+	if s.metrics == nil {
+		return mailcluster.Errorf(mailcluster.ENOTFOUND, "This node serves no metrics.")
+	}
+	s.metrics.ServeHTTP(c.Response(), c.Request())
+	return nil
 }
 
 // handleOpenAPI answers GET /openapi.yaml without authentication.
@@ -62,7 +94,8 @@ func (s *Server) handleNodeGet(c echo.Context) error {
 }
 
 func newNodeResponse(info mailcluster.NodeInfo) nodeResponse {
-	out := nodeResponse{Name: info.Name, Mode: string(info.Mode), Role: string(info.Role), Version: info.Version, Index: info.Index, LagMS: info.LagMS}
+	out := nodeResponse{Name: info.Name, Mode: string(info.Mode), Role: string(info.Role), Version: info.Version, Index: info.Index,
+		LagMS: info.LagMS, Problems: append([]string{}, info.Problems...)}
 	if info.Primary != nil {
 		out.Primary = &primaryRefJSON{Name: info.Primary.Name, APIURL: info.Primary.APIURL}
 	}

@@ -47,7 +47,10 @@ var writeRequests = map[string]Request{
 	"DELETE /api/v1/screening/ips/{ip}":           {Path: "/api/v1/screening/ips/198.51.100.1"},
 	"POST /api/v1/screening/accounts":             {Body: []byte(`{"address":"alice@example.com","reason":"test"}`)},
 	"DELETE /api/v1/screening/accounts/{address}": {Path: "/api/v1/screening/accounts/bob@example.com"},
-	"POST /api/v1/screening/thaw":                 {Body: []byte(`{"address":"bob@example.com","token":"WRONGTOKEN"}`)},
+	"PUT /api/v1/certificates/{name}": {Path: "/api/v1/certificates/mail",
+		Body: []byte(`{"chainPem":` + jsonString(pki.Leaf2.ChainPEM) + `,"keyPem":` + jsonString(pki.Leaf2.KeyPEM) + `,"default":true}`)},
+	"DELETE /api/v1/certificates/{name}": {Path: "/api/v1/certificates/mail"},
+	"POST /api/v1/screening/thaw":        {Body: []byte(`{"address":"bob@example.com","token":"WRONGTOKEN"}`)},
 	"POST /internal/v1/screening/failures": {Header: http.Header{"Authorization": {"Bearer " + internalToken}},
 		Body: []byte(`{"failures":[{"time":"2025-01-02T03:04:05Z","ip":"203.0.113.50","address":"alice@example.com",` +
 			`"hash":"0123456789abcdef","node":"node3","proto":"smtp"}]}`)},
@@ -69,6 +72,8 @@ var extraWriteRequests = map[string]Request{
 	"PUT /api/v1/settings/{file}/{section}/{key} (new)": {Method: http.MethodPut, Path: "/api/v1/settings/other/S/K",
 		Body: []byte(`{"value":"1"}`)},
 	"DELETE /api/v1/domains/{domain} (no force)": {Method: http.MethodDelete, Path: "/api/v1/domains/empty.example"},
+	"PUT /api/v1/certificates/{name} (new)": {Method: http.MethodPut, Path: "/api/v1/certificates/other",
+		Body: []byte(`{"chainPem":` + jsonString(pki.Inter.ChainPEM) + `,"keyPem":` + jsonString(pki.Inter.KeyPEM) + `}`)},
 }
 
 // allWriteRequests returns the write requests by name, checking that
@@ -85,7 +90,7 @@ func allWriteRequests(t *testing.T) map[string]Request {
 			continue // the XML-API enforces the rule itself
 		}
 		for method := range item.Operations() {
-			if method == http.MethodGet {
+			if method == http.MethodGet || method == http.MethodHead {
 				continue
 			}
 			key := method + " " + path
@@ -123,6 +128,7 @@ func snapshot(t *testing.T, c *Client) map[string][]byte {
 		{Method: http.MethodGet, Path: "/api/v1/settings/mailcluster", Accept: "text/plain"},
 		{Method: http.MethodGet, Path: "/api/v1/screening/ips"},
 		{Method: http.MethodGet, Path: "/api/v1/screening/accounts"},
+		{Method: http.MethodGet, Path: "/api/v1/certificates"},
 	} {
 		out[r.Path+" "+r.Accept] = c.Do(t, r).Expect(t, http.StatusOK).Body
 	}
@@ -139,12 +145,15 @@ func TestSecondaryReadOnly(t *testing.T) {
 	primary.Admin.Send(t, http.MethodPost, "/api/v1/screening/ips", map[string]any{"ip": "198.51.100.1"}).Expect(t, http.StatusCreated)
 	primary.Admin.Send(t, http.MethodPost, "/api/v1/screening/accounts", map[string]any{"address": "bob@example.com"}).
 		Expect(t, http.StatusCreated)
+	// The certificate writes aim at an existing certificate.
+	primary.Admin.MustImportCertificate(t, "mail", pki.Leaf, false)
 
 	secondary := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
 		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})
 	c := secondary.Admin
 	c.Secret("new-pass-123")
 	c.Secret("changed-pass-1")
+	keySecrets(c)
 
 	t.Run("Reads", func(t *testing.T) {
 		var n struct {

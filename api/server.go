@@ -5,9 +5,11 @@
 // (application/problem+json) through one table. The API is described by
 // the OpenAPI 3 document of package openapi, served at GET /openapi.yaml.
 //
-// The server also mounts GET /health, the internal node-to-node API under
-// /internal/v1/ (bearer token, RFC 6750) and, when configured, the XML-API
-// handler at POST /MdMgmtWS. Every request carries the client's address
+// The server also mounts GET and HEAD /health (200, or 503 while the node
+// reports problems), GET /metrics (the Prometheus text exposition format,
+// when configured), the internal node-to-node API under /internal/v1/
+// (bearer token, RFC 6750) and, when configured, the XML-API handler at
+// POST /MdMgmtWS. Every request carries the client's address
 // (the direct peer, or what trusted proxies report in X-Forwarded-For) in
 // its context for dynamic screening, the XML-API's included. Raw messages are served as message/rfc822
 // (RFC 5322).
@@ -52,6 +54,11 @@ type Config struct {
 	// ignored. Empty (the default) trusts no proxy: the client is the
 	// direct peer. Dynamic screening counts and blocks the client address.
 	TrustedProxies []netip.Prefix
+	// Metrics, when non-nil, answers GET /metrics, without
+	// authentication (for example promhttp.HandlerFor with the node's
+	// registry); it must expose nothing secret. When nil, GET /metrics
+	// answers 404.
+	Metrics http.Handler
 }
 
 // Server is the HTTP handler of the management API. It sets no timeouts:
@@ -63,13 +70,15 @@ type Server struct {
 	log           *slog.Logger
 	bodyLimit     int64
 	internalToken string
+	metrics       http.Handler
 }
 
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns a Server answering with svc.
 func NewServer(svc Service, cfg Config) *Server {
-	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internalToken: cfg.InternalToken}
+	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internalToken: cfg.InternalToken,
+		metrics: cfg.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +107,7 @@ func NewServer(svc Service, cfg Config) *Server {
 	registerSettingRoutes(s, v1)
 	registerClusterRoutes(s, v1)
 	registerScreeningRoutes(s, v1)
+	registerCertificateRoutes(s, v1)
 	return s
 }
 

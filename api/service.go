@@ -108,6 +108,22 @@ type Service interface {
 	// ReportFailures counts other nodes' failed logins (primary only).
 	// Errors: EREADONLY, EUNAVAILABLE.
 	ReportFailures(ctx context.Context, fs []mailcluster.LoginFailure) error
+
+	// Certificates lists the cluster's TLS certificates without their
+	// keys (global administrators). Errors: EFORBIDDEN.
+	Certificates(ctx context.Context) ([]*mailcluster.Certificate, error)
+	// Certificate returns one certificate without its key.
+	// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+	Certificate(ctx context.Context, name string) (*mailcluster.Certificate, error)
+	// ImportCertificate validates a PEM chain (leaf first) and its private
+	// key and stores them under name, the key sealed; it returns the
+	// certificate without its key. The key must never be logged.
+	// Errors: EINVALID, ETOOLARGE, EFORBIDDEN, EREADONLY, ECONFLICT,
+	// EUNAVAILABLE.
+	ImportCertificate(ctx context.Context, name, chainPEM, keyPEM string, makeDefault bool) (*mailcluster.Certificate, error)
+	// DeleteCertificate removes a certificate. Errors: EINVALID,
+	// ENOTFOUND, EFORBIDDEN, EREADONLY, ECONFLICT, EUNAVAILABLE.
+	DeleteCertificate(ctx context.Context, name string) error
 }
 
 var _ Service = (*mailcluster.Service)(nil)

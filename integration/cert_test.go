@@ -77,6 +77,9 @@ func starttlsFingerprint(addr, servername string) (string, error) {
 		return "", err
 	}
 	defer c.Close()
+	if err := c.Noop(); err != nil { // completes the TLS handshake
+		return "", err
+	}
 	st, ok := c.TLSConnectionState()
 	if !ok || len(st.PeerCertificates) == 0 {
 		return "", fmt.Errorf("no TLS")
@@ -146,14 +149,23 @@ func TestClusterCertificates(t *testing.T) {
 			}
 		}()
 	}
+	time.Sleep(300 * time.Millisecond) // connections before the rotation
 	second := newTestCert(t, "mail.example.test", "smtp.example.test")
 	importCert(t, c.Nodes[p], "mail", second)
 	for i, n := range c.Nodes {
+		var last string
+		var lastErr error
+		defer func() {
+			if t.Failed() {
+				t.Logf("n%d last STARTTLS: %s %v", i, last, lastErr)
+			}
+		}()
 		eventually(t, 2*time.Second, fmt.Sprintf("n%d serves the rotated certificate", i), func() bool {
-			fp, _ := starttlsFingerprint(n.SMTP, "mail.example.test")
-			return fp == second.fingerprint
+			last, lastErr = starttlsFingerprint(n.SMTP, "mail.example.test")
+			return last == second.fingerprint
 		})
 	}
+	time.Sleep(300 * time.Millisecond) // and after it
 	close(stop)
 	wg.Wait()
 	if f := failures.Load(); f > 0 {

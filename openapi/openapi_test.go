@@ -29,14 +29,15 @@ func TestLoad(t *testing.T) {
 		for _, p := range []string{"/health", "/openapi.yaml", "/MdMgmtWS", "/api/v1/node", "/internal/v1/usage",
 			"/api/v1/domains/{domain}/accounts/{mailbox}/messages/{id}", "/api/v1/domains/{domain}/accounts/{mailbox}/usage",
 			"/api/v1/screening/ips", "/api/v1/screening/ips/{ip}", "/api/v1/screening/accounts",
-			"/api/v1/screening/accounts/{address}", "/api/v1/screening/thaw", "/internal/v1/screening/failures"} {
+			"/api/v1/screening/accounts/{address}", "/api/v1/screening/thaw", "/internal/v1/screening/failures",
+			"/metrics", "/api/v1/certificates", "/api/v1/certificates/{name}"} {
 			if doc.Paths.Find(p) == nil {
 				t.Errorf("path %s is missing", p)
 			}
 		}
 		for _, name := range []string{"Message", "MessageList", "Usage", "UsageReport", "UsageDelta", "IndexResult",
 			"BlockedIP", "BlockedIPList", "BlockIPRequest", "FrozenAccount", "FrozenAccountList", "FreezeRequest",
-			"ThawRequest", "LoginFailure", "FailureReport"} {
+			"ThawRequest", "LoginFailure", "FailureReport", "Certificate", "CertificateList", "CertificateImport"} {
 			if doc.Components.Schemas[name] == nil {
 				t.Errorf("schema %s is missing", name)
 			}
@@ -68,6 +69,22 @@ func TestLoad(t *testing.T) {
 		op := doc.Paths.Find("/api/v1/screening/thaw").Post
 		if op == nil || op.Security == nil || len(*op.Security) != 0 {
 			t.Fatalf("POST /api/v1/screening/thaw security = %+v, want none", op)
+		}
+	})
+	t.Run("OpenMetaRoutes", func(t *testing.T) {
+		doc, err := openapi.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"GET /health", "HEAD /health", "GET /metrics"} {
+			method, path, _ := strings.Cut(name, " ")
+			o := doc.Paths.Find(path).GetOperation(method)
+			if o == nil || o.Security == nil || len(*o.Security) != 0 {
+				t.Errorf("%s: security = %+v, want none", name, o)
+			}
+		}
+		if doc.Paths.Find("/health").Get.Responses.Status(503) == nil {
+			t.Error("GET /health has no 503 response")
 		}
 	})
 	t.Run("FreshCopy", func(t *testing.T) {
@@ -207,6 +224,48 @@ func TestFailureReportSchema(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := schema.VisitJSON(v)
+			if (err == nil) != tt.ok {
+				t.Errorf("VisitJSON = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestCertificateSchemas checks that no certificate answer can carry a
+// private key and that the import body is what clients send.
+func TestCertificateSchemas(t *testing.T) {
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := `{"name":"mail","default":true,"subject":"CN=mail.example.com","issuer":"CN=Test CA","sans":["mail.example.com"],` +
+		`"notBefore":"2025-01-02T03:04:05Z","notAfter":"2026-01-02T03:04:05Z",` +
+		`"fingerprint":"` + strings.Repeat("ab", 32) + `","chainPem":"-----BEGIN CERTIFICATE-----\n"}`
+	tests := []struct {
+		name, schema, json string
+		ok                 bool
+	}{
+		{"OK", "Certificate", cert, true},
+		{"ErrSealedKey", "Certificate", strings.TrimSuffix(cert, "}") + `,"sealedKey":"abc"}`, false},
+		{"ErrKeyPem", "Certificate", strings.TrimSuffix(cert, "}") + `,"keyPem":"abc"}`, false},
+		{"ErrFingerprint", "Certificate", strings.Replace(cert, strings.Repeat("ab", 32), "AB:CD", 1), false},
+		{"OKList", "CertificateList", `{"certificates":[` + cert + `]}`, true},
+		{"OKImport", "CertificateImport", `{"chainPem":"c","keyPem":"k","default":true}`, true},
+		{"OKImportNoDefault", "CertificateImport", `{"chainPem":"c","keyPem":"k"}`, true},
+		{"ErrImportNoKey", "CertificateImport", `{"chainPem":"c"}`, false},
+		{"ErrImportUnknown", "CertificateImport", `{"chainPem":"c","keyPem":"k","password":"x"}`, false},
+		{"OKHealthy", "Health", `{"status":"ok","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, true},
+		{"OKUnhealthy", "Health", `{"status":"unhealthy","role":"primary","name":"n","index":1,"lagMs":0,"problems":["x"]}`, true},
+		{"ErrHealthNoProblems", "Health", `{"status":"ok","role":"primary","name":"n","index":1,"lagMs":0}`, false},
+		{"ErrHealthStatus", "Health", `{"status":"degraded","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.schema+"/"+tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.json), &v); err != nil {
+				t.Fatal(err)
+			}
+			err := doc.Components.Schemas[tt.schema].Value.VisitJSON(v)
 			if (err == nil) != tt.ok {
 				t.Errorf("VisitJSON = %v, want ok=%v", err, tt.ok)
 			}

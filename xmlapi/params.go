@@ -50,6 +50,12 @@ func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Elem
 		return h.handleFreezeAccount(ctx, p, result)
 	case "ThawAccount":
 		return h.handleThawAccount(ctx, p, result)
+	case "ImportCertificate":
+		return h.handleCertificateImport(ctx, p, result)
+	case "GetCertificates":
+		return h.handleCertificateList(ctx, p, result)
+	case "DeleteCertificate":
+		return h.handleCertificateDelete(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }

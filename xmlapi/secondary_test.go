@@ -23,7 +23,8 @@ type fakeLeadership struct {
 func (l fakeLeadership) Role() mailcluster.Role                  { return l.role }
 func (l fakeLeadership) Primary() (mailcluster.PrimaryRef, bool) { return l.primary, l.ok }
 
-// writes are one valid request of every write operation.
+// writes are one valid request of every write operation; a name may add
+// " (variant)" after the operation.
 var writes = []struct{ op, params string }{
 	{"CreateDomain", "<Domain>new.example</Domain>"},
 	{"UpdateDomain", "<Domain>example.com</Domain><Description>changed</Description>"},
@@ -36,6 +37,9 @@ var writes = []struct{ op, params string }{
 	{"UnblockIP", "<IP>198.51.100.1</IP>"},
 	{"FreezeAccount", "<Domain>example.com</Domain><Mailbox>alice</Mailbox>"},
 	{"ThawAccount", "<Address>bob@example.com</Address>"},
+	{"ImportCertificate", importParams("mail", pki.Leaf2.ChainPEM, pki.Leaf2.KeyPEM, "<Default>Yes</Default>")},
+	{"ImportCertificate (new)", importParams("other", pki.Inter.ChainPEM, pki.Inter.KeyPEM, "")},
+	{"DeleteCertificate", "<Name>mail</Name>"},
 }
 
 // mustSecondary serves the XML-API of a node with role secondary over the
@@ -62,6 +66,8 @@ func TestSecondary(t *testing.T) {
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "bob"})
 	e.mustBlock(t, "198.51.100.1", time.Time{})
 	e.mustFreeze(t, "bob@example.com")
+	// The certificate writes aim at an existing certificate.
+	e.mustImport(t, "mail", pki.Leaf, false)
 
 	// unchanged asserts that the refused writes changed nothing.
 	unchanged := func(t *testing.T, index uint64) {
@@ -97,6 +103,9 @@ func TestSecondary(t *testing.T) {
 		if v, err := e.Svc.GetSetting(ctx, "mailcluster", "SMTP", "Banner"); err != nil || v != "hi" {
 			t.Fatalf("Banner %q, %v", v, err)
 		}
+		if cs, err := e.Svc.Certificates(ctx); err != nil || len(cs) != 1 || cs[0].Fingerprint != pki.Leaf.Fingerprint {
+			t.Fatalf("certificates %v, %v", cs, err)
+		}
 	}
 
 	t.Run("ReadOnly", func(t *testing.T) {
@@ -105,7 +114,8 @@ func TestSecondary(t *testing.T) {
 		index := e.Store.Index()
 		for _, w := range writes {
 			t.Run(w.op, func(t *testing.T) {
-				r := CallAt(t, url, w.op, w.params)
+				op, _, _ := strings.Cut(w.op, " ")
+				r := CallAt(t, url, op, w.params)
 				msg := r.MustStatus(t, xmlapi.StatusReadOnly)
 				if !strings.Contains(msg, primaryName) || !strings.Contains(msg, primaryURL) {
 					t.Fatalf("message %q does not name the primary", msg)
@@ -131,6 +141,7 @@ func TestSecondary(t *testing.T) {
 			CallAt(t, url, "GetUserInfo", "<Domain>example.com</Domain><Mailbox>alice</Mailbox>").MustOK(t)
 			CallAt(t, url, "GetIniSettings", "").MustOK(t)
 			CallAt(t, url, "GetDynamicScreening", "").MustOK(t)
+			CallAt(t, url, "GetCertificates", "").MustOK(t)
 		})
 	})
 
@@ -139,7 +150,8 @@ func TestSecondary(t *testing.T) {
 		index := e.Store.Index()
 		for _, w := range writes {
 			t.Run(w.op, func(t *testing.T) {
-				r := CallAt(t, url, w.op, w.params)
+				op, _, _ := strings.Cut(w.op, " ")
+				r := CallAt(t, url, op, w.params)
 				r.MustStatus(t, xmlapi.StatusUnavailable)
 				if st := r.Doc.FindElement("/MDaemon/API/Response/Status"); st.SelectAttr("primary") != nil {
 					t.Fatalf("primary attribute without a primary:\n%s", r.Body)

@@ -100,6 +100,21 @@ type Service interface {
 	// ThawAccount ends an account's freeze. Errors: EINVALID, ENOTFOUND,
 	// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 	ThawAccount(ctx context.Context, address string) error
+
+	// Certificates lists the cluster's TLS certificates without their
+	// keys (global administrators). Errors: EFORBIDDEN.
+	Certificates(ctx context.Context) ([]*mailcluster.Certificate, error)
+	// Certificate returns one certificate without its key.
+	// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+	Certificate(ctx context.Context, name string) (*mailcluster.Certificate, error)
+	// ImportCertificate validates a PEM chain (leaf first) and its private
+	// key and stores them under name, the key sealed; it returns the
+	// certificate without its key. Errors: EINVALID, ETOOLARGE,
+	// EFORBIDDEN, EREADONLY, ECONFLICT, EUNAVAILABLE.
+	ImportCertificate(ctx context.Context, name, chainPEM, keyPEM string, makeDefault bool) (*mailcluster.Certificate, error)
+	// DeleteCertificate removes a certificate. Errors: EINVALID,
+	// ENOTFOUND, EFORBIDDEN, EREADONLY, ECONFLICT, EUNAVAILABLE.
+	DeleteCertificate(ctx context.Context, name string) error
 }
 
 var _ Service = (*mailcluster.Service)(nil)
@@ -386,10 +401,11 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 	_, _ = w.Write(b)
 }
 
-// redact empties every element whose name contains "password" (any case)
-// in an echoed request, so that no password ever appears in a response.
+// redact empties every element whose name contains "password" or
+// "privatekey" (any case) in an echoed request, so that no password and no
+// private key ever appears in a response.
 func redact(e *etree.Element) *etree.Element {
-	if strings.Contains(strings.ToLower(e.Tag), "password") {
+	if tag := strings.ToLower(e.Tag); strings.Contains(tag, "password") || strings.Contains(tag, "privatekey") {
 		for len(e.Child) > 0 {
 			e.RemoveChildAt(0)
 		}

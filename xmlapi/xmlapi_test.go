@@ -29,6 +29,9 @@ const (
 	primaryURL  = "http://127.0.0.1:8080"
 )
 
+// sealKey seals the certificate keys of the test nodes.
+var sealKey = mailcluster.SealKey("test-secret-0123456789")
+
 // wantStatus pins the documented, stable status table (docs/xml-api.md),
 // with the HTTP status of a request refused before its operation runs.
 var wantStatus = map[int]struct {
@@ -93,6 +96,7 @@ func MustOpenEnv(tb testing.TB) *Env {
 	svc := mailcluster.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = primaryName
+	svc.SealKey = sealKey
 	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddr, AdminPassword: adminPass, DataDir: tb.TempDir(),
 	}); err != nil {
@@ -143,7 +147,7 @@ type Response struct {
 
 // Post sends body with HTTP Basic user:pass (none when user is "") and
 // checks what every answer must satisfy: XML content type, a parsable
-// envelope, and no password or password hash anywhere.
+// envelope, and no password, password hash or private key anywhere.
 func Post(tb testing.TB, url, user, pass string, body io.Reader) *Response {
 	tb.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, body)
@@ -175,7 +179,7 @@ func do(tb testing.TB, req *http.Request) *Response {
 	if !strings.HasPrefix(r.Body, `<?xml version="1.0" encoding="utf-8"?>`) {
 		tb.Fatalf("no XML declaration:\n%s", r.Body)
 	}
-	for _, secret := range []string{"secret-pass", "$2a$", "$2b$", "$2y$", "<Password>"} {
+	for _, secret := range append([]string{"secret-pass", "$2a$", "$2b$", "$2y$", "<Password>"}, keyMarkers()...) {
 		if strings.Contains(r.Body, secret) {
 			tb.Fatalf("response contains %q:\n%s", secret, r.Body)
 		}

@@ -119,7 +119,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlapi.NewHandler(m.Service, m.Log),
-		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret), TrustedProxies: c.proxies()})
+		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret), TrustedProxies: c.proxies(),
+		Metrics: m.metrics.handler()})
 	m.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
