@@ -107,6 +107,10 @@ func TestClusterCertificates(t *testing.T) {
 		})
 	}
 	t.Logf("all nodes served the new certificate %s after the import", time.Since(start).Round(time.Millisecond))
+	if code, body := do(t, "GET", c.Nodes[0].BaseURL+"/metrics", "", "", "", ""); code != 200 ||
+		!regexp.MustCompile(`(?m)^mailcluster_certificate_expiry_seconds\{name="mail"\} [0-9.e+]+$`).MatchString(body) {
+		t.Fatalf("metrics lack the certificate expiry gauge: %d\n%s", code, body)
+	}
 	for i, n := range c.Nodes {
 		if n.HTTPS == "" {
 			t.Fatalf("n%d has no HTTPS listener", i)
