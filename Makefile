@@ -44,6 +44,7 @@ bench: consul bench-deps ## print the performance figures (replication latency, 
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list ./... | grep -v /integration)
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'Replication' -benchtime 500x -count=1 ./integration/
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'Failover' -benchtime 20x -count=1 ./integration/
+	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^$$' -bench 'SMTP' -benchtime 4000x -count=1 ./integration/
 
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
