@@ -57,6 +57,7 @@ func (l StaticLeadership) Primary() (PrimaryRef, bool) { return l.Self, true }
 // NodeInfo describes the local node for the APIs.
 type NodeInfo struct {
 	Name    string      `json:"name"`
+	KeyID   string      `json:"keyId,omitempty"` // a hash of the node key
 	Mode    Mode        `json:"mode"`
 	Role    Role        `json:"role"`
 	Version string      `json:"version"`

@@ -50,6 +50,8 @@ type Service struct {
 	Failures FailureSink
 	// Notify mails thaw tokens to frozen accounts; nil: no mail is sent.
 	Notify Notifier
+	// Admit checks nodes that ask to join (cluster mode); nil standalone.
+	Admit Admission
 	// Checks are asked for problems by NodeInfo (and so by /health).
 	Checks []HealthCheck
 	// SealKey (32 bytes, from SealKey(cluster secret)) seals certificate
