@@ -17,6 +17,7 @@ const (
 	RolePrimary   Role = "primary"   // accepts writes
 	RoleSecondary Role = "secondary" // serves the replicated state read-only
 	RoleUnknown   Role = "unknown"   // not (yet) in contact with the cluster
+	RolePending   Role = "pending"   // not registered: waits for an administrator
 )
 
 // Mode tells how a node keeps its replicated state.

@@ -33,6 +33,8 @@ type Service struct {
 
 	// NodeName is the local node's name, reported by NodeInfo.
 	NodeName string
+	// NodeKeyID is a hash of the node key, reported by NodeInfo.
+	NodeKeyID string
 	// Mode is reported by NodeInfo; the zero value means ModeStandalone.
 	Mode Mode
 	// BcryptCost is the cost of new password hashes; 0 means bcrypt.DefaultCost.
@@ -92,7 +94,7 @@ func (s *Service) NodeInfo() NodeInfo {
 	if mode == "" {
 		mode = ModeStandalone
 	}
-	info := NodeInfo{Name: s.NodeName, Mode: mode, Role: s.lead.Role(), Version: Version, Index: s.store.Index()}
+	info := NodeInfo{Name: s.NodeName, KeyID: s.NodeKeyID, Mode: mode, Role: s.lead.Role(), Version: Version, Index: s.store.Index()}
 	if p, ok := s.lead.Primary(); ok {
 		info.Primary = &p
 	}
