@@ -12,6 +12,9 @@ type BootstrapConfig struct {
 	AdminAddress  string // e.g. admin@localhost
 	AdminPassword string // "" generates one
 	DataDir       string // absolute; default directories are placed under it
+	// SharedPath, when set (a cluster), holds the mailboxes, public
+	// folders, lock files and certificates instead of DataDir.
+	SharedPath string
 }
 
 // DefaultSettings returns the main ini file's defaults for a node whose
@@ -51,8 +54,12 @@ func (s *Service) Bootstrap(ctx context.Context, cfg BootstrapConfig) (generated
 		password = GeneratePassword()
 		generated = password
 	}
+	base := cfg.DataDir
+	if cfg.SharedPath != "" {
+		base = cfg.SharedPath
+	}
 	var ops []Op
-	for sec, keys := range DefaultSettings(cfg.DataDir) {
+	for sec, keys := range DefaultSettings(base) {
 		for k, v := range keys {
 			if err := ValidateSetting(MainSettingsFile, sec, k, v); err != nil {
 				return "", err
@@ -69,7 +76,7 @@ func (s *Service) Bootstrap(ctx context.Context, cfg BootstrapConfig) (generated
 		d, _ := json.Marshal(&Domain{Name: domain, Description: "Created at first start", CreatedAt: now, UpdatedAt: now})
 		ops = append(ops, Op{Verb: OpCAS, Key: domainKey(domain), Value: d})
 	}
-	root := DefaultSettings(cfg.DataDir)[SectionDirectories][KeyMailboxRoot]
+	root := DefaultSettings(base)[SectionDirectories][KeyMailboxRoot]
 	a, _ := json.Marshal(&Account{Domain: domain, Mailbox: mailbox, FullName: "Administrator", PasswordHash: hash,
 		MailboxPath: ExpandMailboxPath(DefaultMailboxPathTemplate, root, domain, mailbox),
 		AdminRights: AdminGlobal, CreatedAt: now, UpdatedAt: now})

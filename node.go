@@ -86,8 +86,14 @@ type NodeStatus struct {
 	LagMS   int64  `json:"lagMs"` // replication lag; -1 when unknown
 	Self    bool   `json:"self"`  // the node that answered
 	// NeverPrimary marks a node that stays out of the election.
-	NeverPrimary bool   `json:"neverPrimary"`
-	Detail       string `json:"detail"` // why a node is not healthy, if known
+	NeverPrimary bool `json:"neverPrimary"`
+	// Registered is false for a node that waits for an admin (pending).
+	Registered bool `json:"registered"`
+	// OffsetMS is the node's clock offset from the primary's (last probe).
+	OffsetMS int64 `json:"offsetMs"`
+	// Warnings: clock offset over 1 s, another time zone, another version.
+	Warnings []string `json:"warnings"`
+	Detail   string   `json:"detail"` // why a node is not healthy, if known
 }
 
 // ClusterStatus is the state of the whole cluster as one node sees it.

@@ -121,6 +121,16 @@ func (s *Service) RegisteredServers() []Server {
 	return out
 }
 
+// RegisteredServer returns one registered server.
+func (s *Service) RegisteredServer(name string) (Server, bool) {
+	var sv Server
+	kv, ok := s.store.Get(PrefixServers + name)
+	if !ok || json.Unmarshal(kv.Value, &sv) != nil {
+		return Server{}, false
+	}
+	return sv, true
+}
+
 // IsRegistered reports whether a node name is registered.
 func (s *Service) IsRegistered(name string) bool {
 	_, ok := s.store.Get(PrefixServers + name)

@@ -121,7 +121,7 @@ func (s *Service) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		return s.Cluster.Status(ctx)
 	}
 	info := s.NodeInfo()
-	self := NodeStatus{Name: info.Name, Role: info.Role, Version: info.Version, Healthy: true, Index: info.Index, Self: true}
+	self := NodeStatus{Name: info.Name, Role: info.Role, Version: info.Version, Healthy: true, Index: info.Index, Self: true, Registered: true, Warnings: []string{}}
 	if info.Primary != nil {
 		self.APIURL = info.Primary.APIURL
 	}
@@ -142,6 +142,18 @@ func (s *Service) Switchover(ctx context.Context, target string) error {
 		return Errorf(EINVALID, "A standalone node has no other node to hand the primary role to.")
 	}
 	return s.Cluster.Switchover(ctx, target)
+}
+
+// Serving reports whether this node serves the configuration: a pending
+// node (not registered in the cluster) does not.
+func (s *Service) Serving() bool { return s.lead.Role() != RolePending }
+
+// checkServing refuses reads on a pending node.
+func (s *Service) checkServing() error {
+	if s.Serving() {
+		return nil
+	}
+	return Errorf(EUNAVAILABLE, "This node is not registered in the cluster yet; an administrator must add it on the primary.")
 }
 
 // checkWritable is the one place where the read-only rule of secondaries
@@ -339,6 +351,9 @@ func (s *Service) getDomain(name string) (*Domain, uint64, error) {
 
 // FindDomains returns every domain the caller may see, by name.
 func (s *Service) FindDomains(ctx context.Context) ([]*Domain, error) {
+	if err := s.checkServing(); err != nil {
+		return nil, err
+	}
 	var out []*Domain
 	for _, kv := range s.store.List(PrefixDomains, "", 0) {
 		name := strings.TrimPrefix(kv.Key, PrefixDomains)
@@ -356,6 +371,9 @@ func (s *Service) FindDomains(ctx context.Context) ([]*Domain, error) {
 
 // FindDomain returns one domain. Errors: ENOTFOUND, EINVALID, EFORBIDDEN.
 func (s *Service) FindDomain(ctx context.Context, name string) (*Domain, error) {
+	if err := s.checkServing(); err != nil {
+		return nil, err
+	}
 	name = NormalizeDomain(name)
 	if err := ValidateDomainName(name); err != nil {
 		return nil, err
@@ -526,6 +544,9 @@ func normalizeAccountName(domain, mailbox string) (string, string, error) {
 // FindAccount returns one account without its password hash.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*Account, error) {
+	if err := s.checkServing(); err != nil {
+		return nil, err
+	}
 	domain, mailbox, err := normalizeAccountName(domain, mailbox)
 	if err != nil {
 		return nil, err
@@ -546,6 +567,9 @@ func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*Acc
 // FindAccounts returns one page of a domain's accounts and the cursor of
 // the next page ("" on the last page).
 func (s *Service) FindAccounts(ctx context.Context, f AccountFilter) ([]*Account, string, error) {
+	if err := s.checkServing(); err != nil {
+		return nil, "", err
+	}
 	domain := NormalizeDomain(f.Domain)
 	if err := ValidateDomainName(domain); err != nil {
 		return nil, "", err
@@ -845,6 +869,9 @@ func (s *Service) Setting(section, key, def string) string { return s.stringSett
 
 // SettingsFiles lists the names of the ini files.
 func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
+	if err := s.checkServing(); err != nil {
+		return nil, err
+	}
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
@@ -889,6 +916,9 @@ func ReadSettingsFile(st Store, file string) (Sections, bool) {
 
 // SettingsFile returns one ini file. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) SettingsFile(ctx context.Context, file string) (*SettingsFile, error) {
+	if err := s.checkServing(); err != nil {
+		return nil, err
+	}
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
@@ -914,6 +944,9 @@ func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs Sec
 	for sec, keys := range secs {
 		for k, v := range keys {
 			if err := ValidateSetting(file, sec, k, v); err != nil {
+				return nil, err
+			}
+			if err := s.clusterRule(file, sec, k, v); err != nil {
 				return nil, err
 			}
 		}
@@ -969,6 +1002,8 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 					}
 				} else if err := ValidateSetting(file, sec, k, *v); err != nil {
 					return err
+				} else if err := s.clusterRule(file, sec, k, *v); err != nil {
+					return err
 				}
 				val := ""
 				if v != nil {
@@ -996,8 +1031,30 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 	return nil
 }
 
+// clusterRule refuses settings that a cluster cannot honour.
+func (s *Service) clusterRule(file, section, key, value string) error {
+	if s.Mode != ModeCluster || file != MainSettingsFile {
+		return nil
+	}
+	if section == SectionAttachmentLinking && key == KeyEnabled {
+		if on, _ := ParseFlag(value); on {
+			return Errorf(EINVALID, "Attachment linking cannot be used in a cluster (attachments extracted to links live on one node's disk); [AttachmentLinking] Enabled must stay No.")
+		}
+	}
+	return nil
+}
+
+// AttachmentLinkingEnabled reports [AttachmentLinking] Enabled.
+func (s *Service) AttachmentLinkingEnabled() bool {
+	on, _ := ParseFlag(s.stringSetting(SectionAttachmentLinking, KeyEnabled, "No"))
+	return on
+}
+
 // GetSetting returns one value. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) GetSetting(ctx context.Context, file, section, key string) (string, error) {
+	if err := s.checkServing(); err != nil {
+		return "", err
+	}
 	if err := authorizeServer(ctx); err != nil {
 		return "", err
 	}

@@ -23,6 +23,35 @@ const internalChallenge = `Bearer realm="mailcluster-internal"`
 func registerInternalRoutes(s *Server) {
 	s.e.POST("/internal/v1/usage", s.handleInternalUsage, s.authenticateInternal)
 	s.e.POST("/internal/v1/screening/failures", s.handleInternalFailures, s.authenticateInternal)
+	s.e.GET("/internal/v1/info", s.handleInternalInfo, s.authenticateInternal)
+	s.e.GET("/internal/v1/time", s.handleInternalTime, s.authenticateInternal)
+	s.e.GET("/internal/v1/log", s.handleInternalLog, s.authenticateInternal)
+}
+
+// handleInternalInfo answers GET /internal/v1/info: what this node tells
+// the primary about itself when it asks to join.
+func (s *Server) handleInternalInfo(c echo.Context) error {
+	if s.internalInfo == nil {
+		return mailcluster.Errorf(mailcluster.ENOTFOUND, "This node answers no admission checks.")
+	}
+	return c.JSON(http.StatusOK, s.internalInfo())
+}
+
+// handleInternalTime answers GET /internal/v1/time, the clock probe.
+func (s *Server) handleInternalTime(c echo.Context) error {
+	if s.internalTime == nil {
+		return mailcluster.Errorf(mailcluster.ENOTFOUND, "This node answers no clock probes.")
+	}
+	return c.JSON(http.StatusOK, s.internalTime())
+}
+
+// handleInternalLog answers GET /internal/v1/log: this node's own cluster
+// log, for another node's GET /api/v1/cluster/log?node=.
+func (s *Server) handleInternalLog(c echo.Context) error {
+	q := c.Request().URL.Query()
+	q.Del("node")
+	c.Request().URL.RawQuery = q.Encode()
+	return s.handleClusterLog(c)
 }
 
 // authenticateInternal admits a request that carries the internal bearer

@@ -12,6 +12,7 @@ import (
 // nodeResponse is the JSON form of mailcluster.NodeInfo.
 type nodeResponse struct {
 	Name    string          `json:"name"`
+	KeyID   string          `json:"keyId,omitempty"` // a hash of the node key
 	Mode    string          `json:"mode"`
 	Role    string          `json:"role"`
 	Version string          `json:"version"`
@@ -94,7 +95,7 @@ func (s *Server) handleNodeGet(c echo.Context) error {
 }
 
 func newNodeResponse(info mailcluster.NodeInfo) nodeResponse {
-	out := nodeResponse{Name: info.Name, Mode: string(info.Mode), Role: string(info.Role), Version: info.Version, Index: info.Index,
+	out := nodeResponse{Name: info.Name, KeyID: info.KeyID, Mode: string(info.Mode), Role: string(info.Role), Version: info.Version, Index: info.Index,
 		LagMS: info.LagMS, Problems: append([]string{}, info.Problems...)}
 	if info.Primary != nil {
 		out.Primary = &primaryRefJSON{Name: info.Primary.Name, APIURL: info.Primary.APIURL}

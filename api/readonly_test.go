@@ -41,6 +41,8 @@ var writeRequests = map[string]Request{
 		Body: []byte(`{"value":"9"}`)},
 	"DELETE /api/v1/settings/{file}/{section}/{key}": {Path: "/api/v1/settings/mailcluster/Passwords/MinLength"},
 	"POST /api/v1/cluster/switchover":                {Body: []byte(`{"target":"node1"}`)},
+	"POST /api/v1/cluster/servers":                   {Body: []byte(`{"node":"node2"}`)},
+	"DELETE /api/v1/cluster/servers/{name}":          {Path: "/api/v1/cluster/servers/node3"},
 	"POST /api/v1/domains/{domain}/accounts/{mailbox}/usage/recount": {
 		Path: "/api/v1/domains/example.com/accounts/alice/usage/recount"},
 	"POST /api/v1/screening/ips":                  {Body: []byte(`{"ip":"203.0.113.9","durationSeconds":600,"reason":"test"}`)},
@@ -129,6 +131,7 @@ func snapshot(t *testing.T, c *Client) map[string][]byte {
 		{Method: http.MethodGet, Path: "/api/v1/screening/ips"},
 		{Method: http.MethodGet, Path: "/api/v1/screening/accounts"},
 		{Method: http.MethodGet, Path: "/api/v1/certificates"},
+		{Method: http.MethodGet, Path: "/api/v1/cluster/servers"},
 	} {
 		out[r.Path+" "+r.Accept] = c.Do(t, r).Expect(t, http.StatusOK).Body
 	}
@@ -147,9 +150,13 @@ func TestSecondaryReadOnly(t *testing.T) {
 		Expect(t, http.StatusCreated)
 	// The certificate writes aim at an existing certificate.
 	primary.Admin.MustImportCertificate(t, "mail", pki.Leaf, false)
+	// The server writes aim at a registered node and at one that would pass.
+	primary.Svc.Admit = newFakeAdmission()
+	primary.Admin.Send(t, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(t, http.StatusCreated)
 
 	secondary := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
 		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})
+	secondary.Svc.Admit = newFakeAdmission()
 	c := secondary.Admin
 	c.Secret("new-pass-123")
 	c.Secret("changed-pass-1")
@@ -168,6 +175,10 @@ func TestSecondaryReadOnly(t *testing.T) {
 		c.Anonymous().Get(t, "/health").Expect(t, http.StatusOK).JSON(t, &h)
 		if h.Role != "secondary" || h.Name != "node2" {
 			t.Errorf("health = %+v", h)
+		}
+		// The primary's registered servers are listed on every node.
+		if got := servers(t, c); len(got) != 1 || got[0] != "node3" {
+			t.Errorf("servers %v", got)
 		}
 	})
 
@@ -218,8 +229,11 @@ func TestNoPrimaryUnavailable(t *testing.T) {
 	primary.Admin.MustCreateDomain(t, "example.com")
 	primary.Admin.MustCreateDomain(t, "empty.example")
 	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1"})
+	primary.Svc.Admit = newFakeAdmission()
+	primary.Admin.Send(t, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(t, http.StatusCreated)
 
 	orphan := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary})
+	orphan.Svc.Admit = newFakeAdmission()
 	c := orphan.Admin
 	c.Secret("new-pass-123")
 	c.Secret("changed-pass-1")

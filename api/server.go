@@ -47,6 +47,11 @@ type Config struct {
 	// (/internal/v1/), derived from the cluster secret (see
 	// cluster.InternalToken). Empty refuses every internal request with 401.
 	InternalToken string
+	// InternalInfo and InternalTime answer GET /internal/v1/info (what a
+	// node tells about itself for admission) and /internal/v1/time (its
+	// clock, for the primary's probe); nil answers 404.
+	InternalInfo func() any
+	InternalTime func() any
 	// TrustedProxies are the addresses of load balancers or reverse
 	// proxies in front of the node. A request from one of them is taken
 	// to come from the address it appends to X-Forwarded-For (the nearest
@@ -71,6 +76,8 @@ type Server struct {
 	bodyLimit     int64
 	internalToken string
 	metrics       http.Handler
+	internalInfo  func() any
+	internalTime  func() any
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -78,7 +85,7 @@ var _ http.Handler = (*Server)(nil)
 // NewServer returns a Server answering with svc.
 func NewServer(svc Service, cfg Config) *Server {
 	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internalToken: cfg.InternalToken,
-		metrics: cfg.Metrics}
+		metrics: cfg.Metrics, internalInfo: cfg.InternalInfo, internalTime: cfg.InternalTime}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

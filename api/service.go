@@ -72,6 +72,21 @@ type Service interface {
 	// Switchover hands the primary role over. Errors: EFORBIDDEN, EINVALID,
 	// EREADONLY, EUNAVAILABLE.
 	Switchover(ctx context.Context, target string) error
+	// Servers lists the registered servers. Errors: EFORBIDDEN.
+	Servers(ctx context.Context) ([]mailcluster.Server, error)
+	// RegisterServer admits a node found by name or address after the
+	// admission checks (primary only). Errors: EINVALID (refused, with the
+	// reason), ECONFLICT (registered already), EFORBIDDEN, EREADONLY,
+	// EUNAVAILABLE.
+	RegisterServer(ctx context.Context, nameOrAddress string) (*mailcluster.Server, error)
+	// RemoveServer unregisters a node (primary only). Errors: EINVALID,
+	// ENOTFOUND, ECONFLICT (the primary itself), EFORBIDDEN, EREADONLY,
+	// EUNAVAILABLE.
+	RemoveServer(ctx context.Context, name string) error
+	// ClusterLog returns cluster-log entries of this node or of f.Node,
+	// oldest first. Errors: EINVALID, EFORBIDDEN, ENOTFOUND (unknown
+	// node), EUNAVAILABLE.
+	ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error)
 
 	// Usage returns an account's mailbox usage as the primary published it
 	// (the zero Usage when none is published yet). It does not authorize:

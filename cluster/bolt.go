@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -151,4 +152,29 @@ func validateOps(ops []mailcluster.Op) error {
 		}
 	}
 	return nil
+}
+
+// ReadStateValue reads one key of a bbolt state file that no process holds
+// open (e.g. the state a node kept while it ran standalone); ok is false
+// when the file or key does not exist.
+func ReadStateValue(path, key string) (value []byte, ok bool, err error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, false, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return nil, false, fmt.Errorf("cluster: open %s: %w", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKV)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(key)); len(v) >= 8 {
+			value, ok = append([]byte(nil), v[8:]...), true
+		}
+		return nil
+	})
+	return value, ok, err
 }

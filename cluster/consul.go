@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,9 +48,15 @@ type ConsulStore struct {
 	// anyway (it is committed) and a warning is logged.
 	ApplyTimeout time.Duration
 
+	// Events, when set, receives a "replication-applied" entry at most
+	// every 10 s while changes are applied (index and number of keys).
+	Events mailcluster.ClusterLog
+
 	mu          sync.Mutex
 	lastContact time.Time // the last successful answer of Consul
 	failing     bool
+	applied     int       // keys applied since the last log entry
+	lastLogged  time.Time // of the last replication-applied entry
 }
 
 var _ mailcluster.Store = (*ConsulStore)(nil)
@@ -207,7 +214,26 @@ func (s *ConsulStore) apply(pairs api.KVPairs, index uint64) error {
 	}
 	err := s.cache.save(index, set, del)
 	s.snap.Apply(index, set, del)
+	s.logApplied(index, len(set)+len(del))
 	return err
+}
+
+// logApplied records applied replication in the cluster log, throttled.
+func (s *ConsulStore) logApplied(index uint64, keys int) {
+	if s.Events == nil || keys == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.applied += keys
+	if time.Since(s.lastLogged) < 10*time.Second {
+		s.mu.Unlock()
+		return
+	}
+	n := s.applied
+	s.applied, s.lastLogged = 0, time.Now()
+	s.mu.Unlock()
+	s.Events.Record(mailcluster.ClusterEvent{Event: "replication-applied", Message: "replicated changes applied to this node's snapshot",
+		Fields: map[string]string{"index": strconv.FormatUint(index, 10), "keys": strconv.Itoa(n)}})
 }
 
 // Txn implements mailcluster.Store as one Consul transaction that starts

@@ -33,6 +33,12 @@ type ElectionConfig struct {
 	// OnChange is called (from the election goroutine) after every role
 	// change, with the new role.
 	OnChange func(mailcluster.Role)
+	// Pending, when set and true, marks a node that is not registered: it
+	// reports RolePending and stays out of the election.
+	Pending func() bool
+	// MayLead, when set and false, keeps a registered node out of the
+	// election (e.g. it runs another version than it was registered with).
+	MayLead func() bool
 }
 
 // primaryValue is the value of the primary key.
@@ -110,6 +116,9 @@ func (e *Election) Session() string { return e.session.Load().(string) }
 func (e *Election) Elections() int64 { return e.elections.Load() }
 
 func (e *Election) setRole(r mailcluster.Role, session string) {
+	if r == mailcluster.RoleSecondary && e.cfg.Pending != nil && e.cfg.Pending() {
+		r = mailcluster.RolePending
+	}
 	if r != mailcluster.RolePrimary {
 		e.session.Store("") // first: stop accepting writes
 	}
@@ -228,6 +237,9 @@ func (e *Election) loop(ctx context.Context) {
 		if hold := e.holdRemaining(); hold > 0 {
 			wait = hold
 		}
+		if e.cfg.Pending != nil && e.cfg.Pending() || e.cfg.MayLead != nil && !e.cfg.MayLead() {
+			wait = 300 * time.Millisecond // registration can change any moment
+		}
 		if !e.cfg.NeverPrimary {
 			// Hold a session before it is needed, so that taking over after
 			// a failure is a single acquire.
@@ -277,7 +289,11 @@ func (e *Election) loop(ctx context.Context) {
 			e.stepDown("the primary key was released")
 		}
 		e.setRole(mailcluster.RoleSecondary, "")
-		if e.cfg.NeverPrimary || !e.mayAcquire() {
+		if e.cfg.NeverPrimary || !e.eligible() || !e.mayAcquire() {
+			if e.cfg.Pending != nil || e.cfg.MayLead != nil {
+				waitIndex = 0 // look again soon: registration can change
+				sleepCtx(ctx, 500*time.Millisecond)
+			}
 			continue
 		}
 		if err := e.acquire(ctx); err != nil && ctx.Err() == nil {
@@ -286,6 +302,14 @@ func (e *Election) loop(ctx context.Context) {
 		}
 		waitIndex = 0 // read the key again at once
 	}
+}
+
+// eligible applies Pending and MayLead.
+func (e *Election) eligible() bool {
+	if e.cfg.Pending != nil && e.cfg.Pending() {
+		return false
+	}
+	return e.cfg.MayLead == nil || e.cfg.MayLead()
 }
 
 // acquire tries to take the primary key with the node's session.

@@ -23,6 +23,10 @@ type Control struct {
 	Cluster  string
 	Self     string
 	Election *Election
+	// Store is read for registrations and clock readings.
+	Store mailcluster.Store
+	// Internal reads other nodes' cluster logs.
+	Internal *InternalClient
 	// HTTP fetches the nodes' /health; nil means a client with a 1 s timeout.
 	HTTP *http.Client
 }
@@ -59,8 +63,8 @@ func (c *Control) Status(ctx context.Context) (*mailcluster.ClusterStatus, error
 		n.NeverPrimary = e.Service.Meta["never_primary"] == "true"
 		n.Role = mailcluster.RoleSecondary
 		for _, t := range e.Service.Tags {
-			if t == string(mailcluster.RolePrimary) {
-				n.Role = mailcluster.RolePrimary
+			if t == string(mailcluster.RolePrimary) || t == string(mailcluster.RolePending) {
+				n.Role = mailcluster.Role(t)
 			}
 		}
 		for _, chk := range e.Checks {
@@ -93,8 +97,53 @@ func (c *Control) Status(ctx context.Context) (*mailcluster.ClusterStatus, error
 		}(&st.Nodes[i])
 	}
 	wg.Wait()
+	primaryVersion := ""
+	for _, n := range st.Nodes {
+		if st.Primary != nil && n.Name == st.Primary.Name {
+			primaryVersion = n.Version
+		}
+	}
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		n.Warnings = []string{}
+		if c.Store != nil {
+			_, n.Registered = c.Store.Get(mailcluster.PrefixServers + n.Name)
+			if kv, ok := c.Store.Get(PrefixClock + n.Name); ok {
+				var r ClockReading
+				if json.Unmarshal(kv.Value, &r) == nil {
+					n.OffsetMS = r.OffsetMS
+					if r.Warning != "" {
+						n.Warnings = append(n.Warnings, r.Warning)
+					}
+				}
+			}
+		}
+		if primaryVersion != "" && n.Version != primaryVersion {
+			n.Warnings = append(n.Warnings, "runs version "+n.Version+"; the primary runs "+primaryVersion)
+		}
+	}
 	sort.Slice(st.Nodes, func(i, j int) bool { return st.Nodes[i].Name < st.Nodes[j].Name })
 	return st, nil
+}
+
+// NodeLog implements mailcluster.RemoteLogReader: another node's cluster
+// log over the internal API.
+func (c *Control) NodeLog(ctx context.Context, node string, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error) {
+	entries, _, err := c.Client.Health().Service(ServiceName, "cluster-"+c.Cluster, false, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster's nodes cannot be read from Consul.", Err: err}
+	}
+	for _, e := range entries {
+		if e.Service.Meta["node_name"] == node {
+			url := "http://" + net.JoinHostPort(e.Service.Address, strconv.Itoa(e.Service.Port))
+			evs, err := c.Internal.NodeLogFrom(ctx, url, f)
+			if err != nil {
+				return nil, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "Node " + node + " cannot be reached for its log.", Err: err}
+			}
+			return evs, nil
+		}
+	}
+	return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "There is no node %q in cluster %s.", node, c.Cluster)
 }
 
 // Switchover implements mailcluster.ClusterControl: a named target must be

@@ -46,6 +46,24 @@ func StartCluster(t testing.TB, consul *Consul, n int, extra map[int][]string) *
 			return code == 200
 		})
 	}
+	// With --auto-admit (the default here) the primary registers the
+	// others; wait until none is pending.
+	autoAdmit := true
+	for _, a := range extra {
+		for _, x := range a {
+			if x == "--auto-admit=false" {
+				autoAdmit = false
+			}
+		}
+	}
+	if autoAdmit {
+		for i, node := range c.Nodes {
+			eventually(t, 10*time.Second, fmt.Sprintf("n%d registered", i), func() bool {
+				h, ok := Health(node)
+				return ok && (h.Role == "primary" || h.Role == "secondary")
+			})
+		}
+	}
 	return c
 }
 
@@ -53,7 +71,8 @@ func StartCluster(t testing.TB, consul *Consul, n int, extra map[int][]string) *
 func (c *Cluster) Start(i int, args ...string) *Node {
 	c.t.Helper()
 	full := []string{"serve", "--data-dir", c.dirs[i], "--http-addr", "127.0.0.1:0", "--node-name", fmt.Sprintf("n%d", i),
-		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0"}
+		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0",
+		"--auto-admit"}
 	full = append(full, c.extra[i]...)
 	full = append(full, args...)
 	env := append([]string{"MAILCLUSTER_CLUSTER_SECRET=" + clusterSecret}, adminEnv...)

@@ -175,6 +175,12 @@ func (l *screenedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		if !l.dir.Serving() {
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = fmt.Fprintf(c, "421 4.3.2 This node is not in service yet (not registered in its cluster); try another\r\n")
+			_ = c.Close()
+			continue
+		}
 		ip := remoteIP(c)
 		if b, blocked := l.dir.BlockedIP(ip); blocked {
 			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))

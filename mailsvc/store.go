@@ -33,6 +33,8 @@ type Directory interface {
 	Setting(section, key, def string) string
 	// BlockedIP tells whether dynamic screening blocks a client address.
 	BlockedIP(ip string) (*mailcluster.BlockedIP, bool)
+	// Serving is false on a node that is not registered in the cluster.
+	Serving() bool
 }
 
 var _ Directory = (*mailcluster.Service)(nil)

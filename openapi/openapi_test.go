@@ -30,14 +30,16 @@ func TestLoad(t *testing.T) {
 			"/api/v1/domains/{domain}/accounts/{mailbox}/messages/{id}", "/api/v1/domains/{domain}/accounts/{mailbox}/usage",
 			"/api/v1/screening/ips", "/api/v1/screening/ips/{ip}", "/api/v1/screening/accounts",
 			"/api/v1/screening/accounts/{address}", "/api/v1/screening/thaw", "/internal/v1/screening/failures",
-			"/metrics", "/api/v1/certificates", "/api/v1/certificates/{name}"} {
+			"/metrics", "/api/v1/certificates", "/api/v1/certificates/{name}", "/api/v1/cluster", "/api/v1/cluster/switchover",
+			"/api/v1/cluster/servers", "/api/v1/cluster/servers/{name}", "/api/v1/cluster/log"} {
 			if doc.Paths.Find(p) == nil {
 				t.Errorf("path %s is missing", p)
 			}
 		}
 		for _, name := range []string{"Message", "MessageList", "Usage", "UsageReport", "UsageDelta", "IndexResult",
 			"BlockedIP", "BlockedIPList", "BlockIPRequest", "FrozenAccount", "FrozenAccountList", "FreezeRequest",
-			"ThawRequest", "LoginFailure", "FailureReport", "Certificate", "CertificateList", "CertificateImport"} {
+			"ThawRequest", "LoginFailure", "FailureReport", "Certificate", "CertificateList", "CertificateImport",
+			"Server", "ServerList", "ServerRegister", "ClusterLogEntry", "ClusterLog"} {
 			if doc.Components.Schemas[name] == nil {
 				t.Errorf("schema %s is missing", name)
 			}
@@ -258,6 +260,70 @@ func TestCertificateSchemas(t *testing.T) {
 		{"OKUnhealthy", "Health", `{"status":"unhealthy","role":"primary","name":"n","index":1,"lagMs":0,"problems":["x"]}`, true},
 		{"ErrHealthNoProblems", "Health", `{"status":"ok","role":"primary","name":"n","index":1,"lagMs":0}`, false},
 		{"ErrHealthStatus", "Health", `{"status":"degraded","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.schema+"/"+tt.name, func(t *testing.T) {
+			var v any
+			if err := json.Unmarshal([]byte(tt.json), &v); err != nil {
+				t.Fatal(err)
+			}
+			err := doc.Components.Schemas[tt.schema].Value.VisitJSON(v)
+			if (err == nil) != tt.ok {
+				t.Errorf("VisitJSON = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestClusterSchemas checks the cluster schemas against what the service
+// produces (the JSON of mailcluster.Server, ClusterEvent and NodeStatus)
+// and against malformed documents.
+func TestClusterSchemas(t *testing.T) {
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := json.Marshal(mailcluster.Server{Name: "node2", APIURL: "http://10.0.0.2:8080", NodeKeyID: "k2",
+		Version: mailcluster.Version, TimeZone: "UTC", RegisteredAt: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event, err := json.Marshal(mailcluster.ClusterEvent{Time: time.Now().UTC(), Level: "warn", Event: "clock-warning", Node: "node1",
+		Message: "m", Fields: map[string]string{"node": "node2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := json.Marshal(mailcluster.NodeStatus{Name: "node3", APIURL: "http://10.0.0.3:8080", Role: mailcluster.RolePending,
+		Version: "1", LagMS: -1, OffsetMS: -1500, Warnings: []string{"w"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := `{"time":"2030-01-02T03:04:05Z","level":"info","event":"join","node":"node1","message":"m","fields":{}}`
+	tests := []struct {
+		name, schema, json string
+		ok                 bool
+	}{
+		{"OKAsSent", "Server", string(server), true},
+		{"ErrNoKeyID", "Server", `{"name":"n","apiUrl":"u","version":"v","timeZone":"UTC","registeredAt":"2030-01-02T03:04:05Z"}`, false},
+		{"ErrUnknown", "Server", strings.TrimSuffix(string(server), "}") + `,"nodeKey":"secret"}`, false},
+		{"OKList", "ServerList", `{"servers":[` + string(server) + `]}`, true},
+		{"ErrListNull", "ServerList", `{"servers":null}`, false},
+		{"OK", "ServerRegister", `{"node":"10.0.0.2:8080"}`, true},
+		{"ErrEmpty", "ServerRegister", `{"node":""}`, false},
+		{"ErrMissing", "ServerRegister", `{}`, false},
+		{"OK", "ClusterLogEntry", entry, true},
+		{"OKFields", "ClusterLogEntry", strings.Replace(entry, `{}`, `{"node":"node2","offset_ms":"1500"}`, 1), true},
+		{"ErrLevel", "ClusterLogEntry", strings.Replace(entry, `"info"`, `"debug"`, 1), false},
+		{"ErrFieldNotString", "ClusterLogEntry", strings.Replace(entry, `{}`, `{"n":1}`, 1), false},
+		{"ErrNoFields", "ClusterLogEntry", strings.Replace(entry, `,"fields":{}`, ``, 1), false},
+		{"OKAsSent", "ClusterLogEntry", string(event), true},
+		{"OKLog", "ClusterLog", `{"entries":[` + entry + `]}`, true},
+		{"OKLogEmpty", "ClusterLog", `{"entries":[]}`, true},
+		{"OKAsSent", "NodeStatus", string(node), true},
+		{"ErrNoWarnings", "NodeStatus", strings.Replace(string(node), `,"warnings":["w"]`, ``, 1), false},
+		{"ErrWarningsNull", "NodeStatus", strings.Replace(string(node), `["w"]`, `null`, 1), false},
+		{"OKPending", "Role", `"pending"`, true},
+		{"ErrRole", "Role", `"leader"`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema+"/"+tt.name, func(t *testing.T) {

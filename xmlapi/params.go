@@ -56,6 +56,14 @@ func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Elem
 		return h.handleCertificateList(ctx, p, result)
 	case "DeleteCertificate":
 		return h.handleCertificateDelete(ctx, p, result)
+	case "GetClusterInfo":
+		return h.handleClusterInfo(ctx, p, result)
+	case "AddClusterNode":
+		return h.handleClusterNodeAdd(ctx, p, result)
+	case "RemoveClusterNode":
+		return h.handleClusterNodeRemove(ctx, p, result)
+	case "GetClusterLog":
+		return h.handleClusterLog(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }

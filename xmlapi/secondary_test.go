@@ -40,6 +40,9 @@ var writes = []struct{ op, params string }{
 	{"ImportCertificate", importParams("mail", pki.Leaf2.ChainPEM, pki.Leaf2.KeyPEM, "<Default>Yes</Default>")},
 	{"ImportCertificate (new)", importParams("other", pki.Inter.ChainPEM, pki.Inter.KeyPEM, "")},
 	{"DeleteCertificate", "<Name>mail</Name>"},
+	{"AddClusterNode", "<Node>node2</Node>"},
+	{"AddClusterNode (address)", "<Address>127.0.0.2:8080</Address>"},
+	{"RemoveClusterNode", "<Name>node3</Name>"},
 }
 
 // mustSecondary serves the XML-API of a node with role secondary over the
@@ -50,6 +53,8 @@ func mustSecondary(t *testing.T, e *Env, lead mailcluster.Leadership) string {
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = "node2"
 	svc.Mode = mailcluster.ModeCluster
+	// A node the admission check would accept: only the role refuses.
+	svc.Admit = &fakeAdmission{}
 	_, url := e.Serve(t, svc)
 	return url
 }
@@ -68,6 +73,9 @@ func TestSecondary(t *testing.T) {
 	e.mustFreeze(t, "bob@example.com")
 	// The certificate writes aim at an existing certificate.
 	e.mustImport(t, "mail", pki.Leaf, false)
+	// The server writes aim at a registered node and at one that would pass.
+	e.Svc.Admit = &fakeAdmission{}
+	e.Call(t, "AddClusterNode", "<Node>node3</Node>").MustOK(t)
 
 	// unchanged asserts that the refused writes changed nothing.
 	unchanged := func(t *testing.T, index uint64) {
@@ -106,6 +114,9 @@ func TestSecondary(t *testing.T) {
 		if cs, err := e.Svc.Certificates(ctx); err != nil || len(cs) != 1 || cs[0].Fingerprint != pki.Leaf.Fingerprint {
 			t.Fatalf("certificates %v, %v", cs, err)
 		}
+		if svs, err := e.Svc.Servers(ctx); err != nil || len(svs) != 1 || svs[0].Name != "node3" {
+			t.Fatalf("servers %v, %v", svs, err)
+		}
 	}
 
 	t.Run("ReadOnly", func(t *testing.T) {
@@ -142,6 +153,17 @@ func TestSecondary(t *testing.T) {
 			CallAt(t, url, "GetIniSettings", "").MustOK(t)
 			CallAt(t, url, "GetDynamicScreening", "").MustOK(t)
 			CallAt(t, url, "GetCertificates", "").MustOK(t)
+			CallAt(t, url, "GetClusterLog", "").MustOK(t)
+			r = CallAt(t, url, "GetClusterInfo", "").MustOK(t)
+			if r.Text("ClusterInfo/Enabled") != "Yes" {
+				t.Fatalf("Enabled:\n%s", r.Body)
+			}
+			mustAttrs(t, r.Result().FindElement("ClusterInfo/LocalNode"), map[string]string{"name": "node2", "primary": "No", "role": "secondary"})
+			mustAttrs(t, r.Result().FindElement("ClusterInfo/Primary"), map[string]string{"name": primaryName, "url": primaryURL})
+			// The primary's registered servers are listed on every node.
+			if got := serverNames(t, url); len(got) != 1 || got[0] != "node3" {
+				t.Fatalf("servers %v", got)
+			}
 		})
 	})
 

@@ -115,6 +115,25 @@ type Service interface {
 	// DeleteCertificate removes a certificate. Errors: EINVALID,
 	// ENOTFOUND, EFORBIDDEN, EREADONLY, ECONFLICT, EUNAVAILABLE.
 	DeleteCertificate(ctx context.Context, name string) error
+
+	// ClusterStatus lists the cluster's nodes (just this one when
+	// standalone). Errors: EFORBIDDEN, EUNAVAILABLE.
+	ClusterStatus(ctx context.Context) (*mailcluster.ClusterStatus, error)
+	// Servers lists the registered servers. Errors: EFORBIDDEN.
+	Servers(ctx context.Context) ([]mailcluster.Server, error)
+	// RegisterServer admits a node found by name or address after the
+	// admission checks (primary only). Errors: EINVALID (refused, with the
+	// reason), ECONFLICT (registered already), EFORBIDDEN, EREADONLY,
+	// EUNAVAILABLE.
+	RegisterServer(ctx context.Context, nameOrAddress string) (*mailcluster.Server, error)
+	// RemoveServer unregisters a node (primary only). Errors: EINVALID,
+	// ENOTFOUND, ECONFLICT (the primary itself), EFORBIDDEN, EREADONLY,
+	// EUNAVAILABLE.
+	RemoveServer(ctx context.Context, name string) error
+	// ClusterLog returns cluster-log entries of this node or of f.Node,
+	// oldest first. Errors: EINVALID, EFORBIDDEN, ENOTFOUND (unknown
+	// node), EUNAVAILABLE.
+	ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error)
 }
 
 var _ Service = (*mailcluster.Service)(nil)

@@ -44,6 +44,10 @@ type Config struct {
 	ClusterName   string        `mapstructure:"cluster-name"`
 	ClusterSecret string        `mapstructure:"cluster-secret"`
 	AdvertiseAddr string        `mapstructure:"advertise-addr"`
+	SharedPath    string        `mapstructure:"shared-path"`
+	AutoAdmit     bool          `mapstructure:"auto-admit"`
+	ProbeInterval time.Duration `mapstructure:"probe-interval"`
+	TestClockSkew time.Duration `mapstructure:"test-clock-offset"`
 	NeverPrimary  bool          `mapstructure:"never-primary"`
 	SessionTTL    time.Duration `mapstructure:"session-ttl"`
 
@@ -95,6 +99,11 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("cluster-secret", "", "secret shared by all nodes of the cluster, 16+ characters (prefer MAILCLUSTER_CLUSTER_SECRET)")
 	fs.String("advertise-addr", "", "host:port other nodes and clients are told for the HTTP API (default: the listen address)")
 	fs.Bool("never-primary", false, "never take the primary role")
+	fs.String("shared-path", "", "path shared by all nodes (mailboxes, public folders, lock files, certificates)")
+	fs.Bool("auto-admit", false, "as primary, register every node that asks to join and passes the checks (demos and tests)")
+	fs.Duration("probe-interval", 30*time.Second, "how often the primary probes the nodes' clocks")
+	fs.Duration("test-clock-offset", 0, "TESTS ONLY: report this node's clock shifted by this much to clock probes")
+	_ = fs.MarkHidden("test-clock-offset")
 	fs.Duration("session-ttl", time.Second, "TTL of the election session's health check (100ms-60s)")
 }
 
@@ -231,6 +240,12 @@ func (c *Config) validateCluster() error {
 	}
 	if c.SessionTTL < 100*time.Millisecond || c.SessionTTL > time.Minute {
 		return usagef("session-ttl %s: must be between 100ms and 60s", c.SessionTTL)
+	}
+	if c.SharedPath != "" && !filepath.IsAbs(c.SharedPath) {
+		return usagef("shared-path %q: must be an absolute path", c.SharedPath)
+	}
+	if c.ProbeInterval < 100*time.Millisecond {
+		return usagef("probe-interval %s: must be at least 100ms", c.ProbeInterval)
 	}
 	if c.AdvertiseAddr != "" {
 		host, port, err := net.SplitHostPort(c.AdvertiseAddr)

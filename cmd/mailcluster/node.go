@@ -50,6 +50,12 @@ type Main struct {
 	https        *http.Server
 	HTTPSAddr    string
 	lead         mailcluster.Leadership
+	keyID        string
+	advertise    string
+	linkOnce     sync.Once
+	linking      bool
+	shared       *cluster.SharedPath
+	internal     *cluster.InternalClient
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
 	ln           net.Listener
@@ -86,6 +92,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.keyID = keyID
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
@@ -100,11 +107,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		advertise = m.HTTPAddr
 	}
 	self := mailcluster.PrimaryRef{Name: c.NodeName, APIURL: "http://" + advertise}
+	m.advertise = advertise
 	m.events = cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, m.Log)
 	m.metrics = newMetrics()
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir}
+	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir, SharedPath: c.SharedPath}
+	m.internal = &cluster.InternalClient{Token: cluster.InternalToken(c.ClusterSecret)}
 
 	if c.Clustered() {
 		err = m.startCluster(bg, self, advertise, keyID, boot)
@@ -120,7 +129,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlapi.NewHandler(m.Service, m.Log),
 		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret), TrustedProxies: c.proxies(),
-		Metrics: m.metrics.handler()})
+		Metrics: m.metrics.handler(), InternalInfo: m.nodeInfo, InternalTime: m.timeProbe})
 	m.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -200,6 +209,7 @@ func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 func (m *Main) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *mailcluster.Service {
 	svc := mailcluster.NewService(st, lead, m.Log)
 	svc.NodeName = m.Config.NodeName
+	svc.NodeKeyID = m.keyID
 	svc.Mode = mode
 	svc.Events = m.events
 	return svc
@@ -229,11 +239,21 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 		return err
 	}
 	m.store = st
+	st.Events = m.events
+	m.shared = &cluster.SharedPath{Dir: c.SharedPath, Node: c.NodeName, Store: st}
 	roles := make(chan mailcluster.Role, 1)
 	var election *cluster.Election
+	prevRole := mailcluster.RoleUnknown
 	election = cluster.NewElection(cluster.ElectionConfig{
 		Client: client, Cluster: c.ClusterName, Self: self, Log: m.Log,
 		NeverPrimary: c.NeverPrimary, TTL: c.SessionTTL,
+		Pending: func() bool {
+			return st.Count(mailcluster.PrefixServers) > 0 && !m.Service.IsRegistered(c.NodeName)
+		},
+		MayLead: func() bool {
+			sv, ok := m.Service.RegisteredServer(c.NodeName)
+			return !ok || sv.Version == mailcluster.Version
+		},
 		OnChange: func(r mailcluster.Role) {
 			select {
 			case roles <- r:
@@ -242,6 +262,14 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			if m.outbox != nil {
 				m.outbox.Kick()
 			}
+			if prevRole == mailcluster.RolePrimary && r != mailcluster.RolePrimary {
+				m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "step-down", Message: "this node stopped being the primary",
+					Fields: map[string]string{"role": string(r)}})
+			}
+			if prevRole == mailcluster.RolePending && r == mailcluster.RoleSecondary {
+				m.events.Record(mailcluster.ClusterEvent{Event: "registered", Message: "this node is registered and serves as a secondary"})
+			}
+			prevRole = r
 			if r == mailcluster.RolePrimary {
 				m.events.Record(mailcluster.ClusterEvent{Event: "election", Message: "this node became the primary",
 					Fields: map[string]string{"elections": fmt.Sprint(election.Elections())}})
@@ -253,7 +281,18 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	m.lead = election
 	m.Service = m.newService(st, election, mailcluster.ModeCluster)
 	m.Service.Lag = st
-	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election}
+	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election,
+		Store: st, Internal: m.internal}
+	admitter := &cluster.Admitter{Client: client, Cluster: c.ClusterName, Internal: m.internal}
+	m.Service.Admit = admitter
+	m.Service.Checks = append(m.Service.Checks, healthFunc(m.joinProblems))
+	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
+	if c.AutoAdmit {
+		m.goBackground(func() { m.autoAdmit(bg, admitter, isPrimary) })
+	}
+	probe := &cluster.ClockProbe{Store: st, Internal: m.internal, Self: c.NodeName, Servers: m.Service.RegisteredServers,
+		Primary: isPrimary, Events: m.events, Interval: c.ProbeInterval}
+	m.goBackground(func() { probe.Run(bg) })
 	reg := &cluster.Registration{Client: client, NodeName: c.NodeName, Cluster: c.ClusterName, APIAddr: advertise,
 		NodeKeyID: keyID, NeverPrimary: c.NeverPrimary, Log: m.Log}
 	electCtx, stopElection := context.WithCancel(bg)
@@ -375,6 +414,106 @@ func (m *Main) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 		return
 	}
 	m.announcePassword(generated)
+	if len(m.Service.RegisteredServers()) == 0 {
+		// The first node of a new cluster: nobody else could admit it.
+		zone, _ := time.Now().Zone()
+		if err := m.Service.RegisterSelf(ctx, mailcluster.Server{Name: m.Config.NodeName, APIURL: m.selfURL(),
+			NodeKeyID: m.keyID, Version: mailcluster.Version, TimeZone: zone}); err != nil {
+			m.Log.Error("registering the first node", "err", err)
+		}
+	}
+	if err := m.shared.EnsureProbe(ctx); err != nil {
+		m.Log.Error("writing the shared-path probe", "err", err)
+	}
+}
+
+// selfURL is this node's advertised API URL.
+func (m *Main) selfURL() string {
+	if p, ok := m.lead.Primary(); ok && p.Name == m.Config.NodeName {
+		return p.APIURL
+	}
+	return "http://" + m.advertise
+}
+
+// healthFunc adapts a function to mailcluster.HealthCheck.
+type healthFunc func() []string
+
+func (f healthFunc) Problems() []string { return f() }
+
+// joinProblems says why this node cannot join (shown by /health).
+func (m *Main) joinProblems() []string {
+	var out []string
+	if ok, detail := m.shared.Verify(); !ok {
+		out = append(out, "shared path: "+detail)
+	}
+	if m.standaloneAttachmentLinking() {
+		out = append(out, "attachment linking is enabled in this node's standalone state; it cannot be used in a cluster")
+	}
+	return out
+}
+
+// standaloneAttachmentLinking reports attachment linking switched on in
+// the state this node kept while it ran standalone (read once).
+func (m *Main) standaloneAttachmentLinking() bool {
+	m.linkOnce.Do(func() { m.linking = m.readStandaloneAttachmentLinking() })
+	return m.linking
+}
+
+func (m *Main) readStandaloneAttachmentLinking() bool {
+	v, ok, err := cluster.ReadStateValue(filepath.Join(m.Config.DataDir, "state.db"),
+		mailcluster.PrefixSettings+mailcluster.MainSettingsFile+"/"+mailcluster.SectionAttachmentLinking+"/"+mailcluster.KeyEnabled)
+	if err != nil || !ok {
+		return false
+	}
+	on, _ := mailcluster.ParseFlag(string(v))
+	return on
+}
+
+// NodeInfo answers the internal API's /internal/v1/info for admission.
+func (m *Main) nodeInfo() any {
+	ok, detail := m.shared.Verify()
+	zone, _ := time.Now().Zone()
+	return cluster.NodeInfo{Name: m.Config.NodeName, APIURL: "http://" + m.advertise, KeyID: m.keyID, Version: mailcluster.Version,
+		TimeZone: zone, SharedPathOK: ok, SharedPathDetail: detail, AttachmentLinking: m.standaloneAttachmentLinking()}
+}
+
+// timeProbe answers /internal/v1/time (shifted by --test-clock-offset).
+func (m *Main) timeProbe() any {
+	now := time.Now().Add(m.Config.TestClockSkew)
+	zone, _ := now.Zone()
+	return cluster.TimeProbe{UnixNano: now.UnixNano(), Zone: zone}
+}
+
+// autoAdmit registers, while this node is primary, every node of the
+// cluster that Consul lists and that passes the admission checks; a
+// refused node is tried again once a minute (each refusal is logged).
+func (m *Main) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary func() bool) {
+	refused := map[string]time.Time{}
+	t := time.NewTicker(300 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !isPrimary() {
+			continue
+		}
+		cands, err := a.Candidates(ctx)
+		if err != nil {
+			continue
+		}
+		for name := range cands {
+			if m.Service.IsRegistered(name) || time.Since(refused[name]) < time.Minute {
+				continue
+			}
+			if _, err := m.Service.RegisterServer(ctx, name); err != nil {
+				refused[name] = time.Now()
+				m.Log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
+			}
+		}
+	}
 }
 
 // Close stops the node: in a cluster it first hands the primary role

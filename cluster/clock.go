@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"mailcluster"
+)
+
+// PrefixClock holds the primary's clock probes: clock/<node>.
+const PrefixClock = "clock/"
+
+// ClockReading is the last clock probe of a node, published by the primary.
+type ClockReading struct {
+	OffsetMS int64     `json:"offsetMs"`
+	Zone     string    `json:"zone"`
+	Warning  string    `json:"warning,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// MaxClockOffset is the clock offset past which a node is warned about.
+const MaxClockOffset = time.Second
+
+// ClockProbe runs on every node and acts on the primary: it probes each
+// registered node's clock over the internal API (offset from the round
+// trip), and publishes readings that changed; an offset over 1 s or
+// another time zone is a warning in the cluster log and the status.
+type ClockProbe struct {
+	Store    mailcluster.Store
+	Internal *InternalClient
+	Self     string
+	Servers  func() []mailcluster.Server
+	Primary  func() bool
+	Events   mailcluster.ClusterLog
+	// Interval between rounds; 0 means 30 s.
+	Interval time.Duration
+}
+
+// Run probes until ctx ends.
+func (p *ClockProbe) Run(ctx context.Context) {
+	interval := p.Interval
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p.Primary() {
+			p.round(ctx)
+		}
+	}
+}
+
+func (p *ClockProbe) round(ctx context.Context) {
+	zone, _ := time.Now().Zone()
+	for _, s := range p.Servers() {
+		if s.Name == p.Self {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		t0 := time.Now()
+		tp, err := p.Internal.Time(pctx, s.APIURL)
+		t1 := time.Now()
+		cancel()
+		if err != nil {
+			continue
+		}
+		mid := t0.Add(t1.Sub(t0) / 2)
+		offset := time.Duration(tp.UnixNano - mid.UnixNano())
+		r := ClockReading{OffsetMS: offset.Milliseconds(), Zone: tp.Zone, At: time.Now().UTC()}
+		switch {
+		case offset > MaxClockOffset || offset < -MaxClockOffset:
+			r.Warning = fmt.Sprintf("clock differs from the primary's by %d ms (more than 1 s)", r.OffsetMS)
+		case tp.Zone != zone:
+			r.Warning = fmt.Sprintf("time zone %s differs from the primary's %s", tp.Zone, zone)
+		}
+		p.publish(ctx, s.Name, r)
+	}
+}
+
+// publish stores a reading when it changed noticeably, and records a
+// warning when one appears or changes.
+func (p *ClockProbe) publish(ctx context.Context, node string, r ClockReading) {
+	var old ClockReading
+	kv, ok := p.Store.Get(PrefixClock + node)
+	if ok {
+		_ = json.Unmarshal(kv.Value, &old)
+		diff := r.OffsetMS - old.OffsetMS
+		if diff < 0 {
+			diff = -diff
+		}
+		if diff < 100 && old.Warning == r.Warning && old.Zone == r.Zone {
+			return
+		}
+	}
+	b, _ := json.Marshal(r)
+	if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: PrefixClock + node, Value: b}}); err != nil {
+		return
+	}
+	if r.Warning != "" && r.Warning != old.Warning && p.Events != nil {
+		p.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "clock-warning", Message: r.Warning,
+			Fields: map[string]string{"node": node, "offset_ms": strconv.FormatInt(r.OffsetMS, 10), "zone": r.Zone}})
+	}
+}

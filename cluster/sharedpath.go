@@ -1,0 +1,83 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"mailcluster"
+)
+
+// keySharedProbe holds the token the primary wrote into the shared path.
+const keySharedProbe = "meta/shared-probe"
+
+// probeFile is the primary's probe in the shared path.
+const probeFile = ".mailcluster-probe"
+
+// SharedPath proves that a node sees the same shared path as the primary:
+// the primary writes a random token both into a file on the path and into
+// the replicated state; a node must read the same token from the file and
+// be able to create and delete a file of its own there.
+type SharedPath struct {
+	Dir   string // the node's --shared-path ("" when none)
+	Node  string
+	Store mailcluster.Store
+}
+
+// EnsureProbe writes the probe (primary only); a no-op without a path.
+func (p *SharedPath) EnsureProbe(ctx context.Context) error {
+	if p.Dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(p.Dir, 0o750); err != nil {
+		return fmt.Errorf("cluster: shared path %s: %w", p.Dir, err)
+	}
+	token := ""
+	if kv, ok := p.Store.Get(keySharedProbe); ok {
+		token = string(kv.Value)
+	}
+	path := filepath.Join(p.Dir, probeFile)
+	if cur, err := os.ReadFile(path); err == nil && token != "" && strings.TrimSpace(string(cur)) == token {
+		return nil
+	}
+	if token == "" {
+		token = rand.Text()
+		if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: keySharedProbe, Value: []byte(token)}}); err != nil {
+			return err
+		}
+	}
+	return writeFileAtomic(path, []byte(token+"\n"), 0o644)
+}
+
+// Verify reports whether this node can use the cluster's shared path, and
+// why not.
+func (p *SharedPath) Verify() (bool, string) {
+	kv, clusterUsesPath := p.Store.Get(keySharedProbe)
+	if p.Dir == "" {
+		if clusterUsesPath {
+			return false, "the cluster keeps its mailboxes on a shared path; start this node with --shared-path"
+		}
+		return true, "no shared path is used"
+	}
+	if !clusterUsesPath {
+		return false, "the primary has not written its probe into the shared path yet"
+	}
+	b, err := os.ReadFile(filepath.Join(p.Dir, probeFile))
+	if err != nil {
+		return false, fmt.Sprintf("the primary's probe file is not readable in %s: the path is not the cluster's shared path", p.Dir)
+	}
+	if strings.TrimSpace(string(b)) != string(kv.Value) {
+		return false, fmt.Sprintf("the probe file in %s is not the primary's: the path is not the cluster's shared path", p.Dir)
+	}
+	own := filepath.Join(p.Dir, ".probe-"+p.Node)
+	if err := os.WriteFile(own, []byte(p.Node), 0o644); err != nil {
+		return false, fmt.Sprintf("cannot create a file in %s", p.Dir)
+	}
+	if err := os.Remove(own); err != nil {
+		return false, fmt.Sprintf("cannot delete a file in %s", p.Dir)
+	}
+	return true, "the shared path is readable and writable"
+}
