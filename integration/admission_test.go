@@ -124,11 +124,7 @@ func TestClusterRefusals(t *testing.T) {
 		refused("twin", "same node key")
 	})
 	t.Run("OtherVersion", func(t *testing.T) {
-		other := filepath.Join(t.TempDir(), "mailcluster-other")
-		build := exec.Command("go", "build", "-ldflags", "-X mailcluster.Version=9.9.9-other", "-o", other, "../cmd/mailcluster")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build: %v\n%s", err, out)
-		}
+		other := buildOtherVersion(t)
 		saved := binPath
 		binPath = other
 		joiner(t, c, "newer", nil, "--shared-path", shared)
@@ -201,5 +197,43 @@ func TestClusterClockWarning(t *testing.T) {
 	// Reading another node's log through any node.
 	if !strings.Contains(clusterLog(t, c.Nodes[1], "node=n0&level=warn"), `"event":"clock-warning"`) {
 		t.Fatal("n0's log read through n1 lacks the warning")
+	}
+}
+
+// buildOtherVersion builds the binary with another version string.
+func buildOtherVersion(t *testing.T) string {
+	t.Helper()
+	other := filepath.Join(t.TempDir(), "mailcluster-other")
+	build := exec.Command("go", "build", "-ldflags", "-X mailcluster.Version=9.9.9-other", "-o", other, "../cmd/mailcluster")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return other
+}
+
+// TestClusterUpgradedNode restarts a registered node with another
+// version: it is flagged in the status and the cluster log, and it does
+// not become primary even when it is the only node left.
+func TestClusterUpgradedNode(t *testing.T) {
+	other := buildOtherVersion(t)
+	c := StartCluster(t, SharedConsul(t), 2, nil)
+	p := c.WaitPrimary(10 * time.Second)
+	s := c.Secondaries(p)[0]
+	c.Nodes[s].Stop()
+	saved := binPath
+	binPath = other
+	c.Start(s)
+	binPath = saved
+	eventually(t, 5*time.Second, "the upgraded node is flagged", func() bool {
+		code, body := admin(t, c.Nodes[p], "GET", "/api/v1/cluster", "")
+		return code == 200 && strings.Contains(body, "runs version 9.9.9-other")
+	})
+	if !strings.Contains(clusterLog(t, c.Nodes[s], "level=error"), `"event":"version-mismatch"`) {
+		t.Fatal("no version-mismatch entry in the upgraded node's cluster log")
+	}
+	c.Nodes[p].Stop()
+	time.Sleep(2 * time.Second)
+	if role(c.Nodes[s]) == "primary" {
+		t.Fatal("a node with another version became primary")
 	}
 }

@@ -57,8 +57,24 @@ func StartCluster(t testing.TB, consul *Consul, n int, extra map[int][]string) *
 		}
 	}
 	if autoAdmit {
+		eventually(t, 10*time.Second, "every node registered", func() bool {
+			ps := c.Primaries()
+			if len(ps) != 1 {
+				return false
+			}
+			code, body, err := tryDo("GET", c.Nodes[ps[0]].BaseURL+"/api/v1/cluster/servers", "admin@localhost", adminPW, "", "")
+			if err != nil || code != 200 {
+				return false
+			}
+			for i := range c.Nodes {
+				if !strings.Contains(body, fmt.Sprintf(`"name":"n%d"`, i)) {
+					return false
+				}
+			}
+			return true
+		})
 		for i, node := range c.Nodes {
-			eventually(t, 10*time.Second, fmt.Sprintf("n%d registered", i), func() bool {
+			eventually(t, 10*time.Second, fmt.Sprintf("n%d serves", i), func() bool {
 				h, ok := Health(node)
 				return ok && (h.Role == "primary" || h.Role == "secondary")
 			})

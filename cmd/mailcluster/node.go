@@ -53,6 +53,7 @@ type Main struct {
 	keyID        string
 	advertise    string
 	linkOnce     sync.Once
+	versionOnce  sync.Once
 	linking      bool
 	shared       *cluster.SharedPath
 	internal     *cluster.InternalClient
@@ -248,11 +249,25 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 		Client: client, Cluster: c.ClusterName, Self: self, Log: m.Log,
 		NeverPrimary: c.NeverPrimary, TTL: c.SessionTTL,
 		Pending: func() bool {
-			return st.Count(mailcluster.PrefixServers) > 0 && !m.Service.IsRegistered(c.NodeName)
+			if m.Service.IsRegistered(c.NodeName) {
+				return false
+			}
+			// Unregistered: pending, unless the cluster is new (no server
+			// registered and no primary yet), when any node may start it.
+			p, ok := election.Primary()
+			return st.Count(mailcluster.PrefixServers) > 0 || ok && p.Name != c.NodeName
 		},
 		MayLead: func() bool {
 			sv, ok := m.Service.RegisteredServer(c.NodeName)
-			return !ok || sv.Version == mailcluster.Version
+			if ok && sv.Version != mailcluster.Version {
+				m.versionOnce.Do(func() {
+					m.events.Record(mailcluster.ClusterEvent{Level: "error", Event: "version-mismatch",
+						Message: "this node runs another version than it was registered with; it will not become primary until versions match again",
+						Fields:  map[string]string{"running": mailcluster.Version, "registered": sv.Version}})
+				})
+				return false
+			}
+			return true
 		},
 		OnChange: func(r mailcluster.Role) {
 			select {
