@@ -34,7 +34,8 @@ done
 
 for i in 1 2 3; do
 	"$MC" serve --data-dir "$DEMO_DIR/node$i" --http-addr "127.0.0.1:808$i" --node-name "node$i" \
-		--consul-addr "127.0.0.1:$CONSUL_PORT" --cluster-name demo >"$DEMO_DIR/node$i.log" 2>&1 &
+		--smtp-addr "127.0.0.1:252$i" --submission-addr "127.0.0.1:258$i" \
+		--consul-addr "127.0.0.1:$CONSUL_PORT" --cluster-name demo --auto-admit --shared-path "$(pwd)/$DEMO_DIR/shared" >"$DEMO_DIR/node$i.log" 2>&1 &
 	pids+=($!)
 done
 for i in 1 2 3; do
@@ -48,9 +49,9 @@ cat <<INFO
 
 mailcluster demo: three nodes in cluster "demo"
   Consul UI      http://127.0.0.1:$CONSUL_PORT/ui/
-  node1          http://127.0.0.1:8081/api/v1/   XML-API http://127.0.0.1:8081/MdMgmtWS
-  node2          http://127.0.0.1:8082/api/v1/   XML-API http://127.0.0.1:8082/MdMgmtWS
-  node3          http://127.0.0.1:8083/api/v1/   XML-API http://127.0.0.1:8083/MdMgmtWS
+  node1          http://127.0.0.1:8081/api/v1/   XML-API http://127.0.0.1:8081/MdMgmtWS   SMTP 127.0.0.1:2521  submission 127.0.0.1:2581
+  node2          http://127.0.0.1:8082/api/v1/   XML-API http://127.0.0.1:8082/MdMgmtWS   SMTP 127.0.0.1:2522  submission 127.0.0.1:2582
+  node3          http://127.0.0.1:8083/api/v1/   XML-API http://127.0.0.1:8083/MdMgmtWS   SMTP 127.0.0.1:2523  submission 127.0.0.1:2583
   admin          admin@localhost / $MAILCLUSTER_ADMIN_PASSWORD
   status         MAILCLUSTER_ADMIN_PASSWORD=$MAILCLUSTER_ADMIN_PASSWORD $MC status --url http://127.0.0.1:8081
   logs           $DEMO_DIR/node*.log, $DEMO_DIR/node*/logs/cluster.log
