@@ -145,3 +145,45 @@ func TestMetrics(t *testing.T) {
 		}
 	})
 }
+
+// TestHealthRoles covers /health/primary and /health/secondary.
+func TestHealthRoles(t *testing.T) {
+	t.Run("Primary", func(t *testing.T) {
+		env := MustOpenEnv(t)
+		c := env.Admin.Anonymous()
+		var h struct{ Summary, Role string }
+		c.Get(t, "/health/primary").Expect(t, http.StatusOK).JSON(t, &h)
+		if h.Role != "primary" || !strings.HasPrefix(h.Summary, "primary; lag 0 ms; ok") {
+			t.Fatalf("health = %+v", h)
+		}
+		c.Get(t, "/health/secondary").Expect(t, http.StatusServiceUnavailable)
+		c.Do(t, Request{Method: http.MethodHead, Path: "/health/primary"}).Expect(t, http.StatusOK)
+		c.Do(t, Request{Method: http.MethodHead, Path: "/health/secondary"}).Expect(t, http.StatusServiceUnavailable)
+	})
+	t.Run("Secondary", func(t *testing.T) {
+		primary := MustOpenEnv(t)
+		sec := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
+			primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})
+		c := sec.Admin.Anonymous()
+		c.Get(t, "/health/secondary").Expect(t, http.StatusOK)
+		c.Get(t, "/health/secondary?max_lag=500ms").Expect(t, http.StatusOK)
+		c.Get(t, "/health/secondary?max_lag=2").Expect(t, http.StatusOK)
+		c.Get(t, "/health/primary").Expect(t, http.StatusServiceUnavailable)
+		c.Do(t, Request{Method: http.MethodGet, Path: "/health/secondary?max_lag=soon"}).ExpectProblem(t, http.StatusBadRequest, "invalid")
+	})
+	t.Run("Pending", func(t *testing.T) {
+		primary := MustOpenEnv(t)
+		p := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RolePending,
+			primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})
+		c := p.Admin.Anonymous()
+		var h struct {
+			Status   string
+			Problems []string
+		}
+		c.Get(t, "/health").Expect(t, http.StatusServiceUnavailable).JSON(t, &h)
+		if h.Status != "unhealthy" || len(h.Problems) == 0 || !strings.Contains(h.Problems[0], "not registered") {
+			t.Fatalf("pending health = %+v", h)
+		}
+		c.Get(t, "/health/secondary").Expect(t, http.StatusServiceUnavailable)
+	})
+}

@@ -317,6 +317,11 @@ func TestClusterStatusAndRegistration(t *testing.T) {
 			t.Fatalf("meta = %v", e.Service.Meta)
 		}
 	}
+	// The Consul check's output states role and lag in words.
+	eventually(t, 5*time.Second, "check output states the role", func() bool {
+		_, body := do(t, "GET", "http://"+c.Consul.Addr+"/v1/health/checks/mailcluster", "", "", "", "")
+		return strings.Contains(body, `primary; lag 0 ms; ok`) && strings.Contains(body, `secondary; lag 0 ms; ok`)
+	})
 	c.Nodes[p].Stop()
 	eventually(t, 3*time.Second, "stopped node deregistered", func() bool {
 		_, body := do(t, "GET", "http://"+c.Consul.Addr+"/v1/health/service/mailcluster?tag=cluster-"+c.Name, "", "", "", "")

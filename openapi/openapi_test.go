@@ -256,10 +256,10 @@ func TestCertificateSchemas(t *testing.T) {
 		{"OKImportNoDefault", "CertificateImport", `{"chainPem":"c","keyPem":"k"}`, true},
 		{"ErrImportNoKey", "CertificateImport", `{"chainPem":"c"}`, false},
 		{"ErrImportUnknown", "CertificateImport", `{"chainPem":"c","keyPem":"k","password":"x"}`, false},
-		{"OKHealthy", "Health", `{"status":"ok","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, true},
-		{"OKUnhealthy", "Health", `{"status":"unhealthy","role":"primary","name":"n","index":1,"lagMs":0,"problems":["x"]}`, true},
-		{"ErrHealthNoProblems", "Health", `{"status":"ok","role":"primary","name":"n","index":1,"lagMs":0}`, false},
-		{"ErrHealthStatus", "Health", `{"status":"degraded","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, false},
+		{"OKHealthy", "Health", `{"summary":"primary; lag 0 ms; ok","status":"ok","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, true},
+		{"OKUnhealthy", "Health", `{"summary":"primary; lag 0 ms; ok","status":"unhealthy","role":"primary","name":"n","index":1,"lagMs":0,"problems":["x"]}`, true},
+		{"ErrHealthNoProblems", "Health", `{"summary":"primary; lag 0 ms; ok","status":"ok","role":"primary","name":"n","index":1,"lagMs":0}`, false},
+		{"ErrHealthStatus", "Health", `{"summary":"primary; lag 0 ms; ok","status":"degraded","role":"primary","name":"n","index":1,"lagMs":0,"problems":[]}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema+"/"+tt.name, func(t *testing.T) {
