@@ -3,13 +3,16 @@ package api
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"mailcluster"
 )
@@ -56,6 +59,95 @@ func (s *Server) clientIP(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// observe counts every request and its duration by route pattern,
+// method and status (see Config.Registerer), once the error handler has
+// answered. Without a Registerer it is a no-op.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.reqMetrics == nil {
+		return next
+	}
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		s.reqMetrics.observe(c.Path(), c.Request().Method, c.Response().Status, time.Since(start))
+		return nil
+	}
+}
+
+// routeUnmatched is the route label of a request that matched no route.
+const routeUnmatched = "unmatched"
+
+// requestMetrics are the collectors of the request metrics. Their labels
+// are bounded: route is a registered route pattern or routeUnmatched,
+// method one of the standard methods or "other".
+type requestMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	routes   map[string]bool // registered route patterns; written before serving
+}
+
+func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
+	return &requestMetrics{
+		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailcluster", Subsystem: "http", Name: "requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status code.",
+		}, []string{"route", "method", "status"})),
+		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "mailcluster", Subsystem: "http", Name: "request_duration_seconds",
+			Help:    "Time taken to answer HTTP requests, by route pattern and method.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method"})),
+		routes: map[string]bool{},
+	}
+}
+
+// learnRoutes records the route patterns that may appear as labels.
+func (m *requestMetrics) learnRoutes(rs []*echo.Route) {
+	for _, r := range rs {
+		m.routes[r.Path] = true
+	}
+}
+
+func (m *requestMetrics) observe(path, method string, status int, d time.Duration) {
+	route := path
+	if !m.routes[route] {
+		// Echo reports some path of its tree for a request it could not
+		// route; only registered patterns become labels.
+		route = routeUnmatched
+	}
+	method = methodLabel(method)
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// methodLabel keeps the standard methods and folds any other into "other".
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// register registers c with reg, or returns the equal collector that is
+// registered there already (several Servers may share a registry). It
+// panics on any other conflict, as prometheus.MustRegister does.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+		panic(fmt.Errorf("api: register metrics: %w", err))
+	}
+	return c
 }
 
 // accessLog writes one line per request after the error handler has

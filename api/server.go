@@ -23,6 +23,7 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultBodyLimit is the request body limit when Config.BodyLimit is 0.
@@ -64,6 +65,15 @@ type Config struct {
 	// registry); it must expose nothing secret. When nil, GET /metrics
 	// answers 404.
 	Metrics http.Handler
+	// Registerer, when non-nil, receives the request metrics:
+	// mailcluster_http_requests_total{route,method,status} and
+	// mailcluster_http_request_duration_seconds{route,method}, where
+	// route is Echo's route pattern ("/api/v1/domains/:domain") or
+	// "unmatched", never the requested URL. nil records no metrics.
+	// Servers may share a Registerer (they then share the collectors);
+	// NewServer panics when other collectors with those names are
+	// registered there already.
+	Registerer prometheus.Registerer
 }
 
 // Server is the HTTP handler of the management API. It sets no timeouts:
@@ -78,6 +88,7 @@ type Server struct {
 	metrics       http.Handler
 	internalInfo  func() any
 	internalTime  func() any
+	reqMetrics    *requestMetrics // nil: no request metrics
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -96,7 +107,10 @@ func NewServer(svc Service, cfg Config) *Server {
 	s.e.HidePort = true
 	s.e.HTTPErrorHandler = s.handleError
 	s.e.IPExtractor = ipExtractor(cfg.TrustedProxies)
-	s.e.Use(s.requestID, s.clientIP, s.accessLog, s.recover, s.limitBody)
+	if cfg.Registerer != nil {
+		s.reqMetrics = newRequestMetrics(cfg.Registerer)
+	}
+	s.e.Use(s.requestID, s.clientIP, s.observe, s.accessLog, s.recover, s.limitBody)
 
 	registerMetaRoutes(s)
 	registerInternalRoutes(s)
@@ -115,6 +129,9 @@ func NewServer(svc Service, cfg Config) *Server {
 	registerClusterRoutes(s, v1)
 	registerScreeningRoutes(s, v1)
 	registerCertificateRoutes(s, v1)
+	if s.reqMetrics != nil {
+		s.reqMetrics.learnRoutes(s.e.Routes())
+	}
 	return s
 }
 

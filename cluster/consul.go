@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -51,6 +52,8 @@ type ConsulStore struct {
 	// Events, when set, receives a "replication-applied" entry at most
 	// every 10 s while changes are applied (index and number of keys).
 	Events mailcluster.ClusterLog
+
+	watchErrors atomic.Uint64 // failed blocking queries
 
 	mu          sync.Mutex
 	lastContact time.Time // the last successful answer of Consul
@@ -122,6 +125,11 @@ func (s *ConsulStore) Lag() time.Duration {
 	return time.Since(last)
 }
 
+// WatchErrors returns how often the blocking query that follows the
+// replicated state failed (each failure is followed by a retry). Safe for
+// concurrent use.
+func (s *ConsulStore) WatchErrors() uint64 { return s.watchErrors.Load() }
+
 // Run follows the prefix with blocking queries until ctx ends.
 func (s *ConsulStore) Run(ctx context.Context) {
 	wait := s.WaitTime
@@ -137,6 +145,7 @@ func (s *ConsulStore) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			s.watchErrors.Add(1)
 			s.setFailing(true)
 			s.log.Debug("consul watch failed", "err", err)
 			select {

@@ -78,6 +78,13 @@ type Election struct {
 	holdUntil time.Time // stay out of the election until then (after a switchover)
 	kick      chan struct{}
 	elections atomic.Int64
+	// watchErrors counts failed reads of the primary key.
+	watchErrors atomic.Uint64
+
+	// roleMu orders role changes with the time-as-primary accounting.
+	roleMu       sync.Mutex
+	primarySince time.Time     // when this node last became primary
+	primaryTotal time.Duration // time as primary before primarySince
 }
 
 var _ mailcluster.Leadership = (*Election)(nil)
@@ -115,6 +122,22 @@ func (e *Election) Session() string { return e.session.Load().(string) }
 // Elections returns how often this node became primary.
 func (e *Election) Elections() int64 { return e.elections.Load() }
 
+// PrimaryDuration returns how long this node has been primary in all,
+// the current term included. Safe for concurrent use.
+func (e *Election) PrimaryDuration() time.Duration {
+	e.roleMu.Lock()
+	defer e.roleMu.Unlock()
+	d := e.primaryTotal
+	if e.Role() == mailcluster.RolePrimary {
+		d += time.Since(e.primarySince)
+	}
+	return d
+}
+
+// WatchErrors returns how often reading the primary key from Consul
+// failed (each failure is followed by a retry).
+func (e *Election) WatchErrors() uint64 { return e.watchErrors.Load() }
+
 func (e *Election) setRole(r mailcluster.Role, session string) {
 	if r == mailcluster.RoleSecondary && e.cfg.Pending != nil && e.cfg.Pending() {
 		r = mailcluster.RolePending
@@ -122,7 +145,18 @@ func (e *Election) setRole(r mailcluster.Role, session string) {
 	if r != mailcluster.RolePrimary {
 		e.session.Store("") // first: stop accepting writes
 	}
+	e.roleMu.Lock()
 	old := e.role.Swap(r)
+	if old != r {
+		now := time.Now()
+		if old == mailcluster.RolePrimary {
+			e.primaryTotal += now.Sub(e.primarySince)
+		}
+		if r == mailcluster.RolePrimary {
+			e.primarySince = now
+		}
+	}
+	e.roleMu.Unlock()
 	if r == mailcluster.RolePrimary {
 		e.session.Store(session)
 		self := e.cfg.Self
@@ -193,6 +227,23 @@ func (e *Election) ensureSession(ctx context.Context) (string, error) {
 	if id != "" {
 		return id, nil
 	}
+	// A session left by an earlier run of this node (killed, then started
+	// again within the TTL) is bound to the same check: registering and
+	// passing the check below would keep it, and the primary key it may
+	// hold, alive for ever. Destroy such sessions first.
+	name := "mailcluster-" + e.cfg.Cluster + "-" + e.cfg.Self.Name
+	sessions, _, err := e.cfg.Client.Session().List((&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("cluster: list sessions: %w", err)
+	}
+	for _, s := range sessions {
+		if s.Name == name {
+			if _, err := e.cfg.Client.Session().Destroy(s.ID, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+				return "", fmt.Errorf("cluster: destroy the stale session %s: %w", s.ID, err)
+			}
+			e.cfg.Log.Info("destroyed a stale election session of this node", "session", s.ID)
+		}
+	}
 	agent := e.cfg.Client.Agent()
 	reg := &api.AgentCheckRegistration{ID: e.checkID, Name: "mailcluster " + e.cfg.Self.Name + " election TTL",
 		Notes:             "Updated by the node every TTL/4; the election session is bound to it.",
@@ -206,8 +257,8 @@ func (e *Election) ensureSession(ctx context.Context) (string, error) {
 	e.mu.Lock()
 	e.lastBeat = time.Now()
 	e.mu.Unlock()
-	id, _, err := e.cfg.Client.Session().Create(&api.SessionEntry{
-		Name:      "mailcluster-" + e.cfg.Cluster + "-" + e.cfg.Self.Name,
+	id, _, err = e.cfg.Client.Session().Create(&api.SessionEntry{
+		Name:      name,
 		Checks:    []string{"serfHealth", e.checkID},
 		LockDelay: e.cfg.LockDelay,
 		Behavior:  api.SessionBehaviorRelease,
@@ -255,6 +306,7 @@ func (e *Election) loop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			e.watchErrors.Add(1)
 			e.stepDown("consul is unreachable")
 			e.cfg.Log.Debug("election watch failed", "err", err)
 			sleepCtx(ctx, backoff)

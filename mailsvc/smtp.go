@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"mailcluster"
 )
@@ -103,7 +104,22 @@ type ServerConfig struct {
 	Hostname string       // announced in the greeting and Received fields
 	TLS      *tls.Config  // enables STARTTLS when not nil
 	Log      *slog.Logger //
+	// Registerer, when non-nil, receives the SMTP metrics:
+	// mailcluster_smtp_sessions_total{listener} (inbound, submission),
+	// mailcluster_smtp_deliveries_total (messages accepted after DATA) and
+	// mailcluster_smtp_rejections_total{code} (every refusal the server
+	// decides, by reply code, the 421 of a refused connection included;
+	// go-smtp's own replies to malformed commands are not counted). nil
+	// records no metrics. NewServer panics when other collectors with
+	// those names are registered there already.
+	Registerer prometheus.Registerer
 }
+
+// Listener names of the SMTP metrics.
+const (
+	ListenerInbound    = "inbound"
+	ListenerSubmission = "submission"
+)
 
 // Server runs the inbound (port 25 style) and submission (port 587 style)
 // SMTP listeners of a node.
@@ -111,8 +127,72 @@ type Server struct {
 	store   *Store
 	dir     Directory
 	cfg     ServerConfig
+	metrics *smtpMetrics // nil: none
 	inbound *smtp.Server
 	submit  *smtp.Server
+}
+
+// smtpMetrics are the collectors of ServerConfig.Registerer; a nil
+// *smtpMetrics records nothing.
+type smtpMetrics struct {
+	sessions   *prometheus.CounterVec
+	deliveries prometheus.Counter
+	rejections *prometheus.CounterVec
+}
+
+func newSMTPMetrics(reg prometheus.Registerer) *smtpMetrics {
+	m := &smtpMetrics{
+		sessions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailcluster", Subsystem: "smtp", Name: "sessions_total",
+			Help: "SMTP sessions opened (connections accepted past screening), by listener.",
+		}, []string{"listener"})),
+		deliveries: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mailcluster", Subsystem: "smtp", Name: "deliveries_total",
+			Help: "Messages received over SMTP and delivered to every recipient's mailbox.",
+		})),
+		rejections: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailcluster", Subsystem: "smtp", Name: "rejections_total",
+			Help: "SMTP commands and connections refused, by reply code.",
+		}, []string{"code"})),
+	}
+	for _, l := range []string{ListenerInbound, ListenerSubmission} {
+		m.sessions.WithLabelValues(l) // export zeros
+	}
+	return m
+}
+
+func (m *smtpMetrics) session(listener string) {
+	if m != nil {
+		m.sessions.WithLabelValues(listener).Inc()
+	}
+}
+
+func (m *smtpMetrics) delivered() {
+	if m != nil {
+		m.deliveries.Inc()
+	}
+}
+
+func (m *smtpMetrics) rejected(code int) {
+	if m != nil {
+		m.rejections.WithLabelValues(strconv.Itoa(code)).Inc()
+	}
+}
+
+// register registers c with reg, or returns the equal collector that is
+// registered there already (several Servers may share a registry). It
+// panics on any other conflict, as prometheus.MustRegister does.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+		panic(fmt.Errorf("mailsvc: register metrics: %w", err))
+	}
+	return c
 }
 
 // NewServer returns a Server delivering through store. Limits and
@@ -121,6 +201,9 @@ type Server struct {
 // the current settings.
 func NewServer(store *Store, dir Directory, cfg ServerConfig) *Server {
 	s := &Server{store: store, dir: dir, cfg: cfg}
+	if cfg.Registerer != nil {
+		s.metrics = newSMTPMetrics(cfg.Registerer)
+	}
 	s.inbound = s.newSMTP(false)
 	s.submit = s.newSMTP(true)
 	return s
@@ -152,21 +235,23 @@ func (s *Server) newSMTP(submission bool) *smtp.Server {
 
 // ServeInbound serves inbound SMTP on ln until Close.
 func (s *Server) ServeInbound(ln net.Listener) error {
-	return s.inbound.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log})
+	return s.inbound.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, metrics: s.metrics, name: ListenerInbound})
 }
 
 // ServeSubmission serves submission on ln until Close.
 func (s *Server) ServeSubmission(ln net.Listener) error {
-	return s.submit.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log})
+	return s.submit.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, metrics: s.metrics, name: ListenerSubmission})
 }
 
 // screenedListener refuses connections from addresses blocked by dynamic
 // screening right at connect, with "421 4.7.0" (RFC 5321 4.2.3), before
-// any session is created.
+// any session is created. It counts the sessions it lets through.
 type screenedListener struct {
 	net.Listener
-	dir Directory
-	log *slog.Logger
+	dir     Directory
+	log     *slog.Logger
+	metrics *smtpMetrics
+	name    string // ListenerInbound or ListenerSubmission
 }
 
 func (l *screenedListener) Accept() (net.Conn, error) {
@@ -179,6 +264,7 @@ func (l *screenedListener) Accept() (net.Conn, error) {
 			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			_, _ = fmt.Fprintf(c, "421 4.3.2 This node is not in service yet (not registered in its cluster); try another\r\n")
 			_ = c.Close()
+			l.metrics.rejected(421)
 			continue
 		}
 		ip := remoteIP(c)
@@ -186,9 +272,11 @@ func (l *screenedListener) Accept() (net.Conn, error) {
 			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			_, _ = fmt.Fprintf(c, "421 4.7.0 Your address %s is blocked by dynamic screening; closing connection\r\n", b.IP)
 			_ = c.Close()
+			l.metrics.rejected(421)
 			l.log.Debug("smtp: refused a blocked address", "ip", ip)
 			continue
 		}
+		l.metrics.session(l.name)
 		return c, nil
 	}
 }
@@ -231,6 +319,16 @@ type session struct {
 
 var _ smtp.AuthSession = (*session)(nil)
 
+// refuse turns err into the SMTP reply (see smtpError) and counts it.
+func (s *session) refuse(err error) error {
+	reply := smtpError(s.log, err)
+	var se *smtp.SMTPError
+	if errors.As(reply, &se) {
+		s.srv.metrics.rejected(se.Code)
+	}
+	return reply
+}
+
 func (s *session) Reset() {
 	s.from, s.mail, s.rcpts = "", false, nil
 }
@@ -248,19 +346,19 @@ func (s *session) AuthMechanisms() []string {
 // Auth implements AUTH PLAIN (RFC 4616) and LOGIN.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.submission {
-		return nil, smtp.ErrAuthUnsupported
+		return nil, s.refuse(smtp.ErrAuthUnsupported)
 	}
 	check := func(identity, username, password string) error {
 		if identity != "" && !strings.EqualFold(identity, username) {
-			return smtpError(s.log, errAuthFailed)
+			return s.refuse(errAuthFailed)
 		}
 		ctx := mailcluster.NewContextWithClientIP(context.Background(), remoteIP(s.conn.Conn()))
 		a, err := s.srv.dir.AuthenticateUser(ctx, username, password)
 		if err != nil {
 			if mailcluster.ErrorCode(err) == mailcluster.EFORBIDDEN {
-				return smtpError(s.log, errBlocked)
+				return s.refuse(errBlocked)
 			}
-			return smtpError(s.log, errAuthFailed)
+			return s.refuse(errAuthFailed)
 		}
 		s.user = a
 		return nil
@@ -271,20 +369,20 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Login:
 		return &loginServer{check: func(u, p string) error { return check("", u, p) }}, nil
 	}
-	return nil, smtp.ErrAuthUnknownMechanism
+	return nil, s.refuse(smtp.ErrAuthUnknownMechanism)
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.submission && s.user == nil {
-		return smtpError(s.log, errAuthRequired)
+		return s.refuse(errAuthRequired)
 	}
 	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
 	if opts != nil && opts.Size > max {
-		return smtpError(s.log, errTooLarge)
+		return s.refuse(errTooLarge)
 	}
 	if from != "" {
 		if _, _, err := splitAny(from); err != nil {
-			return smtpError(s.log, errBadAddress)
+			return s.refuse(errBadAddress)
 		}
 	}
 	s.from, s.mail = from, true
@@ -301,28 +399,28 @@ func splitAny(addr string) (string, string, error) {
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.mail {
-		return smtpError(s.log, errSenderRequired)
+		return s.refuse(errSenderRequired)
 	}
 	if int64(len(s.rcpts)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
-		return smtpError(s.log, errTooManyRcpts)
+		return s.refuse(errTooManyRcpts)
 	}
 	_, domain, err := splitAny(to)
 	if err != nil {
-		return smtpError(s.log, errBadAddress)
+		return s.refuse(errBadAddress)
 	}
 	if !s.srv.dir.IsLocalDomain(domain) {
 		// No smarthost yet: mail for other domains is never relayed.
-		return smtpError(s.log, errRelayDenied)
+		return s.refuse(errRelayDenied)
 	}
 	a, err := s.srv.dir.LookupAccount(to)
 	if err != nil {
 		if mailcluster.ErrorCode(err) == mailcluster.EINVALID {
-			return smtpError(s.log, errUnknownUser) // an address we could never have
+			return s.refuse(errUnknownUser) // an address we could never have
 		}
-		return smtpError(s.log, err)
+		return s.refuse(err)
 	}
 	if a.Disabled {
-		return smtpError(s.log, errDisabled)
+		return s.refuse(errDisabled)
 	}
 	for _, r := range s.rcpts {
 		if r.Address() == a.Address() {
@@ -330,7 +428,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		}
 	}
 	if s.srv.store.overQuota(a, 0, 0) {
-		return smtpError(s.log, errMailboxFull)
+		return s.refuse(errMailboxFull)
 	}
 	s.rcpts = append(s.rcpts, a)
 	return nil
@@ -338,21 +436,22 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *session) Data(r io.Reader) error {
 	if len(s.rcpts) == 0 {
-		return smtpError(s.log, errSenderRequired)
+		return s.refuse(errSenderRequired)
 	}
 	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
 	header := s.traceHeader()
 	err := s.srv.store.Deliver(context.Background(), s.rcpts, header, r, max+int64(len(header)))
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
-			return smtp.ErrDataTooLarge
+			return s.refuse(smtp.ErrDataTooLarge)
 		}
-		return smtpError(s.log, err)
+		return s.refuse(err)
 	}
 	addrs := make([]string, len(s.rcpts))
 	for i, a := range s.rcpts {
 		addrs[i] = a.Address()
 	}
+	s.srv.metrics.delivered()
 	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","))
 	return nil
 }

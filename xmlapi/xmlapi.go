@@ -163,6 +163,14 @@ type Handler struct {
 	// MaxBodyBytes limits the request body; 0 (or less) means
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
+	// OnOperation, when set, is called once per answered request with the
+	// operation and the <Status> id, for metrics. operation is a supported
+	// operation's name, OperationUnknown for any other name, or
+	// OperationNone when the request was refused before its envelope was
+	// decoded (method, authentication, size, malformed XML); the set of
+	// values is bounded. It is called from the serving goroutines and must
+	// be safe for concurrent use.
+	OnOperation func(operation string, status int)
 
 	svc Service
 	log *slog.Logger
@@ -177,6 +185,13 @@ func NewHandler(svc Service, log *slog.Logger) *Handler {
 	}
 	return &Handler{svc: svc, log: log}
 }
+
+// Operation labels passed to Handler.OnOperation besides the names of the
+// supported operations.
+const (
+	OperationNone    = "none"    // refused before the envelope was decoded
+	OperationUnknown = "unknown" // <Operation> names no supported operation
+)
 
 // request is a decoded <Request>.
 type request struct {
@@ -370,6 +385,17 @@ func hasDirective(e *etree.Element) bool {
 // always HTTP 200. result is attached only on success.
 func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, err error, result *etree.Element) {
 	out := translate(err)
+	if h.OnOperation != nil {
+		op := OperationNone
+		switch {
+		case req == nil:
+		case out.ID == StatusUnknownOperation:
+			op = OperationUnknown // never the client's text: it is unbounded
+		default:
+			op = req.op
+		}
+		h.OnOperation(op, out.ID)
+	}
 	doc := etree.NewDocument()
 	doc.CreateProcInst("xml", `version="1.0" encoding="utf-8"`)
 	api := doc.CreateElement("MDaemon").CreateElement("API")

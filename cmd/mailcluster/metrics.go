@@ -2,16 +2,32 @@ package main
 
 import (
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"mailcluster"
+	"mailcluster/cluster"
 )
 
-// metrics is the node's Prometheus registry (served at /metrics).
+// metrics is the node's Prometheus registry (served at /metrics). The
+// packages add their own collectors to reg (api: HTTP requests; mailsvc:
+// SMTP); the rest is defined here: the node's role and replication, read
+// at scrape time (registerNode), and what the XML-API handler and the
+// cluster log report.
+//
+// Every metric is named mailcluster_* and its labels are bounded: routes
+// are route patterns, codes come from fixed tables, operations are the
+// supported ones (xmlapi.OperationUnknown for any other name).
 type metrics struct {
 	reg        *prometheus.Registry
 	certExpiry *prometheus.GaugeVec
+	xmlapiOps  *prometheus.CounterVec
+	blocks     prometheus.Counter
+	freezes    *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -20,10 +36,146 @@ func newMetrics() *metrics {
 		Namespace: "mailcluster", Name: "certificate_expiry_seconds",
 		Help: "Seconds until each of the cluster's certificates expires (negative when expired).",
 	}, []string{"name"})
-	m.reg.MustRegister(m.certExpiry, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.xmlapiOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mailcluster", Subsystem: "xmlapi", Name: "operations_total",
+		Help: "XML-API requests answered, by operation (\"none\" when refused before the envelope was read, \"unknown\" when unsupported) and <Status> id.",
+	}, []string{"operation", "status"})
+	m.blocks = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "mailcluster", Subsystem: "screening", Name: "blocks_total",
+		Help: "Client addresses blocked automatically by dynamic screening, as decided by this node (the primary).",
+	})
+	m.freezes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mailcluster", Subsystem: "screening", Name: "freezes_total",
+		Help: "Accounts frozen, by source (auto: dynamic screening; admin: an administrator), as decided by this node (the primary).",
+	}, []string{"source"})
+	for _, src := range []string{"auto", "admin"} {
+		m.freezes.WithLabelValues(src) // export zeros
+	}
+	m.reg.MustRegister(m.certExpiry, m.xmlapiOps, m.blocks, m.freezes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// xmlapiOperation counts one XML-API answer (xmlapi.Handler.OnOperation).
+func (m *metrics) xmlapiOperation(operation string, status int) {
+	m.xmlapiOps.WithLabelValues(operation, strconv.Itoa(status)).Inc()
+}
+
+// nodeState is what the node's role and replication metrics read at
+// scrape time. Every function must be safe for concurrent use.
+type nodeState struct {
+	Role        func() mailcluster.Role
+	Elections   func() int64         // how often this node became primary
+	PrimaryTime func() time.Duration // time as primary in all
+	Index       func() uint64        // the applied index of the replicated state
+	Lag         func() time.Duration // replication lag; negative: never in contact
+	// StateWatchErrors and ElectionWatchErrors count failed Consul watches
+	// (of the replicated state and of the primary key).
+	StateWatchErrors    func() uint64
+	ElectionWatchErrors func() uint64
+}
+
+// standaloneState reads a standalone node: always primary (since it
+// started), no election, no Consul.
+func standaloneState(lead mailcluster.Leadership, st mailcluster.Store, started time.Time) nodeState {
+	zero := func() uint64 { return 0 }
+	return nodeState{
+		Role:                lead.Role,
+		Elections:           func() int64 { return 0 },
+		PrimaryTime:         func() time.Duration { return time.Since(started) },
+		Index:               st.Index,
+		Lag:                 func() time.Duration { return 0 },
+		StateWatchErrors:    zero,
+		ElectionWatchErrors: zero,
+	}
+}
+
+// clusterState reads a cluster node's election and Consul store.
+func clusterState(e *cluster.Election, st *cluster.ConsulStore) nodeState {
+	return nodeState{
+		Role:                e.Role,
+		Elections:           e.Elections,
+		PrimaryTime:         e.PrimaryDuration,
+		Index:               st.Index,
+		Lag:                 st.Lag,
+		StateWatchErrors:    st.WatchErrors,
+		ElectionWatchErrors: e.WatchErrors,
+	}
+}
+
+// roles are the values of mailcluster_role's role label.
+var roles = []mailcluster.Role{mailcluster.RolePrimary, mailcluster.RoleSecondary, mailcluster.RolePending, mailcluster.RoleUnknown}
+
+// registerNode adds the role and replication metrics, read from st.
+func (m *metrics) registerNode(st nodeState) {
+	for _, r := range roles {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "mailcluster", Name: "role",
+			Help:        "The node's role: 1 for the current one, 0 for the others.",
+			ConstLabels: prometheus.Labels{"role": string(r)},
+		}, func() float64 {
+			if st.Role() == r {
+				return 1
+			}
+			return 0
+		}))
+	}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "mailcluster", Name: "elections_total",
+			Help: "How often this node became the primary (0 on a standalone node, which is always primary).",
+		}, func() float64 { return float64(st.Elections()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "mailcluster", Name: "primary_seconds_total",
+			Help: "Seconds this node has been the primary since it started.",
+		}, func() float64 { return st.PrimaryTime().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "mailcluster", Subsystem: "replication", Name: "index",
+			Help: "The index of the replicated state this node has applied.",
+		}, func() float64 { return float64(st.Index()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "mailcluster", Subsystem: "replication", Name: "lag_seconds",
+			Help: "How far behind Consul this node's state may be: 0 while the watch is connected, else the time since Consul last answered; -1 before the first answer. Always 0 on a standalone node.",
+		}, func() float64 {
+			lag := st.Lag()
+			if lag < 0 {
+				return -1
+			}
+			return lag.Seconds()
+		}),
+	)
+	for watch, n := range map[string]func() uint64{"state": st.StateWatchErrors, "election": st.ElectionWatchErrors} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "mailcluster", Name: "watch_errors_total",
+			Help:        "Failed Consul watches, by watch (state: the replicated state; election: the primary key). Always 0 on a standalone node.",
+			ConstLabels: prometheus.Labels{"watch": watch},
+		}, func() float64 { return float64(n()) }))
+	}
+}
+
+// screeningLog is a ClusterLog that counts the screening decisions the
+// Service records in it (the events "ip-blocked" and "account-frozen")
+// before passing every event on.
+type screeningLog struct {
+	mailcluster.ClusterLog
+	m *metrics
+}
+
+// Record implements mailcluster.ClusterLog.
+func (l screeningLog) Record(ev mailcluster.ClusterEvent) {
+	switch ev.Event {
+	case "ip-blocked":
+		l.m.blocks.Inc()
+	case "account-frozen":
+		src := ev.Fields["source"]
+		if src != "auto" && src != "admin" {
+			src = "other"
+		}
+		l.m.freezes.WithLabelValues(src).Inc()
+	}
+	l.ClusterLog.Record(ev)
 }

@@ -86,7 +86,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	for _, dir := range []string{c.DataDir, filepath.Join(c.DataDir, "app"), filepath.Join(c.DataDir, "logs")} {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("data dir: %w", err)
+			return fmt.Errorf("data dir %s: %w", c.DataDir, err)
 		}
 	}
 	keyID, err := loadNodeKey(c)
@@ -128,9 +128,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startMail(bg); err != nil {
 		return err
 	}
-	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlapi.NewHandler(m.Service, m.Log),
+	xmlHandler := xmlapi.NewHandler(m.Service, m.Log)
+	xmlHandler.OnOperation = m.metrics.xmlapiOperation
+	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlHandler,
 		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret), TrustedProxies: c.proxies(),
-		Metrics: m.metrics.handler(), InternalInfo: m.nodeInfo, InternalTime: m.timeProbe})
+		Metrics: m.metrics.handler(), Registerer: m.metrics.reg, InternalInfo: m.nodeInfo, InternalTime: m.timeProbe})
 	m.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -198,6 +200,7 @@ func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 	}
 	m.store = st
 	m.lead = mailcluster.StaticLeadership{Self: self}
+	m.metrics.registerNode(standaloneState(m.lead, st, time.Now()))
 	m.Service = m.newService(st, m.lead, mailcluster.ModeStandalone)
 	generated, err := m.Service.Bootstrap(ctx, boot)
 	if err != nil {
@@ -212,7 +215,7 @@ func (m *Main) newService(st mailcluster.Store, lead mailcluster.Leadership, mod
 	svc.NodeName = m.Config.NodeName
 	svc.NodeKeyID = m.keyID
 	svc.Mode = mode
-	svc.Events = m.events
+	svc.Events = screeningLog{ClusterLog: m.events, m: m.metrics}
 	return svc
 }
 
@@ -294,6 +297,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	})
 	st.Session = election.Session
 	m.lead = election
+	m.metrics.registerNode(clusterState(election, st))
 	m.Service = m.newService(st, election, mailcluster.ModeCluster)
 	m.Service.Lag = st
 	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election,
@@ -382,7 +386,8 @@ func (m *Main) startMail(bg context.Context) error {
 	m.certs.Sync()
 	m.Service.Checks = append(m.Service.Checks, m.certs)
 	m.goBackground(func() { m.certs.Run(bg, m.store) })
-	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: m.certs.TLSConfig(), Log: m.Log})
+	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: m.certs.TLSConfig(), Log: m.Log,
+		Registerer: m.metrics.reg})
 	for _, l := range []struct {
 		addr  string
 		out   *string
