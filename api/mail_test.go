@@ -547,6 +547,11 @@ func TestSecondaryMail(t *testing.T) {
 		// both nodes then read the new usage.
 		waitUsage(t, c, aliceBase, total, 1)
 		waitUsage(t, primary.Admin, aliceBase, total, 1)
+		// The usage is published before the outbox removes what it sent.
+		deadline := time.Now().Add(3 * time.Second)
+		for secondary.Outbox.Queued() != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if n := secondary.Outbox.Queued(); n != 0 {
 			t.Errorf("%d changes still queued", n)
 		}
