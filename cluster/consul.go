@@ -154,6 +154,10 @@ func (s *ConsulStore) Run(ctx context.Context) {
 			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, time.Second)
+			// Read at once when Consul is back, rather than block on the old
+			// index until something changes (the node would report lost
+			// contact for up to the wait time).
+			waitIndex = 0
 			continue
 		}
 		backoff = 50 * time.Millisecond
@@ -286,7 +290,10 @@ func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, er
 
 	ok, resp, _, err := s.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached; nothing was changed.", Err: fmt.Errorf("cluster: consul txn: %w", err)}
+		// Not "nothing was changed": Consul may fail the call after the
+		// change reached its log (e.g. "leadership lost while committing
+		// log"), and such a change can still be committed later.
+		return 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached or did not confirm the change; it may or may not have been applied: read it back before retrying.", Err: fmt.Errorf("cluster: consul txn: %w", err)}
 	}
 	if !ok {
 		for _, e := range resp.Errors {

@@ -311,6 +311,10 @@ func (e *Election) loop(ctx context.Context) {
 			e.cfg.Log.Debug("election watch failed", "err", err)
 			sleepCtx(ctx, backoff)
 			backoff = min(backoff*2, time.Second)
+			// Read the key at once when Consul is back: blocking on the old
+			// index would keep the node stepped down until the key changes
+			// or the wait ends (10 s), although its session may still hold it.
+			waitIndex = 0
 			continue
 		}
 		backoff = 50 * time.Millisecond
