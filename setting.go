@@ -155,6 +155,9 @@ func ParseIni(file string, text []byte) (Sections, error) {
 		IgnoreInlineComment:     true,
 		SkipUnrecognizableLines: false,
 		AllowShadows:            false,
+		// Classic ini files have no continuation lines, and their
+		// Windows paths end in a backslash (MailboxRoot=C:\Mail\).
+		IgnoreContinuation: true,
 	}, text)
 	if err != nil {
 		return nil, &Error{Code: EINVALID, Message: "The ini text cannot be parsed: " + sanitizeIniError(err), Err: err}
@@ -213,10 +216,25 @@ func RenderIni(s Sections) []byte {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			fmt.Fprintf(&b, "%s=%s\n", k, s[n][k])
+			fmt.Fprintf(&b, "%s=%s\n", k, iniValue(s[n][k]))
 		}
 	}
 	return b.Bytes()
+}
+
+// iniValue writes a value so that ParseIni reads it back unchanged. A
+// value the ini syntax would alter (surrounding space or quotes dropped, a
+// leading backquote or triple quote taken as a quoted value) is wrapped in
+// triple quotes, which keep everything up to the last three quotes of the
+// line as it is.
+func iniValue(v string) string {
+	if v == "" {
+		return v
+	}
+	if v != strings.TrimSpace(v) || strings.ContainsRune("\"'`", rune(v[0])) {
+		return `"""` + v + `"""`
+	}
+	return v
 }
 
 // ExpandMailboxPath fills a new-account template. Macros: $MAILBOXROOT$,

@@ -121,6 +121,23 @@ func TestSettingsFileRoundTrip(t *testing.T) {
 	t.Run("ErrFileName", func(t *testing.T) {
 		c.Get(t, "/api/v1/settings/bad.name").ExpectProblem(t, http.StatusBadRequest, "invalid")
 	})
+	// Values set as JSON that the ini syntax would alter (found by
+	// FuzzSettingRoundTrip) survive the text form: GET as text, PUT the
+	// text back, and every value is unchanged.
+	t.Run("TextKeepsOddValues", func(t *testing.T) {
+		odd := map[string]string{
+			"WinPath": `C:\MDaemon\Users\`, "Quoted": `"Welcome"`, "Single": `'x'`, "Padded": "  x  ",
+			"Raw": "`cmd` arg", "Triple": `"""a"""`, "Tab": "\t",
+		}
+		c.Send(t, http.MethodPut, "/api/v1/settings/odd", map[string]any{"sections": map[string]any{"Odd": odd}}).Expect(t, http.StatusOK)
+		text := c.Do(t, Request{Method: http.MethodGet, Path: "/api/v1/settings/odd", Accept: "text/plain"}).Expect(t, http.StatusOK).Body
+		c.Do(t, Request{Method: http.MethodPut, Path: "/api/v1/settings/odd", Body: text, ContentType: "text/plain"}).Expect(t, http.StatusOK)
+		var got settingsFile
+		c.Get(t, "/api/v1/settings/odd").Expect(t, http.StatusOK).JSON(t, &got)
+		if !reflect.DeepEqual(got.Sections["Odd"], odd) {
+			t.Errorf("after the text round trip: %q, want %q\ntext:\n%s", got.Sections["Odd"], odd, text)
+		}
+	})
 }
 
 // TestSettingsFileReplaceInvalid checks that refused replacements change

@@ -33,9 +33,17 @@ type env struct {
 	data       string
 }
 
+// MustOpenEnv starts the mail service of a standalone primary with
+// domain example.com and a few accounts; its log goes to t.Log.
 func MustOpenEnv(t *testing.T) *env {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	return mustOpenEnvLog(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+}
+
+// mustOpenEnvLog is MustOpenEnv with the service's logger (fuzz targets
+// must not log through testing.F once fuzzing).
+func mustOpenEnvLog(t testing.TB, log *slog.Logger) *env {
+	t.Helper()
 	data := t.TempDir()
 	st, err := cluster.OpenBoltStore(filepath.Join(data, "state.db"), log)
 	if err != nil {

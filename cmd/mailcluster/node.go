@@ -133,15 +133,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlHandler,
 		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret), TrustedProxies: c.proxies(),
 		Metrics: m.metrics.handler(), Registerer: m.metrics.reg, InternalInfo: m.nodeInfo, InternalTime: m.timeProbe})
-	m.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
-	}
+	m.http = newHTTPServer(handler, m.Log)
 	mat := cluster.NewMaterializer(m.store, filepath.Join(c.DataDir, "app"), m.Log)
 	mat.OnOverwrite = func(file string) {
 		m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "settings-overwritten",
@@ -182,6 +174,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"https", m.HTTPSAddr, "smtp", m.SMTPAddr, "submission", m.SubmissionAddr,
 		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
 	return nil
+}
+
+// newHTTPServer returns the http.Server of the APIs with the timeouts that
+// cut off slow clients: the request header within 10 s, the whole request
+// within 30 s (a body limit of 1 MiB needs no more), headers of at most
+// 64 KiB.
+func newHTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 func (m *Main) goBackground(f func()) {

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"mailcluster"
+	"mailcluster/api"
+	"mailcluster/cluster"
+	"mailcluster/xmlapi"
+)
+
+func TestHTTPServerTimeouts(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	if srv.ReadHeaderTimeout != 10*time.Second || srv.ReadTimeout != 30*time.Second || srv.WriteTimeout == 0 ||
+		srv.IdleTimeout == 0 || srv.MaxHeaderBytes != 64<<10 {
+		t.Fatalf("timeouts %v %v %v %v, header limit %d", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout,
+			srv.IdleTimeout, srv.MaxHeaderBytes)
+	}
+}
+
+// slowServer serves the node's APIs (REST with the XML-API mounted, over a
+// bootstrapped standalone state) with an http.Server made by
+// newHTTPServer, its read timeouts shortened so that the test is quick.
+func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string, *cluster.BoltStore) {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	st, err := cluster.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
+	svc.BcryptCost = bcrypt.MinCost
+	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{AdminAddress: "admin@localhost",
+		AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(api.NewServer(svc, api.Config{Log: log, XMLAPI: xmlapi.NewHandler(svc, log)}), log)
+	srv.ReadHeaderTimeout, srv.ReadTimeout = headerTimeout, readTimeout
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String(), st
+}
+
+// dribble writes head at once, then rest one byte every step, until the
+// server closes the connection or 5 s pass. It returns what the server
+// sent and how long the connection lasted.
+func dribble(t *testing.T, addr, head, rest string, step time.Duration) (string, time.Duration) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; time.Since(start) < 5*time.Second; i++ {
+		select {
+		case out := <-got:
+			return out, time.Since(start)
+		case <-time.After(step):
+		}
+		if _, err := c.Write([]byte{rest[i%len(rest)]}); err != nil {
+			return <-got, time.Since(start)
+		}
+	}
+	t.Fatalf("the server kept a slow client for %s", time.Since(start))
+	return "", 0
+}
+
+// TestSlowClients checks that the API server cuts off clients that send
+// their request too slowly, and keeps serving others meanwhile.
+func TestSlowClients(t *testing.T) {
+	const headerTimeout, readTimeout = 300 * time.Millisecond, 800 * time.Millisecond
+	addr, st := slowServer(t, headerTimeout, readTimeout)
+	base := "http://" + addr
+
+	t.Run("HeaderByteByByte", func(t *testing.T) {
+		out, d := dribble(t, addr, "", "GET /api/v1/node HTTP/1.1\r\nHost: x\r\nX-Slow: "+strings.Repeat("a", 200), 20*time.Millisecond)
+		if d < headerTimeout || d > headerTimeout+2*time.Second {
+			t.Errorf("connection lasted %s, want about %s", d, headerTimeout)
+		}
+		if strings.HasPrefix(out, "HTTP/1.1 2") {
+			t.Errorf("a request that never ended was answered: %q", out)
+		}
+	})
+	t.Run("BodyByteByByte", func(t *testing.T) {
+		body := `{"name":"slow.example","description":"` + strings.Repeat("x", 200) + `"}`
+		head := fmt.Sprintf("POST /api/v1/domains HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW5AbG9jYWxob3N0OmFkbWluLXBhc3MtMQ==\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+		before := st.Index()
+		out, d := dribble(t, addr, head, body, 20*time.Millisecond)
+		if d < readTimeout || d > readTimeout+2*time.Second {
+			t.Errorf("connection lasted %s, want about %s", d, readTimeout)
+		}
+		if strings.HasPrefix(out, "HTTP/1.1 2") {
+			t.Errorf("a request whose body never arrived was answered: %q", out)
+		}
+		if st.Index() != before {
+			t.Error("the state changed")
+		}
+	})
+	t.Run("XMLBodyByteByByte", func(t *testing.T) {
+		body := `<MDaemon><API><Request><Operation>CreateDomain</Operation><Parameters><Domain>slowxml.example</Domain>` +
+			strings.Repeat(" ", 200) + `</Parameters></Request></API></MDaemon>`
+		head := fmt.Sprintf("POST /MdMgmtWS HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWRtaW5AbG9jYWxob3N0OmFkbWluLXBhc3MtMQ==\r\n"+
+			"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n", len(body))
+		before := st.Index()
+		out, d := dribble(t, addr, head, body, 20*time.Millisecond)
+		if d > readTimeout+2*time.Second {
+			t.Errorf("connection lasted %s", d)
+		}
+		if strings.Contains(out, `id="0"`) {
+			t.Errorf("a request whose body never arrived succeeded: %q", out)
+		}
+		if st.Index() != before {
+			t.Error("the state changed")
+		}
+	})
+	t.Run("ManySlowClientsOthersServed", func(t *testing.T) {
+		var wg sync.WaitGroup
+		conns := make([]net.Conn, 50)
+		for i := range conns {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			conns[i] = c
+			_, _ = io.WriteString(c, "GET /health HTTP/1.1\r\nHost: x\r\n")
+		}
+		start := time.Now()
+		client := &http.Client{Timeout: 2 * time.Second}
+		for range 5 {
+			res, err := client.Get(base + "/health")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("/health: %d", res.StatusCode)
+			}
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("other clients waited %s", d)
+		}
+		// Every slow connection is closed after the header timeout.
+		for _, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = c.SetReadDeadline(time.Now().Add(headerTimeout + 2*time.Second))
+				_, err := io.ReadAll(c)
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Error("a slow connection stayed open")
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	t.Run("HugeHeader", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			_, _ = io.WriteString(c, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 200<<10)+"\r\n\r\n")
+		}()
+		b, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(b), "HTTP/1.1 431") {
+			t.Errorf("answer to a 200 KiB header: %.60q", b)
+		}
+	})
+}

@@ -1,0 +1,5 @@
+package mailsvc
+
+// SplitAny exports splitAny, the split of SMTP envelope addresses, to the
+// tests.
+var SplitAny = splitAny
