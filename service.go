@@ -410,8 +410,10 @@ func (s *Service) CreateDomain(ctx context.Context, d *Domain) (*Domain, error) 
 		return nil, conflictAs(err, "Domain %s already exists.", d.Name)
 	}
 	s.log.Info("domain created", "domain", d.Name)
-	out, _, err := s.getDomain(d.Name)
-	return out, err
+	if out, _, err := s.getDomain(d.Name); err == nil {
+		return out, nil
+	}
+	return d, nil // committed; this node's snapshot has not shown it yet
 }
 
 func validateDomainFields(description string, maxAccounts int) error {
@@ -455,8 +457,10 @@ func (s *Service) UpdateDomain(ctx context.Context, name string, upd DomainUpdat
 	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: domainKey(name), Value: b, Index: idx}}); err != nil {
 		return nil, conflictAs(err, "Domain %s was changed concurrently; try again.", name)
 	}
-	out, _, err := s.getDomain(name)
-	return out, err
+	if out, _, err := s.getDomain(name); err == nil {
+		return out, nil
+	}
+	return d, nil // committed; this node's snapshot has not shown it yet
 }
 
 // DeleteDomain removes a domain. A domain with accounts is removed, with
