@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,57 @@ type Lock struct {
 	done chan struct{}
 }
 
+// local queues the lock takers of this process per lock file, so that
+// they wait on a channel rather than poll the file; only one of them at a
+// time competes for the file with other nodes.
+var local = &localLocks{m: map[string]*localLock{}}
+
+type localLocks struct {
+	mu sync.Mutex
+	m  map[string]*localLock
+}
+
+type localLock struct {
+	ch   chan struct{}
+	refs int
+}
+
+func (l *localLocks) acquire(ctx context.Context, path string, deadline time.Time) error {
+	l.mu.Lock()
+	ll := l.m[path]
+	if ll == nil {
+		ll = &localLock{ch: make(chan struct{}, 1)}
+		l.m[path] = ll
+	}
+	ll.refs++
+	l.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case ll.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		l.release(path, false)
+		return ctx.Err()
+	case <-t.C:
+		l.release(path, false)
+		return ErrLockBusy
+	}
+}
+
+func (l *localLocks) release(path string, held bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ll := l.m[path]
+	if held {
+		<-ll.ch
+	}
+	ll.refs--
+	if ll.refs == 0 {
+		delete(l.m, path)
+	}
+}
+
 func (l *Locker) path(address string) string {
 	sum := sha256.Sum256([]byte(strings.ToLower(address)))
 	return filepath.Join(l.Dir, "mbox-"+hex.EncodeToString(sum[:10])+".lock")
@@ -58,6 +110,15 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		wait = 10 * time.Second
 	}
 	deadline := time.Now().Add(wait)
+	if err := local.acquire(ctx, path, deadline); err != nil {
+		return nil, err
+	}
+	held := false
+	defer func() {
+		if !held {
+			local.release(path, true)
+		}
+	}()
 	delay := time.Millisecond
 	content := fmt.Sprintf("%s %d %s %s\n", hostname, os.Getpid(), time.Now().UTC().Format(time.RFC3339), address)
 	for {
@@ -71,6 +132,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			}
 			lk := &Lock{path: path, stop: make(chan struct{}), done: make(chan struct{})}
 			go lk.refresh(l.staleAfter() / 4)
+			held = true
 			return lk, nil
 		}
 		if !os.IsExist(err) {
@@ -150,7 +212,9 @@ func (lk *Lock) refresh(every time.Duration) {
 func (lk *Lock) Unlock() error {
 	close(lk.stop)
 	<-lk.done
-	if err := os.Remove(lk.path); err != nil && !os.IsNotExist(err) {
+	err := os.Remove(lk.path)
+	local.release(lk.path, true)
+	if err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("mailsvc: unlock: %w", err)
 	}
 	return nil

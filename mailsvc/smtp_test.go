@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -391,6 +392,9 @@ func TestLocker(t *testing.T) {
 			t.Fatal(err)
 		}
 		files, _ := filepath.Glob(filepath.Join(dir, "mbox-*.lock"))
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
 		// another host's lock that is not refreshed any more
 		for _, f := range files {
 			os.WriteFile(f, []byte("otherhost 1 2026-01-01T00:00:00Z c@example.com\n"), 0o640)
@@ -402,6 +406,35 @@ func TestLocker(t *testing.T) {
 			t.Fatalf("old lock not broken: %v", err)
 		}
 		l2.Unlock()
-		_ = l.Unlock() // its file is gone already; Unlock still succeeds
+	})
+	t.Run("InProcessQueue", func(t *testing.T) {
+		// Takers in one process queue without polling, and all get it in turn.
+		q := &mailsvc.Locker{Dir: dir, Wait: 5 * time.Second}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		inside := 0
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l, err := q.Lock(ctx, "d@example.com")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				inside++
+				if inside != 1 {
+					t.Error("two holders at once")
+				}
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				l.Unlock()
+			}()
+		}
+		wg.Wait()
 	})
 }
