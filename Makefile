@@ -32,9 +32,10 @@ test: consul test-deps ## run every test, unit and integration (with a real Cons
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test $(TEST_FLAGS) ./integration/
 
 .PHONY: test-deps
-test-deps: ## install the Debian packages the tests drive (swaks, openssl, haproxy)
-	@command -v swaks >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && $(APT_INSTALL) swaks openssl haproxy; }
+test-deps: ## install the Debian packages the tests drive (swaks, openssl, haproxy, tzdata)
+	@command -v swaks >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 && \
+		[ -e /usr/share/zoneinfo/Asia/Tokyo ] || \
+		{ $(SUDO) apt-get update -qq && $(APT_INSTALL) swaks openssl haproxy tzdata; }
 
 .PHONY: bench-deps
 bench-deps: ## install the Debian packages the benchmarks compare with (postfix's smtp-sink)

@@ -237,3 +237,21 @@ func TestClusterUpgradedNode(t *testing.T) {
 		t.Fatal("a node with another version became primary")
 	}
 }
+
+// TestClusterZoneWarning starts a node in another time zone (TZ from the
+// system's zone database, package tzdata): the primary's clock probe warns.
+func TestClusterZoneWarning(t *testing.T) {
+	c := StartCluster(t, SharedConsul(t), 1, map[int][]string{0: {"--probe-interval", "200ms"}})
+	p := c.WaitPrimary(10 * time.Second)
+	if _, err := os.Stat("/usr/share/zoneinfo/Asia/Tokyo"); err != nil {
+		t.Fatal("the zone database is missing (Debian package tzdata)")
+	}
+	joiner(t, c, "faraway", []string{"TZ=Asia/Tokyo"})
+	eventually(t, 10*time.Second, "time zone warning in the status", func() bool {
+		code, body := admin(t, c.Nodes[p], "GET", "/api/v1/cluster", "")
+		return code == 200 && strings.Contains(body, "time zone JST differs from the primary's")
+	})
+	eventually(t, 2*time.Second, "zone warning in the cluster log", func() bool {
+		return strings.Contains(clusterLog(t, c.Nodes[p], "level=warn"), "time zone JST differs")
+	})
+}
