@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -68,6 +69,11 @@ type Service struct {
 	screen    *screening
 	dummyOnce sync.Once
 	dummyHash []byte
+
+	// decodedCache holds decoded domains and accounts by key, valid for
+	// the modify index they were decoded at.
+	decodedCache sync.Map
+	decodedCount atomic.Int64
 
 	authMu    sync.Mutex
 	authKey   []byte
@@ -342,11 +348,51 @@ func (s *Service) getDomain(name string) (*Domain, uint64, error) {
 		return nil, 0, Errorf(ENOTFOUND, "Domain %s does not exist.", name)
 	}
 	var d Domain
-	if err := json.Unmarshal(kv.Value, &d); err != nil {
-		return nil, 0, &Error{Code: EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
+	if !s.decodeCached(kv, &d) {
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			return nil, 0, &Error{Code: EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
+		}
+		s.storeDecoded(kv, d)
 	}
 	d.AccountCount = s.store.Count(accountPrefix(name))
 	return &d, kv.ModifyIndex, nil
+}
+
+// decoded is a record decoded from the store at one modify index.
+type decoded struct {
+	index uint64
+	value any // Domain or Account, by value
+}
+
+// maxDecoded bounds the cache of decoded records.
+const maxDecoded = 20000
+
+// decodeCached copies the decoded form of kv into dst when the cache holds
+// it at kv's modify index (records never change at one index).
+func (s *Service) decodeCached(kv KV, dst any) bool {
+	v, ok := s.decodedCache.Load(kv.Key)
+	if !ok || v.(decoded).index != kv.ModifyIndex {
+		return false
+	}
+	switch d := dst.(type) {
+	case *Domain:
+		rec, ok := v.(decoded).value.(Domain)
+		*d = rec
+		return ok
+	case *Account:
+		rec, ok := v.(decoded).value.(Account)
+		*d = rec
+		return ok
+	}
+	return false
+}
+
+func (s *Service) storeDecoded(kv KV, value any) {
+	if s.decodedCount.Add(1) > maxDecoded {
+		s.decodedCache.Clear()
+		s.decodedCount.Store(0)
+	}
+	s.decodedCache.Store(kv.Key, decoded{index: kv.ModifyIndex, value: value})
 }
 
 // FindDomains returns every domain the caller may see, by name.
@@ -528,8 +574,11 @@ func (s *Service) getAccount(domain, mailbox string) (*Account, uint64, error) {
 		return nil, 0, Errorf(ENOTFOUND, "Account %s@%s does not exist.", mailbox, domain)
 	}
 	var a Account
-	if err := json.Unmarshal(kv.Value, &a); err != nil {
-		return nil, 0, &Error{Code: EINTERNAL, Message: "A stored account record is damaged.", Err: err}
+	if !s.decodeCached(kv, &a) {
+		if err := json.Unmarshal(kv.Value, &a); err != nil {
+			return nil, 0, &Error{Code: EINTERNAL, Message: "A stored account record is damaged.", Err: err}
+		}
+		s.storeDecoded(kv, a)
 	}
 	return &a, kv.ModifyIndex, nil
 }
