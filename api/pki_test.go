@@ -1,137 +1,15 @@
 package api_test
 
-import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
-	"math/big"
-	"strings"
-	"time"
-)
+import "mailcluster/internal/testcert"
 
 // testCert is a certificate chain with its private key, as PEM.
-type testCert struct {
-	ChainPEM string
-	KeyPEM   string
-	// Fingerprint is the SHA-256 of the leaf's DER, hex.
-	Fingerprint string
-	Leaf        *x509.Certificate
-}
-
-// testPKI is a small CA with the certificates the tests import.
-type testPKI struct {
-	CAPEM    string
-	InterPEM string
-	Leaf     testCert // mail.example.com, smtp.example.com; chain leaf, CA
-	Leaf2    testCert // another leaf for mail.example.com
-	Inter    testCert // a leaf issued by the intermediate; chain leaf, intermediate, CA
-	Expired  testCert // expired yesterday
-	NoSAN    testCert // a common name only
-	// OtherKeyPEM belongs to no certificate of the PKI.
-	OtherKeyPEM string
-}
+type testCert = testcert.PKICert
 
 // pki is made once per test binary; generating ECDSA keys is fast.
-var pki = mustMakePKI()
+var pki = testcert.NewPKI()
 
-// Keys returns every private key of the PKI.
-func (p *testPKI) Keys() []string {
-	return []string{p.Leaf.KeyPEM, p.Leaf2.KeyPEM, p.Inter.KeyPEM, p.Expired.KeyPEM, p.NoSAN.KeyPEM, p.OtherKeyPEM}
-}
+// keyMarkers returns texts that betray one of the PKI's private keys.
+func keyMarkers() []string { return pki.KeyMarkers() }
 
-// keyMarkers returns texts that betray a private key: the PEM armour of
-// a key and every line of the base64 bodies of the PKI's keys.
-func keyMarkers() []string {
-	out := []string{"PRIVATE KEY-----"}
-	for _, k := range pki.Keys() {
-		for _, line := range strings.Split(k, "\n") {
-			if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
-				out = append(out, line)
-			}
-		}
-	}
-	return out
-}
-
-func mustMakePKI() *testPKI {
-	now := time.Now()
-	caKey, _ := mustKey()
-	ca := mustIssue(&x509.Certificate{
-		Subject: pkix.Name{CommonName: "mailcluster test CA"}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, nil, &caKey.PublicKey, caKey)
-	interKey, _ := mustKey()
-	inter := mustIssue(&x509.Certificate{
-		Subject: pkix.Name{CommonName: "mailcluster test intermediate"}, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(5, 0, 0),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, ca, &interKey.PublicKey, caKey)
-
-	leaf := func(cn string, dns []string, notBefore, notAfter time.Time, issuers ...*x509.Certificate) testCert {
-		key, keyPEM := mustKey()
-		signer := caKey
-		if issuers[0] == inter {
-			signer = interKey
-		}
-		c := mustIssue(&x509.Certificate{
-			Subject: pkix.Name{CommonName: cn}, DNSNames: dns, NotBefore: notBefore, NotAfter: notAfter,
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}, issuers[0], &key.PublicKey, signer)
-		chain := certPEM(c)
-		for _, i := range issuers {
-			chain += certPEM(i)
-		}
-		sum := sha256.Sum256(c.Raw)
-		return testCert{ChainPEM: chain, KeyPEM: keyPEM, Fingerprint: hex.EncodeToString(sum[:]), Leaf: c}
-	}
-	p := &testPKI{CAPEM: certPEM(ca), InterPEM: certPEM(inter)}
-	valid := now.AddDate(0, 0, 90)
-	p.Leaf = leaf("mail.example.com", []string{"mail.example.com", "smtp.example.com"}, now.Add(-time.Hour), valid, ca)
-	p.Leaf2 = leaf("mail.example.com", []string{"mail.example.com"}, now.Add(-time.Hour), valid, ca)
-	p.Inter = leaf("inter.example.com", []string{"inter.example.com"}, now.Add(-time.Hour), valid, inter, ca)
-	p.Expired = leaf("old.example.com", []string{"old.example.com"}, now.Add(-48*time.Hour), now.Add(-24*time.Hour), ca)
-	p.NoSAN = leaf("nosan.example.com", nil, now.Add(-time.Hour), valid, ca)
-	_, p.OtherKeyPEM = mustKey()
-	return p
-}
-
-func mustKey() (*ecdsa.PrivateKey, string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		panic(err)
-	}
-	return key, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
-
-// mustIssue signs tmpl with signer as parent (self-signed when parent is nil).
-func mustIssue(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) *x509.Certificate {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(err)
-	}
-	tmpl.SerialNumber = serial
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		panic(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	return c
-}
-
-func certPEM(c *x509.Certificate) string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
-}
+// certPEM encodes a certificate as PEM.
+var certPEM = testcert.CertPEM
