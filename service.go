@@ -248,7 +248,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	a, _, err := s.getAccount(domain, mailbox)
 	if err != nil {
 		_ = s.checkDummy(password)
-		s.recordFailure(ctx, "", a0(mailbox, domain)+"\x00"+password, proto)
+		s.recordFailure(ctx, "", mailbox+"@"+domain+"\x00"+password, proto)
 		return nil, fail
 	}
 	if a.Frozen || s.locallyFrozen(a.Address()) {
@@ -263,8 +263,6 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	}
 	return a.Public(), nil
 }
-
-func a0(mailbox, domain string) string { return mailbox + "@" + domain }
 
 // locallyFrozen reports a freeze this node decided without a primary.
 func (s *Service) locallyFrozen(address string) bool {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"mailcluster"
 )
@@ -25,7 +27,18 @@ type SharedPath struct {
 	Dir   string // the node's --shared-path ("" when none)
 	Node  string
 	Store mailcluster.Store
+
+	// Verify is asked on every /health (load balancers poll it): its
+	// answer, which touches the file system, is reused for cacheFor.
+	mu      sync.Mutex
+	checked time.Time
+	ok      bool
+	detail  string
+	token   string // the probe token the answer was for
 }
+
+// cacheFor is how long a Verify answer is reused.
+const cacheFor = 5 * time.Second
 
 // EnsureProbe writes the probe (primary only); a no-op without a path.
 func (p *SharedPath) EnsureProbe(ctx context.Context) error {
@@ -53,8 +66,24 @@ func (p *SharedPath) EnsureProbe(ctx context.Context) error {
 }
 
 // Verify reports whether this node can use the cluster's shared path, and
-// why not.
+// why not. The answer is reused for a few seconds unless the probe token
+// changed.
 func (p *SharedPath) Verify() (bool, string) {
+	token := ""
+	if kv, ok := p.Store.Get(keySharedProbe); ok {
+		token = string(kv.Value)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if token == p.token && !p.checked.IsZero() && time.Since(p.checked) < cacheFor {
+		return p.ok, p.detail
+	}
+	p.ok, p.detail = p.verify()
+	p.checked, p.token = time.Now(), token
+	return p.ok, p.detail
+}
+
+func (p *SharedPath) verify() (bool, string) {
 	kv, clusterUsesPath := p.Store.Get(keySharedProbe)
 	if p.Dir == "" {
 		if clusterUsesPath {
