@@ -43,8 +43,13 @@ type Account struct {
 	QuotaBytes    int64       `json:"quotaBytes"`    // 0: unlimited
 	QuotaMessages int64       `json:"quotaMessages"` // 0: unlimited
 	AdminRights   AdminRights `json:"adminRights"`
-	CreatedAt     time.Time   `json:"createdAt"`
-	UpdatedAt     time.Time   `json:"updatedAt"`
+	// SendAs lists the other sender addresses this account may use in
+	// submitted mail (MAIL FROM and From:), besides its own address: full
+	// addresses, or "@domain" for every address of a domain. Empty: only
+	// its own address.
+	SendAs    []string  `json:"sendAs,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // Address returns mailbox@domain.
@@ -71,6 +76,7 @@ type AccountCreate struct {
 	QuotaBytes    int64
 	QuotaMessages int64
 	AdminRights   AdminRights
+	SendAs        []string
 }
 
 // AccountUpdate holds the fields to change; nil leaves a field as it is.
@@ -85,6 +91,7 @@ type AccountUpdate struct {
 	QuotaBytes    *int64
 	QuotaMessages *int64
 	AdminRights   *AdminRights
+	SendAs        *[]string
 }
 
 // AccountFilter selects accounts of one domain, in mailbox order.
@@ -134,4 +141,26 @@ func SplitAddress(addr string) (mailbox, domain string, err error) {
 		return "", "", err
 	}
 	return mailbox, domain, nil
+}
+
+// MaySendAs reports whether the account may use sender as the envelope
+// sender or From: address of submitted mail: its own address, or one its
+// SendAs list names (an address, or "@domain" for the whole domain).
+// Addresses compare case-insensitively.
+func (a *Account) MaySendAs(sender string) bool {
+	sender = strings.ToLower(strings.TrimSpace(sender))
+	if sender == strings.ToLower(a.Address()) {
+		return true
+	}
+	at := strings.LastIndexByte(sender, '@')
+	if at <= 0 {
+		return false
+	}
+	for _, allowed := range a.SendAs {
+		allowed = strings.ToLower(allowed)
+		if allowed == sender || strings.HasPrefix(allowed, "@") && allowed == sender[at:] {
+			return true
+		}
+	}
+	return false
 }
