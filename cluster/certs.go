@@ -6,7 +6,10 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,7 +32,8 @@ type CertSource interface {
 // listeners (SMTP STARTTLS, HTTPS) and keeps them current: on every change
 // of certs/ it unseals the keys, swaps the in-memory certificates (no
 // restart) and writes <name>.crt and <name>.key atomically into
-// [Directories] PEM. SNI picks a certificate by name; clients without a
+// [Directories] PEM, touching there only the files it wrote itself (see
+// PEMManifest). SNI picks a certificate by name; clients without a
 // matching name get the default one; before any certificate is imported,
 // the node's own self-signed one. A certificate that cannot be unsealed
 // (a wrong cluster secret) or loaded is not served and makes the node
@@ -53,7 +57,11 @@ type CertManager struct {
 	served   map[string]string // name -> fingerprint in use
 	problems map[string]string // name -> problem
 	warned   map[string]int    // fingerprint -> smallest threshold warned
-	files    map[string][]byte // file name -> content last written
+	// fileProblems are the files of [Directories] PEM the node cannot
+	// write (file name -> problem); written by writeFiles.
+	fileProblems map[string]string
+
+	filesMu sync.Mutex // serialises writeFiles
 }
 
 // NewCertManager returns a manager; fallback is served until a
@@ -61,7 +69,7 @@ type CertManager struct {
 func NewCertManager(src CertSource, sealKey []byte, fallback *tls.Certificate, events mailcluster.ClusterLog, log *slog.Logger) *CertManager {
 	return &CertManager{src: src, sealKey: sealKey, fallback: fallback, events: events, log: log,
 		byName: map[string]*tls.Certificate{}, bySAN: map[string]*tls.Certificate{}, served: map[string]string{},
-		problems: map[string]string{}, warned: map[string]int{}, files: map[string][]byte{}}
+		problems: map[string]string{}, warned: map[string]int{}}
 }
 
 func (m *CertManager) now() time.Time {
@@ -105,6 +113,9 @@ func (m *CertManager) Problems() []string {
 	var out []string
 	for name, p := range m.problems {
 		out = append(out, "certificate "+name+": "+p)
+	}
+	for name, p := range m.fileProblems {
+		out = append(out, "PEM directory file "+name+": "+p)
 	}
 	sort.Strings(out)
 	return out
@@ -189,38 +200,184 @@ type pemFile struct {
 	mode os.FileMode
 }
 
-// writeFiles puts the PEM files into [Directories] PEM; files edited or
-// removed by hand are rewritten.
+// PEMManifest is the name of the file in [Directories] PEM that lists the
+// files the node wrote there, each with the SHA-256 of what it wrote. The
+// node overwrites or deletes only files listed there whose content is
+// still what it wrote; every other file of the directory belongs to
+// someone else and is left alone.
+const PEMManifest = ".mailcluster-pem.json"
+
+// pemManifest is the content of PEMManifest.
+type pemManifest struct {
+	Version int               `json:"version"`
+	Files   map[string]string `json:"files"` // file name -> hex SHA-256 of the content written
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// readPEMManifest reads the manifest of dir; a missing one is empty. An
+// unreadable or malformed one is an error: the caller then claims no file.
+func readPEMManifest(dir string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, PEMManifest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: read %s: %w", PEMManifest, err)
+	}
+	var mf pemManifest
+	if err := json.Unmarshal(b, &mf); err != nil {
+		return nil, fmt.Errorf("cluster: decode %s: %w", PEMManifest, err)
+	}
+	if mf.Files == nil {
+		mf.Files = map[string]string{}
+	}
+	return mf.Files, nil
+}
+
+// fileState is what a file of the PEM directory holds now.
+type fileState int
+
+const (
+	fileAbsent  fileState = iota
+	fileOurs              // listed in the manifest, content as written
+	fileChanged           // listed in the manifest, content changed since
+	fileForeign           // not listed in the manifest
+	fileUnknown           // cannot be read
+)
+
+// writeFiles puts the PEM files into [Directories] PEM and removes those
+// of deleted certificates. It touches only files the manifest lists with
+// their content unchanged (and writes missing ones): a file that is not
+// in the manifest, or that someone changed since the node wrote it, is
+// never overwritten or deleted. A wanted file name taken by such a file
+// is logged and reported by Problems until the name is free again. A file
+// not in the manifest whose content is exactly what the node would write
+// is adopted into the manifest (files written before the manifest existed).
+// The files of a certificate that still exists but cannot be loaded now
+// stay as they are.
 func (m *CertManager) writeFiles(files []pemFile, certs []*mailcluster.Certificate) {
+	m.filesMu.Lock()
+	defer m.filesMu.Unlock()
 	dir := m.src.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
 	if dir == "" {
+		m.setFileProblems(nil)
 		return
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		m.log.Error("certificate dir", "dir", dir, "err", err)
+		m.setFileProblems(map[string]string{PEMManifest: "the directory " + dir + " cannot be created"})
 		return
 	}
+	owned, err := readPEMManifest(dir)
+	if err != nil {
+		m.log.Error("certificate dir: manifest unreadable; no file of the directory is overwritten or deleted",
+			"dir", dir, "err", err)
+		m.setFileProblems(map[string]string{PEMManifest: "the manifest of the PEM directory cannot be read; the node writes no file there"})
+		return
+	}
+	changed := false
+	state := func(name string) (fileState, []byte) {
+		cur, err := os.ReadFile(filepath.Join(dir, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fileAbsent, nil
+		case err != nil:
+			m.log.Error("certificate dir: reading a file", "file", name, "err", err)
+			return fileUnknown, nil
+		}
+		sum, ok := owned[name]
+		switch {
+		case !ok:
+			return fileForeign, cur
+		case sum == sha256Hex(cur):
+			return fileOurs, cur
+		}
+		return fileChanged, cur
+	}
+
+	problems := map[string]string{}
 	want := map[string]bool{}
 	for _, f := range files {
 		want[f.name] = true
-		path := filepath.Join(dir, f.name)
-		if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, f.body) {
+		st, cur := state(f.name)
+		if st != fileAbsent && st != fileUnknown && bytes.Equal(cur, f.body) {
+			if st != fileOurs {
+				owned[f.name] = sha256Hex(f.body) // identical content: the node's own
+				changed = true
+			}
 			continue
 		}
-		if err := writeFileAtomic(path, f.body, f.mode); err != nil {
+		switch st {
+		case fileForeign, fileChanged:
+			problems[f.name] = "a file this node did not write (or that was changed since) holds the name; it is left alone and the certificate is not written there"
+			if _, ok := owned[f.name]; ok {
+				delete(owned, f.name) // changed by someone else: theirs from now on
+				changed = true
+			}
+			continue
+		case fileUnknown:
+			problems[f.name] = "the file cannot be read"
+			continue
+		}
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.body, f.mode); err != nil {
 			m.log.Error("writing a certificate file", "file", f.name, "err", err)
+			problems[f.name] = "the file cannot be written"
+			continue
+		}
+		owned[f.name] = sha256Hex(f.body)
+		changed = true
+	}
+	stored := map[string]bool{}
+	for _, c := range certs {
+		stored[c.Name+".crt"], stored[c.Name+".key"] = true, true
+	}
+	for name := range owned {
+		if want[name] || stored[name] {
+			continue
+		}
+		switch st, _ := state(name); st {
+		case fileAbsent:
+		case fileOurs:
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				m.log.Error("removing the file of a deleted certificate", "file", name, "err", err)
+				continue
+			}
+		case fileChanged:
+			m.log.Warn("certificate dir: a file of a deleted certificate was changed since this node wrote it; it is left alone",
+				"dir", dir, "file", name)
+		default:
+			continue // unreadable: try again next time
+		}
+		delete(owned, name)
+		changed = true
+	}
+	if changed {
+		b, err := json.MarshalIndent(pemManifest{Version: 1, Files: owned}, "", "  ")
+		if err == nil {
+			err = writeFileAtomic(filepath.Join(dir, PEMManifest), append(b, '\n'), 0o600)
+		}
+		if err != nil {
+			m.log.Error("certificate dir: writing the manifest", "dir", dir, "err", err)
+			problems[PEMManifest] = "the manifest of the PEM directory cannot be written"
 		}
 	}
-	names := map[string]bool{}
-	for _, c := range certs {
-		names[c.Name] = true
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		n := e.Name()
-		base := strings.TrimSuffix(strings.TrimSuffix(n, ".crt"), ".key")
-		if base != n && !want[n] && !names[base] {
-			_ = os.Remove(filepath.Join(dir, n)) // a deleted certificate
+	m.setFileProblems(problems)
+}
+
+// setFileProblems replaces the problems of the PEM directory, logging
+// those that are new.
+func (m *CertManager) setFileProblems(problems map[string]string) {
+	m.mu.Lock()
+	old := m.fileProblems
+	m.fileProblems = problems
+	m.mu.Unlock()
+	for name, p := range problems {
+		if old[name] != p {
+			m.log.Warn("certificate dir: "+p, "file", name)
 		}
 	}
 }

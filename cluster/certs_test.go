@@ -138,3 +138,132 @@ func TestCertManager(t *testing.T) {
 		t.Fatal("the PEM file of a deleted certificate is still there")
 	}
 }
+
+// TestCertManagerPEMDirectory shares [Directories] PEM with files the node
+// did not write: they survive every sync and certificate removal, a file
+// the operator replaced is left alone, a name taken by someone else's file
+// is reported, and only the node's own files of deleted certificates go.
+func TestCertManagerPEMDirectory(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := MustOpenPrimary(t)
+	svc.SealKey = mailcluster.SealKey("cluster-secret-0123456789")
+	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
+	fallback, _ := tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
+	m := cluster.NewCertManager(svc, svc.SealKey, &fallback, &recordingLog{}, discard())
+	pemDir := svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
+	if err := os.MkdirAll(pemDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := func(name string) string { return filepath.Join(pemDir, name) }
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(path(name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	content := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(path(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return string(b)
+	}
+	absent := func(name string) {
+		t.Helper()
+		if _, err := os.Stat(path(name)); !os.IsNotExist(err) {
+			t.Fatalf("%s is still there (%v)", name, err)
+		}
+	}
+	// Files of the operator, among them one with the name of a
+	// certificate imported below.
+	foreign := map[string]string{"other.pem": "operator pem\n", "other.key": "operator key\n", "other.crt": "operator crt\n", "taken.crt": "operator taken\n"}
+	for n, b := range foreign {
+		write(n, b)
+	}
+	pairs := map[string]testcert.Cert{}
+	for _, name := range []string{"mail", "old", "taken"} {
+		p := testcert.New(testcert.Options{Names: []string{name + ".example.test"}})
+		pairs[name] = p
+		if _, err := svc.ImportCertificate(ctx, name, p.Chain, p.Key, name == "mail"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Sync()
+	for _, n := range []string{"mail", "old"} {
+		if content(n+".crt") != pairs[n].Chain || content(n+".key") != pairs[n].Key {
+			t.Fatalf("the files of %s were not written", n)
+		}
+	}
+	if content("taken.crt") != foreign["taken.crt"] {
+		t.Fatal("a file the node did not write was overwritten")
+	}
+	if content("taken.key") != pairs["taken"].Key {
+		t.Fatal("taken.key (a free name) was not written")
+	}
+	if p := strings.Join(m.Problems(), "\n"); !strings.Contains(p, "taken.crt") {
+		t.Fatalf("the taken name is not reported: problems = %q", p)
+	}
+	if _, err := os.Stat(path(cluster.PEMManifest)); err != nil {
+		t.Fatalf("no manifest: %v", err)
+	}
+
+	// The operator replaces old.key; then old and mail are deleted.
+	write("old.key", "operator's own old.key\n")
+	for _, n := range []string{"old", "mail"} {
+		if err := svc.DeleteCertificate(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Sync()
+	absent("old.crt")
+	absent("mail.crt")
+	absent("mail.key")
+	if content("old.key") != "operator's own old.key\n" {
+		t.Fatal("a file the operator replaced was deleted")
+	}
+	for n, b := range foreign {
+		if content(n) != b {
+			t.Fatalf("%s was changed", n)
+		}
+	}
+	// A later certificate named old may not take the operator's old.key.
+	if _, err := svc.ImportCertificate(ctx, "old", pairs["old"].Chain, pairs["old"].Key, false); err != nil {
+		t.Fatal(err)
+	}
+	m.Sync()
+	if content("old.key") != "operator's own old.key\n" || content("old.crt") != pairs["old"].Chain {
+		t.Fatal("old.key was overwritten or old.crt not written")
+	}
+
+	// Once the operator frees the name, the node writes its file and is
+	// healthy again.
+	if err := os.Remove(path("taken.crt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path("old.key")); err != nil {
+		t.Fatal(err)
+	}
+	m.Sync()
+	if content("taken.crt") != pairs["taken"].Chain || content("old.key") != pairs["old"].Key {
+		t.Fatal("freed names were not written")
+	}
+	if p := m.Problems(); len(p) != 0 {
+		t.Fatalf("problems = %v", p)
+	}
+	// Removing every certificate leaves exactly the operator's files.
+	for _, n := range []string{"old", "taken"} {
+		if err := svc.DeleteCertificate(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Sync()
+	entries, _ := os.ReadDir(pemDir)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{cluster.PEMManifest, "other.crt", "other.key", "other.pem"}; strings.Join(left, " ") != strings.Join(want, " ") {
+		t.Fatalf("directory holds %v, want %v", left, want)
+	}
+}
