@@ -1,6 +1,8 @@
 package mailsvc
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -25,13 +28,22 @@ const (
 	KeyMaxMessageSize    = "MaxMessageSize"    // bytes; default 26214400 (25 MiB)
 	KeyMaxRecipients     = "MaxRecipients"     // per message; default 100
 	KeyMaxLineLength     = "MaxLineLength"     // default 2000
-	KeyReadTimeout       = "ReadTimeout"       // seconds; default 300
-	KeyWriteTimeout      = "WriteTimeout"      // seconds; default 300
+	KeyReadTimeout       = "ReadTimeout"       // seconds for one command line, or a whole DATA transfer; default 300
+	KeyWriteTimeout      = "WriteTimeout"      // seconds for one reply; default 300
 	KeyAllowInsecureAuth = "AllowInsecureAuth" // Yes: AUTH without TLS on submission; default No
 	KeySmarthost         = "Smarthost"         // not supported yet: relaying is always refused
+	// The connection caps count the open connections of both listeners
+	// together, read at every accept; a connection over a cap is answered
+	// "421 4.7.0" and closed.
+	KeyMaxConnections      = "MaxConnections"      // per node, both listeners; default 1000
+	KeyMaxConnectionsPerIP = "MaxConnectionsPerIP" // per client address, both listeners; default 20
+	KeyIdleTimeout         = "IdleTimeout"         // seconds without a byte received or sent before the server closes; default 60
 
-	DefaultMaxMessageSize = 25 << 20
-	DefaultMaxRecipients  = 100
+	DefaultMaxMessageSize      = 25 << 20
+	DefaultMaxRecipients       = 100
+	DefaultMaxConnections      = 1000
+	DefaultMaxConnectionsPerIP = 20
+	DefaultIdleTimeout         = 60
 )
 
 // reply is an SMTP reply for a refusal; cause, when set, is logged only.
@@ -64,7 +76,15 @@ var (
 	errSenderRequired = &reply{code: 503, enh: [3]int{5, 5, 1}, msg: "MAIL FROM first"}
 	errLineTooLong    = &reply{code: 500, enh: [3]int{5, 5, 2}, msg: "Line too long"}
 	errBlocked        = &reply{code: 554, enh: [3]int{5, 7, 1}, msg: "Your address is blocked by dynamic screening"}
+	errSenderDenied   = &reply{code: 553, enh: [3]int{5, 7, 1}, msg: "Sender address not allowed for this account"}
+	errHeaderDenied   = &reply{code: 550, enh: [3]int{5, 7, 1}, msg: "From or Sender header address not allowed for this account"}
+	errHeaderTooLarge = &reply{code: 552, enh: [3]int{5, 3, 4}, msg: "Message header too big"}
+	errTempLocal      = &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later"}
 )
+
+// maxSubmittedHeader bounds the header section read into memory to check
+// the senders of submitted mail.
+const maxSubmittedHeader = 1 << 20
 
 // smtpError is the one place where any error becomes an SMTP reply; go-smtp
 // matches *smtp.SMTPError by type assertion, so it is returned unwrapped.
@@ -94,6 +114,10 @@ func smtpError(log *slog.Logger, err error) error {
 		return smtpError(log, errBadAddress)
 	case mailcluster.EUNAUTHORIZED:
 		return smtpError(log, errAuthFailed)
+	case mailcluster.EFORBIDDEN:
+		// A mailbox path outside the mailbox roots: logged with the
+		// account where it was refused (Store.maildir).
+		return smtpError(log, errTempLocal)
 	}
 	log.Error("smtp: unexpected error", "err", err)
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem; try again later"}
@@ -128,6 +152,7 @@ type Server struct {
 	dir     Directory
 	cfg     ServerConfig
 	metrics *smtpMetrics // nil: none
+	conns   *connLimiter // open connections of both listeners
 	inbound *smtp.Server
 	submit  *smtp.Server
 }
@@ -200,7 +225,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // message size and recipient limits are also checked per message against
 // the current settings.
 func NewServer(store *Store, dir Directory, cfg ServerConfig) *Server {
-	s := &Server{store: store, dir: dir, cfg: cfg}
+	s := &Server{store: store, dir: dir, cfg: cfg, conns: &connLimiter{}}
 	if cfg.Registerer != nil {
 		s.metrics = newSMTPMetrics(cfg.Registerer)
 	}
@@ -210,7 +235,12 @@ func NewServer(store *Store, dir Directory, cfg ServerConfig) *Server {
 }
 
 func (s *Server) intSetting(key string, def int64) int64 {
-	if n, err := strconv.ParseInt(s.dir.Setting(SectionSMTP, key, ""), 10, 64); err == nil && n > 0 {
+	return intSetting(s.dir, key, def)
+}
+
+// intSetting reads a positive number of [SMTP]; anything else is def.
+func intSetting(dir Directory, key string, def int64) int64 {
+	if n, err := strconv.ParseInt(dir.Setting(SectionSMTP, key, ""), 10, 64); err == nil && n > 0 {
 		return n
 	}
 	return def
@@ -235,23 +265,31 @@ func (s *Server) newSMTP(submission bool) *smtp.Server {
 
 // ServeInbound serves inbound SMTP on ln until Close.
 func (s *Server) ServeInbound(ln net.Listener) error {
-	return s.inbound.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, metrics: s.metrics, name: ListenerInbound})
+	return s.inbound.Serve(s.screened(ln, ListenerInbound))
 }
 
 // ServeSubmission serves submission on ln until Close.
 func (s *Server) ServeSubmission(ln net.Listener) error {
-	return s.submit.Serve(&screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, metrics: s.metrics, name: ListenerSubmission})
+	return s.submit.Serve(s.screened(ln, ListenerSubmission))
 }
 
-// screenedListener refuses connections from addresses blocked by dynamic
-// screening right at connect, with "421 4.7.0" (RFC 5321 4.2.3), before
-// any session is created. It counts the sessions it lets through.
+func (s *Server) screened(ln net.Listener, name string) *screenedListener {
+	return &screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, metrics: s.metrics, conns: s.conns, name: name}
+}
+
+// screenedListener refuses connections right at connect, with a 421
+// reply (RFC 5321 4.2.3) before any session is created: from addresses
+// blocked by dynamic screening, and over the connection caps
+// ([SMTP] MaxConnections, MaxConnectionsPerIP, read at every accept). The
+// connections it lets through are counted until they close, and carry
+// the [SMTP] IdleTimeout. It counts the sessions it lets through.
 type screenedListener struct {
 	net.Listener
 	dir     Directory
 	log     *slog.Logger
 	metrics *smtpMetrics
-	name    string // ListenerInbound or ListenerSubmission
+	conns   *connLimiter // shared by the listeners of a Server
+	name    string       // ListenerInbound or ListenerSubmission
 }
 
 func (l *screenedListener) Accept() (net.Conn, error) {
@@ -276,8 +314,19 @@ func (l *screenedListener) Accept() (net.Conn, error) {
 			l.log.Debug("smtp: refused a blocked address", "ip", ip)
 			continue
 		}
+		release, ok := l.conns.acquire(ip, intSetting(l.dir, KeyMaxConnections, DefaultMaxConnections),
+			intSetting(l.dir, KeyMaxConnectionsPerIP, DefaultMaxConnectionsPerIP))
+		if !ok {
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = fmt.Fprintf(c, "421 4.7.0 Too many connections, try again later\r\n")
+			_ = c.Close()
+			l.metrics.rejected(421)
+			l.log.Debug("smtp: refused a connection over the caps", "ip", ip)
+			continue
+		}
 		l.metrics.session(l.name)
-		return c, nil
+		idle := time.Duration(intSetting(l.dir, KeyIdleTimeout, DefaultIdleTimeout)) * time.Second
+		return &limitedConn{Conn: c, idle: idle, release: release}, nil
 	}
 }
 
@@ -311,10 +360,11 @@ type session struct {
 	submission bool
 	log        *slog.Logger
 
-	user  *mailcluster.Account // authenticated user (submission)
-	from  string
-	mail  bool
-	rcpts []*mailcluster.Account
+	user   *mailcluster.Account // authenticated user (submission)
+	sender *mailcluster.Account // user as read again at MAIL (submission)
+	from   string
+	mail   bool
+	rcpts  []*mailcluster.Account
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -330,7 +380,7 @@ func (s *session) refuse(err error) error {
 }
 
 func (s *session) Reset() {
-	s.from, s.mail, s.rcpts = "", false, nil
+	s.from, s.mail, s.rcpts, s.sender = "", false, nil, nil
 }
 
 func (s *session) Logout() error { return nil }
@@ -385,8 +435,33 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			return s.refuse(errBadAddress)
 		}
 	}
+	if s.submission {
+		a, err := s.sendingAccount(from)
+		if err != nil {
+			return s.refuse(err)
+		}
+		s.sender = a
+	}
 	s.from, s.mail = from, true
 	return nil
+}
+
+// sendingAccount reads the authenticated account again (so that a change
+// of its SendAs applies at once) and checks that it may use the envelope
+// sender from; the null sender is not allowed on submission.
+func (s *session) sendingAccount(from string) (*mailcluster.Account, error) {
+	a, err := s.srv.dir.LookupAccount(s.user.Address())
+	if err != nil {
+		if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {
+			return nil, errSenderDenied // deleted since AUTH
+		}
+		return nil, err
+	}
+	if from == "" || !a.MaySendAs(from) {
+		s.log.Info("smtp: submission sender refused", "account", a.Address(), "from", from)
+		return nil, errSenderDenied
+	}
+	return a, nil
 }
 
 func splitAny(addr string) (string, string, error) {
@@ -430,6 +505,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.srv.store.overQuota(a, 0, 0) {
 		return s.refuse(errMailboxFull)
 	}
+	if _, err := s.srv.store.maildir(a); err != nil {
+		return s.refuse(err)
+	}
 	s.rcpts = append(s.rcpts, a)
 	return nil
 }
@@ -439,6 +517,20 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(errSenderRequired)
 	}
 	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
+	if s.submission {
+		if s.sender == nil {
+			return s.refuse(errSenderRequired)
+		}
+		br := bufio.NewReader(r)
+		raw, err := readHeader(br, min(max, maxSubmittedHeader))
+		if err != nil {
+			return s.refuse(err)
+		}
+		if err := s.checkHeaderSenders(raw); err != nil {
+			return s.refuse(err)
+		}
+		r = io.MultiReader(bytes.NewReader(raw), br)
+	}
 	header := s.traceHeader()
 	err := s.srv.store.Deliver(context.Background(), s.rcpts, header, r, max+int64(len(header)))
 	if err != nil {
@@ -453,6 +545,63 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.srv.metrics.delivered()
 	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","))
+	return nil
+}
+
+// readHeader reads the header section of a message: up to and including
+// the empty line that ends it, or all of a message that has no body. A
+// header longer than max bytes is refused.
+func readHeader(br *bufio.Reader, max int64) ([]byte, error) {
+	var raw []byte
+	lineStart := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		raw = append(raw, chunk...)
+		if int64(len(raw)) > max {
+			return nil, errHeaderTooLarge
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue // the same line goes on
+		case errors.Is(err, io.EOF):
+			return raw, nil
+		case err != nil:
+			return nil, err
+		}
+		if line := string(raw[lineStart:]); line == "\r\n" || line == "\n" {
+			return raw, nil
+		}
+		lineStart = len(raw)
+	}
+}
+
+// checkHeaderSenders checks that every address of the From fields and the
+// Sender fields of a submitted message's header is one the account may
+// send as (RFC 5322 3.6.2). A header that cannot be parsed, or a From or
+// Sender field without a parsable address, is refused; a message without
+// From (which RFC 6409 8.6 lets an MSA complete) names no one and passes.
+func (s *session) checkHeaderSenders(raw []byte) error {
+	// A header without a body lacks the empty line that ends it.
+	m, err := mail.ReadMessage(io.MultiReader(bytes.NewReader(raw), strings.NewReader("\r\n")))
+	if err != nil {
+		s.log.Info("smtp: submitted header cannot be parsed", "account", s.sender.Address(), "err", err)
+		return errHeaderDenied
+	}
+	for _, field := range []string{"From", "Sender"} {
+		for _, v := range m.Header[field] {
+			list, err := mail.ParseAddressList(v)
+			if err != nil || len(list) == 0 {
+				s.log.Info("smtp: submitted sender field cannot be parsed", "account", s.sender.Address(), "field", field)
+				return errHeaderDenied
+			}
+			for _, addr := range list {
+				if !s.sender.MaySendAs(addr.Address) {
+					s.log.Info("smtp: submitted sender field refused", "account", s.sender.Address(), "field", field, "address", addr.Address)
+					return errHeaderDenied
+				}
+			}
+		}
+	}
 	return nil
 }
 

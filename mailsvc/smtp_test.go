@@ -45,6 +45,13 @@ func MustOpenEnv(t *testing.T) *env {
 // must not log through testing.F once fuzzing).
 func mustOpenEnvLog(t testing.TB, log *slog.Logger) *env {
 	t.Helper()
+	return mustOpenEnvDir(t, log, nil)
+}
+
+// mustOpenEnvDir is mustOpenEnvLog with the mail service reading the
+// service through wrap(svc) when wrap is not nil.
+func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*mailcluster.Service) mailsvc.Directory) *env {
+	t.Helper()
 	data := t.TempDir()
 	st, err := cluster.OpenBoltStore(filepath.Join(data, "state.db"), log)
 	if err != nil {
@@ -62,12 +69,16 @@ func mustOpenEnvLog(t testing.TB, log *slog.Logger) *env {
 	}
 	done := make(chan struct{})
 	go func() { ob.Run(ctx); close(done) }()
-	store := mailsvc.NewStore(svc, ob, log)
+	var dir mailsvc.Directory = svc
+	if wrap != nil {
+		dir = wrap(svc)
+	}
+	store := mailsvc.NewStore(dir, ob, log)
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(data, "tls"), "mx.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mailsvc.NewServer(store, svc, mailsvc.ServerConfig{Hostname: "mx.test",
+	srv := mailsvc.NewServer(store, dir, mailsvc.ServerConfig{Hostname: "mx.test",
 		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, Log: log})
 	l1, _ := net.Listen("tcp", "127.0.0.1:0")
 	l2, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -192,6 +203,9 @@ func waitUsage(t *testing.T, e *env, mailbox string, msgs int64) mailcluster.Usa
 }
 
 const msg = "From: sender@remote.test\r\nTo: alice@example.com\r\nSubject: hello\r\n\r\nHi there.\r\n"
+
+// aliceMsg is a message alice may submit.
+const aliceMsg = "From: Alice <alice@example.com>\r\nTo: bob@example.com\r\nSubject: hello\r\n\r\nHi Bob.\r\n"
 
 // lines returns about n bytes of 76-character lines.
 func lines(n int) string {
@@ -329,7 +343,7 @@ func TestSubmission(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := len(messages(t, e, "bob@example.com"))
-			if err := send(c, "alice@example.com", []string{"bob@example.com"}, msg); err != nil {
+			if err := send(c, "alice@example.com", []string{"bob@example.com"}, aliceMsg); err != nil {
 				t.Fatal(err)
 			}
 			got := messages(t, e, "bob@example.com")
@@ -337,7 +351,7 @@ func TestSubmission(t *testing.T) {
 				t.Fatalf("bob has %d messages, want %d", len(got), before+1)
 			}
 			// No smarthost: mail for other domains is refused even when authenticated.
-			wantReply(t, send(c, "alice@example.com", []string{"x@elsewhere.test"}, msg), 554, smtp.EnhancedCode{5, 7, 1})
+			wantReply(t, send(c, "alice@example.com", []string{"x@elsewhere.test"}, aliceMsg), 554, smtp.EnhancedCode{5, 7, 1})
 		})
 	}
 }

@@ -66,6 +66,22 @@ func (s *Store) locker() *Locker {
 	return &Locker{Dir: s.dir.Setting(mailcluster.SectionDirectories, mailcluster.KeyLockFiles, def)}
 }
 
+// maildir returns an account's Maildir at its mailbox path resolved
+// (symbolic links included) and confined below the mailbox roots:
+// [Directories] MailboxRoot and, while a migration runs, MailboxRootNext.
+// Every file operation on a mailbox goes through it, so that a path set
+// before the check existed, or a symbolic link created later, cannot lead
+// outside the roots. A refusal (EFORBIDDEN) is logged here; nothing is
+// created or written.
+func (s *Store) maildir(a *mailcluster.Account) (Maildir, error) {
+	p, err := mailcluster.ConfineMailboxPath(a.MailboxPath, mailcluster.MailboxRoots(s.dir.Setting)...)
+	if err != nil {
+		s.log.Error("mailsvc: mailbox path outside the mailbox roots refused", "address", a.Address(), "path", a.MailboxPath)
+		return "", err
+	}
+	return Maildir(p), nil
+}
+
 // usage is the published usage plus what this node reported meanwhile.
 func (s *Store) usage(a *mailcluster.Account) (bytes, messages int64) {
 	u := s.dir.Usage(a.Domain, a.Mailbox)
@@ -89,7 +105,9 @@ func (s *Store) overQuota(a *mailcluster.Account, addBytes, addMessages int64) b
 // the file is renamed into each new/ directory (and the directories
 // synced); on any failure the renames done are undone, so a message is
 // delivered to all recipients or to none. The usage deltas are reported
-// before Deliver returns. header is prepended (trace fields).
+// before Deliver returns. header is prepended (trace fields). A recipient
+// whose mailbox path is outside the mailbox roots fails the whole delivery
+// with EFORBIDDEN before anything is written.
 func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64) error {
 	return s.deliver(ctx, rcpts, header, body, maxSize, true)
 }
@@ -98,7 +116,16 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 	if len(rcpts) == 0 {
 		return errors.New("mailsvc: no recipients")
 	}
-	first := Maildir(rcpts[0].MailboxPath)
+	// Every mailbox is confined before anything is written anywhere.
+	for _, a := range rcpts {
+		if _, err := s.maildir(a); err != nil {
+			return err
+		}
+	}
+	first, err := s.maildir(rcpts[0])
+	if err != nil {
+		return err
+	}
 	if err := first.Init(); err != nil {
 		return tempFail(err)
 	}
@@ -159,9 +186,13 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 			rcpts[i] = cur
 		}
 	}
-	for _, a := range rcpts {
+	mds := make([]Maildir, len(rcpts))
+	for i, a := range rcpts {
 		if checkQuota && s.overQuota(a, size, 1) {
 			return &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}
+		}
+		if mds[i], err = s.maildir(a); err != nil {
+			return err
 		}
 	}
 	name := uniqueName(size)
@@ -173,8 +204,7 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 			}
 		}
 	}()
-	for _, a := range rcpts {
-		md := Maildir(a.MailboxPath)
+	for _, md := range mds {
 		if err := md.Init(); err != nil {
 			return tempFail(err)
 		}
@@ -233,7 +263,8 @@ func linkOrCopy(src, dst string) error {
 }
 
 // List returns one page of an account's messages in id (arrival) order and
-// the cursor of the next page ("" on the last).
+// the cursor of the next page ("" on the last). Errors: EINVALID,
+// EFORBIDDEN (the mailbox path is outside the mailbox roots), EUNAVAILABLE.
 func (s *Store) List(a *mailcluster.Account, limit int, cursor string) ([]mailcluster.Message, string, error) {
 	if limit == 0 {
 		limit = 100
@@ -241,7 +272,11 @@ func (s *Store) List(a *mailcluster.Account, limit int, cursor string) ([]mailcl
 	if limit < 1 || limit > 1000 {
 		return nil, "", mailcluster.Errorf(mailcluster.EINVALID, "Limit must be between 1 and 1000.")
 	}
-	es, err := Maildir(a.MailboxPath).entries()
+	md, err := s.maildir(a)
+	if err != nil {
+		return nil, "", err
+	}
+	es, err := md.entries()
 	if err != nil {
 		return nil, "", &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox cannot be read.", Err: err}
 	}
@@ -257,9 +292,14 @@ func (s *Store) List(a *mailcluster.Account, limit int, cursor string) ([]mailcl
 	return out, next, nil
 }
 
-// Open returns a message's content and size. Errors: EINVALID, ENOTFOUND.
+// Open returns a message's content and size. Errors: EINVALID, ENOTFOUND,
+// EFORBIDDEN (the mailbox path is outside the mailbox roots).
 func (s *Store) Open(a *mailcluster.Account, id string) (io.ReadCloser, int64, error) {
-	p, err := Maildir(a.MailboxPath).find(id)
+	md, err := s.maildir(a)
+	if err != nil {
+		return nil, 0, err
+	}
+	p, err := md.find(id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -280,9 +320,13 @@ func (s *Store) Open(a *mailcluster.Account, id string) (io.ReadCloser, int64, e
 
 // Delete removes a message and reports the change. It is a change to mail,
 // not to configuration, so it is allowed on every node.
-// Errors: EINVALID, ENOTFOUND, EUNAVAILABLE.
+// Errors: EINVALID, ENOTFOUND, EFORBIDDEN (the mailbox path is outside the
+// mailbox roots), EUNAVAILABLE.
 func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) error {
-	md := Maildir(a.MailboxPath)
+	md, err := s.maildir(a)
+	if err != nil {
+		return err
+	}
 	if _, err := md.find(id); err != nil {
 		return err
 	}
@@ -315,15 +359,20 @@ func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) e
 
 // Recount counts an account's mail on disk under its lock and publishes
 // the result as the account's usage (primary only).
-// Errors: ENOTFOUND, EREADONLY, EUNAVAILABLE.
+// Errors: ENOTFOUND, EREADONLY, EFORBIDDEN (the mailbox path is outside the
+// mailbox roots), EUNAVAILABLE.
 func (s *Store) Recount(ctx context.Context, a *mailcluster.Account) (mailcluster.Usage, error) {
+	md, err := s.maildir(a)
+	if err != nil {
+		return mailcluster.Usage{}, err
+	}
 	l, err := s.locker().Lock(ctx, a.Address())
 	if err != nil {
 		return mailcluster.Usage{}, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox is busy; try again.", Err: err}
 	}
 	defer l.Unlock()
 	at := time.Now().UTC()
-	b, m, err := Maildir(a.MailboxPath).Count()
+	b, m, err := md.Count()
 	if err != nil {
 		return mailcluster.Usage{}, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The mailbox cannot be read.", Err: err}
 	}
