@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -36,6 +38,17 @@ import (
 // file removed. A journal under the new root records each account's old
 // path before its mailboxPath changes, so a later run still finds
 // leftovers of an account already moved.
+//
+// Only mailboxes are touched. An account is moved only when its mailbox
+// path (symbolic links resolved) lies below the current root; one whose
+// path leads anywhere else is skipped, reported, and nothing of it is
+// read, moved or removed. Inside a mailbox only Maildir entries move:
+// message files with Maildir names in new/ and cur/, Maildir++ folders and
+// the Maildir metadata files. Everything else (other names, symbolic
+// links, devices) stays where it is and is reported, and an old directory
+// is removed only when it is empty. While a run is in progress,
+// [Directories] MailboxRootNext names the new root, so that the nodes
+// accept mailbox paths under either root.
 
 // journalName is the file under the new root that records, for each
 // account whose mailboxPath was changed, where its mail was before.
@@ -137,17 +150,19 @@ type migrator struct {
 	template string // [NewAccounts] MailboxPath
 	locker   *mailsvc.Locker
 	journal  *journal
+	boxes    mailboxSet      // every account's mailbox directory, resolved
+	noted    map[string]bool // old maildirs whose leftovers were reported
 	stats    migrateStats
 }
 
 type migrateStats struct {
-	accounts map[string]bool // accounts whose mail or path was moved
-	messages int64           // message files now only in the new place
-	bytes    int64           // their size
-	present  int64           // of them, already in the new place from an earlier run
-	late     int64           // of them, moved by the final sweep
-	outside  int             // accounts whose path was not under the old root
-	leftDirs int             // old maildirs not removed (not empty)
+	accounts map[string]bool   // accounts whose mail or path was moved
+	skipped  map[string]string // accounts left alone (path outside the roots) -> their path
+	messages int64             // message files now only in the new place
+	bytes    int64             // their size
+	present  int64             // of them, already in the new place from an earlier run
+	late     int64             // of them, moved by the final sweep
+	leftDirs map[string]bool   // old maildirs not removed (other files in them)
 }
 
 // migrateAccount is what the command needs of an account.
@@ -161,10 +176,15 @@ type migrateAccount struct {
 // mailboxMove is the plan for one account.
 type mailboxMove struct {
 	acct    migrateAccount
-	from    string // the maildir to empty ("" when there is none)
+	from    string // the maildir to empty, symbolic links resolved ("" when there is none)
+	root    string // the root from lies below, resolved
 	to      string // the mailboxPath the account ends up with
-	outside bool   // the account's path was outside the old root
+	skipped bool   // the account's path is outside both roots: nothing of it is touched
+	ignored string // an old path from the journal that is outside the old root: left alone
 }
+
+// skipReason is how a skipped account is reported.
+const skipReason = "skipped: mailbox path outside the mailbox root"
 
 func (m *migrator) run(ctx context.Context) error {
 	start := time.Now()
@@ -175,17 +195,17 @@ func (m *migrator) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.oldRoot = filepath.Clean(settingOr(settings, mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "/var/lib/mailcluster/mailboxes"))
+	m.oldRoot = filepath.Clean(settingOr(settings, mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, mailcluster.DefaultMailboxRoot))
+	next := settings[mailcluster.SectionDirectories][mailcluster.KeyMailboxRootNext]
 	m.template = settingOr(settings, mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, mailcluster.DefaultMailboxPathTemplate)
 	lockDir := settingOr(settings, mailcluster.SectionDirectories, mailcluster.KeyLockFiles, filepath.Join(os.TempDir(), "mailcluster-locks"))
 	m.locker = &mailsvc.Locker{Dir: lockDir, Wait: 30 * time.Second}
-	if m.oldRoot != m.to {
-		if _, ok := relUnder(m.to, m.oldRoot); ok {
-			return fmt.Errorf("the new root %s lies inside the current root %s; choose a directory outside it", m.to, m.oldRoot)
-		}
-		if _, ok := relUnder(m.oldRoot, m.to); ok {
-			return fmt.Errorf("the current root %s lies inside the new root %s; choose a directory that does not contain it", m.oldRoot, m.to)
-		}
+	if err := checkRoots(m.oldRoot, m.to); err != nil {
+		return err
+	}
+	if next != "" && filepath.Clean(next) != m.to && filepath.Clean(next) != m.oldRoot {
+		return fmt.Errorf("a move to %s was started and has not finished ([Directories] %s = %s); run migrate-mailboxes --to %s first",
+			next, mailcluster.KeyMailboxRootNext, next, next)
 	}
 	// One run at a time: the journal and the plan are this run's.
 	held, err := (&mailsvc.Locker{Dir: lockDir, Wait: time.Second}).Lock(ctx, "migrate-mailboxes")
@@ -207,22 +227,43 @@ func (m *migrator) run(ctx context.Context) error {
 		return err
 	}
 	newTemplate, templateChanged := rewriteTemplate(m.template, m.oldRoot, m.to)
-	moves, err := planMoves(accounts, m.oldRoot, m.to, newTemplate, m.journal.entries)
+	moves, err := planMoves(accounts, m.oldRoot, m.to, m.journal.entries)
 	if err != nil {
 		return err
 	}
-	if m.oldRoot == m.to && len(m.journal.entries) == 0 && !anyOutside(moves) {
-		fmt.Fprintf(m.stdout, "nothing to do: the mailbox root is already %s and every account's mailbox is under it\n", m.to)
-		return nil
+	m.boxes = mailboxDirs(moves)
+	wctx := context.WithoutCancel(ctx)
+	if m.oldRoot == m.to && len(m.journal.entries) == 0 {
+		m.reportSkipped(moves)
+		if next != "" {
+			// A run that switched the root was stopped before it cleared
+			// the next root.
+			if err := m.deleteSetting(wctx, mailcluster.SectionDirectories, mailcluster.KeyMailboxRootNext); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(m.stdout, "nothing to do: the mailbox root is already %s and every account's mailbox below it\n", m.to)
+		return m.skippedError()
+	}
+	if m.oldRoot != m.to && filepath.Clean(next) != m.to {
+		// From now on the nodes accept mailbox paths under either root,
+		// so that an account can be switched to its new path.
+		if err := m.putSetting(wctx, mailcluster.SectionDirectories, mailcluster.KeyMailboxRootNext, m.to); err != nil {
+			return err
+		}
+		next = m.to
 	}
 	if err := m.moveAll(ctx, moves); err != nil {
 		return err
 	}
 
-	// Every account is moved: switch the root (and a template that names
-	// the old root), then sweep up what nodes with an older snapshot may
-	// still have delivered to an old path.
-	wctx := context.WithoutCancel(ctx)
+	// Every account under the old root is moved: switch the root (and a
+	// template that names the old root), then sweep up what nodes with an
+	// older snapshot may still have delivered to an old path. Skipped
+	// accounts do not hold the switch back: their paths lie outside both
+	// roots, so the nodes refuse them either way, and nothing the switch
+	// does changes their files. The run still ends with an error that
+	// names them.
 	if templateChanged {
 		if err := m.putSetting(wctx, mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, newTemplate); err != nil {
 			return err
@@ -233,38 +274,74 @@ func (m *migrator) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if next != "" {
+		if err := m.deleteSetting(wctx, mailcluster.SectionDirectories, mailcluster.KeyMailboxRootNext); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(m.stderr, "[Directories] MailboxRoot is now %s; waiting %s for every node to apply it, then sweeping the old paths\n", m.to, m.settle)
 	select {
 	case <-ctx.Done():
 		return errInterrupted
 	case <-time.After(m.settle):
 	}
-	if err := m.sweep(ctx, newTemplate); err != nil {
+	if err := m.sweep(ctx); err != nil {
 		return err
 	}
 	if err := m.journal.remove(); err != nil {
 		return err
 	}
 	m.printSummary(time.Since(start))
-	return nil
+	return m.skippedError()
+}
+
+// reportSkipped reports, once each, the accounts whose path is outside
+// the roots.
+func (m *migrator) reportSkipped(moves []mailboxMove) {
+	for _, mv := range moves {
+		if !mv.skipped {
+			continue
+		}
+		if _, ok := m.stats.skipped[mv.acct.Address]; ok {
+			continue
+		}
+		if m.stats.skipped == nil {
+			m.stats.skipped = map[string]string{}
+		}
+		m.stats.skipped[mv.acct.Address] = mv.acct.MailboxPath
+		fmt.Fprintf(m.stderr, "%s: %s (%s): nothing of it was touched\n", mv.acct.Address, skipReason, mv.acct.MailboxPath)
+	}
+	for _, mv := range moves {
+		if mv.ignored != "" {
+			fmt.Fprintf(m.stderr, "%s: the journal names %s as its old path, which is outside the mailbox root: left alone\n", mv.acct.Address, mv.ignored)
+		}
+	}
+}
+
+// skippedError is the run's result when accounts were skipped.
+func (m *migrator) skippedError() error {
+	if len(m.stats.skipped) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s %s (listed above), nothing of them was touched: "+
+		"a global administrator must set their mailboxPath to a directory under %s (moving genuine mail there by hand)",
+		plural(int64(len(m.stats.skipped)), "account"), strings.TrimPrefix(skipReason, "skipped: "), m.to)
 }
 
 // moveAll moves every planned mailbox and reports the accounts that failed.
 func (m *migrator) moveAll(ctx context.Context, moves []mailboxMove) error {
-	for _, mv := range moves {
-		if mv.outside {
-			m.stats.outside++
-			fmt.Fprintf(m.stderr, "note: %s has its mailbox outside %s (%s); it moves to %s (from the [NewAccounts] MailboxPath template)\n",
-				mv.acct.Address, m.oldRoot, mv.acct.MailboxPath, mv.to)
-		}
-	}
-	var total int64
+	m.reportSkipped(moves)
+	var total, accounts int64
 	counted := make([]int, len(moves))
 	for i, mv := range moves {
+		if mv.skipped {
+			continue
+		}
+		accounts++
 		if mv.from == "" {
 			continue
 		}
-		files, err := listMaildir(mv.from)
+		files, _, err := listMaildir(mv.from, m.boxes)
 		if err != nil {
 			return err
 		}
@@ -274,18 +351,24 @@ func (m *migrator) moveAll(ctx context.Context, moves []mailboxMove) error {
 	if err := os.MkdirAll(m.to, 0o750); err != nil {
 		return fmt.Errorf("create the new root: %w", err)
 	}
-	fmt.Fprintf(m.stderr, "moving %s (%s) from %s to %s\n", plural(int64(len(moves)), "account"), plural(total, "message"), m.oldRoot, m.to)
+	fmt.Fprintf(m.stderr, "moving %s (%s) from %s to %s\n", plural(accounts, "account"), plural(total, "message"), m.oldRoot, m.to)
 	prog := m.newProgress(total)
-	var failed []string
+	var failed, notes []string
 	for i, mv := range moves {
+		if mv.skipped {
+			continue
+		}
 		if ctx.Err() != nil {
 			prog.done()
+			m.printNotes(notes)
 			return errInterrupted
 		}
 		res, err := m.moveMailbox(ctx, mv, prog, counted[i])
 		prog.accountDone(mv, res, err)
+		notes = append(notes, m.leftNote(mv, res)...)
 		if errors.Is(err, errInterrupted) || errors.As(err, new(fatalError)) {
 			prog.done()
+			m.printNotes(notes)
 			return err
 		}
 		if err != nil {
@@ -293,32 +376,73 @@ func (m *migrator) moveAll(ctx context.Context, moves []mailboxMove) error {
 		}
 	}
 	prog.done()
+	m.printNotes(notes)
 	if len(failed) > 0 {
 		for _, f := range failed {
 			fmt.Fprintf(m.stderr, "error: %s\n", f)
 		}
 		return fmt.Errorf("%d of %d accounts could not be moved (see above); MailboxRoot is still %s: fix the cause and run the same command again",
-			len(failed), len(moves), m.oldRoot)
+			len(failed), accounts, m.oldRoot)
 	}
 	return nil
+}
+
+// leftNote reports, once per directory, what stayed in an old maildir
+// because it is no part of a Maildir.
+func (m *migrator) leftNote(mv mailboxMove, res accountResult) []string {
+	if len(res.left) == 0 || m.noted[mv.from] {
+		return nil
+	}
+	if m.noted == nil {
+		m.noted = map[string]bool{}
+	}
+	m.noted[mv.from] = true
+	const show = 20
+	list := res.left
+	more := ""
+	if len(list) > show {
+		more = fmt.Sprintf(" and %d more", len(list)-show)
+		list = list[:show]
+	}
+	return []string{fmt.Sprintf("%s: left in %s (not Maildir entries): %s%s", mv.acct.Address, mv.from, strings.Join(list, ", "), more)}
+}
+
+func (m *migrator) printNotes(notes []string) {
+	for _, n := range notes {
+		fmt.Fprintf(m.stderr, "note: %s\n", n)
+	}
 }
 
 // sweep lists the accounts again and moves anything found in an old path:
 // mail delivered by a node whose snapshot did not have the new path yet,
 // and accounts created meanwhile under the old root.
-func (m *migrator) sweep(ctx context.Context, template string) error {
+func (m *migrator) sweep(ctx context.Context) error {
 	accounts, err := m.listAccounts(ctx)
 	if err != nil {
 		return err
 	}
-	moves, err := planMoves(accounts, m.oldRoot, m.to, template, m.journal.entries)
+	moves, err := planMoves(accounts, m.oldRoot, m.to, m.journal.entries)
 	if err != nil {
 		return err
 	}
+	m.boxes = mailboxDirs(moves)
+	m.reportSkipped(moves)
 	prog := &lineProgress{w: m.stderr, quiet: true}
+	var notes []string
+	defer func() { m.printNotes(notes) }()
 	for _, mv := range moves {
-		if mv.acct.MailboxPath == mv.to && !exists(mv.from) {
+		if mv.skipped {
 			continue
+		}
+		if mv.acct.MailboxPath == mv.to {
+			// Already switched: only files that arrived in the old place
+			// since are left to move.
+			if !exists(mv.from) {
+				continue
+			}
+			if files, _, err := listMaildir(mv.from, m.boxes); err == nil && len(files) == 0 {
+				continue
+			}
 		}
 		if ctx.Err() != nil {
 			return errInterrupted
@@ -327,6 +451,7 @@ func (m *migrator) sweep(ctx context.Context, template string) error {
 		res, err := m.moveMailbox(ctx, mv, prog, 0)
 		m.stats.late += m.stats.messages - before
 		prog.accountDone(mv, res, err)
+		notes = append(notes, m.leftNote(mv, res)...)
 		if err != nil {
 			return fmt.Errorf("final sweep of %s: %w", mv.acct.Address, err)
 		}
@@ -351,11 +476,12 @@ func (m *migrator) printSummary(took time.Duration) {
 		}
 		fmt.Fprintf(m.stdout, "%s delivered to an old path during the move %s moved by the final sweep\n", plural(m.stats.late, "message"), verb)
 	}
-	if m.stats.outside > 0 {
-		fmt.Fprintf(m.stdout, "%s had the mailbox outside the old root and now follow the template\n", plural(int64(m.stats.outside), "account"))
+	if n := len(m.stats.skipped); n > 0 {
+		fmt.Fprintf(m.stdout, "%s %s\n", plural(int64(n), "account"), skipReason)
 	}
-	if m.stats.leftDirs > 0 {
-		fmt.Fprintf(m.stdout, "%s left in place: still holding other files (tmp/ or hidden files)\n", plural(int64(m.stats.leftDirs), "old maildir"))
+	if n := len(m.stats.leftDirs); n > 0 {
+		fmt.Fprintf(m.stdout, "%s left in place: still holding files that are not Maildir messages (listed above) or files under tmp/\n",
+			plural(int64(n), "old maildir"))
 	}
 	fmt.Fprintf(m.stdout, "[Directories] MailboxRoot = %s\n", m.to)
 }
@@ -371,13 +497,17 @@ func (e fatalError) Unwrap() error { return e.err }
 type accountResult struct {
 	moved, present int64 // message files moved; of them already in place
 	bytes          int64
-	patched        bool // the account's mailboxPath was changed
-	leftDir        bool // the old maildir still exists (other files in it)
+	patched        bool     // the account's mailboxPath was changed
+	leftDir        bool     // the old maildir still exists (other files in it)
+	left           []string // entries of the old maildir that are not moved
 }
 
 // moveMailbox moves one account's mail under its lock: place every message
 // in the new path, sync, change the account's path, remove the old files.
 func (m *migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog progress, counted int) (res accountResult, err error) {
+	if mv.skipped {
+		return res, fmt.Errorf("%s", skipReason)
+	}
 	prog.account(mv.acct.Address)
 	lk, err := m.locker.Lock(ctx, mv.acct.Address)
 	if err != nil {
@@ -393,15 +523,19 @@ func (m *migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog progres
 	}()
 	var files []msgFile
 	if mv.from != "" {
-		if files, err = listMaildir(mv.from); err != nil {
+		if files, res.left, err = listMaildir(mv.from, m.boxes); err != nil {
 			return res, err
 		}
 	}
 	if len(files) > counted {
 		prog.grow(int64(len(files) - counted))
 	}
+	var dirs []string
 	if len(files) > 0 || mv.acct.MailboxPath != mv.to {
 		if err := makeMaildir(mv.to, m.to); err != nil {
+			return res, err
+		}
+		if dirs, err = makeFolders(mv.to, files); err != nil {
 			return res, err
 		}
 	}
@@ -413,20 +547,20 @@ func (m *migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog progres
 		if err != nil {
 			return res, err
 		}
-		if !wrote {
+		if !wrote && f.message() {
 			res.present++
 		}
 		prog.message()
 	}
 	if len(files) > 0 {
-		for _, sub := range []string{"new", "cur"} {
-			if err := syncDir(filepath.Join(mv.to, sub)); err != nil {
-				return res, fmt.Errorf("sync %s: %w", filepath.Join(mv.to, sub), err)
+		for _, d := range dirs {
+			if err := syncDir(d); err != nil {
+				return res, fmt.Errorf("sync %s: %w", d, err)
 			}
 		}
 	}
 	if mv.acct.MailboxPath != mv.to {
-		if err := m.journal.record(mv.acct.Address, mv.acct.MailboxPath, mv.to); err != nil {
+		if err := m.journal.record(mv.acct.Address, mv.from, mv.to, mv.root); err != nil {
 			return res, fatalError{err}
 		}
 		if err := m.patchPath(context.WithoutCancel(ctx), mv.acct, mv.to); err != nil {
@@ -445,21 +579,26 @@ func (m *migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog progres
 			m.count(mv.acct.Address, res)
 			return res, err
 		}
-		res.moved++
-		res.bytes += f.size
+		if f.message() {
+			res.moved++
+			res.bytes += f.size
+		}
 	}
 	m.count(mv.acct.Address, res)
 	if mv.from != "" {
-		for _, sub := range []string{"new", "cur"} {
-			_ = syncDir(filepath.Join(mv.from, sub))
+		for _, d := range fileDirs(mv.from, files) {
+			_ = syncDir(d)
 		}
-		stop := filepath.Dir(filepath.Clean(mv.from))
-		if _, ok := relUnder(mv.from, m.oldRoot); ok {
-			stop = m.oldRoot
+		stop := filepath.Dir(mv.from)
+		if _, ok := relUnder(mv.from, mv.root); ok && mv.root != "" {
+			stop = mv.root
 		}
-		res.leftDir = !removeEmptyMaildir(mv.from, stop)
+		res.leftDir = !removeEmptyMaildir(mv.from, stop, folders(files)...)
 		if res.leftDir {
-			m.stats.leftDirs++
+			if m.stats.leftDirs == nil {
+				m.stats.leftDirs = map[string]bool{}
+			}
+			m.stats.leftDirs[mv.from] = true
 		}
 	}
 	return res, nil
@@ -516,6 +655,21 @@ func (m *migrator) putSetting(ctx context.Context, section, key, value string) e
 		return fmt.Errorf("set [%s] %s: %w", section, key, err)
 	}
 	return nil
+}
+
+// deleteSetting removes a key; one that is not set is no error.
+func (m *migrator) deleteSetting(ctx context.Context, section, key string) error {
+	path := "/api/v1/settings/" + mailcluster.MainSettingsFile + "/" + section + "/" + key
+	err := m.api.do(ctx, "DELETE", path, nil, nil)
+	if err == nil {
+		return nil
+	}
+	if settings, rerr := m.readSettings(ctx); rerr == nil {
+		if _, ok := settings[section][key]; !ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("remove [%s] %s: %w", section, key, err)
 }
 
 func (m *migrator) patchPath(ctx context.Context, a migrateAccount, path string) error {
@@ -593,118 +747,375 @@ func rewriteTemplate(tmpl, oldRoot, newRoot string) (string, bool) {
 	return tmpl, false
 }
 
+// checkRoots refuses a new root that is the current root under another
+// name, lies inside it, contains it, or is the file system root, with
+// symbolic links resolved. Nothing has changed when it refuses.
+func checkRoots(oldRoot, newRoot string) error {
+	if oldRoot == newRoot {
+		return nil
+	}
+	if _, ok := relUnder(newRoot, oldRoot); ok {
+		return fmt.Errorf("the new root %s lies inside the current root %s; choose a directory outside it", newRoot, oldRoot)
+	}
+	if _, ok := relUnder(oldRoot, newRoot); ok {
+		return fmt.Errorf("the current root %s lies inside the new root %s; choose a directory that does not contain it", oldRoot, newRoot)
+	}
+	ro, err := resolvePath(oldRoot)
+	if err != nil {
+		return fmt.Errorf("the current root %s cannot be resolved: %w", oldRoot, err)
+	}
+	rn, err := resolvePath(newRoot)
+	if err != nil {
+		return fmt.Errorf("the new root %s cannot be resolved: %w", newRoot, err)
+	}
+	switch {
+	case rn == "/":
+		return fmt.Errorf("the new root %s leads to the file system root; choose another directory", newRoot)
+	case rn == ro:
+		return fmt.Errorf("the new root %s is the current root %s under another name (%s); choose another directory", newRoot, oldRoot, rn)
+	}
+	if _, ok := relUnder(rn, ro); ok {
+		return fmt.Errorf("the new root %s lies inside the current root %s (it leads to %s); choose a directory outside it", newRoot, oldRoot, rn)
+	}
+	if _, ok := relUnder(ro, rn); ok {
+		return fmt.Errorf("the current root %s lies inside the new root %s (it leads to %s); choose a directory that does not contain it", oldRoot, newRoot, rn)
+	}
+	return nil
+}
+
+// resolvePath evaluates the symbolic links of the longest existing prefix
+// of an absolute path and appends the rest, cleaned.
+func resolvePath(p string) (string, error) {
+	rest := ""
+	cur := filepath.Clean(p)
+	for {
+		r, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if _, lerr := os.Lstat(cur); lerr == nil || !errors.Is(lerr, os.ErrNotExist) {
+			return "", err // it exists but cannot be resolved
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// confined returns p and root resolved when p lies strictly below root,
+// else "" for both.
+func confined(p, root string) (string, string) {
+	if root == "" {
+		return "", ""
+	}
+	rp, err := mailcluster.ConfineMailboxPath(p, root)
+	if err != nil {
+		return "", ""
+	}
+	rr, err := resolvePath(root)
+	if err != nil {
+		return "", ""
+	}
+	return rp, rr
+}
+
 // planMoves decides, for every account, where its mail is and where it
-// goes. journaled maps a lower-case address to the path its mail had
-// before an earlier run changed it. Two accounts that would share a new
-// path are refused before anything is touched.
-func planMoves(accounts []migrateAccount, oldRoot, newRoot, template string, journaled map[string]string) ([]mailboxMove, error) {
+// goes. journaled maps a lower-case address to what an earlier run
+// recorded before it changed the account's path. Two accounts that would
+// share a new path are refused before anything is touched.
+func planMoves(accounts []migrateAccount, oldRoot, newRoot string, journaled map[string]journalEntry) ([]mailboxMove, error) {
 	moves := make([]mailboxMove, 0, len(accounts))
 	owner := map[string]string{}
 	for _, a := range accounts {
-		mv := planMove(a, oldRoot, newRoot, template, journaled)
+		mv := planMove(a, oldRoot, newRoot, journaled)
+		moves = append(moves, mv)
+		if mv.skipped {
+			continue
+		}
 		key := filepath.Clean(mv.to)
 		if other, ok := owner[key]; ok {
 			return nil, fmt.Errorf("%s and %s would both get the mailbox path %s; give one of them another mailboxPath first", other, a.Address, mv.to)
 		}
 		owner[key] = a.Address
-		moves = append(moves, mv)
 	}
 	return moves, nil
 }
 
-func planMove(a migrateAccount, oldRoot, newRoot, template string, journaled map[string]string) mailboxMove {
+// planMove plans one account. An account whose path (symbolic links
+// resolved) lies below the new root is in place; its old maildir is the
+// one the journal names, or the same path under the old root, and either
+// is used only if it lies below the old root. An account below the old
+// root moves to the same path under the new root. Any other account is
+// skipped: nothing of it is read or changed.
+func planMove(a migrateAccount, oldRoot, newRoot string, journaled map[string]journalEntry) mailboxMove {
 	mv := mailboxMove{acct: a}
 	cur := a.MailboxPath
-	if rel, ok := relUnder(cur, newRoot); ok {
-		mv.to = cur
-		if old, ok := journaled[strings.ToLower(a.Address)]; ok {
-			mv.from = old
-		} else if oldRoot != newRoot {
-			mv.from = oldRoot + rel
-		}
-	} else if rel, ok := relUnder(cur, oldRoot); ok {
-		mv.from, mv.to = cur, newRoot+rel
-	} else {
-		mv.outside = true
-		mv.from = cur
-		mv.to = mailcluster.ExpandMailboxPath(template, newRoot, a.Domain, a.Mailbox)
-		if _, ok := relUnder(mv.to, newRoot); !ok {
-			mv.to = mailcluster.ExpandMailboxPath(mailcluster.DefaultMailboxPathTemplate, newRoot, a.Domain, a.Mailbox)
-		}
+	slash := ""
+	if strings.HasSuffix(cur, "/") {
+		slash = "/"
 	}
-	if mv.from != "" && filepath.Clean(mv.from) == filepath.Clean(mv.to) {
-		mv.from = ""
+	if p, root := confined(cur, newRoot); p != "" {
+		mv.to = cur
+		if e, ok := journaled[strings.ToLower(a.Address)]; ok {
+			from := e.Root
+			if from == "" && oldRoot != newRoot {
+				from = oldRoot // a journal written before roots were recorded
+			}
+			if mv.from, mv.root = confined(e.From, from); mv.from == "" {
+				mv.ignored = e.From
+			}
+		} else if oldRoot != newRoot {
+			if rel, ok := relUnder(p, root); ok {
+				mv.from, mv.root = confined(oldRoot+rel, oldRoot)
+			}
+		}
+		if mv.from != "" && mv.from == p {
+			mv.from = ""
+		}
+	} else if p, root := confined(cur, oldRoot); p != "" {
+		rel, _ := relUnder(p, root)
+		mv.from, mv.root, mv.to = p, root, newRoot+rel+slash
+	} else {
+		mv.skipped = true
 	}
 	return mv
 }
 
-func anyOutside(moves []mailboxMove) bool {
+// mailboxDirs returns the mailbox directories of a plan, resolved: a
+// directory of one account inside another's is never taken for a Maildir++
+// folder of the other.
+func mailboxDirs(moves []mailboxMove) mailboxSet {
+	set := mailboxSet{}
 	for _, mv := range moves {
-		if mv.outside {
+		if p, err := resolvePath(mv.acct.MailboxPath); err == nil && filepath.IsAbs(mv.acct.MailboxPath) {
+			set[p] = true
+		}
+		if mv.from != "" {
+			set[mv.from] = true
+		}
+	}
+	return set
+}
+
+// --- files ---
+
+// msgFile is one file that moves with a maildir: a message of new/ or cur/
+// or a metadata file, at the top or in a Maildir++ folder.
+type msgFile struct {
+	sub, name string // its directory relative to the maildir ("new", ".Sent/cur", "" or ".Sent" for metadata); its name
+	size      int64
+	mode      os.FileMode
+	mod       time.Time
+}
+
+// message reports whether f is a message (not a metadata file).
+func (f msgFile) message() bool {
+	base := filepath.Base(f.sub)
+	return base == "new" || base == "cur"
+}
+
+// mailboxSet holds mailbox directories, resolved.
+type mailboxSet map[string]bool
+
+// maildirMetadata names the files besides messages that belong to a
+// maildir or a Maildir++ folder and move with it (quota, folder marker,
+// IMAP subscriptions). The mail code keeps no files of its own there.
+var maildirMetadata = map[string]bool{"maildirsize": true, "maildirfolder": true, "subscriptions": true}
+
+// reMaildirName matches a Maildir unique name ("time.unique.host" with
+// optional ",S=size" style fields) with optional info (":2,FLAGS").
+var reMaildirName = regexp.MustCompile(`^[0-9]+\.[A-Za-z0-9._,=\\-]+(:2,[A-Za-z]*)?$`)
+
+// maildirName reports whether a file name has the shape of a Maildir
+// message file: it cannot name a path, and it does not start with a dot.
+func maildirName(name string) bool {
+	return len(name) < 256 && reMaildirName.MatchString(name)
+}
+
+// maildirFolder reports whether name, an entry of a maildir, is a
+// Maildir++ folder: ".Name", a directory (not a link) holding at least one
+// of cur, new and tmp as directories.
+func maildirFolder(dir, name string, info os.FileInfo) bool {
+	if len(name) < 2 || name[0] != '.' || name == ".." || !info.IsDir() {
+		return false
+	}
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if st, err := os.Lstat(filepath.Join(dir, name, sub)); err == nil && st.IsDir() {
 			return true
 		}
 	}
 	return false
 }
 
-// --- files ---
-
-// msgFile is one message file of a maildir's new/ or cur/.
-type msgFile struct {
-	sub, name string // "new" or "cur"; the file name (with flags in cur)
-	size      int64
-	mode      os.FileMode
-	mod       time.Time
+// describe names an entry that stays, with its kind when it is not a
+// regular file.
+func describe(rel string, info os.FileInfo) string {
+	switch t := info.Mode().Type(); {
+	case t == 0:
+		return rel
+	case t&os.ModeSymlink != 0:
+		return rel + " (symbolic link)"
+	case t&os.ModeDir != 0:
+		return rel + "/"
+	case t&(os.ModeDevice|os.ModeCharDevice) != 0:
+		return rel + " (device)"
+	case t&os.ModeSocket != 0:
+		return rel + " (socket)"
+	case t&os.ModeNamedPipe != 0:
+		return rel + " (named pipe)"
+	default:
+		return rel + " (special file)"
+	}
 }
 
-// listMaildir lists the message files of new/ and cur/ (not tmp/, not
-// hidden files). A missing maildir has none.
-func listMaildir(dir string) ([]msgFile, error) {
-	var out []msgFile
-	for _, sub := range []string{"new", "cur"} {
-		d := filepath.Join(dir, sub)
-		des, err := os.ReadDir(d)
+// listMaildir lists what moves with a maildir: regular files with Maildir
+// names in new/ and cur/, the metadata files, and the same in each
+// Maildir++ folder (except a folder that is the mailbox of another
+// account, in others). Everything else is returned in left, relative to
+// dir: files under tmp/, other names, symbolic links (never followed),
+// devices, sockets, other directories. A missing maildir has nothing.
+func listMaildir(dir string, others mailboxSet) (files []msgFile, left []string, err error) {
+	err = listMaildirLevel(dir, "", others, &files, &left)
+	return files, left, err
+}
+
+func listMaildirLevel(dir, sub string, others mailboxSet, files *[]msgFile, left *[]string) error {
+	base := filepath.Join(dir, sub)
+	des, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", base, err)
+	}
+	var meta []msgFile
+	var msgDirs, folderNames []string
+	for _, de := range des {
+		name := de.Name()
+		rel := filepath.Join(sub, name)
+		info, err := os.Lstat(filepath.Join(base, name))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", d, err)
+			return fmt.Errorf("stat %s: %w", filepath.Join(base, name), err)
+		}
+		switch {
+		case (name == "new" || name == "cur" || name == "tmp") && info.IsDir():
+			msgDirs = append(msgDirs, name)
+		case maildirMetadata[name] && info.Mode().IsRegular():
+			meta = append(meta, msgFile{sub: sub, name: name, size: info.Size(), mode: info.Mode().Perm(), mod: info.ModTime()})
+		case sub == "" && maildirFolder(base, name, info) && !others[filepath.Join(base, name)]:
+			folderNames = append(folderNames, name)
+		default:
+			*left = append(*left, describe(rel, info))
+		}
+	}
+	for _, d := range []string{"new", "cur", "tmp"} {
+		if !slices.Contains(msgDirs, d) {
+			continue
+		}
+		rel := filepath.Join(sub, d)
+		des, err := os.ReadDir(filepath.Join(dir, rel))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("read %s: %w", filepath.Join(dir, rel), err)
 		}
 		for _, de := range des {
-			if !de.Type().IsRegular() || strings.HasPrefix(de.Name(), ".") {
-				continue
-			}
-			info, err := de.Info()
+			p := filepath.Join(dir, rel, de.Name())
+			info, err := os.Lstat(p)
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("stat %s: %w", filepath.Join(d, de.Name()), err)
+				return fmt.Errorf("stat %s: %w", p, err)
 			}
-			out = append(out, msgFile{sub: sub, name: de.Name(), size: info.Size(), mode: info.Mode().Perm(), mod: info.ModTime()})
+			if d == "tmp" || !info.Mode().IsRegular() || !maildirName(de.Name()) {
+				*left = append(*left, describe(filepath.Join(rel, de.Name()), info))
+				continue
+			}
+			*files = append(*files, msgFile{sub: rel, name: de.Name(), size: info.Size(), mode: info.Mode().Perm(), mod: info.ModTime()})
 		}
 	}
-	return out, nil
+	*files = append(*files, meta...)
+	for _, f := range folderNames {
+		if err := listMaildirLevel(dir, f, others, files, left); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// placeMessage makes sure a message of the maildir src exists, complete,
+// folders returns the Maildir++ folders the files belong to.
+func folders(files []msgFile) []string {
+	var out []string
+	for _, f := range files {
+		if first, _, _ := strings.Cut(f.sub, string(filepath.Separator)); strings.HasPrefix(first, ".") && !slices.Contains(out, first) {
+			out = append(out, first)
+		}
+	}
+	return out
+}
+
+// fileDirs returns the directories under dir that hold the files, and dir.
+func fileDirs(dir string, files []msgFile) []string {
+	out := []string{dir}
+	for _, f := range files {
+		if d := filepath.Join(dir, f.sub); !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// makeFolders creates, in the new maildir dir, the Maildir++ folders (with
+// cur, new and tmp) and directories the files go to, and returns every
+// directory to sync once the files are placed.
+func makeFolders(dir string, files []msgFile) ([]string, error) {
+	for _, f := range folders(files) {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(dir, f, sub), 0o750); err != nil {
+				return nil, fmt.Errorf("create %s: %w", filepath.Join(dir, f), err)
+			}
+		}
+	}
+	dirs := fileDirs(dir, files)
+	for _, f := range folders(files) {
+		if d := filepath.Join(dir, f); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return dirs, nil
+}
+
+// placeMessage makes sure a file of the maildir src exists, complete,
 // under the same sub-directory and name in the maildir dst. A file already
 // there with the same size is kept (an earlier, interrupted run placed it);
-// one with another size is a conflict and nothing is changed. A new file
-// is a hard link when src and dst share a file system, else a copy
-// written under dst/tmp, synced and renamed into place, so a real name
-// never holds a partial file. It reports whether it created the file. The
-// caller syncs dst's directories.
+// one with another size, or anything but a regular file, is a conflict and
+// nothing is changed. A new file is a hard link when src and dst share a
+// file system, else a copy written under dst/tmp, synced and renamed into
+// place, so a real name never holds a partial file. It reports whether it
+// created the file. The caller syncs dst's directories.
 func placeMessage(src, dst string, f msgFile, link bool) (bool, error) {
 	from := filepath.Join(src, f.sub, f.name)
 	to := filepath.Join(dst, f.sub, f.name)
-	if st, err := os.Stat(to); err == nil {
-		if st.Size() == f.size {
+	if st, err := os.Lstat(to); err == nil {
+		if st.Mode().IsRegular() && st.Size() == f.size {
 			return false, nil
 		}
 		return false, fmt.Errorf("%s already exists with %d bytes, but %s has %d: both are left in place, check them by hand", to, st.Size(), from, f.size)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return false, err
+	}
+	if st, err := os.Lstat(from); err != nil || !st.Mode().IsRegular() {
+		return false, fmt.Errorf("%s is no longer a regular file: left in place", from)
 	}
 	if link && os.Link(from, to) == nil {
 		return true, nil
@@ -722,13 +1133,17 @@ func placeMessage(src, dst string, f msgFile, link bool) (bool, error) {
 	return true, nil
 }
 
-// copyFile writes src to dst (replacing a leftover dst) and syncs it.
+// copyFile writes src (never through a symbolic link) to dst (replacing a
+// leftover dst) and syncs it.
 func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", src, err)
 	}
 	defer in.Close()
+	if st, err := in.Stat(); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", src)
+	}
 	if mode == 0 {
 		mode = 0o640
 	}
@@ -750,15 +1165,18 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return nil
 }
 
-// removeMoved removes a message file of src after checking that dst holds
-// it with the same size.
+// removeMoved removes a file of src after checking that dst holds it
+// with the same size.
 func removeMoved(src, dst string, f msgFile) error {
 	to := filepath.Join(dst, f.sub, f.name)
-	st, err := os.Stat(to)
-	if err != nil || st.Size() != f.size {
+	st, err := os.Lstat(to)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != f.size {
 		return fmt.Errorf("%s is not in place (%v); the original is kept", to, err)
 	}
 	from := filepath.Join(src, f.sub, f.name)
+	if st, err := os.Lstat(from); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is no longer a regular file: left in place", from)
+	}
 	if err := os.Remove(from); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", from, err)
 	}
@@ -785,20 +1203,45 @@ func makeMaildir(dir, root string) error {
 	}
 }
 
-// removeEmptyMaildir removes a maildir's tmp, new and cur and the maildir
-// itself when they are empty, then its empty parents below stop. It
-// reports whether the maildir is gone.
-func removeEmptyMaildir(dir, stop string) bool {
-	dir = filepath.Clean(dir)
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		_ = os.Remove(filepath.Join(dir, sub))
+// removeEmptyDir removes dir if it is an empty directory (never a
+// symbolic link) and reports whether it is gone.
+func removeEmptyDir(dir string) bool {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
 	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	err = os.Remove(dir)
+	return err == nil || errors.Is(err, os.ErrNotExist)
+}
+
+// removeEmptyMaildir removes a maildir's tmp, new and cur, the given
+// Maildir++ folders (with theirs), and the maildir itself when they are
+// empty directories, then its empty parents below stop. Nothing that
+// holds a file and no symbolic link is removed. It reports whether the
+// maildir is gone.
+func removeEmptyMaildir(dir, stop string, folders ...string) bool {
+	dir = filepath.Clean(dir)
+	for _, f := range folders {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			removeEmptyDir(filepath.Join(dir, f, sub))
+		}
+		removeEmptyDir(filepath.Join(dir, f))
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		removeEmptyDir(filepath.Join(dir, sub))
+	}
+	if !removeEmptyDir(dir) {
 		return false
 	}
 	stop = filepath.Clean(stop)
 	for d := filepath.Dir(dir); d != stop && d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, ok := relUnder(d, stop); !ok || os.Remove(d) != nil {
+		if _, ok := relUnder(d, stop); !ok {
+			break
+		}
+		if st, err := os.Lstat(d); err != nil || !st.IsDir() || os.Remove(d) != nil {
 			break
 		}
 	}
@@ -810,7 +1253,7 @@ func exists(path string) bool {
 	if path == "" {
 		return false
 	}
-	_, err := os.Stat(path)
+	_, err := os.Lstat(path)
 	return err == nil
 }
 
@@ -833,17 +1276,18 @@ func syncDir(dir string) error {
 // the account is switched to the new one (JSON lines, appended and synced).
 type journal struct {
 	path    string
-	entries map[string]string // lower-case address -> old path
+	entries map[string]journalEntry // lower-case address -> its first entry
 }
 
 type journalEntry struct {
 	Address string `json:"address"`
 	From    string `json:"from"`
 	To      string `json:"to"`
+	Root    string `json:"root,omitempty"` // the root From was below, resolved
 }
 
 func openJournal(root string) (*journal, error) {
-	j := &journal{path: filepath.Join(root, journalName), entries: map[string]string{}}
+	j := &journal{path: filepath.Join(root, journalName), entries: map[string]journalEntry{}}
 	f, err := os.Open(j.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return j, nil
@@ -859,7 +1303,9 @@ func openJournal(root string) (*journal, error) {
 		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Address == "" || e.From == "" {
 			continue // a line torn by a crash: its account was not switched yet
 		}
-		j.entries[strings.ToLower(e.Address)] = e.From
+		if _, ok := j.entries[strings.ToLower(e.Address)]; !ok {
+			j.entries[strings.ToLower(e.Address)] = e
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read the journal %s: %w", j.path, err)
@@ -868,13 +1314,14 @@ func openJournal(root string) (*journal, error) {
 }
 
 // record appends an entry and syncs it. An address already recorded keeps
-// its first (oldest) path.
-func (j *journal) record(address, from, to string) error {
+// its first (oldest) path. root is the root from lies below.
+func (j *journal) record(address, from, to, root string) error {
 	key := strings.ToLower(address)
 	if _, ok := j.entries[key]; ok {
 		return nil
 	}
-	b, _ := json.Marshal(journalEntry{Address: address, From: from, To: to})
+	e := journalEntry{Address: address, From: from, To: to, Root: root}
+	b, _ := json.Marshal(e)
 	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -890,7 +1337,7 @@ func (j *journal) record(address, from, to string) error {
 			return fmt.Errorf("journal: %w", err)
 		}
 	}
-	j.entries[key] = from
+	j.entries[key] = e
 	return nil
 }
 
@@ -898,7 +1345,7 @@ func (j *journal) remove() error {
 	if err := os.Remove(j.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove the journal: %w", err)
 	}
-	j.entries = map[string]string{}
+	j.entries = map[string]journalEntry{}
 	return nil
 }
 

@@ -63,62 +63,88 @@ func TestPlanMoves(t *testing.T) {
 		mb, dom, _ := strings.Cut(addr, "@")
 		return migrateAccount{Address: addr, Domain: dom, Mailbox: mb, MailboxPath: path}
 	}
-	const tmpl = "$MAILBOXROOT$/$DOMAIN$/$MAILBOX$/"
 	t.Run("OK", func(t *testing.T) {
 		moves, err := planMoves([]migrateAccount{
 			acct("a@ex.com", "/old/ex.com/a/"),                // under the old root
 			acct("b@ex.com", "/new/ex.com/b/"),                // moved by an earlier run, no journal entry
 			acct("c@ex.com", "/new/ex.com/c/"),                // moved by an earlier run, journaled
-			acct("d@ex.com", "/elsewhere/d/"),                 // outside the old root
+			acct("d@ex.com", "/elsewhere/d/"),                 // outside both roots: skipped
 			acct("e@ex.com", "/old/ex.com/e"),                 // no trailing slash
-			acct("f@ex.com", "/new/ex.com/f/"),                // journaled from outside
+			acct("f@ex.com", "/new/ex.com/f/"),                // journaled from outside: that place is left alone
 			acct("g@ex.com", "/old/ex.com/g/../../ex.com/g/"), // not clean (refused by the API anyway)
-		}, "/old", "/new", tmpl, map[string]string{"c@ex.com": "/old/ex.com/c/", "f@ex.com": "/somewhere/f/"})
+			acct("h@ex.com", "/old"),                          // the root itself: skipped
+			acct("i@ex.com", "/old/../etc/"),                  // leads out of the root: skipped
+		}, "/old", "/new", map[string]journalEntry{
+			"c@ex.com": {From: "/old/ex.com/c", Root: "/old"},
+			"f@ex.com": {From: "/somewhere/f", Root: "/old"},
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := map[string][2]string{}
 		for _, mv := range moves {
 			got[mv.acct.Address] = [2]string{mv.from, mv.to}
-			if mv.outside != (mv.acct.Address == "d@ex.com") {
-				t.Errorf("%s: outside = %v", mv.acct.Address, mv.outside)
+			skip := strings.Contains("d h i", mv.acct.Address[:1])
+			if mv.skipped != skip {
+				t.Errorf("%s: skipped = %v", mv.acct.Address, mv.skipped)
+			}
+			if (mv.ignored != "") != (mv.acct.Address == "f@ex.com") {
+				t.Errorf("%s: ignored = %q", mv.acct.Address, mv.ignored)
 			}
 		}
 		want := map[string][2]string{
-			"a@ex.com": {"/old/ex.com/a/", "/new/ex.com/a/"},
-			"b@ex.com": {"/old/ex.com/b/", "/new/ex.com/b/"},
-			"c@ex.com": {"/old/ex.com/c/", "/new/ex.com/c/"},
-			"d@ex.com": {"/elsewhere/d/", "/new/ex.com/d/"},
+			"a@ex.com": {"/old/ex.com/a", "/new/ex.com/a/"},
+			"b@ex.com": {"/old/ex.com/b", "/new/ex.com/b/"},
+			"c@ex.com": {"/old/ex.com/c", "/new/ex.com/c/"},
+			"d@ex.com": {"", ""},
 			"e@ex.com": {"/old/ex.com/e", "/new/ex.com/e"},
-			"f@ex.com": {"/somewhere/f/", "/new/ex.com/f/"},
-			"g@ex.com": {"/old/ex.com/g/../../ex.com/g/", "/new/ex.com/g/"},
+			"f@ex.com": {"", "/new/ex.com/f/"},
+			"g@ex.com": {"/old/ex.com/g", "/new/ex.com/g/"},
+			"h@ex.com": {"", ""},
+			"i@ex.com": {"", ""},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("plan:\n got %v\nwant %v", got, want)
 		}
 	})
 	t.Run("SameRoot", func(t *testing.T) {
-		// After the root was switched, only journaled accounts have an old place.
-		moves, err := planMoves([]migrateAccount{acct("a@ex.com", "/new/ex.com/a/"), acct("b@ex.com", "/new/ex.com/b/")},
-			"/new", "/new", tmpl, map[string]string{"a@ex.com": "/old/ex.com/a/"})
+		// After the root was switched, only journaled accounts have an old
+		// place, below the root the journal recorded.
+		moves, err := planMoves([]migrateAccount{acct("a@ex.com", "/new/ex.com/a/"), acct("b@ex.com", "/new/ex.com/b/"), acct("c@ex.com", "/new/ex.com/c/")},
+			"/new", "/new", map[string]journalEntry{
+				"a@ex.com": {From: "/old/ex.com/a", Root: "/old"},
+				"c@ex.com": {From: "/old/ex.com/c"}, // no root recorded: not trusted
+			})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if moves[0].from != "/old/ex.com/a/" || moves[1].from != "" {
+		if moves[0].from != "/old/ex.com/a" || moves[1].from != "" || moves[2].from != "" || moves[2].ignored == "" {
 			t.Fatalf("plan: %+v", moves)
 		}
 	})
-	t.Run("TemplateOutsideNewRoot", func(t *testing.T) {
-		moves, err := planMoves([]migrateAccount{acct("d@ex.com", "/elsewhere/d/")}, "/old", "/new", "/fixed/$MAILBOX$/", nil)
+	t.Run("SymlinkOutOfRoot", func(t *testing.T) {
+		// A path below the root textually that leads outside through a
+		// symbolic link is skipped.
+		base := t.TempDir()
+		oldRoot, elsewhere := filepath.Join(base, "old"), filepath.Join(base, "elsewhere")
+		for _, d := range []string{filepath.Join(oldRoot, "ex.com"), elsewhere} {
+			if err := os.MkdirAll(d, 0o750); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink(elsewhere, filepath.Join(oldRoot, "ex.com", "m")); err != nil {
+			t.Fatal(err)
+		}
+		moves, err := planMoves([]migrateAccount{acct("m@ex.com", oldRoot+"/ex.com/m/")}, oldRoot, filepath.Join(base, "new"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if moves[0].to != "/new/ex.com/d/" {
-			t.Fatalf("to = %q, want the default template under the new root", moves[0].to)
+		if !moves[0].skipped || moves[0].from != "" {
+			t.Fatalf("plan: %+v", moves[0])
 		}
 	})
 	t.Run("ErrConflict", func(t *testing.T) {
-		_, err := planMoves([]migrateAccount{acct("a@ex.com", "/old/ex.com/a/"), acct("a@ex.com.x", "/new/ex.com/a")}, "/old", "/new", tmpl, nil)
+		_, err := planMoves([]migrateAccount{acct("a@ex.com", "/old/ex.com/a/"), acct("a@ex.com.x", "/new/ex.com/a")}, "/old", "/new", nil)
 		if err == nil || !strings.Contains(err.Error(), "both get") {
 			t.Fatalf("err = %v, want a conflict", err)
 		}
@@ -155,14 +181,17 @@ func TestListMaildir(t *testing.T) {
 	writeMsg(t, dir, "cur", "2.b,S=2:2,S", "de")
 	writeMsg(t, dir, "cur", ".hidden", "x")
 	writeMsg(t, dir, "tmp", "3.c", "in progress")
-	files, err := listMaildir(dir)
+	files, left, err := listMaildir(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) != 2 || files[0].name != "1.a,S=3" || files[0].size != 3 || files[1].sub != "cur" || files[1].size != 2 {
 		t.Fatalf("files: %+v", files)
 	}
-	if files, err := listMaildir(filepath.Join(dir, "missing")); err != nil || len(files) != 0 {
+	if want := []string{"cur/.hidden", "tmp/3.c"}; !reflect.DeepEqual(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+	if files, _, err := listMaildir(filepath.Join(dir, "missing"), nil); err != nil || len(files) != 0 {
 		t.Fatalf("missing maildir: %v %v", files, err)
 	}
 }
@@ -180,7 +209,7 @@ func TestPlaceMessage(t *testing.T) {
 			if err := makeMaildir(dst, filepath.Dir(dst)); err != nil {
 				t.Fatal(err)
 			}
-			files, _ := listMaildir(src)
+			files, _, _ := listMaildir(src, nil)
 			for _, f := range files {
 				wrote, err := placeMessage(src, dst, f, link)
 				if err != nil || !wrote {
@@ -220,7 +249,7 @@ func TestPlaceMessage(t *testing.T) {
 		src, dst := t.TempDir(), t.TempDir()
 		writeMsg(t, src, "new", "1.a", "hello")
 		writeMsg(t, dst, "new", "1.a", "hel") // a different file under the same name
-		files, _ := listMaildir(src)
+		files, _, _ := listMaildir(src, nil)
 		if _, err := placeMessage(src, dst, files[0], false); err == nil || !strings.Contains(err.Error(), "already exists") {
 			t.Fatalf("err = %v, want a conflict", err)
 		}
@@ -240,7 +269,7 @@ func TestPlaceMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeMsg(t, dst, "tmp", "migrate.1.a", "he")
-		files, _ := listMaildir(src)
+		files, _, _ := listMaildir(src, nil)
 		if wrote, err := placeMessage(src, dst, files[0], false); err != nil || !wrote {
 			t.Fatalf("place: %v %v", wrote, err)
 		}
@@ -281,13 +310,13 @@ func TestJournal(t *testing.T) {
 	if err != nil || len(j.entries) != 0 {
 		t.Fatalf("empty journal: %v %v", j, err)
 	}
-	if err := j.record("A@ex.com", "/old/a/", "/new/a/"); err != nil {
+	if err := j.record("A@ex.com", "/old/a/", "/new/a/", "/old"); err != nil {
 		t.Fatal(err)
 	}
-	if err := j.record("a@ex.com", "/other/", "/new/a/"); err != nil { // first path wins
+	if err := j.record("a@ex.com", "/other/", "/new/a/", "/"); err != nil { // first path wins
 		t.Fatal(err)
 	}
-	if err := j.record("b@ex.com", "/old/b/", "/new/b/"); err != nil {
+	if err := j.record("b@ex.com", "/old/b/", "/new/b/", "/old"); err != nil {
 		t.Fatal(err)
 	}
 	f, _ := os.OpenFile(filepath.Join(root, journalName), os.O_APPEND|os.O_WRONLY, 0)
@@ -297,7 +326,10 @@ func TestJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{"a@ex.com": "/old/a/", "b@ex.com": "/old/b/"}; !reflect.DeepEqual(j.entries, want) {
+	if want := map[string]journalEntry{
+		"a@ex.com": {Address: "A@ex.com", From: "/old/a/", To: "/new/a/", Root: "/old"},
+		"b@ex.com": {Address: "b@ex.com", From: "/old/b/", To: "/new/b/", Root: "/old"},
+	}; !reflect.DeepEqual(j.entries, want) {
 		t.Fatalf("entries %v, want %v", j.entries, want)
 	}
 	if err := j.remove(); err != nil {
@@ -359,8 +391,19 @@ func (f *fakePrimary) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/api/v1/settings/mailcluster/"), "/")
 		var v struct{ Value string }
 		_ = json.NewDecoder(r.Body).Decode(&v)
+		if f.settings[parts[0]] == nil {
+			f.settings[parts[0]] = map[string]string{}
+		}
 		f.settings[parts[0]][parts[1]] = v.Value
 		reply(map[string]string{"value": v.Value})
+	case r.Method == "DELETE" && strings.HasPrefix(r.URL.Path, "/api/v1/settings/mailcluster/"):
+		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/api/v1/settings/mailcluster/"), "/")
+		if _, ok := f.settings[parts[0]][parts[1]]; !ok {
+			http.NotFound(w, r)
+			return
+		}
+		delete(f.settings[parts[0]], parts[1])
+		w.WriteHeader(http.StatusNoContent)
 	case r.Method == "GET" && r.URL.Path == "/api/v1/domains":
 		reply(map[string]any{"domains": []map[string]string{{"name": "ex.com"}}})
 	case r.Method == "GET" && r.URL.Path == "/api/v1/domains/ex.com/accounts":
@@ -422,6 +465,10 @@ func TestMigrateOrder(t *testing.T) {
 		if len(oldFiles) == 0 || !reflect.DeepEqual(oldFiles, newFiles) {
 			t.Errorf("PATCH %s: old place %v, new place %v; want both complete", a.Address, oldFiles, newFiles)
 		}
+		// While the run is in progress the nodes accept either root.
+		if got := f.settings["Directories"]["MailboxRootNext"]; got != newRoot {
+			t.Errorf("PATCH %s: MailboxRootNext = %q, want %q", a.Address, got, newRoot)
+		}
 		// The mailbox is locked while it moves.
 		_, err := (&mailsvc.Locker{Dir: locks, Wait: 1}).Lock(context.Background(), a.Address)
 		if !errors.Is(err, mailsvc.ErrLockBusy) {
@@ -442,6 +489,9 @@ func TestMigrateOrder(t *testing.T) {
 	if f.settings["Directories"]["MailboxRoot"] != newRoot || f.settings["NewAccounts"]["MailboxPath"] != newRoot+"/$DOMAIN$/$MAILBOX$/" {
 		t.Fatalf("settings: %v", f.settings)
 	}
+	if next, ok := f.settings["Directories"]["MailboxRootNext"]; ok {
+		t.Fatalf("MailboxRootNext = %q left after the run", next)
+	}
 	for _, a := range f.accounts {
 		if !strings.HasPrefix(a.MailboxPath, newRoot+"/") {
 			t.Fatalf("account %s at %s", a.Address, a.MailboxPath)
@@ -461,6 +511,16 @@ func TestMigrateOrder(t *testing.T) {
 	if !strings.Contains(out.String(), "nothing to do") {
 		t.Fatalf("second run: %s", out.String())
 	}
+	// A run stopped after the switch but before MailboxRootNext was
+	// cleared: the next run clears it.
+	f.settings["Directories"]["MailboxRootNext"] = newRoot
+	m, out = newFakeMigrator(t, f, newRoot)
+	if err := m.run(context.Background()); err != nil || !strings.Contains(out.String(), "nothing to do") {
+		t.Fatalf("third run: %v %s", err, out.String())
+	}
+	if next, ok := f.settings["Directories"]["MailboxRootNext"]; ok {
+		t.Fatalf("MailboxRootNext = %q left after the third run", next)
+	}
 }
 
 func TestMigrateRefusesSecondary(t *testing.T) {
@@ -478,13 +538,48 @@ func TestMigrateRefusesSecondary(t *testing.T) {
 }
 
 func TestMigrateRefusesNestedRoots(t *testing.T) {
-	for _, to := range []string{"/srv/mail/new", "/srv"} {
-		f := &fakePrimary{role: mailcluster.RolePrimary, settings: mailcluster.Sections{"Directories": {"MailboxRoot": "/srv/mail"}}}
-		m, _ := newFakeMigrator(t, f, to)
-		if err := m.run(context.Background()); err == nil || !strings.Contains(err.Error(), "inside") {
-			t.Fatalf("--to %s: err = %v", to, err)
+	base := t.TempDir()
+	oldRoot := filepath.Join(base, "mail")
+	if err := os.MkdirAll(filepath.Join(oldRoot, "inner"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// Other names for the old root and for a directory inside it.
+	for name, target := range map[string]string{"alias": oldRoot, "inner-alias": filepath.Join(oldRoot, "inner"), "top": "/"} {
+		if err := os.Symlink(target, filepath.Join(base, name)); err != nil {
+			t.Fatal(err)
 		}
 	}
+	for _, tc := range []struct{ to, want string }{
+		{oldRoot + "/new", "inside"},
+		{base, "inside"},
+		{filepath.Join(base, "alias"), "under another name"},
+		{filepath.Join(base, "inner-alias", "x"), "inside"},
+		{filepath.Join(base, "top"), "file system root"},
+	} {
+		f := &fakePrimary{role: mailcluster.RolePrimary, settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": filepath.Join(base, "locks")}}}
+		m, _ := newFakeMigrator(t, f, tc.to)
+		if err := m.run(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("--to %s: err = %v, want %q", tc.to, err, tc.want)
+		}
+		for _, c := range f.calls {
+			if !strings.HasPrefix(c, "GET ") {
+				t.Fatalf("--to %s: something was changed: %v", tc.to, f.calls)
+			}
+		}
+	}
+	t.Run("ErrOtherMoveUnfinished", func(t *testing.T) {
+		f := &fakePrimary{role: mailcluster.RolePrimary, settings: mailcluster.Sections{"Directories": {
+			"MailboxRoot": oldRoot, "MailboxRootNext": filepath.Join(base, "first"), "LockFiles": filepath.Join(base, "locks")}}}
+		m, _ := newFakeMigrator(t, f, filepath.Join(base, "second"))
+		if err := m.run(context.Background()); err == nil || !strings.Contains(err.Error(), "--to "+filepath.Join(base, "first")) {
+			t.Fatalf("err = %v", err)
+		}
+		for _, c := range f.calls {
+			if !strings.HasPrefix(c, "GET ") {
+				t.Fatalf("something was changed: %v", f.calls)
+			}
+		}
+	})
 }
 
 // TestMigrateInterrupted cancels a run while it waits for a mailbox's
@@ -527,6 +622,9 @@ func TestMigrateInterrupted(t *testing.T) {
 	if f.settings["Directories"]["MailboxRoot"] != oldRoot {
 		t.Fatal("root switched by an interrupted run")
 	}
+	if got := f.settings["Directories"]["MailboxRootNext"]; got != newRoot {
+		t.Fatalf("MailboxRootNext = %q after the interruption, want %q (a's path is under it)", got, newRoot)
+	}
 	f.onPatch = nil
 	m, out := newFakeMigrator(t, f, newRoot)
 	if err := m.run(context.Background()); err != nil {
@@ -542,5 +640,241 @@ func TestMigrateInterrupted(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(oldRoot, "ex.com")); !os.IsNotExist(err) {
 		t.Fatalf("old domain dir left: %v", err)
+	}
+	if next, ok := f.settings["Directories"]["MailboxRootNext"]; ok {
+		t.Fatalf("MailboxRootNext = %q left after the resumed run", next)
+	}
+}
+
+func TestMaildirName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"1700000000.M123456P42Q7Rabcdefgh.host,S=1234", true},
+		{"1700000000.M123456P42Q7Rabcdefgh.host,S=1234:2,", true},
+		{"1700000000.M1P2.host,S=12,W=13:2,FRS", true},
+		{"1700000000.M1P2.host\\057x\\072y,S=1:2,Sa", true},
+		{"1.a", true},
+		{"1234.link:2,S", true},
+		{"app.conf", false},
+		{"id_rsa", false},
+		{"notes.txt", false},
+		{".1700000000.M1.host", false},
+		{"1700000000.M1.host:2,S/x", false},
+		{"1700000000.M1.host:1,S", false},
+		{"1700000000 M1.host", false},
+		{"", false},
+		{"1." + strings.Repeat("x", 300), false},
+	} {
+		if got := maildirName(tc.name); got != tc.ok {
+			t.Errorf("maildirName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+// fileTree lists every entry under dir (relative paths; symbolic links
+// marked, never followed).
+func fileTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			rel += "@"
+		} else if d.IsDir() {
+			rel += "/"
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestMigrateSkipsOutsideRoot reproduces an account pointed at a
+// directory outside the mailbox root that holds files of the host
+// (new/app.conf, cur/id_rsa, and a file with a Maildir name): the run
+// leaves all of it in place, moves nothing of it under the new root,
+// reports the account and ends with an error, while the other accounts
+// move and the root switches.
+func TestMigrateSkipsOutsideRoot(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	victim := filepath.Join(base, "etc", "app")
+	writeMsg(t, victim, "new", "app.conf", "secret=1")
+	writeMsg(t, victim, "cur", "id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----")
+	writeMsg(t, victim, "cur", "1700000000.M1.host,S=4:2,S", "data")
+	before := fileTree(t, victim)
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "new", "1.x,S=5", "hello")
+	f := &fakePrimary{
+		role:     mailcluster.RolePrimary,
+		settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks}},
+		accounts: []migrateAccount{
+			{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: oldRoot + "/ex.com/a/"},
+			{Address: "m@ex.com", Domain: "ex.com", Mailbox: "m", MailboxPath: victim + "/"},
+		},
+	}
+	m, out := newFakeMigrator(t, f, newRoot)
+	var errOut bytes.Buffer
+	m.stderr = &errOut
+	err := m.run(context.Background())
+	t.Logf("stdout:\n%sstderr:\n%s", out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "1 account mailbox path outside the mailbox root") {
+		t.Fatalf("err = %v, want the skipped account named", err)
+	}
+	if !strings.Contains(errOut.String(), "m@ex.com: skipped: mailbox path outside the mailbox root") ||
+		!strings.Contains(out.String(), "1 account skipped: mailbox path outside the mailbox root") {
+		t.Fatal("the skipped account is not reported")
+	}
+	if got := fileTree(t, victim); !reflect.DeepEqual(got, before) {
+		t.Fatalf("the outside directory changed: %v, was %v", got, before)
+	}
+	for name, want := range map[string]string{"new/app.conf": "secret=1", "cur/id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----"} {
+		if b, err := os.ReadFile(filepath.Join(victim, name)); err != nil || string(b) != want {
+			t.Fatalf("%s: %q %v", name, b, err)
+		}
+	}
+	for _, p := range fileTree(t, newRoot) {
+		if strings.Contains(p, "app.conf") || strings.Contains(p, "id_rsa") || strings.Contains(p, "1700000000") || strings.Contains(p, "/m/") {
+			t.Fatalf("%s appeared under the new root: %v", p, fileTree(t, newRoot))
+		}
+	}
+	for _, c := range f.calls {
+		if strings.HasSuffix(c, "/accounts/m") {
+			t.Fatalf("the skipped account was changed: %v", f.calls)
+		}
+	}
+	if f.accounts[0].MailboxPath != newRoot+"/ex.com/a/" || f.accounts[1].MailboxPath != victim+"/" {
+		t.Fatalf("accounts: %+v", f.accounts)
+	}
+	if got := names(t, filepath.Join(newRoot, "ex.com", "a")); !reflect.DeepEqual(got, []string{"new/1.x,S=5"}) {
+		t.Fatalf("a under the new root: %v", got)
+	}
+	// Skipped accounts do not hold the switch back; the next root is cleared.
+	if f.settings["Directories"]["MailboxRoot"] != newRoot {
+		t.Fatalf("MailboxRoot = %q", f.settings["Directories"]["MailboxRoot"])
+	}
+	if next, ok := f.settings["Directories"]["MailboxRootNext"]; ok {
+		t.Fatalf("MailboxRootNext = %q left", next)
+	}
+	// A second run still reports the account and still fails, touching nothing.
+	m, _ = newFakeMigrator(t, f, newRoot)
+	if err := m.run(context.Background()); err == nil || !strings.Contains(err.Error(), "outside the mailbox root") {
+		t.Fatalf("second run: err = %v", err)
+	}
+	if got := fileTree(t, victim); !reflect.DeepEqual(got, before) {
+		t.Fatalf("the outside directory changed on the second run: %v", got)
+	}
+}
+
+// TestMigrateLeavesForeignFiles moves a mailbox under the root that also
+// holds entries that are no part of a Maildir: only the messages, a
+// Maildir++ folder and the metadata move; a foreign file, a symbolic link
+// named like a message, a file with another name in cur/ and a linked
+// folder stay, and so does the old directory.
+func TestMigrateLeavesForeignFiles(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	box := filepath.Join(oldRoot, "ex.com", "a")
+	writeMsg(t, box, "new", "1.x,S=5", "hello")
+	writeMsg(t, box, "cur", "2.x,S=3:2,S", "abc")
+	writeMsg(t, box, ".Sent/cur", "3.x,S=1:2,S", "z")
+	writeMsg(t, box, ".Sent", "maildirfolder", "")
+	writeMsg(t, box, "", "maildirsize", "0S\n")
+	writeMsg(t, box, "", "notes.txt", "private")
+	writeMsg(t, box, "cur", "app.conf", "secret=1")
+	if err := os.Symlink("/etc/hostname", filepath.Join(box, "cur", "1234.link:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(base, "elsewhere")
+	writeMsg(t, elsewhere, "cur", "4.x,S=1:2,S", "y")
+	if err := os.Symlink(elsewhere, filepath.Join(box, ".Linked")); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePrimary{
+		role:     mailcluster.RolePrimary,
+		settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks}},
+		accounts: []migrateAccount{{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: box + "/"}},
+	}
+	m, out := newFakeMigrator(t, f, newRoot)
+	var errOut bytes.Buffer
+	m.stderr = &errOut
+	if err := m.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stdout:\n%sstderr:\n%s", out, &errOut)
+	newBox := filepath.Join(newRoot, "ex.com", "a")
+	if got, want := fileTree(t, newBox), []string{
+		".Sent/", ".Sent/cur/", ".Sent/cur/3.x,S=1:2,S", ".Sent/maildirfolder", ".Sent/new/", ".Sent/tmp/",
+		"cur/", "cur/2.x,S=3:2,S", "maildirsize", "new/", "new/1.x,S=5", "tmp/",
+	}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("new maildir:\n got %v\nwant %v", got, want)
+	}
+	if got, want := fileTree(t, box), []string{".Linked@", "cur/", "cur/1234.link:2,S@", "cur/app.conf", "notes.txt"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("old maildir:\n got %v\nwant %v", got, want)
+	}
+	if target, err := os.Readlink(filepath.Join(box, "cur", "1234.link:2,S")); err != nil || target != "/etc/hostname" {
+		t.Fatalf("the link changed: %q %v", target, err)
+	}
+	if got := fileTree(t, elsewhere); !reflect.DeepEqual(got, []string{"cur/", "cur/4.x,S=1:2,S"}) {
+		t.Fatalf("the linked folder's target changed: %v", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(box, "notes.txt")); string(b) != "private" {
+		t.Fatal("notes.txt changed")
+	}
+	for _, want := range []string{"notes.txt", "cur/1234.link:2,S (symbolic link)", "cur/app.conf", ".Linked (symbolic link)"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Fatalf("%q is not reported as left in place", want)
+		}
+	}
+	if !strings.Contains(out.String(), "moved 1 account, 3 messages") || !strings.Contains(out.String(), "1 old maildir left in place") {
+		t.Fatalf("summary: %s", out)
+	}
+	if f.accounts[0].MailboxPath != newBox+"/" {
+		t.Fatalf("account at %s", f.accounts[0].MailboxPath)
+	}
+}
+
+// TestMigrateNestedMailbox keeps a mailbox that lies inside another
+// account's mailbox (named like a Maildir++ folder) for its own account.
+func TestMigrateNestedMailbox(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	outer := filepath.Join(oldRoot, "ex.com", "a")
+	writeMsg(t, outer, "new", "1.x,S=1", "a")
+	writeMsg(t, filepath.Join(outer, ".b"), "new", "2.x,S=1", "b")
+	f := &fakePrimary{
+		role:     mailcluster.RolePrimary,
+		settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks}},
+		accounts: []migrateAccount{
+			{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: outer + "/"},
+			{Address: "b@ex.com", Domain: "ex.com", Mailbox: "b", MailboxPath: outer + "/.b/"},
+		},
+	}
+	m, _ := newFakeMigrator(t, f, newRoot)
+	if err := m.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, filepath.Join(newRoot, "ex.com", "a")); !reflect.DeepEqual(got, []string{"new/1.x,S=1"}) {
+		t.Fatalf("a: %v", got)
+	}
+	if got := names(t, filepath.Join(newRoot, "ex.com", "a", ".b")); !reflect.DeepEqual(got, []string{"new/2.x,S=1"}) {
+		t.Fatalf("b: %v", got)
+	}
+	if f.accounts[1].MailboxPath != newRoot+"/ex.com/a/.b/" {
+		t.Fatalf("b at %s", f.accounts[1].MailboxPath)
 	}
 }
