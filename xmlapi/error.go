@@ -25,6 +25,8 @@ const (
 	StatusTooLarge         = 11 // the body or a value exceeds a limit (mailcluster.ETOOLARGE)
 	StatusInternal         = 12 // anything else; the details are only logged (mailcluster.EINTERNAL)
 	StatusMethodNotAllowed = 13 // the HTTP method is not POST
+	StatusUnsupportedType  = 14 // the Content-Type is not XML
+	StatusForeignOrigin    = 15 // the Origin header names another site
 )
 
 // status is one row of the status table.
@@ -53,6 +55,8 @@ var statuses = []status{
 	{StatusTooLarge, mailcluster.ETOOLARGE, 0x800700DF, http.StatusRequestEntityTooLarge, "The request is too large."},
 	{StatusInternal, mailcluster.EINTERNAL, 0x80004005, http.StatusOK, "An internal error occurred."},
 	{StatusMethodNotAllowed, "", 0x80070001, http.StatusMethodNotAllowed, "Only the POST method is allowed."},
+	{StatusUnsupportedType, "", 0x8007065E, http.StatusUnsupportedMediaType, "The request must be XML (Content-Type: text/xml or application/xml)."},
+	{StatusForeignOrigin, "", 0x8007000C, http.StatusForbidden, "Requests from other sites (Origin) are not accepted."},
 }
 
 // value renders the HRESULT the classic way: 0x8007000D.

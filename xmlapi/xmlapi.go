@@ -27,6 +27,7 @@ import (
 	"github.com/beevik/etree"
 
 	"mailcluster"
+	"mailcluster/internal/csrf"
 )
 
 // Service is what the XML-API needs of *mailcluster.Service. Every method
@@ -202,13 +203,26 @@ type request struct {
 	echo    bool
 }
 
-// ServeHTTP implements http.Handler: method check, HTTP Basic
+// ServeHTTP implements http.Handler: method check, content type (XML
+// only) and Origin (absent or the server's own) checks, HTTP Basic
 // authentication, body limit, envelope decoding, one service call, answer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.respond(w, start, nil, errorf(StatusMethodNotAllowed, "Only the POST method is allowed."), nil)
+		return
+	}
+	// A browser can be made to post a form (text/plain and the like) to
+	// this URL with cached credentials; it cannot send XML or forge the
+	// Origin. Both are refused before the credentials are looked at.
+	if !csrf.IsXML(r.Header.Get("Content-Type")) {
+		h.respond(w, start, nil, errorf(StatusUnsupportedType, "%s", statuses[StatusUnsupportedType].Message), nil)
+		return
+	}
+	if !csrf.SameOrigin(r) {
+		h.log.Info("xmlapi: request from another origin refused", "remote", r.RemoteAddr)
+		h.respond(w, start, nil, errorf(StatusForeignOrigin, "%s", statuses[StatusForeignOrigin].Message), nil)
 		return
 	}
 	ctx := withClientIP(r)

@@ -52,6 +52,8 @@ var wantStatus = map[int]struct {
 	xmlapi.StatusTooLarge:         {"0x800700DF", 413},
 	xmlapi.StatusInternal:         {"0x80004005", 200},
 	xmlapi.StatusMethodNotAllowed: {"0x80070001", 405},
+	xmlapi.StatusUnsupportedType:  {"0x8007065E", 415},
+	xmlapi.StatusForeignOrigin:    {"0x8007000C", 403},
 }
 
 // logBuffer collects log output from several goroutines.
