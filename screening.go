@@ -8,6 +8,7 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -210,6 +211,7 @@ type screening struct {
 	local    map[string]BlockedIP // ip -> a block decided locally
 	localAcc map[string]FrozenAccount
 	key      []byte // keys the password hashes
+	gate     *attemptGate
 }
 
 type failEntry struct {
@@ -220,7 +222,7 @@ type failEntry struct {
 func (s *Service) scr() *screening {
 	s.scrOnce.Do(func() {
 		s.screen = &screening{ipFails: map[string][]failEntry{}, accFails: map[string][]failEntry{},
-			local: map[string]BlockedIP{}, localAcc: map[string]FrozenAccount{}}
+			local: map[string]BlockedIP{}, localAcc: map[string]FrozenAccount{}, gate: newAttemptGate()}
 		if s.ScreeningKey != nil {
 			s.screen.key = s.ScreeningKey
 		} else {
@@ -344,6 +346,11 @@ func (s *Service) DecideLocally(fs []LoginFailure) {
 			Reason: "too many failed logins (decided locally, no primary reachable)", Source: "local", CreatedAt: now}
 	}
 	for _, a := range accs {
+		if mailbox, domain, err := SplitAddress(a); err == nil {
+			if acc, _, err := s.getAccount(domain, mailbox); err == nil && s.isLastUsableAdmin(acc) {
+				continue // never lock out the last usable global administrator
+			}
+		}
 		sc.localAcc[a] = FrozenAccount{Address: a, Since: now, Reason: "too many failed logins (decided locally)", Source: "local"}
 	}
 }
@@ -369,7 +376,7 @@ func (s *Service) count(cfg ScreeningConfig, fs []LoginFailure, local bool) (ips
 	now := s.now()
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	add := func(m map[string][]failEntry, key string, f LoginFailure, window time.Duration) int {
+	add := func(m map[string][]failEntry, key string, f LoginFailure, window time.Duration, dedup bool) int {
 		es := m[key]
 		kept := es[:0]
 		for _, e := range es {
@@ -377,13 +384,7 @@ func (s *Service) count(cfg ScreeningConfig, fs []LoginFailure, local bool) (ips
 				kept = append(kept, e)
 			}
 		}
-		dup := false
-		for _, e := range kept {
-			if e.hash == f.Hash {
-				dup = true
-			}
-		}
-		if !dup && now.Sub(f.Time) < window {
+		if (!dedup || !containsHash(kept, f.Hash)) && now.Sub(f.Time) < window {
 			kept = append(kept, failEntry{at: f.Time, hash: f.Hash})
 		}
 		if len(kept) > 1000 {
@@ -398,7 +399,7 @@ func (s *Service) count(cfg ScreeningConfig, fs []LoginFailure, local bool) (ips
 		if err != nil || cfg.allowedIP(ip) {
 			continue
 		}
-		if n := add(sc.ipFails, ip, f, cfg.IPWindow); n >= cfg.IPFailures && !seenIP[ip] {
+		if n := add(sc.ipFails, ip, f, cfg.IPWindow, false); n >= cfg.IPFailures && !seenIP[ip] {
 			seenIP[ip] = true
 			ips = append(ips, ip)
 			delete(sc.ipFails, ip)
@@ -407,7 +408,7 @@ func (s *Service) count(cfg ScreeningConfig, fs []LoginFailure, local bool) (ips
 		if addr == "" || cfg.AllowAccounts[addr] {
 			continue
 		}
-		if n := add(sc.accFails, addr, f, cfg.AccountWindow); n >= cfg.AccountFailures && !seenAcc[addr] {
+		if n := add(sc.accFails, addr, f, cfg.AccountWindow, true); n >= cfg.AccountFailures && !seenAcc[addr] {
 			seenAcc[addr] = true
 			accs = append(accs, addr)
 			delete(sc.accFails, addr)
@@ -461,10 +462,29 @@ func (s *Service) autoBlock(ctx context.Context, cfg ScreeningConfig, ip string)
 }
 
 func (s *Service) autoFreeze(ctx context.Context, cfg ScreeningConfig, address string) error {
-	if err := s.freeze(ctx, cfg, address, "too many failed logins", "auto"); err != nil && ErrorCode(err) != ENOTFOUND && ErrorCode(err) != ECONFLICT {
+	err := s.freeze(ctx, cfg, address, "too many failed logins", "auto")
+	if errors.Is(err, errLastAdmin) {
+		s.log.Warn("not freezing the last usable global administrator", "address", address)
+		if s.Events != nil {
+			s.Events.Record(ClusterEvent{Level: "warn", Event: "freeze-skipped",
+				Message: "too many failed logins, but the account is the last usable global administrator and stays usable",
+				Fields:  map[string]string{"address": address}})
+		}
+		return nil
+	}
+	if err != nil && ErrorCode(err) != ENOTFOUND && ErrorCode(err) != ECONFLICT {
 		return err
 	}
 	return nil
+}
+
+// errLastAdmin refuses to freeze the last usable global administrator.
+var errLastAdmin = Errorf(ECONFLICT, "This is the last usable global administrator: freezing it would lock every administrator out.")
+
+// isLastUsableAdmin reports whether a is a usable global administrator
+// and no other usable one exists.
+func (s *Service) isLastUsableAdmin(a *Account) bool {
+	return a.AdminRights == AdminGlobal && !a.Frozen && !a.Disabled && s.checkLastAdmin("", a.Address()) != nil
 }
 
 // freeze sets the account's Frozen flag and writes the screening record
@@ -480,6 +500,9 @@ func (s *Service) freeze(ctx context.Context, cfg ScreeningConfig, address, reas
 	}
 	if a.Frozen {
 		return Errorf(ECONFLICT, "Account %s is frozen already.", a.Address())
+	}
+	if s.isLastUsableAdmin(a) {
+		return errLastAdmin
 	}
 	token := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(randomBytes(20))
 	now := s.now()
@@ -600,7 +623,11 @@ func (s *Service) UnblockIP(ctx context.Context, ip string) error {
 	if !ok {
 		return Errorf(ENOTFOUND, "Address %s is not blocked.", ip)
 	}
-	return s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}})
+	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
+		return err
+	}
+	s.scr().gate.forgetAddress(ip)
+	return nil
 }
 
 // ListFrozenAccounts returns the frozen accounts the caller may see,
@@ -632,11 +659,17 @@ func (s *Service) FreezeAccount(ctx context.Context, address, reason string) err
 	if err := authorizeDomain(ctx, domain); err != nil {
 		return err
 	}
-	if c := CallerFromContext(ctx); c != nil && c.Address() == mailbox+"@"+domain {
+	caller := CallerFromContext(ctx)
+	if caller != nil && caller.Address() == mailbox+"@"+domain {
 		return Errorf(ECONFLICT, "You cannot freeze your own account.")
 	}
 	if err := s.checkWritable(); err != nil {
 		return err
+	}
+	if caller != nil && caller.AdminRights != AdminGlobal {
+		if a, _, err := s.getAccount(domain, mailbox); err == nil && a.AdminRights == AdminGlobal {
+			return Errorf(EFORBIDDEN, "Only global administrators may freeze a global administrator.")
+		}
 	}
 	if len(reason) > 256 || strings.ContainsAny(reason, "\r\n\x00") {
 		return Errorf(EINVALID, "Reason must be one line of at most 256 bytes.")
@@ -686,6 +719,7 @@ func (s *Service) thaw(ctx context.Context, domain, mailbox string) error {
 	delete(sc.accFails, a.Address())
 	delete(sc.localAcc, a.Address())
 	sc.mu.Unlock()
+	sc.gate.forgetAccount(a.Address())
 	if s.Events != nil {
 		s.Events.Record(ClusterEvent{Event: "account-thawed", Message: "an account was thawed", Fields: map[string]string{"address": a.Address()}})
 	}

@@ -11,14 +11,16 @@ import (
 
 // syncSink hands failures straight to the primary's service.
 type syncSink struct {
-	svc *mailcluster.Service
-	mu  sync.Mutex
-	n   int
+	svc  *mailcluster.Service
+	mu   sync.Mutex
+	n    int
+	last mailcluster.LoginFailure
 }
 
 func (s *syncSink) Report(f mailcluster.LoginFailure) {
 	s.mu.Lock()
 	s.n++
+	s.last = f
 	s.mu.Unlock()
 	_ = s.svc.ReportFailures(context.Background(), []mailcluster.LoginFailure{f})
 }
@@ -71,17 +73,24 @@ func from(ip string) context.Context {
 func TestScreeningIPBlock(t *testing.T) {
 	svc, clk, _ := MustOpenScreening(t)
 	ip := "192.0.2.7"
-	t.Run("SamePasswordCountsOnce", func(t *testing.T) {
-		for range 5 {
-			_, _ = svc.Authenticate(from(ip), "alice@example.com", "same-wrong-1")
+	t.Run("SamePasswordCountsOnceForTheAccount", func(t *testing.T) {
+		// Five repeats of one wrong password from five addresses: the
+		// account counts it once (no freeze), each address once.
+		for i := range 5 {
+			_, _ = svc.Authenticate(from("192.0.2."+string(rune('1'+i))), "alice@example.com", "same-wrong-1")
 		}
-		if _, blocked := svc.BlockedIP(ip); blocked {
-			t.Fatal("one wrong password repeated blocked the address")
+		if a, _ := svc.FindAccount(context.Background(), "example.com", "alice"); a.Frozen {
+			t.Fatal("one wrong password repeated froze the account")
 		}
 	})
 	t.Run("Block", func(t *testing.T) {
+		// Every failure counts toward the address, repeats included.
+		_, _ = svc.Authenticate(from(ip), "alice@example.com", "same-wrong-1")
+		_, _ = svc.Authenticate(from(ip), "alice@example.com", "same-wrong-1")
+		if _, blocked := svc.BlockedIP(ip); blocked {
+			t.Fatal("blocked before IPFailures failures")
+		}
 		_, _ = svc.Authenticate(from(ip), "nobody@example.com", "other-wrong-2")
-		_, _ = svc.Authenticate(from(ip), "alice@example.com", "other-wrong-3")
 		b, blocked := svc.BlockedIP(ip)
 		if !blocked || b.Offences != 1 || b.Until.Sub(clk.t) != 60*time.Second {
 			t.Fatalf("block = %+v %v", b, blocked)
@@ -161,10 +170,13 @@ func TestScreeningFreezeAndThaw(t *testing.T) {
 	before := sink.n
 	_, err = svc.Authenticate(from("192.0.2.99"), "alice@example.com", "alice-pass-1")
 	wantCode(t, err, mailcluster.EUNAUTHORIZED)
+	if sink.n != before {
+		t.Fatal("the right password of a frozen account was counted as a failure")
+	}
 	_, err = svc.Authenticate(from("192.0.2.99"), "alice@example.com", "still-wrong-1")
 	wantCode(t, err, mailcluster.EUNAUTHORIZED)
-	if sink.n != before {
-		t.Fatal("logins of a frozen account were counted")
+	if sink.n != before+1 || sink.last.Address != "" {
+		t.Fatalf("a wrong password of a frozen account must count toward the address only: %d reports, last %+v", sink.n-before, sink.last)
 	}
 	token := nt.tokens["alice@example.com"]
 	if len(token) < 20 {

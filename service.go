@@ -75,6 +75,9 @@ type Service struct {
 	decodedCache sync.Map
 	decodedCount atomic.Int64
 
+	// bcryptRuns counts password comparisons (for tests and metrics).
+	bcryptRuns atomic.Int64
+
 	authMu    sync.Mutex
 	authKey   []byte
 	authCache map[[32]byte]time.Time
@@ -231,37 +234,103 @@ func (s *Service) Authenticate(ctx context.Context, address, password string) (*
 	return a, nil
 }
 
-// authenticate checks credentials for any login: a blocked client address
-// is refused (EFORBIDDEN); a wrong password or unknown address is reported
-// to dynamic screening; a frozen or disabled account fails without
-// counting further. Every credential failure is the same EUNAUTHORIZED.
+// authenticate checks credentials for any login. A blocked client
+// address is refused (EFORBIDDEN) before anything else; then the attempt
+// takes a slot of the client address and of the account (attemptGate), so
+// that no more attempts are checked than screening allows, whether they
+// come one by one or in parallel. Every wrong password is reported to
+// dynamic screening (unknown addresses and frozen accounts count toward
+// the client address only). Frozen, disabled and unknown accounts cost the
+// same password check as a wrong password. Every credential failure is
+// the same EUNAUTHORIZED.
 func (s *Service) authenticate(ctx context.Context, address, password, proto string) (*Account, error) {
 	if err := s.checkClientIP(ctx); err != nil {
 		return nil, err
 	}
 	fail := Errorf(EUNAUTHORIZED, "Authentication failed.")
 	mailbox, domain, err := SplitAddress(address)
-	if err != nil || password == "" {
+	if err != nil || password == "" || len(password) > 1024 {
 		s.recordFailure(ctx, "", address+"\x00"+password, proto)
 		return nil, fail
 	}
+	address = mailbox + "@" + domain
 	a, _, err := s.getAccount(domain, mailbox)
 	if err != nil {
-		_ = s.checkDummy(password)
-		s.recordFailure(ctx, "", mailbox+"@"+domain+"\x00"+password, proto)
+		a = nil
+	}
+	if a != nil && !a.Frozen && !a.Disabled && s.recentSuccess(a, password) {
+		return a.Public(), nil // checked within the last minute: no bcrypt, no slot
+	}
+	cfg := s.ScreeningSettings()
+	hash := s.failureHash(address, password)
+	var at *attempt
+	if ip := normalizedClientIP(ctx); cfg.Enabled && ip != "" {
+		gateAddr := "" // unknown and frozen accounts need no account limit: no guess can succeed
+		if a != nil && !a.Frozen {
+			gateAddr = address
+		}
+		var refused gateRefusal
+		at, refused = s.scr().gate.reserve(ctx, cfg, s.now, ip, gateAddr, func() bool { return s.isLastUsableAdmin(a) })
+		// A refused attempt is not counted: its password was not checked.
+		switch refused {
+		case gateAddress:
+			return nil, Errorf(EFORBIDDEN, "Too many failed logins from your address %s; try again later.", ip)
+		case gateAccount:
+			// As slow as a checked password, so that the answer does not
+			// tell that the account exists.
+			withBcryptSlot(ctx, func() { _ = s.checkDummy(password) })
+			return nil, fail
+		}
+	}
+	failed := true
+	defer func() {
+		if at != nil {
+			at.finish(s.now(), failed, hash)
+		}
+	}()
+	if a == nil {
+		if !withBcryptSlot(ctx, func() { _ = s.checkDummy(password) }) {
+			return nil, ctxFailure(ctx)
+		}
+		s.recordFailure(ctx, "", address+"\x00"+password, proto)
 		return nil, fail
 	}
-	if a.Frozen || s.locallyFrozen(a.Address()) {
-		return nil, fail // frozen: no login, and no further counting
+	frozen := a.Frozen || s.locallyFrozen(a.Address())
+	var ok bool
+	if !withBcryptSlot(ctx, func() { ok = s.checkPassword(a, password, frozen) }) {
+		return nil, ctxFailure(ctx)
 	}
-	if !s.checkPassword(a, password) {
+	switch {
+	case !ok && frozen:
+		// A frozen account's failures count toward the client address
+		// only; its own count stopped with the freeze.
+		s.recordFailure(ctx, "", address+"\x00"+password, proto)
+		return nil, fail
+	case !ok:
 		s.recordFailure(ctx, a.Address(), password, proto)
 		return nil, fail
 	}
-	if a.Disabled {
+	failed = false
+	if frozen || a.Disabled {
 		return nil, fail
 	}
 	return a.Public(), nil
+}
+
+// ctxFailure answers a login whose request ended while it waited for a
+// password-check slot.
+func ctxFailure(ctx context.Context) error {
+	return &Error{Code: EUNAVAILABLE, Message: "The server is busy; try again.", Err: ctx.Err()}
+}
+
+// normalizedClientIP returns the client address of ctx in canonical form
+// ("" when unknown).
+func normalizedClientIP(ctx context.Context) string {
+	ip, err := NormalizeIP(ClientIPFromContext(ctx))
+	if err != nil {
+		return ""
+	}
+	return ip
 }
 
 // locallyFrozen reports a freeze this node decided without a primary.
@@ -284,34 +353,56 @@ func (s *Service) checkDummy(password string) error {
 		}
 		s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), cost)
 	})
+	s.bcryptRuns.Add(1)
 	return bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
 }
 
 // checkPassword compares with bcrypt, remembering recent successes for a
 // minute (keyed by an HMAC of address, password and hash, so a changed
-// password or hash invalidates the entry and no password is kept).
-func (s *Service) checkPassword(a *Account, password string) bool {
-	m := hmac.New(sha256.New, s.authKey)
-	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
-	var k [32]byte
-	copy(k[:], m.Sum(nil))
-	now := time.Now()
-	s.authMu.Lock()
-	if t, ok := s.authCache[k]; ok && now.Sub(t) < time.Minute {
-		s.authMu.Unlock()
+// password or hash invalidates the entry and no password is kept). With
+// noCache the comparison always runs bcrypt (a frozen account: its
+// answer must cost what a wrong password costs).
+func (s *Service) checkPassword(a *Account, password string, noCache bool) bool {
+	if !noCache && s.recentSuccess(a, password) {
 		return true
 	}
-	s.authMu.Unlock()
+	if a.PasswordHash == "" {
+		_ = s.checkDummy(password)
+		return false
+	}
+	s.bcryptRuns.Add(1)
 	if bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) != nil {
 		return false
 	}
+	k := s.successKey(a, password)
 	s.authMu.Lock()
 	if len(s.authCache) >= 4096 {
 		clear(s.authCache)
 	}
-	s.authCache[k] = now
+	s.authCache[k] = time.Now()
 	s.authMu.Unlock()
 	return true
+}
+
+// successKey keys the success cache: an HMAC of address, password and
+// hash, so a changed password or hash invalidates the entry and no
+// password is kept.
+func (s *Service) successKey(a *Account, password string) [32]byte {
+	m := hmac.New(sha256.New, s.authKey)
+	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
+	var k [32]byte
+	copy(k[:], m.Sum(nil))
+	return k
+}
+
+// recentSuccess reports whether these credentials were checked
+// successfully within the last minute.
+func (s *Service) recentSuccess(a *Account, password string) bool {
+	k := s.successKey(a, password)
+	s.authMu.Lock()
+	defer s.authMu.Unlock()
+	t, ok := s.authCache[k]
+	return ok && time.Since(t) < time.Minute
 }
 
 func (s *Service) hashPassword(password string) (string, error) {
@@ -696,6 +787,80 @@ func validateAccountFields(a *Account) error {
 		strings.ContainsAny(a.MailboxPath, "\r\n\x00") || len(a.MailboxPath) > 1024) {
 		return Errorf(EINVALID, "Mailbox path must be an absolute path without '..'.")
 	}
+	sendAs, err := normalizeSendAs(a.SendAs)
+	if err != nil {
+		return err
+	}
+	a.SendAs = sendAs
+	return nil
+}
+
+// MaxSendAs is the most entries an account's SendAs list may hold.
+const MaxSendAs = 100
+
+// normalizeSendAs lower-cases and checks a SendAs list: addresses or
+// "@domain" entries, no duplicates.
+func normalizeSendAs(list []string) ([]string, error) {
+	if len(list) > MaxSendAs {
+		return nil, Errorf(EINVALID, "SendAs may list at most %d addresses.", MaxSendAs)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range list {
+		e = strings.ToLower(strings.TrimSpace(e))
+		if rest, ok := strings.CutPrefix(e, "@"); ok {
+			if err := ValidateDomainName(rest); err != nil {
+				return nil, Errorf(EINVALID, "SendAs entry %q is neither an address nor @domain.", e)
+			}
+		} else if mailbox, domain, err := SplitAddress(e); err != nil {
+			return nil, Errorf(EINVALID, "SendAs entry %q is neither an address nor @domain.", e)
+		} else {
+			e = mailbox + "@" + domain
+		}
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// sendAsDomain returns the domain an SendAs entry belongs to.
+func sendAsDomain(e string) string { return e[strings.LastIndexByte(e, '@')+1:] }
+
+// authorizeAccountFields refuses the fields that only a global
+// administrator may set: global rights, a mailbox path (it names files on
+// the host), and sender addresses outside the caller's own domain.
+// pathChanged tells whether the request sets a mailbox path other than the
+// one the account has (or would get from the template), sendAsSet whether
+// it sets the SendAs list.
+func authorizeAccountFields(ctx context.Context, a *Account, pathChanged, sendAsSet bool) error {
+	c := CallerFromContext(ctx)
+	if c == nil || c.AdminRights == AdminGlobal {
+		return nil
+	}
+	if a.AdminRights == AdminGlobal {
+		return Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
+	}
+	if pathChanged {
+		return Errorf(EFORBIDDEN, "Only global administrators may set a mailbox path.")
+	}
+	for _, e := range a.SendAs {
+		if sendAsSet && sendAsDomain(e) != c.Domain {
+			return Errorf(EFORBIDDEN, "You may only allow sender addresses of your own domain %s.", c.Domain)
+		}
+	}
+	return nil
+}
+
+// confineMailboxPath resolves an account's mailbox path and refuses one
+// outside the mailbox roots (EINVALID, as bad input of a global
+// administrator, the only caller who can choose a path).
+func (s *Service) confineMailboxPath(p string) error {
+	if _, err := ConfineMailboxPath(p, MailboxRoots(s.Setting)...); err != nil {
+		return Errorf(EINVALID, "Mailbox path %q must lie below the mailbox root %s.", p,
+			s.stringSetting(SectionDirectories, KeyMailboxRoot, DefaultMailboxRoot))
+	}
 	return nil
 }
 
@@ -711,13 +876,13 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, err
 	}
-	if c := CallerFromContext(ctx); c != nil && c.AdminRights != AdminGlobal && in.AdminRights == AdminGlobal {
-		return nil, Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
-	}
 	a := &Account{Domain: domain, Mailbox: mailbox, FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
 		MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled, QuotaBytes: in.QuotaBytes,
-		QuotaMessages: in.QuotaMessages, AdminRights: in.AdminRights}
+		QuotaMessages: in.QuotaMessages, AdminRights: in.AdminRights, SendAs: in.SendAs}
 	if err := validateAccountFields(a); err != nil {
+		return nil, err
+	}
+	if err := authorizeAccountFields(ctx, a, in.MailboxPath != "" && in.MailboxPath != s.MailboxPathFor(domain, mailbox), true); err != nil {
 		return nil, err
 	}
 	if in.Password == "" {
@@ -739,6 +904,9 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 	if a.MailboxPath == "" {
 		a.MailboxPath = s.MailboxPathFor(domain, mailbox)
 	}
+	if err := s.confineMailboxPath(a.MailboxPath); err != nil {
+		return nil, err
+	}
 	if a.PasswordHash, err = s.hashPassword(in.Password); err != nil {
 		return nil, err
 	}
@@ -758,7 +926,7 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 // MailboxPathFor expands the new-account template for an address.
 func (s *Service) MailboxPathFor(domain, mailbox string) string {
 	tmpl := s.stringSetting(SectionNewAccounts, KeyMailboxPath, DefaultMailboxPathTemplate)
-	root := s.stringSetting(SectionDirectories, KeyMailboxRoot, "/var/lib/mailcluster/mailboxes")
+	root := s.stringSetting(SectionDirectories, KeyMailboxRoot, DefaultMailboxRoot)
 	return ExpandMailboxPath(tmpl, root, domain, mailbox)
 }
 
@@ -772,9 +940,6 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 		return nil, err
 	}
 	caller := CallerFromContext(ctx)
-	if caller != nil && caller.AdminRights != AdminGlobal && upd.AdminRights != nil && *upd.AdminRights == AdminGlobal {
-		return nil, Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
-	}
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
@@ -786,6 +951,7 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 		return nil, Errorf(EFORBIDDEN, "Only global administrators may change a global administrator.")
 	}
 	wasGlobal := a.AdminRights == AdminGlobal && !a.Disabled && !a.Frozen
+	oldPath := a.MailboxPath
 	setIf(&a.FullName, upd.FullName)
 	setIf(&a.FirstName, upd.FirstName)
 	setIf(&a.LastName, upd.LastName)
@@ -795,11 +961,20 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	setIf(&a.QuotaBytes, upd.QuotaBytes)
 	setIf(&a.QuotaMessages, upd.QuotaMessages)
 	setIf(&a.AdminRights, upd.AdminRights)
+	setIf(&a.SendAs, upd.SendAs)
 	if upd.MailboxPath != nil && *upd.MailboxPath == "" {
 		return nil, Errorf(EINVALID, "Mailbox path may not be empty.")
 	}
 	if err := validateAccountFields(a); err != nil {
 		return nil, err
+	}
+	if err := authorizeAccountFields(ctx, a, a.MailboxPath != oldPath, upd.SendAs != nil); err != nil {
+		return nil, err
+	}
+	if a.MailboxPath != oldPath {
+		if err := s.confineMailboxPath(a.MailboxPath); err != nil {
+			return nil, err
+		}
 	}
 	if wasGlobal && (a.AdminRights != AdminGlobal || a.Disabled || a.Frozen) {
 		if err := s.checkLastAdmin("", a.Address()); err != nil {

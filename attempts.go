@@ -1,0 +1,224 @@
+package mailcluster
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// attemptGate bounds login attempts on this node before any password is
+// checked. Every attempt takes a slot of its client address and, when the
+// address names an account, of that account; a failed attempt keeps its
+// slot for the screening window, a successful one gives it back. When the
+// slots of an address (IPFailures within IPWindow) or of an account
+// (AccountFailures distinct failures within AccountWindow) are taken, the
+// attempt is refused without running bcrypt. So parallel guesses cannot
+// all be checked before the first failures are counted, and repeating the
+// same wrong password still spends the address's slots. The primary's
+// decisions (blocks, freezes) stay the cluster-wide truth; the gate only
+// closes the gap until they arrive.
+type attemptGate struct {
+	mu      sync.Mutex
+	ips     map[string]*slots
+	acc     map[string]*slots
+	changed chan struct{} // closed and replaced when an attempt finishes
+}
+
+// slots are the attempts in flight and the recent failures of one key.
+type slots struct {
+	inflight int
+	fails    []failEntry
+}
+
+// maxGateKeys bounds the gate's memory under a flood of distinct
+// addresses; past it the oldest windows are forgotten wholesale (the
+// primary's counting still applies).
+const maxGateKeys = 100000
+
+func newAttemptGate() *attemptGate {
+	return &attemptGate{ips: map[string]*slots{}, acc: map[string]*slots{}, changed: make(chan struct{})}
+}
+
+// gateWindow is how long the gate remembers a failure: long enough to
+// bridge the time until the primary's decision (a block or a freeze)
+// reaches this node, short enough that an address an administrator
+// unblocks, or an account that is thawed, is usable again on every node
+// within it.
+const gateWindow = time.Minute
+
+// taken returns the slots of key, with failures older than window
+// dropped.
+func (g *attemptGate) taken(m map[string]*slots, key string, now time.Time, window time.Duration) *slots {
+	sl := m[key]
+	if sl == nil {
+		if len(m) >= maxGateKeys {
+			clear(m)
+		}
+		sl = &slots{}
+		m[key] = sl
+	}
+	window = min(window, gateWindow)
+	kept := sl.fails[:0]
+	for _, f := range sl.fails {
+		if now.Sub(f.at) < window {
+			kept = append(kept, f)
+		}
+	}
+	sl.fails = kept
+	return sl
+}
+
+// attempt is one reserved login attempt; finish it exactly once.
+type attempt struct {
+	g        *attemptGate
+	ip, addr string
+}
+
+// gateRefusal says why the gate refused an attempt.
+type gateRefusal int
+
+const (
+	gateOpen    gateRefusal = iota
+	gateAddress             // the client address's failures reach the limit
+	gateAccount             // the account's failures reach the limit
+)
+
+// gateWait bounds how long an attempt waits for attempts in flight to
+// finish before it is refused.
+const gateWait = 5 * time.Second
+
+// reserve takes a slot for a login from ip to address (address "" when
+// no account is known). When failures alone fill the address's or the
+// account's slots it takes nothing and says which; when attempts in flight
+// fill them it waits until one finishes (so parallel guesses are checked
+// one batch at a time, each batch counted before the next), up to gateWait
+// or the end of ctx, then refuses as gateAddress or gateAccount.
+// Addresses and accounts that screening exempts (AllowIPs, AllowAccounts)
+// are not limited, nor is an account for which exempt reports true (asked
+// only when its slots are taken: the last usable global administrator,
+// whom screening never locks out).
+func (g *attemptGate) reserve(ctx context.Context, cfg ScreeningConfig, now func() time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal) {
+	deadline := time.NewTimer(gateWait)
+	defer deadline.Stop()
+	for {
+		at, refused, wait := g.tryReserve(cfg, now(), ip, address, exempt)
+		if wait == nil {
+			return at, refused
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, refused
+		case <-deadline.C:
+			return nil, refused
+		}
+	}
+}
+
+// tryReserve takes the slots if it can. Otherwise it returns the reason
+// and, when attempts in flight are what fills the slots, a channel closed
+// when one of them finishes.
+func (g *attemptGate) tryReserve(cfg ScreeningConfig, now time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ipSl, accSl *slots
+	if ip != "" && !cfg.allowedIP(ip) {
+		ipSl = g.taken(g.ips, ip, now, cfg.IPWindow)
+		if len(ipSl.fails) >= cfg.IPFailures {
+			return nil, gateAddress, nil
+		}
+		if ipSl.inflight+len(ipSl.fails) >= cfg.IPFailures {
+			return nil, gateAddress, g.changed
+		}
+	}
+	if address != "" && !cfg.AllowAccounts[address] {
+		accSl = g.taken(g.acc, address, now, cfg.AccountWindow)
+		if accSl.inflight+len(accSl.fails) >= cfg.AccountFailures {
+			switch {
+			case exempt():
+				accSl = nil
+			case len(accSl.fails) >= cfg.AccountFailures:
+				return nil, gateAccount, nil
+			default:
+				return nil, gateAccount, g.changed
+			}
+		}
+	}
+	at := &attempt{g: g}
+	if ipSl != nil {
+		ipSl.inflight++
+		at.ip = ip
+	}
+	if accSl != nil {
+		accSl.inflight++
+		at.addr = address
+	}
+	return at, gateOpen, nil
+}
+
+// finish gives the slots back; a failure keeps them for the window (for
+// the account only once per distinct password hash).
+func (at *attempt) finish(now time.Time, failed bool, hash string) {
+	g := at.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.changed)
+	g.changed = make(chan struct{})
+	if sl := g.ips[at.ip]; at.ip != "" && sl != nil {
+		sl.inflight--
+		if failed {
+			sl.fails = append(sl.fails, failEntry{at: now, hash: hash})
+		}
+	}
+	if sl := g.acc[at.addr]; at.addr != "" && sl != nil {
+		sl.inflight--
+		if failed && !containsHash(sl.fails, hash) {
+			sl.fails = append(sl.fails, failEntry{at: now, hash: hash})
+		}
+	}
+}
+
+func containsHash(fs []failEntry, hash string) bool {
+	for _, f := range fs {
+		if f.hash == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetAccount drops an account's failures (it was thawed).
+func (g *attemptGate) forgetAccount(address string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if sl := g.acc[address]; sl != nil {
+		sl.fails = nil
+	}
+}
+
+// forgetAddress drops an address's failures (it was unblocked).
+func (g *attemptGate) forgetAddress(ip string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if sl := g.ips[ip]; sl != nil {
+		sl.fails = nil
+	}
+}
+
+// bcryptSlots bounds how many password checks run at once, so that a
+// flood of logins queues instead of starving every other request of CPU.
+var bcryptSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// withBcryptSlot runs f while holding a password-check slot; it gives up
+// (false) when ctx ends first.
+func withBcryptSlot(ctx context.Context, f func()) bool {
+	select {
+	case bcryptSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-bcryptSlots }()
+	f()
+	return true
+}
