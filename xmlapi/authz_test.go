@@ -350,10 +350,19 @@ func TestAuthzOwnDomainLimits(t *testing.T) {
 		refused(t, "UpdateUser", own+"<Mailbox>dadmin</Mailbox><Details><AdminRights>Global</AdminRights></Details>")
 	})
 	t.Run("FreezeGlobalAdmin", func(t *testing.T) {
+		defer func() {
+			// Thaw it, so that the next checks fail for their own reasons.
+			if e.MustFindAccount(t, attackerDomain, "gadmin").Frozen {
+				e.Call(t, "ThawAccount", "<Address>gadmin@"+attackerDomain+"</Address>").MustOK(t)
+			}
+		}()
 		refused(t, "FreezeAccount", "<Address>gadmin@"+attackerDomain+"</Address>")
 		refused(t, "FreezeAccount", own+"<Mailbox>gadmin</Mailbox>")
 		refused(t, "FreezeAccount", "<Address>gadmin@"+victimDomain+"</Address>")
 		refused(t, "UpdateUser", own+"<Mailbox>gadmin</Mailbox><Details><Frozen>Yes</Frozen></Details>")
+		if e.MustFindAccount(t, attackerDomain, "gadmin").Frozen {
+			t.Fatal("the global administrator is frozen")
+		}
 		e.as(t, "gadmin@"+attackerDomain, "GetIniSettings", "").MustOK(t)
 	})
 	t.Run("ChangeGlobalAdmin", func(t *testing.T) {
