@@ -63,15 +63,18 @@ func maildirFiles(t testing.TB, dir string) []string {
 
 // setupMigrate starts a standalone node with domain example.com and the
 // given accounts, each receiving count[i] messages, and returns the node.
-// An account given as "name=/path/" gets that explicit mailbox path.
+// An account given as "name=/path/" gets that explicit mailbox path, in
+// which $ROOT$ stands for the node's mailbox root.
 func setupMigrate(t *testing.T, accounts []string, count []int) *Node {
 	t.Helper()
 	n := StartNode(t, t.TempDir(), adminEnv)
 	if code, body := admin(t, n, "POST", "/api/v1/domains", `{"name":"example.com"}`); code != 201 {
 		t.Fatalf("create domain: %d %s", code, body)
 	}
+	root := getSetting(t, n, "Directories", "MailboxRoot")
 	for i, a := range accounts {
 		mb, path, _ := strings.Cut(a, "=")
+		path = strings.ReplaceAll(path, "$ROOT$", root)
 		req := fmt.Sprintf(`{"mailbox":%q,"password":"pass-%s-123"}`, mb, mb)
 		if path != "" {
 			req = fmt.Sprintf(`{"mailbox":%q,"password":"pass-%s-123","mailboxPath":%q}`, mb, mb, path)
@@ -88,13 +91,14 @@ func setupMigrate(t *testing.T, accounts []string, count []int) *Node {
 	return n
 }
 
-// TestMigrateMailboxes moves three mailboxes (one outside the root) to a
-// new root and checks that every message is still there, under the new
-// root only, that new mail goes there, and that a second run does nothing.
+// TestMigrateMailboxes moves three mailboxes (one with a path of its own
+// below the root) to a new root and checks that every message is still
+// there, under the new root only, that new mail goes there, and that a
+// second run does nothing.
 func TestMigrateMailboxes(t *testing.T) {
-	outside := filepath.Join(t.TempDir(), "elsewhere", "carol") + "/"
-	n := setupMigrate(t, []string{"alice", "bob", "carol=" + outside}, []int{4, 3, 2})
+	n := setupMigrate(t, []string{"alice", "bob", "carol=$ROOT$/elsewhere/carol/"}, []int{4, 3, 2})
 	oldRoot := getSetting(t, n, "Directories", "MailboxRoot")
+	outside := filepath.Join(oldRoot, "elsewhere", "carol") + "/"
 	addrs := []string{"alice@example.com", "bob@example.com", "carol@example.com"}
 	before := map[string]map[string]string{}
 	for _, a := range addrs {
@@ -117,10 +121,6 @@ func TestMigrateMailboxes(t *testing.T) {
 	if !strings.Contains(stderr, "alice@example.com: 4 messages") || strings.Contains(stderr, "\r") {
 		t.Fatalf("progress lines: %q", stderr)
 	}
-	if !strings.Contains(stderr, "carol@example.com has its mailbox outside") {
-		t.Fatalf("the account outside the root is not reported: %s", stderr)
-	}
-
 	for _, a := range addrs {
 		after := allMessages(t, n, a)
 		if fmt.Sprint(after) != fmt.Sprint(before[a]) {
@@ -128,7 +128,11 @@ func TestMigrateMailboxes(t *testing.T) {
 		}
 		acc := getAccount(t, n, a)
 		mb, _, _ := strings.Cut(a, "@")
-		if want := newRoot + "/example.com/" + mb + "/"; acc.MailboxPath != want {
+		want := newRoot + "/example.com/" + mb + "/"
+		if mb == "carol" {
+			want = newRoot + "/elsewhere/carol/"
+		}
+		if acc.MailboxPath != want {
 			t.Fatalf("%s: mailboxPath %q, want %q", a, acc.MailboxPath, want)
 		}
 		if files := maildirFiles(t, acc.MailboxPath); len(files) != len(before[a]) {
@@ -137,6 +141,9 @@ func TestMigrateMailboxes(t *testing.T) {
 	}
 	if got := getSetting(t, n, "Directories", "MailboxRoot"); got != newRoot {
 		t.Fatalf("MailboxRoot = %q, want %q", got, newRoot)
+	}
+	if code, body := admin(t, n, "GET", "/api/v1/settings/mailcluster/Directories/MailboxRootNext", ""); code != 404 {
+		t.Fatalf("MailboxRootNext after the run: %d %s", code, body)
 	}
 	if got := getSetting(t, n, "NewAccounts", "MailboxPath"); !strings.HasPrefix(got, "$MAILBOXROOT$") {
 		t.Fatalf("template = %q, want it to keep $MAILBOXROOT$", got)
@@ -168,6 +175,157 @@ func TestMigrateMailboxes(t *testing.T) {
 	stdout, stderr, code = runCLI(t, adminEnv, "migrate-mailboxes", "--to", newRoot, "--url", n.BaseURL)
 	if code != 0 || !strings.Contains(stdout, "nothing to do") || strings.Contains(stdout, "moved") {
 		t.Fatalf("second run: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// treeOf lists every entry under dir (relative paths, symbolic links
+// marked with "@" and not followed).
+func treeOf(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case rel == ".":
+			return nil
+		case d.Type()&os.ModeSymlink != 0:
+			rel += "@"
+		case d.IsDir():
+			rel += "/"
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestMigrateMailboxesOutsideRoot reproduces a migration over an account
+// whose mailbox leads to a directory of the host holding new/app.conf and
+// cur/id_rsa (its path below the root was replaced by a symbolic link),
+// next to a mailbox below the root that also holds a foreign notes.txt and
+// a symbolic link named like a message. The run moves only alice's
+// messages, leaves every other file where it was, reports mallory as
+// skipped and exits with status 1; MailboxRootNext is set while it runs
+// and cleared afterwards.
+func TestMigrateMailboxesOutsideRoot(t *testing.T) {
+	n := setupMigrate(t, []string{"alice", "bob", "mallory"}, []int{3, 1, 0})
+	lockDir := getSetting(t, n, "Directories", "LockFiles")
+	newRoot := filepath.Join(t.TempDir(), "new-root")
+
+	victim := filepath.Join(t.TempDir(), "etc", "app")
+	for name, content := range map[string]string{"new/app.conf": "secret=1\n", "cur/id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\n"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(victim, name)), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(victim, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mallory := strings.TrimSuffix(getAccount(t, n, "mallory@example.com").MailboxPath, "/")
+	if err := os.RemoveAll(mallory); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(mallory), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, mallory); err != nil {
+		t.Fatal(err)
+	}
+	victimBefore := treeOf(t, victim)
+
+	oldAlice := strings.TrimSuffix(getAccount(t, n, "alice@example.com").MailboxPath, "/")
+	if err := os.WriteFile(filepath.Join(oldAlice, "notes.txt"), []byte("private"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(oldAlice, "cur", "1234.link:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	alice := allMessages(t, n, "alice@example.com")
+	if len(alice) != 3 {
+		t.Fatalf("alice before: %v", alice)
+	}
+
+	// Hold bob's lock so that the run pauses after alice, and look at the
+	// settings meanwhile.
+	held, err := (&mailsvc.Locker{Dir: lockDir}).Lock(context.Background(), "bob@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, wait := startCLI(t, adminEnv, "migrate-mailboxes", "--to", newRoot, "--url", n.BaseURL)
+	eventually(t, 15*time.Second, "alice moved", func() bool {
+		return strings.HasPrefix(getAccount(t, n, "alice@example.com").MailboxPath, newRoot+"/")
+	})
+	if got := getSetting(t, n, "Directories", "MailboxRootNext"); got != newRoot {
+		t.Fatalf("MailboxRootNext during the run = %q, want %q", got, newRoot)
+	}
+	_ = held.Unlock()
+	stdout, stderr, code := wait()
+	t.Logf("migrate-mailboxes:\n%s%s", stdout, stderr)
+	if code != 1 || !strings.Contains(stderr, "mallory@example.com: skipped: mailbox path outside the mailbox root") ||
+		!strings.Contains(stderr, "a global administrator must set their mailboxPath") {
+		t.Fatalf("exit %d; want 1, mallory reported as skipped and a hint", code)
+	}
+
+	// Nothing of mallory's directory moved or went away.
+	if got := treeOf(t, victim); fmt.Sprint(got) != fmt.Sprint(victimBefore) {
+		t.Fatalf("the directory mallory pointed at changed: %v, was %v", got, victimBefore)
+	}
+	for name, want := range map[string]string{"new/app.conf": "secret=1\n", "cur/id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\n"} {
+		if b, err := os.ReadFile(filepath.Join(victim, name)); err != nil || string(b) != want {
+			t.Fatalf("%s: %q %v", name, b, err)
+		}
+	}
+	if target, err := os.Readlink(mallory); err != nil || target != victim {
+		t.Fatalf("mallory's link: %q %v", target, err)
+	}
+	for _, p := range treeOf(t, newRoot) {
+		if strings.Contains(p, "app.conf") || strings.Contains(p, "id_rsa") || strings.Contains(p, "mallory") {
+			t.Fatalf("%s appeared under the new root", p)
+		}
+	}
+	if got := getAccount(t, n, "mallory@example.com").MailboxPath; got != mallory+"/" {
+		t.Fatalf("mallory's path changed to %s", got)
+	}
+
+	// Alice's messages moved; her foreign file and the link stayed, and so
+	// did her old directory.
+	if got := allMessages(t, n, "alice@example.com"); fmt.Sprint(got) != fmt.Sprint(alice) {
+		t.Fatalf("alice after: %v, before %v", got, alice)
+	}
+	newAlice := filepath.Join(newRoot, "example.com", "alice")
+	if got := maildirFiles(t, newAlice); len(got) != 3 {
+		t.Fatalf("alice's new maildir: %v", got)
+	}
+	if got := treeOf(t, oldAlice); fmt.Sprint(got) != fmt.Sprint([]string{"cur/", "cur/1234.link:2,S@", "notes.txt"}) {
+		t.Fatalf("alice's old directory: %v", got)
+	}
+	if _, err := os.Lstat(filepath.Join(newAlice, "notes.txt")); !os.IsNotExist(err) {
+		t.Fatal("notes.txt was moved")
+	}
+	if _, err := os.Lstat(filepath.Join(newAlice, "cur", "1234.link:2,S")); !os.IsNotExist(err) {
+		t.Fatal("the symbolic link was moved")
+	}
+	if !strings.Contains(stderr, "notes.txt") || !strings.Contains(stderr, "cur/1234.link:2,S (symbolic link)") {
+		t.Fatal("the files left in place are not reported")
+	}
+
+	// The root switched (the skipped account does not hold it back) and
+	// the next root is cleared.
+	if got := getSetting(t, n, "Directories", "MailboxRoot"); got != newRoot {
+		t.Fatalf("MailboxRoot = %q, want %q", got, newRoot)
+	}
+	if code, body := admin(t, n, "GET", "/api/v1/settings/mailcluster/Directories/MailboxRootNext", ""); code != 404 {
+		t.Fatalf("MailboxRootNext after the run: %d %s", code, body)
+	}
+	if !strings.HasPrefix(getAccount(t, n, "bob@example.com").MailboxPath, newRoot+"/") {
+		t.Fatal("bob was not moved")
 	}
 }
 

@@ -323,9 +323,9 @@ func (m *migrator) skippedError() error {
 	if len(m.stats.skipped) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s %s (listed above), nothing of them was touched: "+
+	return fmt.Errorf("%s skipped (mailbox path outside the mailbox root, listed above) and nothing of them touched: "+
 		"a global administrator must set their mailboxPath to a directory under %s (moving genuine mail there by hand)",
-		plural(int64(len(m.stats.skipped)), "account"), strings.TrimPrefix(skipReason, "skipped: "), m.to)
+		plural(int64(len(m.stats.skipped)), "account"), m.to)
 }
 
 // moveAll moves every planned mailbox and reports the accounts that failed.

@@ -732,7 +732,7 @@ func TestMigrateSkipsOutsideRoot(t *testing.T) {
 	m.stderr = &errOut
 	err := m.run(context.Background())
 	t.Logf("stdout:\n%sstderr:\n%s", out, &errOut)
-	if err == nil || !strings.Contains(err.Error(), "1 account mailbox path outside the mailbox root") {
+	if err == nil || !strings.Contains(err.Error(), "1 account skipped (mailbox path outside the mailbox root") {
 		t.Fatalf("err = %v, want the skipped account named", err)
 	}
 	if !strings.Contains(errOut.String(), "m@ex.com: skipped: mailbox path outside the mailbox root") ||
