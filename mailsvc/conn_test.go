@@ -93,8 +93,8 @@ func TestConnectionCaps(t *testing.T) {
 	t.Run("Global", func(t *testing.T) {
 		e := MustOpenEnv(t)
 		setSMTP(t, e, mailsvc.KeyMaxConnections, "1")
-		// Sessions that end after STARTTLS (the connection is closed
-		// twice: through TLS and directly) give back one place each.
+		// Sessions that end after STARTTLS (closed through the TLS
+		// connection) give back their place.
 		for range 3 {
 			deadline := time.Now().Add(10 * time.Second)
 			c, err := smtp.DialStartTLS(e.submission, &tls.Config{InsecureSkipVerify: true})
@@ -135,4 +135,25 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal("the server did not close an idle connection")
 	}
 	c.expectClosed("after the idle timeout")
+}
+
+// TestConnLimiterReleaseOnce releases a connection's place twice (a
+// connection may be closed more than once): it counts once.
+func TestConnLimiterReleaseOnce(t *testing.T) {
+	var l mailsvc.ConnLimiter
+	release, ok := l.Acquire("192.0.2.1", 1, 1)
+	if !ok {
+		t.Fatal("the first connection was refused")
+	}
+	release()
+	release()
+	if _, ok := l.Acquire("192.0.2.1", 1, 1); !ok {
+		t.Fatal("refused after the release")
+	}
+	if _, ok := l.Acquire("192.0.2.2", 1, 1); ok {
+		t.Fatal("a second connection over a cap of 1 was accepted: the place was released twice")
+	}
+	if _, ok := l.Acquire("192.0.2.1", 2, 1); ok {
+		t.Fatal("a second connection from one address over a cap of 1 was accepted")
+	}
 }
