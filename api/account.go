@@ -26,6 +26,7 @@ type accountResponse struct {
 	QuotaBytes    int64     `json:"quotaBytes"`
 	QuotaMessages int64     `json:"quotaMessages"`
 	AdminRights   string    `json:"adminRights"`
+	SendAs        []string  `json:"sendAs"` // never null: [] when empty
 	CreatedAt     time.Time `json:"createdAt"`
 	UpdatedAt     time.Time `json:"updatedAt"`
 	// Usage is the mailbox usage the primary published; see the usage
@@ -45,30 +46,32 @@ type accountPageResponse struct {
 }
 
 type accountCreateRequest struct {
-	Mailbox       string `json:"mailbox"`
-	FullName      string `json:"fullName"`
-	FirstName     string `json:"firstName"`
-	LastName      string `json:"lastName"`
-	Password      string `json:"password"`
-	MailboxPath   string `json:"mailboxPath"`
-	Frozen        bool   `json:"frozen"`
-	Disabled      bool   `json:"disabled"`
-	QuotaBytes    int64  `json:"quotaBytes"`
-	QuotaMessages int64  `json:"quotaMessages"`
-	AdminRights   string `json:"adminRights"`
+	Mailbox       string   `json:"mailbox"`
+	FullName      string   `json:"fullName"`
+	FirstName     string   `json:"firstName"`
+	LastName      string   `json:"lastName"`
+	Password      string   `json:"password"`
+	MailboxPath   string   `json:"mailboxPath"`
+	Frozen        bool     `json:"frozen"`
+	Disabled      bool     `json:"disabled"`
+	QuotaBytes    int64    `json:"quotaBytes"`
+	QuotaMessages int64    `json:"quotaMessages"`
+	AdminRights   string   `json:"adminRights"`
+	SendAs        []string `json:"sendAs"`
 }
 
 type accountUpdateRequest struct {
-	FullName      *string `json:"fullName"`
-	FirstName     *string `json:"firstName"`
-	LastName      *string `json:"lastName"`
-	Password      *string `json:"password"`
-	MailboxPath   *string `json:"mailboxPath"`
-	Frozen        *bool   `json:"frozen"`
-	Disabled      *bool   `json:"disabled"`
-	QuotaBytes    *int64  `json:"quotaBytes"`
-	QuotaMessages *int64  `json:"quotaMessages"`
-	AdminRights   *string `json:"adminRights"`
+	FullName      *string   `json:"fullName"`
+	FirstName     *string   `json:"firstName"`
+	LastName      *string   `json:"lastName"`
+	Password      *string   `json:"password"`
+	MailboxPath   *string   `json:"mailboxPath"`
+	Frozen        *bool     `json:"frozen"`
+	Disabled      *bool     `json:"disabled"`
+	QuotaBytes    *int64    `json:"quotaBytes"`
+	QuotaMessages *int64    `json:"quotaMessages"`
+	AdminRights   *string   `json:"adminRights"`
+	SendAs        *[]string `json:"sendAs"` // replaces the list; [] clears it
 }
 
 // Limits of the paging parameters (the Service enforces the page size too).
@@ -85,8 +88,8 @@ func (s *Server) newAccountResponse(a *mailcluster.Account) accountResponse {
 	return accountResponse{Address: p.Address(), Domain: p.Domain, Mailbox: p.Mailbox, FullName: p.FullName,
 		FirstName: p.FirstName, LastName: p.LastName, MailboxPath: p.MailboxPath, Frozen: p.Frozen,
 		Disabled: p.Disabled, QuotaBytes: p.QuotaBytes, QuotaMessages: p.QuotaMessages,
-		AdminRights: string(p.AdminRights), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
-		Usage: accountUsage{Bytes: u.Bytes, Messages: u.Messages}}
+		AdminRights: string(p.AdminRights), SendAs: append([]string{}, p.SendAs...), CreatedAt: p.CreatedAt,
+		UpdatedAt: p.UpdatedAt, Usage: accountUsage{Bytes: u.Bytes, Messages: u.Messages}}
 }
 
 func accountLocation(domain, mailbox string) string {
@@ -141,7 +144,8 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 	a, err := s.svc.CreateAccount(c.Request().Context(), mailcluster.AccountCreate{
 		Domain: pathParam(c, "domain"), Mailbox: in.Mailbox, FullName: in.FullName, FirstName: in.FirstName,
 		LastName: in.LastName, Password: in.Password, MailboxPath: in.MailboxPath, Frozen: in.Frozen,
-		Disabled: in.Disabled, QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, AdminRights: rights})
+		Disabled: in.Disabled, QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, AdminRights: rights,
+		SendAs: in.SendAs})
 	if err != nil {
 		return err
 	}
@@ -166,7 +170,7 @@ func (s *Server) handleAccountUpdate(c echo.Context) error {
 	}
 	upd := mailcluster.AccountUpdate{FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
 		Password: in.Password, MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled,
-		QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages}
+		QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, SendAs: in.SendAs}
 	if in.AdminRights != nil {
 		rights, err := mailcluster.ParseAdminRights(*in.AdminRights)
 		if err != nil {

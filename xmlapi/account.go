@@ -52,6 +52,7 @@ func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.
 	setIf(&in.QuotaBytes, f.QuotaBytes)
 	setIf(&in.QuotaMessages, f.QuotaMessages)
 	setIf(&in.AdminRights, f.AdminRights)
+	setIf(&in.SendAs, f.SendAs)
 	a, err := h.svc.CreateAccount(ctx, in)
 	if err != nil {
 		return err
@@ -152,7 +153,36 @@ func accountFields(p params) (mailcluster.AccountUpdate, error) {
 	if f.QuotaMessages, err = p.int("Details/Quotas/MaxMessageCount"); err != nil {
 		return f, err
 	}
+	if f.SendAs, err = sendAs(p); err != nil {
+		return f, err
+	}
 	return f, nil
+}
+
+// sendAs decodes Details/SendAs, one <Address> element per entry (an
+// address or "@domain"): nil when <SendAs> is absent (no change), an empty
+// list for an empty <SendAs/> (clears the list). Text directly inside
+// <SendAs> (a comma-separated list, say) is refused rather than read as
+// an empty list; other child elements are ignored. The service checks the
+// entries and their number.
+func sendAs(p params) (*[]string, error) {
+	e := p.find("Details/SendAs")
+	if e == nil {
+		return nil, nil
+	}
+	if strings.TrimSpace(textOf(e)) != "" {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID,
+			"Parameter Details/SendAs: give each address in its own <Address> element.")
+	}
+	list := []string{}
+	for _, c := range e.SelectElements("Address") {
+		v := strings.TrimSpace(textOf(c))
+		if v == "" {
+			return nil, mailcluster.Errorf(mailcluster.EINVALID, "Parameter Details/SendAs/Address: an address or @domain is required.")
+		}
+		list = append(list, v)
+	}
+	return &list, nil
 }
 
 // quotaBytes decodes MaxDiskSpaceMB (mebibytes) or MaxDiskSpaceBytes.
@@ -195,6 +225,10 @@ func addUser(parent *etree.Element, a *mailcluster.Account, details bool) {
 	addText(d, "Frozen", mailcluster.FormatFlag(a.Frozen))
 	addText(d, "Disabled", mailcluster.FormatFlag(a.Disabled))
 	addText(d, "AdminRights", formatAdminRights(a.AdminRights))
+	sa := d.CreateElement("SendAs")
+	for _, addr := range a.SendAs {
+		addText(sa, "Address", addr)
+	}
 	q := d.CreateElement("Quotas")
 	addText(q, "MaxDiskSpaceMB", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
 	addText(q, "MaxDiskSpaceBytes", strconv.FormatInt(a.QuotaBytes, 10))
