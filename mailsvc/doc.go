@@ -2,8 +2,12 @@
 // and submission (RFC 6409) listeners on go-smtp, with ESMTP extensions
 // (SIZE RFC 1870, 8BITMIME RFC 6152, PIPELINING RFC 2920, ENHANCEDSTATUSCODES
 // RFC 2034, SMTPUTF8 RFC 6531, STARTTLS RFC 3207, AUTH PLAIN RFC 4616 and
-// LOGIN); delivery into Maildir mailboxes on the shared path; per-mailbox
-// lock files; and the mailbox store used by the REST API. Every change to
+// LOGIN), with caps on open connections per node and per client address
+// and an idle timeout; submission only with the account's own sender
+// addresses (envelope, From and Sender); delivery into Maildir mailboxes
+// on the shared path, each confined below the mailbox roots before any
+// file is touched; per-mailbox lock files; and the mailbox store used by
+// the REST API. Every change to
 // mail (a delivery, a deletion) is handed to a Reporter, which carries it to
 // the primary so that all nodes agree on usage and quotas.
 package mailsvc
