@@ -14,11 +14,14 @@ func TestCreateUser(t *testing.T) {
 	e.MustCreateDomain(t, "example.com")
 
 	t.Run("OK", func(t *testing.T) {
+		// A mailbox path of the global administrator's choice, below the
+		// mailbox root.
+		mailDir := mailcluster.MailboxRoots(e.Svc.Setting)[0] + "/custom/alice/"
 		r := e.Call(t, "CreateUser", `<Domain>example.com</Domain><Mailbox>Alice</Mailbox>
 			<Details>
 				<FullName>Alice Example</FullName><FirstName>Alice</FirstName><LastName>Example</LastName>
 				<Password>secret-pass-alice</Password>
-				<MailDir>/srv/mail/example.com/alice/</MailDir>
+				<MailDir>`+mailDir+`</MailDir>
 				<Frozen>No</Frozen><Disabled>Yes</Disabled><AdminRights>Domain</AdminRights>
 				<Quotas><MaxDiskSpaceMB>100</MaxDiskSpaceMB><MaxMessageCount>5000</MaxMessageCount></Quotas>
 			</Details>`).MustOK(t)
@@ -31,7 +34,7 @@ func TestCreateUser(t *testing.T) {
 			"User/Details/FullName":                 "Alice Example",
 			"User/Details/FirstName":                "Alice",
 			"User/Details/LastName":                 "Example",
-			"User/Details/MailDir":                  "/srv/mail/example.com/alice/",
+			"User/Details/MailDir":                  mailDir,
 			"User/Details/Frozen":                   "No",
 			"User/Details/Disabled":                 "Yes",
 			"User/Details/AdminRights":              "Domain",
@@ -45,7 +48,7 @@ func TestCreateUser(t *testing.T) {
 		}
 		a := e.MustFindAccount(t, "example.com", "alice")
 		if a.FullName != "Alice Example" || !a.Disabled || a.Frozen || a.AdminRights != mailcluster.AdminDomain ||
-			a.QuotaBytes != 100<<20 || a.QuotaMessages != 5000 || a.MailboxPath != "/srv/mail/example.com/alice/" {
+			a.QuotaBytes != 100<<20 || a.QuotaMessages != 5000 || a.MailboxPath != mailDir {
 			t.Fatalf("stored %+v", a)
 		}
 	})
