@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/hex"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -19,6 +20,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/api"
+	"mailcluster/internal/nodeauth"
 	"mailcluster/openapi"
 	"mailcluster/xmlapi"
 )
@@ -119,9 +121,10 @@ func authRequest(t *testing.T, op specOperation) Request {
 // TestAuthEverywhere walks every operation of openapi.yaml: each one that
 // the spec protects with HTTP Basic answers 401 (the XML-API: status 8,
 // HTTP 401) without credentials, with a wrong password, an unknown
-// account, a malformed header or the internal bearer token; each internal
-// operation answers 401 without the bearer token, with a wrong one or with
-// an administrator's Basic credentials; only the documented operations
+// account, a malformed header or a node's signature; each internal
+// operation answers 401 without a signature, with an altered one, with the
+// key as a bearer token or with an administrator's Basic credentials
+// (nodeauth's own tests cover the rest); only the documented operations
 // need no credentials. Every wrong password or unknown account is reported
 // to dynamic screening, and nothing is written.
 func TestAuthEverywhere(t *testing.T) {
@@ -182,17 +185,34 @@ func TestAuthEverywhere(t *testing.T) {
 				reported += 3
 				expect401(t, with("Authorization", basic("alice@example.com", "alice-pass-1")), "Basic ") // no admin rights
 				expect401(t, with("Authorization", "Basic !!!"), "Basic ")
-				expect401(t, with("Authorization", "Bearer "+internalToken), "Basic ")
-			case "bearerAuth":
+				signed := r
+				signed.Signed = true
+				expect401(t, signed, "Basic ")
+			case "nodeSignature":
 				if !strings.HasPrefix(op.path, "/internal/v1/") {
-					t.Fatalf("%s: bearer auth outside the internal API", name)
+					t.Fatalf("%s: node signatures outside the internal API", name)
 				}
-				expect401(t, r, "Bearer ")
-				expect401(t, with("Authorization", "Bearer "+internalToken+"x"), "Bearer ")
-				expect401(t, with("Authorization", "Bearer "+internalToken[:len(internalToken)-1]), "Bearer ")
-				expect401(t, with("Authorization", "Bearer "), "Bearer ")
-				expect401(t, with("Authorization", "Basic "+internalToken), "Bearer ")
-				expect401(t, with("Authorization", basic(adminAddress, adminPassword)), "Bearer ")
+				const challenge = "MC-HMAC-SHA256 "
+				expect401(t, r, challenge)
+				h := signedHeader(t, peerSigner, r.Method, r.Path, r.Body)
+				sig := h.Get("Authorization")
+				alter := func(k, v string) Request {
+					c := r
+					c.Header = h.Clone()
+					c.Header.Set(k, v)
+					return c
+				}
+				flip := "0"
+				if strings.HasSuffix(sig, "0") {
+					flip = "1"
+				}
+				expect401(t, alter("Authorization", sig[:len(sig)-1]+flip), challenge)
+				expect401(t, alter("Authorization", "Bearer "+strings.TrimPrefix(sig, challenge)), challenge)
+				expect401(t, alter(nodeauth.HeaderNode, "node4"), challenge)
+				expect401(t, alter(nodeauth.HeaderTimestamp, "1"), challenge)
+				expect401(t, with("Authorization", "Bearer "+hex.EncodeToString(internalKey)), challenge)
+				expect401(t, with("Authorization", "Basic "+hex.EncodeToString(internalKey)), challenge)
+				expect401(t, with("Authorization", basic(adminAddress, adminPassword)), challenge)
 			default:
 				t.Fatalf("%s: unknown security scheme %q", name, op.scheme)
 			}
@@ -255,10 +275,10 @@ func TestAuthBlocksAfterThreshold(t *testing.T) {
 	}
 }
 
-// TestSecretComparisons checks, on the source, that the internal bearer
-// token is compared with equalSecret and that equalSecret compares in
-// constant time (subtle.ConstantTimeCompare), and that no other comparison
-// in the package's code involves a token or password with == or !=.
+// TestSecretComparisons checks, on the source, that the internal API is
+// authenticated by nodeauth (which compares signatures with hmac.Equal),
+// and that no comparison in the package's code involves a token or
+// password with == or !=.
 // (Passwords are compared by bcrypt and thaw tokens with hmac.Equal in the
 // root package; see TestSecretComparisons there.)
 func TestSecretComparisons(t *testing.T) {
@@ -298,11 +318,8 @@ func TestSecretComparisons(t *testing.T) {
 		})
 		return found
 	}
-	if !calls("authenticateInternal", "equalSecret") {
-		t.Error("authenticateInternal does not compare the token with equalSecret")
-	}
-	if !calls("equalSecret", "subtle.ConstantTimeCompare") {
-		t.Error("equalSecret does not use subtle.ConstantTimeCompare")
+	if !calls("authenticateInternal", "s.internal.Verify") {
+		t.Error("authenticateInternal does not check the signature with nodeauth")
 	}
 }
 

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/cluster"
+	"mailcluster/internal/nodeauth"
 	"mailcluster/mailsvc"
 	"mailcluster/openapi"
 )
@@ -35,8 +37,11 @@ const (
 	primaryURL    = "http://127.0.0.1:8080"
 )
 
-// internalToken is the internal API token of every test node.
-var internalToken = cluster.InternalToken("test-cluster-secret")
+// internalKey is the internal API's signing key of every test node.
+var internalKey = nodeauth.Key("test-cluster-secret")
+
+// peerSigner signs the requests of Request.Signed as node "node3".
+var peerSigner = &nodeauth.Signer{Key: internalKey, Node: "node3"}
 
 // sealKey seals the certificate keys of every test node.
 var sealKey = mailcluster.SealKey("test-secret-0123456789")
@@ -87,7 +92,7 @@ type envConfig struct {
 	svc       func(*mailcluster.Service) api.Service
 	noXMLAPI  bool
 	noMail    bool
-	noToken   bool
+	noKey     bool
 	trusted   []netip.Prefix
 	xml       func(*mailcluster.Service) http.Handler
 	metrics   http.Handler
@@ -124,8 +129,8 @@ func WithoutXMLAPI() EnvOption { return func(c *envConfig) { c.noXMLAPI = true }
 // WithoutMail leaves Config.Mail nil: the node runs no mail service.
 func WithoutMail() EnvOption { return func(c *envConfig) { c.noMail = true } }
 
-// WithoutInternalToken leaves Config.InternalToken empty.
-func WithoutInternalToken() EnvOption { return func(c *envConfig) { c.noToken = true } }
+// WithoutInternalKey leaves Config.InternalKey empty.
+func WithoutInternalKey() EnvOption { return func(c *envConfig) { c.noKey = true } }
 
 type int64Counter struct {
 	mu sync.Mutex
@@ -186,7 +191,7 @@ func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts
 	svc.SealKey = sealKey
 	svc.Mode = mailcluster.ModeCluster
 	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
-	client := &cluster.InternalClient{Token: internalToken}
+	client := &cluster.InternalClient{Signer: &nodeauth.Signer{Key: internalKey, Node: "node2"}}
 	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		return client.SendUsage(ctx, primary.HTTP.URL, r)
 	}, opts...)
@@ -203,10 +208,10 @@ func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger
 	if cfg.svc != nil {
 		asvc = cfg.svc(svc)
 	}
-	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalToken: internalToken, TrustedProxies: cfg.trusted,
+	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalKey: internalKey, TrustedProxies: cfg.trusted,
 		Metrics: cfg.metrics}
-	if cfg.noToken {
-		acfg.InternalToken = ""
+	if cfg.noKey {
+		acfg.InternalKey = nil
 	}
 	if !cfg.noMail {
 		e.Outbox = mustRunOutbox(tb, svc.NodeName, send, logger)
@@ -235,7 +240,21 @@ func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger
 	e.HTTP = httptest.NewServer(e.Server)
 	tb.Cleanup(e.HTTP.Close)
 	e.Admin = NewClient(tb, e.HTTP.URL).As(adminAddress, adminPassword)
-	e.Admin.Secret(internalToken)
+	e.Admin.Secret(hex.EncodeToString(internalKey))
+}
+
+// signedHeader returns the signature headers s makes for a request, for
+// tests that replay or alter them (the host is not signed).
+func signedHeader(tb testing.TB, s *nodeauth.Signer, method, path string, body []byte) http.Header {
+	tb.Helper()
+	req, err := http.NewRequest(method, "http://node.invalid"+path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Sign(req, body); err != nil {
+		tb.Fatal(err)
+	}
+	return req.Header
 }
 
 // mustRunOutbox opens an outbox in a temporary directory and runs its
@@ -324,6 +343,10 @@ type Request struct {
 	// Header is added to the request; an Authorization header here
 	// replaces the client's Basic credentials.
 	Header http.Header
+	// Signed signs the request for the internal API as another node of
+	// the cluster (peerSigner), afresh on every send; it replaces the
+	// client's Basic credentials.
+	Signed bool
 	// Chunked sends the body without a Content-Length.
 	Chunked bool
 	// Invalid marks a request that is deliberately malformed: the spec
@@ -423,6 +446,11 @@ func (c *Client) newRequest(tb testing.TB, r Request) *http.Request {
 	}
 	if r.Accept != "" {
 		req.Header.Set("Accept", r.Accept)
+	}
+	if r.Signed {
+		if err := peerSigner.Sign(req, r.Body); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	if c.user != "" && req.Header.Get("Authorization") == "" {
 		req.SetBasicAuth(c.user, c.pass)

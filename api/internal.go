@@ -1,14 +1,14 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"bytes"
+	"io"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"mailcluster"
+	"mailcluster/internal/nodeauth"
 )
 
 // indexResponse is the answer of an internal write: the store index at
@@ -18,7 +18,7 @@ type indexResponse struct {
 }
 
 // internalChallenge is the WWW-Authenticate challenge of the internal API.
-const internalChallenge = `Bearer realm="mailcluster-internal"`
+const internalChallenge = nodeauth.Scheme + ` realm="mailcluster-internal"`
 
 func registerInternalRoutes(s *Server) {
 	s.e.POST("/internal/v1/usage", s.handleInternalUsage, s.authenticateInternal)
@@ -54,38 +54,42 @@ func (s *Server) handleInternalLog(c echo.Context) error {
 	return s.handleClusterLog(c)
 }
 
-// authenticateInternal admits a request that carries the internal bearer
-// token (RFC 6750); it compares in constant time. Without a configured
-// token every request is refused.
+// authenticateInternal admits a request signed by another node of the
+// cluster (package nodeauth): the signature over method, path, query,
+// timestamp, nonce, node and body must match the cluster's key, the
+// timestamp must lie within the window and the nonce must be new. The
+// body is read (within the body limit) to check its hash and restored for
+// the handler. Without a key every request is refused. A refusal is a 401
+// with a generic text; the reason goes to the log at warn level.
 func (s *Server) authenticateInternal(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		c.Set(ctxChallenge, internalChallenge)
-		token, ok := bearerToken(c.Request())
-		if !ok || s.internalToken == "" || !equalSecret(token, s.internalToken) {
+		req := c.Request()
+		var bodyErr error
+		node, err := s.internal.Verify(req, func() ([]byte, error) {
+			if req.Body == nil || req.Body == http.NoBody {
+				return nil, nil
+			}
+			b, err := io.ReadAll(req.Body)
+			if err != nil {
+				bodyErr = err
+				return nil, err
+			}
+			req.Body = io.NopCloser(bytes.NewReader(b))
+			return b, nil
+		})
+		if err != nil {
+			if bodyErr != nil {
+				return bodyErr // too large (413) or a broken connection
+			}
+			s.log.Warn("internal request refused", "reason", err.Error(), "method", req.Method, "path", req.URL.Path,
+				"node", req.Header.Get(nodeauth.HeaderNode), "client_ip", c.RealIP())
 			return mailcluster.Errorf(mailcluster.EUNAUTHORIZED,
-				"Authentication is required: use the cluster's internal bearer token.")
+				"Authentication is required: internal requests must be signed by a node of the cluster.")
 		}
-		c.Set(ctxCaller, "internal")
+		c.Set(ctxCaller, "node:"+node)
 		return next(c)
 	}
-}
-
-// bearerToken returns the token of an "Authorization: Bearer <token>"
-// header (the scheme is case-insensitive).
-func bearerToken(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get(echo.HeaderAuthorization), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
-}
-
-// equalSecret compares two secrets in constant time, also hiding their
-// lengths (it compares their SHA-256 digests).
-func equalSecret(a, b string) bool {
-	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }
 
 // handleInternalUsage answers POST /internal/v1/usage: another node's

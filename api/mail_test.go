@@ -2,6 +2,9 @@ package api_test
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/api"
+	"mailcluster/internal/nodeauth"
 	"mailcluster/mailsvc"
 )
 
@@ -361,41 +365,55 @@ func usageReport(node, epoch string, seqs ...uint64) mailcluster.UsageReport {
 
 // postReport sends a report to the internal API with the given
 // Authorization header ("" for none).
-func postReport(tb testing.TB, c *Client, auth string, r any, invalid bool) *Response {
+// postReport posts r to /internal/v1/usage, signed as another node when
+// signed is set, else with the given header (nil: none).
+func postReport(tb testing.TB, c *Client, signed bool, h http.Header, r any, invalid bool) *Response {
 	tb.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req := Request{Method: http.MethodPost, Path: "/internal/v1/usage", Body: b, Invalid: invalid}
-	if auth != "" {
-		req.Header = http.Header{"Authorization": {auth}}
-	}
-	return c.Do(tb, req)
+	return c.Do(tb, Request{Method: http.MethodPost, Path: "/internal/v1/usage", Body: b, Invalid: invalid, Signed: signed, Header: h})
 }
 
 func TestInternalUsage(t *testing.T) {
 	env := mustOpenMailEnv(t)
 	anon := env.Admin.Anonymous()
-	bearer := "Bearer " + internalToken
+	const signed = true
 
 	expect401 := func(t *testing.T, res *Response) {
 		t.Helper()
 		res.ExpectProblem(t, http.StatusUnauthorized, "unauthorized")
-		if got := res.Header.Get("WWW-Authenticate"); got != `Bearer realm="mailcluster-internal"` {
+		if got := res.Header.Get("WWW-Authenticate"); got != `MC-HMAC-SHA256 realm="mailcluster-internal"` {
 			t.Errorf("WWW-Authenticate = %q", got)
 		}
 	}
-	t.Run("ErrMissingToken", func(t *testing.T) {
-		expect401(t, postReport(t, anon, "", usageReport("node9", "e1", 1), false))
+	report := usageReport("node9", "e1", 1)
+	body, _ := json.Marshal(report)
+	auth := func(v string) http.Header { return http.Header{"Authorization": {v}} }
+	t.Run("ErrUnsigned", func(t *testing.T) {
+		expect401(t, postReport(t, anon, false, nil, report, false))
 	})
-	t.Run("ErrWrongToken", func(t *testing.T) {
-		expect401(t, postReport(t, anon, "Bearer "+strings.Repeat("0", len(internalToken)), usageReport("node9", "e1", 1), false))
-		expect401(t, postReport(t, anon, "Bearer "+internalToken[:10], usageReport("node9", "e1", 1), false))
-		expect401(t, postReport(t, anon, "Basic "+internalToken, usageReport("node9", "e1", 1), false))
+	t.Run("ErrBearer", func(t *testing.T) {
+		// The token of the former bearer scheme, and the signing key itself.
+		old, err := hkdf.Key(sha256.New, []byte("test-cluster-secret"), nil, "mailcluster internal api v1", 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect401(t, postReport(t, anon, false, auth("Bearer "+hex.EncodeToString(old)), report, false))
+		expect401(t, postReport(t, anon, false, auth("Bearer "+hex.EncodeToString(internalKey)), report, false))
+		expect401(t, postReport(t, anon, false, auth("Basic "+hex.EncodeToString(internalKey)), report, false))
+	})
+	t.Run("ErrWrongKey", func(t *testing.T) {
+		other := &nodeauth.Signer{Key: nodeauth.Key("another-cluster-secret"), Node: "node3"}
+		expect401(t, postReport(t, anon, false, signedHeader(t, other, http.MethodPost, "/internal/v1/usage", body), report, false))
+	})
+	t.Run("ErrOtherBody", func(t *testing.T) {
+		h := signedHeader(t, peerSigner, http.MethodPost, "/internal/v1/usage", body)
+		expect401(t, postReport(t, anon, false, h, usageReport("node9", "e1", 1, 2), false))
 	})
 	t.Run("ErrAdminCredentials", func(t *testing.T) {
-		expect401(t, postReport(t, env.Admin, "", usageReport("node9", "e1", 1), false))
+		expect401(t, postReport(t, env.Admin, false, nil, report, false))
 	})
 	t.Run("NothingApplied", func(t *testing.T) {
 		waitUsage(t, env.Admin, aliceBase, 0, 0)
@@ -403,7 +421,7 @@ func TestInternalUsage(t *testing.T) {
 	var first uint64
 	t.Run("OK", func(t *testing.T) {
 		var out struct{ Index uint64 }
-		postReport(t, anon, bearer, usageReport("node9", "e1", 1, 2), false).Expect(t, http.StatusOK).JSON(t, &out)
+		postReport(t, anon, signed, nil, usageReport("node9", "e1", 1, 2), false).Expect(t, http.StatusOK).JSON(t, &out)
 		if out.Index == 0 {
 			t.Error("index 0")
 		}
@@ -411,46 +429,58 @@ func TestInternalUsage(t *testing.T) {
 		waitUsage(t, env.Admin, aliceBase, 200, 2)
 	})
 	t.Run("SchemeCaseInsensitive", func(t *testing.T) {
-		postReport(t, anon, "bearer "+internalToken, usageReport("node9", "e1", 3), false).Expect(t, http.StatusOK)
+		r := usageReport("node9", "e1", 3)
+		b, _ := json.Marshal(r)
+		h := signedHeader(t, peerSigner, http.MethodPost, "/internal/v1/usage", b)
+		h.Set("Authorization", strings.ToLower(h.Get("Authorization")))
+		postReport(t, anon, false, h, r, false).Expect(t, http.StatusOK)
 		waitUsage(t, env.Admin, aliceBase, 300, 3)
+	})
+	t.Run("ErrRequestReplayed", func(t *testing.T) {
+		r := usageReport("node8", "e1", 1)
+		b, _ := json.Marshal(r)
+		h := signedHeader(t, peerSigner, http.MethodPost, "/internal/v1/usage", b)
+		postReport(t, anon, false, h, r, false).Expect(t, http.StatusOK)
+		waitUsage(t, env.Admin, aliceBase, 400, 4)
+		expect401(t, postReport(t, anon, false, h, r, false))
 	})
 	t.Run("ReplayNotCounted", func(t *testing.T) {
 		var out struct{ Index uint64 }
-		postReport(t, anon, bearer, usageReport("node9", "e1", 1, 2), false).Expect(t, http.StatusOK).JSON(t, &out)
+		postReport(t, anon, signed, nil, usageReport("node9", "e1", 1, 2), false).Expect(t, http.StatusOK).JSON(t, &out)
 		if out.Index < first {
 			t.Errorf("index %d went back from %d", out.Index, first)
 		}
-		postReport(t, anon, bearer, usageReport("node9", "e1", 1, 2, 3), false).Expect(t, http.StatusOK)
-		waitUsage(t, env.Admin, aliceBase, 300, 3)
-	})
-	t.Run("PartlyNew", func(t *testing.T) {
-		postReport(t, anon, bearer, usageReport("node9", "e1", 3, 4), false).Expect(t, http.StatusOK)
+		postReport(t, anon, signed, nil, usageReport("node9", "e1", 1, 2, 3), false).Expect(t, http.StatusOK)
 		waitUsage(t, env.Admin, aliceBase, 400, 4)
 	})
-	t.Run("NewEpoch", func(t *testing.T) {
-		postReport(t, anon, bearer, usageReport("node9", "e2", 1), false).Expect(t, http.StatusOK)
+	t.Run("PartlyNew", func(t *testing.T) {
+		postReport(t, anon, signed, nil, usageReport("node9", "e1", 3, 4), false).Expect(t, http.StatusOK)
 		waitUsage(t, env.Admin, aliceBase, 500, 5)
+	})
+	t.Run("NewEpoch", func(t *testing.T) {
+		postReport(t, anon, signed, nil, usageReport("node9", "e2", 1), false).Expect(t, http.StatusOK)
+		waitUsage(t, env.Admin, aliceBase, 600, 6)
 	})
 	t.Run("Empty", func(t *testing.T) {
 		var out struct{ Index uint64 }
-		postReport(t, anon, bearer, mailcluster.UsageReport{Node: "node9", Epoch: "e2", Deltas: []mailcluster.UsageDelta{}}, false).
+		postReport(t, anon, signed, nil, mailcluster.UsageReport{Node: "node9", Epoch: "e2", Deltas: []mailcluster.UsageDelta{}}, false).
 			Expect(t, http.StatusOK).JSON(t, &out)
 		if out.Index == 0 {
 			t.Error("index 0")
 		}
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
-		postReport(t, anon, bearer, usageReport("bad node!", "e1", 5), false).ExpectProblem(t, http.StatusBadRequest, "invalid")
-		postReport(t, anon, bearer, usageReport("node9", "e1", 0), true).ExpectProblem(t, http.StatusBadRequest, "invalid")
-		postReport(t, anon, bearer, usageReport("node9", "", 5), false).ExpectProblem(t, http.StatusBadRequest, "invalid")
-		postReport(t, anon, bearer, map[string]any{"node": "node9", "epoch": "e1", "deltas": []any{}, "extra": 1}, true).
+		postReport(t, anon, signed, nil, usageReport("bad node!", "e1", 5), false).ExpectProblem(t, http.StatusBadRequest, "invalid")
+		postReport(t, anon, signed, nil, usageReport("node9", "e1", 0), true).ExpectProblem(t, http.StatusBadRequest, "invalid")
+		postReport(t, anon, signed, nil, usageReport("node9", "", 5), false).ExpectProblem(t, http.StatusBadRequest, "invalid")
+		postReport(t, anon, signed, nil, map[string]any{"node": "node9", "epoch": "e1", "deltas": []any{}, "extra": 1}, true).
 			ExpectProblem(t, http.StatusBadRequest, "invalid")
 		anon.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/usage", Body: []byte(`{"node":`), Invalid: true,
-			Header: http.Header{"Authorization": {bearer}}}).ExpectProblem(t, http.StatusBadRequest, "invalid")
+			Signed: true}).ExpectProblem(t, http.StatusBadRequest, "invalid")
 	})
 	t.Run("ErrContentType", func(t *testing.T) {
 		anon.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/usage", Body: []byte(`node=node9`),
-			ContentType: "application/x-www-form-urlencoded", Invalid: true, Header: http.Header{"Authorization": {bearer}}}).
+			ContentType: "application/x-www-form-urlencoded", Invalid: true, Signed: true}).
 			ExpectProblem(t, http.StatusUnsupportedMediaType, "unsupported-media-type")
 	})
 	t.Run("ErrTooManyDeltas", func(t *testing.T) {
@@ -458,14 +488,14 @@ func TestInternalUsage(t *testing.T) {
 		for i := range seqs {
 			seqs[i] = uint64(100 + i)
 		}
-		postReport(t, anon, bearer, usageReport("node9", "e2", seqs...), true).
+		postReport(t, anon, signed, nil, usageReport("node9", "e2", seqs...), true).
 			ExpectProblem(t, http.StatusRequestEntityTooLarge, "too-large")
 	})
 	t.Run("ErrMethod", func(t *testing.T) {
 		anon.Get(t, "/internal/v1/usage").ExpectProblem(t, http.StatusMethodNotAllowed, "method-not-allowed")
 	})
 	t.Run("NothingMoreApplied", func(t *testing.T) {
-		waitUsage(t, env.Admin, aliceBase, 500, 5)
+		waitUsage(t, env.Admin, aliceBase, 600, 6)
 	})
 	t.Run("ErrBodyTooLarge", func(t *testing.T) {
 		small := mustOpenMailEnv(t, WithBodyLimit(1024))
@@ -476,18 +506,29 @@ func TestInternalUsage(t *testing.T) {
 		r := usageReport("node9", "e1", seqs...)
 		b, _ := json.Marshal(r)
 		small.Admin.Anonymous().Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/usage", Body: b, Chunked: true,
-			Header: http.Header{"Authorization": {bearer}}}).ExpectProblem(t, http.StatusRequestEntityTooLarge, "too-large")
+			Signed: true}).ExpectProblem(t, http.StatusRequestEntityTooLarge, "too-large")
 		waitUsage(t, small.Admin, aliceBase, 0, 0)
 	})
-	t.Run("ErrNoTokenConfigured", func(t *testing.T) {
-		off := mustOpenMailEnv(t, WithoutInternalToken())
-		expect401(t, postReport(t, off.Admin.Anonymous(), bearer, usageReport("node9", "e1", 1), false))
-		expect401(t, postReport(t, off.Admin.Anonymous(), "Bearer ", usageReport("node9", "e1", 1), false))
+	t.Run("ErrNoKeyConfigured", func(t *testing.T) {
+		off := mustOpenMailEnv(t, WithoutInternalKey())
+		expect401(t, postReport(t, off.Admin.Anonymous(), signed, nil, report, false))
+		expect401(t, postReport(t, off.Admin.Anonymous(), false, auth("Bearer "), report, false))
 		waitUsage(t, off.Admin, aliceBase, 0, 0)
 	})
-	t.Run("TokenNotLogged", func(t *testing.T) {
-		if strings.Contains(env.Log.String(), internalToken) {
-			t.Error("the log contains the internal token")
+	t.Run("NoSecretLogged", func(t *testing.T) {
+		h := signedHeader(t, &nodeauth.Signer{Key: nodeauth.Key("another-cluster-secret"), Node: "node3"},
+			http.MethodPost, "/internal/v1/usage", body)
+		expect401(t, postReport(t, anon, false, h, report, false))
+		logs := env.Log.String()
+		if !strings.Contains(logs, "internal request refused") || !strings.Contains(logs, "bad signature") ||
+			!strings.Contains(logs, "nonce replayed") {
+			t.Errorf("the refusals and their reasons are not logged:\n%s", logs)
+		}
+		_, sig, _ := strings.Cut(h.Get("Authorization"), " ")
+		for _, secret := range []string{hex.EncodeToString(internalKey), sig, "test-cluster-secret"} {
+			if strings.Contains(logs, secret) {
+				t.Errorf("the log contains %q", secret)
+			}
 		}
 	})
 }
@@ -564,7 +605,7 @@ func TestSecondaryMail(t *testing.T) {
 		}
 	})
 	t.Run("ErrReportReadOnly", func(t *testing.T) {
-		postReport(t, c.Anonymous(), "Bearer "+internalToken, usageReport("node9", "e1", 1), false).
+		postReport(t, c.Anonymous(), true, nil, usageReport("node9", "e1", 1), false).
 			ExpectProblem(t, http.StatusForbidden, "read-only")
 		waitUsage(t, c, aliceBase, total, 1)
 	})

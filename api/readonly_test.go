@@ -53,10 +53,10 @@ var writeRequests = map[string]Request{
 		Body: []byte(`{"chainPem":` + jsonString(pki.Leaf2.ChainPEM) + `,"keyPem":` + jsonString(pki.Leaf2.KeyPEM) + `,"default":true}`)},
 	"DELETE /api/v1/certificates/{name}": {Path: "/api/v1/certificates/mail"},
 	"POST /api/v1/screening/thaw":        {Body: []byte(`{"address":"bob@example.com","token":"WRONGTOKEN"}`)},
-	"POST /internal/v1/screening/failures": {Header: http.Header{"Authorization": {"Bearer " + internalToken}},
+	"POST /internal/v1/screening/failures": {Signed: true,
 		Body: []byte(`{"failures":[{"time":"2025-01-02T03:04:05Z","ip":"203.0.113.50","address":"alice@example.com",` +
 			`"hash":"0123456789abcdef","node":"node3","proto":"smtp"}]}`)},
-	"POST /internal/v1/usage": {Header: http.Header{"Authorization": {"Bearer " + internalToken}},
+	"POST /internal/v1/usage": {Signed: true,
 		Body: []byte(`{"node":"node3","epoch":"e1","deltas":[{"seq":1,"domain":"example.com","mailbox":"alice",` +
 			`"bytes":100,"messages":1,"at":"2025-01-02T03:04:05Z"}]}`)},
 }

@@ -2,6 +2,9 @@ package api_test
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -564,11 +567,12 @@ func TestInternalFailures(t *testing.T) {
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
-	bearer := http.Header{"Authorization": {"Bearer " + internalToken}}
+	hashes := 0 // every failure has another password hash
 	report := func(n int, ip string) []byte {
 		var fs []mailcluster.LoginFailure
-		for i := range n {
-			fs = append(fs, mailcluster.LoginFailure{Time: time.Now().UTC(), IP: ip, Hash: "h" + strconv.Itoa(i), Node: "node2", Proto: "smtp"})
+		for range n {
+			hashes++
+			fs = append(fs, mailcluster.LoginFailure{Time: time.Now().UTC(), IP: ip, Hash: "h" + strconv.Itoa(hashes), Node: "node2", Proto: "smtp"})
 		}
 		b, err := json.Marshal(map[string]any{"failures": fs})
 		if err != nil {
@@ -576,41 +580,79 @@ func TestInternalFailures(t *testing.T) {
 		}
 		return b
 	}
+	const path = "/internal/v1/screening/failures"
 	c := env.Admin.Anonymous()
+	expect401 := func(t *testing.T, res *Response) {
+		t.Helper()
+		res.ExpectProblem(t, http.StatusUnauthorized, "unauthorized")
+		if got := res.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "MC-HMAC-SHA256 ") {
+			t.Errorf("WWW-Authenticate %q", got)
+		}
+	}
+	notBlocked := func(t *testing.T, ip string) {
+		t.Helper()
+		if b, ok := env.Svc.BlockedIP(ip); ok {
+			t.Fatalf("%s is blocked: %+v", ip, b)
+		}
+	}
 
 	t.Run("OK", func(t *testing.T) {
-		c.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Header: bearer, Body: report(2, "203.0.113.60")}).
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: report(2, "203.0.113.60")}).
 			Expect(t, http.StatusNoContent)
-		if _, ok := env.Svc.BlockedIP("203.0.113.60"); ok {
-			t.Fatal("blocked after 2 failures")
-		}
-		c.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Header: bearer, Body: report(3, "203.0.113.60")}).
+		notBlocked(t, "203.0.113.60")
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: report(3, "203.0.113.60")}).
 			Expect(t, http.StatusNoContent)
 		b, ok := env.Svc.BlockedIP("203.0.113.60")
 		if !ok || b.Source != "auto" || b.Offences != 1 {
 			t.Fatalf("block %+v, %v", b, ok)
 		}
-		c.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Header: bearer, Body: []byte(`{"failures":[]}`)}).
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: []byte(`{"failures":[]}`)}).
 			Expect(t, http.StatusNoContent)
 	})
 	t.Run("ErrUnauthorized", func(t *testing.T) {
-		res := c.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Body: report(1, "203.0.113.61")})
-		res.ExpectProblem(t, http.StatusUnauthorized, "unauthorized")
-		if got := res.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
-			t.Errorf("WWW-Authenticate %q", got)
-		}
-		env.Admin.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Body: report(1, "203.0.113.61")}).
+		expect401(t, c.Do(t, Request{Method: http.MethodPost, Path: path, Body: report(3, "203.0.113.61")}))
+		env.Admin.Do(t, Request{Method: http.MethodPost, Path: path, Body: report(3, "203.0.113.61")}).
 			ExpectProblem(t, http.StatusUnauthorized, "unauthorized")
+		notBlocked(t, "203.0.113.61")
+	})
+	// An attacker who saw the former bearer token, or one signed request,
+	// cannot block an address with it.
+	t.Run("ErrForgedBearer", func(t *testing.T) {
+		old, err := hkdf.Key(sha256.New, []byte("test-cluster-secret"), nil, "mailcluster internal api v1", 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, token := range [][]byte{old, internalKey} {
+			expect401(t, c.Do(t, Request{Method: http.MethodPost, Path: path, Body: report(3, "203.0.113.63"),
+				Header: http.Header{"Authorization": {"Bearer " + hex.EncodeToString(token)}}}))
+		}
+		notBlocked(t, "203.0.113.63")
+	})
+	t.Run("ErrReplayed", func(t *testing.T) {
+		seen := report(1, "203.0.113.64")
+		h := signedHeader(t, peerSigner, http.MethodPost, path, seen)
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Header: h, Body: seen}).Expect(t, http.StatusNoContent)
+		for range 3 {
+			expect401(t, c.Do(t, Request{Method: http.MethodPost, Path: path, Header: h, Body: seen}))
+		}
+		notBlocked(t, "203.0.113.64")
+		// Nor with another body under the captured signature.
+		expect401(t, c.Do(t, Request{Method: http.MethodPost, Path: path, Header: h, Body: report(3, "203.0.113.64")}))
+		notBlocked(t, "203.0.113.64")
+		// A fresh signed report still counts.
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: report(2, "203.0.113.64")}).
+			Expect(t, http.StatusNoContent)
+		if _, ok := env.Svc.BlockedIP("203.0.113.64"); !ok {
+			t.Fatal("not blocked after 3 failures reported by signed requests")
+		}
 	})
 	t.Run("ErrTooMany", func(t *testing.T) {
-		c.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Header: bearer, Body: report(1001, "203.0.113.62"), Invalid: true}).
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: report(1001, "203.0.113.62"), Invalid: true}).
 			ExpectProblem(t, http.StatusRequestEntityTooLarge, "too-large")
-		if _, ok := env.Svc.BlockedIP("203.0.113.62"); ok {
-			t.Fatal("an oversized report was counted")
-		}
+		notBlocked(t, "203.0.113.62")
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
-		c.Do(t, Request{Method: http.MethodPost, Path: "/internal/v1/screening/failures", Header: bearer,
+		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true,
 			Body: []byte(`{"failures":[{"time":"2025-01-02T03:04:05Z","ip":"1.2.3.4","hash":"h","node":"n","proto":"smtp","password":"x"}]}`), Invalid: true}).
 			ExpectProblem(t, http.StatusBadRequest, "invalid")
 	})

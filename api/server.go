@@ -8,8 +8,8 @@
 // The server also mounts GET and HEAD /health (200, or 503 while the node
 // reports problems), GET /metrics (the Prometheus text exposition format,
 // when configured), the internal node-to-node API under /internal/v1/
-// (bearer token, RFC 6750) and, when configured, the XML-API handler at
-// POST /MdMgmtWS. Every request carries the client's address
+// (every request signed by a node, see package nodeauth) and, when
+// configured, the XML-API handler at POST /MdMgmtWS. Every request carries the client's address
 // (the direct peer, or what trusted proxies report in X-Forwarded-For) in
 // its context for dynamic screening, the XML-API's included. Raw messages are served as message/rfc822
 // (RFC 5322).
@@ -30,6 +30,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"mailcluster/internal/nodeauth"
 )
 
 // DefaultBodyLimit is the request body limit when Config.BodyLimit is 0.
@@ -50,10 +52,11 @@ type Config struct {
 	// recount). When nil those routes stay registered but answer 503: the
 	// node runs no mail service.
 	Mail MailStore
-	// InternalToken is the bearer token of the internal node-to-node API
-	// (/internal/v1/), derived from the cluster secret (see
-	// cluster.InternalToken). Empty refuses every internal request with 401.
-	InternalToken string
+	// InternalKey signs the requests of the internal node-to-node API
+	// (/internal/v1/), derived from the cluster secret (see package
+	// nodeauth: a request is accepted once, within 30 s of its timestamp).
+	// Empty refuses every internal request with 401.
+	InternalKey []byte
 	// InternalInfo and InternalTime answer GET /internal/v1/info (what a
 	// node tells about itself for admission) and /internal/v1/time (its
 	// clock, for the primary's probe); nil answers 404.
@@ -85,23 +88,23 @@ type Config struct {
 // Server is the HTTP handler of the management API. It sets no timeouts:
 // the caller serves it with an http.Server configured with them.
 type Server struct {
-	e             *echo.Echo
-	svc           Service
-	mail          MailStore
-	log           *slog.Logger
-	bodyLimit     int64
-	internalToken string
-	metrics       http.Handler
-	internalInfo  func() any
-	internalTime  func() any
-	reqMetrics    *requestMetrics // nil: no request metrics
+	e            *echo.Echo
+	svc          Service
+	mail         MailStore
+	log          *slog.Logger
+	bodyLimit    int64
+	internal     *nodeauth.Verifier
+	metrics      http.Handler
+	internalInfo func() any
+	internalTime func() any
+	reqMetrics   *requestMetrics // nil: no request metrics
 }
 
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns a Server answering with svc.
 func NewServer(svc Service, cfg Config) *Server {
-	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internalToken: cfg.InternalToken,
+	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internal: nodeauth.NewVerifier(cfg.InternalKey),
 		metrics: cfg.Metrics, internalInfo: cfg.InternalInfo, internalTime: cfg.InternalTime}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

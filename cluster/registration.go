@@ -20,13 +20,17 @@ const ServiceName = "mailcluster"
 // Registration registers the node as an instance of the Consul service
 // "mailcluster", tagged with its current role and with an HTTP check on
 // /health, so the Consul UI and load balancers see every node's health and
-// role. Meta carries version, node_key_id and time_zone.
+// role. Meta carries version, node_key_id and time_zone, and
+// MetaInternalURL when the node serves its internal API over HTTPS.
 type Registration struct {
-	Client    *api.Client
-	NodeName  string
-	Cluster   string
-	APIAddr   string // advertised host:port of the HTTP API
-	NodeKeyID string
+	Client   *api.Client
+	NodeName string
+	Cluster  string
+	APIAddr  string // advertised host:port of the HTTP API
+	// InternalURL, when set, is the https URL of the node's HTTPS listener,
+	// where other nodes call its internal API (MetaInternalURL).
+	InternalURL string
+	NodeKeyID   string
 	// NeverPrimary is published in meta so switchovers never target the node.
 	NeverPrimary bool
 	Log          *slog.Logger
@@ -75,6 +79,9 @@ func (r *Registration) Register(role mailcluster.Role) error {
 			Interval: "1s",
 			Timeout:  "1s",
 		},
+	}
+	if r.InternalURL != "" {
+		reg.Meta[MetaInternalURL] = r.InternalURL
 	}
 	if err := r.Client.Agent().ServiceRegister(reg); err != nil {
 		return fmt.Errorf("cluster: register service: %w", err)

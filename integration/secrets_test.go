@@ -3,6 +3,7 @@ package integration_test
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net"
@@ -15,7 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"mailcluster/cluster"
+	"mailcluster/internal/nodeauth"
 )
 
 // submitFrom opens a submission session from a local address (a loopback
@@ -151,7 +152,7 @@ func TestSecretsNotLogged(t *testing.T) {
 		"account password":   alicePW,
 		"wrong password":     wrongPW,
 		"cluster secret":     clusterSecret,
-		"internal token":     cluster.InternalToken(clusterSecret),
+		"internal key":       hex.EncodeToString(nodeauth.Key(clusterSecret)),
 		"thaw token":         thawToken,
 		"wrong thaw token":   wrongToken,
 		"admin Basic":        base64.StdEncoding.EncodeToString([]byte("admin@localhost:" + adminPW)),

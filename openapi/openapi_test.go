@@ -45,21 +45,25 @@ func TestLoad(t *testing.T) {
 			}
 		}
 	})
-	t.Run("InternalBearerOnly", func(t *testing.T) {
+	t.Run("InternalSignedOnly", func(t *testing.T) {
 		doc, err := openapi.Load()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := doc.Components.SecuritySchemes["bearerAuth"]; s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
-			t.Fatalf("security scheme bearerAuth = %+v", s)
+		if s := doc.Components.SecuritySchemes["nodeSignature"]; s == nil || s.Value.Type != "http" || s.Value.Scheme != "MC-HMAC-SHA256" {
+			t.Fatalf("security scheme nodeSignature = %+v", s)
 		}
-		for _, path := range []string{"/internal/v1/usage", "/internal/v1/screening/failures"} {
-			op := doc.Paths.Find(path).Post
-			if op == nil || op.Security == nil || len(*op.Security) != 1 {
-				t.Fatalf("POST %s security = %+v", path, op)
+		for path, item := range doc.Paths.Map() {
+			if !strings.HasPrefix(path, "/internal/") {
+				continue
 			}
-			if _, ok := (*op.Security)[0]["bearerAuth"]; !ok {
-				t.Errorf("POST %s is not bearer-only: %+v", path, *op.Security)
+			for method, op := range item.Operations() {
+				if op.Security == nil || len(*op.Security) != 1 {
+					t.Fatalf("%s %s security = %+v", method, path, op.Security)
+				}
+				if _, ok := (*op.Security)[0]["nodeSignature"]; !ok {
+					t.Errorf("%s %s is not signature-only: %+v", method, path, *op.Security)
+				}
 			}
 		}
 	})

@@ -14,8 +14,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -25,6 +27,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/cluster"
+	"mailcluster/internal/nodeauth"
 	"mailcluster/mailsvc"
 	"mailcluster/xmlapi"
 )
@@ -46,9 +49,12 @@ type Main struct {
 	store        closer
 	events       *cluster.FileClusterLog
 	certs        *cluster.CertManager
+	servedCerts  atomic.Pointer[cluster.CertManager] // m.certs, once made (read by internal calls)
 	metrics      *metrics
 	https        *http.Server
+	tln          net.Listener // the HTTPS listener until m.https serves it
 	HTTPSAddr    string
+	internalURL  string // the https URL of the internal API, "" without HTTPS
 	lead         mailcluster.Leadership
 	keyID        string
 	advertise    string
@@ -109,12 +115,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	self := mailcluster.PrimaryRef{Name: c.NodeName, APIURL: "http://" + advertise}
 	m.advertise = advertise
+	if c.HTTPSAddr != "" {
+		tln, err := net.Listen("tcp", c.HTTPSAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", c.HTTPSAddr, err)
+		}
+		m.tln = tln
+		m.HTTPSAddr = tln.Addr().String()
+		m.internalURL = internalURL(advertise, tln.Addr().(*net.TCPAddr))
+	}
 	m.events = cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, m.Log)
 	m.metrics = newMetrics()
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir, SharedPath: c.SharedPath}
-	m.internal = &cluster.InternalClient{Token: cluster.InternalToken(c.ClusterSecret)}
+	m.internal = &cluster.InternalClient{Signer: &nodeauth.Signer{Key: nodeauth.Key(c.ClusterSecret), Node: c.NodeName}}
 
 	if c.Clustered() {
 		err = m.startCluster(bg, self, advertise, keyID, boot)
@@ -131,7 +146,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	xmlHandler := xmlapi.NewHandler(m.Service, m.Log)
 	xmlHandler.OnOperation = m.metrics.xmlapiOperation
 	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlHandler,
-		Mail: m.Mail, InternalToken: cluster.InternalToken(c.ClusterSecret), TrustedProxies: c.proxies(),
+		Mail: m.Mail, InternalKey: nodeauth.Key(c.ClusterSecret), TrustedProxies: c.proxies(),
 		Metrics: m.metrics.handler(), Registerer: m.metrics.reg, InternalInfo: m.nodeInfo, InternalTime: m.timeProbe})
 	m.http = newHTTPServer(handler, m.Log)
 	mat := cluster.NewMaterializer(m.store, filepath.Join(c.DataDir, "app"), m.Log)
@@ -149,12 +164,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.Log.Error("http server stopped", "err", err)
 		}
 	})
-	if c.HTTPSAddr != "" {
-		tln, err := net.Listen("tcp", c.HTTPSAddr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", c.HTTPSAddr, err)
-		}
-		m.HTTPSAddr = tln.Addr().String()
+	if m.tln != nil {
+		tln := m.tln
 		m.https = &http.Server{Handler: handler, TLSConfig: m.certs.TLSConfig(), ReadHeaderTimeout: m.http.ReadHeaderTimeout,
 			ReadTimeout: m.http.ReadTimeout, WriteTimeout: m.http.WriteTimeout, IdleTimeout: m.http.IdleTimeout,
 			MaxHeaderBytes: m.http.MaxHeaderBytes, ErrorLog: m.http.ErrorLog}
@@ -243,6 +254,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	if err != nil {
 		return fmt.Errorf("consul client: %w", err)
 	}
+	m.internal.TLS = &cluster.InternalTLS{Peers: cluster.ConsulInternalURLs(client, c.ClusterName), Pins: m.pinnedCerts}
 	st, err := cluster.OpenConsulStore(client, c.ClusterName, filepath.Join(c.DataDir, "snapshot.db"), m.Log)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -321,7 +333,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 		Primary: isPrimary, Events: m.events, Interval: c.ProbeInterval}
 	m.goBackground(func() { probe.Run(bg) })
 	reg := &cluster.Registration{Client: client, NodeName: c.NodeName, Cluster: c.ClusterName, APIAddr: advertise,
-		NodeKeyID: keyID, NeverPrimary: c.NeverPrimary, Log: m.Log}
+		InternalURL: m.internalURL, NodeKeyID: keyID, NeverPrimary: c.NeverPrimary, Log: m.Log}
 	electCtx, stopElection := context.WithCancel(bg)
 	m.stopElection = stopElection
 	m.goBackground(func() { st.Run(bg) })
@@ -337,7 +349,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 // SMTP listeners.
 func (m *Main) startMail(bg context.Context) error {
 	c := m.Config
-	ic := &cluster.InternalClient{Token: cluster.InternalToken(c.ClusterSecret)}
+	ic := m.internal
 	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		if m.lead.Role() == mailcluster.RolePrimary {
 			return m.Service.ApplyUsageReport(ctx, r)
@@ -392,6 +404,7 @@ func (m *Main) startMail(bg context.Context) error {
 		m.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
 	}
 	m.certs.Sync()
+	m.servedCerts.Store(m.certs)
 	m.Service.Checks = append(m.Service.Checks, m.certs)
 	m.goBackground(func() { m.certs.Run(bg, m.store) })
 	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: m.certs.TLSConfig(), Log: m.Log,
@@ -453,6 +466,29 @@ func (m *Main) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 	if err := m.shared.EnsureProbe(ctx); err != nil {
 		m.Log.Error("writing the shared-path probe", "err", err)
 	}
+}
+
+// internalURL is the URL other nodes call this node's internal API at
+// over HTTPS: the listener's own address, or with a listener on all
+// interfaces the advertised host with the listener's port.
+func internalURL(advertise string, ln *net.TCPAddr) string {
+	if !ln.IP.IsUnspecified() {
+		return "https://" + ln.String()
+	}
+	host, _, err := net.SplitHostPort(advertise)
+	if err != nil {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(ln.Port))
+}
+
+// pinnedCerts returns the fingerprints of the certificates this node
+// serves: the only ones another node may present to its internal calls.
+func (m *Main) pinnedCerts() map[string]string {
+	if cm := m.servedCerts.Load(); cm != nil {
+		return cm.Served()
+	}
+	return nil
 }
 
 // selfURL is this node's advertised API URL.
@@ -565,6 +601,8 @@ func (m *Main) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = m.https.Shutdown(ctx)
 			cancel()
+		} else if m.tln != nil {
+			m.tln.Close()
 		}
 		if m.smtp != nil {
 			if serr := m.smtp.Close(); err == nil {

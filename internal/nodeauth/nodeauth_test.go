@@ -3,6 +3,9 @@ package nodeauth_test
 import (
 	"bytes"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"strconv"
@@ -252,5 +255,49 @@ func TestKey(t *testing.T) {
 	}
 	if nodeauth.Key("") != nil {
 		t.Error("Key of an empty secret")
+	}
+}
+
+// TestConstantTimeCompare checks, on the source, that Verify compares
+// signatures with hmac.Equal and nowhere with == or bytes.Equal.
+func TestConstantTimeCompare(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "nodeauth.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verify *ast.FuncDecl
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == "Verify" {
+			verify = fd
+		}
+	}
+	if verify == nil {
+		t.Fatal("no Verify")
+	}
+	found := false
+	ast.Inspect(verify, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.CallExpr:
+			if sel, ok := x.Fun.(*ast.SelectorExpr); ok {
+				if id, ok := sel.X.(*ast.Ident); ok {
+					switch id.Name + "." + sel.Sel.Name {
+					case "hmac.Equal":
+						found = true
+					case "bytes.Equal", "subtle.ConstantTimeCompare":
+						t.Errorf("Verify compares with %s.%s", id.Name, sel.Sel.Name)
+					}
+				}
+			}
+		case *ast.BinaryExpr:
+			for _, side := range []ast.Expr{x.X, x.Y} {
+				if id, ok := side.(*ast.Ident); ok && id.Name == "sig" && (x.Op == token.EQL || x.Op == token.NEQ) {
+					t.Errorf("Verify compares sig with %s", x.Op)
+				}
+			}
+		}
+		return true
+	})
+	if !found {
+		t.Error("Verify does not compare the signature with hmac.Equal")
 	}
 }
