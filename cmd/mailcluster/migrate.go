@@ -73,7 +73,12 @@ func newMigrateCommand(stdout, stderr io.Writer) *cobra.Command {
 			"Each mailbox is moved under its lock file: messages are placed in the new path (a complete,\n" +
 			"synced file under its real name), the account's mailboxPath is changed through the API, and\n" +
 			"only then are the old files removed. Ctrl-C stops after the current file; running the same\n" +
-			"command again finishes the move without losing or duplicating a message.",
+			"command again finishes the move without losing or duplicating a message.\n\n" +
+			"Only mailboxes below the current root are moved, and of them only Maildir entries (messages in\n" +
+			"new/ and cur/, Maildir++ folders, maildirsize, maildirfolder, subscriptions); other files and\n" +
+			"symbolic links stay where they are and are listed. An account whose mailbox path leads outside\n" +
+			"the root is skipped and listed, and the command then exits with status 1. While the move runs,\n" +
+			"[Directories] MailboxRootNext is NEWROOT, so that the nodes accept paths under either root.",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("migrate-mailboxes takes no arguments, got %q", args)
@@ -523,6 +528,11 @@ func (m *migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog progres
 	}()
 	var files []msgFile
 	if mv.from != "" {
+		// Check the old place again under the lock: a symbolic link put
+		// there since the plan must not lead the move elsewhere.
+		if p, _ := confined(mv.from, mv.root); p != mv.from {
+			return res, fmt.Errorf("%s no longer lies below %s: left alone", mv.from, mv.root)
+		}
 		if files, res.left, err = listMaildir(mv.from, m.boxes); err != nil {
 			return res, err
 		}

@@ -878,3 +878,49 @@ func TestMigrateNestedMailbox(t *testing.T) {
 		t.Fatalf("b at %s", f.accounts[1].MailboxPath)
 	}
 }
+
+// TestMigrateLinkSwappedIn replaces a mailbox under the root with a
+// symbolic link to another directory after the run planned it: the run
+// checks again under the mailbox's lock and leaves the target alone.
+func TestMigrateLinkSwappedIn(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	victim := filepath.Join(base, "victim")
+	writeMsg(t, victim, "cur", "1700000000.M1.host,S=4:2,S", "data")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "new", "1.x,S=1", "a")
+	bBox := filepath.Join(oldRoot, "ex.com", "b")
+	writeMsg(t, bBox, "new", "2.x,S=1", "b")
+	f := &fakePrimary{
+		role:     mailcluster.RolePrimary,
+		settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks}},
+		accounts: []migrateAccount{
+			{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: oldRoot + "/ex.com/a/"},
+			{Address: "b@ex.com", Domain: "ex.com", Mailbox: "b", MailboxPath: bBox + "/"},
+		},
+	}
+	f.onPatch = func(a migrateAccount, _ string) {
+		if a.Address != "a@ex.com" {
+			return
+		}
+		if err := os.Rename(bBox, bBox+".away"); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(victim, bBox); err != nil {
+			t.Error(err)
+		}
+	}
+	m, _ := newFakeMigrator(t, f, newRoot)
+	err := m.run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 accounts could not be moved") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := fileTree(t, victim); !reflect.DeepEqual(got, []string{"cur/", "cur/1700000000.M1.host,S=4:2,S"}) {
+		t.Fatalf("the link's target changed: %v", got)
+	}
+	if f.accounts[1].MailboxPath != bBox+"/" || f.settings["Directories"]["MailboxRoot"] != oldRoot {
+		t.Fatalf("b or the root changed: %+v %v", f.accounts[1], f.settings)
+	}
+	if f.settings["Directories"]["MailboxRootNext"] != newRoot {
+		t.Fatal("MailboxRootNext cleared although a's path is under the new root")
+	}
+}
