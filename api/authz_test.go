@@ -506,13 +506,9 @@ func authzExpectNotBasic(t *testing.T, res *Response) {
 func TestAuthzRequestsAreValid(t *testing.T) {
 	probe := mustOpenAuthzEnv(t)
 	names, _ := authzOperations(t, probe.Victim)
-	var reads *authzEnv
 	envFor := func(method string) *authzEnv {
 		if method == http.MethodGet || method == http.MethodHead {
-			if reads == nil {
-				reads = probe
-			}
-			return reads
+			return probe
 		}
 		return mustOpenAuthzEnv(t)
 	}
@@ -524,8 +520,11 @@ func TestAuthzRequestsAreValid(t *testing.T) {
 	}
 	for _, name := range names {
 		method, _, _ := strings.Cut(name, " ")
+		// One node serves both checks: the victim's and the global
+		// objects a write changes are not the ones attacker.test's
+		// administrator then works on.
+		e := envFor(method)
 		t.Run(name, func(t *testing.T) {
-			e := envFor(method)
 			_, ops := authzOperations(t, e.Victim)
 			c := ops[name]
 			switch c.rule {
@@ -541,7 +540,6 @@ func TestAuthzRequestsAreValid(t *testing.T) {
 			}
 		})
 		t.Run(name+" (own domain)", func(t *testing.T) {
-			e := envFor(method)
 			_, ops := authzOperations(t, e.Own)
 			c := ops[name]
 			if c.rule != authzDomain {
