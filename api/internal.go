@@ -60,7 +60,8 @@ func (s *Server) handleInternalLog(c echo.Context) error {
 // timestamp must lie within the window and the nonce must be new. The
 // body is read (within the body limit) to check its hash and restored for
 // the handler. Without a key every request is refused. A refusal is a 401
-// with a generic text; the reason goes to the log at warn level.
+// with a generic text; the reason goes to the log at warn level. The
+// access log names the caller "node:<name>", with "/tls" over HTTPS.
 func (s *Server) authenticateInternal(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		c.Set(ctxChallenge, internalChallenge)
@@ -87,7 +88,11 @@ func (s *Server) authenticateInternal(next echo.HandlerFunc) echo.HandlerFunc {
 			return mailcluster.Errorf(mailcluster.EUNAUTHORIZED,
 				"Authentication is required: internal requests must be signed by a node of the cluster.")
 		}
-		c.Set(ctxCaller, "node:"+node)
+		caller := "node:" + node
+		if req.TLS != nil {
+			caller += "/tls"
+		}
+		c.Set(ctxCaller, caller)
 		return next(c)
 	}
 }
