@@ -85,6 +85,22 @@ func (s *Service) LookupAccount(address string) (*Account, error) {
 	return a, err
 }
 
+// FindMailAccount returns an account whose mail the caller may read and
+// change through the management APIs: a global administrator any
+// account's, a domain administrator those of its own domain except a
+// global administrator's (whose mailbox holds, for one, its thaw tokens).
+// Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EUNAVAILABLE.
+func (s *Service) FindMailAccount(ctx context.Context, domain, mailbox string) (*Account, error) {
+	a, err := s.FindAccount(ctx, domain, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if c := CallerFromContext(ctx); c != nil && c.AdminRights != AdminGlobal && a.AdminRights == AdminGlobal {
+		return nil, Errorf(EFORBIDDEN, "Only global administrators may read a global administrator's mail.")
+	}
+	return a, nil
+}
+
 // IsLocalDomain reports whether the cluster serves domain.
 func (s *Service) IsLocalDomain(domain string) bool {
 	_, ok := s.store.Get(domainKey(NormalizeDomain(domain)))

@@ -91,7 +91,13 @@ func ValidateSetting(file, section, key, value string) error {
 }
 
 var settingRules = map[string]func(string) string{
-	SectionDirectories + "/" + KeyMailboxRoot:   absPathRule,
+	SectionDirectories + "/" + KeyMailboxRoot: rootPathRule,
+	SectionDirectories + "/" + KeyMailboxRootNext: func(v string) string {
+		if v == "" {
+			return ""
+		}
+		return rootPathRule(v)
+	},
 	SectionDirectories + "/" + KeyLockFiles:     absPathRule,
 	SectionDirectories + "/" + KeyPEM:           absPathRule,
 	SectionDirectories + "/" + KeyPublicFolders: absPathRule,
@@ -120,6 +126,18 @@ var settingRules = map[string]func(string) string{
 		}
 		return ""
 	},
+}
+
+// rootPathRule is absPathRule for a mailbox root, which may not be the
+// file system root (it would confine nothing).
+func rootPathRule(v string) string {
+	if msg := absPathRule(v); msg != "" {
+		return msg
+	}
+	if strings.Trim(v, "/") == "" {
+		return "may not be the file system root"
+	}
+	return ""
 }
 
 func absPathRule(v string) string {

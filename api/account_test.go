@@ -38,9 +38,10 @@ func TestAccountCRUD(t *testing.T) {
 		}
 	})
 	t.Run("CreateWithPath", func(t *testing.T) {
+		p := env.Svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "") + "/custom/bob/"
 		a := c.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "bob", "password": "bob-pass-12",
-			"mailboxPath": "/srv/mail/bob/", "frozen": true})
-		if a.MailboxPath != "/srv/mail/bob/" || !a.Frozen || a.AdminRights != "none" {
+			"mailboxPath": p, "frozen": true})
+		if a.MailboxPath != p || !a.Frozen || a.AdminRights != "none" {
 			t.Errorf("account = %+v", a)
 		}
 	})

@@ -64,7 +64,7 @@ func (s *Server) mailAccount(c echo.Context) (*mailcluster.Account, error) {
 	if s.mail == nil {
 		return nil, errMailNotRunning
 	}
-	return s.findAccount(c)
+	return s.svc.FindMailAccount(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "mailbox"))
 }
 
 // messageID returns the id path parameter; the mail store validates it.

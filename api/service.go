@@ -42,6 +42,9 @@ type Service interface {
 	FindAccounts(ctx context.Context, f mailcluster.AccountFilter) ([]*mailcluster.Account, string, error)
 	// FindAccount returns one account. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 	FindAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error)
+	// FindMailAccount returns an account whose mail the caller may read and
+	// change. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+	FindMailAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error)
 	// CreateAccount adds an account. Errors: EINVALID, ENOTFOUND, ECONFLICT,
 	// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 	CreateAccount(ctx context.Context, in mailcluster.AccountCreate) (*mailcluster.Account, error)
