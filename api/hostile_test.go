@@ -109,19 +109,24 @@ func TestHostileJSON(t *testing.T) {
 			for _, b := range []struct {
 				what    string
 				body    io.Reader
+				data    string // what body reads, for a signature
 				status  int
 				problem string
 			}{
-				{"large", strings.NewReader(large), http.StatusBadRequest, "invalid"},
-				{"huge", strings.NewReader(huge), http.StatusRequestEntityTooLarge, "too-large"},
-				{"huge chunked", io.MultiReader(strings.NewReader(huge)), http.StatusRequestEntityTooLarge, "too-large"},
+				{"large", strings.NewReader(large), large, http.StatusBadRequest, "invalid"},
+				{"huge", strings.NewReader(huge), huge, http.StatusRequestEntityTooLarge, "too-large"},
+				{"huge chunked", io.MultiReader(strings.NewReader(huge)), huge, http.StatusRequestEntityTooLarge, "too-large"},
 			} {
 				req, err := http.NewRequest(r.Method, env.HTTP.URL+r.Path, b.body)
 				if err != nil {
 					t.Fatal(err)
 				}
 				req.Header.Set("Content-Type", "application/json")
-				if h := r.Header.Get("Authorization"); h != "" {
+				if r.Signed {
+					if err := peerSigner.Sign(req, []byte(b.data)); err != nil {
+						t.Fatal(err)
+					}
+				} else if h := r.Header.Get("Authorization"); h != "" {
 					req.Header.Set("Authorization", h)
 				} else {
 					req.SetBasicAuth(adminAddress, adminPassword)
