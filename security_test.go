@@ -85,6 +85,27 @@ func TestLoginSamePasswordRepeated(t *testing.T) {
 	}
 }
 
+// TestBcryptConcurrencyBounded: parallel logins of unknown addresses from
+// many client addresses (so that no attempt limit applies) never run more
+// password checks at once than the bound.
+func TestBcryptConcurrencyBounded(t *testing.T) {
+	svc, _ := MustOpenService(t, nil)
+	svc.BcryptCost = 10 // checks long enough to overlap
+	_, bound := mailcluster.BcryptPeak()
+	var wg sync.WaitGroup
+	for i := range 3 * bound {
+		wg.Go(func() {
+			if c := login(svc, fmt.Sprintf("198.51.%d.%d", 100+i/200, 10+i%200), fmt.Sprintf("nobody%d@localhost", i), "some-password-1"); c != mailcluster.EUNAUTHORIZED {
+				t.Errorf("login %d: %q", i, c)
+			}
+		})
+	}
+	wg.Wait()
+	if peak, _ := mailcluster.BcryptPeak(); peak < 1 || peak > int64(bound) {
+		t.Fatalf("%d password checks ran at once, bound %d", peak, bound)
+	}
+}
+
 // TestLoginSameCost: frozen, disabled and unknown accounts cost a password
 // check like a wrong password does.
 func TestLoginSameCost(t *testing.T) {
