@@ -8,10 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"mailcluster/kvstore"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
-	"mailcluster/cluster"
 )
 
 // fakeLeadership is a Leadership whose answers the test sets.
@@ -30,10 +31,10 @@ var primaryRef = mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1
 
 // MustOpenService returns a bootstrapped Service over a fresh bbolt store
 // and the store, with the given leadership (nil: primary).
-func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*mailcluster.Service, *cluster.BoltStore) {
+func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*mailcluster.Service, *kvstore.BoltStore) {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := cluster.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
+	st, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestBootstrap(t *testing.T) {
 	})
 	t.Run("GeneratedPassword", func(t *testing.T) {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		st, err := cluster.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
+		st, err := kvstore.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
 		if err != nil {
 			t.Fatal(err)
 		}

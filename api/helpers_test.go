@@ -26,6 +26,7 @@ import (
 	"mailcluster/api"
 	"mailcluster/cluster"
 	"mailcluster/internal/nodeauth"
+	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
 	"mailcluster/openapi"
 )
@@ -67,7 +68,7 @@ func (l *logBuffer) String() string {
 // Env is one node under test: a bbolt store, the Service, the API server
 // on a real listener and a validating client logged in as the admin.
 type Env struct {
-	Store  *cluster.BoltStore
+	Store  *kvstore.BoltStore
 	Svc    *mailcluster.Service
 	Server *api.Server
 	HTTP   *httptest.Server
@@ -157,7 +158,7 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 	tb.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store, err := cluster.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), logger)
+	store, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), logger)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/api"
-	"mailcluster/cluster"
+	"mailcluster/kvstore"
 )
 
 // MustOpenMetricsServer serves the API of a bootstrapped standalone
@@ -24,7 +24,7 @@ import (
 func MustOpenMetricsServer(tb testing.TB, reg prometheus.Registerer) string {
 	tb.Helper()
 	log := slog.New(slog.DiscardHandler)
-	store, err := cluster.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
+	store, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailcluster/kvstore"
+
 	"github.com/hashicorp/consul/api"
 
 	"mailcluster"
@@ -35,8 +37,8 @@ const maxTxnOps = 128 - 2
 type ConsulStore struct {
 	client *api.Client
 	prefix string
-	snap   *Snapshot
-	cache  *snapshotCache
+	snap   *kvstore.Snapshot
+	cache  *kvstore.Persisted
 	log    *slog.Logger
 
 	// Session returns the session that holds the primary key while this
@@ -67,11 +69,11 @@ var _ mailcluster.Store = (*ConsulStore)(nil)
 // OpenConsulStore loads the persisted snapshot from cachePath. Run must be
 // called to follow Consul.
 func OpenConsulStore(client *api.Client, cluster, cachePath string, log *slog.Logger) (*ConsulStore, error) {
-	cache, all, index, err := openSnapshotCache(cachePath)
+	cache, all, index, err := kvstore.OpenPersisted(cachePath)
 	if err != nil {
 		return nil, err
 	}
-	s := &ConsulStore{client: client, prefix: KeyPrefix(cluster), snap: NewSnapshot(), cache: cache, log: log}
+	s := &ConsulStore{client: client, prefix: KeyPrefix(cluster), snap: kvstore.NewSnapshot(), cache: cache, log: log}
 	s.snap.Replace(all, index)
 	return s, nil
 }
@@ -80,7 +82,7 @@ func OpenConsulStore(client *api.Client, cluster, cachePath string, log *slog.Lo
 func KeyPrefix(cluster string) string { return "mailcluster/" + cluster + "/" }
 
 // Close closes the persisted snapshot.
-func (s *ConsulStore) Close() error { return s.cache.close() }
+func (s *ConsulStore) Close() error { return s.cache.Close() }
 
 // Get implements mailcluster.Store.
 func (s *ConsulStore) Get(key string) (mailcluster.KV, bool) { return s.snap.Get(key) }
@@ -220,12 +222,12 @@ func (s *ConsulStore) apply(pairs api.KVPairs, index uint64) error {
 			}
 		}
 		s.snap.Replace(all, index)
-		return s.cache.save(index, all, del)
+		return s.cache.Save(index, all, del)
 	}
 	if len(set) == 0 && len(del) == 0 && index == s.snap.Index() {
 		return nil
 	}
-	err := s.cache.save(index, set, del)
+	err := s.cache.Save(index, set, del)
 	s.snap.Apply(index, set, del)
 	s.logApplied(index, len(set)+len(del))
 	return err
@@ -252,7 +254,7 @@ func (s *ConsulStore) logApplied(index uint64, keys int) {
 // Txn implements mailcluster.Store as one Consul transaction that starts
 // with check-session on the primary key, so a deposed primary cannot write.
 func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, error) {
-	if err := validateOps(ops); err != nil {
+	if err := kvstore.ValidateOps(ops); err != nil {
 		return 0, err
 	}
 	if len(ops) > maxTxnOps {

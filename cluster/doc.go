@@ -1,5 +1,5 @@
-// Package cluster keeps the replicated state of a mailcluster node: the
-// Store implementations (an embedded bbolt file for a standalone node; Consul
-// KV for a cluster), the in-memory snapshot every read is served from, and
-// the materialisation of ini settings on disk.
+// Package cluster is a node's side of the Consul cluster: the fenced Consul
+// KV store and its watch, the election of the primary, the service
+// registration, admission of new nodes, and the node-to-node calls that
+// carry reports to the primary.
 package cluster

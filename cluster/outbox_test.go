@@ -12,11 +12,12 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/kvstore"
 )
 
 // MustOpenPrimary returns a bootstrapped service with one account
 // alice@example.com over a fresh bbolt store.
-func MustOpenPrimary(t *testing.T) (*mailcluster.Service, *cluster.BoltStore) {
+func MustOpenPrimary(t *testing.T) (*mailcluster.Service, *kvstore.BoltStore) {
 	t.Helper()
 	st := MustOpenBoltStore(t, "")
 	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "p", APIURL: "http://127.0.0.1:1"}}, discard())

@@ -16,6 +16,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
 )
 
@@ -32,7 +33,7 @@ func MustOpenMetricsEnv(t *testing.T) *metricsEnv {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	data := t.TempDir()
-	st, err := cluster.OpenBoltStore(filepath.Join(data, "state.db"), log)
+	st, err := kvstore.OpenBoltStore(filepath.Join(data, "state.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
 )
 
@@ -53,7 +54,7 @@ func mustOpenEnvLog(t testing.TB, log *slog.Logger) *env {
 func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*mailcluster.Service) mailsvc.Directory) *env {
 	t.Helper()
 	data := t.TempDir()
-	st, err := cluster.OpenBoltStore(filepath.Join(data, "state.db"), log)
+	st, err := kvstore.OpenBoltStore(filepath.Join(data, "state.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
-	"mailcluster/cluster"
+	"mailcluster/kvstore"
 	"mailcluster/xmlapi"
 )
 
@@ -70,7 +70,7 @@ var fuzzSeeds = []string{
 func openFuzzEnv(tb testing.TB) *xmlapi.Handler {
 	tb.Helper()
 	log := slog.New(slog.DiscardHandler)
-	store, err := cluster.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
+	store, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
-	"mailcluster/cluster"
+	"mailcluster/kvstore"
 	"mailcluster/xmlapi"
 )
 
@@ -76,7 +76,7 @@ func (l *logBuffer) String() string {
 
 // Env is a bootstrapped primary node's state with an XML-API listener.
 type Env struct {
-	Store   *cluster.BoltStore
+	Store   *kvstore.BoltStore
 	Svc     *mailcluster.Service
 	Handler *xmlapi.Handler
 	URL     string
@@ -90,7 +90,7 @@ func MustOpenEnv(tb testing.TB) *Env {
 	tb.Helper()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store, err := cluster.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
+	store, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
 	if err != nil {
 		tb.Fatal(err)
 	}

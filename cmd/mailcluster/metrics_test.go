@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/kvstore"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
-	"mailcluster/cluster"
 )
 
 // recordingLog is a ClusterLog that keeps what it was given.
@@ -41,7 +42,7 @@ func (l *recordingLog) Events(limit int) ([]mailcluster.ClusterEvent, error) {
 // screeningLog: the event names it counts are the ones the Service records.
 func TestScreeningLog(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	st, err := cluster.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
+	st, err := kvstore.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestScreeningLog(t *testing.T) {
 func TestNodeMetrics(t *testing.T) {
 	m := newMetrics()
 	lead := mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1"}}
-	st, err := cluster.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), slog.New(slog.DiscardHandler))
+	st, err := kvstore.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

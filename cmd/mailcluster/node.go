@@ -28,6 +28,7 @@ import (
 	"mailcluster/api"
 	"mailcluster/cluster"
 	"mailcluster/internal/nodeauth"
+	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
 	"mailcluster/xmlapi"
 )
@@ -210,7 +211,7 @@ func (m *Main) goBackground(f func()) {
 
 // startStandalone opens the embedded store; the node is always primary.
 func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef, boot mailcluster.BootstrapConfig) error {
-	st, err := cluster.OpenBoltStore(filepath.Join(m.Config.DataDir, "state.db"), m.Log)
+	st, err := kvstore.OpenBoltStore(filepath.Join(m.Config.DataDir, "state.db"), m.Log)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return fmt.Errorf("data dir %s is in use by another mailcluster process", m.Config.DataDir)
@@ -524,7 +525,7 @@ func (m *Main) standaloneAttachmentLinking() bool {
 }
 
 func (m *Main) readStandaloneAttachmentLinking() bool {
-	v, ok, err := cluster.ReadStateValue(filepath.Join(m.Config.DataDir, "state.db"),
+	v, ok, err := kvstore.ReadStateValue(filepath.Join(m.Config.DataDir, "state.db"),
 		mailcluster.PrefixSettings+mailcluster.MainSettingsFile+"/"+mailcluster.SectionAttachmentLinking+"/"+mailcluster.KeyEnabled)
 	if err != nil || !ok {
 		return false

@@ -18,7 +18,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/api"
-	"mailcluster/cluster"
+	"mailcluster/kvstore"
 	"mailcluster/xmlapi"
 )
 
@@ -34,10 +34,10 @@ func TestHTTPServerTimeouts(t *testing.T) {
 // slowServer serves the node's APIs (REST with the XML-API mounted, over a
 // bootstrapped standalone state) with an http.Server made by
 // newHTTPServer, its read timeouts shortened so that the test is quick.
-func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string, *cluster.BoltStore) {
+func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string, *kvstore.BoltStore) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	st, err := cluster.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
+	st, err := kvstore.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

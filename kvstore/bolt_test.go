@@ -1,4 +1,4 @@
-package cluster_test
+package kvstore_test
 
 import (
 	"context"
@@ -10,19 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/kvstore"
+
 	"mailcluster"
-	"mailcluster/cluster"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // MustOpenBoltStore opens a store in a temp dir, closed on cleanup.
-func MustOpenBoltStore(tb testing.TB, path string) *cluster.BoltStore {
+func MustOpenBoltStore(tb testing.TB, path string) *kvstore.BoltStore {
 	tb.Helper()
 	if path == "" {
 		path = filepath.Join(tb.TempDir(), "state.db")
 	}
-	s, err := cluster.OpenBoltStore(path, discard())
+	s, err := kvstore.OpenBoltStore(path, discard())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestBoltStoreTxn(t *testing.T) {
 func TestBoltStoreListAndPersist(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := cluster.OpenBoltStore(path, discard())
+	s, err := kvstore.OpenBoltStore(path, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestBoltStoreLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	MustOpenBoltStore(t, path)
 	start := time.Now()
-	if _, err := cluster.OpenBoltStore(path, discard()); err == nil {
+	if _, err := kvstore.OpenBoltStore(path, discard()); err == nil {
 		t.Fatal("a second open of the same file must fail")
 	}
 	if time.Since(start) > 10*time.Second {

@@ -1,4 +1,4 @@
-package cluster
+package kvstore
 
 import (
 	"context"
@@ -35,7 +35,7 @@ var _ mailcluster.Store = (*BoltStore)(nil)
 func OpenBoltStore(path string, log *slog.Logger) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
+		return nil, fmt.Errorf("kvstore: open %s: %w", path, err)
 	}
 	s := &BoltStore{db: db, snap: NewSnapshot(), log: log}
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -48,7 +48,7 @@ func OpenBoltStore(path string, log *slog.Logger) (*BoltStore, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("cluster: load %s: %w", path, err)
+		return nil, fmt.Errorf("kvstore: load %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -76,7 +76,7 @@ func (s *BoltStore) Notify(prefix string) (<-chan struct{}, func()) { return s.s
 // Txn implements mailcluster.Store: all ops or none, checked against the
 // file (the source of truth) under bbolt's single writer lock.
 func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, error) {
-	if err := validateOps(ops); err != nil {
+	if err := ValidateOps(ops); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -101,7 +101,7 @@ func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, erro
 			case mailcluster.OpCAS, mailcluster.OpDeleteCAS, mailcluster.OpCheck:
 				if curIdx != op.Index {
 					return &mailcluster.Error{Code: mailcluster.ECONFLICT, Message: "The data was changed concurrently; try again.",
-						Err: fmt.Errorf("cluster: op %d on %q: index %d, want %d", i, op.Key, curIdx, op.Index)}
+						Err: fmt.Errorf("kvstore: op %d on %q: index %d, want %d", i, op.Key, curIdx, op.Index)}
 				}
 			}
 			switch op.Verb {
@@ -125,14 +125,14 @@ func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, erro
 		if mailcluster.ErrorCode(err) != mailcluster.EINTERNAL {
 			return 0, err
 		}
-		return 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The state could not be written.", Err: fmt.Errorf("cluster: bolt txn: %w", err)}
+		return 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The state could not be written.", Err: fmt.Errorf("kvstore: bolt txn: %w", err)}
 	}
 	s.snap.Apply(index, changes, deletes)
 	return index, nil
 }
 
-// validateOps checks a transaction's shape before anything is written.
-func validateOps(ops []mailcluster.Op) error {
+// ValidateOps checks a transaction's shape before anything is written.
+func ValidateOps(ops []mailcluster.Op) error {
 	if len(ops) == 0 {
 		return mailcluster.Errorf(mailcluster.EINVALID, "Nothing to change.")
 	}
@@ -163,7 +163,7 @@ func ReadStateValue(path, key string) (value []byte, ok bool, err error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
-		return nil, false, fmt.Errorf("cluster: open %s: %w", path, err)
+		return nil, false, fmt.Errorf("kvstore: open %s: %w", path, err)
 	}
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {

@@ -1,4 +1,4 @@
-package cluster
+package kvstore
 
 import (
 	"encoding/binary"
@@ -10,15 +10,17 @@ import (
 	"mailcluster"
 )
 
-// snapshotCache persists a node's snapshot of the replicated state in a
+// Persisted persists a node's snapshot of the replicated state in a
 // bbolt file, so that a node restarted while Consul is unreachable still
 // serves its last known state.
-type snapshotCache struct{ db *bolt.DB }
+type Persisted struct{ db *bolt.DB }
 
-func openSnapshotCache(path string) (*snapshotCache, []mailcluster.KV, uint64, error) {
+// OpenPersisted opens (or creates) the file at path and returns what it
+// holds and the index it was saved at.
+func OpenPersisted(path string) (*Persisted, []mailcluster.KV, uint64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("cluster: open %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("kvstore: open %s: %w", path, err)
 	}
 	var all []mailcluster.KV
 	var index uint64
@@ -29,9 +31,9 @@ func openSnapshotCache(path string) (*snapshotCache, []mailcluster.KV, uint64, e
 	})
 	if err != nil {
 		db.Close()
-		return nil, nil, 0, fmt.Errorf("cluster: load %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("kvstore: load %s: %w", path, err)
 	}
-	return &snapshotCache{db: db}, all, index, nil
+	return &Persisted{db: db}, all, index, nil
 }
 
 // loadBuckets creates the buckets if needed and reads every record.
@@ -73,8 +75,8 @@ func putIndex(meta *bolt.Bucket, index uint64) error {
 	return meta.Put(keyIndex, b[:])
 }
 
-// save records one applied change set.
-func (c *snapshotCache) save(index uint64, set []mailcluster.KV, del []string) error {
+// Save records one applied change set.
+func (c *Persisted) Save(index uint64, set []mailcluster.KV, del []string) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
 		kvb := tx.Bucket(bucketKV)
 		for _, kv := range set {
@@ -91,4 +93,5 @@ func (c *snapshotCache) save(index uint64, set []mailcluster.KV, del []string) e
 	})
 }
 
-func (c *snapshotCache) close() error { return c.db.Close() }
+// Close closes the file.
+func (c *Persisted) Close() error { return c.db.Close() }
