@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,33 +21,23 @@ func newRecountCommand(stdout io.Writer) *cobra.Command {
 			if all == (len(args) > 0) {
 				return usagef("recount-usage: give account addresses or --all (not both)")
 			}
-			c, err := newAPIClient(base, user)
+			c, err := newAdminClient(base, user)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			if all {
-				var ds struct{ Domains []struct{ Name string } }
-				if err := c.do(ctx, "GET", "/api/v1/domains", nil, &ds); err != nil {
+				ds, err := c.Domains(ctx)
+				if err != nil {
 					return err
 				}
-				for _, d := range ds.Domains {
-					cursor := ""
-					for {
-						var page struct {
-							Accounts   []struct{ Mailbox string }
-							NextCursor string
-						}
-						if err := c.do(ctx, "GET", "/api/v1/domains/"+url.PathEscape(d.Name)+"/accounts?limit=1000&cursor="+url.QueryEscape(cursor), nil, &page); err != nil {
-							return err
-						}
-						for _, a := range page.Accounts {
-							args = append(args, a.Mailbox+"@"+d.Name)
-						}
-						if page.NextCursor == "" {
-							break
-						}
-						cursor = page.NextCursor
+				for _, d := range ds {
+					as, err := c.AllAccounts(ctx, d.Name)
+					if err != nil {
+						return err
+					}
+					for _, a := range as {
+						args = append(args, a.Mailbox+"@"+d.Name)
 					}
 				}
 			}
@@ -57,9 +46,8 @@ func newRecountCommand(stdout io.Writer) *cobra.Command {
 				if !ok {
 					return usagef("recount-usage: %q is not an address", addr)
 				}
-				var u struct{ Bytes, Messages int64 }
-				path := "/api/v1/domains/" + url.PathEscape(dom) + "/accounts/" + url.PathEscape(mb) + "/usage/recount"
-				if err := c.do(ctx, "POST", path, nil, &u); err != nil {
+				u, err := c.RecountUsage(ctx, dom, mb)
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(stdout, "%s\t%d messages\t%d bytes\n", addr, u.Messages, u.Bytes)

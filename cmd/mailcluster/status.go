@@ -19,15 +19,15 @@ func newStatusCommand(stdout io.Writer) *cobra.Command {
 			"The password is read from MAILCLUSTER_ADMIN_PASSWORD.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(url, user)
+			c, err := newAdminClient(url, user)
 			if err != nil {
 				return err
 			}
-			var st mailcluster.ClusterStatus
-			if err := c.do(cmd.Context(), "GET", "/api/v1/cluster", nil, &st); err != nil {
+			st, err := c.ClusterStatus(cmd.Context())
+			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
-			printStatus(stdout, &st)
+			printStatus(stdout, st)
 			return nil
 		},
 	}
