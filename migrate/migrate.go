@@ -38,7 +38,6 @@ import (
 	"time"
 
 	"mailcluster"
-	"mailcluster/client"
 	"mailcluster/mailsvc"
 )
 
@@ -52,9 +51,20 @@ const DefaultSettle = 2 * time.Second
 // again finishes the move.
 var ErrInterrupted = errors.New("migrate: interrupted")
 
-// errInterrupted ends a run internally; Run reports it with the count of
-// messages moved.
-var errInterrupted = ErrInterrupted
+// errInterrupted ends a run internally (and is the reason in the line of
+// the account that stopped); Run reports it as an interruptedError.
+var errInterrupted = errors.New("interrupted")
+
+// interruptedError is the error of an interrupted run: it names the
+// messages moved so far and matches ErrInterrupted.
+type interruptedError struct{ messages int64 }
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("migrate: interrupted after %s; nothing is lost: run the same command again to finish the move",
+		plural(e.messages, "message"))
+}
+
+func (e *interruptedError) Is(target error) bool { return target == ErrInterrupted }
 
 // Options are the optional settings of a Migrator. The zero value runs
 // with no output and waits DefaultSettle before the final sweep.
@@ -130,8 +140,7 @@ func (m *Migrator) Run(ctx context.Context) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, errInterrupted):
-		return fmt.Errorf("%w after %s; nothing is lost: run the same command again to finish the move",
-			ErrInterrupted, plural(m.stats.messages, "message"))
+		return &interruptedError{messages: m.stats.messages}
 	default:
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -145,16 +154,6 @@ type migrateStats struct {
 	present  int64             // of them, already in the new place from an earlier run
 	late     int64             // of them, moved by the final sweep
 	leftDirs map[string]bool   // old maildirs not removed (other files in them)
-}
-
-// mailboxMove is the plan for one account.
-type mailboxMove struct {
-	acct    client.Account
-	from    string // the maildir to empty, symbolic links resolved ("" when there is none)
-	root    string // the root from lies below, resolved
-	to      string // the mailboxPath the account ends up with
-	skipped bool   // the account's path is outside both roots: nothing of it is touched
-	ignored string // an old path from the journal that is outside the old root: left alone
 }
 
 // skipReason is how a skipped account is reported.

@@ -880,3 +880,64 @@ func TestMigrateLinkSwappedIn(t *testing.T) {
 		t.Fatal("MailboxRootNext cleared although a's path is under the new root")
 	}
 }
+
+// recordingProgress records what a run tells its progress display.
+type recordingProgress struct {
+	total    int64
+	accounts []string
+	messages int64
+	done     []migrate.AccountReport
+	ended    int
+}
+
+func (p *recordingProgress) Account(address string)              { p.accounts = append(p.accounts, address) }
+func (p *recordingProgress) Message()                            { p.messages++ }
+func (p *recordingProgress) Grow(n int64)                        { p.total += n }
+func (p *recordingProgress) AccountDone(r migrate.AccountReport) { p.done = append(p.done, r) }
+func (p *recordingProgress) Done()                               { p.ended++ }
+
+// TestMigrateProgress checks what the main pass tells Options.Progress:
+// the messages counted up front, each account as it starts and ends, one
+// call per file placed, and the end of the pass.
+func TestMigrateProgress(t *testing.T) {
+	base := t.TempDir()
+	oldRoot, newRoot, locks := filepath.Join(base, "old"), filepath.Join(base, "new"), filepath.Join(base, "locks")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "new", "1.x,S=5", "hello")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "a"), "cur", "2.x,S=3:2,S", "abc")
+	writeMsg(t, filepath.Join(oldRoot, "ex.com", "b"), "new", "3.x,S=1", "z")
+	f := &fakePrimary{
+		role:     mailcluster.RolePrimary,
+		settings: mailcluster.Sections{"Directories": {"MailboxRoot": oldRoot, "LockFiles": locks}},
+		accounts: []client.Account{
+			{Address: "a@ex.com", Domain: "ex.com", Mailbox: "a", MailboxPath: oldRoot + "/ex.com/a/"},
+			{Address: "b@ex.com", Domain: "ex.com", Mailbox: "b", MailboxPath: oldRoot + "/ex.com/b/"},
+		},
+	}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	c, err := client.New(srv.URL, "admin@localhost", "secret-pass", client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &recordingProgress{}
+	calls := 0
+	m := migrate.New(c, newRoot, migrate.Options{Progress: func(total int64) migrate.Progress {
+		calls++
+		p.total = total
+		return p
+	}})
+	m.SetSettle(0)
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || p.total != 3 || p.messages != 3 || p.ended != 1 || !reflect.DeepEqual(p.accounts, []string{"a@ex.com", "b@ex.com"}) {
+		t.Fatalf("progress: %d displays, %+v", calls, p)
+	}
+	want := []migrate.AccountReport{
+		{Address: "a@ex.com", To: newRoot + "/ex.com/a/", Moved: 2, Bytes: 8, Patched: true},
+		{Address: "b@ex.com", To: newRoot + "/ex.com/b/", Moved: 1, Bytes: 1, Patched: true},
+	}
+	if !reflect.DeepEqual(p.done, want) {
+		t.Fatalf("reports:\n got %+v\nwant %+v", p.done, want)
+	}
+}

@@ -11,6 +11,16 @@ import (
 	"mailcluster/client"
 )
 
+// mailboxMove is the plan for one account.
+type mailboxMove struct {
+	acct    client.Account
+	from    string // the maildir to empty, symbolic links resolved ("" when there is none)
+	root    string // the root from lies below, resolved
+	to      string // the mailboxPath the account ends up with
+	skipped bool   // the account's path is outside both roots: nothing of it is touched
+	ignored string // an old path from the journal that is outside the old root: left alone
+}
+
 // relUnder returns the part of path below root ("/d/m/" for "/r/d/m/"
 // under "/r", "" for root itself) and whether path is root or lies under it.
 // A trailing slash of path is kept.
