@@ -2,7 +2,6 @@ package mailcluster
 
 import (
 	"bytes"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -12,7 +11,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"regexp"
@@ -20,8 +18,6 @@ import (
 	"time"
 )
 
-// PrefixCertificates holds the cluster's TLS certificates: certs/<name>.
-const PrefixCertificates = "certs/"
 
 // Certificate is a TLS certificate chain of the cluster with its private
 // key sealed (AES-256-GCM, key derived from the cluster secret with HKDF).
@@ -156,135 +152,21 @@ func Unseal(key []byte, sealed, aad string) ([]byte, error) {
 	return out, nil
 }
 
+// ValidCertificateName reports whether name can name a certificate: 1-64
+// lower-case letters, digits, '.', '_' or '-', starting with a letter or
+// digit.
+func ValidCertificateName(name string) bool { return reCertName.MatchString(name) }
+
+// SealCertificateKey seals a certificate's private key for the replicated
+// state, bound to its name and fingerprint.
+func SealCertificateKey(key, keyPEM []byte, name, fingerprint string) (string, error) {
+	return Seal(key, keyPEM, certAAD(name, fingerprint))
+}
+
 // certAAD binds a sealed key to its certificate.
 func certAAD(name, fingerprint string) string { return "certs/" + name + "/" + fingerprint }
 
 // UnsealCertificateKey returns the PEM private key of a stored certificate.
 func UnsealCertificateKey(key []byte, c *Certificate) ([]byte, error) {
 	return Unseal(key, c.SealedKey, certAAD(c.Name, c.Fingerprint))
-}
-
-// ImportCertificate validates and stores a certificate under name (a new
-// one or a replacement); with makeDefault it becomes the default for
-// clients that send no matching server name. Errors: EINVALID,
-// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-func (s *Service) ImportCertificate(ctx context.Context, name, chainPEM, keyPEM string, makeDefault bool) (*Certificate, error) {
-	if err := authorizeServer(ctx); err != nil {
-		return nil, err
-	}
-	if !reCertName.MatchString(name) {
-		return nil, Errorf(EINVALID, "Certificate name %q must be 1-64 lower-case letters, digits, '.', '_' or '-'.", name)
-	}
-	if len(chainPEM) > 64<<10 || len(keyPEM) > 16<<10 {
-		return nil, Errorf(ETOOLARGE, "The chain or key is too large.")
-	}
-	c, err := ParseCertificate(chainPEM, keyPEM, s.now())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	if len(s.SealKey) != 32 {
-		return nil, Errorf(EUNAVAILABLE, "This node has no key to seal private keys with.")
-	}
-	c.Name, c.CreatedAt = name, s.now()
-	if c.SealedKey, err = Seal(s.SealKey, []byte(keyPEM), certAAD(name, c.Fingerprint)); err != nil {
-		return nil, &Error{Code: EINTERNAL, Message: "The key could not be sealed.", Err: err}
-	}
-	existing := s.store.List(PrefixCertificates, "", 0)
-	c.Default = makeDefault || len(existing) == 0 || (len(existing) == 1 && existing[0].Key == PrefixCertificates+name)
-	var ops []Op
-	for _, kv := range existing {
-		if kv.Key == PrefixCertificates+name {
-			var old Certificate
-			if json.Unmarshal(kv.Value, &old) == nil && old.Default {
-				c.Default = true // a replacement keeps the default role
-			}
-			continue
-		}
-		if !makeDefault {
-			continue
-		}
-		var other Certificate
-		if json.Unmarshal(kv.Value, &other) == nil && other.Default {
-			other.Default = false
-			b, _ := json.Marshal(other)
-			ops = append(ops, Op{Verb: OpCAS, Key: kv.Key, Value: b, Index: kv.ModifyIndex})
-		}
-	}
-	b, _ := json.Marshal(c)
-	ops = append(ops, Op{Verb: OpSet, Key: PrefixCertificates + name, Value: b})
-	if err := s.txn(ctx, ops); err != nil {
-		return nil, conflictAs(err, "The certificates changed concurrently; try again.")
-	}
-	s.log.Info("certificate imported", "name", name, "fingerprint", c.Fingerprint, "not_after", c.NotAfter)
-	return c.Public(), nil
-}
-
-// Certificates lists the stored certificates without keys. Errors: EFORBIDDEN.
-func (s *Service) Certificates(ctx context.Context) ([]*Certificate, error) {
-	if err := authorizeServer(ctx); err != nil {
-		return nil, err
-	}
-	return s.StoredCertificates(false), nil
-}
-
-// StoredCertificates returns the certificates of the replicated state,
-// with their sealed keys when withKeys (for the node's TLS machinery).
-func (s *Service) StoredCertificates(withKeys bool) []*Certificate {
-	var out []*Certificate
-	for _, kv := range s.store.List(PrefixCertificates, "", 0) {
-		var c Certificate
-		if json.Unmarshal(kv.Value, &c) != nil {
-			continue
-		}
-		if !withKeys {
-			c.SealedKey = ""
-		}
-		out = append(out, &c)
-	}
-	return out
-}
-
-// Certificate returns one certificate without its key.
-// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-func (s *Service) Certificate(ctx context.Context, name string) (*Certificate, error) {
-	if err := authorizeServer(ctx); err != nil {
-		return nil, err
-	}
-	if !reCertName.MatchString(name) {
-		return nil, Errorf(EINVALID, "Certificate name %q is not valid.", name)
-	}
-	kv, ok := s.store.Get(PrefixCertificates + name)
-	if !ok {
-		return nil, Errorf(ENOTFOUND, "Certificate %s does not exist.", name)
-	}
-	var c Certificate
-	if err := json.Unmarshal(kv.Value, &c); err != nil {
-		return nil, &Error{Code: EINTERNAL, Message: "A stored certificate is damaged.", Err: err}
-	}
-	return c.Public(), nil
-}
-
-// DeleteCertificate removes a certificate. Errors: EINVALID, ENOTFOUND,
-// EFORBIDDEN, EREADONLY.
-func (s *Service) DeleteCertificate(ctx context.Context, name string) error {
-	if err := authorizeServer(ctx); err != nil {
-		return err
-	}
-	if !reCertName.MatchString(name) {
-		return Errorf(EINVALID, "Certificate name %q is not valid.", name)
-	}
-	if err := s.checkWritable(); err != nil {
-		return err
-	}
-	kv, ok := s.store.Get(PrefixCertificates + name)
-	if !ok {
-		return Errorf(ENOTFOUND, "Certificate %s does not exist.", name)
-	}
-	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
-		return conflictAs(err, "Certificate %s was changed concurrently; try again.", name)
-	}
-	return nil
 }

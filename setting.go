@@ -53,6 +53,12 @@ var (
 // MaxSettingValue is the longest value a setting may hold, in bytes.
 const MaxSettingValue = 4096
 
+// ValidSettingNames reports whether file, section and key are well-formed
+// names (whatever the value rules say).
+func ValidSettingNames(file, section, key string) bool {
+	return reFileName.MatchString(file) && reIniName.MatchString(section) && reIniName.MatchString(key)
+}
+
 // ValidateSettingsFileName checks an ini file name (without .ini).
 func ValidateSettingsFileName(name string) error {
 	if !reFileName.MatchString(name) {

@@ -16,6 +16,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/openapi"
+	"mailcluster/service"
 )
 
 // TestRoutesMatchSpec fails when Echo serves an operation the spec does
@@ -300,7 +301,7 @@ func TestRequestErrors(t *testing.T) {
 // faultyService fails in ways the real Service does not, to check that
 // internal errors and panics never reach a client.
 type faultyService struct {
-	*mailcluster.Service
+	*service.Service
 }
 
 const internalSecret = "open /secret/state.db: disk on fire"
@@ -314,7 +315,7 @@ func (faultyService) SettingsFiles(ctx context.Context) ([]string, error) {
 }
 
 func TestInternalErrors(t *testing.T) {
-	env := MustOpenEnv(t, WithService(func(s *mailcluster.Service) api.Service { return faultyService{s} }))
+	env := MustOpenEnv(t, WithService(func(s *service.Service) api.Service { return faultyService{s} }))
 	env.Admin.Secret(internalSecret)
 	for _, path := range []string{"/api/v1/domains", "/api/v1/settings"} {
 		t.Run(path, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"mailcluster/api"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/openapi"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -128,7 +129,7 @@ func authRequest(t *testing.T, op specOperation) Request {
 // need no credentials. Every wrong password or unknown account is reported
 // to dynamic screening, and nothing is written.
 func TestAuthEverywhere(t *testing.T) {
-	env := MustOpenEnv(t, WithXMLAPI(func(s *mailcluster.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
+	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
 	env.Admin.MustCreateDomain(t, "example.com")
 	env.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1"})
 	// This walk sends thousands of wrong logins from 127.0.0.1: exempt it
@@ -258,7 +259,7 @@ func basic(user, pass string) string {
 // API and the XML-API count together: the third distinct failure from an
 // address blocks it on both.
 func TestAuthBlocksAfterThreshold(t *testing.T) {
-	env := MustOpenEnv(t, WithXMLAPI(func(s *mailcluster.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
+	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
 	if err := env.Svc.SetSetting(context.Background(), mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}

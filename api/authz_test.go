@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"mailcluster"
+	"mailcluster/schema"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -257,7 +259,7 @@ func (e *authzEnv) client(address string) *Client {
 func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 	tb.Helper()
 	env := MustOpenEnv(tb,
-		WithXMLAPI(func(s *mailcluster.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
+		WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
 		WithMetrics(promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{})))
 	e := &authzEnv{Env: env, Switches: &switchCounter{}, Admission: newFakeAdmission(), Failures: &countingSink{}}
 	e.Switches.st = mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1",
@@ -644,6 +646,16 @@ func TestAuthzOwnDomainLimits(t *testing.T) {
 	t.Run("GlobalAdminMail", func(t *testing.T) {
 		// A global administrator's mailbox holds its thaw tokens.
 		e.MustDeliver(t, "gadmin@"+attackerDomain, "for the global administrator")
+		// The delivery's usage report is applied on its own; wait for it,
+		// so that it cannot move the store index during the checks below.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, ok := e.Store.Get(schema.Usage(attackerDomain, "gadmin")); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the delivery's usage was never published")
+			}
+		}
 		var page MessageList
 		e.Admin.Get(t, own+"/gadmin/messages").Expect(t, http.StatusOK).JSON(t, &page)
 		if len(page.Messages) != 1 {

@@ -29,6 +29,7 @@ import (
 	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
 	"mailcluster/openapi"
+	"mailcluster/service"
 )
 
 // Credentials of the bootstrap administrator.
@@ -69,7 +70,7 @@ func (l *logBuffer) String() string {
 // on a real listener and a validating client logged in as the admin.
 type Env struct {
 	Store  *kvstore.BoltStore
-	Svc    *mailcluster.Service
+	Svc    *service.Service
 	Server *api.Server
 	HTTP   *httptest.Server
 	Log    *logBuffer
@@ -90,12 +91,12 @@ type EnvOption func(*envConfig)
 
 type envConfig struct {
 	bodyLimit int64
-	svc       func(*mailcluster.Service) api.Service
+	svc       func(*service.Service) api.Service
 	noXMLAPI  bool
 	noMail    bool
 	noKey     bool
 	trusted   []netip.Prefix
-	xml       func(*mailcluster.Service) http.Handler
+	xml       func(*service.Service) http.Handler
 	metrics   http.Handler
 }
 
@@ -112,7 +113,7 @@ func WithTrustedProxies(ps ...string) EnvOption {
 }
 
 // WithXMLAPI mounts the handler f returns instead of the fake XML-API.
-func WithXMLAPI(f func(*mailcluster.Service) http.Handler) EnvOption {
+func WithXMLAPI(f func(*service.Service) http.Handler) EnvOption {
 	return func(c *envConfig) { c.xml = f }
 }
 
@@ -120,7 +121,7 @@ func WithXMLAPI(f func(*mailcluster.Service) http.Handler) EnvOption {
 func WithBodyLimit(n int64) EnvOption { return func(c *envConfig) { c.bodyLimit = n } }
 
 // WithService wraps the real Service (to inject faults).
-func WithService(f func(*mailcluster.Service) api.Service) EnvOption {
+func WithService(f func(*service.Service) api.Service) EnvOption {
 	return func(c *envConfig) { c.svc = f }
 }
 
@@ -163,7 +164,7 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	svc := mailcluster.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger)
+	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger)
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = "node1"
 	svc.SealKey = sealKey
@@ -186,7 +187,7 @@ func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts
 	tb.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := mailcluster.NewService(primary.Store, lead, logger)
+	svc := service.NewService(primary.Store, lead, logger)
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = "node2"
 	svc.SealKey = sealKey
@@ -199,7 +200,7 @@ func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts
 	return env
 }
 
-func (e *Env) start(tb testing.TB, svc *mailcluster.Service, logger *slog.Logger, send cluster.SendFunc, opts ...EnvOption) {
+func (e *Env) start(tb testing.TB, svc *service.Service, logger *slog.Logger, send cluster.SendFunc, opts ...EnvOption) {
 	tb.Helper()
 	var cfg envConfig
 	for _, o := range opts {

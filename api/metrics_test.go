@@ -17,6 +17,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/kvstore"
+	"mailcluster/service"
 )
 
 // MustOpenMetricsServer serves the API of a bootstrapped standalone
@@ -29,7 +30,7 @@ func MustOpenMetricsServer(tb testing.TB, reg prometheus.Registerer) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	svc := mailcluster.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, log)
+	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddress, AdminPassword: adminPassword, DataDir: tb.TempDir()}); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/internal/csrf"
+	"mailcluster/service"
 )
 
 // Keys of values kept in the Echo context.
@@ -295,7 +296,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(ctxCaller, caller.Address())
-		c.SetRequest(req.WithContext(mailcluster.NewContextWithCaller(req.Context(), caller)))
+		c.SetRequest(req.WithContext(service.NewContextWithCaller(req.Context(), caller)))
 		return next(c)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/beevik/etree"
 
 	"mailcluster"
+	"mailcluster/schema"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -43,7 +45,7 @@ type FrozenAccount struct {
 // failure reporter does, so that a test sees the decision right after the
 // failed request. It also records what it was given.
 type syncSink struct {
-	svc *mailcluster.Service
+	svc *service.Service
 	mu  sync.Mutex
 	got []mailcluster.LoginFailure
 }
@@ -155,7 +157,7 @@ func putBlock(tb testing.TB, env *Env, b mailcluster.BlockedIP) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := env.Store.Txn(context.Background(), []mailcluster.Op{{Verb: mailcluster.OpSet, Key: mailcluster.PrefixBlockedIPs + b.IP, Value: v}}); err != nil {
+	if _, err := env.Store.Txn(context.Background(), []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.PrefixBlockedIPs + b.IP, Value: v}}); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -228,7 +230,7 @@ func xmlCall(tb testing.TB, c *Client, forwardedFor, op string) int {
 // its failed logins count with the REST API's.
 func TestXMLAPIScreening(t *testing.T) {
 	env := MustOpenEnv(t, WithTrustedProxies("127.0.0.1/32"),
-		WithXMLAPI(func(svc *mailcluster.Service) http.Handler { return xmlapi.NewHandler(svc, nil) }))
+		WithXMLAPI(func(svc *service.Service) http.Handler { return xmlapi.NewHandler(svc, nil) }))
 	ctx := context.Background()
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -112,7 +112,7 @@ func checkSecurityHeaders(t *testing.T, res *http.Response, wantHSTS bool) {
 func TestSecurityHeaders(t *testing.T) {
 	const limit = 4096
 	env := MustOpenEnv(t, WithBodyLimit(limit),
-		WithXMLAPI(func(s *mailcluster.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
+		WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
 		WithMetrics(promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{})))
 	for _, r := range headerWalk(limit) {
 		t.Run("HTTP/"+r.name, func(t *testing.T) {
@@ -197,7 +197,7 @@ func TestCrossSiteWrites(t *testing.T) {
 // browser send to the XML-API mounted in the REST server, with valid
 // credentials: nothing is created.
 func TestXMLAPICrossSite(t *testing.T) {
-	env := MustOpenEnv(t, WithXMLAPI(func(s *mailcluster.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
+	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
 	create := `<MDaemon><API><Request><Operation>CreateDomain</Operation><Parameters><Domain>DOMAIN</Domain></Parameters></Request></API></MDaemon>`
 	for _, r := range []rawRequest{
 		{name: "plain.example", contentType: "text/plain", status: http.StatusUnsupportedMediaType},

@@ -5,11 +5,13 @@ import (
 	"io"
 	"time"
 
+	"mailcluster/service"
+
 	"mailcluster"
 )
 
 // Service is what the REST API needs from the domain: exactly the methods
-// of *mailcluster.Service that the handlers call. Every business rule
+// of *service.Service that the handlers call. Every business rule
 // (validation, authorization by the caller in the context, the read-only
 // rule of secondaries) lives behind it; the handlers only translate.
 //
@@ -144,7 +146,7 @@ type Service interface {
 	DeleteCertificate(ctx context.Context, name string) error
 }
 
-var _ Service = (*mailcluster.Service)(nil)
+var _ Service = (*service.Service)(nil)
 
 // MailStore is what the REST API needs from the node's mailbox store on
 // the shared path; *mailsvc.Store satisfies it. The handlers pass only

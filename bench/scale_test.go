@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
+	"mailcluster/schema"
 )
 
 // benchScale loads 100,000 accounts in 1,000 domains straight into Consul
@@ -211,7 +212,7 @@ func waitIndex(t *testing.T, n *Node, index uint64, timeout time.Duration) time.
 // prefix as the service stores them, in transactions of 64 operations
 // from 4 writers, and returns the highest index written.
 func bulkLoad(client *consulapi.Client, prefix string, nDom, nAcc int) (uint64, error) {
-	rootKV, _, err := client.KV().Get(prefix+mailcluster.PrefixSettings+mailcluster.MainSettingsFile+"/"+
+	rootKV, _, err := client.KV().Get(prefix+schema.PrefixSettings+mailcluster.MainSettingsFile+"/"+
 		mailcluster.SectionDirectories+"/"+mailcluster.KeyMailboxRoot, nil)
 	if err != nil || rootKV == nil {
 		return 0, fmt.Errorf("read MailboxRoot: %v", err)
@@ -228,7 +229,7 @@ func bulkLoad(client *consulapi.Client, prefix string, nDom, nAcc int) (uint64, 
 		if i < nDom {
 			name := fmt.Sprintf("d%04d.example", i)
 			b, _ := json.Marshal(&mailcluster.Domain{Name: name, Description: "bench", CreatedAt: now, UpdatedAt: now})
-			return mailcluster.PrefixDomains + name, b
+			return schema.PrefixDomains + name, b
 		}
 		i -= nDom
 		domain, mailbox := fmt.Sprintf("d%04d.example", i/perDom), fmt.Sprintf("u%05d", i)
@@ -236,7 +237,7 @@ func bulkLoad(client *consulapi.Client, prefix string, nDom, nAcc int) (uint64, 
 			FirstName: "User", LastName: mailbox, PasswordHash: string(hash),
 			MailboxPath: mailcluster.ExpandMailboxPath(mailcluster.DefaultMailboxPathTemplate, root, domain, mailbox),
 			AdminRights: mailcluster.AdminNone, CreatedAt: now, UpdatedAt: now})
-		return mailcluster.PrefixAccounts + domain + "/" + mailbox, b
+		return schema.PrefixAccounts + domain + "/" + mailbox, b
 	}
 	const batch = 64
 	total := nDom + nAcc

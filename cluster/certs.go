@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/schema"
+
 	"mailcluster"
 )
 
@@ -425,9 +427,9 @@ func (m *CertManager) record(level, event, msg string, fields map[string]string)
 // Run keeps the certificates current until ctx ends: on every change of
 // certs/ (and of settings, for the PEM directory) and every minute.
 func (m *CertManager) Run(ctx context.Context, store mailcluster.Store) {
-	certs, stop := store.Notify(mailcluster.PrefixCertificates)
+	certs, stop := store.Notify(schema.PrefixCertificates)
 	defer stop()
-	settings, stop2 := store.Notify(mailcluster.PrefixSettings)
+	settings, stop2 := store.Notify(schema.PrefixSettings)
 	defer stop2()
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()

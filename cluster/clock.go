@@ -7,11 +7,10 @@ import (
 	"strconv"
 	"time"
 
+	"mailcluster/schema"
+
 	"mailcluster"
 )
-
-// PrefixClock holds the primary's clock probes: clock/<node>.
-const PrefixClock = "clock/"
 
 // ClockReading is the last clock probe of a node, published by the primary.
 type ClockReading struct {
@@ -90,7 +89,7 @@ func (p *ClockProbe) round(ctx context.Context) {
 // warning when one appears or changes.
 func (p *ClockProbe) publish(ctx context.Context, node string, r ClockReading) {
 	var old ClockReading
-	kv, ok := p.Store.Get(PrefixClock + node)
+	kv, ok := p.Store.Get(schema.PrefixClock + node)
 	if ok {
 		_ = json.Unmarshal(kv.Value, &old)
 		diff := r.OffsetMS - old.OffsetMS
@@ -102,7 +101,7 @@ func (p *ClockProbe) publish(ctx context.Context, node string, r ClockReading) {
 		}
 	}
 	b, _ := json.Marshal(r)
-	if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: PrefixClock + node, Value: b}}); err != nil {
+	if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.PrefixClock + node, Value: b}}); err != nil {
 		return
 	}
 	if r.Warning != "" && r.Warning != old.Warning && p.Events != nil {

@@ -13,16 +13,11 @@ import (
 	"time"
 
 	"mailcluster/kvstore"
+	"mailcluster/schema"
 
 	"github.com/hashicorp/consul/api"
 
 	"mailcluster"
-)
-
-// Keys of the replicated state that belong to the cluster machinery.
-const (
-	KeyPrimary = "primary"  // the election lock, held by the primary's session
-	keyLastTxn = "meta/txn" // set by every write; its ModifyIndex is the commit index
 )
 
 // maxTxnOps is Consul's limit of operations in one transaction, less the
@@ -267,7 +262,7 @@ func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, er
 	if session == "" {
 		return 0, mailcluster.Errorf(mailcluster.EREADONLY, "This node is not the primary.")
 	}
-	txn := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.prefix + KeyPrimary, Session: session}}}
+	txn := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.prefix + schema.KeyPrimary, Session: session}}}
 	for _, op := range ops {
 		k := &api.KVTxnOp{Key: s.prefix + op.Key, Value: op.Value, Index: op.Index}
 		switch op.Verb {
@@ -288,7 +283,7 @@ func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, er
 		txn = append(txn, &api.TxnOp{KV: k})
 	}
 	stamp := fmt.Appendf(nil, `{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))
-	txn = append(txn, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: s.prefix + keyLastTxn, Value: stamp}})
+	txn = append(txn, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: s.prefix + schema.KeyLastTxn, Value: stamp}})
 
 	ok, resp, _, err := s.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -313,7 +308,7 @@ func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, er
 	}
 	var index uint64
 	for _, r := range resp.Results {
-		if r.KV != nil && r.KV.Key == s.prefix+keyLastTxn {
+		if r.KV != nil && r.KV.Key == s.prefix+schema.KeyLastTxn {
 			index = r.KV.ModifyIndex
 		}
 	}

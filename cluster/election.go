@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailcluster/schema"
+
 	"github.com/hashicorp/consul/api"
 
 	"mailcluster"
@@ -301,7 +303,7 @@ func (e *Election) loop(ctx context.Context) {
 				}
 			}
 		}
-		pair, meta, err := kv.Get(e.prefix+KeyPrimary, (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: wait}).WithContext(ctx))
+		pair, meta, err := kv.Get(e.prefix+schema.KeyPrimary, (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -375,13 +377,13 @@ func (e *Election) acquire(ctx context.Context) error {
 		return err
 	}
 	val, _ := json.Marshal(primaryValue{Name: e.cfg.Self.Name, APIURL: e.cfg.Self.APIURL, Since: time.Now().UTC()})
-	ok, _, err := e.cfg.Client.KV().Acquire(&api.KVPair{Key: e.prefix + KeyPrimary, Value: val, Session: id},
+	ok, _, err := e.cfg.Client.KV().Acquire(&api.KVPair{Key: e.prefix + schema.KeyPrimary, Value: val, Session: id},
 		(&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		// Most often the session was invalidated (its check went critical):
 		// make a new one next time.
 		e.dropSession()
-		return fmt.Errorf("cluster: acquire %q: %w", e.prefix+KeyPrimary, err)
+		return fmt.Errorf("cluster: acquire %q: %w", e.prefix+schema.KeyPrimary, err)
 	}
 	if ok {
 		e.setRole(mailcluster.RolePrimary, id)
@@ -441,9 +443,9 @@ func (e *Election) Switchover(ctx context.Context, target string, hold time.Dura
 	e.mu.Unlock()
 	e.stepDown("switchover")
 	ops := api.TxnOps{
-		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: e.prefix + KeyPrimary, Session: sid}},
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: e.prefix + schema.KeyPrimary, Session: sid}},
 		{KV: &api.KVTxnOp{Verb: api.KVSet, Key: e.prefix + keySwitchover, Value: v}},
-		{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: e.prefix + KeyPrimary, Session: sid}},
+		{KV: &api.KVTxnOp{Verb: api.KVUnlock, Key: e.prefix + schema.KeyPrimary, Session: sid}},
 	}
 	ok, resp, _, err := e.cfg.Client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
@@ -467,7 +469,7 @@ func (e *Election) shutdown() {
 	defer cancel()
 	wo := (&api.WriteOptions{}).WithContext(ctx)
 	if sid != "" {
-		if _, _, err := e.cfg.Client.KV().Release(&api.KVPair{Key: e.prefix + KeyPrimary, Session: sid}, wo); err != nil {
+		if _, _, err := e.cfg.Client.KV().Release(&api.KVPair{Key: e.prefix + schema.KeyPrimary, Session: sid}, wo); err != nil {
 			e.cfg.Log.Warn("releasing the primary key", "err", err)
 		} else {
 			e.cfg.Log.Info("released the primary key")

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/schema"
+
 	"mailcluster"
 )
 
@@ -49,8 +51,8 @@ func (m *Materializer) Sync(overwrite func(file string)) error {
 		return fmt.Errorf("cluster: settings dir: %w", err)
 	}
 	want := map[string]bool{}
-	for _, name := range mailcluster.ListSettingsFiles(m.store) {
-		secs, _ := mailcluster.ReadSettingsFile(m.store, name)
+	for _, name := range schema.ListSettingsFiles(m.store) {
+		secs, _ := schema.ReadSettingsFile(m.store, name)
 		body := append([]byte("; Written by mailcluster from the replicated state. Edits here are overwritten;\n; change settings through the API on the primary.\n"), mailcluster.RenderIni(secs)...)
 		path := filepath.Join(m.dir, name+".ini")
 		want[name+".ini"] = true
@@ -84,7 +86,7 @@ func (m *Materializer) Sync(overwrite func(file string)) error {
 
 // Run keeps the files current until ctx ends.
 func (m *Materializer) Run(ctx context.Context) {
-	changes, stop := m.store.Notify(mailcluster.PrefixSettings)
+	changes, stop := m.store.Notify(schema.PrefixSettings)
 	defer stop()
 	interval := m.Interval
 	if interval <= 0 {

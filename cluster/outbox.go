@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/schema"
+
 	bolt "go.etcd.io/bbolt"
 
 	"mailcluster"
@@ -124,7 +126,7 @@ func (o *Outbox) applied() uint64 {
 	if o.Store == nil {
 		return 0
 	}
-	kv, ok := o.Store.Get(mailcluster.PrefixReports + o.node)
+	kv, ok := o.Store.Get(schema.PrefixReports + o.node)
 	if !ok {
 		return 0
 	}

@@ -13,14 +13,15 @@ import (
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/kvstore"
+	"mailcluster/service"
 )
 
 // MustOpenPrimary returns a bootstrapped service with one account
 // alice@example.com over a fresh bbolt store.
-func MustOpenPrimary(t *testing.T) (*mailcluster.Service, *kvstore.BoltStore) {
+func MustOpenPrimary(t *testing.T) (*service.Service, *kvstore.BoltStore) {
 	t.Helper()
 	st := MustOpenBoltStore(t, "")
-	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "p", APIURL: "http://127.0.0.1:1"}}, discard())
+	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "p", APIURL: "http://127.0.0.1:1"}}, discard())
 	svc.BcryptCost = bcrypt.MinCost
 	ctx := context.Background()
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {

@@ -10,11 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/schema"
+
 	"mailcluster"
 )
-
-// keySharedProbe holds the token the primary wrote into the shared path.
-const keySharedProbe = "meta/shared-probe"
 
 // probeFile is the primary's probe in the shared path.
 const probeFile = ".mailcluster-probe"
@@ -49,7 +48,7 @@ func (p *SharedPath) EnsureProbe(ctx context.Context) error {
 		return fmt.Errorf("cluster: shared path %s: %w", p.Dir, err)
 	}
 	token := ""
-	if kv, ok := p.Store.Get(keySharedProbe); ok {
+	if kv, ok := p.Store.Get(schema.KeySharedProbe); ok {
 		token = string(kv.Value)
 	}
 	path := filepath.Join(p.Dir, probeFile)
@@ -58,7 +57,7 @@ func (p *SharedPath) EnsureProbe(ctx context.Context) error {
 	}
 	if token == "" {
 		token = rand.Text()
-		if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: keySharedProbe, Value: []byte(token)}}); err != nil {
+		if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.KeySharedProbe, Value: []byte(token)}}); err != nil {
 			return err
 		}
 	}
@@ -70,7 +69,7 @@ func (p *SharedPath) EnsureProbe(ctx context.Context) error {
 // changed.
 func (p *SharedPath) Verify() (bool, string) {
 	token := ""
-	if kv, ok := p.Store.Get(keySharedProbe); ok {
+	if kv, ok := p.Store.Get(schema.KeySharedProbe); ok {
 		token = string(kv.Value)
 	}
 	p.mu.Lock()
@@ -84,7 +83,7 @@ func (p *SharedPath) Verify() (bool, string) {
 }
 
 func (p *SharedPath) verify() (bool, string) {
-	kv, clusterUsesPath := p.Store.Get(keySharedProbe)
+	kv, clusterUsesPath := p.Store.Get(schema.KeySharedProbe)
 	if p.Dir == "" {
 		if clusterUsesPath {
 			return false, "the cluster keeps its mailboxes on a shared path; start this node with --shared-path"

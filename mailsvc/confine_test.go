@@ -15,12 +15,13 @@ import (
 
 	"mailcluster"
 	"mailcluster/mailsvc"
+	"mailcluster/service"
 )
 
 // pathsDir is the service with some accounts' mailbox paths replaced, as
 // if they had been stored before paths were checked (or by a bug).
 type pathsDir struct {
-	*mailcluster.Service
+	*service.Service
 	mu    sync.Mutex
 	paths map[string]string // address -> MailboxPath
 }
@@ -57,7 +58,7 @@ func (d *pathsDir) setPath(address, p string) {
 func MustOpenPathsEnv(t *testing.T) (*env, *pathsDir) {
 	t.Helper()
 	var d *pathsDir
-	e := mustOpenEnvDir(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func(svc *mailcluster.Service) mailsvc.Directory {
+	e := mustOpenEnvDir(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func(svc *service.Service) mailsvc.Directory {
 		d = &pathsDir{Service: svc, paths: map[string]string{}}
 		return d
 	})

@@ -18,11 +18,12 @@ import (
 	"mailcluster/cluster"
 	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
+	"mailcluster/service"
 )
 
 // metricsEnv is a node's mail service with its SMTP metrics in reg.
 type metricsEnv struct {
-	svc                 *mailcluster.Service
+	svc                 *service.Service
 	reg                 *prometheus.Registry
 	inbound, submission string
 }
@@ -37,7 +38,7 @@ func MustOpenMetricsEnv(t *testing.T) *metricsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
+	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
@@ -148,7 +149,7 @@ mailcluster_smtp_sessions_total{listener="submission"} 1
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.BlockIP(mailcluster.NewContextWithCaller(ctx, admin), "127.0.0.1", time.Time{}, "test"); err != nil {
+		if _, err := e.svc.BlockIP(service.NewContextWithCaller(ctx, admin), "127.0.0.1", time.Time{}, "test"); err != nil {
 			t.Fatal(err)
 		}
 		conn, err := net.Dial("tcp", e.inbound)

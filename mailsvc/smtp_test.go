@@ -22,12 +22,13 @@ import (
 	"mailcluster/cluster"
 	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
+	"mailcluster/service"
 )
 
 // env is a node's mail service over a real bbolt store, a real outbox
 // applying usage through the service, and real SMTP listeners.
 type env struct {
-	svc        *mailcluster.Service
+	svc        *service.Service
 	store      *mailsvc.Store
 	outbox     *cluster.Outbox
 	inbound    string
@@ -51,14 +52,14 @@ func mustOpenEnvLog(t testing.TB, log *slog.Logger) *env {
 
 // mustOpenEnvDir is mustOpenEnvLog with the mail service reading the
 // service through wrap(svc) when wrap is not nil.
-func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*mailcluster.Service) mailsvc.Directory) *env {
+func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) mailsvc.Directory) *env {
 	t.Helper()
 	data := t.TempDir()
 	st, err := kvstore.OpenBoltStore(filepath.Join(data, "state.db"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
+	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	ctx, cancel := context.WithCancel(context.Background())
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {

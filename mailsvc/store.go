@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"mailcluster/service"
+
 	"mailcluster"
 )
 
 // Directory is what the mail service needs of the domain service. It is
-// satisfied by *mailcluster.Service.
+// satisfied by *service.Service.
 type Directory interface {
 	// LookupAccount returns an account (with its mailbox path) by address.
 	// Errors: EINVALID, ENOTFOUND.
@@ -37,7 +39,7 @@ type Directory interface {
 	Serving() bool
 }
 
-var _ Directory = (*mailcluster.Service)(nil)
+var _ Directory = (*service.Service)(nil)
 
 // Reporter carries changes to mail to the primary. Report must persist the
 // deltas before it returns (they survive a crash) and assign their Seq.

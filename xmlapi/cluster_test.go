@@ -14,6 +14,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -147,7 +148,7 @@ func TestGetClusterInfo(t *testing.T) {
 		}
 	})
 	t.Run("Cluster", func(t *testing.T) {
-		svc := mailcluster.NewService(e.Store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}},
+		svc := service.NewService(e.Store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}},
 			slog.New(slog.DiscardHandler))
 		svc.NodeName = primaryName
 		svc.Mode = mailcluster.ModeCluster

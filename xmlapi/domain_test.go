@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"mailcluster"
+	"mailcluster/schema"
 	"mailcluster/xmlapi"
 )
 
@@ -191,7 +192,7 @@ func TestDeleteDomain(t *testing.T) {
 		if _, err := e.Svc.FindDomain(context.Background(), "example.com"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 			t.Fatalf("domain still there: %v", err)
 		}
-		if n := e.Store.Count(mailcluster.PrefixAccounts + "example.com/"); n != 0 {
+		if n := e.Store.Count(schema.PrefixAccounts + "example.com/"); n != 0 {
 			t.Fatalf("%d accounts left", n)
 		}
 	})

@@ -19,6 +19,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/kvstore"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -75,7 +76,7 @@ func openFuzzEnv(tb testing.TB) *xmlapi.Handler {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	svc := mailcluster.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
+	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = primaryName
 	svc.SealKey = sealKey

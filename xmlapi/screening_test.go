@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"mailcluster"
+	"mailcluster/schema"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
 // syncSink reports every failure to the Service at once and records it.
 type syncSink struct {
-	svc *mailcluster.Service
+	svc *service.Service
 	mu  sync.Mutex
 	got []mailcluster.LoginFailure
 }
@@ -44,7 +46,7 @@ func (e *Env) putBlock(tb testing.TB, b mailcluster.BlockedIP) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := e.Store.Txn(context.Background(), []mailcluster.Op{{Verb: mailcluster.OpSet, Key: mailcluster.PrefixBlockedIPs + b.IP, Value: v}}); err != nil {
+	if _, err := e.Store.Txn(context.Background(), []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.PrefixBlockedIPs + b.IP, Value: v}}); err != nil {
 		tb.Fatal(err)
 	}
 }

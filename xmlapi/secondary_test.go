@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -49,7 +50,7 @@ var writes = []struct{ op, params string }{
 // same store as e's primary.
 func mustSecondary(t *testing.T, e *Env, lead mailcluster.Leadership) string {
 	t.Helper()
-	svc := mailcluster.NewService(e.Store, lead, slog.New(slog.DiscardHandler))
+	svc := service.NewService(e.Store, lead, slog.New(slog.DiscardHandler))
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = "node2"
 	svc.Mode = mailcluster.ModeCluster

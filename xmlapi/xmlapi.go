@@ -5,7 +5,7 @@
 // authenticated with HTTP Basic (RFC 7617) and parsed with etree.
 //
 // The package is an encoder/decoder between that envelope and the methods
-// of *mailcluster.Service: it holds no business rules. Validation,
+// of *service.Service: it holds no business rules. Validation,
 // authorization and the read-only rule of secondaries come from the service;
 // this package only translates their errors, in one table (see error.go and
 // docs/xml-api.md).
@@ -28,11 +28,12 @@ import (
 
 	"mailcluster"
 	"mailcluster/internal/csrf"
+	"mailcluster/service"
 )
 
-// Service is what the XML-API needs of *mailcluster.Service. Every method
+// Service is what the XML-API needs of *service.Service. Every method
 // that takes a context acts on behalf of the caller stored in it with
-// mailcluster.NewContextWithCaller. Errors are *mailcluster.Error values
+// service.NewContextWithCaller. Errors are *mailcluster.Error values
 // whose code is one of EINVALID, ENOTFOUND, ECONFLICT, EREADONLY,
 // EUNAVAILABLE, EFORBIDDEN, ETOOLARGE or EUNAUTHORIZED; anything else is
 // treated as internal. Implementations are safe for concurrent use.
@@ -137,7 +138,7 @@ type Service interface {
 	ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error)
 }
 
-var _ Service = (*mailcluster.Service)(nil)
+var _ Service = (*service.Service)(nil)
 
 const (
 	// DefaultMaxBodyBytes is the request body limit when Handler.MaxBodyBytes is 0.
@@ -244,7 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.respond(w, start, nil, err, nil)
 		return
 	}
-	ctx = mailcluster.NewContextWithCaller(ctx, caller)
+	ctx = service.NewContextWithCaller(ctx, caller)
 
 	body, err := h.readBody(w, r)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/kvstore"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -77,7 +78,7 @@ func (l *logBuffer) String() string {
 // Env is a bootstrapped primary node's state with an XML-API listener.
 type Env struct {
 	Store   *kvstore.BoltStore
-	Svc     *mailcluster.Service
+	Svc     *service.Service
 	Handler *xmlapi.Handler
 	URL     string
 	Logs    *logBuffer
@@ -95,7 +96,7 @@ func MustOpenEnv(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	svc := mailcluster.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
+	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = primaryName
 	svc.SealKey = sealKey
@@ -571,7 +572,7 @@ func TestMethodNotAllowed(t *testing.T) {
 
 // failingService makes FindDomains fail with an internal error whose text
 // must not reach the client.
-type failingService struct{ *mailcluster.Service }
+type failingService struct{ *service.Service }
 
 func (failingService) FindDomains(context.Context) ([]*mailcluster.Domain, error) {
 	return nil, fmt.Errorf("bolt: disk exploded at /var/secret/state.db")

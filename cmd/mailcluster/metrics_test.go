@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"mailcluster/kvstore"
+	"mailcluster/service"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
@@ -47,7 +48,7 @@ func TestScreeningLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
+	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	m := newMetrics()
 	inner := &recordingLog{}
@@ -60,7 +61,7 @@ func TestScreeningLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx = mailcluster.NewContextWithCaller(ctx, admin)
+	ctx = service.NewContextWithCaller(ctx, admin)
 	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
 		t.Fatal(err)
 	}

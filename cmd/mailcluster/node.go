@@ -30,6 +30,8 @@ import (
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
+	"mailcluster/schema"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -41,7 +43,7 @@ type Main struct {
 	// Stdout receives the one-time notice of a generated admin password.
 	Stdout io.Writer
 
-	Service        *mailcluster.Service
+	Service        *service.Service
 	HTTPAddr       string // the address the HTTP listener got (useful with port 0)
 	SMTPAddr       string // the inbound SMTP listener's address ("" when off)
 	SubmissionAddr string // the submission listener's address ("" when off)
@@ -230,8 +232,8 @@ func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 	return nil
 }
 
-func (m *Main) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *mailcluster.Service {
-	svc := mailcluster.NewService(st, lead, m.Log)
+func (m *Main) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *service.Service {
+	svc := service.NewService(st, lead, m.Log)
 	svc.NodeName = m.Config.NodeName
 	svc.NodeKeyID = m.keyID
 	svc.Mode = mode
@@ -279,7 +281,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			// Unregistered: pending, unless the cluster is new (no server
 			// registered and no primary yet), when any node may start it.
 			p, ok := election.Primary()
-			return st.Count(mailcluster.PrefixServers) > 0 || ok && p.Name != c.NodeName
+			return st.Count(schema.PrefixServers) > 0 || ok && p.Name != c.NodeName
 		},
 		MayLead: func() bool {
 			sv, ok := m.Service.RegisteredServer(c.NodeName)
@@ -526,7 +528,7 @@ func (m *Main) standaloneAttachmentLinking() bool {
 
 func (m *Main) readStandaloneAttachmentLinking() bool {
 	v, ok, err := kvstore.ReadStateValue(filepath.Join(m.Config.DataDir, "state.db"),
-		mailcluster.PrefixSettings+mailcluster.MainSettingsFile+"/"+mailcluster.SectionAttachmentLinking+"/"+mailcluster.KeyEnabled)
+		schema.PrefixSettings+mailcluster.MainSettingsFile+"/"+mailcluster.SectionAttachmentLinking+"/"+mailcluster.KeyEnabled)
 	if err != nil || !ok {
 		return false
 	}

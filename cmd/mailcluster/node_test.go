@@ -19,6 +19,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/kvstore"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -42,7 +43,7 @@ func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
+	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
 	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{AdminAddress: "admin@localhost",
 		AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {

@@ -1,4 +1,4 @@
-package mailcluster_test
+package service_test
 
 import (
 	"context"
@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/service"
+
 	"mailcluster"
 )
 
 // login runs Authenticate and returns the error code ("" on success).
-func login(svc *mailcluster.Service, ip, address, password string) string {
+func login(svc *service.Service, ip, address, password string) string {
 	_, err := svc.Authenticate(from(ip), address, password)
 	return mailcluster.ErrorCode(err)
 }
@@ -24,7 +26,7 @@ func login(svc *mailcluster.Service, ip, address, password string) string {
 func TestLoginParallelGuesses(t *testing.T) {
 	svc, _, _ := MustOpenScreening(t) // IPFailures 3, AccountFailures 4
 	ip := "192.0.2.40"
-	before := mailcluster.BcryptRuns(svc)
+	before := service.BcryptRuns(svc)
 	codes := make([]string, 40)
 	var wg sync.WaitGroup
 	for i := range codes {
@@ -44,7 +46,7 @@ func TestLoginParallelGuesses(t *testing.T) {
 	if checked > 3 {
 		t.Fatalf("%d of 40 parallel guesses were checked, limit 3", checked)
 	}
-	if runs := mailcluster.BcryptRuns(svc) - before; runs > 3 {
+	if runs := service.BcryptRuns(svc) - before; runs > 3 {
 		t.Fatalf("%d password checks ran, limit 3", runs)
 	}
 	if _, blocked := svc.BlockedIP(ip); !blocked {
@@ -60,7 +62,7 @@ func TestLoginParallelGuesses(t *testing.T) {
 func TestLoginSamePasswordRepeated(t *testing.T) {
 	svc, _, _ := MustOpenScreening(t)
 	ip := "192.0.2.41"
-	before := mailcluster.BcryptRuns(svc)
+	before := service.BcryptRuns(svc)
 	var codes []string
 	for range 20 {
 		codes = append(codes, login(svc, ip, "alice@example.com", "the-same-wrong-one"))
@@ -74,7 +76,7 @@ func TestLoginSamePasswordRepeated(t *testing.T) {
 			t.Fatalf("attempt %d = %q, want %q (all: %v)", i+1, c, want, codes)
 		}
 	}
-	if runs := mailcluster.BcryptRuns(svc) - before; runs != 3 {
+	if runs := service.BcryptRuns(svc) - before; runs != 3 {
 		t.Fatalf("%d password checks ran for 20 repeats, want 3", runs)
 	}
 	if _, blocked := svc.BlockedIP(ip); !blocked {
@@ -91,7 +93,7 @@ func TestLoginSamePasswordRepeated(t *testing.T) {
 func TestBcryptConcurrencyBounded(t *testing.T) {
 	svc, _ := MustOpenService(t, nil)
 	svc.BcryptCost = 10 // checks long enough to overlap
-	_, bound := mailcluster.BcryptPeak()
+	_, bound := service.BcryptPeak()
 	var wg sync.WaitGroup
 	for i := range 3 * bound {
 		wg.Go(func() {
@@ -101,7 +103,7 @@ func TestBcryptConcurrencyBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if peak, _ := mailcluster.BcryptPeak(); peak < 1 || peak > int64(bound) {
+	if peak, _ := service.BcryptPeak(); peak < 1 || peak > int64(bound) {
 		t.Fatalf("%d password checks ran at once, bound %d", peak, bound)
 	}
 }
@@ -128,11 +130,11 @@ func TestLoginSameCost(t *testing.T) {
 		{"dis@example.com", "dis-pass-12"},
 		{"nobody@example.com", "some-pass-1"},
 	} {
-		before := mailcluster.BcryptRuns(svc)
+		before := service.BcryptRuns(svc)
 		if c := login(svc, fmt.Sprintf("198.51.100.%d", i+1), tc.address, tc.password); c != mailcluster.EUNAUTHORIZED {
 			t.Fatalf("%s: %q", tc.address, c)
 		}
-		if runs := mailcluster.BcryptRuns(svc) - before; runs != 1 {
+		if runs := service.BcryptRuns(svc) - before; runs != 1 {
 			t.Fatalf("%s with %s ran %d password checks, want 1", tc.address, tc.password, runs)
 		}
 	}
@@ -192,7 +194,7 @@ func TestFreezeGlobalAdminRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dctx := mailcluster.NewContextWithCaller(ctx, alice)
+	dctx := service.NewContextWithCaller(ctx, alice)
 	for _, victim := range []string{"boss@example.com", "admin@localhost"} {
 		wantCode(t, svc.FreezeAccount(dctx, victim, "tenant"), mailcluster.EFORBIDDEN)
 	}
@@ -203,7 +205,7 @@ func TestFreezeGlobalAdminRights(t *testing.T) {
 		}
 	}
 	admin, _ := svc.FindAccount(ctx, "localhost", "admin")
-	if err := svc.FreezeAccount(mailcluster.NewContextWithCaller(ctx, admin), "boss@example.com", "global admin may"); err != nil {
+	if err := svc.FreezeAccount(service.NewContextWithCaller(ctx, admin), "boss@example.com", "global admin may"); err != nil {
 		t.Fatalf("a global administrator freezing another: %v", err)
 	}
 }
@@ -231,7 +233,7 @@ func TestMailboxPathRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	da, _ := svc.FindAccount(ctx, "example.com", "dadmin")
-	dctx := mailcluster.NewContextWithCaller(ctx, da)
+	dctx := service.NewContextWithCaller(ctx, da)
 	victimPath := filepath.Join(root, "other.com", "victim") + "/"
 	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
 		t.Fatal(err)
@@ -302,7 +304,7 @@ func TestSendAsRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	da, _ := svc.FindAccount(ctx, "example.com", "dadmin")
-	dctx := mailcluster.NewContextWithCaller(ctx, da)
+	dctx := service.NewContextWithCaller(ctx, da)
 
 	a, err := svc.CreateAccount(dctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "bob", Password: "bob-pass-123",
 		SendAs: []string{"Sales@Example.com", "@EXAMPLE.com", "sales@example.com"}})

@@ -1,4 +1,4 @@
-package mailcluster
+package service
 
 import (
 	"context"
@@ -13,23 +13,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-)
+	"mailcluster/schema"
 
-// Key prefixes of the replicated state (relative to the cluster prefix).
-const (
-	PrefixSettings = "settings/"
-	PrefixDomains  = "domains/"
-	PrefixAccounts = "accounts/"
-	KeyBootstrap   = "meta/bootstrapped"
+	"mailcluster"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Service applies the business rules (validation, authorization, the
 // read-only rule of secondaries) over a Store. Both management APIs call
 // it, so every rule is written once. It is safe for concurrent use.
 type Service struct {
-	store Store
-	lead  Leadership
+	store mailcluster.Store
+	lead  mailcluster.Leadership
 	log   *slog.Logger
 
 	// NodeName is the local node's name, reported by NodeInfo.
@@ -37,26 +33,26 @@ type Service struct {
 	// NodeKeyID is a hash of the node key, reported by NodeInfo.
 	NodeKeyID string
 	// Mode is reported by NodeInfo; the zero value means ModeStandalone.
-	Mode Mode
+	Mode mailcluster.Mode
 	// BcryptCost is the cost of new password hashes; 0 means bcrypt.DefaultCost.
 	BcryptCost int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Cluster answers cluster status and switchover; nil on a standalone
 	// node (which then reports only itself).
-	Cluster ClusterControl
+	Cluster mailcluster.ClusterControl
 	// Lag reports the replication lag; nil means none (standalone).
-	Lag Lagger
+	Lag mailcluster.Lagger
 	// Log records cluster events; nil means none.
-	Events ClusterLog
+	Events mailcluster.ClusterLog
 	// Failures receives failed logins for dynamic screening; nil: none.
-	Failures FailureSink
+	Failures mailcluster.FailureSink
 	// Notify mails thaw tokens to frozen accounts; nil: no mail is sent.
-	Notify Notifier
+	Notify mailcluster.Notifier
 	// Admit checks nodes that ask to join (cluster mode); nil standalone.
-	Admit Admission
+	Admit mailcluster.Admission
 	// Checks are asked for problems by NodeInfo (and so by /health).
-	Checks []HealthCheck
+	Checks []mailcluster.HealthCheck
 	// SealKey (32 bytes, from SealKey(cluster secret)) seals certificate
 	// private keys in the replicated state.
 	SealKey []byte
@@ -84,7 +80,7 @@ type Service struct {
 }
 
 // NewService returns a Service over store, asking lead for the node's role.
-func NewService(store Store, lead Leadership, log *slog.Logger) *Service {
+func NewService(store mailcluster.Store, lead mailcluster.Leadership, log *slog.Logger) *Service {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	return &Service{store: store, lead: lead, log: log, authKey: key, authCache: map[[32]byte]time.Time{}}
@@ -98,12 +94,12 @@ func (s *Service) now() time.Time {
 }
 
 // NodeInfo describes the local node.
-func (s *Service) NodeInfo() NodeInfo {
+func (s *Service) NodeInfo() mailcluster.NodeInfo {
 	mode := s.Mode
 	if mode == "" {
-		mode = ModeStandalone
+		mode = mailcluster.ModeStandalone
 	}
-	info := NodeInfo{Name: s.NodeName, KeyID: s.NodeKeyID, Mode: mode, Role: s.lead.Role(), Version: Version, Index: s.store.Index()}
+	info := mailcluster.NodeInfo{Name: s.NodeName, KeyID: s.NodeKeyID, Mode: mode, Role: s.lead.Role(), Version: mailcluster.Version, Index: s.store.Index()}
 	if p, ok := s.lead.Primary(); ok {
 		info.Primary = &p
 	}
@@ -122,7 +118,7 @@ func (s *Service) NodeInfo() NodeInfo {
 
 // ClusterStatus lists the nodes of the cluster (just this one when
 // standalone). Errors: EFORBIDDEN, EUNAVAILABLE.
-func (s *Service) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
+func (s *Service) ClusterStatus(ctx context.Context) (*mailcluster.ClusterStatus, error) {
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
@@ -130,11 +126,11 @@ func (s *Service) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 		return s.Cluster.Status(ctx)
 	}
 	info := s.NodeInfo()
-	self := NodeStatus{Name: info.Name, Role: info.Role, Version: info.Version, Healthy: true, Index: info.Index, Self: true, Registered: true, Warnings: []string{}}
+	self := mailcluster.NodeStatus{Name: info.Name, Role: info.Role, Version: info.Version, Healthy: true, Index: info.Index, Self: true, Registered: true, Warnings: []string{}}
 	if info.Primary != nil {
 		self.APIURL = info.Primary.APIURL
 	}
-	return &ClusterStatus{Mode: info.Mode, Primary: info.Primary, Nodes: []NodeStatus{self}}, nil
+	return &mailcluster.ClusterStatus{Mode: info.Mode, Primary: info.Primary, Nodes: []mailcluster.NodeStatus{self}}, nil
 }
 
 // Switchover hands the primary role to target ("" = any other node).
@@ -148,39 +144,39 @@ func (s *Service) Switchover(ctx context.Context, target string) error {
 		return err
 	}
 	if s.Cluster == nil {
-		return Errorf(EINVALID, "A standalone node has no other node to hand the primary role to.")
+		return mailcluster.Errorf(mailcluster.EINVALID, "A standalone node has no other node to hand the primary role to.")
 	}
 	return s.Cluster.Switchover(ctx, target)
 }
 
 // Serving reports whether this node serves the configuration: a pending
 // node (not registered in the cluster) does not.
-func (s *Service) Serving() bool { return s.lead.Role() != RolePending }
+func (s *Service) Serving() bool { return s.lead.Role() != mailcluster.RolePending }
 
 // checkServing refuses reads on a pending node.
 func (s *Service) checkServing() error {
 	if s.Serving() {
 		return nil
 	}
-	return Errorf(EUNAVAILABLE, "This node is not registered in the cluster yet; an administrator must add it on the primary.")
+	return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node is not registered in the cluster yet; an administrator must add it on the primary.")
 }
 
 // checkWritable is the one place where the read-only rule of secondaries
 // lives: a write is refused unless this node is the primary.
 func (s *Service) checkWritable() error {
-	if s.lead.Role() == RolePrimary {
+	if s.lead.Role() == mailcluster.RolePrimary {
 		return nil
 	}
 	p, ok := s.lead.Primary()
 	if !ok || p.APIURL == "" {
-		return Errorf(EUNAVAILABLE, "This node is not the primary and no primary is elected at the moment; try again shortly.")
+		return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node is not the primary and no primary is elected at the moment; try again shortly.")
 	}
-	return &Error{Code: EREADONLY, Primary: p.APIURL,
+	return &mailcluster.Error{Code: mailcluster.EREADONLY, Primary: p.APIURL,
 		Message: "This node is a read-only secondary; send changes to the primary " + p.Name + " at " + p.APIURL + "."}
 }
 
 // txn runs ops after the read-only check.
-func (s *Service) txn(ctx context.Context, ops []Op) error {
+func (s *Service) txn(ctx context.Context, ops []mailcluster.Op) error {
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
@@ -195,41 +191,41 @@ type callerKey struct{}
 // NewContextWithCaller returns ctx carrying the authenticated account on
 // whose behalf the Service acts. A context without a caller is the node
 // itself (bootstrap, internal jobs) and may do everything.
-func NewContextWithCaller(ctx context.Context, a *Account) context.Context {
+func NewContextWithCaller(ctx context.Context, a *mailcluster.Account) context.Context {
 	return context.WithValue(ctx, callerKey{}, a)
 }
 
 // CallerFromContext returns the caller set by NewContextWithCaller.
-func CallerFromContext(ctx context.Context) *Account {
-	a, _ := ctx.Value(callerKey{}).(*Account)
+func CallerFromContext(ctx context.Context) *mailcluster.Account {
+	a, _ := ctx.Value(callerKey{}).(*mailcluster.Account)
 	return a
 }
 
 func authorizeServer(ctx context.Context) error {
-	if c := CallerFromContext(ctx); c != nil && c.AdminRights != AdminGlobal {
-		return Errorf(EFORBIDDEN, "Only global administrators may do this.")
+	if c := CallerFromContext(ctx); c != nil && c.AdminRights != mailcluster.AdminGlobal {
+		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may do this.")
 	}
 	return nil
 }
 
 func authorizeDomain(ctx context.Context, domain string) error {
 	c := CallerFromContext(ctx)
-	if c == nil || c.AdminRights == AdminGlobal || c.AdminRights == AdminDomain && c.Domain == domain {
+	if c == nil || c.AdminRights == mailcluster.AdminGlobal || c.AdminRights == mailcluster.AdminDomain && c.Domain == domain {
 		return nil
 	}
-	return Errorf(EFORBIDDEN, "You may not manage the accounts of domain %s.", domain)
+	return mailcluster.Errorf(mailcluster.EFORBIDDEN, "You may not manage the accounts of domain %s.", domain)
 }
 
 // Authenticate checks an address and password and returns the account if
 // it may use the management APIs (admin rights, not frozen or disabled).
 // Every failure is the same EUNAUTHORIZED error so that it reveals nothing.
-func (s *Service) Authenticate(ctx context.Context, address, password string) (*Account, error) {
+func (s *Service) Authenticate(ctx context.Context, address, password string) (*mailcluster.Account, error) {
 	a, err := s.authenticate(ctx, address, password, "api")
 	if err != nil {
 		return nil, err
 	}
-	if a.AdminRights == AdminNone {
-		return nil, Errorf(EUNAUTHORIZED, "Authentication failed.")
+	if a.AdminRights == mailcluster.AdminNone {
+		return nil, mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed.")
 	}
 	return a, nil
 }
@@ -243,12 +239,12 @@ func (s *Service) Authenticate(ctx context.Context, address, password string) (*
 // the client address only). Frozen, disabled and unknown accounts cost the
 // same password check as a wrong password. Every credential failure is
 // the same EUNAUTHORIZED.
-func (s *Service) authenticate(ctx context.Context, address, password, proto string) (*Account, error) {
+func (s *Service) authenticate(ctx context.Context, address, password, proto string) (*mailcluster.Account, error) {
 	if err := s.checkClientIP(ctx); err != nil {
 		return nil, err
 	}
-	fail := Errorf(EUNAUTHORIZED, "Authentication failed.")
-	mailbox, domain, err := SplitAddress(address)
+	fail := mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed.")
+	mailbox, domain, err := mailcluster.SplitAddress(address)
 	if err != nil || password == "" || len(password) > 1024 {
 		s.recordFailure(ctx, "", address+"\x00"+password, proto)
 		return nil, fail
@@ -274,7 +270,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 		// A refused attempt is not counted: its password was not checked.
 		switch refused {
 		case gateAddress:
-			return nil, Errorf(EFORBIDDEN, "Too many failed logins from your address %s; try again later.", ip)
+			return nil, mailcluster.Errorf(mailcluster.EFORBIDDEN, "Too many failed logins from your address %s; try again later.", ip)
 		case gateAccount:
 			// As slow as a checked password, so that the answer does not
 			// tell that the account exists.
@@ -320,13 +316,13 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 // ctxFailure answers a login whose request ended while it waited for a
 // password-check slot.
 func ctxFailure(ctx context.Context) error {
-	return &Error{Code: EUNAVAILABLE, Message: "The server is busy; try again.", Err: ctx.Err()}
+	return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The server is busy; try again.", Err: ctx.Err()}
 }
 
 // normalizedClientIP returns the client address of ctx in canonical form
 // ("" when unknown).
 func normalizedClientIP(ctx context.Context) string {
-	ip, err := NormalizeIP(ClientIPFromContext(ctx))
+	ip, err := mailcluster.NormalizeIP(mailcluster.ClientIPFromContext(ctx))
 	if err != nil {
 		return ""
 	}
@@ -362,7 +358,7 @@ func (s *Service) checkDummy(password string) error {
 // password or hash invalidates the entry and no password is kept). With
 // noCache the comparison always runs bcrypt (a frozen account: its
 // answer must cost what a wrong password costs).
-func (s *Service) checkPassword(a *Account, password string, noCache bool) bool {
+func (s *Service) checkPassword(a *mailcluster.Account, password string, noCache bool) bool {
 	if !noCache && s.recentSuccess(a, password) {
 		return true
 	}
@@ -387,7 +383,7 @@ func (s *Service) checkPassword(a *Account, password string, noCache bool) bool 
 // successKey keys the success cache: an HMAC of address, password and
 // hash, so a changed password or hash invalidates the entry and no
 // password is kept.
-func (s *Service) successKey(a *Account, password string) [32]byte {
+func (s *Service) successKey(a *mailcluster.Account, password string) [32]byte {
 	m := hmac.New(sha256.New, s.authKey)
 	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
 	var k [32]byte
@@ -397,7 +393,7 @@ func (s *Service) successKey(a *Account, password string) [32]byte {
 
 // recentSuccess reports whether these credentials were checked
 // successfully within the last minute.
-func (s *Service) recentSuccess(a *Account, password string) bool {
+func (s *Service) recentSuccess(a *mailcluster.Account, password string) bool {
 	k := s.successKey(a, password)
 	s.authMu.Lock()
 	defer s.authMu.Unlock()
@@ -406,11 +402,11 @@ func (s *Service) recentSuccess(a *Account, password string) bool {
 }
 
 func (s *Service) hashPassword(password string) (string, error) {
-	if min := s.intSetting(SectionPasswords, KeyMinLength, DefaultMinPasswordLength); len(password) < min {
-		return "", Errorf(EINVALID, "Password must be at least %d characters long.", min)
+	if min := s.intSetting(mailcluster.SectionPasswords, mailcluster.KeyMinLength, mailcluster.DefaultMinPasswordLength); len(password) < min {
+		return "", mailcluster.Errorf(mailcluster.EINVALID, "Password must be at least %d characters long.", min)
 	}
 	if len(password) > 72 {
-		return "", Errorf(EINVALID, "Password must be at most 72 bytes long.")
+		return "", mailcluster.Errorf(mailcluster.EINVALID, "Password must be at most 72 bytes long.")
 	}
 	cost := s.BcryptCost
 	if cost == 0 {
@@ -425,25 +421,19 @@ func (s *Service) hashPassword(password string) (string, error) {
 
 // ---- domains ----
 
-func domainKey(name string) string { return PrefixDomains + name }
-
-func accountPrefix(domain string) string { return PrefixAccounts + domain + "/" }
-
-func accountKey(domain, mailbox string) string { return accountPrefix(domain) + mailbox }
-
-func (s *Service) getDomain(name string) (*Domain, uint64, error) {
-	kv, ok := s.store.Get(domainKey(name))
+func (s *Service) getDomain(name string) (*mailcluster.Domain, uint64, error) {
+	kv, ok := s.store.Get(schema.Domain(name))
 	if !ok {
-		return nil, 0, Errorf(ENOTFOUND, "Domain %s does not exist.", name)
+		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s does not exist.", name)
 	}
-	var d Domain
+	var d mailcluster.Domain
 	if !s.decodeCached(kv, &d) {
 		if err := json.Unmarshal(kv.Value, &d); err != nil {
-			return nil, 0, &Error{Code: EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
+			return nil, 0, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
 		}
 		s.storeDecoded(kv, d)
 	}
-	d.AccountCount = s.store.Count(accountPrefix(name))
+	d.AccountCount = s.store.Count(schema.AccountPrefix(name))
 	return &d, kv.ModifyIndex, nil
 }
 
@@ -458,25 +448,25 @@ const maxDecoded = 20000
 
 // decodeCached copies the decoded form of kv into dst when the cache holds
 // it at kv's modify index (records never change at one index).
-func (s *Service) decodeCached(kv KV, dst any) bool {
+func (s *Service) decodeCached(kv mailcluster.KV, dst any) bool {
 	v, ok := s.decodedCache.Load(kv.Key)
 	if !ok || v.(decoded).index != kv.ModifyIndex {
 		return false
 	}
 	switch d := dst.(type) {
-	case *Domain:
-		rec, ok := v.(decoded).value.(Domain)
+	case *mailcluster.Domain:
+		rec, ok := v.(decoded).value.(mailcluster.Domain)
 		*d = rec
 		return ok
-	case *Account:
-		rec, ok := v.(decoded).value.(Account)
+	case *mailcluster.Account:
+		rec, ok := v.(decoded).value.(mailcluster.Account)
 		*d = rec
 		return ok
 	}
 	return false
 }
 
-func (s *Service) storeDecoded(kv KV, value any) {
+func (s *Service) storeDecoded(kv mailcluster.KV, value any) {
 	if s.decodedCount.Add(1) > maxDecoded {
 		s.decodedCache.Clear()
 		s.decodedCount.Store(0)
@@ -485,13 +475,13 @@ func (s *Service) storeDecoded(kv KV, value any) {
 }
 
 // FindDomains returns every domain the caller may see, by name.
-func (s *Service) FindDomains(ctx context.Context) ([]*Domain, error) {
+func (s *Service) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error) {
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
-	var out []*Domain
-	for _, kv := range s.store.List(PrefixDomains, "", 0) {
-		name := strings.TrimPrefix(kv.Key, PrefixDomains)
+	var out []*mailcluster.Domain
+	for _, kv := range s.store.List(schema.PrefixDomains, "", 0) {
+		name := strings.TrimPrefix(kv.Key, schema.PrefixDomains)
 		if authorizeDomain(ctx, name) != nil {
 			continue
 		}
@@ -505,12 +495,12 @@ func (s *Service) FindDomains(ctx context.Context) ([]*Domain, error) {
 }
 
 // FindDomain returns one domain. Errors: ENOTFOUND, EINVALID, EFORBIDDEN.
-func (s *Service) FindDomain(ctx context.Context, name string) (*Domain, error) {
+func (s *Service) FindDomain(ctx context.Context, name string) (*mailcluster.Domain, error) {
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
-	name = NormalizeDomain(name)
-	if err := ValidateDomainName(name); err != nil {
+	name = mailcluster.NormalizeDomain(name)
+	if err := mailcluster.ValidateDomainName(name); err != nil {
 		return nil, err
 	}
 	if err := authorizeDomain(ctx, name); err != nil {
@@ -522,12 +512,12 @@ func (s *Service) FindDomain(ctx context.Context, name string) (*Domain, error) 
 
 // CreateDomain adds a domain. Errors: EINVALID, ECONFLICT (exists),
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-func (s *Service) CreateDomain(ctx context.Context, d *Domain) (*Domain, error) {
+func (s *Service) CreateDomain(ctx context.Context, d *mailcluster.Domain) (*mailcluster.Domain, error) {
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
-	d.Name = NormalizeDomain(d.Name)
-	if err := ValidateDomainName(d.Name); err != nil {
+	d.Name = mailcluster.NormalizeDomain(d.Name)
+	if err := mailcluster.ValidateDomainName(d.Name); err != nil {
 		return nil, err
 	}
 	if err := validateDomainFields(d.Description, d.MaxAccounts); err != nil {
@@ -536,12 +526,12 @@ func (s *Service) CreateDomain(ctx context.Context, d *Domain) (*Domain, error) 
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
-	if _, ok := s.store.Get(domainKey(d.Name)); ok {
-		return nil, Errorf(ECONFLICT, "Domain %s already exists.", d.Name)
+	if _, ok := s.store.Get(schema.Domain(d.Name)); ok {
+		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s already exists.", d.Name)
 	}
 	d.CreatedAt, d.UpdatedAt, d.AccountCount = s.now(), s.now(), 0
 	b, _ := json.Marshal(d)
-	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: domainKey(d.Name), Value: b, Index: 0}}); err != nil {
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Domain(d.Name), Value: b, Index: 0}}); err != nil {
 		return nil, conflictAs(err, "Domain %s already exists.", d.Name)
 	}
 	s.log.Info("domain created", "domain", d.Name)
@@ -553,21 +543,21 @@ func (s *Service) CreateDomain(ctx context.Context, d *Domain) (*Domain, error) 
 
 func validateDomainFields(description string, maxAccounts int) error {
 	if len(description) > 1024 || strings.ContainsAny(description, "\r\n\x00") {
-		return Errorf(EINVALID, "Description must be one line of at most 1024 bytes.")
+		return mailcluster.Errorf(mailcluster.EINVALID, "Description must be one line of at most 1024 bytes.")
 	}
 	if maxAccounts < 0 {
-		return Errorf(EINVALID, "MaxAccounts must be 0 (unlimited) or more.")
+		return mailcluster.Errorf(mailcluster.EINVALID, "MaxAccounts must be 0 (unlimited) or more.")
 	}
 	return nil
 }
 
 // UpdateDomain changes a domain's fields. Errors as CreateDomain plus ENOTFOUND.
-func (s *Service) UpdateDomain(ctx context.Context, name string, upd DomainUpdate) (*Domain, error) {
+func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster.DomainUpdate) (*mailcluster.Domain, error) {
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
-	name = NormalizeDomain(name)
-	if err := ValidateDomainName(name); err != nil {
+	name = mailcluster.NormalizeDomain(name)
+	if err := mailcluster.ValidateDomainName(name); err != nil {
 		return nil, err
 	}
 	if err := s.checkWritable(); err != nil {
@@ -589,7 +579,7 @@ func (s *Service) UpdateDomain(ctx context.Context, name string, upd DomainUpdat
 	d.UpdatedAt = s.now()
 	d.AccountCount = 0
 	b, _ := json.Marshal(d)
-	if err := s.txn(ctx, []Op{{Verb: OpCAS, Key: domainKey(name), Value: b, Index: idx}}); err != nil {
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Domain(name), Value: b, Index: idx}}); err != nil {
 		return nil, conflictAs(err, "Domain %s was changed concurrently; try again.", name)
 	}
 	if out, _, err := s.getDomain(name); err == nil {
@@ -605,8 +595,8 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	if err := authorizeServer(ctx); err != nil {
 		return err
 	}
-	name = NormalizeDomain(name)
-	if err := ValidateDomainName(name); err != nil {
+	name = mailcluster.NormalizeDomain(name)
+	if err := mailcluster.ValidateDomainName(name); err != nil {
 		return err
 	}
 	if err := s.checkWritable(); err != nil {
@@ -616,26 +606,26 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	if err != nil {
 		return err
 	}
-	accounts := s.store.List(accountPrefix(name), "", 0)
+	accounts := s.store.List(schema.AccountPrefix(name), "", 0)
 	if len(accounts) > 0 && !force {
-		return Errorf(ECONFLICT, "Domain %s has %d accounts; delete them first or use force.", name, len(accounts))
+		return mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s has %d accounts; delete them first or use force.", name, len(accounts))
 	}
 	if c := CallerFromContext(ctx); c != nil && c.Domain == name {
-		return Errorf(ECONFLICT, "You cannot delete the domain of your own account.")
+		return mailcluster.Errorf(mailcluster.ECONFLICT, "You cannot delete the domain of your own account.")
 	}
 	if err := s.checkLastAdmin(name, ""); err != nil {
 		return err
 	}
-	ops := []Op{{Verb: OpDeleteCAS, Key: domainKey(name), Index: idx}}
+	ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: schema.Domain(name), Index: idx}}
 	for _, kv := range accounts {
-		ops = append(ops, Op{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
 	}
-	for _, kv := range s.store.List(PrefixUsage+name+"/", "", 0) {
-		ops = append(ops, Op{Verb: OpDelete, Key: kv.Key})
+	for _, kv := range s.store.List(schema.PrefixUsage+name+"/", "", 0) {
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: kv.Key})
 	}
-	for _, kv := range s.store.List(PrefixFrozenAccounts, "", 0) {
+	for _, kv := range s.store.List(schema.PrefixFrozenAccounts, "", 0) {
 		if strings.HasSuffix(kv.Key, "@"+name) {
-			ops = append(ops, Op{Verb: OpDelete, Key: kv.Key})
+			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: kv.Key})
 		}
 	}
 	if err := s.txn(ctx, ops); err != nil {
@@ -647,8 +637,8 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 
 // conflictAs replaces the store's generic conflict with a precise message.
 func conflictAs(err error, format string, args ...any) error {
-	if ErrorCode(err) == ECONFLICT {
-		e := Errorf(ECONFLICT, format, args...)
+	if mailcluster.ErrorCode(err) == mailcluster.ECONFLICT {
+		e := mailcluster.Errorf(mailcluster.ECONFLICT, format, args...)
 		e.Err = err
 		return e
 	}
@@ -657,15 +647,15 @@ func conflictAs(err error, format string, args ...any) error {
 
 // ---- accounts ----
 
-func (s *Service) getAccount(domain, mailbox string) (*Account, uint64, error) {
-	kv, ok := s.store.Get(accountKey(domain, mailbox))
+func (s *Service) getAccount(domain, mailbox string) (*mailcluster.Account, uint64, error) {
+	kv, ok := s.store.Get(schema.Account(domain, mailbox))
 	if !ok {
-		return nil, 0, Errorf(ENOTFOUND, "Account %s@%s does not exist.", mailbox, domain)
+		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Account %s@%s does not exist.", mailbox, domain)
 	}
-	var a Account
+	var a mailcluster.Account
 	if !s.decodeCached(kv, &a) {
 		if err := json.Unmarshal(kv.Value, &a); err != nil {
-			return nil, 0, &Error{Code: EINTERNAL, Message: "A stored account record is damaged.", Err: err}
+			return nil, 0, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored account record is damaged.", Err: err}
 		}
 		s.storeDecoded(kv, a)
 	}
@@ -673,11 +663,11 @@ func (s *Service) getAccount(domain, mailbox string) (*Account, uint64, error) {
 }
 
 func normalizeAccountName(domain, mailbox string) (string, string, error) {
-	domain, mailbox = NormalizeDomain(domain), NormalizeMailbox(mailbox)
-	if err := ValidateDomainName(domain); err != nil {
+	domain, mailbox = mailcluster.NormalizeDomain(domain), mailcluster.NormalizeMailbox(mailbox)
+	if err := mailcluster.ValidateDomainName(domain); err != nil {
 		return "", "", err
 	}
-	if err := ValidateMailbox(mailbox); err != nil {
+	if err := mailcluster.ValidateMailbox(mailbox); err != nil {
 		return "", "", err
 	}
 	return domain, mailbox, nil
@@ -685,7 +675,7 @@ func normalizeAccountName(domain, mailbox string) (string, string, error) {
 
 // FindAccount returns one account without its password hash.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*Account, error) {
+func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error) {
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
@@ -708,12 +698,12 @@ func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*Acc
 
 // FindAccounts returns one page of a domain's accounts and the cursor of
 // the next page ("" on the last page).
-func (s *Service) FindAccounts(ctx context.Context, f AccountFilter) ([]*Account, string, error) {
+func (s *Service) FindAccounts(ctx context.Context, f mailcluster.AccountFilter) ([]*mailcluster.Account, string, error) {
 	if err := s.checkServing(); err != nil {
 		return nil, "", err
 	}
-	domain := NormalizeDomain(f.Domain)
-	if err := ValidateDomainName(domain); err != nil {
+	domain := mailcluster.NormalizeDomain(f.Domain)
+	if err := mailcluster.ValidateDomainName(domain); err != nil {
 		return nil, "", err
 	}
 	if err := authorizeDomain(ctx, domain); err != nil {
@@ -726,25 +716,25 @@ func (s *Service) FindAccounts(ctx context.Context, f AccountFilter) ([]*Account
 		f.Limit = 100
 	}
 	if f.Limit < 1 || f.Limit > 1000 {
-		return nil, "", Errorf(EINVALID, "Limit must be between 1 and 1000.")
+		return nil, "", mailcluster.Errorf(mailcluster.EINVALID, "Limit must be between 1 and 1000.")
 	}
 	after := ""
 	if f.Cursor != "" {
-		after = accountKey(domain, NormalizeMailbox(f.Cursor))
+		after = schema.Account(domain, mailcluster.NormalizeMailbox(f.Cursor))
 	}
 	search := strings.ToLower(f.Search)
-	var out []*Account
+	var out []*mailcluster.Account
 	next := ""
 	for after != "\xff" {
-		batch := s.store.List(accountPrefix(domain), after, 256)
+		batch := s.store.List(schema.AccountPrefix(domain), after, 256)
 		if len(batch) == 0 {
 			break
 		}
 		for _, kv := range batch {
 			after = kv.Key
-			var a Account
+			var a mailcluster.Account
 			if err := json.Unmarshal(kv.Value, &a); err != nil {
-				return nil, "", &Error{Code: EINTERNAL, Message: "A stored account record is damaged.", Err: err}
+				return nil, "", &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored account record is damaged.", Err: err}
 			}
 			if search != "" && !accountMatches(&a, search) {
 				continue
@@ -760,7 +750,7 @@ func (s *Service) FindAccounts(ctx context.Context, f AccountFilter) ([]*Account
 	return out, next, nil
 }
 
-func accountMatches(a *Account, search string) bool {
+func accountMatches(a *mailcluster.Account, search string) bool {
 	for _, s := range []string{a.Mailbox, a.FullName, a.FirstName, a.LastName} {
 		if strings.Contains(strings.ToLower(s), search) {
 			return true
@@ -769,23 +759,23 @@ func accountMatches(a *Account, search string) bool {
 	return false
 }
 
-func validateAccountFields(a *Account) error {
+func validateAccountFields(a *mailcluster.Account) error {
 	for name, v := range map[string]string{"FullName": a.FullName, "FirstName": a.FirstName, "LastName": a.LastName} {
 		if len(v) > 256 || strings.ContainsAny(v, "\r\n\x00") {
-			return Errorf(EINVALID, "%s must be one line of at most 256 bytes.", name)
+			return mailcluster.Errorf(mailcluster.EINVALID, "%s must be one line of at most 256 bytes.", name)
 		}
 	}
 	if a.QuotaBytes < 0 || a.QuotaMessages < 0 {
-		return Errorf(EINVALID, "Quotas must be 0 (unlimited) or more.")
+		return mailcluster.Errorf(mailcluster.EINVALID, "Quotas must be 0 (unlimited) or more.")
 	}
-	rights, err := ParseAdminRights(string(a.AdminRights))
+	rights, err := mailcluster.ParseAdminRights(string(a.AdminRights))
 	if err != nil {
 		return err
 	}
 	a.AdminRights = rights
 	if a.MailboxPath != "" && (!strings.HasPrefix(a.MailboxPath, "/") || strings.Contains(a.MailboxPath, "..") ||
 		strings.ContainsAny(a.MailboxPath, "\r\n\x00") || len(a.MailboxPath) > 1024) {
-		return Errorf(EINVALID, "Mailbox path must be an absolute path without '..'.")
+		return mailcluster.Errorf(mailcluster.EINVALID, "Mailbox path must be an absolute path without '..'.")
 	}
 	sendAs, err := normalizeSendAs(a.SendAs)
 	if err != nil {
@@ -802,18 +792,18 @@ const MaxSendAs = 100
 // "@domain" entries, no duplicates.
 func normalizeSendAs(list []string) ([]string, error) {
 	if len(list) > MaxSendAs {
-		return nil, Errorf(EINVALID, "SendAs may list at most %d addresses.", MaxSendAs)
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "SendAs may list at most %d addresses.", MaxSendAs)
 	}
 	var out []string
 	seen := map[string]bool{}
 	for _, e := range list {
 		e = strings.ToLower(strings.TrimSpace(e))
 		if rest, ok := strings.CutPrefix(e, "@"); ok {
-			if err := ValidateDomainName(rest); err != nil {
-				return nil, Errorf(EINVALID, "SendAs entry %q is neither an address nor @domain.", e)
+			if err := mailcluster.ValidateDomainName(rest); err != nil {
+				return nil, mailcluster.Errorf(mailcluster.EINVALID, "SendAs entry %q is neither an address nor @domain.", e)
 			}
-		} else if mailbox, domain, err := SplitAddress(e); err != nil {
-			return nil, Errorf(EINVALID, "SendAs entry %q is neither an address nor @domain.", e)
+		} else if mailbox, domain, err := mailcluster.SplitAddress(e); err != nil {
+			return nil, mailcluster.Errorf(mailcluster.EINVALID, "SendAs entry %q is neither an address nor @domain.", e)
 		} else {
 			e = mailbox + "@" + domain
 		}
@@ -834,20 +824,20 @@ func sendAsDomain(e string) string { return e[strings.LastIndexByte(e, '@')+1:] 
 // pathChanged tells whether the request sets a mailbox path other than the
 // one the account has (or would get from the template), sendAsSet whether
 // it sets the SendAs list.
-func authorizeAccountFields(ctx context.Context, a *Account, pathChanged, sendAsSet bool) error {
+func authorizeAccountFields(ctx context.Context, a *mailcluster.Account, pathChanged, sendAsSet bool) error {
 	c := CallerFromContext(ctx)
-	if c == nil || c.AdminRights == AdminGlobal {
+	if c == nil || c.AdminRights == mailcluster.AdminGlobal {
 		return nil
 	}
-	if a.AdminRights == AdminGlobal {
-		return Errorf(EFORBIDDEN, "Only global administrators may grant global admin rights.")
+	if a.AdminRights == mailcluster.AdminGlobal {
+		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may grant global admin rights.")
 	}
 	if pathChanged {
-		return Errorf(EFORBIDDEN, "Only global administrators may set a mailbox path.")
+		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may set a mailbox path.")
 	}
 	for _, e := range a.SendAs {
 		if sendAsSet && sendAsDomain(e) != c.Domain {
-			return Errorf(EFORBIDDEN, "You may only allow sender addresses of your own domain %s.", c.Domain)
+			return mailcluster.Errorf(mailcluster.EFORBIDDEN, "You may only allow sender addresses of your own domain %s.", c.Domain)
 		}
 	}
 	return nil
@@ -857,9 +847,9 @@ func authorizeAccountFields(ctx context.Context, a *Account, pathChanged, sendAs
 // outside the mailbox roots (EINVALID, as bad input of a global
 // administrator, the only caller who can choose a path).
 func (s *Service) confineMailboxPath(p string) error {
-	if _, err := ConfineMailboxPath(p, MailboxRoots(s.Setting)...); err != nil {
-		return Errorf(EINVALID, "Mailbox path %q must lie below the mailbox root %s.", p,
-			s.stringSetting(SectionDirectories, KeyMailboxRoot, DefaultMailboxRoot))
+	if _, err := mailcluster.ConfineMailboxPath(p, mailcluster.MailboxRoots(s.Setting)...); err != nil {
+		return mailcluster.Errorf(mailcluster.EINVALID, "Mailbox path %q must lie below the mailbox root %s.", p,
+			s.stringSetting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, mailcluster.DefaultMailboxRoot))
 	}
 	return nil
 }
@@ -868,7 +858,7 @@ func (s *Service) confineMailboxPath(p string) error {
 // comes from [NewAccounts] MailboxPath unless given.
 // Errors: EINVALID, ENOTFOUND (domain), ECONFLICT (exists or domain full),
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account, error) {
+func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreate) (*mailcluster.Account, error) {
 	domain, mailbox, err := normalizeAccountName(in.Domain, in.Mailbox)
 	if err != nil {
 		return nil, err
@@ -876,7 +866,7 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, err
 	}
-	a := &Account{Domain: domain, Mailbox: mailbox, FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
+	a := &mailcluster.Account{Domain: domain, Mailbox: mailbox, FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
 		MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled, QuotaBytes: in.QuotaBytes,
 		QuotaMessages: in.QuotaMessages, AdminRights: in.AdminRights, SendAs: in.SendAs}
 	if err := validateAccountFields(a); err != nil {
@@ -886,7 +876,7 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 		return nil, err
 	}
 	if in.Password == "" {
-		return nil, Errorf(EINVALID, "Password is required.")
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password is required.")
 	}
 	if err := s.checkWritable(); err != nil {
 		return nil, err
@@ -895,11 +885,11 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.store.Get(accountKey(domain, mailbox)); ok {
-		return nil, Errorf(ECONFLICT, "Account %s@%s already exists.", mailbox, domain)
+	if _, ok := s.store.Get(schema.Account(domain, mailbox)); ok {
+		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Account %s@%s already exists.", mailbox, domain)
 	}
 	if d.MaxAccounts > 0 && d.AccountCount >= d.MaxAccounts {
-		return nil, Errorf(ECONFLICT, "Domain %s already has its maximum of %d accounts.", domain, d.MaxAccounts)
+		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s already has its maximum of %d accounts.", domain, d.MaxAccounts)
 	}
 	if a.MailboxPath == "" {
 		a.MailboxPath = s.MailboxPathFor(domain, mailbox)
@@ -912,9 +902,9 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 	}
 	a.CreatedAt, a.UpdatedAt = s.now(), s.now()
 	b, _ := json.Marshal(a)
-	ops := []Op{
-		{Verb: OpCheck, Key: domainKey(domain), Index: didx},
-		{Verb: OpCAS, Key: accountKey(domain, mailbox), Value: b, Index: 0},
+	ops := []mailcluster.Op{
+		{Verb: mailcluster.OpCheck, Key: schema.Domain(domain), Index: didx},
+		{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: 0},
 	}
 	if err := s.txn(ctx, ops); err != nil {
 		return nil, conflictAs(err, "Account %s@%s already exists or its domain changed; try again.", mailbox, domain)
@@ -925,13 +915,13 @@ func (s *Service) CreateAccount(ctx context.Context, in AccountCreate) (*Account
 
 // MailboxPathFor expands the new-account template for an address.
 func (s *Service) MailboxPathFor(domain, mailbox string) string {
-	tmpl := s.stringSetting(SectionNewAccounts, KeyMailboxPath, DefaultMailboxPathTemplate)
-	root := s.stringSetting(SectionDirectories, KeyMailboxRoot, DefaultMailboxRoot)
-	return ExpandMailboxPath(tmpl, root, domain, mailbox)
+	tmpl := s.stringSetting(mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, mailcluster.DefaultMailboxPathTemplate)
+	root := s.stringSetting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, mailcluster.DefaultMailboxRoot)
+	return mailcluster.ExpandMailboxPath(tmpl, root, domain, mailbox)
 }
 
 // UpdateAccount changes an account. Errors as CreateAccount.
-func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd AccountUpdate) (*Account, error) {
+func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd mailcluster.AccountUpdate) (*mailcluster.Account, error) {
 	domain, mailbox, err := normalizeAccountName(domain, mailbox)
 	if err != nil {
 		return nil, err
@@ -947,10 +937,10 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	if err != nil {
 		return nil, err
 	}
-	if caller != nil && caller.AdminRights != AdminGlobal && a.AdminRights == AdminGlobal {
-		return nil, Errorf(EFORBIDDEN, "Only global administrators may change a global administrator.")
+	if caller != nil && caller.AdminRights != mailcluster.AdminGlobal && a.AdminRights == mailcluster.AdminGlobal {
+		return nil, mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may change a global administrator.")
 	}
-	wasGlobal := a.AdminRights == AdminGlobal && !a.Disabled && !a.Frozen
+	wasGlobal := a.AdminRights == mailcluster.AdminGlobal && !a.Disabled && !a.Frozen
 	oldPath := a.MailboxPath
 	setIf(&a.FullName, upd.FullName)
 	setIf(&a.FirstName, upd.FirstName)
@@ -963,7 +953,7 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	setIf(&a.AdminRights, upd.AdminRights)
 	setIf(&a.SendAs, upd.SendAs)
 	if upd.MailboxPath != nil && *upd.MailboxPath == "" {
-		return nil, Errorf(EINVALID, "Mailbox path may not be empty.")
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Mailbox path may not be empty.")
 	}
 	if err := validateAccountFields(a); err != nil {
 		return nil, err
@@ -976,7 +966,7 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 			return nil, err
 		}
 	}
-	if wasGlobal && (a.AdminRights != AdminGlobal || a.Disabled || a.Frozen) {
+	if wasGlobal && (a.AdminRights != mailcluster.AdminGlobal || a.Disabled || a.Frozen) {
 		if err := s.checkLastAdmin("", a.Address()); err != nil {
 			return nil, err
 		}
@@ -988,11 +978,11 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	}
 	a.UpdatedAt = s.now()
 	b, _ := json.Marshal(a)
-	ops := []Op{{Verb: OpCAS, Key: accountKey(domain, mailbox), Value: b, Index: idx}}
+	ops := []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: idx}}
 	if !a.Frozen {
 		// Thawing by hand also ends a freeze by dynamic screening.
-		if rec, ok := s.store.Get(PrefixFrozenAccounts + a.Address()); ok {
-			ops = append(ops, Op{Verb: OpDeleteCAS, Key: rec.Key, Index: rec.ModifyIndex})
+		if rec, ok := s.store.Get(schema.PrefixFrozenAccounts + a.Address()); ok {
+			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: rec.Key, Index: rec.ModifyIndex})
 		}
 	}
 	if err := s.txn(ctx, ops); err != nil {
@@ -1028,21 +1018,21 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 		return err
 	}
 	caller := CallerFromContext(ctx)
-	if caller != nil && caller.AdminRights != AdminGlobal && a.AdminRights == AdminGlobal {
-		return Errorf(EFORBIDDEN, "Only global administrators may delete a global administrator.")
+	if caller != nil && caller.AdminRights != mailcluster.AdminGlobal && a.AdminRights == mailcluster.AdminGlobal {
+		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may delete a global administrator.")
 	}
 	if caller != nil && caller.Address() == a.Address() {
-		return Errorf(ECONFLICT, "You cannot delete your own account.")
+		return mailcluster.Errorf(mailcluster.ECONFLICT, "You cannot delete your own account.")
 	}
-	if a.AdminRights == AdminGlobal {
+	if a.AdminRights == mailcluster.AdminGlobal {
 		if err := s.checkLastAdmin("", a.Address()); err != nil {
 			return err
 		}
 	}
-	ops := []Op{{Verb: OpDeleteCAS, Key: accountKey(domain, mailbox), Index: idx}}
-	for _, k := range []string{usageKey(domain, mailbox), PrefixFrozenAccounts + a.Address()} {
+	ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: schema.Account(domain, mailbox), Index: idx}}
+	for _, k := range []string{schema.Usage(domain, mailbox), schema.PrefixFrozenAccounts + a.Address()} {
 		if _, ok := s.store.Get(k); ok {
-			ops = append(ops, Op{Verb: OpDelete, Key: k})
+			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
 		}
 	}
 	if err := s.txn(ctx, ops); err != nil {
@@ -1056,26 +1046,22 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 // administrator: excluding the accounts of domain exceptDomain and the
 // account exceptAddress, one must remain.
 func (s *Service) checkLastAdmin(exceptDomain, exceptAddress string) error {
-	for _, kv := range s.store.List(PrefixAccounts, "", 0) {
-		var a Account
+	for _, kv := range s.store.List(schema.PrefixAccounts, "", 0) {
+		var a mailcluster.Account
 		if json.Unmarshal(kv.Value, &a) != nil {
 			continue
 		}
-		if a.AdminRights == AdminGlobal && !a.Disabled && !a.Frozen && a.Domain != exceptDomain && a.Address() != exceptAddress {
+		if a.AdminRights == mailcluster.AdminGlobal && !a.Disabled && !a.Frozen && a.Domain != exceptDomain && a.Address() != exceptAddress {
 			return nil
 		}
 	}
-	return Errorf(ECONFLICT, "This would leave no usable global administrator.")
+	return mailcluster.Errorf(mailcluster.ECONFLICT, "This would leave no usable global administrator.")
 }
 
 // ---- settings ----
 
-func settingKey(file, section, key string) string {
-	return PrefixSettings + file + "/" + section + "/" + key
-}
-
 func (s *Service) stringSetting(section, key, def string) string {
-	if kv, ok := s.store.Get(settingKey(MainSettingsFile, section, key)); ok && len(kv.Value) > 0 {
+	if kv, ok := s.store.Get(schema.Setting(mailcluster.MainSettingsFile, section, key)); ok && len(kv.Value) > 0 {
 		return string(kv.Value)
 	}
 	return def
@@ -1101,75 +1087,39 @@ func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
-	return ListSettingsFiles(s.store), nil
-}
-
-// ListSettingsFiles lists the ini file names present in a store.
-func ListSettingsFiles(st Store) []string {
-	var out []string
-	after := ""
-	for {
-		kvs := st.List(PrefixSettings, after, 1)
-		if len(kvs) == 0 {
-			return out
-		}
-		name, _, _ := strings.Cut(strings.TrimPrefix(kvs[0].Key, PrefixSettings), "/")
-		out = append(out, name)
-		after = PrefixSettings + name + "/\xff"
-	}
-}
-
-// ReadSettingsFile returns one ini file from a store, ok false if absent.
-func ReadSettingsFile(st Store, file string) (Sections, bool) {
-	kvs := st.List(PrefixSettings+file+"/", "", 0)
-	if len(kvs) == 0 {
-		return nil, false
-	}
-	out := Sections{}
-	for _, kv := range kvs {
-		rest := strings.TrimPrefix(kv.Key, PrefixSettings+file+"/")
-		sec, key, ok := strings.Cut(rest, "/")
-		if !ok {
-			continue
-		}
-		if out[sec] == nil {
-			out[sec] = map[string]string{}
-		}
-		out[sec][key] = string(kv.Value)
-	}
-	return out, true
+	return schema.ListSettingsFiles(s.store), nil
 }
 
 // SettingsFile returns one ini file. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-func (s *Service) SettingsFile(ctx context.Context, file string) (*SettingsFile, error) {
+func (s *Service) SettingsFile(ctx context.Context, file string) (*mailcluster.SettingsFile, error) {
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
-	if err := ValidateSettingsFileName(file); err != nil {
+	if err := mailcluster.ValidateSettingsFileName(file); err != nil {
 		return nil, err
 	}
-	secs, ok := ReadSettingsFile(s.store, file)
+	secs, ok := schema.ReadSettingsFile(s.store, file)
 	if !ok {
-		return nil, Errorf(ENOTFOUND, "Settings file %s does not exist.", file)
+		return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Settings file %s does not exist.", file)
 	}
-	return &SettingsFile{Name: file, Sections: secs}, nil
+	return &mailcluster.SettingsFile{Name: file, Sections: secs}, nil
 }
 
 // ReplaceSettingsFile makes file hold exactly secs, in one transaction
 // (keys not in secs are deleted; an empty secs deletes the file).
-func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs Sections) (*SettingsFile, error) {
+func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs mailcluster.Sections) (*mailcluster.SettingsFile, error) {
 	if err := authorizeServer(ctx); err != nil {
 		return nil, err
 	}
-	if err := ValidateSettingsFileName(file); err != nil {
+	if err := mailcluster.ValidateSettingsFileName(file); err != nil {
 		return nil, err
 	}
 	for sec, keys := range secs {
 		for k, v := range keys {
-			if err := ValidateSetting(file, sec, k, v); err != nil {
+			if err := mailcluster.ValidateSetting(file, sec, k, v); err != nil {
 				return nil, err
 			}
 			if err := s.clusterRule(file, sec, k, v); err != nil {
@@ -1180,21 +1130,21 @@ func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs Sec
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
-	var ops []Op
-	for _, kv := range s.store.List(PrefixSettings+file+"/", "", 0) {
-		sec, key, _ := strings.Cut(strings.TrimPrefix(kv.Key, PrefixSettings+file+"/"), "/")
+	var ops []mailcluster.Op
+	for _, kv := range s.store.List(schema.PrefixSettings+file+"/", "", 0) {
+		sec, key, _ := strings.Cut(strings.TrimPrefix(kv.Key, schema.PrefixSettings+file+"/"), "/")
 		if v, ok := secs[sec][key]; ok {
 			if v != string(kv.Value) {
-				ops = append(ops, Op{Verb: OpCAS, Key: kv.Key, Value: []byte(v), Index: kv.ModifyIndex})
+				ops = append(ops, mailcluster.Op{Verb: mailcluster.OpCAS, Key: kv.Key, Value: []byte(v), Index: kv.ModifyIndex})
 			}
 			continue
 		}
-		ops = append(ops, Op{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
 	}
 	for sec, keys := range secs {
 		for k, v := range keys {
-			if _, ok := s.store.Get(settingKey(file, sec, k)); !ok {
-				ops = append(ops, Op{Verb: OpCAS, Key: settingKey(file, sec, k), Value: []byte(v), Index: 0})
+			if _, ok := s.store.Get(schema.Setting(file, sec, k)); !ok {
+				ops = append(ops, mailcluster.Op{Verb: mailcluster.OpCAS, Key: schema.Setting(file, sec, k), Value: []byte(v), Index: 0})
 			}
 		}
 	}
@@ -1204,11 +1154,11 @@ func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs Sec
 		}
 		s.log.Info("settings file replaced", "file", file, "changes", len(ops))
 	}
-	out, ok := ReadSettingsFile(s.store, file)
+	out, ok := schema.ReadSettingsFile(s.store, file)
 	if !ok {
-		out = Sections{}
+		out = mailcluster.Sections{}
 	}
-	return &SettingsFile{Name: file, Sections: out}, nil
+	return &mailcluster.SettingsFile{Name: file, Sections: out}, nil
 }
 
 // UpdateSettings sets (or, for a nil value, deletes) the given keys of
@@ -1217,16 +1167,16 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 	if err := authorizeServer(ctx); err != nil {
 		return err
 	}
-	var ops []Op
+	var ops []mailcluster.Op
 	for file, secs := range changes {
 		for sec, keys := range secs {
 			for k, v := range keys {
 				if v == nil {
 					// A delete needs valid names only, not a valid value.
-					if err := ValidateSetting(file, sec, k, ""); err != nil && !isRuleError(file, sec, k) {
+					if err := mailcluster.ValidateSetting(file, sec, k, ""); err != nil && !isRuleError(file, sec, k) {
 						return err
 					}
-				} else if err := ValidateSetting(file, sec, k, *v); err != nil {
+				} else if err := mailcluster.ValidateSetting(file, sec, k, *v); err != nil {
 					return err
 				} else if err := s.clusterRule(file, sec, k, *v); err != nil {
 					return err
@@ -1235,17 +1185,17 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 				if v != nil {
 					val = *v
 				}
-				key := settingKey(file, sec, k)
+				key := schema.Setting(file, sec, k)
 				if v == nil {
-					ops = append(ops, Op{Verb: OpDelete, Key: key})
+					ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: key})
 				} else {
-					ops = append(ops, Op{Verb: OpSet, Key: key, Value: []byte(val)})
+					ops = append(ops, mailcluster.Op{Verb: mailcluster.OpSet, Key: key, Value: []byte(val)})
 				}
 			}
 		}
 	}
 	if len(ops) == 0 {
-		return Errorf(EINVALID, "No settings to change were given.")
+		return mailcluster.Errorf(mailcluster.EINVALID, "No settings to change were given.")
 	}
 	if err := s.checkWritable(); err != nil {
 		return err
@@ -1259,12 +1209,12 @@ func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[str
 
 // clusterRule refuses settings that a cluster cannot honour.
 func (s *Service) clusterRule(file, section, key, value string) error {
-	if s.Mode != ModeCluster || file != MainSettingsFile {
+	if s.Mode != mailcluster.ModeCluster || file != mailcluster.MainSettingsFile {
 		return nil
 	}
-	if section == SectionAttachmentLinking && key == KeyEnabled {
-		if on, _ := ParseFlag(value); on {
-			return Errorf(EINVALID, "Attachment linking cannot be used in a cluster (attachments extracted to links live on one node's disk); [AttachmentLinking] Enabled must stay No.")
+	if section == mailcluster.SectionAttachmentLinking && key == mailcluster.KeyEnabled {
+		if on, _ := mailcluster.ParseFlag(value); on {
+			return mailcluster.Errorf(mailcluster.EINVALID, "Attachment linking cannot be used in a cluster (attachments extracted to links live on one node's disk); [AttachmentLinking] Enabled must stay No.")
 		}
 	}
 	return nil
@@ -1272,7 +1222,7 @@ func (s *Service) clusterRule(file, section, key, value string) error {
 
 // AttachmentLinkingEnabled reports [AttachmentLinking] Enabled.
 func (s *Service) AttachmentLinkingEnabled() bool {
-	on, _ := ParseFlag(s.stringSetting(SectionAttachmentLinking, KeyEnabled, "No"))
+	on, _ := mailcluster.ParseFlag(s.stringSetting(mailcluster.SectionAttachmentLinking, mailcluster.KeyEnabled, "No"))
 	return on
 }
 
@@ -1284,12 +1234,12 @@ func (s *Service) GetSetting(ctx context.Context, file, section, key string) (st
 	if err := authorizeServer(ctx); err != nil {
 		return "", err
 	}
-	if err := ValidateSetting(file, section, key, ""); err != nil && ErrorCode(err) == EINVALID && !isRuleError(file, section, key) {
+	if err := mailcluster.ValidateSetting(file, section, key, ""); err != nil && mailcluster.ErrorCode(err) == mailcluster.EINVALID && !isRuleError(file, section, key) {
 		return "", err
 	}
-	kv, ok := s.store.Get(settingKey(file, section, key))
+	kv, ok := s.store.Get(schema.Setting(file, section, key))
 	if !ok {
-		return "", Errorf(ENOTFOUND, "Setting [%s] %s does not exist in %s.", section, key, file)
+		return "", mailcluster.Errorf(mailcluster.ENOTFOUND, "Setting [%s] %s does not exist in %s.", section, key, file)
 	}
 	return string(kv.Value), nil
 }
@@ -1297,7 +1247,7 @@ func (s *Service) GetSetting(ctx context.Context, file, section, key string) (st
 // isRuleError tells whether the names are valid (so that an EINVALID from
 // ValidateSetting with an empty value came from a value rule).
 func isRuleError(file, section, key string) bool {
-	return reFileName.MatchString(file) && reIniName.MatchString(section) && reIniName.MatchString(key)
+	return mailcluster.ValidSettingNames(file, section, key)
 }
 
 // SetSetting writes one value. Errors: EINVALID, EFORBIDDEN, EREADONLY.
@@ -1316,8 +1266,8 @@ func (s *Service) DeleteSetting(ctx context.Context, file, section, key string) 
 	if _, err := s.GetSetting(ctx, file, section, key); err != nil {
 		return err
 	}
-	kv, _ := s.store.Get(settingKey(file, section, key))
-	if err := s.txn(ctx, []Op{{Verb: OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
+	kv, _ := s.store.Get(schema.Setting(file, section, key))
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
 		return conflictAs(err, "Setting [%s] %s was changed concurrently; try again.", section, key)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package mailcluster_test
+package service_test
 
 import (
 	"context"
@@ -6,12 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/service"
+
 	"mailcluster"
 )
 
 // syncSink hands failures straight to the primary's service.
 type syncSink struct {
-	svc  *mailcluster.Service
+	svc  *service.Service
 	mu   sync.Mutex
 	n    int
 	last mailcluster.LoginFailure
@@ -42,7 +44,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func MustOpenScreening(t *testing.T) (*mailcluster.Service, *clock, *tokenNotifier) {
+func MustOpenScreening(t *testing.T) (*service.Service, *clock, *tokenNotifier) {
 	t.Helper()
 	svc, _ := MustOpenService(t, nil)
 	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}

@@ -1,4 +1,4 @@
-package mailcluster_test
+package service_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"mailcluster/kvstore"
+	"mailcluster/service"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -31,7 +32,7 @@ var primaryRef = mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1
 
 // MustOpenService returns a bootstrapped Service over a fresh bbolt store
 // and the store, with the given leadership (nil: primary).
-func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*mailcluster.Service, *kvstore.BoltStore) {
+func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*service.Service, *kvstore.BoltStore) {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
@@ -39,7 +40,7 @@ func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*mailcluster.S
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	boot := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
+	boot := service.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
 	boot.BcryptCost = bcrypt.MinCost
 	if _, err := boot.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
 		AdminAddress: "admin@localhost", AdminPassword: "secret-pass-1", DataDir: "/srv/mc"}); err != nil {
@@ -48,7 +49,7 @@ func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*mailcluster.S
 	if lead == nil {
 		return boot, st
 	}
-	svc := mailcluster.NewService(st, lead, log)
+	svc := service.NewService(st, lead, log)
 	svc.BcryptCost = bcrypt.MinCost
 	return svc, st
 }
@@ -87,7 +88,7 @@ func TestBootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		svc := mailcluster.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
+		svc := service.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
 		svc.BcryptCost = bcrypt.MinCost
 		gen, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "root@example.com", DataDir: "/d"})
 		if err != nil || len(gen) < 20 {
@@ -335,7 +336,7 @@ func TestAuthorization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cctx := mailcluster.NewContextWithCaller(ctx, da)
+	cctx := service.NewContextWithCaller(ctx, da)
 	if _, err := svc.CreateAccount(cctx, mailcluster.AccountCreate{Domain: "a.com", Mailbox: "u", Password: "pass-word-1"}); err != nil {
 		t.Fatalf("domain admin in own domain: %v", err)
 	}

@@ -1,4 +1,4 @@
-package mailcluster_test
+package service_test
 
 import (
 	"go/ast"

@@ -1,4 +1,4 @@
-package mailcluster
+package service
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mailcluster"
 )
 
 // attemptGate bounds login attempts on this node before any password is
@@ -99,7 +101,7 @@ const gateWait = 5 * time.Second
 // are not limited, nor is an account for which exempt reports true (asked
 // only when its slots are taken: the last usable global administrator,
 // whom screening never locks out).
-func (g *attemptGate) reserve(ctx context.Context, cfg ScreeningConfig, now func() time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal) {
+func (g *attemptGate) reserve(ctx context.Context, cfg mailcluster.ScreeningConfig, now func() time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal) {
 	deadline := time.NewTimer(gateWait)
 	defer deadline.Stop()
 	for {
@@ -120,11 +122,11 @@ func (g *attemptGate) reserve(ctx context.Context, cfg ScreeningConfig, now func
 // tryReserve takes the slots if it can. Otherwise it returns the reason
 // and, when attempts in flight are what fills the slots, a channel closed
 // when one of them finishes.
-func (g *attemptGate) tryReserve(cfg ScreeningConfig, now time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal, <-chan struct{}) {
+func (g *attemptGate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal, <-chan struct{}) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var ipSl, accSl *slots
-	if ip != "" && !cfg.allowedIP(ip) {
+	if ip != "" && !cfg.AllowedIP(ip) {
 		ipSl = g.taken(g.ips, ip, now, cfg.IPWindow)
 		if len(ipSl.fails) >= cfg.IPFailures {
 			return nil, gateAddress, nil

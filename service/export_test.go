@@ -1,4 +1,4 @@
-package mailcluster
+package service
 
 // BcryptRuns returns how many password comparisons s has run.
 func BcryptRuns(s *Service) int64 { return s.bcryptRuns.Load() }

@@ -1,0 +1,77 @@
+// Package schema owns the layout of the replicated state: every key under
+// the cluster prefix (mailcluster/<cluster>/ in Consul, the whole file of a
+// standalone node) is built here, and nowhere else. Keys are relative to
+// the cluster prefix.
+package schema
+
+import "strings"
+
+// Key prefixes and single keys of the replicated state.
+const (
+	PrefixSettings       = "settings/"           // settings/<file>/<section>/<key>: one ini value
+	PrefixDomains        = "domains/"            // domains/<domain>: Domain (JSON)
+	PrefixAccounts       = "accounts/"           // accounts/<domain>/<mailbox>: Account (JSON, bcrypt hash)
+	PrefixUsage          = "usage/"              // usage/<domain>/<mailbox>: Usage published by the primary
+	PrefixReports        = "reports/"            // reports/<node>: the last usage report sequence applied per node
+	PrefixServers        = "servers/"            // servers/<node>: a registered member of the cluster
+	PrefixCertificates   = "certs/"              // certs/<name>: Certificate, key sealed
+	PrefixBlockedIPs     = "screening/ips/"      // screening/ips/<ip>: BlockedIP
+	PrefixFrozenAccounts = "screening/accounts/" // screening/accounts/<address>: FrozenAccount
+	PrefixClock          = "clock/"              // clock/<node>: the primary's latest clock reading of a node
+	KeyPrimary           = "primary"             // the election lock, held by the primary's session
+	KeyLastTxn           = "meta/txn"            // set by every write; its ModifyIndex is the commit index
+	KeyBootstrap         = "meta/bootstrapped"   // set once the first primary created the defaults
+	KeySharedProbe       = "meta/shared-probe"   // the token every node must read on the shared path
+)
+
+// Domain is the key of a domain's record.
+func Domain(name string) string { return PrefixDomains + name }
+
+// AccountPrefix is the prefix of a domain's accounts.
+func AccountPrefix(domain string) string { return PrefixAccounts + domain + "/" }
+
+// Account is the key of an account's record.
+func Account(domain, mailbox string) string { return AccountPrefix(domain) + mailbox }
+
+// UsagePrefix is the prefix of a domain's published usage records.
+func UsagePrefix(domain string) string { return PrefixUsage + domain + "/" }
+
+// Usage is the key of an account's published usage.
+func Usage(domain, mailbox string) string { return UsagePrefix(domain) + mailbox }
+
+// Report is the key of the last usage report applied from a node.
+func Report(node string) string { return PrefixReports + node }
+
+// Server is the key of a registered member.
+func Server(node string) string { return PrefixServers + node }
+
+// Certificate is the key of a certificate record.
+func Certificate(name string) string { return PrefixCertificates + name }
+
+// BlockedIP is the key of an address's block record.
+func BlockedIP(ip string) string { return PrefixBlockedIPs + ip }
+
+// FrozenAccount is the key of an account's freeze record.
+func FrozenAccount(address string) string { return PrefixFrozenAccounts + address }
+
+// Clock is the key of a node's latest clock reading.
+func Clock(node string) string { return PrefixClock + node }
+
+// SettingsFilePrefix is the prefix of one ini file's values.
+func SettingsFilePrefix(file string) string { return PrefixSettings + file + "/" }
+
+// Setting is the key of one ini value.
+func Setting(file, section, key string) string { return SettingsFilePrefix(file) + section + "/" + key }
+
+// SplitSetting splits a settings key into file, section and key.
+func SplitSetting(k string) (file, section, key string, ok bool) {
+	rest, ok := strings.CutPrefix(k, PrefixSettings)
+	if !ok {
+		return "", "", "", false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}

@@ -1,0 +1,204 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"mailcluster/schema"
+
+	"mailcluster"
+)
+
+// reportMark is the value of reports/<node>.
+type reportMark struct {
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// Usage returns an account's published usage (zero when none yet).
+func (s *Service) Usage(domain, mailbox string) mailcluster.Usage {
+	var u mailcluster.Usage
+	if kv, ok := s.store.Get(schema.Usage(domain, mailbox)); ok {
+		_ = json.Unmarshal(kv.Value, &u)
+	}
+	return u
+}
+
+// LookupAccount returns an account by address for the node's own
+// components (delivery, SMTP AUTH): no caller authorization applies. The
+// result includes the password hash. Errors: EINVALID, ENOTFOUND.
+func (s *Service) LookupAccount(address string) (*mailcluster.Account, error) {
+	mailbox, domain, err := mailcluster.SplitAddress(address)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.store.Get(schema.Domain(domain)); !ok {
+		return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s is not served here.", domain)
+	}
+	a, _, err := s.getAccount(domain, mailbox)
+	return a, err
+}
+
+// FindMailAccount returns an account whose mail the caller may read and
+// change through the management APIs: a global administrator any
+// account's, a domain administrator those of its own domain except a
+// global administrator's (whose mailbox holds, for one, its thaw tokens).
+// Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EUNAVAILABLE.
+func (s *Service) FindMailAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error) {
+	a, err := s.FindAccount(ctx, domain, mailbox)
+	if err != nil {
+		return nil, err
+	}
+	if c := CallerFromContext(ctx); c != nil && c.AdminRights != mailcluster.AdminGlobal && a.AdminRights == mailcluster.AdminGlobal {
+		return nil, mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may read a global administrator's mail.")
+	}
+	return a, nil
+}
+
+// IsLocalDomain reports whether the cluster serves domain.
+func (s *Service) IsLocalDomain(domain string) bool {
+	_, ok := s.store.Get(schema.Domain(mailcluster.NormalizeDomain(domain)))
+	return ok
+}
+
+// AuthenticateUser checks a mail user's address and password (SMTP AUTH):
+// any account that is neither disabled nor frozen. Every failure is the
+// same EUNAUTHORIZED error.
+func (s *Service) AuthenticateUser(ctx context.Context, address, password string) (*mailcluster.Account, error) {
+	return s.authenticate(ctx, address, password, "smtp")
+}
+
+// ApplyUsageReport adds a node's changes to mail to the published usage
+// (primary only). Deltas are applied exactly once: each carries the node's
+// sequence number and the primary records the last one applied per node,
+// in the same transaction. Deltas older than an account's last recount are
+// skipped (the recount saw them on disk).
+// Errors: EINVALID, EREADONLY, EUNAVAILABLE, ECONFLICT (after retries).
+// It returns the store index at which the report is applied.
+func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+	if !reNodeNameish(r.Node) {
+		return 0, mailcluster.Errorf(mailcluster.EINVALID, "Report from an invalid node name.")
+	}
+	if len(r.Deltas) > mailcluster.MaxReportDeltas {
+		return 0, mailcluster.Errorf(mailcluster.ETOOLARGE, "A report may carry at most %d changes.", mailcluster.MaxReportDeltas)
+	}
+	if err := s.checkWritable(); err != nil {
+		return 0, err
+	}
+	if len(r.Deltas) == 0 {
+		return s.store.Index(), nil
+	}
+	if r.Epoch == "" || len(r.Epoch) > 64 {
+		return 0, mailcluster.Errorf(mailcluster.EINVALID, "A report needs an epoch.")
+	}
+	for _, d := range r.Deltas {
+		if d.Seq == 0 || mailcluster.NormalizeDomain(d.Domain) == "" || mailcluster.NormalizeMailbox(d.Mailbox) == "" || strings.Contains(d.Domain+d.Mailbox, "/") {
+			return 0, mailcluster.Errorf(mailcluster.EINVALID, "A reported change is malformed.")
+		}
+	}
+	var err error
+	var index uint64
+	for range 20 {
+		index, err = s.applyUsageOnce(ctx, r)
+		if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+			return index, err
+		}
+	}
+	return 0, err
+}
+
+func (s *Service) applyUsageOnce(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+	seqKey := schema.PrefixReports + r.Node
+	var mark reportMark
+	seqKV, _ := s.store.Get(seqKey)
+	if len(seqKV.Value) > 0 {
+		_ = json.Unmarshal(seqKV.Value, &mark)
+	}
+	var last uint64
+	if mark.Epoch == r.Epoch {
+		last = mark.Seq
+	}
+	type acc struct {
+		u   mailcluster.Usage
+		idx uint64
+	}
+	touched := map[string]*acc{}
+	var order []string
+	maxSeq := last
+	now := s.now()
+	for _, d := range r.Deltas {
+		if d.Seq <= last {
+			continue // applied before
+		}
+		maxSeq = max(maxSeq, d.Seq)
+		dom, mb := mailcluster.NormalizeDomain(d.Domain), mailcluster.NormalizeMailbox(d.Mailbox)
+		if _, ok := s.store.Get(schema.Account(dom, mb)); !ok {
+			continue // the account is gone; nothing to count
+		}
+		key := schema.Usage(dom, mb)
+		a := touched[key]
+		if a == nil {
+			a = &acc{}
+			if kv, ok := s.store.Get(key); ok {
+				_ = json.Unmarshal(kv.Value, &a.u)
+				a.idx = kv.ModifyIndex
+			}
+			touched[key] = a
+			order = append(order, key)
+		}
+		if !a.u.RecountedAt.IsZero() && d.At.Before(a.u.RecountedAt) {
+			continue
+		}
+		a.u.Bytes = max(0, a.u.Bytes+d.Bytes)
+		a.u.Messages = max(0, a.u.Messages+d.Messages)
+		a.u.UpdatedAt = now
+	}
+	if maxSeq == last {
+		return s.store.Index(), nil
+	}
+	seqVal, _ := json.Marshal(reportMark{Epoch: r.Epoch, Seq: maxSeq})
+	ops := []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: seqKey, Value: seqVal, Index: seqKV.ModifyIndex}}
+	for _, key := range order {
+		b, _ := json.Marshal(touched[key].u)
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpCAS, Key: key, Value: b, Index: touched[key].idx})
+	}
+	return s.store.Txn(ctx, ops)
+}
+
+// SetUsage publishes a recounted usage (primary only).
+// Errors: EINVALID, ENOTFOUND, EREADONLY, EUNAVAILABLE.
+func (s *Service) SetUsage(ctx context.Context, domain, mailbox string, u mailcluster.Usage) error {
+	if err := authorizeDomain(ctx, mailcluster.NormalizeDomain(domain)); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	if err != nil {
+		return err
+	}
+	if _, _, err := s.getAccount(domain, mailbox); err != nil {
+		return err
+	}
+	if u.Bytes < 0 || u.Messages < 0 {
+		return mailcluster.Errorf(mailcluster.EINVALID, "Usage cannot be negative.")
+	}
+	u.UpdatedAt = s.now()
+	b, _ := json.Marshal(u)
+	_, err = s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.Usage(domain, mailbox), Value: b}})
+	return err
+}
+
+func reNodeNameish(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
+			return false
+		}
+	}
+	return true
+}

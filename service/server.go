@@ -1,0 +1,162 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"mailcluster/schema"
+
+	"mailcluster"
+)
+
+// ClusterLog returns cluster-log entries of this node, or of f.Node.
+// Errors: EINVALID, EFORBIDDEN, ENOTFOUND (unknown node), EUNAVAILABLE.
+func (s *Service) ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	if !mailcluster.ValidLogLevel(f.Level) {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Level must be info, warn or error.")
+	}
+	if f.Limit < 0 || f.Limit > 1000 {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Limit must be between 1 and 1000.")
+	}
+	if f.Node != "" && f.Node != s.NodeName {
+		r, ok := s.Cluster.(mailcluster.RemoteLogReader)
+		if !ok {
+			return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "There is no node %q here.", f.Node)
+		}
+		return r.NodeLog(ctx, f.Node, f)
+	}
+	if s.Events == nil {
+		return []mailcluster.ClusterEvent{}, nil
+	}
+	evs, err := s.Events.Events(5000)
+	if err != nil {
+		return nil, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster log cannot be read.", Err: err}
+	}
+	out := mailcluster.FilterEvents(evs, f)
+	if out == nil {
+		out = []mailcluster.ClusterEvent{}
+	}
+	return out, nil
+}
+
+// Servers lists the registered servers. Errors: EFORBIDDEN.
+func (s *Service) Servers(ctx context.Context) ([]mailcluster.Server, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	return s.RegisteredServers(), nil
+}
+
+// RegisteredServers returns the registered servers (no authorization).
+func (s *Service) RegisteredServers() []mailcluster.Server {
+	var out []mailcluster.Server
+	for _, kv := range s.store.List(schema.PrefixServers, "", 0) {
+		var sv mailcluster.Server
+		if json.Unmarshal(kv.Value, &sv) == nil {
+			out = append(out, sv)
+		}
+	}
+	return out
+}
+
+// RegisteredServer returns one registered server.
+func (s *Service) RegisteredServer(name string) (mailcluster.Server, bool) {
+	var sv mailcluster.Server
+	kv, ok := s.store.Get(schema.PrefixServers + name)
+	if !ok || json.Unmarshal(kv.Value, &sv) != nil {
+		return mailcluster.Server{}, false
+	}
+	return sv, true
+}
+
+// IsRegistered reports whether a node name is registered.
+func (s *Service) IsRegistered(name string) bool {
+	_, ok := s.store.Get(schema.PrefixServers + name)
+	return ok
+}
+
+// RegisterServer admits a node, found by name or address, after the
+// admission checks (primary only). A refusal is recorded in the cluster
+// log with its reason. Errors: EINVALID (refused, with the reason),
+// ECONFLICT (registered already), EFORBIDDEN, EREADONLY, EUNAVAILABLE.
+func (s *Service) RegisterServer(ctx context.Context, nameOrAddress string) (*mailcluster.Server, error) {
+	if err := authorizeServer(ctx); err != nil {
+		return nil, err
+	}
+	nameOrAddress = strings.TrimSpace(nameOrAddress)
+	if nameOrAddress == "" || len(nameOrAddress) > 255 || strings.ContainsAny(nameOrAddress, " \t\r\n") {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Give the node's name or its address (host:port or URL).")
+	}
+	if err := s.checkWritable(); err != nil {
+		return nil, err
+	}
+	if s.Admit == nil {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "A standalone node has no other servers to register.")
+	}
+	registered := s.RegisteredServers()
+	sv, err := s.Admit.Check(ctx, nameOrAddress, registered)
+	if err != nil {
+		if s.Events != nil {
+			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "registration-refused", Message: mailcluster.ErrorMessage(err),
+				Fields: map[string]string{"node": nameOrAddress}})
+		}
+		return nil, err
+	}
+	if _, ok := s.store.Get(schema.PrefixServers + sv.Name); ok {
+		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Node %s is registered already.", sv.Name)
+	}
+	sv.RegisteredAt = s.now()
+	b, _ := json.Marshal(sv)
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixServers + sv.Name, Value: b}}); err != nil {
+		return nil, conflictAs(err, "Node %s was registered concurrently.", sv.Name)
+	}
+	if s.Events != nil {
+		s.Events.Record(mailcluster.ClusterEvent{Event: "registration", Message: "a node was registered",
+			Fields: map[string]string{"node": sv.Name, "api": sv.APIURL, "version": sv.Version}})
+	}
+	return sv, nil
+}
+
+// RegisterSelf registers this node without checks: the first node of a
+// new cluster, which nobody else could admit (primary only).
+func (s *Service) RegisterSelf(ctx context.Context, sv mailcluster.Server) error {
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	sv.RegisteredAt = s.now()
+	b, _ := json.Marshal(sv)
+	_, err := s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixServers + sv.Name, Value: b}})
+	if mailcluster.ErrorCode(err) == mailcluster.ECONFLICT {
+		return nil
+	}
+	return err
+}
+
+// RemoveServer unregisters a node; it goes back to pending.
+// Errors: EINVALID, ENOTFOUND, ECONFLICT (the primary itself), EFORBIDDEN, EREADONLY.
+func (s *Service) RemoveServer(ctx context.Context, name string) error {
+	if err := authorizeServer(ctx); err != nil {
+		return err
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	kv, ok := s.store.Get(schema.PrefixServers + name)
+	if !ok {
+		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Node %q is not registered.", name)
+	}
+	if name == s.NodeName {
+		return mailcluster.Errorf(mailcluster.ECONFLICT, "The primary cannot unregister itself; switch over first.")
+	}
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
+		return err
+	}
+	if s.Events != nil {
+		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "unregistered", Message: "a node was unregistered", Fields: map[string]string{"node": name}})
+	}
+	return nil
+}
