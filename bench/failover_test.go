@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 // benchFailover measures, as integration/bench_test.go does, how long
@@ -21,7 +23,7 @@ func benchFailover(t *testing.T, c *Cluster, rec *recorder) {
 	}{{"SIGKILL", syscall.SIGKILL, 1.5}, {"SIGTERM", syscall.SIGTERM, 0.2}} {
 		var lat []time.Duration
 		for i := range trials {
-			p := c.WaitPrimary(t, 10*time.Second)
+			p := waitPrimary(t, c, 10*time.Second)
 			old := c.Nodes[p]
 			start := time.Now()
 			old.Signal(mode.sig)
@@ -41,9 +43,9 @@ func benchFailover(t *testing.T, c *Cluster, rec *recorder) {
 				time.Sleep(time.Millisecond)
 			}
 			lat = append(lat, time.Since(start))
-			<-old.done
+			old.Wait()
 			old.Restart(t)
-			eventually(t, 15*time.Second, "restarted node is a secondary", func() bool {
+			harness.Eventually(t, 15*time.Second, "restarted node is a secondary", func() bool {
 				h, code, ok := Health(old.BaseURL)
 				return ok && code == 200 && h.Role == "secondary"
 			})

@@ -23,8 +23,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -32,10 +30,9 @@ import (
 	"testing"
 	"text/tabwriter"
 	"time"
-)
 
-// binPath is the mailcluster binary built once by TestMain.
-var binPath string
+	"mailcluster/internal/harness"
+)
 
 // roleEnv makes the test binary serve as a baseline instead of testing
 // (see bareEcho).
@@ -48,21 +45,12 @@ func TestMain(m *testing.M) {
 	if os.Getenv("MAILCLUSTER_BENCH") == "" {
 		os.Exit(m.Run()) // TestBench skips
 	}
-	dir, err := os.MkdirTemp("", "mailcluster-bench-")
-	if err != nil {
+	if _, err := harness.Build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binPath = filepath.Join(dir, "mailcluster")
-	build := exec.Command("go", "build", "-o", binPath, "../cmd/mailcluster")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building mailcluster:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	harness.Close()
 	os.Exit(code)
 }
 
@@ -88,7 +76,7 @@ func TestBench(t *testing.T) {
 	}()
 	t.Run("cluster", func(t *testing.T) {
 		ran++
-		consul := StartConsul(t)
+		consul := harness.OwnConsul(t)
 		rec.mu.Lock()
 		rec.Machine["consul"] = "Consul " + consul.Version() + " (dev agent, state in memory)"
 		rec.mu.Unlock()

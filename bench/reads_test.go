@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"mailcluster/internal/harness"
 )
 
 // readWorkers is the number of concurrent keep-alive connections of the
@@ -23,14 +25,14 @@ const readWorkers = 16
 // XML-API GetUserInfo) against a bare Echo handler, in its own process,
 // that answers the same JSON from memory, all with the same client.
 func benchReads(t *testing.T, c *Cluster, rec *recorder) {
-	p := c.WaitPrimary(t, 10*time.Second)
+	p := waitPrimary(t, c, 10*time.Second)
 	primary, sec := c.Nodes[p], c.Nodes[c.Secondaries(p)[0]]
 	mustDo(t, "POST", primary.BaseURL+"/api/v1/domains", `{"name":"read.example"}`, 201)
 	mustDo(t, "POST", primary.BaseURL+"/api/v1/domains/read.example/accounts",
 		`{"mailbox":"alice","password":"alice-pass-123","fullName":"Alice Example","firstName":"Alice","lastName":"Example"}`, 201)
 	path := "/api/v1/domains/read.example/accounts/alice"
 	var body string
-	eventually(t, 5*time.Second, "account visible on the secondary", func() bool {
+	harness.Eventually(t, 5*time.Second, "account visible on the secondary", func() bool {
 		code, b, _ := tryDo(pollClient, "GET", sec.BaseURL+path, "", "")
 		body = b
 		return code == 200

@@ -19,7 +19,7 @@ import (
 // "secondary", each with its own client) have seen it.
 func benchReplication(t *testing.T, c *Cluster, rec *recorder) {
 	const iterations = 300
-	p := c.WaitPrimary(t, 10*time.Second)
+	p := waitPrimary(t, c, 10*time.Second)
 	primary := c.Nodes[p]
 	secs := c.Secondaries(p)
 	pclient := newLoadClient(1)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
+	"mailcluster/internal/harness"
 	"mailcluster/schema"
 )
 
@@ -26,8 +27,8 @@ func benchScale(t *testing.T, rec *recorder) {
 	nAcc := envInt("MAILCLUSTER_BENCH_ACCOUNTS", 100000, 1000, 200000)
 	nDom := max(1, nAcc/100)
 	label := fmt.Sprintf("%dk accounts", nAcc/1000)
-	consul := StartConsul(t)
-	c := &Cluster{t: t, Consul: consul, Name: fmt.Sprintf("scale-%d", time.Now().UnixNano()%100000), dir: t.TempDir()}
+	consul := harness.OwnConsul(t)
+	c := newCluster(t, consul, "scale")
 	prefix := "mailcluster/" + c.Name + "/"
 	client, err := consulapi.NewClient(&consulapi.Config{Address: consul.Addr})
 	if err != nil {
@@ -35,16 +36,16 @@ func benchScale(t *testing.T, rec *recorder) {
 	}
 
 	// The first node bootstraps the cluster (settings, admin, registers itself).
-	s0 := c.NewNode("s0", true)
+	s0 := c.NewNode("s0", "--auto-admit")
 	c.Nodes = []*Node{s0}
 	waitPrimary := func(n *Node) {
-		eventually(t, 60*time.Second, "s0 is a healthy primary", func() bool {
+		harness.Eventually(t, 60*time.Second, "s0 is a healthy primary", func() bool {
 			h, code, ok := Health(n.BaseURL)
 			return ok && code == 200 && h.Role == "primary"
 		})
 	}
 	waitPrimary(s0)
-	eventually(t, 10*time.Second, "s0 registered", func() bool {
+	harness.Eventually(t, 10*time.Second, "s0 registered", func() bool {
 		code, out, _ := tryDo(pollClient, "GET", s0.BaseURL+"/api/v1/cluster/servers", "", "")
 		return code == 200 && strings.Contains(out, `"name":"s0"`)
 	})
@@ -57,7 +58,7 @@ func benchScale(t *testing.T, rec *recorder) {
 	startEmpty, start200Empty := restartTimed(t, s0)
 	waitPrimary(s0)
 	h, _, _ := Health(s0.BaseURL)
-	sb := c.NewNode("sb", true)
+	sb := c.NewNode("sb", "--auto-admit")
 	catchEmpty := waitIndex(t, sb, h.Index, 30*time.Second)
 	isSecondary := func(n *Node) func() bool {
 		return func() bool {
@@ -65,7 +66,7 @@ func benchScale(t *testing.T, rec *recorder) {
 			return ok && code == 200 && h.Role == "secondary"
 		}
 	}
-	if !waitFor(30*time.Second, isSecondary(sb)) {
+	if !harness.WaitFor(30*time.Second, isSecondary(sb)) {
 		t.Logf("sb was not admitted as a secondary within 30s")
 	}
 	sb.Stop()
@@ -115,12 +116,12 @@ func benchScale(t *testing.T, rec *recorder) {
 	}
 	rawList := time.Since(t0)
 	h, _, _ = Health(s0.BaseURL)
-	s1 := c.NewNode("s1", true)
+	s1 := c.NewNode("s1", "--auto-admit")
 	stop = profile(t, s1.Pid(), "scale-catchup")
 	catch := waitIndex(t, s1, h.Index, 120*time.Second)
 	stop()
 	c.Nodes = append(c.Nodes, s1)
-	if !waitFor(30*time.Second, isSecondary(s1)) {
+	if !harness.WaitFor(30*time.Second, isSecondary(s1)) {
 		t.Logf("s1 was not admitted as a secondary within 30s")
 	}
 	time.Sleep(2 * time.Second)

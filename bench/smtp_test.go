@@ -1,16 +1,15 @@
 package bench_test
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mailcluster/internal/harness"
 )
 
 // smtpClients is the number of concurrent SMTP clients, one connection
@@ -40,7 +39,7 @@ func benchSMTP(t *testing.T, rec *recorder) {
 	t.Logf("mailcluster, one mailbox per client: %d messages, %.0f/s, errors %d (%v)", spread.N, spread.PerSec(), spread.Errors, spread.FirstErr)
 	n.Stop()
 
-	sinkAddr := startSMTPSink(t)
+	sinkAddr := harness.StartSMTPSink(t)
 	sink := smtpLoad(sinkAddr, body, dur, one)
 	t.Logf("smtp-sink: %d messages, %.0f/s, errors %d (%v)", sink.N, sink.PerSec(), sink.Errors, sink.FirstErr)
 	if err := errOK(mc); err != nil {
@@ -100,37 +99,4 @@ func smtpLoad(addr, body string, dur time.Duration, rcpt func(w int) string) loa
 		}
 		return nil
 	})
-}
-
-// startSMTPSink runs Postfix's smtp-sink (make bench-deps) on a free
-// loopback port; it is stopped on cleanup.
-func startSMTPSink(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("smtp-sink")
-	if err != nil {
-		bin = "/usr/sbin/smtp-sink"
-	}
-	ports, err := freePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-u", "nobody", "-c", addr, "256")
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("smtp-sink (make bench-deps installs postfix): %v", err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("smtp-sink did not listen")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

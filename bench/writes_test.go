@@ -21,7 +21,7 @@ import (
 // Consul client library and defaults as the node uses. Domain creates
 // (no bcrypt hash) are measured the same way, for information.
 func benchWrites(t *testing.T, c *Cluster, rec *recorder) {
-	mustDo(t, "POST", c.Nodes[c.WaitPrimary(t, 10*time.Second)].BaseURL+"/api/v1/domains", `{"name":"write.example"}`, 201)
+	mustDo(t, "POST", c.Nodes[waitPrimary(t, c, 10*time.Second)].BaseURL+"/api/v1/domains", `{"name":"write.example"}`, 201)
 	dur := loadDuration()
 
 	raw := newRawWriter(t, c.Consul.Addr, "bench-raw-"+c.Name)
@@ -73,11 +73,11 @@ func benchWrites(t *testing.T, c *Cluster, rec *recorder) {
 		for _, conc := range []int{1, 32} {
 			// The raw baseline first, once the nodes are done with the
 			// previous load (they list the grown prefix for a while).
-			c.settle(t, 30*time.Second)
+			settle(t, c, 30*time.Second)
 			base := runLoad(conc, dur, 0, func(_ int, seq int64) error {
 				return raw.create(fmt.Sprintf("%s/%d/%d", kind.what, conc, seq), kind.rawValue, kind.rawCheck)
 			})
-			primary := c.Nodes[c.WaitPrimary(t, 30*time.Second)] // it changes when the primary stepped down under load
+			primary := c.Nodes[waitPrimary(t, c, 30*time.Second)] // it changes when the primary stepped down under load
 			client := newLoadClient(conc)
 			stop := profile(t, primary.Pid(), fmt.Sprintf("writes-%s-%d", kind.what, conc))
 			api := runLoad(conc, dur, 0, httpOp(client, 201, post(primary.BaseURL+kind.path, kind.body(conc))))

@@ -9,15 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 // joiner starts a node that asks to join cluster c (without --auto-admit)
 // with its own data dir and extra arguments.
 func joiner(t *testing.T, c *Cluster, name string, env []string, args ...string) *Node {
 	t.Helper()
-	full := []string{"serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--node-name", name,
-		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0"}
-	return startJoiner(t, env, append(full, args...)...)
+	return startJoiner(t, env, append(c.NodeArgs(name, t.TempDir()), args...)...)
 }
 
 func startJoiner(t *testing.T, env []string, args ...string) *Node {
@@ -26,7 +26,7 @@ func startJoiner(t *testing.T, env []string, args ...string) *Node {
 }
 
 func role(n *Node) string {
-	h, _ := Health(n)
+	h, _ := n.Health()
 	return h.Role
 }
 
@@ -49,7 +49,7 @@ func clusterLog(t *testing.T, n *Node, query string) string {
 // as pending (no configuration served, no mail, no election) until an
 // admin registers it on the primary.
 func TestClusterPendingThenRegistered(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 1, map[int][]string{0: {"--auto-admit=false"}})
+	c := StartCluster(t, harness.SharedConsul(t), 1, map[int][]string{0: {"--auto-admit=false"}})
 	p := c.WaitPrimary(10 * time.Second)
 	primary := c.Nodes[p]
 	n := joiner(t, c, "late", nil)
@@ -92,7 +92,7 @@ func TestClusterPendingThenRegistered(t *testing.T) {
 // answer and the cluster log.
 func TestClusterRefusals(t *testing.T) {
 	shared := t.TempDir()
-	c := StartCluster(t, SharedConsul(t), 1, map[int][]string{0: {"--auto-admit=false", "--shared-path", shared}})
+	c := StartCluster(t, harness.SharedConsul(t), 1, map[int][]string{0: {"--auto-admit=false", "--shared-path", shared}})
 	p := c.WaitPrimary(10 * time.Second)
 	primary := c.Nodes[p]
 	eventually(t, 5*time.Second, "probe written", func() bool {
@@ -166,7 +166,7 @@ func TestClusterRefusals(t *testing.T) {
 // TestClusterClockWarning fakes a secondary's clock 3 s ahead: the
 // primary's probe warns in the cluster log and the cluster status.
 func TestClusterClockWarning(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 2, map[int][]string{
+	c := StartCluster(t, harness.SharedConsul(t), 2, map[int][]string{
 		0: {"--probe-interval", "200ms"}, 1: {"--probe-interval", "200ms", "--test-clock-offset", "3s", "--never-primary"}})
 	p := c.WaitPrimary(10 * time.Second)
 	if p != 0 {
@@ -216,14 +216,13 @@ func buildOtherVersion(t *testing.T) string {
 // not become primary even when it is the only node left.
 func TestClusterUpgradedNode(t *testing.T) {
 	other := buildOtherVersion(t)
-	c := StartCluster(t, SharedConsul(t), 2, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 2, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	s := c.Secondaries(p)[0]
 	c.Nodes[s].Stop()
-	saved := binPath
-	binPath = other
+	c.Bin = other
 	c.Start(s)
-	binPath = saved
+	c.Bin = ""
 	eventually(t, 5*time.Second, "the upgraded node is flagged", func() bool {
 		code, body := admin(t, c.Nodes[p], "GET", "/api/v1/cluster", "")
 		return code == 200 && strings.Contains(body, "runs version 9.9.9-other")
@@ -241,7 +240,7 @@ func TestClusterUpgradedNode(t *testing.T) {
 // TestClusterZoneWarning starts a node in another time zone (TZ from the
 // system's zone database, package tzdata): the primary's clock probe warns.
 func TestClusterZoneWarning(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 1, map[int][]string{0: {"--probe-interval", "200ms"}})
+	c := StartCluster(t, harness.SharedConsul(t), 1, map[int][]string{0: {"--probe-interval", "200ms"}})
 	p := c.WaitPrimary(10 * time.Second)
 	if _, err := os.Stat("/usr/share/zoneinfo/Asia/Tokyo"); err != nil {
 		t.Fatal("the zone database is missing (Debian package tzdata)")

@@ -6,13 +6,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 // BenchmarkReplication measures the time from a write acknowledged by the
 // primary until it is readable on both secondaries of a three-node
 // cluster (each secondary polled in a tight loop over HTTP).
 func BenchmarkReplication(b *testing.B) {
-	c := StartCluster(b, SharedConsul(b), 3, nil)
+	c := StartCluster(b, harness.SharedConsul(b), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	primary := c.Nodes[p]
 	secs := c.Secondaries(p)
@@ -65,13 +67,13 @@ func BenchmarkFailover(b *testing.B) {
 		sig  syscall.Signal
 	}{{"SIGKILL", syscall.SIGKILL}, {"SIGTERM", syscall.SIGTERM}} {
 		b.Run(mode.name, func(b *testing.B) {
-			c := StartCluster(b, SharedConsul(b), 3, nil)
+			c := StartCluster(b, harness.SharedConsul(b), 3, nil)
 			var lat []time.Duration
 			for i := 0; b.Loop(); i++ {
 				p := c.WaitPrimary(10 * time.Second)
 				old := c.Nodes[p]
 				start := time.Now()
-				_ = old.cmd.Process.Signal(mode.sig)
+				_ = old.Signal(mode.sig)
 				deadline := start.Add(10 * time.Second)
 				for {
 					if ps := c.Primaries(); len(ps) == 1 && ps[0] != p {
@@ -87,10 +89,10 @@ func BenchmarkFailover(b *testing.B) {
 					time.Sleep(time.Millisecond)
 				}
 				lat = append(lat, time.Since(start))
-				<-old.done
+				old.Wait()
 				c.Start(p)
 				eventually(b, 10*time.Second, "restarted node is a secondary", func() bool {
-					h, ok := Health(c.Nodes[p])
+					h, ok := c.Nodes[p].Health()
 					return ok && h.Role == "secondary"
 				})
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"mailcluster/internal/harness"
 	"mailcluster/internal/testcert"
 )
 
@@ -96,7 +97,7 @@ func TestClusterCertificates(t *testing.T) {
 		t.Fatal("openssl is not installed: `make test` installs it")
 	}
 	https := []string{"--https-addr", "127.0.0.1:0"}
-	c := StartCluster(t, SharedConsul(t), 3, map[int][]string{0: https, 1: https, 2: https})
+	c := StartCluster(t, harness.SharedConsul(t), 3, map[int][]string{0: https, 1: https, 2: https})
 	p := c.WaitPrimary(10 * time.Second)
 	first := newTestCert(t, "mail.example.test")
 	importCert(t, c.Nodes[p], "mail", first)
@@ -186,13 +187,12 @@ func TestClusterCertificates(t *testing.T) {
 // TestClusterCertificateWrongSecret starts a node with another cluster
 // secret: it cannot unseal the key, and says so as unhealthy.
 func TestClusterCertificateWrongSecret(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 2, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 2, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	importCert(t, c.Nodes[p], "mail", newTestCert(t, "mail.example.test"))
 	dir := t.TempDir()
 	env := append([]string{"MAILCLUSTER_CLUSTER_SECRET=another-secret-0123456789"}, adminEnv...)
-	odd := StartProcess(t, env, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--node-name", "odd",
-		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0")
+	odd := StartProcess(t, env, c.NodeArgs("odd", dir)...)
 	eventually(t, 5*time.Second, "the node with the wrong secret reports unhealthy", func() bool {
 		code, body, err := tryDo("GET", odd.BaseURL+"/health", "", "", "", "")
 		return err == nil && code == 503 && strings.Contains(body, "cannot be unsealed")

@@ -10,10 +10,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 func TestClusterOnePrimaryAndReplication(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	time.Sleep(300 * time.Millisecond) // no second primary appears later
 	if ps := c.Primaries(); len(ps) != 1 || ps[0] != p {
@@ -46,7 +48,7 @@ func TestClusterOnePrimaryAndReplication(t *testing.T) {
 // TestClusterSecondaryRefusesWrites sends every write of both APIs to a
 // secondary: each is refused naming the primary, and nothing changes.
 func TestClusterSecondaryRefusesWrites(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 2, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 2, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	primary, sec := c.Nodes[p], c.Nodes[c.Secondaries(p)[0]]
 	if code, body := admin(t, primary, "POST", "/api/v1/domains", `{"name":"example.com"}`); code != 201 {
@@ -59,7 +61,7 @@ func TestClusterSecondaryRefusesWrites(t *testing.T) {
 		code, _ := admin(t, sec, "GET", "/api/v1/domains/example.com/accounts/alice", "")
 		return code == 200
 	})
-	before, _ := Health(primary)
+	before, _ := primary.Health()
 	primaryURL := primary.BaseURL
 	rest := []struct{ method, path, body string }{
 		{"POST", "/api/v1/domains", `{"name":"new.com"}`},
@@ -104,8 +106,8 @@ func TestClusterSecondaryRefusesWrites(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	after, _ := Health(primary)
-	afterSec, _ := Health(sec)
+	after, _ := primary.Health()
+	afterSec, _ := sec.Health()
 	if after.Index != before.Index || afterSec.Index != before.Index {
 		t.Fatalf("refused writes changed the state: index %d -> primary %d, secondary %d", before.Index, after.Index, afterSec.Index)
 	}
@@ -118,17 +120,17 @@ func TestClusterSecondaryRefusesWrites(t *testing.T) {
 // over and accepts writes; the killed node rejoins as a secondary and
 // catches up.
 func TestClusterFailoverKill(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	old := c.Nodes[p]
 	if code, body := admin(t, old, "POST", "/api/v1/domains", `{"name":"before.com"}`); code != 201 {
 		t.Fatalf("create domain: %d %s", code, body)
 	}
 	start := time.Now()
-	if err := old.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := old.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-old.done
+	old.Wait()
 	var newP int
 	eventually(t, 10*time.Second, "a new primary accepts writes", func() bool {
 		ps := c.Primaries()
@@ -145,7 +147,7 @@ func TestClusterFailoverKill(t *testing.T) {
 	}
 	back := c.Start(p)
 	eventually(t, 5*time.Second, "killed node rejoined as a secondary and caught up", func() bool {
-		h, ok := Health(back)
+		h, ok := back.Health()
 		if !ok || h.Role != "secondary" {
 			return false
 		}
@@ -160,7 +162,7 @@ func TestClusterFailoverKill(t *testing.T) {
 // TestClusterGracefulHandover stops the primary with SIGTERM: it releases
 // the lock and another node takes over at once.
 func TestClusterGracefulHandover(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	start := time.Now()
 	c.Nodes[p].Stop()
@@ -181,7 +183,7 @@ func TestClusterGracefulHandover(t *testing.T) {
 
 // TestClusterSwitchover moves the primary role to a named node.
 func TestClusterSwitchover(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	target := c.Secondaries(p)[1]
 	eventually(t, 5*time.Second, "all nodes registered and healthy", func() bool {
@@ -205,14 +207,14 @@ func TestClusterSwitchover(t *testing.T) {
 // TestClusterNeverPrimary keeps a node out of the election even when it is
 // the only one left.
 func TestClusterNeverPrimary(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 2, map[int][]string{1: {"--never-primary"}})
+	c := StartCluster(t, harness.SharedConsul(t), 2, map[int][]string{1: {"--never-primary"}})
 	p := c.WaitPrimary(10 * time.Second)
 	if p != 0 {
 		t.Fatalf("the never-primary node n1 became primary")
 	}
 	c.Nodes[0].Stop()
 	time.Sleep(1500 * time.Millisecond)
-	if h, _ := Health(c.Nodes[1]); h.Role == "primary" {
+	if h, _ := c.Nodes[1].Health(); h.Role == "primary" {
 		t.Fatal("the never-primary node took over")
 	}
 	code, body := admin(t, c.Nodes[1], "POST", "/api/v1/domains", `{"name":"x.com"}`)
@@ -223,7 +225,7 @@ func TestClusterNeverPrimary(t *testing.T) {
 
 // TestClusterLocalEditOverwritten edits a secondary's ini file by hand.
 func TestClusterLocalEditOverwritten(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 2, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 2, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	sec := c.Nodes[c.Secondaries(p)[0]]
 	ini := filepath.Join(sec.DataDir, "app", "mailcluster.ini")
@@ -249,7 +251,7 @@ func TestClusterLocalEditOverwritten(t *testing.T) {
 // TestClusterStatusAndRegistration checks /api/v1/cluster on every node and
 // the Consul service registrations.
 func TestClusterStatusAndRegistration(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	for i, n := range c.Nodes {
 		var st struct {
@@ -334,7 +336,7 @@ func TestClusterStatusAndRegistration(t *testing.T) {
 // its snapshot and refuses writes; a node restarted meanwhile serves its
 // last known data.
 func TestClusterConsulDown(t *testing.T) {
-	consul := OwnConsul(t)
+	consul := harness.OwnConsul(t)
 	c := StartCluster(t, consul, 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	if code, body := admin(t, c.Nodes[p], "POST", "/api/v1/domains", `{"name":"kept.com"}`); code != 201 {

@@ -1,121 +1,16 @@
 package integration_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
-
-// ConsulServers is a cluster of three Consul servers on 127.0.0.1 (distinct
-// ports, one data dir each), so that a server can be stopped and started
-// again with its state.
-type ConsulServers struct {
-	Agents      []*Consul
-	serverPorts []int // each agent's Raft (server RPC) port
-}
-
-// StartConsulServers starts three Consul servers that join each other
-// (-bootstrap-expect 3, -retry-join) and waits until they have a leader.
-// Raft runs with raft_multiplier 1 (Consul's recommendation for production;
-// its default of 5 suits slow development machines): losing the leader
-// costs about 2.5-4.5 s here (measured; with 2 it was 5-6.5 s).
-func StartConsulServers(t *testing.T) *ConsulServers {
-	t.Helper()
-	bin, err := consulBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports, err := freePorts(12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := &ConsulServers{}
-	for i := range 3 {
-		p := ports[4*i : 4*i+4] // http, serf LAN, serf WAN, server
-		a := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(p[0])}
-		a.args = []string{"agent", "-server", "-bootstrap-expect", "3", "-data-dir", t.TempDir(),
-			"-node", fmt.Sprintf("it-consul-%d", i), "-bind", "127.0.0.1", "-client", "127.0.0.1",
-			"-http-port", strconv.Itoa(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-			"-serf-lan-port", strconv.Itoa(p[1]), "-serf-wan-port", strconv.Itoa(p[2]), "-server-port", strconv.Itoa(p[3]),
-			"-retry-interval", "1s", "-log-level", "warn", "-hcl", "performance { raft_multiplier = 1 }"}
-		for j := range 3 {
-			if j != i {
-				a.args = append(a.args, "-retry-join", "127.0.0.1:"+strconv.Itoa(ports[4*j+1]))
-			}
-		}
-		cs.Agents = append(cs.Agents, a)
-		cs.serverPorts = append(cs.serverPorts, p[3])
-	}
-	t.Cleanup(func() {
-		for i, a := range cs.Agents {
-			if a.cmd != nil && a.cmd.Process != nil {
-				a.Stop()
-				if t.Failed() {
-					t.Logf("consul server it-consul-%d output:\n%s", i, a.Output())
-				}
-			}
-		}
-	})
-	if err := cs.start(bin, 0, 1, 2); err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
-
-// start starts the agents i at once and waits until each sees a leader.
-func (cs *ConsulServers) start(bin string, idx ...int) error {
-	errs := make([]error, len(idx))
-	var wg sync.WaitGroup
-	for k, i := range idx {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[k] = cs.Agents[i].start(bin) }()
-	}
-	wg.Wait()
-	for k, err := range errs {
-		if err != nil {
-			return fmt.Errorf("consul server %d: %w", idx[k], err)
-		}
-	}
-	return nil
-}
-
-// Restart starts stopped agents again with their data dirs and ports.
-func (cs *ConsulServers) Restart(t *testing.T, idx ...int) {
-	t.Helper()
-	bin, err := consulBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cs.start(bin, idx...); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// Leader returns the index of the Raft leader as seen by agent via, or -1.
-func (cs *ConsulServers) Leader(via int) int {
-	client := &http.Client{Timeout: time.Second}
-	resp, err := client.Get("http://" + cs.Agents[via].Addr + "/v1/status/leader")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var addr string
-	if json.NewDecoder(resp.Body).Decode(&addr) != nil {
-		return -1
-	}
-	for i, p := range cs.serverPorts {
-		if strings.HasSuffix(addr, ":"+strconv.Itoa(p)) {
-			return i
-		}
-	}
-	return -1
-}
 
 // writeDirect creates a domain on one node; code 0 when no answer came.
 func writeDirect(n *Node, name string) (int, time.Duration) {
@@ -162,7 +57,7 @@ func writeViaPrimary(nodes []*Node, name string) int {
 //     attached to them catch up.
 func TestFaultConsulServers(t *testing.T) {
 	testStart := time.Now()
-	cs := StartConsulServers(t)
+	cs := harness.StartConsulServers(t)
 	t.Logf("three Consul servers up after %s, leader it-consul-%d", time.Since(testStart).Round(time.Millisecond), cs.Leader(0))
 	extra := map[int][]string{}
 	for i, a := range cs.Agents {
@@ -350,7 +245,7 @@ func TestFaultConsulServers(t *testing.T) {
 			t.Fatalf("n%d lacks an acknowledged write without quorum", i)
 		}
 	}
-	h, _ := Health(primary)
+	h, _ := primary.Health()
 	t.Logf("n%d %s after losing quorum reports role %q, status %q (it steps down only when its own watch of Consul fails)",
 		p, time.Since(lostAt).Round(time.Millisecond), h.Role, h.Status)
 	if t.Failed() {
@@ -377,7 +272,7 @@ func TestFaultConsulServers(t *testing.T) {
 	allBack := eventually(t, 20*time.Second, "every node healthy with every acknowledged write", func() bool {
 		roles := map[string]int{}
 		for _, n := range c.Nodes {
-			h, ok := Health(n)
+			h, ok := n.Health()
 			if !ok || h.Status != "ok" {
 				return false
 			}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mailcluster/internal/harness"
 )
 
 // writeResult is the outcome of one write of the load client.
@@ -215,7 +217,7 @@ func TestFaultFailoverUnderLoad(t *testing.T) {
 		pause   = 3 * time.Second // the session TTL is 1 s (the default)
 	)
 	testStart := time.Now()
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	c.WaitPrimary(10 * time.Second)
 
 	w := &loadWriter{urls: make([]string, len(c.Nodes))}
@@ -248,16 +250,16 @@ func TestFaultFailoverUnderLoad(t *testing.T) {
 		waitFlowing(fmt.Sprintf("kill %d: writes flow through n%d", k+1, p))
 		old := c.Nodes[p]
 		killedAt := time.Now()
-		if err := old.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := old.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-old.done
+		old.Wait()
 		n := c.Start(p)
 		w.setURL(p, n.BaseURL)
 		gap := waitAck(t, w, killedAt, old.BaseURL, 10*time.Second, fmt.Sprintf("kill %d: another node acknowledges a write", k+1))
 		killGaps = append(killGaps, gap)
 		eventually(t, 10*time.Second, fmt.Sprintf("kill %d: n%d back", k+1, p), func() bool {
-			h, ok := Health(n)
+			h, ok := n.Health()
 			return ok && (h.Role == "secondary" || h.Role == "primary")
 		})
 	}
@@ -269,11 +271,11 @@ func TestFaultFailoverUnderLoad(t *testing.T) {
 	waitFlowing(fmt.Sprintf("writes flow through n%d before SIGSTOP", p))
 	old := c.Nodes[p]
 	oldURL := old.BaseURL
-	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := old.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	stoppedAt := time.Now()
-	cont := sync.OnceFunc(func() { _ = old.cmd.Process.Signal(syscall.SIGCONT) })
+	cont := sync.OnceFunc(func() { _ = old.Resume() })
 	t.Cleanup(cont)
 
 	// The second client writes directly to the paused primary: a new
@@ -321,7 +323,7 @@ func TestFaultFailoverUnderLoad(t *testing.T) {
 	close(directStop)
 	dwg.Wait()
 	eventually(t, 5*time.Second, "the resumed node is a secondary", func() bool {
-		h, ok := Health(old)
+		h, ok := old.Health()
 		return ok && h.Role == "secondary"
 	})
 	t.Logf("SIGSTOP for %s: a new primary acknowledged a write %s after the pause began (the load clients time out after 1.5 s)",

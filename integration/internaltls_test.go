@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 // TestClusterInternalTLS starts two nodes with HTTPS listeners: each
@@ -15,7 +17,7 @@ import (
 // certificate. The access log names the calling node, "/tls" over HTTPS.
 func TestClusterInternalTLS(t *testing.T) {
 	https := []string{"--https-addr", "127.0.0.1:0"}
-	c := StartCluster(t, SharedConsul(t), 2, map[int][]string{0: https, 1: https})
+	c := StartCluster(t, harness.SharedConsul(t), 2, map[int][]string{0: https, 1: https})
 	p := c.WaitPrimary(10 * time.Second)
 	s := 1 - p
 	primary, secondary := c.Nodes[p], c.Nodes[s]

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 // haproxyConfig turns docs/haproxy.cfg (the documented configuration)
@@ -111,9 +113,9 @@ func TestLoadBalancerHAProxy(t *testing.T) {
 	for i := range 3 {
 		extra[i] = []string{"--smtp-hostname", fmt.Sprintf("n%d.test", i)}
 	}
-	c := StartCluster(t, SharedConsul(t), 3, extra)
+	c := StartCluster(t, harness.SharedConsul(t), 3, extra)
 	p := c.WaitPrimary(10 * time.Second)
-	ports, err := freePorts(3)
+	ports, err := harness.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +167,8 @@ func TestLoadBalancerHAProxy(t *testing.T) {
 
 	// Kill the primary: writes through HAProxy succeed again soon.
 	start := time.Now()
-	_ = c.Nodes[p].cmd.Process.Signal(syscall.SIGKILL)
-	<-c.Nodes[p].done
+	_ = c.Nodes[p].Signal(syscall.SIGKILL)
+	c.Nodes[p].Wait()
 	eventually(t, 10*time.Second, "XML-API writes through HAProxy after the primary was killed", func() bool {
 		ok, _ := xmlCreateDomain(client, lb, fmt.Sprintf("after-%d.example", time.Now().UnixNano()))
 		return ok

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mailcluster/internal/harness"
 )
 
 // swaks sends one message with the swaks client (a real, independent SMTP
@@ -90,7 +92,7 @@ func allMessages(t testing.TB, n *Node, addr string) map[string]string {
 
 func setupMailCluster(t *testing.T, n int, extra map[int][]string) (*Cluster, int) {
 	t.Helper()
-	c := StartCluster(t, SharedConsul(t), n, extra)
+	c := StartCluster(t, harness.SharedConsul(t), n, extra)
 	p := c.WaitPrimary(10 * time.Second)
 	if code, body := admin(t, c.Nodes[p], "POST", "/api/v1/domains", `{"name":"example.com"}`); code != 201 {
 		t.Fatalf("create domain: %d %s", code, body)
@@ -232,8 +234,8 @@ func TestClusterMailKill(t *testing.T) {
 		}()
 	}
 	time.Sleep(700 * time.Millisecond)
-	_ = victim.cmd.Process.Signal(syscall.SIGKILL)
-	<-victim.done
+	_ = victim.Signal(syscall.SIGKILL)
+	victim.Wait()
 	close(stop)
 	wg.Wait()
 	mu.Lock()

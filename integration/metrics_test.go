@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mailcluster/internal/harness"
 )
 
 // metricSample is one series of a /metrics scrape.
@@ -238,7 +240,7 @@ func TestMetricsStandalone(t *testing.T) {
 // TestMetricsCluster checks the role and replication metrics of a
 // two-node cluster.
 func TestMetricsCluster(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 2, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 2, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	s := c.Secondaries(p)[0]
 	if code, body := admin(t, c.Nodes[p], "POST", "/api/v1/domains", `{"name":"metrics.example"}`); code != 201 {

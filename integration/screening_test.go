@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailcluster/internal/harness"
 )
 
 // fromIP sends an HTTP request whose source address is ip (a loopback
@@ -61,7 +63,7 @@ func setScreening(t *testing.T, n *Node, kv map[string]string) {
 // the primary blocks the address, and the third node refuses it within a
 // second, on the APIs and at SMTP connect.
 func TestClusterScreeningBlock(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	setScreening(t, c.Nodes[p], map[string]string{"IPFailures": "4"})
 	secs := c.Secondaries(p)
@@ -125,7 +127,7 @@ var reToken = regexp.MustCompile(`(?m)^\s{4}([A-Z2-7]{20,})\s*$`)
 // logins; the token mailed to the account thaws it on the primary, and it
 // can log in on every node.
 func TestClusterScreeningThawByToken(t *testing.T) {
-	c := StartCluster(t, SharedConsul(t), 3, nil)
+	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	primary := c.Nodes[p]
 	setScreening(t, primary, map[string]string{"AccountFailures": "3", "IPFailures": "100"})
@@ -185,7 +187,7 @@ func TestClusterScreeningThawByToken(t *testing.T) {
 // are counted by the primary (the address is blocked cluster-wide), and
 // the primary's view wins over the secondary's own decision.
 func TestClusterScreeningConsulDown(t *testing.T) {
-	consul := PersistentConsul(t)
+	consul := harness.PersistentConsul(t)
 	c := StartCluster(t, consul, 3, nil)
 	p := c.WaitPrimary(15 * time.Second)
 	setScreening(t, c.Nodes[p], map[string]string{"IPFailures": "3"})

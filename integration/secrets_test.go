@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"mailcluster/internal/harness"
 	"mailcluster/internal/nodeauth"
 )
 
@@ -54,7 +55,7 @@ func submitFrom(ip, addr string, mech sasl.Client) (*smtp.Client, error) {
 // account's mailbox).
 func TestSecretsNotLogged(t *testing.T) {
 	debug := []string{"--log-level", "debug"}
-	c := StartCluster(t, SharedConsul(t), 3, map[int][]string{0: debug, 1: debug, 2: debug})
+	c := StartCluster(t, harness.SharedConsul(t), 3, map[int][]string{0: debug, 1: debug, 2: debug})
 	p := c.WaitPrimary(10 * time.Second)
 	primary := c.Nodes[p]
 

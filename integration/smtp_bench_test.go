@@ -1,17 +1,15 @@
 package integration_test
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"net"
-	"os/exec"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mailcluster/internal/harness"
 )
 
 // BenchmarkSMTP measures messages per second for 10 KiB messages sent by
@@ -32,35 +30,7 @@ func BenchmarkSMTP(b *testing.B) {
 		runSMTPLoad(b, n.SMTP, body)
 	})
 	b.Run("smtp-sink", func(b *testing.B) {
-		bin, err := exec.LookPath("smtp-sink")
-		if err != nil {
-			bin = "/usr/sbin/smtp-sink"
-		}
-		ports, err := freePorts(1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, bin, "-u", "nobody", "-c", addr, "256")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			cancel()
-			b.Fatalf("smtp-sink (make bench-deps installs postfix): %v", err)
-		}
-		b.Cleanup(func() { cancel(); _ = cmd.Wait() })
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if c, err := net.Dial("tcp", addr); err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("smtp-sink did not listen: %s", out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		addr := harness.StartSMTPSink(b)
 		runSMTPLoad(b, addr, body)
 	})
 }
@@ -76,7 +46,7 @@ func tenKiB() string {
 
 // runSMTPLoad sends b.N messages from 8 concurrent clients.
 func runSMTPLoad(b *testing.B, addr, body string) {
-	b.SetParallelism(max(1, 8/runtimeProcs()))
+	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
 	var sent, failed atomic.Int64
 	b.ResetTimer()
 	start := time.Now()
