@@ -2,9 +2,7 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"regexp"
 	"sort"
@@ -14,9 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"mailcluster"
-	"mailcluster/api"
 	"mailcluster/openapi"
-	"mailcluster/service"
+	"mailcluster/schema"
 )
 
 // TestRoutesMatchSpec fails when Echo serves an operation the spec does
@@ -298,32 +295,43 @@ func TestRequestErrors(t *testing.T) {
 	})
 }
 
-// faultyService fails in ways the real Service does not, to check that
-// internal errors and panics never reach a client.
-type faultyService struct {
-	*service.Service
-}
+// faultyStore fails in ways the real stores do not, to check that
+// internal errors and panics never reach a client: a damaged domain record
+// and a panic when the settings are listed.
+type faultyStore struct{ mailcluster.Store }
 
 const internalSecret = "open /secret/state.db: disk on fire"
 
-func (faultyService) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error) {
-	return nil, errors.New(internalSecret)
+func (s faultyStore) List(prefix, after string, limit int) []mailcluster.KV {
+	switch prefix {
+	case schema.PrefixDomains:
+		return []mailcluster.KV{{Key: schema.Domain("broken.test"), Value: []byte(internalSecret), ModifyIndex: 1}}
+	case schema.PrefixSettings:
+		panic(internalSecret)
+	}
+	return s.Store.List(prefix, after, limit)
 }
 
-func (faultyService) SettingsFiles(ctx context.Context) ([]string, error) {
-	panic(internalSecret)
+func (s faultyStore) Get(key string) (mailcluster.KV, bool) {
+	if key == schema.Domain("broken.test") {
+		return mailcluster.KV{Key: key, Value: []byte(internalSecret), ModifyIndex: 1}, true
+	}
+	return s.Store.Get(key)
 }
 
 func TestInternalErrors(t *testing.T) {
-	env := MustOpenEnv(t, WithService(func(s *service.Service) api.Service { return faultyService{s} }))
+	env := MustOpenEnv(t, WithFaultyStore(func(st mailcluster.Store) mailcluster.Store { return faultyStore{st} }))
 	env.Admin.Secret(internalSecret)
-	for _, path := range []string{"/api/v1/domains", "/api/v1/settings"} {
-		t.Run(path, func(t *testing.T) {
-			p := env.Admin.Get(t, path).ExpectProblem(t, http.StatusInternalServerError, "internal")
-			if strings.Contains(p.Detail, "disk") {
+	for _, tc := range []struct{ path, logged string }{
+		{"/api/v1/domains", "A stored domain record is damaged"},
+		{"/api/v1/settings", "disk on fire"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			p := env.Admin.Get(t, tc.path).ExpectProblem(t, http.StatusInternalServerError, "internal")
+			if strings.Contains(p.Detail, "disk") || strings.Contains(p.Detail, "damaged") {
 				t.Errorf("detail leaks the cause: %q", p.Detail)
 			}
-			if !strings.Contains(env.Log.String(), "disk on fire") {
+			if !strings.Contains(env.Log.String(), tc.logged) {
 				t.Error("the cause was not logged")
 			}
 		})

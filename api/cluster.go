@@ -48,7 +48,7 @@ type switchoverResponse struct {
 	Target string `json:"target"`
 }
 
-// serverResponse is the JSON form of mailcluster.Server (a registered node).
+// serverResponse is the JSON form of mailcluster.Member (a registered node).
 type serverResponse struct {
 	Name         string    `json:"name"`
 	APIURL       string    `json:"apiUrl"`
@@ -68,7 +68,7 @@ type serverRegisterRequest struct {
 	Node string `json:"node"`
 }
 
-func newServerResponse(sv *mailcluster.Server) serverResponse {
+func newServerResponse(sv *mailcluster.Member) serverResponse {
 	return serverResponse{Name: sv.Name, APIURL: sv.APIURL, NodeKeyID: sv.NodeKeyID, Version: sv.Version, TimeZone: sv.TimeZone,
 		RegisteredAt: sv.RegisteredAt.UTC()}
 }
@@ -119,7 +119,7 @@ func (s *Server) handleClusterSwitchover(c echo.Context) error {
 // handleServerList answers GET /api/v1/cluster/servers with the
 // registered servers, sorted by name.
 func (s *Server) handleServerList(c echo.Context) error {
-	svs, err := s.svc.Servers(c.Request().Context())
+	svs, err := s.svc.Members(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (s *Server) handleServerRegister(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	sv, err := s.svc.RegisterServer(c.Request().Context(), in.Node)
+	sv, err := s.svc.AddMember(c.Request().Context(), in.Node)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (s *Server) handleServerRegister(c echo.Context) error {
 // handleServerRemove answers DELETE /api/v1/cluster/servers/{name}: the
 // node is unregistered and goes back to pending.
 func (s *Server) handleServerRemove(c echo.Context) error {
-	if err := s.svc.RemoveServer(c.Request().Context(), pathParam(c, "name")); err != nil {
+	if err := s.svc.RemoveMember(c.Request().Context(), pathParam(c, "name")); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -134,7 +134,7 @@ func TestHealthFields(t *testing.T) {
 // fakeAdmission is a mailcluster.Admission over a fixed set of nodes,
 // found by name or by address; it records what it was asked.
 type fakeAdmission struct {
-	nodes   map[string]mailcluster.Server // by name and by address
+	nodes   map[string]mailcluster.Member // by name and by address
 	refused map[string]string             // name or address -> reason
 	down    map[string]bool               // unreachable
 
@@ -146,8 +146,8 @@ type fakeAdmission struct {
 var _ mailcluster.Admission = (*fakeAdmission)(nil)
 
 func newFakeAdmission() *fakeAdmission {
-	f := &fakeAdmission{nodes: map[string]mailcluster.Server{}, refused: map[string]string{}, down: map[string]bool{}}
-	for _, sv := range []mailcluster.Server{
+	f := &fakeAdmission{nodes: map[string]mailcluster.Member{}, refused: map[string]string{}, down: map[string]bool{}}
+	for _, sv := range []mailcluster.Member{
 		{Name: "node1", APIURL: primaryURL, NodeKeyID: "k1", Version: mailcluster.Version, TimeZone: "UTC"},
 		{Name: "node2", APIURL: "http://127.0.0.2:8080", NodeKeyID: "k2", Version: mailcluster.Version, TimeZone: "UTC"},
 		{Name: "node3", APIURL: "http://127.0.0.3:8080", NodeKeyID: "k3", Version: mailcluster.Version, TimeZone: "CET"},
@@ -161,7 +161,7 @@ func newFakeAdmission() *fakeAdmission {
 	return f
 }
 
-func (f *fakeAdmission) Check(_ context.Context, nameOrAddress string, registered []mailcluster.Server) (*mailcluster.Server, error) {
+func (f *fakeAdmission) Check(_ context.Context, nameOrAddress string, registered []mailcluster.Member) (*mailcluster.Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, nameOrAddress)

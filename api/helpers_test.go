@@ -91,7 +91,7 @@ type EnvOption func(*envConfig)
 
 type envConfig struct {
 	bodyLimit int64
-	svc       func(*service.Service) api.Service
+	faulty    func(mailcluster.Store) mailcluster.Store
 	noXMLAPI  bool
 	noMail    bool
 	noKey     bool
@@ -120,9 +120,10 @@ func WithXMLAPI(f func(*service.Service) http.Handler) EnvOption {
 // WithBodyLimit sets Config.BodyLimit.
 func WithBodyLimit(n int64) EnvOption { return func(c *envConfig) { c.bodyLimit = n } }
 
-// WithService wraps the real Service (to inject faults).
-func WithService(f func(*service.Service) api.Service) EnvOption {
-	return func(c *envConfig) { c.svc = f }
+// WithFaultyStore serves the API from a Service over f(store), the node's
+// store with faults injected (the node itself keeps the real one).
+func WithFaultyStore(f func(mailcluster.Store) mailcluster.Store) EnvOption {
+	return func(c *envConfig) { c.faulty = f }
 }
 
 // WithoutXMLAPI leaves Config.XMLAPI nil.
@@ -206,9 +207,10 @@ func (e *Env) start(tb testing.TB, svc *service.Service, logger *slog.Logger, se
 	for _, o := range opts {
 		o(&cfg)
 	}
-	var asvc api.Service = svc
-	if cfg.svc != nil {
-		asvc = cfg.svc(svc)
+	asvc := svc
+	if cfg.faulty != nil {
+		asvc = service.NewService(cfg.faulty(e.Store), mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger)
+		asvc.NodeName = "node1"
 	}
 	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalKey: internalKey, TrustedProxies: cfg.trusted,
 		Metrics: cfg.metrics}

@@ -131,7 +131,7 @@ func (s *Server) handleMessageGet(c echo.Context) error {
 }
 
 // handleMessageDelete answers DELETE /api/v1/domains/{domain}/accounts/{mailbox}/messages/{id}.
-// It is allowed on secondaries: deleting mail is not a configuration change.
+// Which nodes may delete mail is the Service's rule (FindMailAccount).
 func (s *Server) handleMessageDelete(c echo.Context) error {
 	a, err := s.mailAccount(c)
 	if err != nil {

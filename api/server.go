@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"mailcluster/internal/nodeauth"
+	"mailcluster/service"
 )
 
 // DefaultBodyLimit is the request body limit when Config.BodyLimit is 0.
@@ -89,7 +90,7 @@ type Config struct {
 // the caller serves it with an http.Server configured with them.
 type Server struct {
 	e            *echo.Echo
-	svc          Service
+	svc          *service.Service
 	mail         MailStore
 	log          *slog.Logger
 	bodyLimit    int64
@@ -103,7 +104,7 @@ type Server struct {
 var _ http.Handler = (*Server)(nil)
 
 // NewServer returns a Server answering with svc.
-func NewServer(svc Service, cfg Config) *Server {
+func NewServer(svc *service.Service, cfg Config) *Server {
 	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internal: nodeauth.NewVerifier(cfg.InternalKey),
 		metrics: cfg.Metrics, internalInfo: cfg.InternalInfo, internalTime: cfg.InternalTime}
 	if s.log == nil {

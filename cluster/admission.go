@@ -52,7 +52,7 @@ func (a *Admitter) Candidates(ctx context.Context) (map[string]string, error) {
 }
 
 // Check implements mailcluster.Admission.
-func (a *Admitter) Check(ctx context.Context, nameOrAddress string, registered []mailcluster.Server) (*mailcluster.Server, error) {
+func (a *Admitter) Check(ctx context.Context, nameOrAddress string, registered []mailcluster.Member) (*mailcluster.Member, error) {
 	cands, err := a.Candidates(ctx)
 	if err != nil {
 		return nil, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster's nodes cannot be read from Consul.", Err: err}
@@ -87,7 +87,7 @@ func (a *Admitter) Check(ctx context.Context, nameOrAddress string, registered [
 	if info.AttachmentLinking {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Node %s has attachment linking enabled, which cannot be used in a cluster; turn [AttachmentLinking] Enabled off first.", info.Name)
 	}
-	return &mailcluster.Server{Name: info.Name, APIURL: info.APIURL, NodeKeyID: info.KeyID, Version: info.Version, TimeZone: info.TimeZone}, nil
+	return &mailcluster.Member{Name: info.Name, APIURL: info.APIURL, NodeKeyID: info.KeyID, Version: info.Version, TimeZone: info.TimeZone}, nil
 }
 
 // Info asks a node about itself.

@@ -31,7 +31,7 @@ type ClockProbe struct {
 	Store    mailcluster.Store
 	Internal *InternalClient
 	Self     string
-	Servers  func() []mailcluster.Server
+	Servers  func() []mailcluster.Member
 	Primary  func() bool
 	Events   mailcluster.ClusterLog
 	// Interval between rounds; 0 means 30 s.

@@ -280,14 +280,14 @@ func TestCertificateSchemas(t *testing.T) {
 }
 
 // TestClusterSchemas checks the cluster schemas against what the service
-// produces (the JSON of mailcluster.Server, ClusterEvent and NodeStatus)
+// produces (the JSON of mailcluster.Member, ClusterEvent and NodeStatus)
 // and against malformed documents.
 func TestClusterSchemas(t *testing.T) {
 	doc, err := openapi.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := json.Marshal(mailcluster.Server{Name: "node2", APIURL: "http://10.0.0.2:8080", NodeKeyID: "k2",
+	server, err := json.Marshal(mailcluster.Member{Name: "node2", APIURL: "http://10.0.0.2:8080", NodeKeyID: "k2",
 		Version: mailcluster.Version, TimeZone: "UTC", RegisteredAt: time.Now().UTC()})
 	if err != nil {
 		t.Fatal(err)

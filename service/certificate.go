@@ -14,7 +14,7 @@ import (
 // clients that send no matching server name. Errors: EINVALID,
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) ImportCertificate(ctx context.Context, name, chainPEM, keyPEM string, makeDefault bool) (*mailcluster.Certificate, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if !mailcluster.ValidCertificateName(name) {
@@ -69,7 +69,7 @@ func (s *Service) ImportCertificate(ctx context.Context, name, chainPEM, keyPEM 
 
 // Certificates lists the stored certificates without keys. Errors: EFORBIDDEN.
 func (s *Service) Certificates(ctx context.Context) ([]*mailcluster.Certificate, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	return s.StoredCertificates(false), nil
@@ -95,7 +95,7 @@ func (s *Service) StoredCertificates(withKeys bool) []*mailcluster.Certificate {
 // Certificate returns one certificate without its key.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) Certificate(ctx context.Context, name string) (*mailcluster.Certificate, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if !mailcluster.ValidCertificateName(name) {
@@ -115,7 +115,7 @@ func (s *Service) Certificate(ctx context.Context, name string) (*mailcluster.Ce
 // DeleteCertificate removes a certificate. Errors: EINVALID, ENOTFOUND,
 // EFORBIDDEN, EREADONLY.
 func (s *Service) DeleteCertificate(ctx context.Context, name string) error {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	if !mailcluster.ValidCertificateName(name) {

@@ -44,6 +44,9 @@ func (s *Service) LookupAccount(address string) (*mailcluster.Account, error) {
 // change through the management APIs: a global administrator any
 // account's, a domain administrator those of its own domain except a
 // global administrator's (whose mailbox holds, for one, its thaw tokens).
+// Mail is not configuration: reading and deleting messages is allowed on
+// every node, secondaries included (the change is reported to the
+// primary like a delivery).
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EUNAVAILABLE.
 func (s *Service) FindMailAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error) {
 	a, err := s.FindAccount(ctx, domain, mailbox)

@@ -429,7 +429,7 @@ func tokenHash(token string) string {
 // ListBlockedIPs returns every block record (active or kept for counting
 // offences), plus this node's local decisions. Errors: EFORBIDDEN.
 func (s *Service) ListBlockedIPs(ctx context.Context) ([]mailcluster.BlockedIP, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	var out []mailcluster.BlockedIP
@@ -455,7 +455,7 @@ func (s *Service) ListBlockedIPs(ctx context.Context) ([]mailcluster.BlockedIP, 
 // BlockIP blocks an address until the given time (zero: no expiry).
 // Errors: EINVALID, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) BlockIP(ctx context.Context, ip string, until time.Time, reason string) (*mailcluster.BlockedIP, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	ip, err := mailcluster.NormalizeIP(ip)
@@ -492,7 +492,7 @@ func (s *Service) BlockIP(ctx context.Context, ip string, until time.Time, reaso
 // UnblockIP removes an address's block record (and its offence count).
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EREADONLY.
 func (s *Service) UnblockIP(ctx context.Context, ip string) error {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	ip, err := mailcluster.NormalizeIP(ip)

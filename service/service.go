@@ -119,7 +119,7 @@ func (s *Service) NodeInfo() mailcluster.NodeInfo {
 // ClusterStatus lists the nodes of the cluster (just this one when
 // standalone). Errors: EFORBIDDEN, EUNAVAILABLE.
 func (s *Service) ClusterStatus(ctx context.Context) (*mailcluster.ClusterStatus, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if s.Cluster != nil {
@@ -137,7 +137,7 @@ func (s *Service) ClusterStatus(ctx context.Context) (*mailcluster.ClusterStatus
 // Errors: EFORBIDDEN, EINVALID (standalone, unknown target), EREADONLY,
 // EUNAVAILABLE.
 func (s *Service) Switchover(ctx context.Context, target string) error {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	if err := s.checkWritable(); err != nil {
@@ -201,7 +201,7 @@ func CallerFromContext(ctx context.Context) *mailcluster.Account {
 	return a
 }
 
-func authorizeServer(ctx context.Context) error {
+func requireGlobalAdmin(ctx context.Context) error {
 	if c := CallerFromContext(ctx); c != nil && c.AdminRights != mailcluster.AdminGlobal {
 		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may do this.")
 	}
@@ -513,7 +513,7 @@ func (s *Service) FindDomain(ctx context.Context, name string) (*mailcluster.Dom
 // CreateDomain adds a domain. Errors: EINVALID, ECONFLICT (exists),
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateDomain(ctx context.Context, d *mailcluster.Domain) (*mailcluster.Domain, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	d.Name = mailcluster.NormalizeDomain(d.Name)
@@ -553,7 +553,7 @@ func validateDomainFields(description string, maxAccounts int) error {
 
 // UpdateDomain changes a domain's fields. Errors as CreateDomain plus ENOTFOUND.
 func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster.DomainUpdate) (*mailcluster.Domain, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	name = mailcluster.NormalizeDomain(name)
@@ -592,7 +592,7 @@ func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster
 // all its accounts in the same transaction, only when force is set.
 // Errors: ENOTFOUND, ECONFLICT (has accounts), EFORBIDDEN, EREADONLY.
 func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) error {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	name = mailcluster.NormalizeDomain(name)
@@ -1084,7 +1084,7 @@ func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	return schema.ListSettingsFiles(s.store), nil
@@ -1095,7 +1095,7 @@ func (s *Service) SettingsFile(ctx context.Context, file string) (*mailcluster.S
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := mailcluster.ValidateSettingsFileName(file); err != nil {
@@ -1111,7 +1111,7 @@ func (s *Service) SettingsFile(ctx context.Context, file string) (*mailcluster.S
 // ReplaceSettingsFile makes file hold exactly secs, in one transaction
 // (keys not in secs are deleted; an empty secs deletes the file).
 func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs mailcluster.Sections) (*mailcluster.SettingsFile, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := mailcluster.ValidateSettingsFileName(file); err != nil {
@@ -1164,7 +1164,7 @@ func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs mai
 // UpdateSettings sets (or, for a nil value, deletes) the given keys of
 // several files in one transaction. Errors: EINVALID, EFORBIDDEN, EREADONLY.
 func (s *Service) UpdateSettings(ctx context.Context, changes map[string]map[string]map[string]*string) error {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	var ops []mailcluster.Op
@@ -1231,7 +1231,7 @@ func (s *Service) GetSetting(ctx context.Context, file, section, key string) (st
 	if err := s.checkServing(); err != nil {
 		return "", err
 	}
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return "", err
 	}
 	if err := mailcluster.ValidateSetting(file, section, key, ""); err != nil && mailcluster.ErrorCode(err) == mailcluster.EINVALID && !isRuleError(file, section, key) {
@@ -1257,7 +1257,7 @@ func (s *Service) SetSetting(ctx context.Context, file, section, key, value stri
 
 // DeleteSetting removes one key. Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EREADONLY.
 func (s *Service) DeleteSetting(ctx context.Context, file, section, key string) error {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	if err := s.checkWritable(); err != nil {

@@ -154,7 +154,7 @@ func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 	e.mustImport(tb, "mail", pki.Leaf, false)
 	adm := &fakeAdmission{}
 	e.Svc.Admit = adm
-	if _, err := e.Svc.RegisterServer(ctx, "node3"); err != nil {
+	if _, err := e.Svc.AddMember(ctx, "node3"); err != nil {
 		tb.Fatal(err)
 	}
 	adm.mu.Lock()
@@ -195,7 +195,7 @@ func authzState(t *testing.T, e *Env) string {
 	must("frozen", fr, err)
 	cs, err := e.Svc.Certificates(ctx)
 	must("certificates", cs, err)
-	svs, err := e.Svc.Servers(ctx)
+	svs, err := e.Svc.Members(ctx)
 	must("servers", svs, err)
 	b, err := json.MarshalIndent(state, "", " ")
 	if err != nil {

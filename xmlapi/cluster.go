@@ -30,7 +30,7 @@ func (h *Handler) handleClusterInfo(ctx context.Context, _ params, result *etree
 	if err != nil {
 		return err
 	}
-	svs, err := h.svc.Servers(ctx)
+	svs, err := h.svc.Members(ctx)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (h *Handler) handleClusterInfo(ctx context.Context, _ params, result *etree
 	for i := range st.Nodes {
 		addNodeStatus(nodes, &st.Nodes[i])
 	}
-	slices.SortFunc(svs, func(a, b mailcluster.Server) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(svs, func(a, b mailcluster.Member) int { return cmp.Compare(a.Name, b.Name) })
 	list := ci.CreateElement("Servers")
 	for i := range svs {
 		addServer(list, &svs[i])
@@ -87,7 +87,7 @@ func addNodeStatus(parent *etree.Element, n *mailcluster.NodeStatus) {
 }
 
 // addServer appends <Server name url keyId version timeZone registered/>.
-func addServer(parent *etree.Element, sv *mailcluster.Server) {
+func addServer(parent *etree.Element, sv *mailcluster.Member) {
 	e := parent.CreateElement("Server")
 	e.CreateAttr("name", sv.Name)
 	e.CreateAttr("url", sv.APIURL)
@@ -105,7 +105,7 @@ func (h *Handler) handleClusterNodeAdd(ctx context.Context, p params, result *et
 	if node == "" {
 		return missing("Node (or Name or Address)")
 	}
-	sv, err := h.svc.RegisterServer(ctx, node)
+	sv, err := h.svc.AddMember(ctx, node)
 	if err != nil {
 		return err
 	}
@@ -119,5 +119,5 @@ func (h *Handler) handleClusterNodeRemove(ctx context.Context, p params, _ *etre
 	if err != nil {
 		return err
 	}
-	return h.svc.RemoveServer(ctx, name)
+	return h.svc.RemoveMember(ctx, name)
 }

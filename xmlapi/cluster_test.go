@@ -28,7 +28,7 @@ type fakeAdmission struct {
 var _ mailcluster.Admission = (*fakeAdmission)(nil)
 
 // admissionNodes are the nodes fakeAdmission knows.
-var admissionNodes = []mailcluster.Server{
+var admissionNodes = []mailcluster.Member{
 	{Name: "node1", APIURL: primaryURL, NodeKeyID: "k1", Version: mailcluster.Version, TimeZone: "UTC"},
 	{Name: "node2", APIURL: "http://127.0.0.2:8080", NodeKeyID: "k2", Version: mailcluster.Version, TimeZone: "UTC"},
 	{Name: "node3", APIURL: "http://127.0.0.3:8080", NodeKeyID: "k3", Version: mailcluster.Version, TimeZone: "CET"},
@@ -37,7 +37,7 @@ var admissionNodes = []mailcluster.Server{
 // versionRefusal is the reason fakeAdmission gives for node4.
 var versionRefusal = "Node node4 runs version 9.9.9; the cluster runs " + mailcluster.Version + ". All nodes must run the same version."
 
-func (f *fakeAdmission) Check(_ context.Context, nameOrAddress string, _ []mailcluster.Server) (*mailcluster.Server, error) {
+func (f *fakeAdmission) Check(_ context.Context, nameOrAddress string, _ []mailcluster.Member) (*mailcluster.Member, error) {
 	f.mu.Lock()
 	f.asked = append(f.asked, nameOrAddress)
 	f.mu.Unlock()

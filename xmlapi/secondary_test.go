@@ -115,7 +115,7 @@ func TestSecondary(t *testing.T) {
 		if cs, err := e.Svc.Certificates(ctx); err != nil || len(cs) != 1 || cs[0].Fingerprint != pki.Leaf.Fingerprint {
 			t.Fatalf("certificates %v, %v", cs, err)
 		}
-		if svs, err := e.Svc.Servers(ctx); err != nil || len(svs) != 1 || svs[0].Name != "node3" {
+		if svs, err := e.Svc.Members(ctx); err != nil || len(svs) != 1 || svs[0].Name != "node3" {
 			t.Fatalf("servers %v, %v", svs, err)
 		}
 	}

@@ -31,115 +31,6 @@ import (
 	"mailcluster/service"
 )
 
-// Service is what the XML-API needs of *service.Service. Every method
-// that takes a context acts on behalf of the caller stored in it with
-// service.NewContextWithCaller. Errors are *mailcluster.Error values
-// whose code is one of EINVALID, ENOTFOUND, ECONFLICT, EREADONLY,
-// EUNAVAILABLE, EFORBIDDEN, ETOOLARGE or EUNAUTHORIZED; anything else is
-// treated as internal. Implementations are safe for concurrent use.
-type Service interface {
-	// Authenticate checks an admin account's address and password and
-	// returns the account (without hash). Every credential failure is
-	// EUNAUTHORIZED; a client address blocked by dynamic screening (read
-	// from the context) is EFORBIDDEN. Failures are counted per address.
-	Authenticate(ctx context.Context, address, password string) (*mailcluster.Account, error)
-	// NodeInfo describes the local node.
-	NodeInfo() mailcluster.NodeInfo
-
-	// FindDomains returns the domains the caller may see, by name.
-	FindDomains(ctx context.Context) ([]*mailcluster.Domain, error)
-	// FindDomain returns one domain. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-	FindDomain(ctx context.Context, name string) (*mailcluster.Domain, error)
-	// CreateDomain adds a domain. Errors: EINVALID, ECONFLICT, EFORBIDDEN,
-	// EREADONLY, EUNAVAILABLE.
-	CreateDomain(ctx context.Context, d *mailcluster.Domain) (*mailcluster.Domain, error)
-	// UpdateDomain changes the non-nil fields of a domain. Errors: as
-	// CreateDomain plus ENOTFOUND.
-	UpdateDomain(ctx context.Context, name string, upd mailcluster.DomainUpdate) (*mailcluster.Domain, error)
-	// DeleteDomain removes a domain (and its accounts when force is set).
-	// Errors: EINVALID, ENOTFOUND, ECONFLICT, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	DeleteDomain(ctx context.Context, name string, force bool) error
-
-	// FindAccount returns one account without its password hash.
-	// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-	FindAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error)
-	// FindAccounts returns one page of a domain's accounts and the next
-	// cursor ("" on the last page). Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-	FindAccounts(ctx context.Context, f mailcluster.AccountFilter) ([]*mailcluster.Account, string, error)
-	// CreateAccount adds an account. Errors: EINVALID, ENOTFOUND, ECONFLICT,
-	// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	CreateAccount(ctx context.Context, in mailcluster.AccountCreate) (*mailcluster.Account, error)
-	// UpdateAccount changes the non-nil fields of an account. Errors: as
-	// CreateAccount.
-	UpdateAccount(ctx context.Context, domain, mailbox string, upd mailcluster.AccountUpdate) (*mailcluster.Account, error)
-	// DeleteAccount removes the account record (not its mail on disk).
-	// Errors: EINVALID, ENOTFOUND, ECONFLICT, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	DeleteAccount(ctx context.Context, domain, mailbox string) error
-
-	// SettingsFile returns one ini file. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-	SettingsFile(ctx context.Context, file string) (*mailcluster.SettingsFile, error)
-	// GetSetting returns one ini value. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-	GetSetting(ctx context.Context, file, section, key string) (string, error)
-	// UpdateSettings sets (or, for nil, deletes) keys in one transaction.
-	// Errors: EINVALID, ETOOLARGE, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	UpdateSettings(ctx context.Context, changes map[string]map[string]map[string]*string) error
-
-	// ListBlockedIPs returns every block record (expired ones included)
-	// and the node's local decisions. Errors: EFORBIDDEN.
-	ListBlockedIPs(ctx context.Context) ([]mailcluster.BlockedIP, error)
-	// BlockIP blocks an address until the given time (zero: no expiry).
-	// Errors: EINVALID, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	BlockIP(ctx context.Context, ip string, until time.Time, reason string) (*mailcluster.BlockedIP, error)
-	// UnblockIP removes an address's block record. Errors: EINVALID,
-	// ENOTFOUND, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	UnblockIP(ctx context.Context, ip string) error
-	// ListFrozenAccounts returns the frozen accounts the caller may see,
-	// without token hashes.
-	ListFrozenAccounts(ctx context.Context) ([]mailcluster.FrozenAccount, error)
-	// FreezeAccount freezes an account and mails it a thaw token.
-	// Errors: EINVALID, ENOTFOUND, ECONFLICT, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	FreezeAccount(ctx context.Context, address, reason string) error
-	// ThawAccount ends an account's freeze. Errors: EINVALID, ENOTFOUND,
-	// EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-	ThawAccount(ctx context.Context, address string) error
-
-	// Certificates lists the cluster's TLS certificates without their
-	// keys (global administrators). Errors: EFORBIDDEN.
-	Certificates(ctx context.Context) ([]*mailcluster.Certificate, error)
-	// Certificate returns one certificate without its key.
-	// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
-	Certificate(ctx context.Context, name string) (*mailcluster.Certificate, error)
-	// ImportCertificate validates a PEM chain (leaf first) and its private
-	// key and stores them under name, the key sealed; it returns the
-	// certificate without its key. Errors: EINVALID, ETOOLARGE,
-	// EFORBIDDEN, EREADONLY, ECONFLICT, EUNAVAILABLE.
-	ImportCertificate(ctx context.Context, name, chainPEM, keyPEM string, makeDefault bool) (*mailcluster.Certificate, error)
-	// DeleteCertificate removes a certificate. Errors: EINVALID,
-	// ENOTFOUND, EFORBIDDEN, EREADONLY, ECONFLICT, EUNAVAILABLE.
-	DeleteCertificate(ctx context.Context, name string) error
-
-	// ClusterStatus lists the cluster's nodes (just this one when
-	// standalone). Errors: EFORBIDDEN, EUNAVAILABLE.
-	ClusterStatus(ctx context.Context) (*mailcluster.ClusterStatus, error)
-	// Servers lists the registered servers. Errors: EFORBIDDEN.
-	Servers(ctx context.Context) ([]mailcluster.Server, error)
-	// RegisterServer admits a node found by name or address after the
-	// admission checks (primary only). Errors: EINVALID (refused, with the
-	// reason), ECONFLICT (registered already), EFORBIDDEN, EREADONLY,
-	// EUNAVAILABLE.
-	RegisterServer(ctx context.Context, nameOrAddress string) (*mailcluster.Server, error)
-	// RemoveServer unregisters a node (primary only). Errors: EINVALID,
-	// ENOTFOUND, ECONFLICT (the primary itself), EFORBIDDEN, EREADONLY,
-	// EUNAVAILABLE.
-	RemoveServer(ctx context.Context, name string) error
-	// ClusterLog returns cluster-log entries of this node or of f.Node,
-	// oldest first. Errors: EINVALID, EFORBIDDEN, ENOTFOUND (unknown
-	// node), EUNAVAILABLE.
-	ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error)
-}
-
-var _ Service = (*service.Service)(nil)
-
 const (
 	// DefaultMaxBodyBytes is the request body limit when Handler.MaxBodyBytes is 0.
 	DefaultMaxBodyBytes = 1 << 20
@@ -174,14 +65,14 @@ type Handler struct {
 	// be safe for concurrent use.
 	OnOperation func(operation string, status int)
 
-	svc Service
+	svc *service.Service
 	log *slog.Logger
 }
 
 var _ http.Handler = (*Handler)(nil)
 
 // NewHandler returns a Handler over svc that logs to log (nil: discard).
-func NewHandler(svc Service, log *slog.Logger) *Handler {
+func NewHandler(svc *service.Service, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -3,7 +3,6 @@ package xmlapi_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/kvstore"
+	"mailcluster/schema"
 	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
@@ -112,7 +112,7 @@ func MustOpenEnv(tb testing.TB) *Env {
 
 // Serve starts another listener with a Handler over svc and returns the
 // handler and the endpoint URL.
-func (e *Env) Serve(tb testing.TB, svc xmlapi.Service) (*xmlapi.Handler, string) {
+func (e *Env) Serve(tb testing.TB, svc *service.Service) (*xmlapi.Handler, string) {
 	tb.Helper()
 	h := xmlapi.NewHandler(svc, e.Log)
 	mux := http.NewServeMux()
@@ -570,23 +570,36 @@ func TestMethodNotAllowed(t *testing.T) {
 	}
 }
 
-// failingService makes FindDomains fail with an internal error whose text
+// damagedStore holds a domain record that cannot be decoded; its text
 // must not reach the client.
-type failingService struct{ *service.Service }
+type damagedStore struct{ mailcluster.Store }
 
-func (failingService) FindDomains(context.Context) ([]*mailcluster.Domain, error) {
-	return nil, fmt.Errorf("bolt: disk exploded at /var/secret/state.db")
+const damagedRecord = "bolt: disk exploded at /var/secret/state.db"
+
+func (s damagedStore) List(prefix, after string, limit int) []mailcluster.KV {
+	if prefix == schema.PrefixDomains {
+		return []mailcluster.KV{{Key: schema.Domain("broken.test"), Value: []byte(damagedRecord), ModifyIndex: 1}}
+	}
+	return s.Store.List(prefix, after, limit)
+}
+
+func (s damagedStore) Get(key string) (mailcluster.KV, bool) {
+	if key == schema.Domain("broken.test") {
+		return mailcluster.KV{Key: key, Value: []byte(damagedRecord), ModifyIndex: 1}, true
+	}
+	return s.Store.Get(key)
 }
 
 func TestInternalError(t *testing.T) {
 	e := MustOpenEnv(t)
-	_, url := e.Serve(t, failingService{e.Svc})
+	svc := service.NewService(damagedStore{e.Store}, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, e.Log)
+	_, url := e.Serve(t, svc)
 	r := CallAt(t, url, "GetDomainList", "")
 	msg := r.MustStatus(t, xmlapi.StatusInternal)
-	if msg != "An internal error occurred." || strings.Contains(r.Body, "secret") || strings.Contains(r.Body, "exploded") {
+	if msg != "An internal error occurred." || strings.Contains(r.Body, "secret") || strings.Contains(r.Body, "exploded") || strings.Contains(r.Body, "damaged") {
 		t.Fatalf("internal details reached the client:\n%s", r.Body)
 	}
-	if !strings.Contains(e.Logs.String(), "disk exploded") {
+	if !strings.Contains(e.Logs.String(), "A stored domain record is damaged") {
 		t.Fatalf("the internal error was not logged:\n%s", e.Logs.String())
 	}
 }

@@ -284,7 +284,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			return st.Count(schema.PrefixServers) > 0 || ok && p.Name != c.NodeName
 		},
 		MayLead: func() bool {
-			sv, ok := m.Service.RegisteredServer(c.NodeName)
+			sv, ok := m.Service.RegisteredMember(c.NodeName)
 			if ok && sv.Version != mailcluster.Version {
 				m.versionOnce.Do(func() {
 					m.events.Record(mailcluster.ClusterEvent{Level: "error", Event: "version-mismatch",
@@ -332,7 +332,7 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	if c.AutoAdmit {
 		m.goBackground(func() { m.autoAdmit(bg, admitter, isPrimary) })
 	}
-	probe := &cluster.ClockProbe{Store: st, Internal: m.internal, Self: c.NodeName, Servers: m.Service.RegisteredServers,
+	probe := &cluster.ClockProbe{Store: st, Internal: m.internal, Self: c.NodeName, Servers: m.Service.RegisteredMembers,
 		Primary: isPrimary, Events: m.events, Interval: c.ProbeInterval}
 	m.goBackground(func() { probe.Run(bg) })
 	reg := &cluster.Registration{Client: client, NodeName: c.NodeName, Cluster: c.ClusterName, APIAddr: advertise,
@@ -458,10 +458,10 @@ func (m *Main) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 		return
 	}
 	m.announcePassword(generated)
-	if len(m.Service.RegisteredServers()) == 0 {
+	if len(m.Service.RegisteredMembers()) == 0 {
 		// The first node of a new cluster: nobody else could admit it.
 		zone, _ := time.Now().Zone()
-		if err := m.Service.RegisterSelf(ctx, mailcluster.Server{Name: m.Config.NodeName, APIURL: m.selfURL(),
+		if err := m.Service.RegisterSelf(ctx, mailcluster.Member{Name: m.Config.NodeName, APIURL: m.selfURL(),
 			NodeKeyID: m.keyID, Version: mailcluster.Version, TimeZone: zone}); err != nil {
 			m.Log.Error("registering the first node", "err", err)
 		}
@@ -575,7 +575,7 @@ func (m *Main) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary fun
 			if m.Service.IsRegistered(name) || time.Since(refused[name]) < time.Minute {
 				continue
 			}
-			if _, err := m.Service.RegisterServer(ctx, name); err != nil {
+			if _, err := m.Service.AddMember(ctx, name); err != nil {
 				refused[name] = time.Now()
 				m.Log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
 			}

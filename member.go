@@ -6,10 +6,10 @@ import (
 )
 
 
-// Server is a node registered in the cluster by an administrator (or
+// Member is a node registered in the cluster by an administrator (or
 // automatically with --auto-admit). Only registered nodes serve the
 // configuration and take part in the election.
-type Server struct {
+type Member struct {
 	Name         string    `json:"name"`
 	APIURL       string    `json:"apiUrl"`
 	NodeKeyID    string    `json:"nodeKeyId"` // a hash of the node key, never the key
@@ -24,7 +24,7 @@ type Admission interface {
 	// Check returns the node's registration record, or an error whose
 	// message says why it is refused. Errors: EINVALID (refused, unknown),
 	// EUNAVAILABLE (cannot reach it).
-	Check(ctx context.Context, nameOrAddress string, registered []Server) (*Server, error)
+	Check(ctx context.Context, nameOrAddress string, registered []Member) (*Member, error)
 }
 
 // ClusterLogFilter selects cluster-log entries.

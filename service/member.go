@@ -13,7 +13,7 @@ import (
 // ClusterLog returns cluster-log entries of this node, or of f.Node.
 // Errors: EINVALID, EFORBIDDEN, ENOTFOUND (unknown node), EUNAVAILABLE.
 func (s *Service) ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter) ([]mailcluster.ClusterEvent, error) {
-	if err := authorizeServer(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if !mailcluster.ValidLogLevel(f.Level) {
@@ -44,18 +44,18 @@ func (s *Service) ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter
 }
 
 // Servers lists the registered servers. Errors: EFORBIDDEN.
-func (s *Service) Servers(ctx context.Context) ([]mailcluster.Server, error) {
-	if err := authorizeServer(ctx); err != nil {
+func (s *Service) Members(ctx context.Context) ([]mailcluster.Member, error) {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return s.RegisteredServers(), nil
+	return s.RegisteredMembers(), nil
 }
 
-// RegisteredServers returns the registered servers (no authorization).
-func (s *Service) RegisteredServers() []mailcluster.Server {
-	var out []mailcluster.Server
+// RegisteredMembers returns the registered servers (no authorization).
+func (s *Service) RegisteredMembers() []mailcluster.Member {
+	var out []mailcluster.Member
 	for _, kv := range s.store.List(schema.PrefixServers, "", 0) {
-		var sv mailcluster.Server
+		var sv mailcluster.Member
 		if json.Unmarshal(kv.Value, &sv) == nil {
 			out = append(out, sv)
 		}
@@ -64,11 +64,11 @@ func (s *Service) RegisteredServers() []mailcluster.Server {
 }
 
 // RegisteredServer returns one registered server.
-func (s *Service) RegisteredServer(name string) (mailcluster.Server, bool) {
-	var sv mailcluster.Server
+func (s *Service) RegisteredMember(name string) (mailcluster.Member, bool) {
+	var sv mailcluster.Member
 	kv, ok := s.store.Get(schema.PrefixServers + name)
 	if !ok || json.Unmarshal(kv.Value, &sv) != nil {
-		return mailcluster.Server{}, false
+		return mailcluster.Member{}, false
 	}
 	return sv, true
 }
@@ -83,8 +83,8 @@ func (s *Service) IsRegistered(name string) bool {
 // admission checks (primary only). A refusal is recorded in the cluster
 // log with its reason. Errors: EINVALID (refused, with the reason),
 // ECONFLICT (registered already), EFORBIDDEN, EREADONLY, EUNAVAILABLE.
-func (s *Service) RegisterServer(ctx context.Context, nameOrAddress string) (*mailcluster.Server, error) {
-	if err := authorizeServer(ctx); err != nil {
+func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailcluster.Member, error) {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	nameOrAddress = strings.TrimSpace(nameOrAddress)
@@ -97,7 +97,7 @@ func (s *Service) RegisterServer(ctx context.Context, nameOrAddress string) (*ma
 	if s.Admit == nil {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "A standalone node has no other servers to register.")
 	}
-	registered := s.RegisteredServers()
+	registered := s.RegisteredMembers()
 	sv, err := s.Admit.Check(ctx, nameOrAddress, registered)
 	if err != nil {
 		if s.Events != nil {
@@ -123,7 +123,7 @@ func (s *Service) RegisterServer(ctx context.Context, nameOrAddress string) (*ma
 
 // RegisterSelf registers this node without checks: the first node of a
 // new cluster, which nobody else could admit (primary only).
-func (s *Service) RegisterSelf(ctx context.Context, sv mailcluster.Server) error {
+func (s *Service) RegisterSelf(ctx context.Context, sv mailcluster.Member) error {
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
@@ -138,8 +138,8 @@ func (s *Service) RegisterSelf(ctx context.Context, sv mailcluster.Server) error
 
 // RemoveServer unregisters a node; it goes back to pending.
 // Errors: EINVALID, ENOTFOUND, ECONFLICT (the primary itself), EFORBIDDEN, EREADONLY.
-func (s *Service) RemoveServer(ctx context.Context, name string) error {
-	if err := authorizeServer(ctx); err != nil {
+func (s *Service) RemoveMember(ctx context.Context, name string) error {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
 	}
 	if err := s.checkWritable(); err != nil {
