@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailcluster/schema"
+	"mailcluster/screening"
 
 	"mailcluster"
 )
@@ -84,34 +85,23 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// screening is the node's screening state that is not replicated: the
-// primary's failure windows, and the decisions a node made on its own
-// while no primary was reachable.
-type screening struct {
+// screeningState is the node's screening state that is not replicated: the
+// detector's failure windows, the attempt gate, and the decisions a node
+// made on its own while no primary was reachable.
+type screeningState struct {
+	detector *screening.Detector
+	gate     *screening.Gate
+	hasher   *screening.Hasher
+
 	mu       sync.Mutex
-	ipFails  map[string][]failEntry
-	accFails map[string][]failEntry
 	local    map[string]mailcluster.BlockedIP // ip -> a block decided locally
 	localAcc map[string]mailcluster.FrozenAccount
-	key      []byte // keys the password hashes
-	gate     *attemptGate
 }
 
-type failEntry struct {
-	at   time.Time
-	hash string
-}
-
-func (s *Service) scr() *screening {
+func (s *Service) scr() *screeningState {
 	s.scrOnce.Do(func() {
-		s.screen = &screening{ipFails: map[string][]failEntry{}, accFails: map[string][]failEntry{},
-			local: map[string]mailcluster.BlockedIP{}, localAcc: map[string]mailcluster.FrozenAccount{}, gate: newAttemptGate()}
-		if s.ScreeningKey != nil {
-			s.screen.key = s.ScreeningKey
-		} else {
-			s.screen.key = make([]byte, 32)
-			_, _ = rand.Read(s.screen.key)
-		}
+		s.screen = &screeningState{detector: screening.NewDetector(), gate: screening.NewGate(), hasher: screening.NewHasher(s.ScreeningKey),
+			local: map[string]mailcluster.BlockedIP{}, localAcc: map[string]mailcluster.FrozenAccount{}}
 	})
 	return s.screen
 }
@@ -119,9 +109,7 @@ func (s *Service) scr() *screening {
 // failureHash keys an address and password so that the same wrong
 // password counts once; the password itself is never kept.
 func (s *Service) failureHash(address, password string) string {
-	m := hmac.New(sha256.New, s.scr().key)
-	m.Write([]byte(strings.ToLower(address) + "\x00" + password))
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	return s.scr().hasher.Hash(address, password)
 }
 
 // BlockedIP returns the active block of ip, from the replicated state or a
@@ -190,7 +178,7 @@ func (s *Service) ReportFailures(ctx context.Context, fs []mailcluster.LoginFail
 	if !cfg.Enabled {
 		return nil
 	}
-	ips, accs := s.count(cfg, fs, false)
+	ips, accs := s.count(cfg, fs)
 	for _, ip := range ips {
 		if err := s.autoBlock(ctx, cfg, ip); err != nil {
 			return err
@@ -212,7 +200,7 @@ func (s *Service) DecideLocally(fs []mailcluster.LoginFailure) {
 	if !cfg.Enabled {
 		return
 	}
-	ips, accs := s.count(cfg, fs, true)
+	ips, accs := s.count(cfg, fs)
 	sc := s.scr()
 	now := s.now()
 	sc.mu.Lock()
@@ -225,7 +213,7 @@ func (s *Service) DecideLocally(fs []mailcluster.LoginFailure) {
 				offences = b.Offences
 			}
 		}
-		sc.local[ip] = mailcluster.BlockedIP{IP: ip, Until: now.Add(blockFor(cfg, offences)), Offences: offences + 1,
+		sc.local[ip] = mailcluster.BlockedIP{IP: ip, Until: now.Add(screening.BlockDuration(cfg, offences)), Offences: offences + 1,
 			Reason: "too many failed logins (decided locally, no primary reachable)", Source: "local", CreatedAt: now}
 	}
 	for _, a := range accs {
@@ -247,71 +235,14 @@ func (s *Service) ClearLocalDecisions() int {
 	n := len(sc.local) + len(sc.localAcc)
 	clear(sc.local)
 	clear(sc.localAcc)
-	clear(sc.ipFails)
-	clear(sc.accFails)
+	sc.detector.Reset()
 	return n
 }
 
-// count adds failures to the windows and returns the IPs and accounts
-// whose threshold is reached.
-func (s *Service) count(cfg mailcluster.ScreeningConfig, fs []mailcluster.LoginFailure, local bool) (ips, accs []string) {
-	sc := s.scr()
-	now := s.now()
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	add := func(m map[string][]failEntry, key string, f mailcluster.LoginFailure, window time.Duration, dedup bool) int {
-		es := m[key]
-		kept := es[:0]
-		for _, e := range es {
-			if now.Sub(e.at) < window {
-				kept = append(kept, e)
-			}
-		}
-		if (!dedup || !containsHash(kept, f.Hash)) && now.Sub(f.Time) < window {
-			kept = append(kept, failEntry{at: f.Time, hash: f.Hash})
-		}
-		if len(kept) > 1000 {
-			kept = kept[len(kept)-1000:]
-		}
-		m[key] = kept
-		return len(kept)
-	}
-	seenIP, seenAcc := map[string]bool{}, map[string]bool{}
-	for _, f := range fs {
-		ip, err := mailcluster.NormalizeIP(f.IP)
-		if err != nil || cfg.AllowedIP(ip) {
-			continue
-		}
-		if n := add(sc.ipFails, ip, f, cfg.IPWindow, false); n >= cfg.IPFailures && !seenIP[ip] {
-			seenIP[ip] = true
-			ips = append(ips, ip)
-			delete(sc.ipFails, ip)
-		}
-		addr := strings.ToLower(f.Address)
-		if addr == "" || cfg.AllowAccounts[addr] {
-			continue
-		}
-		if n := add(sc.accFails, addr, f, cfg.AccountWindow, true); n >= cfg.AccountFailures && !seenAcc[addr] {
-			seenAcc[addr] = true
-			accs = append(accs, addr)
-			delete(sc.accFails, addr)
-		}
-	}
-	if len(sc.ipFails) > 100000 {
-		clear(sc.ipFails) // under a flood, keep memory bounded
-	}
-	return ips, accs
-}
-
-func blockFor(cfg mailcluster.ScreeningConfig, offences int) time.Duration {
-	d := cfg.BlockDuration
-	for range min(offences, 30) {
-		d *= 2
-		if d >= cfg.MaxBlockDuration {
-			return cfg.MaxBlockDuration
-		}
-	}
-	return min(d, cfg.MaxBlockDuration)
+// count adds failures to the detector's windows and returns the IPs and
+// accounts whose threshold is reached.
+func (s *Service) count(cfg mailcluster.ScreeningConfig, fs []mailcluster.LoginFailure) (ips, accs []string) {
+	return s.scr().detector.Observe(cfg, s.now(), fs)
 }
 
 func (s *Service) autoBlock(ctx context.Context, cfg mailcluster.ScreeningConfig, ip string) error {
@@ -328,7 +259,7 @@ func (s *Service) autoBlock(ctx context.Context, cfg mailcluster.ScreeningConfig
 				b.Offences = old.Offences
 			}
 		}
-		b.Until = now.Add(blockFor(cfg, b.Offences))
+		b.Until = now.Add(screening.BlockDuration(cfg, b.Offences))
 		b.Offences++
 		v, _ := json.Marshal(b)
 		_, err := s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixBlockedIPs + ip, Value: v, Index: kv.ModifyIndex}})
@@ -509,7 +440,7 @@ func (s *Service) UnblockIP(ctx context.Context, ip string) error {
 	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
 		return err
 	}
-	s.scr().gate.forgetAddress(ip)
+	s.scr().gate.ForgetAddress(ip)
 	return nil
 }
 
@@ -599,10 +530,10 @@ func (s *Service) thaw(ctx context.Context, domain, mailbox string) error {
 	}
 	sc := s.scr()
 	sc.mu.Lock()
-	delete(sc.accFails, a.Address())
 	delete(sc.localAcc, a.Address())
 	sc.mu.Unlock()
-	sc.gate.forgetAccount(a.Address())
+	sc.detector.ForgetAccount(a.Address())
+	sc.gate.ForgetAccount(a.Address())
 	if s.Events != nil {
 		s.Events.Record(mailcluster.ClusterEvent{Event: "account-thawed", Message: "an account was thawed", Fields: map[string]string{"address": a.Address()}})
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"mailcluster/schema"
+	"mailcluster/screening"
 
 	"mailcluster"
 
@@ -62,7 +63,7 @@ type Service struct {
 	ScreeningKey []byte
 
 	scrOnce   sync.Once
-	screen    *screening
+	screen    *screeningState
 	dummyOnce sync.Once
 	dummyHash []byte
 
@@ -259,19 +260,19 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	}
 	cfg := s.ScreeningSettings()
 	hash := s.failureHash(address, password)
-	var at *attempt
+	var at *screening.Attempt
 	if ip := normalizedClientIP(ctx); cfg.Enabled && ip != "" {
 		gateAddr := "" // unknown and frozen accounts need no account limit: no guess can succeed
 		if a != nil && !a.Frozen {
 			gateAddr = address
 		}
-		var refused gateRefusal
-		at, refused = s.scr().gate.reserve(ctx, cfg, s.now, ip, gateAddr, func() bool { return s.isLastUsableAdmin(a) })
+		var refused screening.Refusal
+		at, refused = s.scr().gate.Reserve(ctx, cfg, s.now, ip, gateAddr, func() bool { return s.isLastUsableAdmin(a) })
 		// A refused attempt is not counted: its password was not checked.
 		switch refused {
-		case gateAddress:
+		case screening.RefusedAddress:
 			return nil, mailcluster.Errorf(mailcluster.EFORBIDDEN, "Too many failed logins from your address %s; try again later.", ip)
-		case gateAccount:
+		case screening.RefusedAccount:
 			// As slow as a checked password, so that the answer does not
 			// tell that the account exists.
 			withBcryptSlot(ctx, func() { _ = s.checkDummy(password) })
@@ -281,7 +282,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	failed := true
 	defer func() {
 		if at != nil {
-			at.finish(s.now(), failed, hash)
+			at.Finish(s.now(), failed, hash)
 		}
 	}()
 	if a == nil {

@@ -1,16 +1,14 @@
-package service
+package screening
 
 import (
 	"context"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"mailcluster"
 )
 
-// attemptGate bounds login attempts on this node before any password is
+// Gate bounds login attempts on this node before any password is
 // checked. Every attempt takes a slot of its client address and, when the
 // address names an account, of that account; a failed attempt keeps its
 // slot for the screening window, a successful one gives it back. When the
@@ -21,7 +19,7 @@ import (
 // same wrong password still spends the address's slots. The primary's
 // decisions (blocks, freezes) stay the cluster-wide truth; the gate only
 // closes the gap until they arrive.
-type attemptGate struct {
+type Gate struct {
 	mu      sync.Mutex
 	ips     map[string]*slots
 	acc     map[string]*slots
@@ -31,7 +29,7 @@ type attemptGate struct {
 // slots are the attempts in flight and the recent failures of one key.
 type slots struct {
 	inflight int
-	fails    []failEntry
+	fails    []entry
 }
 
 // maxGateKeys bounds the gate's memory under a flood of distinct
@@ -39,8 +37,9 @@ type slots struct {
 // primary's counting still applies).
 const maxGateKeys = 100000
 
-func newAttemptGate() *attemptGate {
-	return &attemptGate{ips: map[string]*slots{}, acc: map[string]*slots{}, changed: make(chan struct{})}
+// NewGate returns an empty Gate.
+func NewGate() *Gate {
+	return &Gate{ips: map[string]*slots{}, acc: map[string]*slots{}, changed: make(chan struct{})}
 }
 
 // gateWindow is how long the gate remembers a failure: long enough to
@@ -52,7 +51,7 @@ const gateWindow = time.Minute
 
 // taken returns the slots of key, with failures older than window
 // dropped.
-func (g *attemptGate) taken(m map[string]*slots, key string, now time.Time, window time.Duration) *slots {
+func (g *Gate) taken(m map[string]*slots, key string, now time.Time, window time.Duration) *slots {
 	sl := m[key]
 	if sl == nil {
 		if len(m) >= maxGateKeys {
@@ -72,36 +71,36 @@ func (g *attemptGate) taken(m map[string]*slots, key string, now time.Time, wind
 	return sl
 }
 
-// attempt is one reserved login attempt; finish it exactly once.
-type attempt struct {
-	g        *attemptGate
+// Attempt is one reserved login attempt; finish it exactly once.
+type Attempt struct {
+	g        *Gate
 	ip, addr string
 }
 
-// gateRefusal says why the gate refused an attempt.
-type gateRefusal int
+// Refusal says why the gate refused an attempt.
+type Refusal int
 
 const (
-	gateOpen    gateRefusal = iota
-	gateAddress             // the client address's failures reach the limit
-	gateAccount             // the account's failures reach the limit
+	Open    Refusal = iota
+	RefusedAddress             // the client address's failures reach the limit
+	RefusedAccount             // the account's failures reach the limit
 )
 
 // gateWait bounds how long an attempt waits for attempts in flight to
 // finish before it is refused.
 const gateWait = 5 * time.Second
 
-// reserve takes a slot for a login from ip to address (address "" when
+// Reserve takes a slot for a login from ip to address (address "" when
 // no account is known). When failures alone fill the address's or the
 // account's slots it takes nothing and says which; when attempts in flight
 // fill them it waits until one finishes (so parallel guesses are checked
 // one batch at a time, each batch counted before the next), up to gateWait
-// or the end of ctx, then refuses as gateAddress or gateAccount.
+// or the end of ctx, then refuses as RefusedAddress or RefusedAccount.
 // Addresses and accounts that screening exempts (AllowIPs, AllowAccounts)
 // are not limited, nor is an account for which exempt reports true (asked
 // only when its slots are taken: the last usable global administrator,
 // whom screening never locks out).
-func (g *attemptGate) reserve(ctx context.Context, cfg mailcluster.ScreeningConfig, now func() time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal) {
+func (g *Gate) Reserve(ctx context.Context, cfg mailcluster.ScreeningConfig, now func() time.Time, ip, address string, exempt func() bool) (*Attempt, Refusal) {
 	deadline := time.NewTimer(gateWait)
 	defer deadline.Stop()
 	for {
@@ -122,17 +121,17 @@ func (g *attemptGate) reserve(ctx context.Context, cfg mailcluster.ScreeningConf
 // tryReserve takes the slots if it can. Otherwise it returns the reason
 // and, when attempts in flight are what fills the slots, a channel closed
 // when one of them finishes.
-func (g *attemptGate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time, ip, address string, exempt func() bool) (*attempt, gateRefusal, <-chan struct{}) {
+func (g *Gate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time, ip, address string, exempt func() bool) (*Attempt, Refusal, <-chan struct{}) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var ipSl, accSl *slots
 	if ip != "" && !cfg.AllowedIP(ip) {
 		ipSl = g.taken(g.ips, ip, now, cfg.IPWindow)
 		if len(ipSl.fails) >= cfg.IPFailures {
-			return nil, gateAddress, nil
+			return nil, RefusedAddress, nil
 		}
 		if ipSl.inflight+len(ipSl.fails) >= cfg.IPFailures {
-			return nil, gateAddress, g.changed
+			return nil, RefusedAddress, g.changed
 		}
 	}
 	if address != "" && !cfg.AllowAccounts[address] {
@@ -142,13 +141,13 @@ func (g *attemptGate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time,
 			case exempt():
 				accSl = nil
 			case len(accSl.fails) >= cfg.AccountFailures:
-				return nil, gateAccount, nil
+				return nil, RefusedAccount, nil
 			default:
-				return nil, gateAccount, g.changed
+				return nil, RefusedAccount, g.changed
 			}
 		}
 	}
-	at := &attempt{g: g}
+	at := &Attempt{g: g}
 	if ipSl != nil {
 		ipSl.inflight++
 		at.ip = ip
@@ -157,12 +156,12 @@ func (g *attemptGate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time,
 		accSl.inflight++
 		at.addr = address
 	}
-	return at, gateOpen, nil
+	return at, Open, nil
 }
 
-// finish gives the slots back; a failure keeps them for the window (for
+// Finish gives the slots back; a failure keeps them for the window (for
 // the account only once per distinct password hash).
-func (at *attempt) finish(now time.Time, failed bool, hash string) {
+func (at *Attempt) Finish(now time.Time, failed bool, hash string) {
 	g := at.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -171,18 +170,18 @@ func (at *attempt) finish(now time.Time, failed bool, hash string) {
 	if sl := g.ips[at.ip]; at.ip != "" && sl != nil {
 		sl.inflight--
 		if failed {
-			sl.fails = append(sl.fails, failEntry{at: now, hash: hash})
+			sl.fails = append(sl.fails, entry{at: now, hash: hash})
 		}
 	}
 	if sl := g.acc[at.addr]; at.addr != "" && sl != nil {
 		sl.inflight--
 		if failed && !containsHash(sl.fails, hash) {
-			sl.fails = append(sl.fails, failEntry{at: now, hash: hash})
+			sl.fails = append(sl.fails, entry{at: now, hash: hash})
 		}
 	}
 }
 
-func containsHash(fs []failEntry, hash string) bool {
+func containsHash(fs []entry, hash string) bool {
 	for _, f := range fs {
 		if f.hash == hash {
 			return true
@@ -191,8 +190,8 @@ func containsHash(fs []failEntry, hash string) bool {
 	return false
 }
 
-// forgetAccount drops an account's failures (it was thawed).
-func (g *attemptGate) forgetAccount(address string) {
+// ForgetAccount drops an account's failures (it was thawed).
+func (g *Gate) ForgetAccount(address string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if sl := g.acc[address]; sl != nil {
@@ -200,36 +199,11 @@ func (g *attemptGate) forgetAccount(address string) {
 	}
 }
 
-// forgetAddress drops an address's failures (it was unblocked).
-func (g *attemptGate) forgetAddress(ip string) {
+// ForgetAddress drops an address's failures (it was unblocked).
+func (g *Gate) ForgetAddress(ip string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if sl := g.ips[ip]; sl != nil {
 		sl.fails = nil
 	}
-}
-
-// bcryptSlots bounds how many password checks run at once, so that a
-// flood of logins queues instead of starving every other request of CPU.
-var bcryptSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
-
-// bcryptBusy counts the password checks running now; bcryptPeak is the
-// most that ever ran at once.
-var bcryptBusy, bcryptPeak atomic.Int64
-
-// withBcryptSlot runs f while holding a password-check slot; it gives up
-// (false) when ctx ends first.
-func withBcryptSlot(ctx context.Context, f func()) bool {
-	select {
-	case bcryptSlots <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	}
-	defer func() { <-bcryptSlots }()
-	n := bcryptBusy.Add(1)
-	defer bcryptBusy.Add(-1)
-	for peak := bcryptPeak.Load(); n > peak && !bcryptPeak.CompareAndSwap(peak, n); peak = bcryptPeak.Load() {
-	}
-	f()
-	return true
 }
