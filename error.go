@@ -1,11 +1,12 @@
-// Package mailcluster holds the domain of a clustered mail server node:
-// domains, accounts, ini server settings, node roles, the error type with
-// codes, the replicated Store contract and the Service that applies every
-// business rule once for both management APIs (REST and XML-API).
+// Package mailcluster is the vocabulary of a clustered mail server node:
+// domains, accounts, members, certificates, screening records, ini server
+// settings, node roles, the error type with its codes, and the contracts
+// the other packages meet (Store, Leadership, ClusterLog, FailureSink,
+// Notifier, Admission, ClusterControl). It holds no state and starts no
+// goroutines; the rules live in package service, the key layout of the
+// replicated state in package schema.
 //
-// The package imports nothing else of this module. The cluster package
-// implements Store (Consul KV or an embedded bbolt file); api and xmlapi are
-// thin protocol edges over *Service.
+// The package imports nothing else of this module.
 package mailcluster
 
 import (
