@@ -48,7 +48,7 @@ func (s *Server) handleClusterLog(c echo.Context) error {
 		for k, v := range e.Fields {
 			fields[k] = v
 		}
-		out.Entries = append(out.Entries, clusterEventResponse{Time: e.Time.UTC(), Level: e.Level, Event: e.Event, Node: e.Node,
+		out.Entries = append(out.Entries, clusterEventResponse{Time: e.Time.UTC(), Level: e.Level, Event: string(e.Event), Node: e.Node,
 			Message: e.Message, Fields: fields})
 	}
 	return c.JSON(http.StatusOK, out)

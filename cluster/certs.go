@@ -186,7 +186,7 @@ func (m *CertManager) Sync() {
 	m.byName, m.bySAN, m.def, m.served, m.problems = byName, bySAN, def, served, problems
 	m.mu.Unlock()
 	for n, p := range newProblems {
-		m.record("error", "certificate-problem", "this node cannot serve a replicated certificate and reports unhealthy", map[string]string{"name": n, "problem": p})
+		m.record("error", mailcluster.EventCertificateProblem, "this node cannot serve a replicated certificate and reports unhealthy", map[string]string{"name": n, "problem": p})
 	}
 	for n, fp := range changed {
 		m.log.Info("certificate in use", "name", n, "fingerprint", fp)
@@ -411,12 +411,12 @@ func (m *CertManager) checkExpiry(certs []*mailcluster.Certificate) {
 		}
 		m.warned[c.Fingerprint] = th
 		m.mu.Unlock()
-		m.record("warn", "certificate-expiry", fmt.Sprintf("certificate expires in less than %d day(s)", th),
+		m.record("warn", mailcluster.EventCertificateExpiry, fmt.Sprintf("certificate expires in less than %d day(s)", th),
 			map[string]string{"name": c.Name, "not_after": c.NotAfter.Format(time.RFC3339)})
 	}
 }
 
-func (m *CertManager) record(level, event, msg string, fields map[string]string) {
+func (m *CertManager) record(level string, event mailcluster.EventKind, msg string, fields map[string]string) {
 	if m.events != nil {
 		m.events.Record(mailcluster.ClusterEvent{Level: level, Event: event, Message: msg, Fields: fields})
 		return

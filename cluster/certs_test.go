@@ -36,7 +36,7 @@ func (l *recordingLog) count(event string) int {
 	defer l.mu.Unlock()
 	n := 0
 	for _, e := range l.evs {
-		if e.Event == event {
+		if string(e.Event) == event {
 			n++
 		}
 	}

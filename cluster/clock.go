@@ -105,7 +105,7 @@ func (p *ClockProbe) publish(ctx context.Context, node string, r ClockReading) {
 		return
 	}
 	if r.Warning != "" && r.Warning != old.Warning && p.Events != nil {
-		p.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "clock-warning", Message: r.Warning,
+		p.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventClockWarning, Message: r.Warning,
 			Fields: map[string]string{"node": node, "offset_ms": strconv.FormatInt(r.OffsetMS, 10), "zone": r.Zone}})
 	}
 }

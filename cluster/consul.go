@@ -242,7 +242,7 @@ func (s *ConsulStore) logApplied(index uint64, keys int) {
 	n := s.applied
 	s.applied, s.lastLogged = 0, time.Now()
 	s.mu.Unlock()
-	s.Events.Record(mailcluster.ClusterEvent{Event: "replication-applied", Message: "replicated changes applied to this node's snapshot",
+	s.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventReplicationApplied, Message: "replicated changes applied to this node's snapshot",
 		Fields: map[string]string{"index": strconv.FormatUint(index, 10), "keys": strconv.Itoa(n)}})
 }
 

@@ -103,7 +103,7 @@ func (r *FailureReporter) Run(ctx context.Context) {
 				backoff = 100 * time.Millisecond
 				if wasDegraded {
 					dropped := r.ClearLocal()
-					r.record("info", "screening-primary-back",
+					r.record("info", mailcluster.EventScreeningPrimaryBack,
 						"a primary is reachable again: its screening state replaces this node's own decisions; queued failures were sent to it",
 						map[string]string{"dropped_local_decisions": strconv.Itoa(dropped), "sent_failures": strconv.Itoa(n)})
 				}
@@ -122,7 +122,7 @@ func (r *FailureReporter) Run(ctx context.Context) {
 				r.degraded = true
 				r.mu.Unlock()
 				if first {
-					r.record("warn", "screening-local", "no primary is reachable: this node decides dynamic screening on its own copy and keeps the failures for the primary",
+					r.record("warn", mailcluster.EventScreeningLocal, "no primary is reachable: this node decides dynamic screening on its own copy and keeps the failures for the primary",
 						map[string]string{"err": fmt.Sprint(err)})
 				}
 			}
@@ -143,7 +143,7 @@ func (r *FailureReporter) Run(ctx context.Context) {
 	}
 }
 
-func (r *FailureReporter) record(level, event, msg string, fields map[string]string) {
+func (r *FailureReporter) record(level string, event mailcluster.EventKind, msg string, fields map[string]string) {
 	if r.Events != nil {
 		r.Events.Record(mailcluster.ClusterEvent{Level: level, Event: event, Message: msg, Fields: fields})
 	} else if r.Log != nil {

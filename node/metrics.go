@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"net/http"
@@ -17,7 +17,7 @@ import (
 // packages add their own collectors to reg (api: HTTP requests; mailsvc:
 // SMTP); the rest is defined here: the node's role and replication, read
 // at scrape time (registerNode), and what the XML-API handler and the
-// cluster log report.
+// cluster log reports (observe).
 //
 // Every metric is named mailcluster_* and its labels are bounded: routes
 // are route patterns, codes come from fixed tables, operations are the
@@ -157,25 +157,38 @@ func (m *metrics) registerNode(st nodeState) {
 	}
 }
 
-// screeningLog is a ClusterLog that counts the screening decisions the
-// Service records in it (the events "ip-blocked" and "account-frozen")
-// before passing every event on.
-type screeningLog struct {
-	mailcluster.ClusterLog
-	m *metrics
-}
-
-// Record implements mailcluster.ClusterLog.
-func (l screeningLog) Record(ev mailcluster.ClusterEvent) {
+// observe counts the screening decisions among the cluster events: the
+// node's cluster log hands every event to it (newEventLog).
+func (m *metrics) observe(ev mailcluster.ClusterEvent) {
 	switch ev.Event {
-	case "ip-blocked":
-		l.m.blocks.Inc()
-	case "account-frozen":
+	case mailcluster.EventIPBlocked:
+		m.blocks.Inc()
+	case mailcluster.EventAccountFrozen:
 		src := ev.Fields["source"]
 		if src != "auto" && src != "admin" {
 			src = "other"
 		}
-		l.m.freezes.WithLabelValues(src).Inc()
+		m.freezes.WithLabelValues(src).Inc()
 	}
+}
+
+// eventLog is the node's cluster log: every event is recorded in the file
+// log and then handed to each observer; reads come from the file log.
+type eventLog struct {
+	mailcluster.ClusterLog
+	observers []func(mailcluster.ClusterEvent)
+}
+
+// newEventLog returns the cluster log that records in file and is
+// observed by the metrics.
+func newEventLog(file mailcluster.ClusterLog, m *metrics) eventLog {
+	return eventLog{ClusterLog: file, observers: []func(mailcluster.ClusterEvent){m.observe}}
+}
+
+// Record implements mailcluster.ClusterLog.
+func (l eventLog) Record(ev mailcluster.ClusterEvent) {
 	l.ClusterLog.Record(ev)
+	for _, o := range l.observers {
+		o(ev)
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package node_test
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"mailcluster/kvstore"
-	"mailcluster/service"
-
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
+	"mailcluster/kvstore"
+	"mailcluster/node"
+	"mailcluster/service"
 )
 
 // recordingLog is a ClusterLog that keeps what it was given.
@@ -40,7 +40,8 @@ func (l *recordingLog) Events(limit int) ([]mailcluster.ClusterEvent, error) {
 }
 
 // TestScreeningLog drives the real Service's screening decisions through
-// screeningLog: the event names it counts are the ones the Service records.
+// the node's cluster log: the event kinds the metrics count are the ones the
+// Service records.
 func TestScreeningLog(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	st, err := kvstore.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), log)
@@ -50,9 +51,9 @@ func TestScreeningLog(t *testing.T) {
 	defer st.Close()
 	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
-	m := newMetrics()
+	m := node.NewMetrics()
 	inner := &recordingLog{}
-	svc.Events = screeningLog{ClusterLog: inner, m: m}
+	svc.Events = node.NewEventLog(inner, m)
 	ctx := context.Background()
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
@@ -85,18 +86,18 @@ func TestScreeningLog(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if n := testutil.ToFloat64(m.blocks); n != 1 {
+	if n := testutil.ToFloat64(m.Blocks()); n != 1 {
 		t.Errorf("blocks = %v, want 1", n)
 	}
 	for src, want := range map[string]float64{"auto": 1, "admin": 1} {
-		if n := testutil.ToFloat64(m.freezes.WithLabelValues(src)); n != want {
+		if n := testutil.ToFloat64(m.Freezes().WithLabelValues(src)); n != want {
 			t.Errorf("freezes{source=%q} = %v, want %v", src, n, want)
 		}
 	}
 	evs, _ := inner.Events(0)
 	var names []string
 	for _, ev := range evs {
-		names = append(names, ev.Event)
+		names = append(names, string(ev.Event))
 	}
 	if got := strings.Join(names, " "); !strings.Contains(got, "ip-blocked") || strings.Count(got, "account-frozen") != 2 {
 		t.Errorf("events passed on: %s", got)
@@ -106,17 +107,17 @@ func TestScreeningLog(t *testing.T) {
 // TestNodeMetrics checks the role and replication metrics of a standalone
 // node and the XML-API counter.
 func TestNodeMetrics(t *testing.T) {
-	m := newMetrics()
+	m := node.NewMetrics()
 	lead := mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1"}}
 	st, err := kvstore.OpenBoltStore(filepath.Join(t.TempDir(), "state.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m.registerNode(standaloneState(lead, st, time.Now().Add(-time.Minute)))
-	m.xmlapiOperation("GetDomainList", 0)
-	m.xmlapiOperation("GetDomainList", 0)
-	m.xmlapiOperation("unknown", 1)
+	m.RegisterStandalone(lead, st, time.Now().Add(-time.Minute))
+	m.XMLAPIOperation("GetDomainList", 0)
+	m.XMLAPIOperation("GetDomainList", 0)
+	m.XMLAPIOperation("unknown", 1)
 
 	want := `
 # HELP mailcluster_role The node's role: 1 for the current one, 0 for the others.
@@ -140,11 +141,11 @@ mailcluster_watch_errors_total{watch="state"} 0
 mailcluster_xmlapi_operations_total{operation="GetDomainList",status="0"} 2
 mailcluster_xmlapi_operations_total{operation="unknown",status="1"} 1
 `
-	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "mailcluster_role", "mailcluster_elections_total",
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "mailcluster_role", "mailcluster_elections_total",
 		"mailcluster_replication_lag_seconds", "mailcluster_watch_errors_total", "mailcluster_xmlapi_operations_total"); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := m.reg.Gather()
+	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +166,8 @@ mailcluster_xmlapi_operations_total{operation="unknown",status="1"} 1
 // TestMainMetrics starts a standalone node in-process and scrapes
 // /metrics without credentials: every family of the node is there.
 func TestMainMetrics(t *testing.T) {
-	m := &Main{Config: &Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NodeName: "n1", AdminAddress: "admin@localhost",
-		AdminPassword: "admin-pass-1", SMTPAddr: "127.0.0.1:0", SMTPHostname: "mx.test"}, Log: slog.New(slog.DiscardHandler)}
+	m := node.New(&node.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NodeName: "n1", AdminAddress: "admin@localhost",
+		AdminPassword: "admin-pass-1", SMTPAddr: "127.0.0.1:0", SMTPHostname: "mx.test"}, slog.New(slog.DiscardHandler), nil)
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,15 @@
-package main
+// Package node assembles a running mailcluster node from its Config: the
+// state (the standalone bbolt store or the Consul store with its election
+// and registration), the Service over it, the REST API with the XML-API,
+// the SMTP listeners and the background jobs. It holds the node's own
+// rules: when an unregistered node may start a new cluster, that a node
+// registered with another version never becomes primary, the bootstrap
+// of an empty state on becoming primary, forwarding of usage reports and
+// login failures to the primary, the auto-admit loop and the join checks
+// shown by /health. It also wires the Prometheus metrics (metrics.go).
+// cmd/mailcluster only loads the Config and calls New and Run; tests and
+// benchmarks start whole nodes in-process the same way.
+package node
 
 import (
 	"context"
@@ -35,29 +46,28 @@ import (
 	"mailcluster/xmlapi"
 )
 
-// Main is one running node. Run starts it and returns once every listener
-// is up; Close stops it. Tests start whole nodes in-process with it.
-type Main struct {
-	Config *Config
-	Log    *slog.Logger
-	// Stdout receives the one-time notice of a generated admin password.
-	Stdout io.Writer
+// Node is one running node. New makes it from its config; Run starts it
+// and returns once every listener is up; Close stops it.
+type Node struct {
+	config *Config
+	log    *slog.Logger
+	stdout io.Writer // receives the one-time notice of a generated admin password
 
 	Service        *service.Service
 	HTTPAddr       string // the address the HTTP listener got (useful with port 0)
 	SMTPAddr       string // the inbound SMTP listener's address ("" when off)
 	SubmissionAddr string // the submission listener's address ("" when off)
+	HTTPSAddr      string // the HTTPS listener's address ("" when off)
 	Mail           *mailsvc.Store
 
 	store        closer
-	events       *cluster.FileClusterLog
+	events       mailcluster.ClusterLog // the file log, observed by the metrics
 	certs        *cluster.CertManager
-	servedCerts  atomic.Pointer[cluster.CertManager] // m.certs, once made (read by internal calls)
+	servedCerts  atomic.Pointer[cluster.CertManager] // n.certs, once made (read by internal calls)
 	metrics      *metrics
 	https        *http.Server
-	tln          net.Listener // the HTTPS listener until m.https serves it
-	HTTPSAddr    string
-	internalURL  string // the https URL of the internal API, "" without HTTPS
+	tln          net.Listener // the HTTPS listener until n.https serves it
+	internalURL  string       // the https URL of the internal API, "" without HTTPS
 	lead         mailcluster.Leadership
 	keyID        string
 	advertise    string
@@ -77,6 +87,13 @@ type Main struct {
 	closeMu      sync.Once
 }
 
+// New returns the node for cfg (checked with Config.Validate, or filled in
+// by a test), logging to log. The generated admin password of a first
+// start is written to stdout (may be nil). Nothing runs before Run.
+func New(cfg *Config, log *slog.Logger, stdout io.Writer) *Node {
+	return &Node{config: cfg, log: log, stdout: stdout}
+}
+
 // closer is a Store that must be closed.
 type closer interface {
 	mailcluster.Store
@@ -86,11 +103,11 @@ type closer interface {
 // Run opens the state, initialises it on the first start (standalone) or
 // joins the cluster (with a Consul address), and starts the HTTP listener
 // and the background jobs. It returns once the listener is up.
-func (m *Main) Run(ctx context.Context) (err error) {
-	c := m.Config
+func (n *Node) Run(ctx context.Context) (err error) {
+	c := n.config
 	defer func() {
 		if err != nil {
-			m.Close()
+			n.Close()
 		}
 	}()
 	for _, dir := range []string{c.DataDir, filepath.Join(c.DataDir, "app"), filepath.Join(c.DataDir, "logs")} {
@@ -102,90 +119,90 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.keyID = keyID
+	n.keyID = keyID
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
 	}
-	m.ln = ln
-	m.HTTPAddr = ln.Addr().String()
+	n.ln = ln
+	n.HTTPAddr = ln.Addr().String()
 	advertise := c.AdvertiseAddr
 	if advertise == "" {
 		if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() && c.Clustered() {
-			return usagef("advertise-addr: required when http-addr listens on all interfaces (%s)", c.HTTPAddr)
+			return configf("advertise-addr: required when http-addr listens on all interfaces (%s)", c.HTTPAddr)
 		}
-		advertise = m.HTTPAddr
+		advertise = n.HTTPAddr
 	}
 	self := mailcluster.PrimaryRef{Name: c.NodeName, APIURL: "http://" + advertise}
-	m.advertise = advertise
+	n.advertise = advertise
 	if c.HTTPSAddr != "" {
 		tln, err := net.Listen("tcp", c.HTTPSAddr)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", c.HTTPSAddr, err)
 		}
-		m.tln = tln
-		m.HTTPSAddr = tln.Addr().String()
-		m.internalURL = internalURL(advertise, tln.Addr().(*net.TCPAddr))
+		n.tln = tln
+		n.HTTPSAddr = tln.Addr().String()
+		n.internalURL = internalURL(advertise, tln.Addr().(*net.TCPAddr))
 	}
-	m.events = cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, m.Log)
-	m.metrics = newMetrics()
+	n.metrics = newMetrics()
+	n.events = newEventLog(cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, n.log), n.metrics)
 	bg, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	n.cancel = cancel
 	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir, SharedPath: c.SharedPath}
-	m.internal = &cluster.InternalClient{Signer: &nodeauth.Signer{Key: nodeauth.Key(c.ClusterSecret), Node: c.NodeName}}
+	n.internal = &cluster.InternalClient{Signer: &nodeauth.Signer{Key: nodeauth.Key(c.ClusterSecret), Node: c.NodeName}}
 
 	if c.Clustered() {
-		err = m.startCluster(bg, self, advertise, keyID, boot)
+		err = n.startCluster(bg, self, advertise, keyID, boot)
 	} else {
-		err = m.startStandalone(ctx, self, boot)
+		err = n.startStandalone(ctx, self, boot)
 	}
 	if err != nil {
 		return err
 	}
 
-	if err := m.startMail(bg); err != nil {
+	if err := n.startMail(bg); err != nil {
 		return err
 	}
-	xmlHandler := xmlapi.NewHandler(m.Service, m.Log)
-	xmlHandler.OnOperation = m.metrics.xmlapiOperation
-	handler := api.NewServer(m.Service, api.Config{Log: m.Log, XMLAPI: xmlHandler,
-		Mail: m.Mail, InternalKey: nodeauth.Key(c.ClusterSecret), TrustedProxies: c.proxies(),
-		Metrics: m.metrics.handler(), Registerer: m.metrics.reg, InternalInfo: m.nodeInfo, InternalTime: m.timeProbe})
-	m.http = newHTTPServer(handler, m.Log)
-	mat := cluster.NewMaterializer(m.store, filepath.Join(c.DataDir, "app"), m.Log)
+	xmlHandler := xmlapi.NewHandler(n.Service, n.log)
+	xmlHandler.OnOperation = n.metrics.xmlapiOperation
+	handler := api.NewServer(n.Service, api.Config{Log: n.log, XMLAPI: xmlHandler,
+		Mail: n.Mail, InternalKey: nodeauth.Key(c.ClusterSecret), TrustedProxies: c.Proxies(),
+		Metrics: n.metrics.handler(), Registerer: n.metrics.reg, InternalInfo: n.nodeInfo, InternalTime: n.timeProbe})
+	n.http = newHTTPServer(handler, n.log)
+	mat := cluster.NewMaterializer(n.store, filepath.Join(c.DataDir, "app"), n.log)
 	mat.OnOverwrite = func(file string) {
-		m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "settings-overwritten",
+		n.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventSettingsOverwritten,
 			Message: "a settings file edited on this node's disk was overwritten from the replicated state",
 			Fields:  map[string]string{"file": file + ".ini"}})
 	}
 	if err := mat.Sync(nil); err != nil {
 		return err
 	}
-	m.goBackground(func() { mat.Run(bg) })
-	m.goBackground(func() {
-		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.Log.Error("http server stopped", "err", err)
+	n.goBackground(func() { mat.Run(bg) })
+	n.goBackground(func() {
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "err", err)
 		}
 	})
-	if m.tln != nil {
-		tln := m.tln
-		m.https = &http.Server{Handler: handler, TLSConfig: m.certs.TLSConfig(), ReadHeaderTimeout: m.http.ReadHeaderTimeout,
-			ReadTimeout: m.http.ReadTimeout, WriteTimeout: m.http.WriteTimeout, IdleTimeout: m.http.IdleTimeout,
-			MaxHeaderBytes: m.http.MaxHeaderBytes, ErrorLog: m.http.ErrorLog}
-		m.goBackground(func() {
-			if err := m.https.Serve(tls.NewListener(tln, m.https.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.Log.Error("https server stopped", "err", err)
+	if n.tln != nil {
+		tln := n.tln
+		n.https = &http.Server{Handler: handler, TLSConfig: n.certs.TLSConfig(), ReadHeaderTimeout: n.http.ReadHeaderTimeout,
+			ReadTimeout: n.http.ReadTimeout, WriteTimeout: n.http.WriteTimeout, IdleTimeout: n.http.IdleTimeout,
+			MaxHeaderBytes: n.http.MaxHeaderBytes, ErrorLog: n.http.ErrorLog}
+		n.goBackground(func() {
+			if err := n.https.Serve(tls.NewListener(tln, n.https.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("https server stopped", "err", err)
 			}
 		})
 	}
-	base := "http://" + m.HTTPAddr
+	base := "http://" + n.HTTPAddr
 	mode := mailcluster.ModeStandalone
 	if c.Clustered() {
 		mode = mailcluster.ModeCluster
 	}
-	m.Log.Info("listening", "node", c.NodeName, "mode", mode,
+	n.log.Info("listening", "node", c.NodeName, "mode", mode,
 		"rest", base+"/api/v1/", "xmlapi", base+"/MdMgmtWS", "openapi", base+"/openapi.yaml", "health", base+"/health",
-		"https", m.HTTPSAddr, "smtp", m.SMTPAddr, "submission", m.SubmissionAddr,
+		"https", n.HTTPSAddr, "smtp", n.SMTPAddr, "submission", n.SubmissionAddr,
 		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
 	return nil
 }
@@ -206,76 +223,76 @@ func newHTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-func (m *Main) goBackground(f func()) {
-	m.wg.Add(1)
-	go func() { defer m.wg.Done(); f() }()
+func (n *Node) goBackground(f func()) {
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); f() }()
 }
 
 // startStandalone opens the embedded store; the node is always primary.
-func (m *Main) startStandalone(ctx context.Context, self mailcluster.PrimaryRef, boot mailcluster.BootstrapConfig) error {
-	st, err := kvstore.OpenBoltStore(filepath.Join(m.Config.DataDir, "state.db"), m.Log)
+func (n *Node) startStandalone(ctx context.Context, self mailcluster.PrimaryRef, boot mailcluster.BootstrapConfig) error {
+	st, err := kvstore.OpenBoltStore(filepath.Join(n.config.DataDir, "state.db"), n.log)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return fmt.Errorf("data dir %s is in use by another mailcluster process", m.Config.DataDir)
+			return fmt.Errorf("data dir %s is in use by another mailcluster process", n.config.DataDir)
 		}
 		return err
 	}
-	m.store = st
-	m.lead = mailcluster.StaticLeadership{Self: self}
-	m.metrics.registerNode(standaloneState(m.lead, st, time.Now()))
-	m.Service = m.newService(st, m.lead, mailcluster.ModeStandalone)
-	generated, err := m.Service.Bootstrap(ctx, boot)
+	n.store = st
+	n.lead = mailcluster.StaticLeadership{Self: self}
+	n.metrics.registerNode(standaloneState(n.lead, st, time.Now()))
+	n.Service = n.newService(st, n.lead, mailcluster.ModeStandalone)
+	generated, err := n.Service.Bootstrap(ctx, boot)
 	if err != nil {
 		return fmt.Errorf("initialise state: %w", err)
 	}
-	m.announcePassword(generated)
+	n.announcePassword(generated)
 	return nil
 }
 
-func (m *Main) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *service.Service {
-	svc := service.NewService(st, lead, m.Log)
-	svc.NodeName = m.Config.NodeName
-	svc.NodeKeyID = m.keyID
+func (n *Node) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *service.Service {
+	svc := service.NewService(st, lead, n.log)
+	svc.NodeName = n.config.NodeName
+	svc.NodeKeyID = n.keyID
 	svc.Mode = mode
-	svc.Events = screeningLog{ClusterLog: m.events, m: m.metrics}
+	svc.Events = n.events
 	return svc
 }
 
-func (m *Main) announcePassword(generated string) {
-	if generated != "" && m.Stdout != nil {
-		fmt.Fprintf(m.Stdout, "\nGenerated password for %s: %s\n(shown only this once; only its hash is stored. Set MAILCLUSTER_ADMIN_PASSWORD before the first start to choose it.)\n\n",
-			m.Config.AdminAddress, generated)
+func (n *Node) announcePassword(generated string) {
+	if generated != "" && n.stdout != nil {
+		fmt.Fprintf(n.stdout, "\nGenerated password for %s: %s\n(shown only this once; only its hash is stored. Set MAILCLUSTER_ADMIN_PASSWORD before the first start to choose it.)\n\n",
+			n.config.AdminAddress, generated)
 	}
 }
 
 // startCluster joins the Consul cluster: the snapshot store, the election
 // and the service registration run in the background; the node serves its
 // persisted snapshot read-only until it hears from Consul.
-func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, advertise, keyID string, boot mailcluster.BootstrapConfig) error {
-	c := m.Config
+func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, advertise, keyID string, boot mailcluster.BootstrapConfig) error {
+	c := n.config
 	client, err := consulapi.NewClient(&consulapi.Config{Address: c.ConsulAddr, Token: c.ConsulToken})
 	if err != nil {
 		return fmt.Errorf("consul client: %w", err)
 	}
-	m.internal.TLS = &cluster.InternalTLS{Peers: cluster.ConsulInternalURLs(client, c.ClusterName), Pins: m.pinnedCerts}
-	st, err := cluster.OpenConsulStore(client, c.ClusterName, filepath.Join(c.DataDir, "snapshot.db"), m.Log)
+	n.internal.TLS = &cluster.InternalTLS{Peers: cluster.ConsulInternalURLs(client, c.ClusterName), Pins: n.pinnedCerts}
+	st, err := cluster.OpenConsulStore(client, c.ClusterName, filepath.Join(c.DataDir, "snapshot.db"), n.log)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return fmt.Errorf("data dir %s is in use by another mailcluster process", c.DataDir)
 		}
 		return err
 	}
-	m.store = st
-	st.Events = m.events
-	m.shared = &cluster.SharedPath{Dir: c.SharedPath, Node: c.NodeName, Store: st}
+	n.store = st
+	st.Events = n.events
+	n.shared = &cluster.SharedPath{Dir: c.SharedPath, Node: c.NodeName, Store: st}
 	roles := make(chan mailcluster.Role, 1)
 	var election *cluster.Election
 	prevRole := mailcluster.RoleUnknown
 	election = cluster.NewElection(cluster.ElectionConfig{
-		Client: client, Cluster: c.ClusterName, Self: self, Log: m.Log,
+		Client: client, Cluster: c.ClusterName, Self: self, Log: n.log,
 		NeverPrimary: c.NeverPrimary, TTL: c.SessionTTL,
 		Pending: func() bool {
-			if m.Service.IsRegistered(c.NodeName) {
+			if n.Service.IsRegistered(c.NodeName) {
 				return false
 			}
 			// Unregistered: pending, unless the cluster is new (no server
@@ -284,10 +301,10 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			return st.Count(schema.PrefixServers) > 0 || ok && p.Name != c.NodeName
 		},
 		MayLead: func() bool {
-			sv, ok := m.Service.RegisteredMember(c.NodeName)
+			sv, ok := n.Service.RegisteredMember(c.NodeName)
 			if ok && sv.Version != mailcluster.Version {
-				m.versionOnce.Do(func() {
-					m.events.Record(mailcluster.ClusterEvent{Level: "error", Event: "version-mismatch",
+				n.versionOnce.Do(func() {
+					n.events.Record(mailcluster.ClusterEvent{Level: "error", Event: mailcluster.EventVersionMismatch,
 						Message: "this node runs another version than it was registered with; it will not become primary until versions match again",
 						Fields:  map[string]string{"running": mailcluster.Version, "registered": sv.Version}})
 				})
@@ -300,98 +317,87 @@ func (m *Main) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			case roles <- r:
 			default:
 			}
-			if m.outbox != nil {
-				m.outbox.Kick()
+			if n.outbox != nil {
+				n.outbox.Kick()
 			}
 			if prevRole == mailcluster.RolePrimary && r != mailcluster.RolePrimary {
-				m.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "step-down", Message: "this node stopped being the primary",
+				n.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventStepDown, Message: "this node stopped being the primary",
 					Fields: map[string]string{"role": string(r)}})
 			}
 			if prevRole == mailcluster.RolePending && r == mailcluster.RoleSecondary {
-				m.events.Record(mailcluster.ClusterEvent{Event: "registered", Message: "this node is registered and serves as a secondary"})
+				n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventRegistered, Message: "this node is registered and serves as a secondary"})
 			}
 			prevRole = r
 			if r == mailcluster.RolePrimary {
-				m.events.Record(mailcluster.ClusterEvent{Event: "election", Message: "this node became the primary",
+				n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventElection, Message: "this node became the primary",
 					Fields: map[string]string{"elections": fmt.Sprint(election.Elections())}})
-				m.goBackground(func() { m.bootstrapAsPrimary(bg, boot) })
+				n.goBackground(func() { n.bootstrapAsPrimary(bg, boot) })
 			}
 		},
 	})
 	st.Session = election.Session
-	m.lead = election
-	m.metrics.registerNode(clusterState(election, st))
-	m.Service = m.newService(st, election, mailcluster.ModeCluster)
-	m.Service.Lag = st
-	m.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election,
-		Store: st, Internal: m.internal}
-	admitter := &cluster.Admitter{Client: client, Cluster: c.ClusterName, Internal: m.internal}
-	m.Service.Admit = admitter
-	m.Service.Checks = append(m.Service.Checks, healthFunc(m.joinProblems))
+	n.lead = election
+	n.metrics.registerNode(clusterState(election, st))
+	n.Service = n.newService(st, election, mailcluster.ModeCluster)
+	n.Service.Lag = st
+	n.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election,
+		Store: st, Internal: n.internal}
+	admitter := &cluster.Admitter{Client: client, Cluster: c.ClusterName, Internal: n.internal}
+	n.Service.Admit = admitter
+	n.Service.Checks = append(n.Service.Checks, healthFunc(n.joinProblems))
 	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
 	if c.AutoAdmit {
-		m.goBackground(func() { m.autoAdmit(bg, admitter, isPrimary) })
+		n.goBackground(func() { n.autoAdmit(bg, admitter, isPrimary) })
 	}
-	probe := &cluster.ClockProbe{Store: st, Internal: m.internal, Self: c.NodeName, Servers: m.Service.RegisteredMembers,
-		Primary: isPrimary, Events: m.events, Interval: c.ProbeInterval}
-	m.goBackground(func() { probe.Run(bg) })
+	probe := &cluster.ClockProbe{Store: st, Internal: n.internal, Self: c.NodeName, Servers: n.Service.RegisteredMembers,
+		Primary: isPrimary, Events: n.events, Interval: c.ProbeInterval}
+	n.goBackground(func() { probe.Run(bg) })
 	reg := &cluster.Registration{Client: client, NodeName: c.NodeName, Cluster: c.ClusterName, APIAddr: advertise,
-		InternalURL: m.internalURL, NodeKeyID: keyID, NeverPrimary: c.NeverPrimary, Log: m.Log}
+		InternalURL: n.internalURL, NodeKeyID: keyID, NeverPrimary: c.NeverPrimary, Log: n.log}
 	electCtx, stopElection := context.WithCancel(bg)
-	m.stopElection = stopElection
-	m.goBackground(func() { st.Run(bg) })
-	m.electionDone = make(chan struct{})
-	go func() { defer close(m.electionDone); election.Run(electCtx) }()
-	m.goBackground(func() { reg.Run(bg, roles, election.Role) })
-	m.events.Record(mailcluster.ClusterEvent{Event: "join", Message: "node started and is joining the cluster",
+	n.stopElection = stopElection
+	n.goBackground(func() { st.Run(bg) })
+	n.electionDone = make(chan struct{})
+	go func() { defer close(n.electionDone); election.Run(electCtx) }()
+	n.goBackground(func() { reg.Run(bg, roles, election.Role) })
+	n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventJoin, Message: "node started and is joining the cluster",
 		Fields: map[string]string{"cluster": c.ClusterName, "consul": c.ConsulAddr, "version": mailcluster.Version, "never_primary": fmt.Sprint(c.NeverPrimary)}})
 	return nil
 }
 
 // startMail opens the outbox of changes to mail, the mailbox store and the
 // SMTP listeners.
-func (m *Main) startMail(bg context.Context) error {
-	c := m.Config
-	ic := m.internal
+func (n *Node) startMail(bg context.Context) error {
+	c := n.config
+	ic := n.internal
 	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		if m.lead.Role() == mailcluster.RolePrimary {
-			return m.Service.ApplyUsageReport(ctx, r)
-		}
-		p, ok := m.lead.Primary()
-		if !ok {
-			return 0, errors.New("no primary is elected")
-		}
-		return ic.SendUsage(ctx, p.APIURL, r)
+		return toPrimary(n.lead, func() (uint64, error) { return n.Service.ApplyUsageReport(ctx, r) },
+			func(url string) (uint64, error) { return ic.SendUsage(ctx, url, r) })
 	}
-	ob, err := cluster.OpenOutbox(filepath.Join(c.DataDir, "outbox.db"), c.NodeName, send, m.Log)
+	ob, err := cluster.OpenOutbox(filepath.Join(c.DataDir, "outbox.db"), c.NodeName, send, n.log)
 	if err != nil {
 		return err
 	}
-	ob.Store = m.store
-	m.outbox = ob
-	m.goBackground(func() { ob.Run(bg) })
-	m.Mail = mailsvc.NewStore(m.Service, ob, m.Log)
-	m.Service.Notify = m.Mail
+	ob.Store = n.store
+	n.outbox = ob
+	n.goBackground(func() { ob.Run(bg) })
+	n.Mail = mailsvc.NewStore(n.Service, ob, n.log)
+	n.Service.Notify = n.Mail
 
 	fr := &cluster.FailureReporter{
 		Send: func(ctx context.Context, fs []mailcluster.LoginFailure) error {
-			if m.lead.Role() == mailcluster.RolePrimary {
-				return m.Service.ReportFailures(ctx, fs)
-			}
-			p, ok := m.lead.Primary()
-			if !ok {
-				return errors.New("no primary is elected")
-			}
-			return ic.SendFailures(ctx, p.APIURL, fs)
+			_, err := toPrimary(n.lead, func() (struct{}, error) { return struct{}{}, n.Service.ReportFailures(ctx, fs) },
+				func(url string) (struct{}, error) { return struct{}{}, ic.SendFailures(ctx, url, fs) })
+			return err
 		},
-		DecideLocally: m.Service.DecideLocally,
-		ClearLocal:    m.Service.ClearLocalDecisions,
-		Events:        m.events,
-		Log:           m.Log,
+		DecideLocally: n.Service.DecideLocally,
+		ClearLocal:    n.Service.ClearLocalDecisions,
+		Events:        n.events,
+		Log:           n.log,
 	}
-	m.Service.Failures = fr
-	m.Service.ScreeningKey = cluster.ScreeningKey(c.ClusterSecret)
-	m.goBackground(func() { fr.Run(bg) })
+	n.Service.Failures = fr
+	n.Service.ScreeningKey = cluster.ScreeningKey(c.ClusterSecret)
+	n.goBackground(func() { fr.Run(bg) })
 
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(c.DataDir, "tls"), c.SMTPHostname)
 	if err != nil {
@@ -401,22 +407,22 @@ func (m *Main) startMail(bg context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.Service.SealKey = mailcluster.SealKey(secret)
-	m.certs = cluster.NewCertManager(m.Service, m.Service.SealKey, &cert, m.events, m.Log)
-	m.certs.OnExpiry = func(name string, left time.Duration) {
-		m.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
+	n.Service.SealKey = mailcluster.SealKey(secret)
+	n.certs = cluster.NewCertManager(n.Service, n.Service.SealKey, &cert, n.events, n.log)
+	n.certs.OnExpiry = func(name string, left time.Duration) {
+		n.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
 	}
-	m.certs.Sync()
-	m.servedCerts.Store(m.certs)
-	m.Service.Checks = append(m.Service.Checks, m.certs)
-	m.goBackground(func() { m.certs.Run(bg, m.store) })
-	m.smtp = mailsvc.NewServer(m.Mail, m.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: m.certs.TLSConfig(), Log: m.Log,
-		Registerer: m.metrics.reg})
+	n.certs.Sync()
+	n.servedCerts.Store(n.certs)
+	n.Service.Checks = append(n.Service.Checks, n.certs)
+	n.goBackground(func() { n.certs.Run(bg, n.store) })
+	n.smtp = mailsvc.NewServer(n.Mail, n.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: n.certs.TLSConfig(), Log: n.log,
+		Registerer: n.metrics.reg})
 	for _, l := range []struct {
 		addr  string
 		out   *string
 		serve func(net.Listener) error
-	}{{c.SMTPAddr, &m.SMTPAddr, m.smtp.ServeInbound}, {c.SubmissionAddr, &m.SubmissionAddr, m.smtp.ServeSubmission}} {
+	}{{c.SMTPAddr, &n.SMTPAddr, n.smtp.ServeInbound}, {c.SubmissionAddr, &n.SubmissionAddr, n.smtp.ServeSubmission}} {
 		if l.addr == "" {
 			continue
 		}
@@ -426,19 +432,34 @@ func (m *Main) startMail(bg context.Context) error {
 		}
 		*l.out = ln.Addr().String()
 		serve := l.serve
-		m.goBackground(func() {
+		n.goBackground(func() {
 			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-				m.Log.Error("smtp listener stopped", "err", err)
+				n.log.Error("smtp listener stopped", "err", err)
 			}
 		})
 	}
 	return nil
 }
 
+// toPrimary hands a report to the primary: on the primary itself to local,
+// on any other node to remote with the primary's API URL. It fails while
+// no primary is elected (the caller keeps the report and tries again).
+func toPrimary[T any](lead mailcluster.Leadership, local func() (T, error), remote func(apiURL string) (T, error)) (T, error) {
+	if lead.Role() == mailcluster.RolePrimary {
+		return local()
+	}
+	p, ok := lead.Primary()
+	if !ok {
+		var zero T
+		return zero, errors.New("no primary is elected")
+	}
+	return remote(p.APIURL)
+}
+
 // bootstrapAsPrimary initialises an empty cluster state once this node is
 // primary (a no-op when it is initialised already).
-func (m *Main) bootstrapAsPrimary(ctx context.Context, boot mailcluster.BootstrapConfig) {
-	if st, ok := m.store.(*cluster.ConsulStore); ok {
+func (n *Node) bootstrapAsPrimary(ctx context.Context, boot mailcluster.BootstrapConfig) {
+	if st, ok := n.store.(*cluster.ConsulStore); ok {
 		// Make sure the snapshot is current before deciding that the state is empty.
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -452,22 +473,22 @@ func (m *Main) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	generated, err := m.Service.Bootstrap(ctx, boot)
+	generated, err := n.Service.Bootstrap(ctx, boot)
 	if err != nil {
-		m.Log.Error("initialising the cluster state", "err", err)
+		n.log.Error("initialising the cluster state", "err", err)
 		return
 	}
-	m.announcePassword(generated)
-	if len(m.Service.RegisteredMembers()) == 0 {
+	n.announcePassword(generated)
+	if len(n.Service.RegisteredMembers()) == 0 {
 		// The first node of a new cluster: nobody else could admit it.
 		zone, _ := time.Now().Zone()
-		if err := m.Service.RegisterSelf(ctx, mailcluster.Member{Name: m.Config.NodeName, APIURL: m.selfURL(),
-			NodeKeyID: m.keyID, Version: mailcluster.Version, TimeZone: zone}); err != nil {
-			m.Log.Error("registering the first node", "err", err)
+		if err := n.Service.RegisterSelf(ctx, mailcluster.Member{Name: n.config.NodeName, APIURL: n.selfURL(),
+			NodeKeyID: n.keyID, Version: mailcluster.Version, TimeZone: zone}); err != nil {
+			n.log.Error("registering the first node", "err", err)
 		}
 	}
-	if err := m.shared.EnsureProbe(ctx); err != nil {
-		m.Log.Error("writing the shared-path probe", "err", err)
+	if err := n.shared.EnsureProbe(ctx); err != nil {
+		n.log.Error("writing the shared-path probe", "err", err)
 	}
 }
 
@@ -487,19 +508,19 @@ func internalURL(advertise string, ln *net.TCPAddr) string {
 
 // pinnedCerts returns the fingerprints of the certificates this node
 // serves: the only ones another node may present to its internal calls.
-func (m *Main) pinnedCerts() map[string]string {
-	if cm := m.servedCerts.Load(); cm != nil {
+func (n *Node) pinnedCerts() map[string]string {
+	if cm := n.servedCerts.Load(); cm != nil {
 		return cm.Served()
 	}
 	return nil
 }
 
 // selfURL is this node's advertised API URL.
-func (m *Main) selfURL() string {
-	if p, ok := m.lead.Primary(); ok && p.Name == m.Config.NodeName {
+func (n *Node) selfURL() string {
+	if p, ok := n.lead.Primary(); ok && p.Name == n.config.NodeName {
 		return p.APIURL
 	}
-	return "http://" + m.advertise
+	return "http://" + n.advertise
 }
 
 // healthFunc adapts a function to mailcluster.HealthCheck.
@@ -508,12 +529,12 @@ type healthFunc func() []string
 func (f healthFunc) Problems() []string { return f() }
 
 // joinProblems says why this node cannot join (shown by /health).
-func (m *Main) joinProblems() []string {
+func (n *Node) joinProblems() []string {
 	var out []string
-	if ok, detail := m.shared.Verify(); !ok {
+	if ok, detail := n.shared.Verify(); !ok {
 		out = append(out, "shared path: "+detail)
 	}
-	if m.standaloneAttachmentLinking() {
+	if n.standaloneAttachmentLinking() {
 		out = append(out, "attachment linking is enabled in this node's standalone state; it cannot be used in a cluster")
 	}
 	return out
@@ -521,13 +542,13 @@ func (m *Main) joinProblems() []string {
 
 // standaloneAttachmentLinking reports attachment linking switched on in
 // the state this node kept while it ran standalone (read once).
-func (m *Main) standaloneAttachmentLinking() bool {
-	m.linkOnce.Do(func() { m.linking = m.readStandaloneAttachmentLinking() })
-	return m.linking
+func (n *Node) standaloneAttachmentLinking() bool {
+	n.linkOnce.Do(func() { n.linking = n.readStandaloneAttachmentLinking() })
+	return n.linking
 }
 
-func (m *Main) readStandaloneAttachmentLinking() bool {
-	v, ok, err := kvstore.ReadStateValue(filepath.Join(m.Config.DataDir, "state.db"),
+func (n *Node) readStandaloneAttachmentLinking() bool {
+	v, ok, err := kvstore.ReadStateValue(filepath.Join(n.config.DataDir, "state.db"),
 		schema.PrefixSettings+mailcluster.MainSettingsFile+"/"+mailcluster.SectionAttachmentLinking+"/"+mailcluster.KeyEnabled)
 	if err != nil || !ok {
 		return false
@@ -537,16 +558,16 @@ func (m *Main) readStandaloneAttachmentLinking() bool {
 }
 
 // NodeInfo answers the internal API's /internal/v1/info for admission.
-func (m *Main) nodeInfo() any {
-	ok, detail := m.shared.Verify()
+func (n *Node) nodeInfo() any {
+	ok, detail := n.shared.Verify()
 	zone, _ := time.Now().Zone()
-	return cluster.NodeInfo{Name: m.Config.NodeName, APIURL: "http://" + m.advertise, KeyID: m.keyID, Version: mailcluster.Version,
-		TimeZone: zone, SharedPathOK: ok, SharedPathDetail: detail, AttachmentLinking: m.standaloneAttachmentLinking()}
+	return cluster.NodeInfo{Name: n.config.NodeName, APIURL: "http://" + n.advertise, KeyID: n.keyID, Version: mailcluster.Version,
+		TimeZone: zone, SharedPathOK: ok, SharedPathDetail: detail, AttachmentLinking: n.standaloneAttachmentLinking()}
 }
 
 // timeProbe answers /internal/v1/time (shifted by --test-clock-offset).
-func (m *Main) timeProbe() any {
-	now := time.Now().Add(m.Config.TestClockSkew)
+func (n *Node) timeProbe() any {
+	now := time.Now().Add(n.config.TestClockSkew)
 	zone, _ := now.Zone()
 	return cluster.TimeProbe{UnixNano: now.UnixNano(), Zone: zone}
 }
@@ -554,7 +575,7 @@ func (m *Main) timeProbe() any {
 // autoAdmit registers, while this node is primary, every node of the
 // cluster that Consul lists and that passes the admission checks; a
 // refused node is tried again once a minute (each refusal is logged).
-func (m *Main) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary func() bool) {
+func (n *Node) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary func() bool) {
 	refused := map[string]time.Time{}
 	t := time.NewTicker(300 * time.Millisecond)
 	defer t.Stop()
@@ -572,12 +593,12 @@ func (m *Main) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary fun
 			continue
 		}
 		for name := range cands {
-			if m.Service.IsRegistered(name) || time.Since(refused[name]) < time.Minute {
+			if n.Service.IsRegistered(name) || time.Since(refused[name]) < time.Minute {
 				continue
 			}
-			if _, err := m.Service.AddMember(ctx, name); err != nil {
+			if _, err := n.Service.AddMember(ctx, name); err != nil {
 				refused[name] = time.Now()
-				m.Log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
+				n.log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
 			}
 		}
 	}
@@ -586,48 +607,48 @@ func (m *Main) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary fun
 // Close stops the node: in a cluster it first hands the primary role
 // over (releasing the lock), then stops the listener and background jobs,
 // and closes the state.
-func (m *Main) Close() error {
+func (n *Node) Close() error {
 	var err error
-	m.closeMu.Do(func() {
-		if m.stopElection != nil {
-			m.stopElection()
-			<-m.electionDone
+	n.closeMu.Do(func() {
+		if n.stopElection != nil {
+			n.stopElection()
+			<-n.electionDone
 		}
-		if m.http != nil {
+		if n.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err = m.http.Shutdown(ctx)
+			err = n.http.Shutdown(ctx)
 			cancel()
-		} else if m.ln != nil {
-			m.ln.Close()
+		} else if n.ln != nil {
+			n.ln.Close()
 		}
-		if m.https != nil {
+		if n.https != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = m.https.Shutdown(ctx)
+			_ = n.https.Shutdown(ctx)
 			cancel()
-		} else if m.tln != nil {
-			m.tln.Close()
+		} else if n.tln != nil {
+			n.tln.Close()
 		}
-		if m.smtp != nil {
-			if serr := m.smtp.Close(); err == nil {
+		if n.smtp != nil {
+			if serr := n.smtp.Close(); err == nil {
 				err = serr
 			}
 		}
-		if m.cancel != nil {
-			m.cancel()
+		if n.cancel != nil {
+			n.cancel()
 		}
-		m.wg.Wait()
-		if m.outbox != nil {
-			if oerr := m.outbox.Close(); err == nil {
+		n.wg.Wait()
+		if n.outbox != nil {
+			if oerr := n.outbox.Close(); err == nil {
 				err = oerr
 			}
 		}
-		if m.store != nil {
-			if cerr := m.store.Close(); err == nil {
+		if n.store != nil {
+			if cerr := n.store.Close(); err == nil {
 				err = cerr
 			}
 		}
-		if m.events != nil && m.Config.Clustered() {
-			m.events.Record(mailcluster.ClusterEvent{Event: "leave", Message: "node stopped"})
+		if n.events != nil && n.config.Clustered() {
+			n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventLeave, Message: "node stopped"})
 		}
 	})
 	return err

@@ -1,4 +1,4 @@
-package main
+package node_test
 
 import (
 	"context"
@@ -19,12 +19,13 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/kvstore"
+	"mailcluster/node"
 	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
 func TestHTTPServerTimeouts(t *testing.T) {
-	srv := newHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	srv := node.NewHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
 	if srv.ReadHeaderTimeout != 10*time.Second || srv.ReadTimeout != 30*time.Second || srv.WriteTimeout == 0 ||
 		srv.IdleTimeout == 0 || srv.MaxHeaderBytes != 64<<10 {
 		t.Fatalf("timeouts %v %v %v %v, header limit %d", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout,
@@ -34,7 +35,7 @@ func TestHTTPServerTimeouts(t *testing.T) {
 
 // slowServer serves the node's APIs (REST with the XML-API mounted, over a
 // bootstrapped standalone state) with an http.Server made by
-// newHTTPServer, its read timeouts shortened so that the test is quick.
+// node.NewHTTPServer, its read timeouts shortened so that the test is quick.
 func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string, *kvstore.BoltStore) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
@@ -49,7 +50,7 @@ func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string,
 		AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
-	srv := newHTTPServer(api.NewServer(svc, api.Config{Log: log, XMLAPI: xmlapi.NewHandler(svc, log)}), log)
+	srv := node.NewHTTPServer(api.NewServer(svc, api.Config{Log: log, XMLAPI: xmlapi.NewHandler(svc, log)}), log)
 	srv.ReadHeaderTimeout, srv.ReadTimeout = headerTimeout, readTimeout
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -101,7 +101,7 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 	sv, err := s.Admit.Check(ctx, nameOrAddress, registered)
 	if err != nil {
 		if s.Events != nil {
-			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "registration-refused", Message: mailcluster.ErrorMessage(err),
+			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventRegistrationRefused, Message: mailcluster.ErrorMessage(err),
 				Fields: map[string]string{"node": nameOrAddress}})
 		}
 		return nil, err
@@ -115,7 +115,7 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 		return nil, conflictAs(err, "Node %s was registered concurrently.", sv.Name)
 	}
 	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Event: "registration", Message: "a node was registered",
+		s.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventRegistration, Message: "a node was registered",
 			Fields: map[string]string{"node": sv.Name, "api": sv.APIURL, "version": sv.Version}})
 	}
 	return sv, nil
@@ -156,7 +156,7 @@ func (s *Service) RemoveMember(ctx context.Context, name string) error {
 		return err
 	}
 	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "unregistered", Message: "a node was unregistered", Fields: map[string]string{"node": name}})
+		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventUnregistered, Message: "a node was unregistered", Fields: map[string]string{"node": name}})
 	}
 	return nil
 }

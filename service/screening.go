@@ -267,7 +267,7 @@ func (s *Service) autoBlock(ctx context.Context, cfg mailcluster.ScreeningConfig
 			continue
 		}
 		if err == nil && s.Events != nil {
-			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "ip-blocked", Message: "an address was blocked by dynamic screening",
+			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventIPBlocked, Message: "an address was blocked by dynamic screening",
 				Fields: map[string]string{"ip": ip, "until": b.Until.Format(time.RFC3339), "offences": strconv.Itoa(b.Offences)}})
 		}
 		return err
@@ -280,7 +280,7 @@ func (s *Service) autoFreeze(ctx context.Context, cfg mailcluster.ScreeningConfi
 	if errors.Is(err, errLastAdmin) {
 		s.log.Warn("not freezing the last usable global administrator", "address", address)
 		if s.Events != nil {
-			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "freeze-skipped",
+			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventFreezeSkipped,
 				Message: "too many failed logins, but the account is the last usable global administrator and stays usable",
 				Fields:  map[string]string{"address": address}})
 		}
@@ -333,7 +333,7 @@ func (s *Service) freeze(ctx context.Context, cfg mailcluster.ScreeningConfig, a
 		return err
 	}
 	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: "account-frozen", Message: "an account was frozen",
+		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventAccountFrozen, Message: "an account was frozen",
 			Fields: map[string]string{"address": a.Address(), "source": source}})
 	}
 	if s.Notify != nil {
@@ -535,7 +535,7 @@ func (s *Service) thaw(ctx context.Context, domain, mailbox string) error {
 	sc.detector.ForgetAccount(a.Address())
 	sc.gate.ForgetAccount(a.Address())
 	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Event: "account-thawed", Message: "an account was thawed", Fields: map[string]string{"address": a.Address()}})
+		s.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventAccountThawed, Message: "an account was thawed", Fields: map[string]string{"address": a.Address()}})
 	}
 	return nil
 }

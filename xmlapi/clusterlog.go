@@ -62,7 +62,7 @@ func addClusterEvent(parent *etree.Element, ev *mailcluster.ClusterEvent) {
 	e := parent.CreateElement("Entry")
 	e.CreateAttr("time", ev.Time.UTC().Format(time.RFC3339Nano))
 	e.CreateAttr("level", ev.Level)
-	e.CreateAttr("event", ev.Event)
+	e.CreateAttr("event", string(ev.Event))
 	e.CreateAttr("node", ev.Node)
 	addText(e, "Message", ev.Message)
 	names := make([]string, 0, len(ev.Fields))

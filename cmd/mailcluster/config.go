@@ -3,11 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -16,45 +12,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
-	"mailcluster"
+	"mailcluster/node"
 )
-
-// Config is the node config: what is local to one machine and never
-// replicated. Every field comes from a flag, the YAML file given with
-// --config, or an environment variable MAILCLUSTER_<NAME> (dashes become
-// underscores); flags win over the environment, which wins over the file.
-type Config struct {
-	DataDir      string `mapstructure:"data-dir"`
-	HTTPAddr     string `mapstructure:"http-addr"`
-	NodeName     string `mapstructure:"node-name"`
-	NodeKey      string `mapstructure:"node-key"`
-	AdminAddress string `mapstructure:"admin-address"`
-	LogLevel     string `mapstructure:"log-level"`
-	LogFormat    string `mapstructure:"log-format"`
-
-	TrustedProxies []string `mapstructure:"trusted-proxies"`
-
-	HTTPSAddr      string `mapstructure:"https-addr"`
-	SMTPAddr       string `mapstructure:"smtp-addr"`
-	SubmissionAddr string `mapstructure:"submission-addr"`
-	SMTPHostname   string `mapstructure:"smtp-hostname"`
-
-	ConsulAddr    string        `mapstructure:"consul-addr"`
-	ConsulToken   string        `mapstructure:"consul-token"`
-	ClusterName   string        `mapstructure:"cluster-name"`
-	ClusterSecret string        `mapstructure:"cluster-secret"`
-	AdvertiseAddr string        `mapstructure:"advertise-addr"`
-	SharedPath    string        `mapstructure:"shared-path"`
-	AutoAdmit     bool          `mapstructure:"auto-admit"`
-	ProbeInterval time.Duration `mapstructure:"probe-interval"`
-	TestClockSkew time.Duration `mapstructure:"test-clock-offset"`
-	NeverPrimary  bool          `mapstructure:"never-primary"`
-	SessionTTL    time.Duration `mapstructure:"session-ttl"`
-
-	// AdminPassword comes only from MAILCLUSTER_ADMIN_PASSWORD and is used
-	// only on the first start.
-	AdminPassword string `mapstructure:"-"`
-}
 
 // usageError marks bad input on the command line or in the config: the
 // process exits with status 2.
@@ -65,10 +24,12 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// isUsageError reports whether err should end the process with status 2.
+// isUsageError reports whether err should end the process with status 2:
+// bad usage, or a config the node refuses (*node.ConfigError).
 func isUsageError(err error) bool {
 	var u usageError
-	return errors.As(err, &u)
+	var c *node.ConfigError
+	return errors.As(err, &u) || errors.As(err, &c)
 }
 
 // envPrefix is the prefix of every environment variable of the node config.
@@ -107,11 +68,11 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.Duration("session-ttl", time.Second, "TTL of the election session's health check (100ms-60s)")
 }
 
-// Clustered reports whether the node joins a Consul cluster.
-func (c *Config) Clustered() bool { return c.ConsulAddr != "" }
-
-// loadConfig merges file, environment and flags into a validated Config.
-func loadConfig(fs *pflag.FlagSet) (*Config, error) {
+// loadConfig merges file, environment and flags into a validated
+// node.Config. Every field comes from a flag, the YAML file given with
+// --config, or an environment variable MAILCLUSTER_<NAME> (dashes become
+// underscores); flags win over the environment, which wins over the file.
+func loadConfig(fs *pflag.FlagSet) (*node.Config, error) {
 	v := viper.New()
 	v.SetEnvPrefix(envPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -152,13 +113,13 @@ func loadConfig(fs *pflag.FlagSet) (*Config, error) {
 			}
 		}
 	}
-	var c Config
+	var c node.Config
 	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
 		return nil, usagef("config: %v", err)
 	}
 	c.AdminPassword = os.Getenv("MAILCLUSTER_ADMIN_PASSWORD")
-	if err := c.validate(); err != nil {
-		return nil, err
+	if err := c.Validate(); err != nil {
+		return nil, usageError{err}
 	}
 	return &c, nil
 }
@@ -171,137 +132,4 @@ func knownEnv(known map[string]bool) string {
 	names = append(names, "MAILCLUSTER_ADMIN_PASSWORD")
 	sort.Strings(names)
 	return strings.Join(names, ", ")
-}
-
-var reNodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
-// validate checks every value and makes DataDir absolute.
-func (c *Config) validate() error {
-	if c.DataDir == "" {
-		return usagef("data-dir: must not be empty")
-	}
-	abs, err := filepath.Abs(c.DataDir)
-	if err != nil {
-		return usagef("data-dir %q: %v", c.DataDir, err)
-	}
-	c.DataDir = abs
-	if err := validateListenAddr("http-addr", c.HTTPAddr); err != nil {
-		return err
-	}
-	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr, "https-addr": c.HTTPSAddr} {
-		if addr == "" {
-			continue
-		}
-		if err := validateListenAddr(name, addr); err != nil {
-			return err
-		}
-	}
-	if c.SMTPHostname == "" || strings.ContainsAny(c.SMTPHostname, " \t\r\n<>()[]") || len(c.SMTPHostname) > 253 {
-		return usagef("smtp-hostname %q: must be a host name", c.SMTPHostname)
-	}
-	if !reNodeName.MatchString(c.NodeName) {
-		return usagef("node-name %q: use 1-63 letters, digits, '.', '_' or '-'", c.NodeName)
-	}
-	if c.NodeKey != "" && (len(c.NodeKey) < 16 || len(c.NodeKey) > 256) {
-		return usagef("node-key: must be 16 to 256 characters long")
-	}
-	if _, _, err := mailcluster.SplitAddress(c.AdminAddress); err != nil {
-		return usagef("admin-address: %s", mailcluster.ErrorMessage(err))
-	}
-	if pw := c.AdminPassword; pw != "" && (len(pw) < mailcluster.DefaultMinPasswordLength || len(pw) > 72) {
-		return usagef("MAILCLUSTER_ADMIN_PASSWORD: must be %d to 72 characters long", mailcluster.DefaultMinPasswordLength)
-	}
-	for _, p := range c.TrustedProxies {
-		if _, err := parseProxy(p); err != nil {
-			return usagef("trusted-proxies: %q is not an IP address or CIDR", p)
-		}
-	}
-	if err := c.validateCluster(); err != nil {
-		return err
-	}
-	switch strings.ToLower(c.LogLevel) {
-	case "debug", "info", "warn", "error":
-	default:
-		return usagef("log-level %q: use debug, info, warn or error", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		return usagef("log-format %q: use text or json", c.LogFormat)
-	}
-	return nil
-}
-
-var reClusterName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
-func (c *Config) validateCluster() error {
-	if !reClusterName.MatchString(c.ClusterName) {
-		return usagef("cluster-name %q: use 1-63 lower-case letters, digits, '_' or '-'", c.ClusterName)
-	}
-	if c.SessionTTL < 100*time.Millisecond || c.SessionTTL > time.Minute {
-		return usagef("session-ttl %s: must be between 100ms and 60s", c.SessionTTL)
-	}
-	if c.SharedPath != "" && !filepath.IsAbs(c.SharedPath) {
-		return usagef("shared-path %q: must be an absolute path", c.SharedPath)
-	}
-	if c.ProbeInterval < 100*time.Millisecond {
-		return usagef("probe-interval %s: must be at least 100ms", c.ProbeInterval)
-	}
-	if c.AdvertiseAddr != "" {
-		host, port, err := net.SplitHostPort(c.AdvertiseAddr)
-		if err != nil || host == "" || port == "0" {
-			return usagef("advertise-addr %q: want host:port with a real host and port", c.AdvertiseAddr)
-		}
-	}
-	if !c.Clustered() {
-		if c.NeverPrimary {
-			return usagef("never-primary: only meaningful with consul-addr (a standalone node is always primary)")
-		}
-		return nil
-	}
-	if _, _, err := net.SplitHostPort(c.ConsulAddr); err != nil {
-		return usagef("consul-addr %q: want host:port (%v)", c.ConsulAddr, err)
-	}
-	if len(c.ClusterSecret) < 16 {
-		return usagef("cluster-secret: a cluster needs a secret of at least 16 characters (MAILCLUSTER_CLUSTER_SECRET)")
-	}
-	return nil
-}
-
-func validateListenAddr(name, addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return usagef("%s %q: want host:port (%v)", name, addr, err)
-	}
-	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
-		return usagef("%s %q: host must be an IP address or localhost", name, addr)
-	}
-	if _, err := net.LookupPort("tcp", port); err != nil {
-		return usagef("%s %q: bad port", name, addr)
-	}
-	return nil
-}
-
-// parseProxy parses an IP or CIDR of --trusted-proxies.
-func parseProxy(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(strings.TrimSpace(s))
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-}
-
-// proxies returns the parsed --trusted-proxies.
-func (c *Config) proxies() []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range c.TrustedProxies {
-		if p, err := parseProxy(s); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }

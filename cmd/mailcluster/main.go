@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mailcluster"
+	"mailcluster/node"
 )
 
 func main() {
@@ -79,22 +80,23 @@ func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m := &Main{Config: cfg, Log: newLogger(stderr, cfg), Stdout: stdout}
+			log := newLogger(stderr, cfg)
+			n := node.New(cfg, log, stdout)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if err := m.Run(ctx); err != nil {
+			if err := n.Run(ctx); err != nil {
 				return err
 			}
 			<-ctx.Done()
-			m.Log.Info("stopping")
-			return m.Close()
+			log.Info("stopping")
+			return n.Close()
 		},
 	}
 	addServeFlags(cmd.Flags())
 	return cmd
 }
 
-func newLogger(w io.Writer, c *Config) *slog.Logger {
+func newLogger(w io.Writer, c *node.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(strings.ToUpper(c.LogLevel)))
 	opts := &slog.HandlerOptions{Level: level}
