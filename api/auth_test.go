@@ -135,7 +135,7 @@ func TestAuthEverywhere(t *testing.T) {
 	// This walk sends thousands of wrong logins from 127.0.0.1: exempt it
 	// from the attempt limits (failures are still reported, and counted
 	// below), which screening's own tests cover.
-	if err := env.Svc.SetSetting(context.Background(), mailcluster.MainSettingsFile, "Screening", "AllowIPs", "127.0.0.1"); err != nil {
+	if err := env.Svc.SetSetting(service.SystemContext(context.Background(), "test"), mailcluster.MainSettingsFile, "Screening", "AllowIPs", "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	sink := &countingSink{}
@@ -260,7 +260,7 @@ func basic(user, pass string) string {
 // address blocks it on both.
 func TestAuthBlocksAfterThreshold(t *testing.T) {
 	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
-	if err := env.Svc.SetSetting(context.Background(), mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
+	if err := env.Svc.SetSetting(service.SystemContext(context.Background(), "test"), mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
 	env.Svc.Failures = &syncSink{svc: env.Svc}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/service"
+
 	"mailcluster"
 )
 
@@ -268,7 +270,7 @@ func TestCertificateNoSealKey(t *testing.T) {
 	keySecrets(env.Admin)
 	env.Admin.Do(t, Request{Method: http.MethodPut, Path: "/api/v1/certificates/mail",
 		Body: importBody(t, pki.Leaf.ChainPEM, pki.Leaf.KeyPEM, false)}).ExpectProblem(t, http.StatusServiceUnavailable, "unavailable")
-	if cs, err := env.Svc.Certificates(context.Background()); err != nil || len(cs) != 0 {
+	if cs, err := env.Svc.Certificates(service.SystemContext(context.Background(), "test")); err != nil || len(cs) != 0 {
 		t.Errorf("certificates %v, %v", cs, err)
 	}
 	assertNoKeyInLog(t, env)

@@ -169,14 +169,14 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = "node1"
 	svc.SealKey = sealKey
-	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
+	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddress, AdminPassword: adminPassword, DataDir: tb.TempDir()}); err != nil {
 		tb.Fatal(err)
 	}
 	env := &Env{Store: store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
 	// The primary applies its own changes to mail directly.
 	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		return svc.ApplyUsageReport(ctx, r)
+		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
 	}, opts...)
 	return env
 }
@@ -213,7 +213,9 @@ func (e *Env) start(tb testing.TB, svc *service.Service, logger *slog.Logger, se
 		asvc.NodeName = "node1"
 	}
 	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalKey: internalKey, TrustedProxies: cfg.trusted,
-		Metrics: cfg.metrics}
+		Metrics: cfg.metrics, NodeContext: func(ctx context.Context, node string) context.Context {
+			return service.SystemContext(ctx, "node "+node)
+		}}
 	if cfg.noKey {
 		acfg.InternalKey = nil
 	}
@@ -269,7 +271,7 @@ func mustRunOutbox(tb testing.TB, node string, send cluster.SendFunc, logger *sl
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(service.SystemContext(context.Background(), "test"))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

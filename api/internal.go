@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 
@@ -51,6 +52,7 @@ func (s *Server) handleInternalLog(c echo.Context) error {
 	q := c.Request().URL.Query()
 	q.Del("node")
 	c.Request().URL.RawQuery = q.Encode()
+	c.SetRequest(c.Request().WithContext(s.nodeContext(c)))
 	return s.handleClusterLog(c)
 }
 
@@ -93,8 +95,26 @@ func (s *Server) authenticateInternal(next echo.HandlerFunc) echo.HandlerFunc {
 			caller += "/tls"
 		}
 		c.Set(ctxCaller, caller)
+		c.Set(ctxNode, node)
 		return next(c)
 	}
+}
+
+// ctxNode is the echo.Context key of the node that signed an internal
+// request.
+const ctxNode = "mailcluster.node"
+
+// nodeContext returns the context in which an internal request acts for
+// the node that signed it: the Service's caller comes from
+// Config.NodeContext (node code); without it the context names no caller
+// and the Service refuses the call.
+func (s *Server) nodeContext(c echo.Context) context.Context {
+	ctx := c.Request().Context()
+	node, _ := c.Get(ctxNode).(string)
+	if s.nodeCtx == nil || node == "" {
+		return ctx
+	}
+	return s.nodeCtx(ctx, node)
 }
 
 // handleInternalUsage answers POST /internal/v1/usage: another node's
@@ -107,7 +127,7 @@ func (s *Server) handleInternalUsage(c echo.Context) error {
 	if err := decodeJSON(c, &r); err != nil {
 		return err
 	}
-	index, err := s.svc.ApplyUsageReport(c.Request().Context(), r)
+	index, err := s.svc.ApplyUsageReport(s.nodeContext(c), r)
 	if err != nil {
 		return err
 	}

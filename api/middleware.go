@@ -291,7 +291,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return mailcluster.Errorf(mailcluster.EUNAUTHORIZED,
 				"Authentication is required: use HTTP Basic with an administrator's full address and password.")
 		}
-		caller, err := s.svc.Authenticate(req.Context(), address, password)
+		caller, err := s.svc.Authenticate(service.Anonymous(req.Context()), address, password)
 		if err != nil {
 			return err
 		}

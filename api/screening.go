@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"mailcluster/service"
+
 	"github.com/labstack/echo/v4"
 
 	"mailcluster"
@@ -230,7 +232,7 @@ func (s *Server) handleThawToken(c echo.Context) error {
 	if err := decodeJSON(c, &in); err != nil {
 		return err
 	}
-	if err := s.svc.RedeemThawToken(c.Request().Context(), in.Address, in.Token); err != nil {
+	if err := s.svc.RedeemThawToken(service.Anonymous(c.Request().Context()), in.Address, in.Token); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -246,7 +248,7 @@ func (s *Server) handleInternalFailures(c echo.Context) error {
 	if len(r.Failures) > maxFailuresPerReport {
 		return mailcluster.Errorf(mailcluster.ETOOLARGE, "A report may hold at most %d failures.", maxFailuresPerReport)
 	}
-	if err := s.svc.ReportFailures(c.Request().Context(), r.Failures); err != nil {
+	if err := s.svc.ReportFailures(s.nodeContext(c), r.Failures); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -54,7 +54,7 @@ func (s *syncSink) Report(f mailcluster.LoginFailure) {
 	s.mu.Lock()
 	s.got = append(s.got, f)
 	s.mu.Unlock()
-	if err := s.svc.ReportFailures(context.Background(), []mailcluster.LoginFailure{f}); err != nil {
+	if err := s.svc.ReportFailures(service.SystemContext(context.Background(), "test"), []mailcluster.LoginFailure{f}); err != nil {
 		panic(err)
 	}
 }
@@ -89,14 +89,14 @@ func (n *fakeNotifier) last() (address, token string, expires time.Time) {
 // mustBlock blocks ip through the Service, as the node itself.
 func mustBlock(tb testing.TB, env *Env, ip string) {
 	tb.Helper()
-	if _, err := env.Svc.BlockIP(context.Background(), ip, time.Time{}, "test"); err != nil {
+	if _, err := env.Svc.BlockIP(service.SystemContext(context.Background(), "test"), ip, time.Time{}, "test"); err != nil {
 		tb.Fatal(err)
 	}
 }
 
 func mustUnblock(tb testing.TB, env *Env, ip string) {
 	tb.Helper()
-	if err := env.Svc.UnblockIP(context.Background(), ip); err != nil {
+	if err := env.Svc.UnblockIP(service.SystemContext(context.Background(), "test"), ip); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -231,7 +231,7 @@ func xmlCall(tb testing.TB, c *Client, forwardedFor, op string) int {
 func TestXMLAPIScreening(t *testing.T) {
 	env := MustOpenEnv(t, WithTrustedProxies("127.0.0.1/32"),
 		WithXMLAPI(func(svc *service.Service) http.Handler { return xmlapi.NewHandler(svc, nil) }))
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,7 @@ func TestXMLAPIScreening(t *testing.T) {
 
 func TestFailureCounting(t *testing.T) {
 	env := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +567,7 @@ func TestThawToken(t *testing.T) {
 
 func TestInternalFailures(t *testing.T) {
 	env := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}

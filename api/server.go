@@ -22,6 +22,7 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -62,6 +63,11 @@ type Config struct {
 	// node tells about itself for admission) and /internal/v1/time (its
 	// clock, for the primary's probe); nil answers 404.
 	InternalInfo func() any
+	// NodeContext returns the context in which the internal API acts for
+	// the node that signed a request: a system caller of the Service
+	// (service.SystemContext), which only node code creates. Nil: every
+	// internal write is refused.
+	NodeContext  func(ctx context.Context, node string) context.Context
 	InternalTime func() any
 	// TrustedProxies are the addresses of load balancers or reverse
 	// proxies in front of the node. A request from one of them is taken
@@ -97,6 +103,7 @@ type Server struct {
 	internal     *nodeauth.Verifier
 	metrics      http.Handler
 	internalInfo func() any
+	nodeCtx      func(ctx context.Context, node string) context.Context
 	internalTime func() any
 	reqMetrics   *requestMetrics // nil: no request metrics
 }
@@ -106,7 +113,7 @@ var _ http.Handler = (*Server)(nil)
 // NewServer returns a Server answering with svc.
 func NewServer(svc *service.Service, cfg Config) *Server {
 	s := &Server{e: echo.New(), svc: svc, mail: cfg.Mail, log: cfg.Log, bodyLimit: cfg.BodyLimit, internal: nodeauth.NewVerifier(cfg.InternalKey),
-		metrics: cfg.Metrics, internalInfo: cfg.InternalInfo, internalTime: cfg.InternalTime}
+		metrics: cfg.Metrics, internalInfo: cfg.InternalInfo, internalTime: cfg.InternalTime, nodeCtx: cfg.NodeContext}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -15,6 +15,7 @@ import (
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/internal/testcert"
+	"mailcluster/service"
 )
 
 // recordingLog is a ClusterLog that keeps events.
@@ -49,7 +50,7 @@ func fingerprint(c *tls.Certificate) string {
 }
 
 func TestCertManager(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, _ := MustOpenPrimary(t)
 	secret := "cluster-secret-0123456789"
 	svc.SealKey = mailcluster.SealKey(secret)
@@ -144,7 +145,7 @@ func TestCertManager(t *testing.T) {
 // the operator replaced is left alone, a name taken by someone else's file
 // is reported, and only the node's own files of deleted certificates go.
 func TestCertManagerPEMDirectory(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, _ := MustOpenPrimary(t)
 	svc.SealKey = mailcluster.SealKey("cluster-secret-0123456789")
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})

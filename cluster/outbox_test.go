@@ -23,7 +23,7 @@ func MustOpenPrimary(t *testing.T) (*service.Service, *kvstore.BoltStore) {
 	st := MustOpenBoltStore(t, "")
 	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "p", APIURL: "http://127.0.0.1:1"}}, discard())
 	svc.BcryptCost = bcrypt.MinCost
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func MustOpenPrimary(t *testing.T) (*service.Service, *kvstore.BoltStore) {
 }
 
 func runOutbox(t *testing.T, ob *cluster.Outbox) func() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(service.SystemContext(context.Background(), "test"))
 	done := make(chan struct{})
 	go func() { ob.Run(ctx); close(done) }()
 	return func() { cancel(); <-done }
@@ -53,7 +53,7 @@ func TestOutboxExactlyOnce(t *testing.T) {
 	svc, st := MustOpenPrimary(t)
 	var calls atomic.Int32
 	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		idx, err := svc.ApplyUsageReport(ctx, r)
+		idx, err := svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
 		if calls.Add(1) == 1 {
 			return 0, errors.New("connection reset") // applied, but the answer was lost
 		}
@@ -92,7 +92,7 @@ func TestOutboxQueuesWhileUnreachable(t *testing.T) {
 		if !up.Load() {
 			return 0, errors.New("no primary")
 		}
-		return svc.ApplyUsageReport(ctx, r)
+		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
 	}
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	ob, err := cluster.OpenOutbox(path, "n1", send, discard())
@@ -137,7 +137,9 @@ func TestOutboxQueuesWhileUnreachable(t *testing.T) {
 func TestOutboxNewEpoch(t *testing.T) {
 	svc, st := MustOpenPrimary(t)
 	for range 2 {
-		ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), "n1", svc.ApplyUsageReport, discard())
+		ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), "n1", func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+			return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
+		}, discard())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,14 +159,14 @@ func TestOutboxNewEpoch(t *testing.T) {
 
 func TestApplyUsageReportInvalid(t *testing.T) {
 	svc, _ := MustOpenPrimary(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	for _, r := range []mailcluster.UsageReport{
 		{Node: "bad name", Epoch: "e", Deltas: []mailcluster.UsageDelta{{Seq: 1, Domain: "example.com", Mailbox: "alice"}}},
 		{Node: "n1", Epoch: "", Deltas: []mailcluster.UsageDelta{{Seq: 1, Domain: "example.com", Mailbox: "alice"}}},
 		{Node: "n1", Epoch: "e", Deltas: []mailcluster.UsageDelta{{Seq: 0, Domain: "example.com", Mailbox: "alice"}}},
 		{Node: "n1", Epoch: "e", Deltas: []mailcluster.UsageDelta{{Seq: 1, Domain: "example.com", Mailbox: "a/b"}}},
 	} {
-		if _, err := svc.ApplyUsageReport(ctx, r); mailcluster.ErrorCode(err) != mailcluster.EINVALID {
+		if _, err := svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r); mailcluster.ErrorCode(err) != mailcluster.EINVALID {
 			t.Errorf("report %+v: %v", r, err)
 		}
 	}

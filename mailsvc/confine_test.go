@@ -102,7 +102,7 @@ func newCount(t *testing.T, dir string) int {
 // neither read nor delete the mail found there.
 func TestMailboxConfinement(t *testing.T) {
 	e, d := MustOpenPathsEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	root := e.svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "")
 	if root == "" {
 		t.Fatal("no MailboxRoot")

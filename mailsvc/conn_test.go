@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mailcluster/mailsvc"
+	"mailcluster/service"
 )
 
 // greeting connects to addr from the local address ip and returns the
@@ -66,7 +67,7 @@ func wantTooMany(t *testing.T, addr, ip string) {
 
 func setSMTP(t *testing.T, e *env, key, value string) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := e.svc.SetSetting(ctx, "mailcluster", mailsvc.SectionSMTP, key, value); err != nil {
 		t.Fatal(err)
 	}

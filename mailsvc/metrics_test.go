@@ -40,11 +40,11 @@ func MustOpenMetricsEnv(t *testing.T) *metricsEnv {
 	}
 	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(service.SystemContext(context.Background(), "test"))
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
 		t.Fatal(err)
 	}
-	ob, err := cluster.OpenOutbox(filepath.Join(data, "outbox.db"), "node1", svc.ApplyUsageReport, log)
+	ob, err := cluster.OpenOutbox(filepath.Join(data, "outbox.db"), "node1", outboxSender(svc), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ mailcluster_smtp_sessions_total{listener="submission"} 1
 `)
 	})
 	t.Run("BlockedAtConnect", func(t *testing.T) {
-		ctx := context.Background()
+		ctx := service.SystemContext(context.Background(), "test")
 		admin, err := e.svc.Authenticate(ctx, "admin@localhost", "admin-pass-1")
 		if err != nil {
 			t.Fatal(err)

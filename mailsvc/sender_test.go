@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"mailcluster/service"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -25,7 +27,7 @@ func submitAs(t *testing.T, e *env, address, password string) *smtp.Client {
 // envelope sender and in the From and Sender fields.
 func TestSubmissionSender(t *testing.T) {
 	e := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	denied := smtp.EnhancedCode{5, 7, 1}
 	body := func(header string) string { return header + "To: bob@example.com\r\nSubject: s\r\n\r\nHi.\r\n" }
 	// sent submits one message from alice's session to bob and reports

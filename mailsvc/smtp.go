@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"mailcluster/service"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -403,7 +405,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			return s.refuse(errAuthFailed)
 		}
 		ctx := mailcluster.NewContextWithClientIP(context.Background(), remoteIP(s.conn.Conn()))
-		a, err := s.srv.dir.AuthenticateUser(ctx, username, password)
+		a, err := s.srv.dir.AuthenticateUser(service.Anonymous(ctx), username, password)
 		if err != nil {
 			if mailcluster.ErrorCode(err) == mailcluster.EFORBIDDEN {
 				return s.refuse(errBlocked)

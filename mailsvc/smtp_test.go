@@ -61,11 +61,11 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 	}
 	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(service.SystemContext(context.Background(), "test"))
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
 		t.Fatal(err)
 	}
-	ob, err := cluster.OpenOutbox(filepath.Join(data, "outbox.db"), "node1", svc.ApplyUsageReport, log)
+	ob, err := cluster.OpenOutbox(filepath.Join(data, "outbox.db"), "node1", outboxSender(svc), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,10 +275,10 @@ func TestDelivery(t *testing.T) {
 		wantReply(t, send(c, "s@remote.test", []string{"someone@elsewhere.test"}, msg), 554, smtp.EnhancedCode{5, 7, 1})
 	})
 	t.Run("ErrTooLargeDeclared", func(t *testing.T) {
-		if err := e.svc.SetSetting(context.Background(), "mailcluster", "SMTP", "MaxMessageSize", "1000"); err != nil {
+		if err := e.svc.SetSetting(service.SystemContext(context.Background(), "test"), "mailcluster", "SMTP", "MaxMessageSize", "1000"); err != nil {
 			t.Fatal(err)
 		}
-		defer e.svc.DeleteSetting(context.Background(), "mailcluster", "SMTP", "MaxMessageSize")
+		defer e.svc.DeleteSetting(service.SystemContext(context.Background(), "test"), "mailcluster", "SMTP", "MaxMessageSize")
 		c := dial(t, e.inbound)
 		wantReply(t, c.Mail("s@remote.test", &smtp.MailOptions{Size: 5000}), 552, smtp.EnhancedCode{5, 3, 4})
 		c2 := dial(t, e.inbound)
@@ -312,10 +312,10 @@ func TestDelivery(t *testing.T) {
 		wantReply(t, send(c, "s@remote.test", []string{"bob@example.com"}, msg+strings.Repeat("x", 3000)+"\r\n"), 500, smtp.EnhancedCode{5, 5, 2})
 	})
 	t.Run("ErrTooManyRecipients", func(t *testing.T) {
-		if err := e.svc.SetSetting(context.Background(), "mailcluster", "SMTP", "MaxRecipients", "1"); err != nil {
+		if err := e.svc.SetSetting(service.SystemContext(context.Background(), "test"), "mailcluster", "SMTP", "MaxRecipients", "1"); err != nil {
 			t.Fatal(err)
 		}
-		defer e.svc.DeleteSetting(context.Background(), "mailcluster", "SMTP", "MaxRecipients")
+		defer e.svc.DeleteSetting(service.SystemContext(context.Background(), "test"), "mailcluster", "SMTP", "MaxRecipients")
 		c := dial(t, e.inbound)
 		wantReply(t, send(c, "s@remote.test", []string{"alice@example.com", "bob@example.com"}, msg), 452, smtp.EnhancedCode{4, 5, 3})
 	})
@@ -359,7 +359,7 @@ func TestSubmission(t *testing.T) {
 }
 
 func TestLocker(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	dir := t.TempDir()
 	lk := &mailsvc.Locker{Dir: dir, Wait: 100 * time.Millisecond}
 	t.Run("Exclusive", func(t *testing.T) {
@@ -453,4 +453,12 @@ func TestLocker(t *testing.T) {
 		}
 		wg.Wait()
 	})
+}
+
+// outboxSender sends usage reports straight to svc, as the primary's own
+// outbox does.
+func outboxSender(svc *service.Service) cluster.SendFunc {
+	return func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
+	}
 }

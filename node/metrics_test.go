@@ -54,7 +54,7 @@ func TestScreeningLog(t *testing.T) {
 	m := node.NewMetrics()
 	inner := &recordingLog{}
 	svc.Events = node.NewEventLog(inner, m)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestScreeningLog(t *testing.T) {
 		fs = append(fs, mailcluster.LoginFailure{Time: time.Now(), IP: "192.0.2.7", Address: "alice@example.com",
 			Hash: fmt.Sprintf("hash-%d", i), Node: "n1", Proto: "rest"})
 	}
-	if err := svc.ReportFailures(ctx, fs); err != nil {
+	if err := svc.ReportFailures(service.SystemContext(context.Background(), "node n1"), fs); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.FreezeAccount(ctx, "bob@example.com", "test"); err != nil {

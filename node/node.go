@@ -167,7 +167,8 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	xmlHandler.OnOperation = n.metrics.xmlapiOperation
 	handler := api.NewServer(n.Service, api.Config{Log: n.log, XMLAPI: xmlHandler,
 		Mail: n.Mail, InternalKey: nodeauth.Key(c.ClusterSecret), TrustedProxies: c.Proxies(),
-		Metrics: n.metrics.handler(), Registerer: n.metrics.reg, InternalInfo: n.nodeInfo, InternalTime: n.timeProbe})
+		Metrics: n.metrics.handler(), Registerer: n.metrics.reg, InternalInfo: n.nodeInfo, InternalTime: n.timeProbe,
+		NodeContext: func(ctx context.Context, node string) context.Context { return service.SystemContext(ctx, "node "+node) }})
 	n.http = newHTTPServer(handler, n.log)
 	mat := cluster.NewMaterializer(n.store, filepath.Join(c.DataDir, "app"), n.log)
 	mat.OnOverwrite = func(file string) {
@@ -241,7 +242,7 @@ func (n *Node) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 	n.lead = mailcluster.StaticLeadership{Self: self}
 	n.metrics.registerNode(standaloneState(n.lead, st, time.Now()))
 	n.Service = n.newService(st, n.lead, mailcluster.ModeStandalone)
-	generated, err := n.Service.Bootstrap(ctx, boot)
+	generated, err := n.Service.Bootstrap(service.SystemContext(ctx, "bootstrap"), boot)
 	if err != nil {
 		return fmt.Errorf("initialise state: %w", err)
 	}
@@ -371,7 +372,7 @@ func (n *Node) startMail(bg context.Context) error {
 	c := n.config
 	ic := n.internal
 	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		return toPrimary(n.lead, func() (uint64, error) { return n.Service.ApplyUsageReport(ctx, r) },
+		return toPrimary(n.lead, func() (uint64, error) { return n.Service.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r) },
 			func(url string) (uint64, error) { return ic.SendUsage(ctx, url, r) })
 	}
 	ob, err := cluster.OpenOutbox(filepath.Join(c.DataDir, "outbox.db"), c.NodeName, send, n.log)
@@ -386,7 +387,7 @@ func (n *Node) startMail(bg context.Context) error {
 
 	fr := &cluster.FailureReporter{
 		Send: func(ctx context.Context, fs []mailcluster.LoginFailure) error {
-			_, err := toPrimary(n.lead, func() (struct{}, error) { return struct{}{}, n.Service.ReportFailures(ctx, fs) },
+			_, err := toPrimary(n.lead, func() (struct{}, error) { return struct{}{}, n.Service.ReportFailures(service.SystemContext(ctx, "screening"), fs) },
 				func(url string) (struct{}, error) { return struct{}{}, ic.SendFailures(ctx, url, fs) })
 			return err
 		},
@@ -473,7 +474,7 @@ func (n *Node) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	generated, err := n.Service.Bootstrap(ctx, boot)
+	generated, err := n.Service.Bootstrap(service.SystemContext(ctx, "bootstrap"), boot)
 	if err != nil {
 		n.log.Error("initialising the cluster state", "err", err)
 		return
@@ -482,7 +483,7 @@ func (n *Node) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 	if len(n.Service.RegisteredMembers()) == 0 {
 		// The first node of a new cluster: nobody else could admit it.
 		zone, _ := time.Now().Zone()
-		if err := n.Service.RegisterSelf(ctx, mailcluster.Member{Name: n.config.NodeName, APIURL: n.selfURL(),
+		if err := n.Service.RegisterSelf(service.SystemContext(ctx, "bootstrap"), mailcluster.Member{Name: n.config.NodeName, APIURL: n.selfURL(),
 			NodeKeyID: n.keyID, Version: mailcluster.Version, TimeZone: zone}); err != nil {
 			n.log.Error("registering the first node", "err", err)
 		}
@@ -596,7 +597,7 @@ func (n *Node) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary fun
 			if n.Service.IsRegistered(name) || time.Since(refused[name]) < time.Minute {
 				continue
 			}
-			if _, err := n.Service.AddMember(ctx, name); err != nil {
+			if _, err := n.Service.AddMember(service.SystemContext(ctx, "auto-admit"), name); err != nil {
 				refused[name] = time.Now()
 				n.log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
 			}

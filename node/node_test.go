@@ -46,7 +46,7 @@ func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string,
 	t.Cleanup(func() { st.Close() })
 	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
 	svc.BcryptCost = bcrypt.MinCost
-	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{AdminAddress: "admin@localhost",
+	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{AdminAddress: "admin@localhost",
 		AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string,
 		_ = srv.Serve(ln)
 	}()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(service.SystemContext(context.Background(), "test"), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		<-done

@@ -15,6 +15,9 @@ import (
 // It returns the generated password when cfg.AdminPassword was empty; the
 // caller shows it once, and only its bcrypt hash is stored.
 func (s *Service) Bootstrap(ctx context.Context, cfg mailcluster.BootstrapConfig) (generated string, err error) {
+	if err := requireSystem(ctx); err != nil {
+		return "", err
+	}
 	if _, ok := s.store.Get(schema.KeyBootstrap); ok {
 		return "", nil
 	}

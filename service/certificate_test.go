@@ -7,10 +7,11 @@ import (
 
 	"mailcluster"
 	"mailcluster/internal/testcert"
+	"mailcluster/service"
 )
 
 func TestImportCertificate(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, st := MustOpenService(t, nil)
 	svc.SealKey = mailcluster.SealKey("test-secret-0123456789")
 	a := testcert.New(testcert.Options{Names: []string{"a.example.test"}})

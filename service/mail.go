@@ -49,6 +49,9 @@ func (s *Service) LookupAccount(address string) (*mailcluster.Account, error) {
 // primary like a delivery).
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EUNAVAILABLE.
 func (s *Service) FindMailAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	a, err := s.FindAccount(ctx, domain, mailbox)
 	if err != nil {
 		return nil, err
@@ -69,6 +72,9 @@ func (s *Service) IsLocalDomain(domain string) bool {
 // any account that is neither disabled nor frozen. Every failure is the
 // same EUNAUTHORIZED error.
 func (s *Service) AuthenticateUser(ctx context.Context, address, password string) (*mailcluster.Account, error) {
+	if err := requireCaller(ctx); err != nil {
+		return nil, err
+	}
 	return s.authenticate(ctx, address, password, "smtp")
 }
 
@@ -80,6 +86,9 @@ func (s *Service) AuthenticateUser(ctx context.Context, address, password string
 // Errors: EINVALID, EREADONLY, EUNAVAILABLE, ECONFLICT (after retries).
 // It returns the store index at which the report is applied.
 func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+	if err := requireSystem(ctx); err != nil {
+		return 0, err
+	}
 	if !reNodeNameish(r.Node) {
 		return 0, mailcluster.Errorf(mailcluster.EINVALID, "Report from an invalid node name.")
 	}
@@ -172,6 +181,9 @@ func (s *Service) applyUsageOnce(ctx context.Context, r mailcluster.UsageReport)
 // SetUsage publishes a recounted usage (primary only).
 // Errors: EINVALID, ENOTFOUND, EREADONLY, EUNAVAILABLE.
 func (s *Service) SetUsage(ctx context.Context, domain, mailbox string, u mailcluster.Usage) error {
+	if err := requireSignedIn(ctx); err != nil {
+		return err
+	}
 	if err := authorizeDomain(ctx, mailcluster.NormalizeDomain(domain)); err != nil {
 		return err
 	}

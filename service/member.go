@@ -124,6 +124,9 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 // RegisterSelf registers this node without checks: the first node of a
 // new cluster, which nobody else could admit (primary only).
 func (s *Service) RegisterSelf(ctx context.Context, sv mailcluster.Member) error {
+	if err := requireSystem(ctx); err != nil {
+		return err
+	}
 	if err := s.checkWritable(); err != nil {
 		return err
 	}

@@ -171,6 +171,9 @@ func (s *Service) recordFailure(ctx context.Context, address, password, proto st
 // AccountFailures distinct failures within AccountWindow is frozen and a
 // thaw token is mailed to it. Errors: EREADONLY, EUNAVAILABLE.
 func (s *Service) ReportFailures(ctx context.Context, fs []mailcluster.LoginFailure) error {
+	if err := requireSystem(ctx); err != nil {
+		return err
+	}
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
@@ -447,6 +450,9 @@ func (s *Service) UnblockIP(ctx context.Context, ip string) error {
 // ListFrozenAccounts returns the frozen accounts the caller may see,
 // without token hashes (a domain administrator sees its own domain).
 func (s *Service) ListFrozenAccounts(ctx context.Context) ([]mailcluster.FrozenAccount, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	var out []mailcluster.FrozenAccount
 	for _, kv := range s.store.List(schema.PrefixFrozenAccounts, "", 0) {
 		var f mailcluster.FrozenAccount
@@ -466,6 +472,9 @@ func (s *Service) ListFrozenAccounts(ctx context.Context) ([]mailcluster.FrozenA
 // FreezeAccount freezes an account by hand (a thaw token is mailed to it).
 // Errors: EINVALID, ENOTFOUND, ECONFLICT, EFORBIDDEN, EREADONLY.
 func (s *Service) FreezeAccount(ctx context.Context, address, reason string) error {
+	if err := requireSignedIn(ctx); err != nil {
+		return err
+	}
 	mailbox, domain, err := mailcluster.SplitAddress(address)
 	if err != nil {
 		return err
@@ -497,6 +506,9 @@ func (s *Service) FreezeAccount(ctx context.Context, address, reason string) err
 // ThawAccount clears an account's Frozen flag and screening record.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EREADONLY.
 func (s *Service) ThawAccount(ctx context.Context, address string) error {
+	if err := requireSignedIn(ctx); err != nil {
+		return err
+	}
 	mailbox, domain, err := mailcluster.SplitAddress(address)
 	if err != nil {
 		return err
@@ -545,6 +557,9 @@ func (s *Service) thaw(ctx context.Context, domain, mailbox string) error {
 // failed login of the client's address. Errors: EINVALID, EUNAUTHORIZED,
 // EFORBIDDEN (blocked address), EREADONLY, EUNAVAILABLE.
 func (s *Service) RedeemThawToken(ctx context.Context, address, token string) error {
+	if err := requireCaller(ctx); err != nil {
+		return err
+	}
 	if err := s.checkClientIP(ctx); err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func (s *syncSink) Report(f mailcluster.LoginFailure) {
 	s.n++
 	s.last = f
 	s.mu.Unlock()
-	_ = s.svc.ReportFailures(context.Background(), []mailcluster.LoginFailure{f})
+	_ = s.svc.ReportFailures(service.SystemContext(context.Background(), "test"), []mailcluster.LoginFailure{f})
 }
 
 // tokenNotifier records mailed thaw tokens.
@@ -52,7 +52,7 @@ func MustOpenScreening(t *testing.T) (*service.Service, *clock, *tokenNotifier) 
 	svc.Failures = &syncSink{svc: svc}
 	nt := &tokenNotifier{tokens: map[string]string{}}
 	svc.Notify = nt
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	for k, v := range map[string]string{"IPFailures": "3", "IPWindow": "600", "BlockDuration": "60", "MaxBlockDuration": "200",
 		"AccountFailures": "4", "AccountWindow": "3600"} {
 		if err := svc.SetSetting(ctx, "mailcluster", "Screening", k, v); err != nil {
@@ -69,7 +69,7 @@ func MustOpenScreening(t *testing.T) (*service.Service, *clock, *tokenNotifier) 
 }
 
 func from(ip string) context.Context {
-	return mailcluster.NewContextWithClientIP(context.Background(), ip)
+	return service.Anonymous(mailcluster.NewContextWithClientIP(context.Background(), ip))
 }
 
 func TestScreeningIPBlock(t *testing.T) {
@@ -81,7 +81,7 @@ func TestScreeningIPBlock(t *testing.T) {
 		for i := range 5 {
 			_, _ = svc.Authenticate(from("192.0.2."+string(rune('1'+i))), "alice@example.com", "same-wrong-1")
 		}
-		if a, _ := svc.FindAccount(context.Background(), "example.com", "alice"); a.Frozen {
+		if a, _ := svc.FindAccount(service.SystemContext(context.Background(), "test"), "example.com", "alice"); a.Frozen {
 			t.Fatal("one wrong password repeated froze the account")
 		}
 	})
@@ -138,7 +138,7 @@ func TestScreeningIPBlock(t *testing.T) {
 		}
 	})
 	t.Run("AllowList", func(t *testing.T) {
-		if err := svc.SetSetting(context.Background(), "mailcluster", "Screening", "AllowIPs", "203.0.113.0/24, 2001:db8::1"); err != nil {
+		if err := svc.SetSetting(service.SystemContext(context.Background(), "test"), "mailcluster", "Screening", "AllowIPs", "203.0.113.0/24, 2001:db8::1"); err != nil {
 			t.Fatal(err)
 		}
 		for _, a := range []string{"203.0.113.9", "2001:db8::1"} {
@@ -154,7 +154,7 @@ func TestScreeningIPBlock(t *testing.T) {
 
 func TestScreeningFreezeAndThaw(t *testing.T) {
 	svc, clk, nt := MustOpenScreening(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	// Four distinct wrong passwords from four addresses freeze alice
 	// (no address reaches its own threshold of 3).
 	for i, pw := range []string{"f-1-234567", "f-2-234567", "f-3-234567", "f-4-234567"} {
@@ -245,7 +245,7 @@ func TestScreeningLocalDecisions(t *testing.T) {
 
 func TestScreeningAdminViews(t *testing.T) {
 	svc, clk, _ := MustOpenScreening(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.BlockIP(ctx, "2001:DB8::5", time.Time{}, "manual"); err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func TestLoginSamePasswordRepeated(t *testing.T) {
 	if _, blocked := svc.BlockedIP(ip); !blocked {
 		t.Fatal("the address is not blocked")
 	}
-	if a, _ := svc.FindAccount(context.Background(), "example.com", "alice"); a.Frozen {
+	if a, _ := svc.FindAccount(service.SystemContext(context.Background(), "test"), "example.com", "alice"); a.Frozen {
 		t.Fatal("one repeated password froze the account (the account counts it once)")
 	}
 }
@@ -112,7 +112,7 @@ func TestBcryptConcurrencyBounded(t *testing.T) {
 // check like a wrong password does.
 func TestLoginSameCost(t *testing.T) {
 	svc, _, _ := MustOpenScreening(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := svc.FreezeAccount(ctx, "alice@example.com", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestLoginSameCost(t *testing.T) {
 // one exists, screening freezes as usual.
 func TestLastAdminNeverLockedOut(t *testing.T) {
 	svc, clk, _ := MustOpenScreening(t) // AccountFailures 4; admin@localhost is the only global admin
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	for i := range 12 {
 		_ = login(svc, fmt.Sprintf("192.0.2.%d", 100+i), "admin@localhost", fmt.Sprintf("attack-%02d-pw", i))
 	}
@@ -185,7 +185,7 @@ func TestLastAdminNeverLockedOut(t *testing.T) {
 // global administrator, also one in the domain administrator's own domain.
 func TestFreezeGlobalAdminRights(t *testing.T) {
 	svc, _, _ := MustOpenScreening(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "boss", Password: "boss-pass-12",
 		AdminRights: mailcluster.AdminGlobal}); err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestFreezeGlobalAdminRights(t *testing.T) {
 // only below the mailbox root (symbolic links resolved).
 func TestMailboxPathRules(t *testing.T) {
 	svc, st := MustOpenService(t, nil)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	root := t.TempDir()
 	outside := t.TempDir()
 	if err := svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, root); err != nil {
@@ -293,7 +293,7 @@ func TestMailboxPathRules(t *testing.T) {
 // administrator may only allow addresses of its own domain.
 func TestSendAsRules(t *testing.T) {
 	svc, _ := MustOpenService(t, nil)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	for _, d := range []string{"example.com", "other.com"} {
 		if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: d}); err != nil {
 			t.Fatal(err)

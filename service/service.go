@@ -185,42 +185,13 @@ func (s *Service) txn(ctx context.Context, ops []mailcluster.Op) error {
 	return err
 }
 
-// ---- callers and authorization ----
-
-type callerKey struct{}
-
-// NewContextWithCaller returns ctx carrying the authenticated account on
-// whose behalf the Service acts. A context without a caller is the node
-// itself (bootstrap, internal jobs) and may do everything.
-func NewContextWithCaller(ctx context.Context, a *mailcluster.Account) context.Context {
-	return context.WithValue(ctx, callerKey{}, a)
-}
-
-// CallerFromContext returns the caller set by NewContextWithCaller.
-func CallerFromContext(ctx context.Context) *mailcluster.Account {
-	a, _ := ctx.Value(callerKey{}).(*mailcluster.Account)
-	return a
-}
-
-func requireGlobalAdmin(ctx context.Context) error {
-	if c := CallerFromContext(ctx); c != nil && c.AdminRights != mailcluster.AdminGlobal {
-		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may do this.")
-	}
-	return nil
-}
-
-func authorizeDomain(ctx context.Context, domain string) error {
-	c := CallerFromContext(ctx)
-	if c == nil || c.AdminRights == mailcluster.AdminGlobal || c.AdminRights == mailcluster.AdminDomain && c.Domain == domain {
-		return nil
-	}
-	return mailcluster.Errorf(mailcluster.EFORBIDDEN, "You may not manage the accounts of domain %s.", domain)
-}
-
 // Authenticate checks an address and password and returns the account if
 // it may use the management APIs (admin rights, not frozen or disabled).
 // Every failure is the same EUNAUTHORIZED error so that it reveals nothing.
 func (s *Service) Authenticate(ctx context.Context, address, password string) (*mailcluster.Account, error) {
+	if err := requireCaller(ctx); err != nil {
+		return nil, err
+	}
 	a, err := s.authenticate(ctx, address, password, "api")
 	if err != nil {
 		return nil, err
@@ -477,6 +448,9 @@ func (s *Service) storeDecoded(kv mailcluster.KV, value any) {
 
 // FindDomains returns every domain the caller may see, by name.
 func (s *Service) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
@@ -497,6 +471,9 @@ func (s *Service) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error
 
 // FindDomain returns one domain. Errors: ENOTFOUND, EINVALID, EFORBIDDEN.
 func (s *Service) FindDomain(ctx context.Context, name string) (*mailcluster.Domain, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
@@ -677,6 +654,9 @@ func normalizeAccountName(domain, mailbox string) (string, string, error) {
 // FindAccount returns one account without its password hash.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
@@ -700,6 +680,9 @@ func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*mai
 // FindAccounts returns one page of a domain's accounts and the cursor of
 // the next page ("" on the last page).
 func (s *Service) FindAccounts(ctx context.Context, f mailcluster.AccountFilter) ([]*mailcluster.Account, string, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, "", err
+	}
 	if err := s.checkServing(); err != nil {
 		return nil, "", err
 	}
@@ -860,6 +843,9 @@ func (s *Service) confineMailboxPath(p string) error {
 // Errors: EINVALID, ENOTFOUND (domain), ECONFLICT (exists or domain full),
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreate) (*mailcluster.Account, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	domain, mailbox, err := normalizeAccountName(in.Domain, in.Mailbox)
 	if err != nil {
 		return nil, err
@@ -923,6 +909,9 @@ func (s *Service) MailboxPathFor(domain, mailbox string) string {
 
 // UpdateAccount changes an account. Errors as CreateAccount.
 func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd mailcluster.AccountUpdate) (*mailcluster.Account, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	domain, mailbox, err := normalizeAccountName(domain, mailbox)
 	if err != nil {
 		return nil, err
@@ -1004,6 +993,9 @@ func setIf[T any](dst *T, src *T) {
 // Errors: EINVALID, ENOTFOUND, ECONFLICT (last global admin, own account),
 // EFORBIDDEN, EREADONLY.
 func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) error {
+	if err := requireSignedIn(ctx); err != nil {
+		return err
+	}
 	domain, mailbox, err := normalizeAccountName(domain, mailbox)
 	if err != nil {
 		return err
@@ -1082,6 +1074,9 @@ func (s *Service) Setting(section, key, def string) string { return s.stringSett
 
 // SettingsFiles lists the names of the ini files.
 func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
@@ -1093,6 +1088,9 @@ func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
 
 // SettingsFile returns one ini file. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) SettingsFile(ctx context.Context, file string) (*mailcluster.SettingsFile, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
@@ -1229,6 +1227,9 @@ func (s *Service) AttachmentLinkingEnabled() bool {
 
 // GetSetting returns one value. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) GetSetting(ctx context.Context, file, section, key string) (string, error) {
+	if err := requireSignedIn(ctx); err != nil {
+		return "", err
+	}
 	if err := s.checkServing(); err != nil {
 		return "", err
 	}
@@ -1253,6 +1254,9 @@ func isRuleError(file, section, key string) bool {
 
 // SetSetting writes one value. Errors: EINVALID, EFORBIDDEN, EREADONLY.
 func (s *Service) SetSetting(ctx context.Context, file, section, key, value string) error {
+	if err := requireSignedIn(ctx); err != nil {
+		return err
+	}
 	return s.UpdateSettings(ctx, map[string]map[string]map[string]*string{file: {section: {key: &value}}})
 }
 

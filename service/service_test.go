@@ -42,7 +42,7 @@ func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*service.Servi
 	tb.Cleanup(func() { st.Close() })
 	boot := service.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
 	boot.BcryptCost = bcrypt.MinCost
-	if _, err := boot.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
+	if _, err := boot.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: "admin@localhost", AdminPassword: "secret-pass-1", DataDir: "/srv/mc"}); err != nil {
 		tb.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 func TestBootstrap(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	t.Run("OK", func(t *testing.T) {
 		svc, st := MustOpenService(t, nil)
 		a, err := svc.Authenticate(ctx, "Admin@LocalHost", "secret-pass-1")
@@ -105,7 +105,7 @@ func TestBootstrap(t *testing.T) {
 }
 
 func TestAuthenticate(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, _ := MustOpenService(t, nil)
 	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestDomains(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, _ := MustOpenService(t, nil)
 	t.Run("OK", func(t *testing.T) {
 		d, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "Example.ORG.", Description: "test", MaxAccounts: 2})
@@ -203,7 +203,7 @@ func TestDomains(t *testing.T) {
 }
 
 func TestAccounts(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, st := MustOpenService(t, nil)
 	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
 		t.Fatal(err)
@@ -290,7 +290,7 @@ func TestAccounts(t *testing.T) {
 }
 
 func TestFindAccountsPaging(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, _ := MustOpenService(t, nil)
 	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestFindAccountsPaging(t *testing.T) {
 }
 
 func TestAuthorization(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, _ := MustOpenService(t, nil)
 	for _, d := range []string{"a.com", "b.com"} {
 		if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: d}); err != nil {
@@ -356,7 +356,7 @@ func TestAuthorization(t *testing.T) {
 }
 
 func TestSettings(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	svc, st := MustOpenService(t, nil)
 	t.Run("ReplaceFromIni", func(t *testing.T) {
 		secs, err := mailcluster.ParseIni("extra", []byte("; comment\n[SMTP]\nBanner=Hello; world\nPort=25\n\n[Other]\nA=1\n"))
@@ -439,7 +439,7 @@ func TestSettings(t *testing.T) {
 // TestReadOnlySecondary proves the role check lives in the service: every
 // write on a secondary is refused, names the primary and changes nothing.
 func TestReadOnlySecondary(t *testing.T) {
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	lead := &fakeLeadership{role: mailcluster.RoleSecondary, primary: primaryRef, known: true}
 	svc, st := MustOpenService(t, lead)
 	writes := map[string]func() error{

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -62,7 +63,7 @@ func TestCreateUser(t *testing.T) {
 	t.Run("PasswordNotTrimmed", func(t *testing.T) {
 		e.Call(t, "CreateUser", `<Domain>example.com</Domain><Mailbox>spacey</Mailbox>
 			<Details><Password> secret-pass-spacey </Password><AdminRights>Domain</AdminRights></Details>`).MustOK(t)
-		if _, err := e.Svc.Authenticate(context.Background(), "spacey@example.com", " secret-pass-spacey "); err != nil {
+		if _, err := e.Svc.Authenticate(service.SystemContext(context.Background(), "test"), "spacey@example.com", " secret-pass-spacey "); err != nil {
 			t.Fatalf("the password was changed on the way: %v", err)
 		}
 	})
@@ -173,10 +174,10 @@ func TestUpdateUser(t *testing.T) {
 	t.Run("Password", func(t *testing.T) {
 		e.Call(t, "UpdateUser", `<Domain>example.com</Domain><Mailbox>alice</Mailbox>
 			<Details><Password>secret-pass-new</Password><AdminRights>Domain</AdminRights></Details>`).MustOK(t)
-		if _, err := e.Svc.Authenticate(context.Background(), "alice@example.com", "secret-pass-new"); err != nil {
+		if _, err := e.Svc.Authenticate(service.SystemContext(context.Background(), "test"), "alice@example.com", "secret-pass-new"); err != nil {
 			t.Fatalf("new password refused: %v", err)
 		}
-		if _, err := e.Svc.Authenticate(context.Background(), "alice@example.com", "secret-pass-old"); err == nil {
+		if _, err := e.Svc.Authenticate(service.SystemContext(context.Background(), "test"), "alice@example.com", "secret-pass-old"); err == nil {
 			t.Fatal("old password still accepted")
 		}
 	})
@@ -202,7 +203,7 @@ func TestDeleteUser(t *testing.T) {
 	}
 	gone := func(t *testing.T, mailbox string) {
 		t.Helper()
-		if _, err := e.Svc.FindAccount(context.Background(), "example.com", mailbox); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+		if _, err := e.Svc.FindAccount(service.SystemContext(context.Background(), "test"), "example.com", mailbox); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 			t.Fatalf("%s still there: %v", mailbox, err)
 		}
 	}
@@ -254,7 +255,7 @@ func TestFlags(t *testing.T) {
 	} {
 		t.Run(tc.value, func(t *testing.T) {
 			// Start from the opposite state, so that a success must change it.
-			if _, err := e.Svc.UpdateAccount(context.Background(), "example.com", "alice", mailcluster.AccountUpdate{Frozen: ptr(!tc.want)}); err != nil {
+			if _, err := e.Svc.UpdateAccount(service.SystemContext(context.Background(), "test"), "example.com", "alice", mailcluster.AccountUpdate{Frozen: ptr(!tc.want)}); err != nil {
 				t.Fatal(err)
 			}
 			r := e.Call(t, "UpdateUser", "<Domain>example.com</Domain><Mailbox>alice</Mailbox><Details><Frozen>"+tc.value+"</Frozen></Details>")
@@ -318,7 +319,7 @@ func TestParameterParsing(t *testing.T) {
 			mailbox := "user" + string(rune('a'+i))
 			r := e.Call(t, "CreateUser", "<Domain>example.com</Domain><Mailbox>"+mailbox+"</Mailbox><Details><Password>secret-pass-x1</Password>"+tc.details+"</Details>")
 			r.MustStatus(t, tc.status)
-			a, err := e.Svc.FindAccount(context.Background(), "example.com", mailbox)
+			a, err := e.Svc.FindAccount(service.SystemContext(context.Background(), "test"), "example.com", mailbox)
 			if tc.status != xmlapi.StatusOK {
 				if mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 					t.Fatalf("a refused request created the account: %v", err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -74,7 +75,7 @@ func TestAuthEveryOperation(t *testing.T) {
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "user", Password: "secret-pass-user"})
 	// This walk sends many wrong logins from 127.0.0.1: exempt it from the
 	// attempt limits (failures are still reported, and counted below).
-	if err := e.Svc.SetSetting(context.Background(), mailcluster.MainSettingsFile, "Screening", "AllowIPs", "127.0.0.1"); err != nil {
+	if err := e.Svc.SetSetting(service.SystemContext(context.Background(), "test"), mailcluster.MainSettingsFile, "Screening", "AllowIPs", "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	sink := &failureCounter{}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -137,7 +138,7 @@ func authzPassword(address string) string { return "secret-pass-" + address }
 func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 	tb.Helper()
 	e := MustOpenEnv(tb)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	for _, d := range []string{attackerDomain, victimDomain} {
 		e.MustCreateDomain(tb, d)
 		for _, a := range []struct {
@@ -172,7 +173,7 @@ func (e *Env) as(tb testing.TB, address, op, params string) *Response {
 // authzState reads, as the node itself, everything the walk could change.
 func authzState(t *testing.T, e *Env) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	state := map[string]any{}
 	must := func(what string, v any, err error) {
 		t.Helper()
@@ -265,7 +266,7 @@ func TestAuthzEveryOperation(t *testing.T) {
 		if after := authzState(t, e); after != before {
 			t.Errorf("state changed:\n%s\nwas\n%s", after, before)
 		}
-		if _, err := e.Svc.Authenticate(context.Background(), "alice@"+victimDomain, "secret-pass-changed"); err == nil {
+		if _, err := e.Svc.Authenticate(service.SystemContext(context.Background(), "test"), "alice@"+victimDomain, "secret-pass-changed"); err == nil {
 			t.Error("the victim's password was changed")
 		}
 		if asked := adm.Asked(); len(asked) != 0 {

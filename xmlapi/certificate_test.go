@@ -9,6 +9,7 @@ import (
 	"github.com/beevik/etree"
 
 	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -20,7 +21,7 @@ func importParams(name, chain, key, extra string) string {
 // mustImport imports a certificate through the service.
 func (e *Env) mustImport(tb testing.TB, name string, tc testCert, makeDefault bool) {
 	tb.Helper()
-	if _, err := e.Svc.ImportCertificate(context.Background(), name, tc.ChainPEM, tc.KeyPEM, makeDefault); err != nil {
+	if _, err := e.Svc.ImportCertificate(service.SystemContext(context.Background(), "test"), name, tc.ChainPEM, tc.KeyPEM, makeDefault); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -83,7 +84,7 @@ func TestImportCertificate(t *testing.T) {
 	t.Run("Default", func(t *testing.T) {
 		r := e.Call(t, "ImportCertificate", importParams(" backup ", pki.Inter.ChainPEM, pki.Inter.KeyPEM, "<Default>Yes</Default>")).MustOK(t)
 		checkCertificate(t, r.Result().SelectElement("Certificate"), "backup", pki.Inter, true, r.Body)
-		c, err := e.Svc.Certificate(context.Background(), "mail")
+		c, err := e.Svc.Certificate(service.SystemContext(context.Background(), "test"), "mail")
 		if err != nil || c.Default {
 			t.Fatalf("mail %+v, %v: still default", c, err)
 		}
@@ -150,7 +151,7 @@ func TestImportCertificate(t *testing.T) {
 			MustStatus(t, xmlapi.StatusForbidden)
 	})
 	t.Run("NothingStored", func(t *testing.T) {
-		cs, err := e.Svc.Certificates(context.Background())
+		cs, err := e.Svc.Certificates(service.SystemContext(context.Background(), "test"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +162,7 @@ func TestImportCertificate(t *testing.T) {
 		if strings.Join(names, ",") != "backup,echo,mail" {
 			t.Fatalf("certificates %v", names)
 		}
-		if c, _ := e.Svc.Certificate(context.Background(), "mail"); c.Fingerprint != pki.Leaf2.Fingerprint {
+		if c, _ := e.Svc.Certificate(service.SystemContext(context.Background(), "test"), "mail"); c.Fingerprint != pki.Leaf2.Fingerprint {
 			t.Fatal("a refused import changed mail")
 		}
 	})
@@ -234,7 +235,7 @@ func TestDeleteCertificate(t *testing.T) {
 		if len(r.Result().ChildElements()) != 0 {
 			t.Fatalf("answer:\n%s", r.Body)
 		}
-		if _, err := e.Svc.Certificate(context.Background(), "mail"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+		if _, err := e.Svc.Certificate(service.SystemContext(context.Background(), "test"), "mail"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 			t.Fatalf("mail still there: %v", err)
 		}
 	})

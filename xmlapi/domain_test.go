@@ -7,6 +7,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/schema"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -58,7 +59,7 @@ func TestGetDomainList(t *testing.T) {
 
 func TestGetDomainInfo(t *testing.T) {
 	e := MustOpenEnv(t)
-	if _, err := e.Svc.CreateDomain(context.Background(), &mailcluster.Domain{Name: "example.com", Description: "Example", MaxAccounts: 5}); err != nil {
+	if _, err := e.Svc.CreateDomain(service.SystemContext(context.Background(), "test"), &mailcluster.Domain{Name: "example.com", Description: "Example", MaxAccounts: 5}); err != nil {
 		t.Fatal(err)
 	}
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "bob"})
@@ -107,14 +108,14 @@ func TestCreateDomain(t *testing.T) {
 		if r.Text("Domain/Name") != "example.com" || r.Text("Domain/MaxAccounts") != "10" || r.Text("Domain/AccountCount") != "0" {
 			t.Fatalf("answer:\n%s", r.Body)
 		}
-		d, err := e.Svc.FindDomain(context.Background(), "example.com")
+		d, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "example.com")
 		if err != nil || d.Description != "Our domain" || d.MaxAccounts != 10 {
 			t.Fatalf("stored %+v, %v", d, err)
 		}
 	})
 	t.Run("NameOnly", func(t *testing.T) {
 		e.Call(t, "CreateDomain", "<Domain>plain.example</Domain>").MustOK(t)
-		if d, err := e.Svc.FindDomain(context.Background(), "plain.example"); err != nil || d.MaxAccounts != 0 || d.Description != "" {
+		if d, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "plain.example"); err != nil || d.MaxAccounts != 0 || d.Description != "" {
 			t.Fatalf("stored %+v, %v", d, err)
 		}
 	})
@@ -135,7 +136,7 @@ func TestCreateDomain(t *testing.T) {
 		} {
 			e.Call(t, "CreateDomain", params).MustStatus(t, xmlapi.StatusInvalidParameter)
 		}
-		if _, err := e.Svc.FindDomain(context.Background(), "new.example"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+		if _, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "new.example"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 			t.Fatalf("an invalid request created the domain: %v", err)
 		}
 	})
@@ -143,7 +144,7 @@ func TestCreateDomain(t *testing.T) {
 
 func TestUpdateDomain(t *testing.T) {
 	e := MustOpenEnv(t)
-	if _, err := e.Svc.CreateDomain(context.Background(), &mailcluster.Domain{Name: "example.com", Description: "Old", MaxAccounts: 3}); err != nil {
+	if _, err := e.Svc.CreateDomain(service.SystemContext(context.Background(), "test"), &mailcluster.Domain{Name: "example.com", Description: "Old", MaxAccounts: 3}); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("OK", func(t *testing.T) {
@@ -152,7 +153,7 @@ func TestUpdateDomain(t *testing.T) {
 			t.Fatalf("answer:\n%s", r.Body)
 		}
 		e.Call(t, "UpdateDomain", "<Domain>example.com</Domain><MaxAccounts>0</MaxAccounts>").MustOK(t)
-		d, err := e.Svc.FindDomain(context.Background(), "example.com")
+		d, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "example.com")
 		if err != nil || d.Description != "New" || d.MaxAccounts != 0 {
 			t.Fatalf("stored %+v, %v", d, err)
 		}
@@ -173,7 +174,7 @@ func TestDeleteDomain(t *testing.T) {
 
 	t.Run("OK", func(t *testing.T) {
 		e.Call(t, "DeleteDomain", "<Domain>empty.example</Domain>").MustOK(t)
-		if _, err := e.Svc.FindDomain(context.Background(), "empty.example"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+		if _, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "empty.example"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 			t.Fatalf("domain still there: %v", err)
 		}
 	})
@@ -189,7 +190,7 @@ func TestDeleteDomain(t *testing.T) {
 	})
 	t.Run("Force", func(t *testing.T) {
 		e.Call(t, "DeleteDomain", "<Domain>example.com</Domain><Force>Yes</Force>").MustOK(t)
-		if _, err := e.Svc.FindDomain(context.Background(), "example.com"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+		if _, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "example.com"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
 			t.Fatalf("domain still there: %v", err)
 		}
 		if n := e.Store.Count(schema.PrefixAccounts + "example.com/"); n != 0 {

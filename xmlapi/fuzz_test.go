@@ -80,7 +80,7 @@ func openFuzzEnv(tb testing.TB) *xmlapi.Handler {
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = primaryName
 	svc.SealKey = sealKey
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: adminAddr, AdminPassword: adminPass, DataDir: tb.TempDir()}); err != nil {
 		tb.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (s *syncSink) Report(f mailcluster.LoginFailure) {
 	s.mu.Lock()
 	s.got = append(s.got, f)
 	s.mu.Unlock()
-	if err := s.svc.ReportFailures(context.Background(), []mailcluster.LoginFailure{f}); err != nil {
+	if err := s.svc.ReportFailures(service.SystemContext(context.Background(), "test"), []mailcluster.LoginFailure{f}); err != nil {
 		panic(err)
 	}
 }
@@ -53,21 +53,21 @@ func (e *Env) putBlock(tb testing.TB, b mailcluster.BlockedIP) {
 
 func (e *Env) mustBlock(tb testing.TB, ip string, until time.Time) {
 	tb.Helper()
-	if _, err := e.Svc.BlockIP(context.Background(), ip, until, "test"); err != nil {
+	if _, err := e.Svc.BlockIP(service.SystemContext(context.Background(), "test"), ip, until, "test"); err != nil {
 		tb.Fatal(err)
 	}
 }
 
 func (e *Env) mustFreeze(tb testing.TB, address string) {
 	tb.Helper()
-	if err := e.Svc.FreezeAccount(context.Background(), address, ""); err != nil {
+	if err := e.Svc.FreezeAccount(service.SystemContext(context.Background(), "test"), address, ""); err != nil {
 		tb.Fatal(err)
 	}
 }
 
 func (e *Env) frozen(tb testing.TB) []string {
 	tb.Helper()
-	fs, err := e.Svc.ListFrozenAccounts(context.Background())
+	fs, err := e.Svc.ListFrozenAccounts(service.SystemContext(context.Background(), "test"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestBlockedClient(t *testing.T) {
 			t.Errorf("a blocked client is challenged for credentials")
 		}
 	}
-	if err := e.Svc.UnblockIP(context.Background(), "127.0.0.1"); err != nil {
+	if err := e.Svc.UnblockIP(service.SystemContext(context.Background(), "test"), "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	e.Call(t, "GetVersionInfo", "").MustOK(t)
@@ -374,7 +374,7 @@ func TestClientIPFromContext(t *testing.T) {
 
 func TestFailuresCounted(t *testing.T) {
 	e := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := e.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func mustSecondary(t *testing.T, e *Env, lead mailcluster.Leadership) string {
 
 func TestSecondary(t *testing.T) {
 	e := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	e.MustCreateDomain(t, "example.com")
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: "secret-pass-alice"})
 	if err := e.Svc.SetSetting(ctx, "mailcluster", "SMTP", "Banner", "hi"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"mailcluster"
+	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
@@ -28,7 +29,7 @@ func iniOf(t *testing.T, r *Response, file string) []string {
 
 func TestGetIniSettings(t *testing.T) {
 	e := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	if err := e.Svc.SetSetting(ctx, "custom", "Alpha", "B", "2"); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestGetIniSettings(t *testing.T) {
 
 func TestUpdateIniSettings(t *testing.T) {
 	e := MustOpenEnv(t)
-	ctx := context.Background()
+	ctx := service.SystemContext(context.Background(), "test")
 	get := func(file, sec, key string) (string, bool) {
 		v, err := e.Svc.GetSetting(ctx, file, sec, key)
 		if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {

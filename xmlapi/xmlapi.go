@@ -123,7 +123,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.respond(w, start, nil, mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed."), nil)
 		return
 	}
-	caller, err := h.svc.Authenticate(ctx, user, password)
+	caller, err := h.svc.Authenticate(service.Anonymous(ctx), user, password)
 	if err != nil {
 		switch mailcluster.ErrorCode(err) {
 		case mailcluster.EUNAUTHORIZED:

@@ -100,7 +100,7 @@ func MustOpenEnv(tb testing.TB) *Env {
 	svc.BcryptCost = bcrypt.MinCost
 	svc.NodeName = primaryName
 	svc.SealKey = sealKey
-	if _, err := svc.Bootstrap(context.Background(), mailcluster.BootstrapConfig{
+	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddr, AdminPassword: adminPass, DataDir: tb.TempDir(),
 	}); err != nil {
 		tb.Fatal(err)
@@ -270,7 +270,7 @@ func (r *Response) MustOK(tb testing.TB) *Response {
 // MustCreateDomain creates a domain through the service.
 func (e *Env) MustCreateDomain(tb testing.TB, name string) {
 	tb.Helper()
-	if _, err := e.Svc.CreateDomain(context.Background(), &mailcluster.Domain{Name: name}); err != nil {
+	if _, err := e.Svc.CreateDomain(service.SystemContext(context.Background(), "test"), &mailcluster.Domain{Name: name}); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -281,7 +281,7 @@ func (e *Env) MustCreateAccount(tb testing.TB, in mailcluster.AccountCreate) {
 	if in.Password == "" {
 		in.Password = "secret-pass-user"
 	}
-	if _, err := e.Svc.CreateAccount(context.Background(), in); err != nil {
+	if _, err := e.Svc.CreateAccount(service.SystemContext(context.Background(), "test"), in); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -289,7 +289,7 @@ func (e *Env) MustCreateAccount(tb testing.TB, in mailcluster.AccountCreate) {
 // MustFindAccount reads an account through the service.
 func (e *Env) MustFindAccount(tb testing.TB, domain, mailbox string) *mailcluster.Account {
 	tb.Helper()
-	a, err := e.Svc.FindAccount(context.Background(), domain, mailbox)
+	a, err := e.Svc.FindAccount(service.SystemContext(context.Background(), "test"), domain, mailbox)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestEnvelope(t *testing.T) {
 		if pw == nil || pw.Text() != "" {
 			t.Fatalf("echoed password not emptied:\n%s", r.Body)
 		}
-		if _, err := e.Svc.Authenticate(context.Background(), "echo@localhost", "secret-pass-echo"); err == nil {
+		if _, err := e.Svc.Authenticate(service.SystemContext(context.Background(), "test"), "echo@localhost", "secret-pass-echo"); err == nil {
 			t.Fatal("a non-admin account may authenticate")
 		}
 		if a := e.MustFindAccount(t, "localhost", "echo"); a.Mailbox != "echo" {
