@@ -18,7 +18,6 @@ import (
 	"time"
 )
 
-
 // Certificate is a TLS certificate chain of the cluster with its private
 // key sealed (AES-256-GCM, key derived from the cluster secret with HKDF).
 // SealedKey is never returned by an API.

@@ -5,7 +5,6 @@ import (
 	"time"
 )
 
-
 // Member is a node registered in the cluster by an administrator (or
 // automatically with --auto-admit). Only registered nodes serve the
 // configuration and take part in the election.

@@ -168,7 +168,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	handler := api.NewServer(n.Service, api.Config{Log: n.log, XMLAPI: xmlHandler,
 		Mail: n.Mail, InternalKey: nodeauth.Key(c.ClusterSecret), TrustedProxies: c.Proxies(),
 		Metrics: n.metrics.handler(), Registerer: n.metrics.reg, InternalInfo: n.nodeInfo, InternalTime: n.timeProbe,
-		NodeContext: func(ctx context.Context, node string) context.Context { return service.SystemContext(ctx, "node "+node) }})
+		NodeContext: func(ctx context.Context, node string) context.Context {
+			return service.SystemContext(ctx, "node "+node)
+		}})
 	n.http = newHTTPServer(handler, n.log)
 	mat := cluster.NewMaterializer(n.store, filepath.Join(c.DataDir, "app"), n.log)
 	mat.OnOverwrite = func(file string) {
@@ -387,7 +389,9 @@ func (n *Node) startMail(bg context.Context) error {
 
 	fr := &cluster.FailureReporter{
 		Send: func(ctx context.Context, fs []mailcluster.LoginFailure) error {
-			_, err := toPrimary(n.lead, func() (struct{}, error) { return struct{}{}, n.Service.ReportFailures(service.SystemContext(ctx, "screening"), fs) },
+			_, err := toPrimary(n.lead, func() (struct{}, error) {
+				return struct{}{}, n.Service.ReportFailures(service.SystemContext(ctx, "screening"), fs)
+			},
 				func(url string) (struct{}, error) { return struct{}{}, ic.SendFailures(ctx, url, fs) })
 			return err
 		},

@@ -81,9 +81,9 @@ type Attempt struct {
 type Refusal int
 
 const (
-	Open    Refusal = iota
-	RefusedAddress             // the client address's failures reach the limit
-	RefusedAccount             // the account's failures reach the limit
+	Open           Refusal = iota
+	RefusedAddress         // the client address's failures reach the limit
+	RefusedAccount         // the account's failures reach the limit
 )
 
 // gateWait bounds how long an attempt waits for attempts in flight to
