@@ -84,6 +84,14 @@ type Notifier interface {
 	NotifyFrozen(ctx context.Context, a *Account, token string, expires time.Time) error
 }
 
+// NotifierFunc adapts a function to Notifier.
+type NotifierFunc func(ctx context.Context, a *Account, token string, expires time.Time) error
+
+// NotifyFrozen calls f.
+func (f NotifierFunc) NotifyFrozen(ctx context.Context, a *Account, token string, expires time.Time) error {
+	return f(ctx, a, token, expires)
+}
+
 type clientIPKey struct{}
 
 // NewContextWithClientIP records the client's address for screening.

@@ -11,9 +11,9 @@ import (
 	"mailcluster"
 )
 
-// accountResponse is the JSON form of an account. It has no password or
+// Account is the JSON form of an account. It has no password or
 // password hash field at all, so neither can ever be serialised.
-type accountResponse struct {
+type Account struct {
 	Address       string    `json:"address"`
 	Domain        string    `json:"domain"`
 	Mailbox       string    `json:"mailbox"`
@@ -31,18 +31,20 @@ type accountResponse struct {
 	UpdatedAt     time.Time `json:"updatedAt"`
 	// Usage is the mailbox usage the primary published; see the usage
 	// resource for its times and a recount.
-	Usage accountUsage `json:"usage"`
+	Usage AccountUsage `json:"usage"`
 }
 
-// accountUsage is the short usage summary inside an account.
-type accountUsage struct {
+// AccountUsage is the short usage summary inside an account.
+type AccountUsage struct {
 	Bytes    int64 `json:"bytes"`
 	Messages int64 `json:"messages"`
 }
 
-type accountPageResponse struct {
-	Accounts   []accountResponse `json:"accounts"`
-	NextCursor string            `json:"nextCursor"`
+// AccountPage is one page of a domain's accounts; NextCursor asks for the
+// next one ("" on the last).
+type AccountPage struct {
+	Accounts   []Account `json:"accounts"`
+	NextCursor string    `json:"nextCursor"`
 }
 
 type accountCreateRequest struct {
@@ -82,14 +84,14 @@ const (
 
 // newAccountResponse returns the JSON form of an account with its published
 // usage.
-func (s *Server) newAccountResponse(a *mailcluster.Account) accountResponse {
+func (s *Server) newAccountResponse(a *mailcluster.Account) Account {
 	p := a.Public()
 	u := s.svc.Usage(p.Domain, p.Mailbox)
-	return accountResponse{Address: p.Address(), Domain: p.Domain, Mailbox: p.Mailbox, FullName: p.FullName,
+	return Account{Address: p.Address(), Domain: p.Domain, Mailbox: p.Mailbox, FullName: p.FullName,
 		FirstName: p.FirstName, LastName: p.LastName, MailboxPath: p.MailboxPath, Frozen: p.Frozen,
 		Disabled: p.Disabled, QuotaBytes: p.QuotaBytes, QuotaMessages: p.QuotaMessages,
 		AdminRights: string(p.AdminRights), SendAs: append([]string{}, p.SendAs...), CreatedAt: p.CreatedAt,
-		UpdatedAt: p.UpdatedAt, Usage: accountUsage{Bytes: u.Bytes, Messages: u.Messages}}
+		UpdatedAt: p.UpdatedAt, Usage: AccountUsage{Bytes: u.Bytes, Messages: u.Messages}}
 }
 
 func accountLocation(domain, mailbox string) string {
@@ -124,7 +126,7 @@ func (s *Server) handleAccountList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := accountPageResponse{Accounts: make([]accountResponse, 0, len(as)), NextCursor: next}
+	out := AccountPage{Accounts: make([]Account, 0, len(as)), NextCursor: next}
 	for _, a := range as {
 		out.Accounts = append(out.Accounts, s.newAccountResponse(a))
 	}

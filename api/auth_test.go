@@ -129,7 +129,8 @@ func authRequest(t *testing.T, op specOperation) Request {
 // need no credentials. Every wrong password or unknown account is reported
 // to dynamic screening, and nothing is written.
 func TestAuthEverywhere(t *testing.T) {
-	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
+	sink := &countingSink{}
+	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }), WithFailures(sink))
 	env.Admin.MustCreateDomain(t, "example.com")
 	env.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1"})
 	// This walk sends thousands of wrong logins from 127.0.0.1: exempt it
@@ -138,8 +139,6 @@ func TestAuthEverywhere(t *testing.T) {
 	if err := env.Svc.SetSetting(service.SystemContext(context.Background(), "test"), mailcluster.MainSettingsFile, "Screening", "AllowIPs", "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	sink := &countingSink{}
-	env.Svc.Failures = sink
 	anon := env.Admin.Anonymous()
 	before := env.Store.Index()
 	reported := 0
@@ -259,11 +258,12 @@ func basic(user, pass string) string {
 // API and the XML-API count together: the third distinct failure from an
 // address blocks it on both.
 func TestAuthBlocksAfterThreshold(t *testing.T) {
-	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }))
+	sink := &syncSink{}
+	env := MustOpenEnv(t, WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }), WithFailures(sink))
+	sink.svc = env.Svc
 	if err := env.Svc.SetSetting(service.SystemContext(context.Background(), "test"), mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
-	env.Svc.Failures = &syncSink{svc: env.Svc}
 	anon := env.Admin.Anonymous()
 	xml := Request{Method: http.MethodPost, Path: "/MdMgmtWS", ContentType: "text/xml",
 		Body: []byte(`<MDaemon><API><Request><Operation>GetVersionInfo</Operation></Request></API></MDaemon>`)}

@@ -258,19 +258,18 @@ func (e *authzEnv) client(address string) *Client {
 // that screening decides nothing.
 func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 	tb.Helper()
-	env := MustOpenEnv(tb,
-		WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
-		WithMetrics(promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{})))
-	e := &authzEnv{Env: env, Switches: &switchCounter{}, Admission: newFakeAdmission(), Failures: &countingSink{}}
+	e := &authzEnv{Switches: &switchCounter{}, Admission: newFakeAdmission(), Failures: &countingSink{}}
 	e.Switches.st = mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1",
 		Primary: &mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL},
 		Nodes: []mailcluster.NodeStatus{
 			{Name: "node1", APIURL: primaryURL, Role: mailcluster.RolePrimary, Version: mailcluster.Version, Healthy: true, Registered: true, Self: true},
 			{Name: "node2", APIURL: "http://127.0.0.2:8080", Role: mailcluster.RoleSecondary, Version: mailcluster.Version, Healthy: true, Registered: true},
 		}}
-	env.Svc.Cluster = e.Switches
-	env.Svc.Admit = e.Admission
-	env.Svc.Failures = e.Failures
+	env := MustOpenEnv(tb,
+		WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
+		WithMetrics(promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{})),
+		WithClusterControl(e.Switches), WithAdmission(e.Admission), WithFailures(e.Failures))
+	e.Env = env
 	admin := env.Admin
 	keySecrets(admin)
 	admin.Secret("new-pass-123")

@@ -265,8 +265,7 @@ func TestCertificates(t *testing.T) {
 // TestCertificateNoSealKey checks that a node that cannot seal keys
 // refuses an import instead of storing the key in the clear.
 func TestCertificateNoSealKey(t *testing.T) {
-	env := MustOpenEnv(t)
-	env.Svc.SealKey = nil
+	env := MustOpenEnv(t, WithServiceOptions(func(o *service.Options) { o.SealKey = nil }))
 	keySecrets(env.Admin)
 	env.Admin.Do(t, Request{Method: http.MethodPut, Path: "/api/v1/certificates/mail",
 		Body: importBody(t, pki.Leaf.ChainPEM, pki.Leaf.KeyPEM, false)}).ExpectProblem(t, http.StatusServiceUnavailable, "unavailable")

@@ -2,9 +2,7 @@ package api_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +10,7 @@ import (
 	"time"
 
 	"mailcluster"
-	"mailcluster/cluster"
+	"mailcluster/service"
 )
 
 // TestClusterStandalone covers the cluster routes on a standalone node:
@@ -68,16 +66,15 @@ func (f *fakeCluster) Switchover(context.Context, string) error { return nil }
 // TestClusterNodeFields checks that registration, clock offset and
 // warnings of every node reach the answer, with a pending node.
 func TestClusterNodeFields(t *testing.T) {
-	env := MustOpenEnv(t)
 	p := &mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}
-	env.Svc.Cluster = &fakeCluster{st: mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1", Primary: p,
+	env := MustOpenEnv(t, WithClusterControl(&fakeCluster{st: mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1", Primary: p,
 		Nodes: []mailcluster.NodeStatus{
 			{Name: "node1", APIURL: primaryURL, Role: mailcluster.RolePrimary, Version: "1.0.0", Healthy: true, Registered: true, Self: true},
 			{Name: "node2", APIURL: "http://127.0.0.2:8080", Role: mailcluster.RoleSecondary, Version: "1.0.0", Healthy: true,
 				Registered: true, OffsetMS: -1500, LagMS: 3,
 				Warnings: []string{"clock differs from the primary's by -1500 ms (more than 1 s)", "time zone CET differs from the primary's UTC"}},
 			{Name: "node3", APIURL: "http://127.0.0.3:8080", Role: mailcluster.RolePending, Version: "1.0.0", LagMS: -1},
-		}}}
+		}}}))
 	var st struct {
 		Cluster string
 		Nodes   []struct {
@@ -109,7 +106,7 @@ func TestNodeKeyID(t *testing.T) {
 		}
 	})
 	t.Run("OK", func(t *testing.T) {
-		env.Svc.NodeKeyID = "3f1c9a0e"
+		env := MustOpenEnv(t, WithServiceOptions(func(o *service.Options) { o.NodeKeyID = "3f1c9a0e" }))
 		var n struct{ KeyID string }
 		env.Admin.Get(t, "/api/v1/node").Expect(t, http.StatusOK).JSON(t, &n)
 		if n.KeyID != "3f1c9a0e" {
@@ -217,14 +214,6 @@ func servers(t *testing.T, c *Client) []string {
 	return names
 }
 
-// mustOpenClusterLog gives env's Service a cluster log in a temporary file.
-func mustOpenClusterLog(t *testing.T, env *Env) *cluster.FileClusterLog {
-	t.Helper()
-	l := cluster.NewFileClusterLog(filepath.Join(t.TempDir(), "cluster.log"), "node1", slog.New(slog.NewTextHandler(env.Log, nil)))
-	env.Svc.Events = l
-	return l
-}
-
 func TestClusterServers(t *testing.T) {
 	env := MustOpenEnv(t)
 	c := env.Admin
@@ -262,9 +251,10 @@ func TestClusterServers(t *testing.T) {
 			Invalid: true}).ExpectProblem(t, http.StatusUnsupportedMediaType, "unsupported-media-type")
 	})
 
+	// The rest runs on a node that admits others and keeps a cluster log.
 	admit := newFakeAdmission()
-	env.Svc.Admit = admit
-	mustOpenClusterLog(t, env)
+	env = MustOpenEnv(t, WithAdmission(admit), WithClusterLog(nil))
+	c = env.Admin
 
 	t.Run("RegisterByName", func(t *testing.T) {
 		before := time.Now().Add(-time.Second)
@@ -376,8 +366,7 @@ func TestClusterServers(t *testing.T) {
 // TestClusterForbidden checks that the cluster routes are reserved to
 // global administrators.
 func TestClusterForbidden(t *testing.T) {
-	env := MustOpenEnv(t)
-	env.Svc.Admit = newFakeAdmission()
+	env := MustOpenEnv(t, WithAdmission(newFakeAdmission()))
 	env.Admin.MustCreateDomain(t, "example.com")
 	env.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "boss", "password": "boss-pass-1", "adminRights": "domain"})
 	boss := env.Admin.As("boss@example.com", "boss-pass-1")

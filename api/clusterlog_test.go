@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailcluster"
+	"mailcluster/cluster"
 )
 
 // clusterLog is the JSON form of GET /api/v1/cluster/log.
@@ -36,17 +37,15 @@ func events(t *testing.T, c *Client, path string) []string {
 }
 
 func TestClusterLog(t *testing.T) {
-	env := MustOpenEnv(t)
-	c := env.Admin
-
 	t.Run("NoLog", func(t *testing.T) {
-		res := c.Get(t, "/api/v1/cluster/log").Expect(t, http.StatusOK)
+		res := MustOpenEnv(t).Admin.Get(t, "/api/v1/cluster/log").Expect(t, http.StatusOK)
 		if string(res.Body) != `{"entries":[]}`+"\n" {
 			t.Errorf("body %q", res.Body)
 		}
 	})
 
-	l := mustOpenClusterLog(t, env)
+	var l *cluster.FileClusterLog
+	c := MustOpenEnv(t, WithClusterLog(&l)).Admin
 	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	l.Record(mailcluster.ClusterEvent{Time: t0, Event: "join", Message: "node2 joined", Fields: map[string]string{"node": "node2"}})
 	l.Record(mailcluster.ClusterEvent{Time: t0.Add(time.Minute), Level: "warn", Event: "clock-warning",

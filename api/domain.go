@@ -10,8 +10,8 @@ import (
 	"mailcluster"
 )
 
-// domainResponse is the JSON form of a domain.
-type domainResponse struct {
+// Domain is the JSON form of a domain.
+type Domain struct {
 	Name         string    `json:"name"`
 	Description  string    `json:"description"`
 	MaxAccounts  int       `json:"maxAccounts"`
@@ -21,7 +21,7 @@ type domainResponse struct {
 }
 
 type domainListResponse struct {
-	Domains []domainResponse `json:"domains"`
+	Domains []Domain `json:"domains"`
 }
 
 type domainCreateRequest struct {
@@ -35,8 +35,8 @@ type domainUpdateRequest struct {
 	MaxAccounts *int    `json:"maxAccounts"`
 }
 
-func newDomainResponse(d *mailcluster.Domain) domainResponse {
-	return domainResponse{Name: d.Name, Description: d.Description, MaxAccounts: d.MaxAccounts,
+func newDomainResponse(d *mailcluster.Domain) Domain {
+	return Domain{Name: d.Name, Description: d.Description, MaxAccounts: d.MaxAccounts,
 		AccountCount: d.AccountCount, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
 }
 
@@ -56,7 +56,7 @@ func (s *Server) handleDomainList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := domainListResponse{Domains: make([]domainResponse, 0, len(ds))}
+	out := domainListResponse{Domains: make([]Domain, 0, len(ds))}
 	for _, d := range ds {
 		out.Domains = append(out.Domains, newDomainResponse(d))
 	}

@@ -98,6 +98,48 @@ type envConfig struct {
 	trusted   []netip.Prefix
 	xml       func(*service.Service) http.Handler
 	metrics   http.Handler
+	// service edits the node's service.Options before service.New.
+	service    []func(*service.Options)
+	clusterLog bool
+	logOut     **cluster.FileClusterLog
+}
+
+// WithServiceOptions lets f edit the node's service.Options before the
+// Service is built (after the defaults of MustOpenEnv or MustOpenPeer).
+func WithServiceOptions(f func(*service.Options)) EnvOption {
+	return func(c *envConfig) { c.service = append(c.service, f) }
+}
+
+// WithFailures sets Options.Failures: failed logins go to sink.
+func WithFailures(sink mailcluster.FailureSink) EnvOption {
+	return WithServiceOptions(func(o *service.Options) { o.Failures = sink })
+}
+
+// WithAdmission sets Options.Admit: nodes asking to join are checked by a.
+func WithAdmission(a mailcluster.Admission) EnvOption {
+	return WithServiceOptions(func(o *service.Options) { o.Admit = a })
+}
+
+// WithClusterControl sets Options.Cluster.
+func WithClusterControl(c mailcluster.ClusterControl) EnvOption {
+	return WithServiceOptions(func(o *service.Options) { o.Cluster = c })
+}
+
+// WithChecks adds health checks to Options.Checks.
+func WithChecks(checks ...mailcluster.HealthCheck) EnvOption {
+	return WithServiceOptions(func(o *service.Options) { o.Checks = append(o.Checks, checks...) })
+}
+
+// WithNotifier sets Options.Notify.
+func WithNotifier(n mailcluster.Notifier) EnvOption {
+	return WithServiceOptions(func(o *service.Options) { o.Notify = n })
+}
+
+// WithClusterLog gives the node's Service a cluster log in a temporary
+// file (Options.Events), logging to the node's log, and stores it in *l
+// (unless l is nil).
+func WithClusterLog(l **cluster.FileClusterLog) EnvOption {
+	return func(c *envConfig) { c.clusterLog, c.logOut = true, l }
 }
 
 // WithMetrics sets Config.Metrics.
@@ -155,9 +197,36 @@ func (b *stringBox) set(s string) { b.mu.Lock(); b.s = s; b.mu.Unlock() }
 // Get returns the value.
 func (b *stringBox) Get() string { b.mu.Lock(); defer b.mu.Unlock(); return b.s }
 
+// newEnvConfig applies opts.
+func newEnvConfig(opts []EnvOption) envConfig {
+	var cfg envConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg
+}
+
+// serviceOptions returns base edited by the options of cfg; a cluster log
+// asked for is opened in a temporary directory and logs to logs.
+func (cfg *envConfig) serviceOptions(tb testing.TB, base service.Options, logs *logBuffer) service.Options {
+	tb.Helper()
+	if cfg.clusterLog {
+		l := cluster.NewFileClusterLog(filepath.Join(tb.TempDir(), "cluster.log"), base.NodeName, slog.New(slog.NewTextHandler(logs, nil)))
+		if cfg.logOut != nil {
+			*cfg.logOut = l
+		}
+		base.Events = l
+	}
+	for _, f := range cfg.service {
+		f(&base)
+	}
+	return base
+}
+
 // MustOpenEnv starts a bootstrapped standalone primary "node1".
 func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 	tb.Helper()
+	cfg := newEnvConfig(opts)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), logger)
@@ -165,19 +234,17 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger)
-	svc.BcryptCost = bcrypt.MinCost
-	svc.NodeName = "node1"
-	svc.SealKey = sealKey
+	svc := service.New(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger,
+		cfg.serviceOptions(tb, service.Options{BcryptCost: bcrypt.MinCost, NodeName: "node1", SealKey: sealKey}, logs))
 	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddress, AdminPassword: adminPassword, DataDir: tb.TempDir()}); err != nil {
 		tb.Fatal(err)
 	}
 	env := &Env{Store: store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
 	// The primary applies its own changes to mail directly.
-	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+	env.start(tb, svc, "node1", logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
-	}, opts...)
+	}, cfg)
 	return env
 }
 
@@ -186,31 +253,25 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 // Its changes to mail go to the primary's internal API over HTTP.
 func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts ...EnvOption) *Env {
 	tb.Helper()
+	cfg := newEnvConfig(opts)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc := service.NewService(primary.Store, lead, logger)
-	svc.BcryptCost = bcrypt.MinCost
-	svc.NodeName = "node2"
-	svc.SealKey = sealKey
-	svc.Mode = mailcluster.ModeCluster
+	svc := service.New(primary.Store, lead, logger, cfg.serviceOptions(tb,
+		service.Options{BcryptCost: bcrypt.MinCost, NodeName: "node2", SealKey: sealKey, Mode: mailcluster.ModeCluster}, logs))
 	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
 	client := &cluster.InternalClient{Signer: &nodeauth.Signer{Key: internalKey, Node: "node2"}}
-	env.start(tb, svc, logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+	env.start(tb, svc, "node2", logger, func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		return client.SendUsage(ctx, primary.HTTP.URL, r)
-	}, opts...)
+	}, cfg)
 	return env
 }
 
-func (e *Env) start(tb testing.TB, svc *service.Service, logger *slog.Logger, send cluster.SendFunc, opts ...EnvOption) {
+func (e *Env) start(tb testing.TB, svc *service.Service, node string, logger *slog.Logger, send cluster.SendFunc, cfg envConfig) {
 	tb.Helper()
-	var cfg envConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
 	asvc := svc
 	if cfg.faulty != nil {
-		asvc = service.NewService(cfg.faulty(e.Store), mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger)
-		asvc.NodeName = "node1"
+		asvc = service.New(cfg.faulty(e.Store), mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, logger,
+			service.Options{NodeName: "node1"})
 	}
 	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalKey: internalKey, TrustedProxies: cfg.trusted,
 		Metrics: cfg.metrics, NodeContext: func(ctx context.Context, node string) context.Context {
@@ -220,7 +281,7 @@ func (e *Env) start(tb testing.TB, svc *service.Service, logger *slog.Logger, se
 		acfg.InternalKey = nil
 	}
 	if !cfg.noMail {
-		e.Outbox = mustRunOutbox(tb, svc.NodeName, send, logger)
+		e.Outbox = mustRunOutbox(tb, node, send, logger)
 		e.Mail = mailsvc.NewStore(svc, e.Outbox, logger)
 		acfg.Mail = e.Mail
 	}

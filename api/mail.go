@@ -25,10 +25,10 @@ type messageListResponse struct {
 	NextCursor string            `json:"nextCursor"`
 }
 
-// usageResponse is the JSON form of an account's usage with its quotas.
+// Usage is the JSON form of an account's usage with its quotas.
 // The times are absent while the primary has published no usage yet
 // (updatedAt) or never recounted the mailbox (recountedAt).
-type usageResponse struct {
+type Usage struct {
 	Bytes         int64     `json:"bytes"`
 	Messages      int64     `json:"messages"`
 	UpdatedAt     time.Time `json:"updatedAt,omitzero"`
@@ -176,7 +176,7 @@ func (s *Server) handleUsageRecount(c echo.Context) error {
 	return c.JSON(http.StatusOK, newUsageResponse(a, u))
 }
 
-func newUsageResponse(a *mailcluster.Account, u mailcluster.Usage) usageResponse {
-	return usageResponse{Bytes: u.Bytes, Messages: u.Messages, UpdatedAt: u.UpdatedAt.UTC(), RecountedAt: u.RecountedAt.UTC(),
+func newUsageResponse(a *mailcluster.Account, u mailcluster.Usage) Usage {
+	return Usage{Bytes: u.Bytes, Messages: u.Messages, UpdatedAt: u.UpdatedAt.UTC(), RecountedAt: u.RecountedAt.UTC(),
 		QuotaBytes: a.QuotaBytes, QuotaMessages: a.QuotaMessages}
 }

@@ -30,8 +30,8 @@ func MustOpenMetricsServer(tb testing.TB, reg prometheus.Registerer) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, log)
-	svc.BcryptCost = bcrypt.MinCost
+	svc := service.New(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}}, log,
+		service.Options{BcryptCost: bcrypt.MinCost})
 	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddress, AdminPassword: adminPassword, DataDir: tb.TempDir()}); err != nil {
 		tb.Fatal(err)

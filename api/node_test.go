@@ -43,10 +43,8 @@ type health struct {
 }
 
 func TestHealth(t *testing.T) {
-	env := MustOpenEnv(t)
 	check := &fakeCheck{}
-	// Before the first request: the server reads Checks on every request.
-	env.Svc.Checks = append(env.Svc.Checks, check)
+	env := MustOpenEnv(t, WithChecks(check))
 	anon := env.Admin.Anonymous()
 
 	t.Run("OK", func(t *testing.T) {

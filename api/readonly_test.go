@@ -139,7 +139,7 @@ func snapshot(t *testing.T, c *Client) map[string][]byte {
 }
 
 func TestSecondaryReadOnly(t *testing.T) {
-	primary := MustOpenEnv(t)
+	primary := MustOpenEnv(t, WithAdmission(newFakeAdmission()))
 	primary.Admin.MustCreateDomain(t, "example.com")
 	primary.Admin.MustCreateDomain(t, "empty.example")
 	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1", "fullName": "Alice"})
@@ -151,12 +151,10 @@ func TestSecondaryReadOnly(t *testing.T) {
 	// The certificate writes aim at an existing certificate.
 	primary.Admin.MustImportCertificate(t, "mail", pki.Leaf, false)
 	// The server writes aim at a registered node and at one that would pass.
-	primary.Svc.Admit = newFakeAdmission()
 	primary.Admin.Send(t, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(t, http.StatusCreated)
 
 	secondary := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
-		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true})
-	secondary.Svc.Admit = newFakeAdmission()
+		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true}, WithAdmission(newFakeAdmission()))
 	c := secondary.Admin
 	c.Secret("new-pass-123")
 	c.Secret("changed-pass-1")
@@ -225,15 +223,13 @@ func TestSecondaryReadOnly(t *testing.T) {
 }
 
 func TestNoPrimaryUnavailable(t *testing.T) {
-	primary := MustOpenEnv(t)
+	primary := MustOpenEnv(t, WithAdmission(newFakeAdmission()))
 	primary.Admin.MustCreateDomain(t, "example.com")
 	primary.Admin.MustCreateDomain(t, "empty.example")
 	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1"})
-	primary.Svc.Admit = newFakeAdmission()
 	primary.Admin.Send(t, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(t, http.StatusCreated)
 
-	orphan := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary})
-	orphan.Svc.Admit = newFakeAdmission()
+	orphan := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary}, WithAdmission(newFakeAdmission()))
 	c := orphan.Admin
 	c.Secret("new-pass-123")
 	c.Secret("changed-pass-1")

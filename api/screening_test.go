@@ -229,13 +229,14 @@ func xmlCall(tb testing.TB, c *Client, forwardedFor, op string) int {
 // the client address the server determined, refuses a blocked one and
 // its failed logins count with the REST API's.
 func TestXMLAPIScreening(t *testing.T) {
+	sink := &syncSink{}
 	env := MustOpenEnv(t, WithTrustedProxies("127.0.0.1/32"),
-		WithXMLAPI(func(svc *service.Service) http.Handler { return xmlapi.NewHandler(svc, nil) }))
+		WithXMLAPI(func(svc *service.Service) http.Handler { return xmlapi.NewHandler(svc, nil) }), WithFailures(sink))
+	sink.svc = env.Svc
 	ctx := service.SystemContext(context.Background(), "test")
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
-	env.Svc.Failures = &syncSink{svc: env.Svc}
 	c := env.Admin
 
 	mustBlock(t, env, "203.0.113.7")
@@ -266,13 +267,13 @@ func TestXMLAPIScreening(t *testing.T) {
 }
 
 func TestFailureCounting(t *testing.T) {
-	env := MustOpenEnv(t)
+	sink := &syncSink{}
+	env := MustOpenEnv(t, WithFailures(sink))
+	sink.svc = env.Svc
 	ctx := service.SystemContext(context.Background(), "test")
 	if err := env.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
-	sink := &syncSink{svc: env.Svc}
-	env.Svc.Failures = sink
 	c := env.Admin
 	wrong := func(pass string) {
 		t.Helper()
@@ -509,11 +510,10 @@ func TestScreeningAccounts(t *testing.T) {
 }
 
 func TestThawToken(t *testing.T) {
-	env := MustOpenEnv(t)
 	n := &fakeNotifier{}
-	env.Svc.Notify = n
-	sink := &syncSink{svc: env.Svc}
-	env.Svc.Failures = sink
+	sink := &syncSink{}
+	env := MustOpenEnv(t, WithNotifier(n), WithFailures(sink))
+	sink.svc = env.Svc
 	c := env.Admin
 	c.MustCreateDomain(t, "example.com")
 	c.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "bob", "password": "bob-pass-123", "adminRights": "domain"})

@@ -5,51 +5,23 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
+
+	"mailcluster/api"
 )
 
-// Domain is a mail domain as the API shows it.
-type Domain struct {
-	Name         string    `json:"name"`
-	Description  string    `json:"description"`
-	MaxAccounts  int       `json:"maxAccounts"`
-	AccountCount int       `json:"accountCount"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
-}
-
-// Account is an account as the API shows it.
-type Account struct {
-	Address       string       `json:"address"`
-	Domain        string       `json:"domain"`
-	Mailbox       string       `json:"mailbox"`
-	FullName      string       `json:"fullName"`
-	FirstName     string       `json:"firstName"`
-	LastName      string       `json:"lastName"`
-	MailboxPath   string       `json:"mailboxPath"`
-	Frozen        bool         `json:"frozen"`
-	Disabled      bool         `json:"disabled"`
-	QuotaBytes    int64        `json:"quotaBytes"`
-	QuotaMessages int64        `json:"quotaMessages"`
-	AdminRights   string       `json:"adminRights"`
-	SendAs        []string     `json:"sendAs"`
-	CreatedAt     time.Time    `json:"createdAt"`
-	UpdatedAt     time.Time    `json:"updatedAt"`
-	Usage         AccountUsage `json:"usage"`
-}
-
-// AccountUsage is the usage summary inside an Account.
-type AccountUsage struct {
-	Bytes    int64 `json:"bytes"`
-	Messages int64 `json:"messages"`
-}
-
-// AccountPage is one page of a domain's accounts.
-type AccountPage struct {
-	Accounts []Account `json:"accounts"`
-	// NextCursor asks for the next page; "" on the last one.
-	NextCursor string `json:"nextCursor"`
-}
+// The answers are the REST API's own JSON types.
+type (
+	// Domain is a mail domain as the API shows it.
+	Domain = api.Domain
+	// Account is an account as the API shows it.
+	Account = api.Account
+	// AccountUsage is the usage summary inside an Account.
+	AccountUsage = api.AccountUsage
+	// AccountPage is one page of a domain's accounts.
+	AccountPage = api.AccountPage
+	// Usage is an account's mailbox usage with its quotas.
+	Usage = api.Usage
+)
 
 // AccountPatch is a change to an account: only the fields that are not
 // nil are sent and changed.
@@ -57,18 +29,6 @@ type AccountPatch struct {
 	// MailboxPath is the account's mailbox directory; only a global
 	// administrator may change it, to a path below the mailbox roots.
 	MailboxPath *string `json:"mailboxPath,omitempty"`
-}
-
-// Usage is an account's mailbox usage with its quotas. The times are
-// zero while the primary has published no usage (UpdatedAt) or never
-// recounted the mailbox (RecountedAt).
-type Usage struct {
-	Bytes         int64     `json:"bytes"`
-	Messages      int64     `json:"messages"`
-	UpdatedAt     time.Time `json:"updatedAt"`
-	RecountedAt   time.Time `json:"recountedAt"`
-	QuotaBytes    int64     `json:"quotaBytes"`
-	QuotaMessages int64     `json:"quotaMessages"`
 }
 
 // PageSize is the page size AllAccounts asks for.

@@ -51,9 +51,8 @@ func fingerprint(c *tls.Certificate) string {
 
 func TestCertManager(t *testing.T) {
 	ctx := service.SystemContext(context.Background(), "test")
-	svc, _ := MustOpenPrimary(t)
 	secret := "cluster-secret-0123456789"
-	svc.SealKey = mailcluster.SealKey(secret)
+	svc, _ := MustOpenPrimary(t, func(o *service.Options) { o.SealKey = mailcluster.SealKey(secret) })
 	fallback, err := tls.X509KeyPair([]byte(testcert.New(testcert.Options{Names: []string{"self.test"}}).Chain), []byte(testcert.New(testcert.Options{Names: []string{"x"}}).Key))
 	if err == nil {
 		t.Fatal("mismatched pair loaded")
@@ -61,7 +60,7 @@ func TestCertManager(t *testing.T) {
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
 	fallback, _ = tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
 	events := &recordingLog{}
-	m := cluster.NewCertManager(svc, svc.SealKey, &fallback, events, discard())
+	m := cluster.NewCertManager(svc, svc.SealKey(), &fallback, events, discard())
 	expiries := map[string]time.Duration{}
 	m.OnExpiry = func(name string, left time.Duration) { expiries[name] = left }
 
@@ -146,11 +145,10 @@ func TestCertManager(t *testing.T) {
 // is reported, and only the node's own files of deleted certificates go.
 func TestCertManagerPEMDirectory(t *testing.T) {
 	ctx := service.SystemContext(context.Background(), "test")
-	svc, _ := MustOpenPrimary(t)
-	svc.SealKey = mailcluster.SealKey("cluster-secret-0123456789")
+	svc, _ := MustOpenPrimary(t, func(o *service.Options) { o.SealKey = mailcluster.SealKey("cluster-secret-0123456789") })
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
 	fallback, _ := tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
-	m := cluster.NewCertManager(svc, svc.SealKey, &fallback, &recordingLog{}, discard())
+	m := cluster.NewCertManager(svc, svc.SealKey(), &fallback, &recordingLog{}, discard())
 	pemDir := svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
 	if err := os.MkdirAll(pemDir, 0o750); err != nil {
 		t.Fatal(err)

@@ -17,12 +17,16 @@ import (
 )
 
 // MustOpenPrimary returns a bootstrapped service with one account
-// alice@example.com over a fresh bbolt store.
-func MustOpenPrimary(t *testing.T) (*service.Service, *kvstore.BoltStore) {
+// alice@example.com over a fresh bbolt store; mods set options beyond
+// the test defaults.
+func MustOpenPrimary(t *testing.T, mods ...func(*service.Options)) (*service.Service, *kvstore.BoltStore) {
 	t.Helper()
 	st := MustOpenBoltStore(t, "")
-	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "p", APIURL: "http://127.0.0.1:1"}}, discard())
-	svc.BcryptCost = bcrypt.MinCost
+	opts := service.Options{BcryptCost: bcrypt.MinCost}
+	for _, m := range mods {
+		m(&opts)
+	}
+	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "p", APIURL: "http://127.0.0.1:1"}}, discard(), opts)
 	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)

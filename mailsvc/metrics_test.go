@@ -38,8 +38,8 @@ func MustOpenMetricsEnv(t *testing.T) *metricsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
-	svc.BcryptCost = bcrypt.MinCost
+	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log,
+		service.Options{BcryptCost: bcrypt.MinCost})
 	ctx, cancel := context.WithCancel(service.SystemContext(context.Background(), "test"))
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
 		t.Fatal(err)

@@ -59,8 +59,8 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log)
-	svc.BcryptCost = bcrypt.MinCost
+	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log,
+		service.Options{BcryptCost: bcrypt.MinCost})
 	ctx, cancel := context.WithCancel(service.SystemContext(context.Background(), "test"))
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
 		t.Fatal(err)

@@ -49,11 +49,10 @@ func TestScreeningLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
-	svc.BcryptCost = bcrypt.MinCost
 	m := node.NewMetrics()
 	inner := &recordingLog{}
-	svc.Events = node.NewEventLog(inner, m)
+	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log,
+		service.Options{BcryptCost: bcrypt.MinCost, Events: node.NewEventLog(inner, m)})
 	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)

@@ -64,6 +64,8 @@ type Node struct {
 	events       mailcluster.ClusterLog // the file log, observed by the metrics
 	certs        *cluster.CertManager
 	servedCerts  atomic.Pointer[cluster.CertManager] // n.certs, once made (read by internal calls)
+	sealKey      []byte                              // seals certificate keys (from the cluster secret)
+	failures     *cluster.FailureReporter
 	metrics      *metrics
 	https        *http.Server
 	tln          net.Listener // the HTTPS listener until n.https serves it
@@ -150,6 +152,12 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.cancel = cancel
 	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir, SharedPath: c.SharedPath}
 	n.internal = &cluster.InternalClient{Signer: &nodeauth.Signer{Key: nodeauth.Key(c.ClusterSecret), Node: c.NodeName}}
+	secret, err := sealSecret(c)
+	if err != nil {
+		return err
+	}
+	n.sealKey = mailcluster.SealKey(secret)
+	n.failures = n.newFailureReporter()
 
 	if c.Clustered() {
 		err = n.startCluster(bg, self, advertise, keyID, boot)
@@ -243,7 +251,7 @@ func (n *Node) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 	n.store = st
 	n.lead = mailcluster.StaticLeadership{Self: self}
 	n.metrics.registerNode(standaloneState(n.lead, st, time.Now()))
-	n.Service = n.newService(st, n.lead, mailcluster.ModeStandalone)
+	n.Service = n.newService(st, n.lead, mailcluster.ModeStandalone, service.Options{})
 	generated, err := n.Service.Bootstrap(service.SystemContext(ctx, "bootstrap"), boot)
 	if err != nil {
 		return fmt.Errorf("initialise state: %w", err)
@@ -252,13 +260,55 @@ func (n *Node) startStandalone(ctx context.Context, self mailcluster.PrimaryRef,
 	return nil
 }
 
-func (n *Node) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode) *service.Service {
-	svc := service.NewService(st, lead, n.log)
-	svc.NodeName = n.config.NodeName
-	svc.NodeKeyID = n.keyID
-	svc.Mode = mode
-	svc.Events = n.events
-	return svc
+// newService builds the node's Service with everything it is given at
+// once; parts made later (the mail store, the certificate manager) are
+// reached through the node, never assigned into the Service.
+func (n *Node) newService(st mailcluster.Store, lead mailcluster.Leadership, mode mailcluster.Mode, opts service.Options) *service.Service {
+	opts.NodeName = n.config.NodeName
+	opts.NodeKeyID = n.keyID
+	opts.Mode = mode
+	opts.Events = n.events
+	opts.Failures = n.failures
+	opts.Notify = mailcluster.NotifierFunc(n.notifyFrozen)
+	opts.Checks = append(opts.Checks, healthFunc(n.certProblems))
+	opts.SealKey = n.sealKey
+	opts.ScreeningKey = cluster.ScreeningKey(n.config.ClusterSecret)
+	return service.New(st, lead, n.log, opts)
+}
+
+// notifyFrozen mails a thaw token through the mail store.
+func (n *Node) notifyFrozen(ctx context.Context, a *mailcluster.Account, token string, expires time.Time) error {
+	if n.Mail == nil {
+		return errors.New("the mail service is not running")
+	}
+	return n.Mail.NotifyFrozen(ctx, a, token, expires)
+}
+
+// certProblems reports what the certificate manager cannot serve.
+func (n *Node) certProblems() []string {
+	if cm := n.servedCerts.Load(); cm != nil {
+		return cm.Problems()
+	}
+	return nil
+}
+
+// newFailureReporter carries failed logins to the primary, deciding on
+// the node's own copy while none is reachable.
+func (n *Node) newFailureReporter() *cluster.FailureReporter {
+	ic := n.internal
+	return &cluster.FailureReporter{
+		Send: func(ctx context.Context, fs []mailcluster.LoginFailure) error {
+			_, err := toPrimary(n.lead, func() (struct{}, error) {
+				return struct{}{}, n.Service.ReportFailures(service.SystemContext(ctx, "screening"), fs)
+			},
+				func(url string) (struct{}, error) { return struct{}{}, ic.SendFailures(ctx, url, fs) })
+			return err
+		},
+		DecideLocally: func(fs []mailcluster.LoginFailure) { n.Service.DecideLocally(fs) },
+		ClearLocal:    func() int { return n.Service.ClearLocalDecisions() },
+		Events:        n.events,
+		Log:           n.log,
+	}
 }
 
 func (n *Node) announcePassword(generated string) {
@@ -341,13 +391,14 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	st.Session = election.Session
 	n.lead = election
 	n.metrics.registerNode(clusterState(election, st))
-	n.Service = n.newService(st, election, mailcluster.ModeCluster)
-	n.Service.Lag = st
-	n.Service.Cluster = &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election,
-		Store: st, Internal: n.internal}
 	admitter := &cluster.Admitter{Client: client, Cluster: c.ClusterName, Internal: n.internal}
-	n.Service.Admit = admitter
-	n.Service.Checks = append(n.Service.Checks, healthFunc(n.joinProblems))
+	n.Service = n.newService(st, election, mailcluster.ModeCluster, service.Options{
+		Lag: st,
+		Cluster: &cluster.Control{Client: client, Cluster: c.ClusterName, Self: c.NodeName, Election: election,
+			Store: st, Internal: n.internal},
+		Admit:  admitter,
+		Checks: []mailcluster.HealthCheck{healthFunc(n.joinProblems)},
+	})
 	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
 	if c.AutoAdmit {
 		n.goBackground(func() { n.autoAdmit(bg, admitter, isPrimary) })
@@ -385,41 +436,20 @@ func (n *Node) startMail(bg context.Context) error {
 	n.outbox = ob
 	n.goBackground(func() { ob.Run(bg) })
 	n.Mail = mailsvc.NewStore(n.Service, ob, n.log)
-	n.Service.Notify = n.Mail
 
-	fr := &cluster.FailureReporter{
-		Send: func(ctx context.Context, fs []mailcluster.LoginFailure) error {
-			_, err := toPrimary(n.lead, func() (struct{}, error) {
-				return struct{}{}, n.Service.ReportFailures(service.SystemContext(ctx, "screening"), fs)
-			},
-				func(url string) (struct{}, error) { return struct{}{}, ic.SendFailures(ctx, url, fs) })
-			return err
-		},
-		DecideLocally: n.Service.DecideLocally,
-		ClearLocal:    n.Service.ClearLocalDecisions,
-		Events:        n.events,
-		Log:           n.log,
-	}
-	n.Service.Failures = fr
-	n.Service.ScreeningKey = cluster.ScreeningKey(c.ClusterSecret)
+	fr := n.failures
 	n.goBackground(func() { fr.Run(bg) })
 
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(c.DataDir, "tls"), c.SMTPHostname)
 	if err != nil {
 		return err
 	}
-	secret, err := sealSecret(c)
-	if err != nil {
-		return err
-	}
-	n.Service.SealKey = mailcluster.SealKey(secret)
-	n.certs = cluster.NewCertManager(n.Service, n.Service.SealKey, &cert, n.events, n.log)
+	n.certs = cluster.NewCertManager(n.Service, n.sealKey, &cert, n.events, n.log)
 	n.certs.OnExpiry = func(name string, left time.Duration) {
 		n.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
 	}
 	n.certs.Sync()
 	n.servedCerts.Store(n.certs)
-	n.Service.Checks = append(n.Service.Checks, n.certs)
 	n.goBackground(func() { n.certs.Run(bg, n.store) })
 	n.smtp = mailsvc.NewServer(n.Mail, n.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: n.certs.TLSConfig(), Log: n.log,
 		Registerer: n.metrics.reg})

@@ -44,8 +44,8 @@ func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := service.NewService(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log)
-	svc.BcryptCost = bcrypt.MinCost
+	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "n1", APIURL: "http://127.0.0.1:1"}}, log,
+		service.Options{BcryptCost: bcrypt.MinCost})
 	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{AdminAddress: "admin@localhost",
 		AdminPassword: "admin-pass-1", DataDir: t.TempDir()}); err != nil {
 		t.Fatal(err)

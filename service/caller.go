@@ -100,8 +100,10 @@ func requireSystem(ctx context.Context) error {
 	return nil
 }
 
-// requireGlobalAdmin admits the node itself and global administrators.
-func requireGlobalAdmin(ctx context.Context) error {
+// authorizeAccount admits the node itself and an account for which may
+// holds; any other account gets deny, the anonymous network and calls
+// without a caller are refused.
+func authorizeAccount(ctx context.Context, may func(a *mailcluster.Account) bool, deny func() error) error {
 	c, ok := callerOf(ctx)
 	switch {
 	case !ok:
@@ -110,43 +112,33 @@ func requireGlobalAdmin(ctx context.Context) error {
 		return nil
 	case c.account == nil:
 		return mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication is required.")
-	case c.account.AdminRights != mailcluster.AdminGlobal:
-		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may do this.")
+	case !may(c.account):
+		return deny()
 	}
 	return nil
+}
+
+// requireGlobalAdmin admits the node itself and global administrators.
+func requireGlobalAdmin(ctx context.Context) error {
+	return authorizeAccount(ctx, func(a *mailcluster.Account) bool { return a.AdminRights == mailcluster.AdminGlobal },
+		func() error {
+			return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may do this.")
+		})
 }
 
 // requireAdmin admits the node itself and any administrator (global or
 // domain); what a domain administrator then sees is filtered by domain.
 func requireAdmin(ctx context.Context) error {
-	c, ok := callerOf(ctx)
-	switch {
-	case !ok:
-		return errNoCaller
-	case c.system != "":
-		return nil
-	case c.account == nil:
-		return mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication is required.")
-	case c.account.AdminRights == mailcluster.AdminNone:
-		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only administrators may do this.")
-	}
-	return nil
+	return authorizeAccount(ctx, func(a *mailcluster.Account) bool { return a.AdminRights != mailcluster.AdminNone },
+		func() error { return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only administrators may do this.") })
 }
 
 // authorizeDomain admits the node itself, global administrators and the
 // administrators of domain.
 func authorizeDomain(ctx context.Context, domain string) error {
-	c, ok := callerOf(ctx)
-	switch {
-	case !ok:
-		return errNoCaller
-	case c.system != "":
-		return nil
-	case c.account == nil:
-		return mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication is required.")
-	case c.account.AdminRights == mailcluster.AdminGlobal,
-		c.account.AdminRights == mailcluster.AdminDomain && c.account.Domain == domain:
-		return nil
-	}
-	return mailcluster.Errorf(mailcluster.EFORBIDDEN, "You may not manage the accounts of domain %s.", domain)
+	return authorizeAccount(ctx, func(a *mailcluster.Account) bool {
+		return a.AdminRights == mailcluster.AdminGlobal || a.AdminRights == mailcluster.AdminDomain && a.Domain == domain
+	}, func() error {
+		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "You may not manage the accounts of domain %s.", domain)
+	})
 }

@@ -30,11 +30,11 @@ func (s *Service) ImportCertificate(ctx context.Context, name, chainPEM, keyPEM 
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
-	if len(s.SealKey) != 32 {
+	if len(s.opts.SealKey) != 32 {
 		return nil, mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node has no key to seal private keys with.")
 	}
 	c.Name, c.CreatedAt = name, s.now()
-	if c.SealedKey, err = mailcluster.SealCertificateKey(s.SealKey, []byte(keyPEM), name, c.Fingerprint); err != nil {
+	if c.SealedKey, err = mailcluster.SealCertificateKey(s.opts.SealKey, []byte(keyPEM), name, c.Fingerprint); err != nil {
 		return nil, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "The key could not be sealed.", Err: err}
 	}
 	existing := s.store.List(schema.PrefixCertificates, "", 0)

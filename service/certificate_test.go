@@ -12,8 +12,7 @@ import (
 
 func TestImportCertificate(t *testing.T) {
 	ctx := service.SystemContext(context.Background(), "test")
-	svc, st := MustOpenService(t, nil)
-	svc.SealKey = mailcluster.SealKey("test-secret-0123456789")
+	svc, st := MustOpenService(t, nil, func(o *service.Options) { o.SealKey = mailcluster.SealKey("test-secret-0123456789") })
 	a := testcert.New(testcert.Options{Names: []string{"a.example.test"}})
 	b := testcert.New(testcert.Options{Names: []string{"b.example.test"}})
 	ca, err := svc.ImportCertificate(ctx, "a", a.Chain, a.Key, false)
@@ -25,7 +24,7 @@ func TestImportCertificate(t *testing.T) {
 		t.Fatal("the stored record holds the key in the clear, or no sealed key")
 	}
 	stored := svc.StoredCertificates(true)
-	key, err := mailcluster.UnsealCertificateKey(svc.SealKey, stored[0])
+	key, err := mailcluster.UnsealCertificateKey(svc.SealKey(), stored[0])
 	if err != nil || string(key) != a.Key {
 		t.Fatalf("unseal stored key: %v", err)
 	}

@@ -22,17 +22,17 @@ func (s *Service) ClusterLog(ctx context.Context, f mailcluster.ClusterLogFilter
 	if f.Limit < 0 || f.Limit > 1000 {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Limit must be between 1 and 1000.")
 	}
-	if f.Node != "" && f.Node != s.NodeName {
-		r, ok := s.Cluster.(mailcluster.RemoteLogReader)
+	if f.Node != "" && f.Node != s.opts.NodeName {
+		r, ok := s.opts.Cluster.(mailcluster.RemoteLogReader)
 		if !ok {
 			return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "There is no node %q here.", f.Node)
 		}
 		return r.NodeLog(ctx, f.Node, f)
 	}
-	if s.Events == nil {
+	if s.opts.Events == nil {
 		return []mailcluster.ClusterEvent{}, nil
 	}
-	evs, err := s.Events.Events(5000)
+	evs, err := s.opts.Events.Events(5000)
 	if err != nil {
 		return nil, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster log cannot be read.", Err: err}
 	}
@@ -94,14 +94,14 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
-	if s.Admit == nil {
+	if s.opts.Admit == nil {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "A standalone node has no other servers to register.")
 	}
 	registered := s.RegisteredMembers()
-	sv, err := s.Admit.Check(ctx, nameOrAddress, registered)
+	sv, err := s.opts.Admit.Check(ctx, nameOrAddress, registered)
 	if err != nil {
-		if s.Events != nil {
-			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventRegistrationRefused, Message: mailcluster.ErrorMessage(err),
+		if s.opts.Events != nil {
+			s.opts.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventRegistrationRefused, Message: mailcluster.ErrorMessage(err),
 				Fields: map[string]string{"node": nameOrAddress}})
 		}
 		return nil, err
@@ -114,8 +114,8 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixServers + sv.Name, Value: b}}); err != nil {
 		return nil, conflictAs(err, "Node %s was registered concurrently.", sv.Name)
 	}
-	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventRegistration, Message: "a node was registered",
+	if s.opts.Events != nil {
+		s.opts.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventRegistration, Message: "a node was registered",
 			Fields: map[string]string{"node": sv.Name, "api": sv.APIURL, "version": sv.Version}})
 	}
 	return sv, nil
@@ -152,14 +152,14 @@ func (s *Service) RemoveMember(ctx context.Context, name string) error {
 	if !ok {
 		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Node %q is not registered.", name)
 	}
-	if name == s.NodeName {
+	if name == s.opts.NodeName {
 		return mailcluster.Errorf(mailcluster.ECONFLICT, "The primary cannot unregister itself; switch over first.")
 	}
 	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}); err != nil {
 		return err
 	}
-	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventUnregistered, Message: "a node was unregistered", Fields: map[string]string{"node": name}})
+	if s.opts.Events != nil {
+		s.opts.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventUnregistered, Message: "a node was unregistered", Fields: map[string]string{"node": name}})
 	}
 	return nil
 }

@@ -100,7 +100,7 @@ type screeningState struct {
 
 func (s *Service) scr() *screeningState {
 	s.scrOnce.Do(func() {
-		s.screen = &screeningState{detector: screening.NewDetector(), gate: screening.NewGate(), hasher: screening.NewHasher(s.ScreeningKey),
+		s.screen = &screeningState{detector: screening.NewDetector(), gate: screening.NewGate(), hasher: screening.NewHasher(s.opts.ScreeningKey),
 			local: map[string]mailcluster.BlockedIP{}, localAcc: map[string]mailcluster.FrozenAccount{}}
 	})
 	return s.screen
@@ -154,15 +154,15 @@ func (s *Service) checkClientIP(ctx context.Context) error {
 // recordFailure reports a failed login (never for a frozen account, whose
 // failures do not count further).
 func (s *Service) recordFailure(ctx context.Context, address, password, proto string) {
-	if s.Failures == nil {
+	if s.opts.Failures == nil {
 		return
 	}
 	ip := mailcluster.ClientIPFromContext(ctx)
 	if ip == "" {
 		return
 	}
-	s.Failures.Report(mailcluster.LoginFailure{Time: s.now(), IP: ip, Address: address, Hash: s.failureHash(address, password),
-		Node: s.NodeName, Proto: proto})
+	s.opts.Failures.Report(mailcluster.LoginFailure{Time: s.now(), IP: ip, Address: address, Hash: s.failureHash(address, password),
+		Node: s.opts.NodeName, Proto: proto})
 }
 
 // ReportFailures counts failed logins and decides (primary only): an IP
@@ -269,8 +269,8 @@ func (s *Service) autoBlock(ctx context.Context, cfg mailcluster.ScreeningConfig
 		if mailcluster.ErrorCode(err) == mailcluster.ECONFLICT {
 			continue
 		}
-		if err == nil && s.Events != nil {
-			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventIPBlocked, Message: "an address was blocked by dynamic screening",
+		if err == nil && s.opts.Events != nil {
+			s.opts.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventIPBlocked, Message: "an address was blocked by dynamic screening",
 				Fields: map[string]string{"ip": ip, "until": b.Until.Format(time.RFC3339), "offences": strconv.Itoa(b.Offences)}})
 		}
 		return err
@@ -282,8 +282,8 @@ func (s *Service) autoFreeze(ctx context.Context, cfg mailcluster.ScreeningConfi
 	err := s.freeze(ctx, cfg, address, "too many failed logins", "auto")
 	if errors.Is(err, errLastAdmin) {
 		s.log.Warn("not freezing the last usable global administrator", "address", address)
-		if s.Events != nil {
-			s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventFreezeSkipped,
+		if s.opts.Events != nil {
+			s.opts.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventFreezeSkipped,
 				Message: "too many failed logins, but the account is the last usable global administrator and stays usable",
 				Fields:  map[string]string{"address": address}})
 		}
@@ -335,12 +335,12 @@ func (s *Service) freeze(ctx context.Context, cfg mailcluster.ScreeningConfig, a
 	if _, err := s.store.Txn(ctx, ops); err != nil {
 		return err
 	}
-	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventAccountFrozen, Message: "an account was frozen",
+	if s.opts.Events != nil {
+		s.opts.Events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventAccountFrozen, Message: "an account was frozen",
 			Fields: map[string]string{"address": a.Address(), "source": source}})
 	}
-	if s.Notify != nil {
-		if err := s.Notify.NotifyFrozen(ctx, a.Public(), token, fa.TokenExpires); err != nil {
+	if s.opts.Notify != nil {
+		if err := s.opts.Notify.NotifyFrozen(ctx, a.Public(), token, fa.TokenExpires); err != nil {
 			s.log.Error("mailing the thaw token", "address", a.Address(), "err", err)
 		}
 	}
@@ -546,8 +546,8 @@ func (s *Service) thaw(ctx context.Context, domain, mailbox string) error {
 	sc.mu.Unlock()
 	sc.detector.ForgetAccount(a.Address())
 	sc.gate.ForgetAccount(a.Address())
-	if s.Events != nil {
-		s.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventAccountThawed, Message: "an account was thawed", Fields: map[string]string{"address": a.Address()}})
+	if s.opts.Events != nil {
+		s.opts.Events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventAccountThawed, Message: "an account was thawed", Fields: map[string]string{"address": a.Address()}})
 	}
 	return nil
 }

@@ -27,10 +27,12 @@ func (s *syncSink) Report(f mailcluster.LoginFailure) {
 	_ = s.svc.ReportFailures(service.SystemContext(context.Background(), "test"), []mailcluster.LoginFailure{f})
 }
 
-// tokenNotifier records mailed thaw tokens.
+// tokenNotifier records mailed thaw tokens; failures is the sink the
+// same service reports failed logins to.
 type tokenNotifier struct {
-	mu     sync.Mutex
-	tokens map[string]string
+	mu       sync.Mutex
+	tokens   map[string]string
+	failures *syncSink
 }
 
 func (n *tokenNotifier) NotifyFrozen(_ context.Context, a *mailcluster.Account, token string, _ time.Time) error {
@@ -46,12 +48,11 @@ func (c *clock) now() time.Time { return c.t }
 
 func MustOpenScreening(t *testing.T) (*service.Service, *clock, *tokenNotifier) {
 	t.Helper()
-	svc, _ := MustOpenService(t, nil)
 	clk := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
-	svc.Now = clk.now
-	svc.Failures = &syncSink{svc: svc}
-	nt := &tokenNotifier{tokens: map[string]string{}}
-	svc.Notify = nt
+	sink := &syncSink{}
+	nt := &tokenNotifier{tokens: map[string]string{}, failures: sink}
+	svc, _ := MustOpenService(t, nil, func(o *service.Options) { o.Now, o.Failures, o.Notify = clk.now, sink, nt })
+	sink.svc = svc
 	ctx := service.SystemContext(context.Background(), "test")
 	for k, v := range map[string]string{"IPFailures": "3", "IPWindow": "600", "BlockDuration": "60", "MaxBlockDuration": "200",
 		"AccountFailures": "4", "AccountWindow": "3600"} {
@@ -168,7 +169,7 @@ func TestScreeningFreezeAndThaw(t *testing.T) {
 	if len(frozen) != 1 || frozen[0].Address != "alice@example.com" || frozen[0].TokenHash != "" {
 		t.Fatalf("frozen list = %+v", frozen)
 	}
-	sink := svc.Failures.(*syncSink)
+	sink := nt.failures
 	before := sink.n
 	_, err = svc.Authenticate(from("192.0.2.99"), "alice@example.com", "alice-pass-1")
 	wantCode(t, err, mailcluster.EUNAUTHORIZED)
@@ -224,11 +225,11 @@ func TestScreeningFreezeAndThaw(t *testing.T) {
 }
 
 func TestScreeningLocalDecisions(t *testing.T) {
-	svc, _, _ := MustOpenScreening(t)
+	svc, clk, _ := MustOpenScreening(t)
 	ip := "192.0.2.200"
 	var fs []mailcluster.LoginFailure
 	for _, h := range []string{"h1", "h2", "h3"} {
-		fs = append(fs, mailcluster.LoginFailure{Time: svc.Now(), IP: ip, Hash: h, Node: "n2"})
+		fs = append(fs, mailcluster.LoginFailure{Time: clk.now(), IP: ip, Hash: h, Node: "n2"})
 	}
 	svc.DecideLocally(fs)
 	b, blocked := svc.BlockedIP(ip)

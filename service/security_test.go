@@ -91,8 +91,7 @@ func TestLoginSamePasswordRepeated(t *testing.T) {
 // many client addresses (so that no attempt limit applies) never run more
 // password checks at once than the bound.
 func TestBcryptConcurrencyBounded(t *testing.T) {
-	svc, _ := MustOpenService(t, nil)
-	svc.BcryptCost = 10 // checks long enough to overlap
+	svc, _ := MustOpenService(t, nil, func(o *service.Options) { o.BcryptCost = 10 }) // checks long enough to overlap
 	_, bound := service.BcryptPeak()
 	var wg sync.WaitGroup
 	for i := range 3 * bound {

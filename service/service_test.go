@@ -31,8 +31,9 @@ func (f *fakeLeadership) Primary() (mailcluster.PrimaryRef, bool) {
 var primaryRef = mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:8080"}
 
 // MustOpenService returns a bootstrapped Service over a fresh bbolt store
-// and the store, with the given leadership (nil: primary).
-func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*service.Service, *kvstore.BoltStore) {
+// and the store, with the given leadership (nil: primary); mods set
+// options beyond the test defaults (the cheapest bcrypt cost).
+func MustOpenService(tb testing.TB, lead mailcluster.Leadership, mods ...func(*service.Options)) (*service.Service, *kvstore.BoltStore) {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), log)
@@ -40,8 +41,11 @@ func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*service.Servi
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	boot := service.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
-	boot.BcryptCost = bcrypt.MinCost
+	opts := service.Options{BcryptCost: bcrypt.MinCost}
+	for _, m := range mods {
+		m(&opts)
+	}
+	boot := service.New(st, mailcluster.StaticLeadership{Self: primaryRef}, log, opts)
 	if _, err := boot.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: "admin@localhost", AdminPassword: "secret-pass-1", DataDir: "/srv/mc"}); err != nil {
 		tb.Fatal(err)
@@ -49,9 +53,7 @@ func MustOpenService(tb testing.TB, lead mailcluster.Leadership) (*service.Servi
 	if lead == nil {
 		return boot, st
 	}
-	svc := service.NewService(st, lead, log)
-	svc.BcryptCost = bcrypt.MinCost
-	return svc, st
+	return service.New(st, lead, log, opts), st
 }
 
 func wantCode(t *testing.T, err error, code string) {
@@ -88,8 +90,7 @@ func TestBootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		svc := service.NewService(st, mailcluster.StaticLeadership{Self: primaryRef}, log)
-		svc.BcryptCost = bcrypt.MinCost
+		svc := service.New(st, mailcluster.StaticLeadership{Self: primaryRef}, log, service.Options{BcryptCost: bcrypt.MinCost})
 		gen, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "root@example.com", DataDir: "/d"})
 		if err != nil || len(gen) < 20 {
 			t.Fatalf("gen=%q err=%v", gen, err)

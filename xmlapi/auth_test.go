@@ -70,7 +70,8 @@ func (c *failureCounter) count() int { c.mu.Lock(); defer c.mu.Unlock(); return 
 // unknown account is reported to dynamic screening, and no reported
 // failure carries the password.
 func TestAuthEveryOperation(t *testing.T) {
-	e := MustOpenEnv(t)
+	sink := &failureCounter{}
+	e := MustOpenEnv(t, WithFailures(sink))
 	e.MustCreateDomain(t, "example.com")
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "user", Password: "secret-pass-user"})
 	// This walk sends many wrong logins from 127.0.0.1: exempt it from the
@@ -78,8 +79,6 @@ func TestAuthEveryOperation(t *testing.T) {
 	if err := e.Svc.SetSetting(service.SystemContext(context.Background(), "test"), mailcluster.MainSettingsFile, "Screening", "AllowIPs", "127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
-	sink := &failureCounter{}
-	e.Svc.Failures = sink
 	before := e.Store.Index()
 	reported := 0
 	params := "<Domain>example.com</Domain><Mailbox>user</Mailbox><Details><Password>secret-pass-new1</Password></Details>" +

@@ -137,7 +137,8 @@ func authzPassword(address string) string { return "secret-pass-" + address }
 // server node3 and an admission check that would admit node2.
 func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 	tb.Helper()
-	e := MustOpenEnv(tb)
+	adm := &fakeAdmission{}
+	e := MustOpenEnv(tb, WithAdmission(adm))
 	ctx := service.SystemContext(context.Background(), "test")
 	for _, d := range []string{attackerDomain, victimDomain} {
 		e.MustCreateDomain(tb, d)
@@ -153,8 +154,6 @@ func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 	}
 	e.mustBlock(tb, "198.51.100.1", time.Time{})
 	e.mustImport(tb, "mail", pki.Leaf, false)
-	adm := &fakeAdmission{}
-	e.Svc.Admit = adm
 	if _, err := e.Svc.AddMember(ctx, "node3"); err != nil {
 		tb.Fatal(err)
 	}

@@ -140,28 +140,28 @@ func TestGetClusterInfo(t *testing.T) {
 		}
 	})
 	t.Run("KeyID", func(t *testing.T) {
-		e.Svc.NodeKeyID = "3f1c9a0e"
-		t.Cleanup(func() { e.Svc.NodeKeyID = "" })
+		e := MustOpenEnv(t, WithNodeKeyID("3f1c9a0e"))
 		r := e.Call(t, "GetClusterInfo", "").MustOK(t)
 		if id := r.Result().FindElement("ClusterInfo/LocalNode").SelectAttrValue("id", ""); id != "3f1c9a0e" {
 			t.Errorf("id %q", id)
 		}
 	})
 	t.Run("Cluster", func(t *testing.T) {
-		svc := service.NewService(e.Store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}},
-			slog.New(slog.DiscardHandler))
-		svc.NodeName = primaryName
-		svc.Mode = mailcluster.ModeCluster
-		svc.Cluster = &fakeCluster{st: mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1",
-			Primary: &mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL},
-			Nodes: []mailcluster.NodeStatus{
-				{Name: primaryName, APIURL: primaryURL, Role: mailcluster.RolePrimary, Version: "1.0.0", Healthy: true, Registered: true, Self: true},
-				{Name: "node2", APIURL: "http://127.0.0.2:8080", Role: mailcluster.RoleSecondary, Version: "1.0.0", Healthy: true,
-					Registered: true, OffsetMS: 1500, LagMS: 2, NeverPrimary: true, Warnings: []string{
-						"clock differs from the primary's by 1500 ms (more than 1 s)", "time zone CET differs from the primary's UTC"}},
-				{Name: "node3", APIURL: "http://127.0.0.3:8080", Role: mailcluster.RolePending, Version: "1.0.0", LagMS: -1,
-					Detail: "mailcluster node3 /health: critical"},
-			}}}
+		svc := service.New(e.Store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}},
+			slog.New(slog.DiscardHandler), service.Options{
+				NodeName: primaryName,
+				Mode:     mailcluster.ModeCluster,
+				Cluster: &fakeCluster{st: mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1",
+					Primary: &mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL},
+					Nodes: []mailcluster.NodeStatus{
+						{Name: primaryName, APIURL: primaryURL, Role: mailcluster.RolePrimary, Version: "1.0.0", Healthy: true, Registered: true, Self: true},
+						{Name: "node2", APIURL: "http://127.0.0.2:8080", Role: mailcluster.RoleSecondary, Version: "1.0.0", Healthy: true,
+							Registered: true, OffsetMS: 1500, LagMS: 2, NeverPrimary: true, Warnings: []string{
+								"clock differs from the primary's by 1500 ms (more than 1 s)", "time zone CET differs from the primary's UTC"}},
+						{Name: "node3", APIURL: "http://127.0.0.3:8080", Role: mailcluster.RolePending, Version: "1.0.0", LagMS: -1,
+							Detail: "mailcluster node3 /health: critical"},
+					}}},
+			})
 		_, url := e.Serve(t, svc)
 		r := CallAt(t, url, "GetClusterInfo", "").MustOK(t)
 		if r.Text("ClusterInfo/Enabled") != "Yes" {
@@ -184,29 +184,30 @@ func TestGetClusterInfo(t *testing.T) {
 }
 
 func TestClusterNodes(t *testing.T) {
-	e := MustOpenEnv(t)
+	// A standalone node: no admission check.
+	standalone := MustOpenEnv(t)
+	admit := &fakeAdmission{}
+	e := MustOpenEnv(t, WithAdmission(admit))
 
 	t.Run("ErrStandalone", func(t *testing.T) {
-		msg := e.Call(t, "AddClusterNode", "<Node>node2</Node>").MustStatus(t, xmlapi.StatusInvalidParameter)
+		msg := standalone.Call(t, "AddClusterNode", "<Node>node2</Node>").MustStatus(t, xmlapi.StatusInvalidParameter)
 		if msg != "A standalone node has no other servers to register." {
 			t.Errorf("message %q", msg)
 		}
 	})
 	t.Run("ErrMissing", func(t *testing.T) {
 		for _, params := range []string{"", "<Node> </Node>", "<Host>node2</Host>"} {
-			msg := e.Call(t, "AddClusterNode", params).MustStatus(t, xmlapi.StatusMissingParameter)
+			msg := standalone.Call(t, "AddClusterNode", params).MustStatus(t, xmlapi.StatusMissingParameter)
 			if !strings.Contains(msg, "Node") {
 				t.Errorf("message %q", msg)
 			}
 		}
-		msg := e.Call(t, "RemoveClusterNode", "").MustStatus(t, xmlapi.StatusMissingParameter)
+		msg := standalone.Call(t, "RemoveClusterNode", "").MustStatus(t, xmlapi.StatusMissingParameter)
 		if !strings.Contains(msg, "Name") {
 			t.Errorf("message %q", msg)
 		}
 	})
 
-	admit := &fakeAdmission{}
-	e.Svc.Admit = admit
 	t.Run("Add", func(t *testing.T) {
 		before := time.Now().Add(-time.Second)
 		r := e.Call(t, "AddClusterNode", "<Node>node2</Node>").MustOK(t)
@@ -291,17 +292,18 @@ func entries(t *testing.T, r *Response) []string {
 }
 
 func TestGetClusterLog(t *testing.T) {
-	e := MustOpenEnv(t)
-
 	t.Run("NoLog", func(t *testing.T) {
+		e := MustOpenEnv(t) // a node without a cluster log
 		r := e.Call(t, "GetClusterLog", "").MustOK(t)
 		if l := r.Result().FindElement("ClusterLog"); l == nil || len(l.ChildElements()) != 0 {
 			t.Errorf("answer:\n%s", r.Body)
 		}
 	})
 
-	l := cluster.NewFileClusterLog(filepath.Join(t.TempDir(), "cluster.log"), primaryName, e.Log)
-	e.Svc.Events = l
+	// The log exists before the node that records in it (its own log
+	// lines are not asserted).
+	l := cluster.NewFileClusterLog(filepath.Join(t.TempDir(), "cluster.log"), primaryName, slog.New(slog.DiscardHandler))
+	e := MustOpenEnv(t, WithEvents(l))
 	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	l.Record(mailcluster.ClusterEvent{Time: t0, Event: "join", Message: "node2 joined", Fields: map[string]string{"node": "node2"}})
 	l.Record(mailcluster.ClusterEvent{Time: t0.Add(time.Minute), Level: "warn", Event: "clock-warning",

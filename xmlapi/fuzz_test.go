@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/beevik/etree"
-	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
 	"mailcluster/kvstore"
@@ -76,10 +75,7 @@ func openFuzzEnv(tb testing.TB) *xmlapi.Handler {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
-	svc.BcryptCost = bcrypt.MinCost
-	svc.NodeName = primaryName
-	svc.SealKey = sealKey
+	svc := service.New(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log, primaryOptions())
 	ctx := service.SystemContext(context.Background(), "test")
 	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: adminAddr, AdminPassword: adminPass, DataDir: tb.TempDir()}); err != nil {
 		tb.Fatal(err)

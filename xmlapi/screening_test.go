@@ -373,13 +373,13 @@ func TestClientIPFromContext(t *testing.T) {
 }
 
 func TestFailuresCounted(t *testing.T) {
-	e := MustOpenEnv(t)
+	sink := &syncSink{}
+	e := MustOpenEnv(t, WithFailures(sink))
+	sink.svc = e.Svc
 	ctx := service.SystemContext(context.Background(), "test")
 	if err := e.Svc.SetSetting(ctx, mailcluster.MainSettingsFile, mailcluster.SectionScreening, mailcluster.KeyIPFailures, "3"); err != nil {
 		t.Fatal(err)
 	}
-	sink := &syncSink{svc: e.Svc}
-	e.Svc.Failures = sink
 	wrong := func(pass string) {
 		t.Helper()
 		Post(t, e.URL, adminAddr, pass, strings.NewReader(Envelope("GetVersionInfo", ""))).MustStatus(t, xmlapi.StatusUnauthorized)

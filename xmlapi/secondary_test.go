@@ -50,18 +50,20 @@ var writes = []struct{ op, params string }{
 // same store as e's primary.
 func mustSecondary(t *testing.T, e *Env, lead mailcluster.Leadership) string {
 	t.Helper()
-	svc := service.NewService(e.Store, lead, slog.New(slog.DiscardHandler))
-	svc.BcryptCost = bcrypt.MinCost
-	svc.NodeName = "node2"
-	svc.Mode = mailcluster.ModeCluster
-	// A node the admission check would accept: only the role refuses.
-	svc.Admit = &fakeAdmission{}
+	svc := service.New(e.Store, lead, slog.New(slog.DiscardHandler), service.Options{
+		BcryptCost: bcrypt.MinCost,
+		NodeName:   "node2",
+		Mode:       mailcluster.ModeCluster,
+		// A node the admission check would accept: only the role refuses.
+		Admit: &fakeAdmission{},
+	})
 	_, url := e.Serve(t, svc)
 	return url
 }
 
 func TestSecondary(t *testing.T) {
-	e := MustOpenEnv(t)
+	// The server writes aim at a registered node and at one that would pass.
+	e := MustOpenEnv(t, WithAdmission(&fakeAdmission{}))
 	ctx := service.SystemContext(context.Background(), "test")
 	e.MustCreateDomain(t, "example.com")
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: "secret-pass-alice"})
@@ -74,8 +76,6 @@ func TestSecondary(t *testing.T) {
 	e.mustFreeze(t, "bob@example.com")
 	// The certificate writes aim at an existing certificate.
 	e.mustImport(t, "mail", pki.Leaf, false)
-	// The server writes aim at a registered node and at one that would pass.
-	e.Svc.Admit = &fakeAdmission{}
 	e.Call(t, "AddClusterNode", "<Node>node3</Node>").MustOK(t)
 
 	// unchanged asserts that the refused writes changed nothing.

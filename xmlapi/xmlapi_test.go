@@ -85,9 +85,44 @@ type Env struct {
 	Log     *slog.Logger
 }
 
+// EnvOption edits the service.Options of a test node before its Service
+// is built (a Service has no settable fields).
+type EnvOption func(*service.Options)
+
+// WithFailures reports the node's failed logins to sink.
+func WithFailures(sink mailcluster.FailureSink) EnvOption {
+	return func(o *service.Options) { o.Failures = sink }
+}
+
+// WithAdmission asks a for the nodes that ask to join.
+func WithAdmission(a mailcluster.Admission) EnvOption {
+	return func(o *service.Options) { o.Admit = a }
+}
+
+// WithEvents records the node's cluster events in l.
+func WithEvents(l mailcluster.ClusterLog) EnvOption {
+	return func(o *service.Options) { o.Events = l }
+}
+
+// WithNodeKeyID reports id as the node key's hash.
+func WithNodeKeyID(id string) EnvOption {
+	return func(o *service.Options) { o.NodeKeyID = id }
+}
+
+// primaryOptions are the service.Options of a standalone test primary
+// (cheap password hashes, name node1, the test seal key), edited by opts.
+func primaryOptions(opts ...EnvOption) service.Options {
+	o := service.Options{BcryptCost: bcrypt.MinCost, NodeName: primaryName, SealKey: sealKey}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
 // MustOpenEnv opens a bbolt store, bootstraps it (admin@localhost) and
-// serves the XML-API of a standalone primary on 127.0.0.1:0.
-func MustOpenEnv(tb testing.TB) *Env {
+// serves the XML-API of a standalone primary on 127.0.0.1:0; opts give
+// the Service its dependencies.
+func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 	tb.Helper()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -96,10 +131,7 @@ func MustOpenEnv(tb testing.TB) *Env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	svc := service.NewService(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log)
-	svc.BcryptCost = bcrypt.MinCost
-	svc.NodeName = primaryName
-	svc.SealKey = sealKey
+	svc := service.New(store, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, log, primaryOptions(opts...))
 	if _, err := svc.Bootstrap(service.SystemContext(context.Background(), "test"), mailcluster.BootstrapConfig{
 		AdminAddress: adminAddr, AdminPassword: adminPass, DataDir: tb.TempDir(),
 	}); err != nil {
@@ -592,7 +624,7 @@ func (s damagedStore) Get(key string) (mailcluster.KV, bool) {
 
 func TestInternalError(t *testing.T) {
 	e := MustOpenEnv(t)
-	svc := service.NewService(damagedStore{e.Store}, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, e.Log)
+	svc := service.New(damagedStore{e.Store}, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}}, e.Log, service.Options{})
 	_, url := e.Serve(t, svc)
 	r := CallAt(t, url, "GetDomainList", "")
 	msg := r.MustStatus(t, xmlapi.StatusInternal)

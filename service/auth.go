@@ -1,0 +1,249 @@
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"mailcluster/screening"
+
+	"mailcluster"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Authenticate checks an address and password and returns the account if
+// it may use the management APIs (admin rights, not frozen or disabled).
+// Every failure is the same EUNAUTHORIZED error so that it reveals nothing.
+func (s *Service) Authenticate(ctx context.Context, address, password string) (*mailcluster.Account, error) {
+	if err := requireCaller(ctx); err != nil {
+		return nil, err
+	}
+	a, err := s.authenticate(ctx, address, password, "api")
+	if err != nil {
+		return nil, err
+	}
+	if a.AdminRights == mailcluster.AdminNone {
+		return nil, mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed.")
+	}
+	return a, nil
+}
+
+// authenticate checks credentials for any login. A blocked client
+// address is refused (EFORBIDDEN) before anything else; then the attempt
+// takes a slot of the client address and of the account (attemptGate), so
+// that no more attempts are checked than screening allows, whether they
+// come one by one or in parallel. Every wrong password is reported to
+// dynamic screening (unknown addresses and frozen accounts count toward
+// the client address only). Frozen, disabled and unknown accounts cost the
+// same password check as a wrong password. Every credential failure is
+// the same EUNAUTHORIZED.
+func (s *Service) authenticate(ctx context.Context, address, password, proto string) (*mailcluster.Account, error) {
+	if err := s.checkClientIP(ctx); err != nil {
+		return nil, err
+	}
+	fail := mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed.")
+	mailbox, domain, err := mailcluster.SplitAddress(address)
+	if err != nil || password == "" || len(password) > 1024 {
+		s.recordFailure(ctx, "", address+"\x00"+password, proto)
+		return nil, fail
+	}
+	address = mailbox + "@" + domain
+	a, _, err := s.getAccount(domain, mailbox)
+	if err != nil {
+		a = nil
+	}
+	if a != nil && !a.Frozen && !a.Disabled && s.recentSuccess(a, password) {
+		return a.Public(), nil // checked within the last minute: no bcrypt, no slot
+	}
+	cfg := s.ScreeningSettings()
+	hash := s.failureHash(address, password)
+	var at *screening.Attempt
+	if ip := normalizedClientIP(ctx); cfg.Enabled && ip != "" {
+		gateAddr := "" // unknown and frozen accounts need no account limit: no guess can succeed
+		if a != nil && !a.Frozen {
+			gateAddr = address
+		}
+		var refused screening.Refusal
+		at, refused = s.scr().gate.Reserve(ctx, cfg, s.now, ip, gateAddr, func() bool { return s.isLastUsableAdmin(a) })
+		// A refused attempt is not counted: its password was not checked.
+		switch refused {
+		case screening.RefusedAddress:
+			return nil, mailcluster.Errorf(mailcluster.EFORBIDDEN, "Too many failed logins from your address %s; try again later.", ip)
+		case screening.RefusedAccount:
+			// As slow as a checked password, so that the answer does not
+			// tell that the account exists.
+			withBcryptSlot(ctx, func() { _ = s.checkDummy(password) })
+			return nil, fail
+		}
+	}
+	failed := true
+	defer func() {
+		if at != nil {
+			at.Finish(s.now(), failed, hash)
+		}
+	}()
+	if a == nil {
+		if !withBcryptSlot(ctx, func() { _ = s.checkDummy(password) }) {
+			return nil, ctxFailure(ctx)
+		}
+		s.recordFailure(ctx, "", address+"\x00"+password, proto)
+		return nil, fail
+	}
+	frozen := a.Frozen || s.locallyFrozen(a.Address())
+	var ok bool
+	if !withBcryptSlot(ctx, func() { ok = s.checkPassword(a, password, frozen) }) {
+		return nil, ctxFailure(ctx)
+	}
+	switch {
+	case !ok && frozen:
+		// A frozen account's failures count toward the client address
+		// only; its own count stopped with the freeze.
+		s.recordFailure(ctx, "", address+"\x00"+password, proto)
+		return nil, fail
+	case !ok:
+		s.recordFailure(ctx, a.Address(), password, proto)
+		return nil, fail
+	}
+	failed = false
+	if frozen || a.Disabled {
+		return nil, fail
+	}
+	return a.Public(), nil
+}
+
+// ctxFailure answers a login whose request ended while it waited for a
+// password-check slot.
+func ctxFailure(ctx context.Context) error {
+	return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The server is busy; try again.", Err: ctx.Err()}
+}
+
+// normalizedClientIP returns the client address of ctx in canonical form
+// ("" when unknown).
+func normalizedClientIP(ctx context.Context) string {
+	ip, err := mailcluster.NormalizeIP(mailcluster.ClientIPFromContext(ctx))
+	if err != nil {
+		return ""
+	}
+	return ip
+}
+
+// locallyFrozen reports a freeze this node decided without a primary.
+func (s *Service) locallyFrozen(address string) bool {
+	sc := s.scr()
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	_, ok := sc.localAcc[address]
+	return ok
+}
+
+// checkDummy spends the time of a real password check (at the cost of
+// new hashes), so that an unknown address cannot be told from a wrong
+// password by timing.
+func (s *Service) checkDummy(password string) error {
+	s.dummyOnce.Do(func() {
+		cost := s.opts.BcryptCost
+		if cost == 0 {
+			cost = bcrypt.DefaultCost
+		}
+		s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailcluster-dummy-password"), cost)
+	})
+	s.bcryptRuns.Add(1)
+	return bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+}
+
+// checkPassword compares with bcrypt, remembering recent successes for a
+// minute (keyed by an HMAC of address, password and hash, so a changed
+// password or hash invalidates the entry and no password is kept). With
+// noCache the comparison always runs bcrypt (a frozen account: its
+// answer must cost what a wrong password costs).
+func (s *Service) checkPassword(a *mailcluster.Account, password string, noCache bool) bool {
+	if !noCache && s.recentSuccess(a, password) {
+		return true
+	}
+	if a.PasswordHash == "" {
+		_ = s.checkDummy(password)
+		return false
+	}
+	s.bcryptRuns.Add(1)
+	if bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) != nil {
+		return false
+	}
+	k := s.successKey(a, password)
+	s.authMu.Lock()
+	if len(s.authCache) >= 4096 {
+		clear(s.authCache)
+	}
+	s.authCache[k] = time.Now()
+	s.authMu.Unlock()
+	return true
+}
+
+// successKey keys the success cache: an HMAC of address, password and
+// hash, so a changed password or hash invalidates the entry and no
+// password is kept.
+func (s *Service) successKey(a *mailcluster.Account, password string) [32]byte {
+	m := hmac.New(sha256.New, s.authKey)
+	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
+	var k [32]byte
+	copy(k[:], m.Sum(nil))
+	return k
+}
+
+// recentSuccess reports whether these credentials were checked
+// successfully within the last minute.
+func (s *Service) recentSuccess(a *mailcluster.Account, password string) bool {
+	k := s.successKey(a, password)
+	s.authMu.Lock()
+	defer s.authMu.Unlock()
+	t, ok := s.authCache[k]
+	return ok && time.Since(t) < time.Minute
+}
+
+func (s *Service) hashPassword(password string) (string, error) {
+	if min := s.intSetting(mailcluster.SectionPasswords, mailcluster.KeyMinLength, mailcluster.DefaultMinPasswordLength); len(password) < min {
+		return "", mailcluster.Errorf(mailcluster.EINVALID, "Password must be at least %d characters long.", min)
+	}
+	if len(password) > 72 {
+		return "", mailcluster.Errorf(mailcluster.EINVALID, "Password must be at most 72 bytes long.")
+	}
+	cost := s.opts.BcryptCost
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		return "", err
+	}
+	return string(h), nil
+}
+
+// ---- domains ----
+
+// bcryptSlots bounds how many password checks run at once, so that a
+// flood of logins queues instead of starving every other request of CPU.
+var bcryptSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// bcryptBusy counts the password checks running now; bcryptPeak is the
+// most that ever ran at once.
+var bcryptBusy, bcryptPeak atomic.Int64
+
+// withBcryptSlot runs f while holding a password-check slot; it gives up
+// (false) when ctx ends first.
+func withBcryptSlot(ctx context.Context, f func()) bool {
+	select {
+	case bcryptSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-bcryptSlots }()
+	n := bcryptBusy.Add(1)
+	defer bcryptBusy.Add(-1)
+	for peak := bcryptPeak.Load(); n > peak && !bcryptPeak.CompareAndSwap(peak, n); peak = bcryptPeak.Load() {
+	}
+	f()
+	return true
+}
