@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/clusterlog"
+
 	"mailcluster"
-	"mailcluster/cluster"
 )
 
 // clusterLog is the JSON form of GET /api/v1/cluster/log.
@@ -44,7 +45,7 @@ func TestClusterLog(t *testing.T) {
 		}
 	})
 
-	var l *cluster.FileClusterLog
+	var l *clusterlog.File
 	c := MustOpenEnv(t, WithClusterLog(&l)).Admin
 	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	l.Record(mailcluster.ClusterEvent{Time: t0, Event: "join", Message: "node2 joined", Fields: map[string]string{"node": "node2"}})

@@ -25,6 +25,7 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/cluster"
+	"mailcluster/clusterlog"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
@@ -101,7 +102,7 @@ type envConfig struct {
 	// service edits the node's service.Options before service.New.
 	service    []func(*service.Options)
 	clusterLog bool
-	logOut     **cluster.FileClusterLog
+	logOut     **clusterlog.File
 }
 
 // WithServiceOptions lets f edit the node's service.Options before the
@@ -138,7 +139,7 @@ func WithNotifier(n mailcluster.Notifier) EnvOption {
 // WithClusterLog gives the node's Service a cluster log in a temporary
 // file (Options.Events), logging to the node's log, and stores it in *l
 // (unless l is nil).
-func WithClusterLog(l **cluster.FileClusterLog) EnvOption {
+func WithClusterLog(l **clusterlog.File) EnvOption {
 	return func(c *envConfig) { c.clusterLog, c.logOut = true, l }
 }
 
@@ -211,7 +212,7 @@ func newEnvConfig(opts []EnvOption) envConfig {
 func (cfg *envConfig) serviceOptions(tb testing.TB, base service.Options, logs *logBuffer) service.Options {
 	tb.Helper()
 	if cfg.clusterLog {
-		l := cluster.NewFileClusterLog(filepath.Join(tb.TempDir(), "cluster.log"), base.NodeName, slog.New(slog.NewTextHandler(logs, nil)))
+		l := clusterlog.NewFile(filepath.Join(tb.TempDir(), "cluster.log"), base.NodeName, slog.New(slog.NewTextHandler(logs, nil)))
 		if cfg.logOut != nil {
 			*cfg.logOut = l
 		}

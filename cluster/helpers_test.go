@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"mailcluster/kvstore"
 )
@@ -24,4 +25,16 @@ func MustOpenBoltStore(tb testing.TB, path string) *kvstore.BoltStore {
 	}
 	tb.Cleanup(func() { s.Close() })
 	return s
+}
+
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/internal/atomicfile"
 	"mailcluster/schema"
 
 	"mailcluster"
@@ -61,7 +62,7 @@ func (p *SharedPath) EnsureProbe(ctx context.Context) error {
 			return err
 		}
 	}
-	return writeFileAtomic(path, []byte(token+"\n"), 0o644)
+	return atomicfile.Write(path, []byte(token+"\n"), 0o644)
 }
 
 // Verify reports whether this node can use the cluster's shared path, and

@@ -37,7 +37,10 @@ import (
 
 	"mailcluster"
 	"mailcluster/api"
+	"mailcluster/certs"
 	"mailcluster/cluster"
+	"mailcluster/clusterlog"
+	"mailcluster/inifiles"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
 	"mailcluster/mailsvc"
@@ -62,9 +65,9 @@ type Node struct {
 
 	store        closer
 	events       mailcluster.ClusterLog // the file log, observed by the metrics
-	certs        *cluster.CertManager
-	servedCerts  atomic.Pointer[cluster.CertManager] // n.certs, once made (read by internal calls)
-	sealKey      []byte                              // seals certificate keys (from the cluster secret)
+	certs        *certs.Manager
+	servedCerts  atomic.Pointer[certs.Manager] // n.certs, once made (read by internal calls)
+	sealKey      []byte                        // seals certificate keys (from the cluster secret)
 	failures     *cluster.FailureReporter
 	metrics      *metrics
 	https        *http.Server
@@ -147,7 +150,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		n.internalURL = internalURL(advertise, tln.Addr().(*net.TCPAddr))
 	}
 	n.metrics = newMetrics()
-	n.events = newEventLog(cluster.NewFileClusterLog(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, n.log), n.metrics)
+	n.events = newEventLog(clusterlog.NewFile(filepath.Join(c.DataDir, "logs", "cluster.log"), c.NodeName, n.log), n.metrics)
 	bg, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	boot := mailcluster.BootstrapConfig{AdminAddress: c.AdminAddress, AdminPassword: c.AdminPassword, DataDir: c.DataDir, SharedPath: c.SharedPath}
@@ -180,7 +183,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			return service.SystemContext(ctx, "node "+node)
 		}})
 	n.http = newHTTPServer(handler, n.log)
-	mat := cluster.NewMaterializer(n.store, filepath.Join(c.DataDir, "app"), n.log)
+	mat := inifiles.NewMaterializer(n.store, filepath.Join(c.DataDir, "app"), n.log)
 	mat.OnOverwrite = func(file string) {
 		n.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventSettingsOverwritten,
 			Message: "a settings file edited on this node's disk was overwritten from the replicated state",
@@ -444,7 +447,7 @@ func (n *Node) startMail(bg context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.certs = cluster.NewCertManager(n.Service, n.sealKey, &cert, n.events, n.log)
+	n.certs = certs.NewManager(n.Service, n.sealKey, &cert, n.events, n.log)
 	n.certs.OnExpiry = func(name string, left time.Duration) {
 		n.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/beevik/etree"
 
 	"mailcluster"
-	"mailcluster/cluster"
+	"mailcluster/clusterlog"
 	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
@@ -302,7 +302,7 @@ func TestGetClusterLog(t *testing.T) {
 
 	// The log exists before the node that records in it (its own log
 	// lines are not asserted).
-	l := cluster.NewFileClusterLog(filepath.Join(t.TempDir(), "cluster.log"), primaryName, slog.New(slog.DiscardHandler))
+	l := clusterlog.NewFile(filepath.Join(t.TempDir(), "cluster.log"), primaryName, slog.New(slog.DiscardHandler))
 	e := MustOpenEnv(t, WithEvents(l))
 	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	l.Record(mailcluster.ClusterEvent{Time: t0, Event: "join", Message: "node2 joined", Fields: map[string]string{"node": "node2"}})

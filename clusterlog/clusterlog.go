@@ -1,4 +1,7 @@
-package cluster
+// Package clusterlog keeps a node's cluster log: cluster events as JSON
+// lines in <data>/logs/cluster.log, rotated past a size limit, readable
+// newest first through both APIs.
+package clusterlog
 
 import (
 	"bufio"
@@ -12,9 +15,9 @@ import (
 	"mailcluster"
 )
 
-// FileClusterLog is the cluster log of one node: JSON lines in
+// File is the cluster log of one node: JSON lines in
 // <data>/logs/cluster.log, rotated to cluster.log.1 past MaxBytes.
-type FileClusterLog struct {
+type File struct {
 	path string
 	node string
 	log  *slog.Logger
@@ -24,15 +27,15 @@ type FileClusterLog struct {
 	mu sync.Mutex
 }
 
-var _ mailcluster.ClusterLog = (*FileClusterLog)(nil)
+var _ mailcluster.ClusterLog = (*File)(nil)
 
-// NewFileClusterLog returns a cluster log writing to path for node.
-func NewFileClusterLog(path, node string, log *slog.Logger) *FileClusterLog {
-	return &FileClusterLog{path: path, node: node, log: log}
+// NewFile returns a cluster log writing to path for node.
+func NewFile(path, node string, log *slog.Logger) *File {
+	return &File{path: path, node: node, log: log}
 }
 
 // Record implements mailcluster.ClusterLog; it also logs the event.
-func (l *FileClusterLog) Record(ev mailcluster.ClusterEvent) {
+func (l *File) Record(ev mailcluster.ClusterEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
@@ -62,29 +65,29 @@ func (l *FileClusterLog) Record(ev mailcluster.ClusterEvent) {
 	}
 }
 
-func (l *FileClusterLog) appendLine(line []byte) error {
+func (l *File) appendLine(line []byte) error {
 	max := l.MaxBytes
 	if max <= 0 {
 		max = 10 << 20
 	}
 	if st, err := os.Stat(l.path); err == nil && st.Size()+int64(len(line)) > max {
 		if err := os.Rename(l.path, l.path+".1"); err != nil {
-			return fmt.Errorf("cluster: rotate log: %w", err)
+			return fmt.Errorf("clusterlog: rotate log: %w", err)
 		}
 	}
 	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return fmt.Errorf("cluster: open log: %w", err)
+		return fmt.Errorf("clusterlog: open log: %w", err)
 	}
 	if _, err := f.Write(line); err != nil {
 		f.Close()
-		return fmt.Errorf("cluster: write log: %w", err)
+		return fmt.Errorf("clusterlog: write log: %w", err)
 	}
 	return f.Close()
 }
 
 // Events implements mailcluster.ClusterLog (current file only).
-func (l *FileClusterLog) Events(limit int) ([]mailcluster.ClusterEvent, error) {
+func (l *File) Events(limit int) ([]mailcluster.ClusterEvent, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -95,7 +98,7 @@ func (l *FileClusterLog) Events(limit int) ([]mailcluster.ClusterEvent, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: open log: %w", err)
+		return nil, fmt.Errorf("clusterlog: open log: %w", err)
 	}
 	defer f.Close()
 	var out []mailcluster.ClusterEvent

@@ -1,4 +1,10 @@
-package cluster
+// Package certs serves the cluster's TLS certificates on a node: it unseals
+// the replicated certificates and keys, picks one per TLS handshake (SNI,
+// then the default), swaps them without a restart when the state changes,
+// writes them as PEM files into [Directories] PEM (touching only the files
+// its manifest says it wrote), warns before they expire, and reports what
+// it cannot serve as health problems.
+package certs
 
 import (
 	"bytes"
@@ -18,19 +24,20 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/internal/atomicfile"
 	"mailcluster/schema"
 
 	"mailcluster"
 )
 
-// CertSource is what the certificate manager reads: the certificates of
+// Source is what the certificate manager reads: the certificates of
 // the replicated state (with sealed keys) and the settings.
-type CertSource interface {
+type Source interface {
 	StoredCertificates(withKeys bool) []*mailcluster.Certificate
 	Setting(section, key, def string) string
 }
 
-// CertManager serves the cluster's certificates to this node's TLS
+// Manager serves the cluster's certificates to this node's TLS
 // listeners (SMTP STARTTLS, HTTPS) and keeps them current: on every change
 // of certs/ it unseals the keys, swaps the in-memory certificates (no
 // restart) and writes <name>.crt and <name>.key atomically into
@@ -41,8 +48,8 @@ type CertSource interface {
 // (a wrong cluster secret) or loaded is not served and makes the node
 // unhealthy (Problems), with a cluster-log error, rather than leaving an
 // old certificate in use quietly. Expiry is warned 30, 7 and 1 days ahead.
-type CertManager struct {
-	src      CertSource
+type Manager struct {
+	src      Source
 	sealKey  []byte
 	fallback *tls.Certificate
 	events   mailcluster.ClusterLog
@@ -66,15 +73,15 @@ type CertManager struct {
 	filesMu sync.Mutex // serialises writeFiles
 }
 
-// NewCertManager returns a manager; fallback is served until a
+// NewManager returns a manager; fallback is served until a
 // certificate is imported.
-func NewCertManager(src CertSource, sealKey []byte, fallback *tls.Certificate, events mailcluster.ClusterLog, log *slog.Logger) *CertManager {
-	return &CertManager{src: src, sealKey: sealKey, fallback: fallback, events: events, log: log,
+func NewManager(src Source, sealKey []byte, fallback *tls.Certificate, events mailcluster.ClusterLog, log *slog.Logger) *Manager {
+	return &Manager{src: src, sealKey: sealKey, fallback: fallback, events: events, log: log,
 		byName: map[string]*tls.Certificate{}, bySAN: map[string]*tls.Certificate{}, served: map[string]string{},
 		problems: map[string]string{}, warned: map[string]int{}}
 }
 
-func (m *CertManager) now() time.Time {
+func (m *Manager) now() time.Time {
 	if m.Now != nil {
 		return m.Now()
 	}
@@ -82,7 +89,7 @@ func (m *CertManager) now() time.Time {
 }
 
 // GetCertificate implements tls.Config.GetCertificate.
-func (m *CertManager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
@@ -100,16 +107,16 @@ func (m *CertManager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 	if m.fallback != nil {
 		return m.fallback, nil
 	}
-	return nil, fmt.Errorf("cluster: no certificate")
+	return nil, fmt.Errorf("certs: no certificate")
 }
 
 // TLSConfig returns a server configuration using the manager.
-func (m *CertManager) TLSConfig() *tls.Config {
+func (m *Manager) TLSConfig() *tls.Config {
 	return &tls.Config{GetCertificate: m.GetCertificate, MinVersion: tls.VersionTLS12}
 }
 
 // Problems lists what keeps the node from serving the right certificates.
-func (m *CertManager) Problems() []string {
+func (m *Manager) Problems() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var out []string
@@ -124,7 +131,7 @@ func (m *CertManager) Problems() []string {
 }
 
 // Served returns the fingerprint in use per certificate name.
-func (m *CertManager) Served() map[string]string {
+func (m *Manager) Served() map[string]string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	out := make(map[string]string, len(m.served))
@@ -135,7 +142,7 @@ func (m *CertManager) Served() map[string]string {
 }
 
 // Sync loads the certificates of the replicated state.
-func (m *CertManager) Sync() {
+func (m *Manager) Sync() {
 	certs := m.src.StoredCertificates(true)
 	byName := map[string]*tls.Certificate{}
 	bySAN := map[string]*tls.Certificate{}
@@ -228,11 +235,11 @@ func readPEMManifest(dir string) (map[string]string, error) {
 		return map[string]string{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: read %s: %w", PEMManifest, err)
+		return nil, fmt.Errorf("certs: read %s: %w", PEMManifest, err)
 	}
 	var mf pemManifest
 	if err := json.Unmarshal(b, &mf); err != nil {
-		return nil, fmt.Errorf("cluster: decode %s: %w", PEMManifest, err)
+		return nil, fmt.Errorf("certs: decode %s: %w", PEMManifest, err)
 	}
 	if mf.Files == nil {
 		mf.Files = map[string]string{}
@@ -261,7 +268,7 @@ const (
 // is adopted into the manifest (files written before the manifest existed).
 // The files of a certificate that still exists but cannot be loaded now
 // stay as they are.
-func (m *CertManager) writeFiles(files []pemFile, certs []*mailcluster.Certificate) {
+func (m *Manager) writeFiles(files []pemFile, certs []*mailcluster.Certificate) {
 	m.filesMu.Lock()
 	defer m.filesMu.Unlock()
 	dir := m.src.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
@@ -325,7 +332,7 @@ func (m *CertManager) writeFiles(files []pemFile, certs []*mailcluster.Certifica
 			problems[f.name] = "the file cannot be read"
 			continue
 		}
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.body, f.mode); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.body, f.mode); err != nil {
 			m.log.Error("writing a certificate file", "file", f.name, "err", err)
 			problems[f.name] = "the file cannot be written"
 			continue
@@ -360,7 +367,7 @@ func (m *CertManager) writeFiles(files []pemFile, certs []*mailcluster.Certifica
 	if changed {
 		b, err := json.MarshalIndent(pemManifest{Version: 1, Files: owned}, "", "  ")
 		if err == nil {
-			err = writeFileAtomic(filepath.Join(dir, PEMManifest), append(b, '\n'), 0o600)
+			err = atomicfile.Write(filepath.Join(dir, PEMManifest), append(b, '\n'), 0o600)
 		}
 		if err != nil {
 			m.log.Error("certificate dir: writing the manifest", "dir", dir, "err", err)
@@ -372,7 +379,7 @@ func (m *CertManager) writeFiles(files []pemFile, certs []*mailcluster.Certifica
 
 // setFileProblems replaces the problems of the PEM directory, logging
 // those that are new.
-func (m *CertManager) setFileProblems(problems map[string]string) {
+func (m *Manager) setFileProblems(problems map[string]string) {
 	m.mu.Lock()
 	old := m.fileProblems
 	m.fileProblems = problems
@@ -386,7 +393,7 @@ func (m *CertManager) setFileProblems(problems map[string]string) {
 
 var expiryThresholds = []int{30, 7, 1}
 
-func (m *CertManager) checkExpiry(certs []*mailcluster.Certificate) {
+func (m *Manager) checkExpiry(certs []*mailcluster.Certificate) {
 	now := m.now()
 	for _, c := range certs {
 		left := c.NotAfter.Sub(now)
@@ -416,7 +423,7 @@ func (m *CertManager) checkExpiry(certs []*mailcluster.Certificate) {
 	}
 }
 
-func (m *CertManager) record(level string, event mailcluster.EventKind, msg string, fields map[string]string) {
+func (m *Manager) record(level string, event mailcluster.EventKind, msg string, fields map[string]string) {
 	if m.events != nil {
 		m.events.Record(mailcluster.ClusterEvent{Level: level, Event: event, Message: msg, Fields: fields})
 		return
@@ -426,7 +433,7 @@ func (m *CertManager) record(level string, event mailcluster.EventKind, msg stri
 
 // Run keeps the certificates current until ctx ends: on every change of
 // certs/ (and of settings, for the PEM directory) and every minute.
-func (m *CertManager) Run(ctx context.Context, store mailcluster.Store) {
+func (m *Manager) Run(ctx context.Context, store mailcluster.Store) {
 	certs, stop := store.Notify(schema.PrefixCertificates)
 	defer stop()
 	settings, stop2 := store.Notify(schema.PrefixSettings)

@@ -1,4 +1,4 @@
-package cluster_test
+package inifiles_test
 
 import (
 	"context"
@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/inifiles"
+
 	"mailcluster"
-	"mailcluster/cluster"
 )
 
 func TestMaterializer(t *testing.T) {
@@ -25,7 +26,7 @@ func TestMaterializer(t *testing.T) {
 		}
 	}
 	set("settings/mailcluster/SMTP/Banner", "hello")
-	m := cluster.NewMaterializer(s, dir, discard())
+	m := inifiles.NewMaterializer(s, dir, discard())
 	m.Interval = 50 * time.Millisecond
 	var overwrites atomic.Int32
 	m.OnOverwrite = func(file string) {

@@ -1,4 +1,4 @@
-package cluster_test
+package certs_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"mailcluster"
-	"mailcluster/cluster"
+	"mailcluster/certs"
 	"mailcluster/internal/testcert"
 	"mailcluster/service"
 )
@@ -60,7 +60,7 @@ func TestCertManager(t *testing.T) {
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
 	fallback, _ = tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
 	events := &recordingLog{}
-	m := cluster.NewCertManager(svc, svc.SealKey(), &fallback, events, discard())
+	m := certs.NewManager(svc, svc.SealKey(), &fallback, events, discard())
 	expiries := map[string]time.Duration{}
 	m.OnExpiry = func(name string, left time.Duration) { expiries[name] = left }
 
@@ -118,7 +118,7 @@ func TestCertManager(t *testing.T) {
 
 	// A node with another cluster secret cannot unseal: it serves nothing
 	// of the replicated certificates and reports the problem.
-	wrong := cluster.NewCertManager(svc, mailcluster.SealKey("another-secret-0123456789"), &fallback, events, discard())
+	wrong := certs.NewManager(svc, mailcluster.SealKey("another-secret-0123456789"), &fallback, events, discard())
 	wrong.Sync()
 	if p := wrong.Problems(); len(p) != 2 || !strings.Contains(p[0], "cannot be unsealed") {
 		t.Fatalf("problems = %v", p)
@@ -148,7 +148,7 @@ func TestCertManagerPEMDirectory(t *testing.T) {
 	svc, _ := MustOpenPrimary(t, func(o *service.Options) { o.SealKey = mailcluster.SealKey("cluster-secret-0123456789") })
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
 	fallback, _ := tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
-	m := cluster.NewCertManager(svc, svc.SealKey(), &fallback, &recordingLog{}, discard())
+	m := certs.NewManager(svc, svc.SealKey(), &fallback, &recordingLog{}, discard())
 	pemDir := svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
 	if err := os.MkdirAll(pemDir, 0o750); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestCertManagerPEMDirectory(t *testing.T) {
 	if p := strings.Join(m.Problems(), "\n"); !strings.Contains(p, "taken.crt") {
 		t.Fatalf("the taken name is not reported: problems = %q", p)
 	}
-	if _, err := os.Stat(path(cluster.PEMManifest)); err != nil {
+	if _, err := os.Stat(path(certs.PEMManifest)); err != nil {
 		t.Fatalf("no manifest: %v", err)
 	}
 
@@ -262,7 +262,7 @@ func TestCertManagerPEMDirectory(t *testing.T) {
 	for _, e := range entries {
 		left = append(left, e.Name())
 	}
-	if want := []string{cluster.PEMManifest, "other.crt", "other.key", "other.pem"}; strings.Join(left, " ") != strings.Join(want, " ") {
+	if want := []string{certs.PEMManifest, "other.crt", "other.key", "other.pem"}; strings.Join(left, " ") != strings.Join(want, " ") {
 		t.Fatalf("directory holds %v, want %v", left, want)
 	}
 }

@@ -1,4 +1,8 @@
-package cluster
+// Package inifiles materialises the replicated server settings as ini files
+// under a node's data directory (<data>/app/<file>.ini), written
+// atomically, and puts back a file edited by hand, reporting the
+// overwrite.
+package inifiles
 
 import (
 	"bytes"
@@ -11,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/internal/atomicfile"
 	"mailcluster/schema"
 
 	"mailcluster"
@@ -48,7 +53,7 @@ func (m *Materializer) Sync(overwrite func(file string)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := os.MkdirAll(m.dir, 0o755); err != nil {
-		return fmt.Errorf("cluster: settings dir: %w", err)
+		return fmt.Errorf("inifiles: settings dir: %w", err)
 	}
 	want := map[string]bool{}
 	for _, name := range schema.ListSettingsFiles(m.store) {
@@ -62,7 +67,7 @@ func (m *Materializer) Sync(overwrite func(file string)) error {
 			continue
 		}
 		prev, wrote := m.last[name]
-		if err := writeFileAtomic(path, body, 0o644); err != nil {
+		if err := atomicfile.Write(path, body, 0o644); err != nil {
 			return err
 		}
 		m.last[name] = body
@@ -72,12 +77,12 @@ func (m *Materializer) Sync(overwrite func(file string)) error {
 	}
 	entries, err := os.ReadDir(m.dir)
 	if err != nil {
-		return fmt.Errorf("cluster: settings dir: %w", err)
+		return fmt.Errorf("inifiles: settings dir: %w", err)
 	}
 	for _, e := range entries {
 		if n := e.Name(); strings.HasSuffix(n, ".ini") && !want[n] && e.Type().IsRegular() {
 			if err := os.Remove(filepath.Join(m.dir, n)); err != nil {
-				return fmt.Errorf("cluster: remove %s: %w", n, err)
+				return fmt.Errorf("inifiles: remove %s: %w", n, err)
 			}
 		}
 	}
@@ -118,39 +123,4 @@ func (m *Materializer) Run(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// writeFileAtomic writes via a temporary file, fsync and rename, then syncs
-// the directory, so readers never see a half-written file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("cluster: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("cluster: write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("cluster: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("cluster: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cluster: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cluster: rename %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
