@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -137,4 +139,38 @@ func (c *InternalClient) NodeLogFrom(ctx context.Context, baseURL string, f mail
 
 func (c *InternalClient) get(ctx context.Context, baseURL, path string, out any) error {
 	return c.do(ctx, "GET", baseURL, path, nil, out)
+}
+
+// AutoAdmit registers, while isPrimary holds, every node of the cluster
+// that Consul lists and that is not registered yet, through register
+// (which runs the admission checks). A refused node is tried again once a
+// minute; each refusal is logged. It returns when ctx ends.
+func (a *Admitter) AutoAdmit(ctx context.Context, isPrimary func() bool, registered func(name string) bool,
+	register func(ctx context.Context, name string) error, log *slog.Logger) {
+	refused := map[string]time.Time{}
+	t := time.NewTicker(300 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !isPrimary() {
+			continue
+		}
+		cands, err := a.Candidates(ctx)
+		if err != nil {
+			continue
+		}
+		for name := range cands {
+			if registered(name) || time.Since(refused[name]) < time.Minute {
+				continue
+			}
+			if err := register(ctx, name); err != nil {
+				refused[name] = time.Now()
+				log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
+			}
+		}
+	}
 }

@@ -404,7 +404,12 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	})
 	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
 	if c.AutoAdmit {
-		n.goBackground(func() { n.autoAdmit(bg, admitter, isPrimary) })
+		n.goBackground(func() {
+			admitter.AutoAdmit(bg, isPrimary, n.Service.IsRegistered, func(ctx context.Context, name string) error {
+				_, err := n.Service.AddMember(service.SystemContext(ctx, "auto-admit"), name)
+				return err
+			}, n.log)
+		})
 	}
 	probe := &cluster.ClockProbe{Store: st, Internal: n.internal, Self: c.NodeName, Servers: n.Service.RegisteredMembers,
 		Primary: isPrimary, Events: n.events, Interval: c.ProbeInterval}
@@ -608,38 +613,6 @@ func (n *Node) timeProbe() any {
 	now := time.Now().Add(n.config.TestClockSkew)
 	zone, _ := now.Zone()
 	return cluster.TimeProbe{UnixNano: now.UnixNano(), Zone: zone}
-}
-
-// autoAdmit registers, while this node is primary, every node of the
-// cluster that Consul lists and that passes the admission checks; a
-// refused node is tried again once a minute (each refusal is logged).
-func (n *Node) autoAdmit(ctx context.Context, a *cluster.Admitter, isPrimary func() bool) {
-	refused := map[string]time.Time{}
-	t := time.NewTicker(300 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !isPrimary() {
-			continue
-		}
-		cands, err := a.Candidates(ctx)
-		if err != nil {
-			continue
-		}
-		for name := range cands {
-			if n.Service.IsRegistered(name) || time.Since(refused[name]) < time.Minute {
-				continue
-			}
-			if _, err := n.Service.AddMember(service.SystemContext(ctx, "auto-admit"), name); err != nil {
-				refused[name] = time.Now()
-				n.log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
-			}
-		}
-	}
 }
 
 // Close stops the node: in a cluster it first hands the primary role
