@@ -89,7 +89,7 @@ func (p *ClockProbe) round(ctx context.Context) {
 // warning when one appears or changes.
 func (p *ClockProbe) publish(ctx context.Context, node string, r ClockReading) {
 	var old ClockReading
-	kv, ok := p.Store.Get(schema.PrefixClock + node)
+	kv, ok := p.Store.Get(schema.Clock(node))
 	if ok {
 		_ = json.Unmarshal(kv.Value, &old)
 		diff := r.OffsetMS - old.OffsetMS
@@ -101,7 +101,7 @@ func (p *ClockProbe) publish(ctx context.Context, node string, r ClockReading) {
 		}
 	}
 	b, _ := json.Marshal(r)
-	if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.PrefixClock + node, Value: b}}); err != nil {
+	if _, err := p.Store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.Clock(node), Value: b}}); err != nil {
 		return
 	}
 	if r.Warning != "" && r.Warning != old.Warning && p.Events != nil {

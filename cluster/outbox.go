@@ -126,7 +126,7 @@ func (o *Outbox) applied() uint64 {
 	if o.Store == nil {
 		return 0
 	}
-	kv, ok := o.Store.Get(schema.PrefixReports + o.node)
+	kv, ok := o.Store.Get(schema.Report(o.node))
 	if !ok {
 		return 0
 	}

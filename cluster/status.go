@@ -109,8 +109,8 @@ func (c *Control) Status(ctx context.Context) (*mailcluster.ClusterStatus, error
 		n := &st.Nodes[i]
 		n.Warnings = []string{}
 		if c.Store != nil {
-			_, n.Registered = c.Store.Get(schema.PrefixServers + n.Name)
-			if kv, ok := c.Store.Get(schema.PrefixClock + n.Name); ok {
+			_, n.Registered = c.Store.Get(schema.Server(n.Name))
+			if kv, ok := c.Store.Get(schema.Clock(n.Name)); ok {
 				var r ClockReading
 				if json.Unmarshal(kv.Value, &r) == nil {
 					n.OffsetMS = r.OffsetMS

@@ -592,7 +592,7 @@ func (n *Node) standaloneAttachmentLinking() bool {
 
 func (n *Node) readStandaloneAttachmentLinking() bool {
 	v, ok, err := kvstore.ReadStateValue(filepath.Join(n.config.DataDir, "state.db"),
-		schema.PrefixSettings+mailcluster.MainSettingsFile+"/"+mailcluster.SectionAttachmentLinking+"/"+mailcluster.KeyEnabled)
+		schema.Setting(mailcluster.MainSettingsFile, mailcluster.SectionAttachmentLinking, mailcluster.KeyEnabled))
 	if err != nil || !ok {
 		return false
 	}

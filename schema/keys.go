@@ -4,8 +4,6 @@
 // the cluster prefix.
 package schema
 
-import "strings"
-
 // Key prefixes and single keys of the replicated state.
 const (
 	PrefixSettings       = "settings/"           // settings/<file>/<section>/<key>: one ini value
@@ -62,16 +60,3 @@ func SettingsFilePrefix(file string) string { return PrefixSettings + file + "/"
 
 // Setting is the key of one ini value.
 func Setting(file, section, key string) string { return SettingsFilePrefix(file) + section + "/" + key }
-
-// SplitSetting splits a settings key into file, section and key.
-func SplitSetting(k string) (file, section, key string, ok bool) {
-	rest, ok := strings.CutPrefix(k, PrefixSettings)
-	if !ok {
-		return "", "", "", false
-	}
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) != 3 {
-		return "", "", "", false
-	}
-	return parts[0], parts[1], parts[2], true
-}

@@ -356,7 +356,7 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	ops := []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: idx}}
 	if !a.Frozen {
 		// Thawing by hand also ends a freeze by dynamic screening.
-		if rec, ok := s.store.Get(schema.PrefixFrozenAccounts + a.Address()); ok {
+		if rec, ok := s.store.Get(schema.FrozenAccount(a.Address())); ok {
 			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: rec.Key, Index: rec.ModifyIndex})
 		}
 	}
@@ -408,7 +408,7 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 		}
 	}
 	ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: schema.Account(domain, mailbox), Index: idx}}
-	for _, k := range []string{schema.Usage(domain, mailbox), schema.PrefixFrozenAccounts + a.Address()} {
+	for _, k := range []string{schema.Usage(domain, mailbox), schema.FrozenAccount(a.Address())} {
 		if _, ok := s.store.Get(k); ok {
 			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
 		}

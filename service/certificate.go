@@ -38,10 +38,10 @@ func (s *Service) ImportCertificate(ctx context.Context, name, chainPEM, keyPEM 
 		return nil, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "The key could not be sealed.", Err: err}
 	}
 	existing := s.store.List(schema.PrefixCertificates, "", 0)
-	c.Default = makeDefault || len(existing) == 0 || (len(existing) == 1 && existing[0].Key == schema.PrefixCertificates+name)
+	c.Default = makeDefault || len(existing) == 0 || (len(existing) == 1 && existing[0].Key == schema.Certificate(name))
 	var ops []mailcluster.Op
 	for _, kv := range existing {
-		if kv.Key == schema.PrefixCertificates+name {
+		if kv.Key == schema.Certificate(name) {
 			var old mailcluster.Certificate
 			if json.Unmarshal(kv.Value, &old) == nil && old.Default {
 				c.Default = true // a replacement keeps the default role
@@ -59,7 +59,7 @@ func (s *Service) ImportCertificate(ctx context.Context, name, chainPEM, keyPEM 
 		}
 	}
 	b, _ := json.Marshal(c)
-	ops = append(ops, mailcluster.Op{Verb: mailcluster.OpSet, Key: schema.PrefixCertificates + name, Value: b})
+	ops = append(ops, mailcluster.Op{Verb: mailcluster.OpSet, Key: schema.Certificate(name), Value: b})
 	if err := s.txn(ctx, ops); err != nil {
 		return nil, conflictAs(err, "The certificates changed concurrently; try again.")
 	}
@@ -101,7 +101,7 @@ func (s *Service) Certificate(ctx context.Context, name string) (*mailcluster.Ce
 	if !mailcluster.ValidCertificateName(name) {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Certificate name %q is not valid.", name)
 	}
-	kv, ok := s.store.Get(schema.PrefixCertificates + name)
+	kv, ok := s.store.Get(schema.Certificate(name))
 	if !ok {
 		return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Certificate %s does not exist.", name)
 	}
@@ -124,7 +124,7 @@ func (s *Service) DeleteCertificate(ctx context.Context, name string) error {
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
-	kv, ok := s.store.Get(schema.PrefixCertificates + name)
+	kv, ok := s.store.Get(schema.Certificate(name))
 	if !ok {
 		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Certificate %s does not exist.", name)
 	}

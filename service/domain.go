@@ -215,7 +215,7 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	for _, kv := range accounts {
 		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
 	}
-	for _, kv := range s.store.List(schema.PrefixUsage+name+"/", "", 0) {
+	for _, kv := range s.store.List(schema.UsagePrefix(name), "", 0) {
 		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: kv.Key})
 	}
 	for _, kv := range s.store.List(schema.PrefixFrozenAccounts, "", 0) {

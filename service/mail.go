@@ -121,7 +121,7 @@ func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageRepor
 }
 
 func (s *Service) applyUsageOnce(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-	seqKey := schema.PrefixReports + r.Node
+	seqKey := schema.Report(r.Node)
 	var mark reportMark
 	seqKV, _ := s.store.Get(seqKey)
 	if len(seqKV.Value) > 0 {

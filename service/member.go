@@ -66,7 +66,7 @@ func (s *Service) RegisteredMembers() []mailcluster.Member {
 // RegisteredServer returns one registered server.
 func (s *Service) RegisteredMember(name string) (mailcluster.Member, bool) {
 	var sv mailcluster.Member
-	kv, ok := s.store.Get(schema.PrefixServers + name)
+	kv, ok := s.store.Get(schema.Server(name))
 	if !ok || json.Unmarshal(kv.Value, &sv) != nil {
 		return mailcluster.Member{}, false
 	}
@@ -75,7 +75,7 @@ func (s *Service) RegisteredMember(name string) (mailcluster.Member, bool) {
 
 // IsRegistered reports whether a node name is registered.
 func (s *Service) IsRegistered(name string) bool {
-	_, ok := s.store.Get(schema.PrefixServers + name)
+	_, ok := s.store.Get(schema.Server(name))
 	return ok
 }
 
@@ -106,12 +106,12 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 		}
 		return nil, err
 	}
-	if _, ok := s.store.Get(schema.PrefixServers + sv.Name); ok {
+	if _, ok := s.store.Get(schema.Server(sv.Name)); ok {
 		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Node %s is registered already.", sv.Name)
 	}
 	sv.RegisteredAt = s.now()
 	b, _ := json.Marshal(sv)
-	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixServers + sv.Name, Value: b}}); err != nil {
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Server(sv.Name), Value: b}}); err != nil {
 		return nil, conflictAs(err, "Node %s was registered concurrently.", sv.Name)
 	}
 	if s.opts.Events != nil {
@@ -132,7 +132,7 @@ func (s *Service) RegisterSelf(ctx context.Context, sv mailcluster.Member) error
 	}
 	sv.RegisteredAt = s.now()
 	b, _ := json.Marshal(sv)
-	_, err := s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixServers + sv.Name, Value: b}})
+	_, err := s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Server(sv.Name), Value: b}})
 	if mailcluster.ErrorCode(err) == mailcluster.ECONFLICT {
 		return nil
 	}
@@ -148,7 +148,7 @@ func (s *Service) RemoveMember(ctx context.Context, name string) error {
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
-	kv, ok := s.store.Get(schema.PrefixServers + name)
+	kv, ok := s.store.Get(schema.Server(name))
 	if !ok {
 		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Node %q is not registered.", name)
 	}

@@ -120,7 +120,7 @@ func (s *Service) BlockedIP(ip string) (*mailcluster.BlockedIP, bool) {
 		return nil, false
 	}
 	now := s.now()
-	if kv, ok := s.store.Get(schema.PrefixBlockedIPs + ip); ok {
+	if kv, ok := s.store.Get(schema.BlockedIP(ip)); ok {
 		var b mailcluster.BlockedIP
 		if json.Unmarshal(kv.Value, &b) == nil && b.Active(now) {
 			return &b, true
@@ -210,7 +210,7 @@ func (s *Service) DecideLocally(fs []mailcluster.LoginFailure) {
 	defer sc.mu.Unlock()
 	for _, ip := range ips {
 		offences := 0
-		if kv, ok := s.store.Get(schema.PrefixBlockedIPs + ip); ok {
+		if kv, ok := s.store.Get(schema.BlockedIP(ip)); ok {
 			var b mailcluster.BlockedIP
 			if json.Unmarshal(kv.Value, &b) == nil {
 				offences = b.Offences
@@ -252,7 +252,7 @@ func (s *Service) autoBlock(ctx context.Context, cfg mailcluster.ScreeningConfig
 	for range 10 {
 		now := s.now()
 		b := mailcluster.BlockedIP{IP: ip, Source: "auto", CreatedAt: now, Reason: "too many failed logins"}
-		kv, ok := s.store.Get(schema.PrefixBlockedIPs + ip)
+		kv, ok := s.store.Get(schema.BlockedIP(ip))
 		if ok {
 			var old mailcluster.BlockedIP
 			if json.Unmarshal(kv.Value, &old) == nil {
@@ -265,7 +265,7 @@ func (s *Service) autoBlock(ctx context.Context, cfg mailcluster.ScreeningConfig
 		b.Until = now.Add(screening.BlockDuration(cfg, b.Offences))
 		b.Offences++
 		v, _ := json.Marshal(b)
-		_, err := s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.PrefixBlockedIPs + ip, Value: v, Index: kv.ModifyIndex}})
+		_, err := s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.BlockedIP(ip), Value: v, Index: kv.ModifyIndex}})
 		if mailcluster.ErrorCode(err) == mailcluster.ECONFLICT {
 			continue
 		}
@@ -330,7 +330,7 @@ func (s *Service) freeze(ctx context.Context, cfg mailcluster.ScreeningConfig, a
 	fb, _ := json.Marshal(fa)
 	ops := []mailcluster.Op{
 		{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: ab, Index: idx},
-		{Verb: mailcluster.OpSet, Key: schema.PrefixFrozenAccounts + a.Address(), Value: fb},
+		{Verb: mailcluster.OpSet, Key: schema.FrozenAccount(a.Address()), Value: fb},
 	}
 	if _, err := s.store.Txn(ctx, ops); err != nil {
 		return err
@@ -410,14 +410,14 @@ func (s *Service) BlockIP(ctx context.Context, ip string, until time.Time, reaso
 	if b.Reason == "" {
 		b.Reason = "blocked by an administrator"
 	}
-	if kv, ok := s.store.Get(schema.PrefixBlockedIPs + ip); ok {
+	if kv, ok := s.store.Get(schema.BlockedIP(ip)); ok {
 		var old mailcluster.BlockedIP
 		if json.Unmarshal(kv.Value, &old) == nil {
 			b.Offences = old.Offences
 		}
 	}
 	v, _ := json.Marshal(b)
-	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.PrefixBlockedIPs + ip, Value: v}}); err != nil {
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.BlockedIP(ip), Value: v}}); err != nil {
 		return nil, err
 	}
 	return &b, nil
@@ -436,7 +436,7 @@ func (s *Service) UnblockIP(ctx context.Context, ip string) error {
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
-	kv, ok := s.store.Get(schema.PrefixBlockedIPs + ip)
+	kv, ok := s.store.Get(schema.BlockedIP(ip))
 	if !ok {
 		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Address %s is not blocked.", ip)
 	}
@@ -527,7 +527,7 @@ func (s *Service) thaw(ctx context.Context, domain, mailbox string) error {
 	if err != nil {
 		return err
 	}
-	rec, hasRec := s.store.Get(schema.PrefixFrozenAccounts + a.Address())
+	rec, hasRec := s.store.Get(schema.FrozenAccount(a.Address()))
 	if !a.Frozen && !hasRec {
 		return mailcluster.Errorf(mailcluster.ENOTFOUND, "Account %s is not frozen.", a.Address())
 	}
@@ -571,7 +571,7 @@ func (s *Service) RedeemThawToken(ctx context.Context, address, token string) er
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
-	kv, ok := s.store.Get(schema.PrefixFrozenAccounts + mailbox + "@" + domain)
+	kv, ok := s.store.Get(schema.FrozenAccount(mailbox + "@" + domain))
 	var fa mailcluster.FrozenAccount
 	if ok {
 		ok = json.Unmarshal(kv.Value, &fa) == nil

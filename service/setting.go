@@ -87,8 +87,8 @@ func (s *Service) ReplaceSettingsFile(ctx context.Context, file string, secs mai
 		return nil, err
 	}
 	var ops []mailcluster.Op
-	for _, kv := range s.store.List(schema.PrefixSettings+file+"/", "", 0) {
-		sec, key, _ := strings.Cut(strings.TrimPrefix(kv.Key, schema.PrefixSettings+file+"/"), "/")
+	for _, kv := range s.store.List(schema.SettingsFilePrefix(file), "", 0) {
+		sec, key, _ := strings.Cut(strings.TrimPrefix(kv.Key, schema.SettingsFilePrefix(file)), "/")
 		if v, ok := secs[sec][key]; ok {
 			if v != string(kv.Value) {
 				ops = append(ops, mailcluster.Op{Verb: mailcluster.OpCAS, Key: kv.Key, Value: []byte(v), Index: kv.ModifyIndex})
