@@ -31,7 +31,8 @@ type FailureReporter struct {
 	MaxQueued int
 
 	mu       sync.Mutex
-	queue    []queuedFailure
+	queue    []queuedFailure // oldest first, by seq
+	seq      uint64          // of the last failure queued
 	kick     chan struct{}
 	degraded bool
 	once     sync.Once
@@ -39,7 +40,8 @@ type FailureReporter struct {
 
 type queuedFailure struct {
 	f       mailcluster.LoginFailure
-	decided bool // counted locally already
+	seq     uint64 // rises with every failure queued
+	decided bool   // counted locally already
 }
 
 var _ mailcluster.FailureSink = (*FailureReporter)(nil)
@@ -59,7 +61,8 @@ func (r *FailureReporter) Report(f mailcluster.LoginFailure) {
 	if len(r.queue) >= max {
 		r.queue = r.queue[1:]
 	}
-	r.queue = append(r.queue, queuedFailure{f: f})
+	r.seq++
+	r.queue = append(r.queue, queuedFailure{f: f, seq: r.seq})
 	r.mu.Unlock()
 	select {
 	case r.kick <- struct{}{}:
@@ -83,6 +86,13 @@ func (r *FailureReporter) Run(ctx context.Context) {
 		n := min(len(r.queue), 500)
 		batch := make([]mailcluster.LoginFailure, n)
 		var undecided []mailcluster.LoginFailure
+		// last identifies the batch: Report may drop the oldest while the
+		// batch is in flight, so positions in the queue shift; sequence
+		// numbers do not.
+		var last uint64
+		if n > 0 {
+			last = r.queue[n-1].seq
+		}
 		for i := range n {
 			batch[i] = r.queue[i].f
 			if !r.queue[i].decided {
@@ -96,7 +106,7 @@ func (r *FailureReporter) Run(ctx context.Context) {
 			cancel()
 			if err == nil {
 				r.mu.Lock()
-				r.queue = r.queue[n:]
+				r.queue = r.queue[r.through(last):]
 				wasDegraded := r.degraded
 				r.degraded = false
 				r.mu.Unlock()
@@ -115,7 +125,7 @@ func (r *FailureReporter) Run(ctx context.Context) {
 			if len(undecided) > 0 {
 				r.DecideLocally(undecided)
 				r.mu.Lock()
-				for i := range min(n, len(r.queue)) {
+				for i := range r.through(last) {
 					r.queue[i].decided = true
 				}
 				first := !r.degraded
@@ -141,6 +151,16 @@ func (r *FailureReporter) Run(ctx context.Context) {
 		case <-r.kick:
 		}
 	}
+}
+
+// through returns how many queued failures, from the front, have a
+// sequence number up to last (those of a batch still queued). r.mu is held.
+func (r *FailureReporter) through(last uint64) int {
+	i := 0
+	for i < len(r.queue) && r.queue[i].seq <= last {
+		i++
+	}
+	return i
 }
 
 func (r *FailureReporter) record(level string, event mailcluster.EventKind, msg string, fields map[string]string) {
