@@ -28,8 +28,13 @@ type SharedPath struct {
 	Node  string
 	Store mailcluster.Store
 
-	// Verify is asked on every /health (load balancers poll it): its
-	// answer, which touches the file system, is reused for cacheFor.
+	// CacheFor is how long a Verify answer is reused; 0 means 5 s. Verify
+	// is asked on every /health (load balancers poll it) and its answer
+	// touches the file system.
+	CacheFor time.Duration
+	// Now is the clock of the cache; nil means time.Now.
+	Now func() time.Time
+
 	mu      sync.Mutex
 	checked time.Time
 	ok      bool
@@ -37,8 +42,8 @@ type SharedPath struct {
 	token   string // the probe token the answer was for
 }
 
-// cacheFor is how long a Verify answer is reused.
-const cacheFor = 5 * time.Second
+// defaultCacheFor is how long a Verify answer is reused by default.
+const defaultCacheFor = 5 * time.Second
 
 // EnsureProbe writes the probe (primary only); a no-op without a path.
 func (p *SharedPath) EnsureProbe(ctx context.Context) error {
@@ -66,20 +71,28 @@ func (p *SharedPath) EnsureProbe(ctx context.Context) error {
 }
 
 // Verify reports whether this node can use the cluster's shared path, and
-// why not. The answer is reused for a few seconds unless the probe token
+// why not. The answer is reused for CacheFor unless the probe token
 // changed.
 func (p *SharedPath) Verify() (bool, string) {
 	token := ""
 	if kv, ok := p.Store.Get(schema.KeySharedProbe); ok {
 		token = string(kv.Value)
 	}
+	now, cacheFor := time.Now, p.CacheFor
+	if p.Now != nil {
+		now = p.Now
+	}
+	if cacheFor <= 0 {
+		cacheFor = defaultCacheFor
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if token == p.token && !p.checked.IsZero() && time.Since(p.checked) < cacheFor {
+	t := now()
+	if token == p.token && !p.checked.IsZero() && t.Sub(p.checked) < cacheFor {
 		return p.ok, p.detail
 	}
 	p.ok, p.detail = p.verify()
-	p.checked, p.token = time.Now(), token
+	p.checked, p.token = t, token
 	return p.ok, p.detail
 }
 
