@@ -11,3 +11,6 @@ type ConnLimiter = connLimiter
 func (l *ConnLimiter) Acquire(ip string, maxTotal, maxPerIP int64) (release func(), ok bool) {
 	return l.acquire(ip, maxTotal, maxPerIP)
 }
+
+// LockPath exports the path of an address's lock file to the tests.
+func (l *Locker) LockPath(address string) string { return l.path(address) }
