@@ -25,8 +25,9 @@ const MaxClockOffset = time.Second
 
 // ClockProbe runs on every node and acts on the primary: it probes each
 // registered node's clock over the internal API (offset from the round
-// trip), and publishes readings that changed; an offset over 1 s or
-// another time zone is a warning in the cluster log and the status.
+// trip, see NewClockReading), and publishes readings that changed; an
+// offset over 1 s or another time zone is a warning in the cluster log
+// and the status.
 type ClockProbe struct {
 	Store    mailcluster.Store
 	Internal *InternalClient
@@ -36,6 +37,35 @@ type ClockProbe struct {
 	Events   mailcluster.ClusterLog
 	// Interval between rounds; 0 means 30 s.
 	Interval time.Duration
+	// Now is the local clock (its location gives the local time zone);
+	// nil means time.Now.
+	Now func() time.Time
+}
+
+func (p *ClockProbe) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// NewClockReading computes a node's reading from one probe: the request
+// left at sent and its answer came back at received (local clock), and
+// the node answered remote. The offset is the remote time minus the
+// midpoint of the round trip (positive when the node's clock is ahead).
+// An offset of more than MaxClockOffset either way is a warning; else a
+// remote time zone other than localZone is one. At is received in UTC.
+func NewClockReading(sent, received time.Time, remote TimeProbe, localZone string) ClockReading {
+	mid := sent.Add(received.Sub(sent) / 2)
+	offset := time.Duration(remote.UnixNano - mid.UnixNano())
+	r := ClockReading{OffsetMS: offset.Milliseconds(), Zone: remote.Zone, At: received.UTC()}
+	switch {
+	case offset > MaxClockOffset || offset < -MaxClockOffset:
+		r.Warning = fmt.Sprintf("clock differs from the primary's by %d ms (more than 1 s)", r.OffsetMS)
+	case remote.Zone != localZone:
+		r.Warning = fmt.Sprintf("time zone %s differs from the primary's %s", remote.Zone, localZone)
+	}
+	return r
 }
 
 // Run probes until ctx ends.
@@ -53,35 +83,29 @@ func (p *ClockProbe) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if p.Primary() {
-			p.round(ctx)
+			p.Round(ctx)
 		}
 	}
 }
 
-func (p *ClockProbe) round(ctx context.Context) {
-	zone, _ := time.Now().Zone()
+// Round probes every registered node but this one once and publishes
+// the readings (Run calls it on the primary only). A node that does not
+// answer within 3 s keeps its last reading.
+func (p *ClockProbe) Round(ctx context.Context) {
+	zone, _ := p.now().Zone()
 	for _, s := range p.Servers() {
 		if s.Name == p.Self {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		t0 := time.Now()
+		sent := p.now()
 		tp, err := p.Internal.Time(pctx, s.APIURL)
-		t1 := time.Now()
+		received := p.now()
 		cancel()
 		if err != nil {
 			continue
 		}
-		mid := t0.Add(t1.Sub(t0) / 2)
-		offset := time.Duration(tp.UnixNano - mid.UnixNano())
-		r := ClockReading{OffsetMS: offset.Milliseconds(), Zone: tp.Zone, At: time.Now().UTC()}
-		switch {
-		case offset > MaxClockOffset || offset < -MaxClockOffset:
-			r.Warning = fmt.Sprintf("clock differs from the primary's by %d ms (more than 1 s)", r.OffsetMS)
-		case tp.Zone != zone:
-			r.Warning = fmt.Sprintf("time zone %s differs from the primary's %s", tp.Zone, zone)
-		}
-		p.publish(ctx, s.Name, r)
+		p.publish(ctx, s.Name, NewClockReading(sent, received, *tp, zone))
 	}
 }
 
