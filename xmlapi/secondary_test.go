@@ -25,7 +25,9 @@ func (l fakeLeadership) Role() mailcluster.Role                  { return l.role
 func (l fakeLeadership) Primary() (mailcluster.PrimaryRef, bool) { return l.primary, l.ok }
 
 // writes are one valid request of every write operation; a name may add
-// " (variant)" after the operation.
+// " (variant)" after the operation. secondaryWrites checks it against the
+// handler's classification, so a new write operation fails the tests until
+// it has a request here.
 var writes = []struct{ op, params string }{
 	{"CreateDomain", "<Domain>new.example</Domain>"},
 	{"UpdateDomain", "<Domain>example.com</Domain><Description>changed</Description>"},
@@ -44,6 +46,66 @@ var writes = []struct{ op, params string }{
 	{"AddClusterNode", "<Node>node2</Node>"},
 	{"AddClusterNode (address)", "<Address>127.0.0.2:8080</Address>"},
 	{"RemoveClusterNode", "<Name>node3</Name>"},
+}
+
+// readParams are the parameters of the read operations that need some;
+// every other read is called without parameters.
+var readParams = map[string]string{
+	"GetDomainList": "<Get><Users/></Get>",
+	"GetDomainInfo": "<Domain>example.com</Domain>",
+	"GetUserInfo":   "<Domain>example.com</Domain><Mailbox>alice</Mailbox>",
+}
+
+// TestOperationsClassified proves that the handler classifies every
+// operation it dispatches as a read or a write, and nothing else.
+func TestOperationsClassified(t *testing.T) {
+	ops := map[string]bool{}
+	for _, op := range operations(t) {
+		ops[op] = true
+		if _, ok := xmlapi.WriteOperations[op]; !ok {
+			t.Errorf("operation %s is dispatched but not classified as a read or a write", op)
+		}
+	}
+	for op := range xmlapi.WriteOperations {
+		if !ops[op] {
+			t.Errorf("operation %s is classified but not dispatched", op)
+		}
+	}
+}
+
+// secondaryWrites returns the requests of writes, checking that every
+// operation classified as a write has one and that each names a write.
+func secondaryWrites(t *testing.T) []struct{ op, params string } {
+	t.Helper()
+	covered := map[string]bool{}
+	for _, w := range writes {
+		op, _, _ := strings.Cut(w.op, " ")
+		if !xmlapi.WriteOperations[op] {
+			t.Errorf("writes has a request for %s, which is not a write operation", op)
+		}
+		covered[op] = true
+	}
+	for _, op := range operations(t) {
+		if xmlapi.WriteOperations[op] && !covered[op] {
+			t.Errorf("write operation %s has no request in writes", op)
+		}
+	}
+	return writes
+}
+
+// secondaryReads returns every operation classified as a read.
+func secondaryReads(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, op := range operations(t) {
+		if w, ok := xmlapi.WriteOperations[op]; ok && !w {
+			out = append(out, op)
+		}
+	}
+	if len(out) < 8 {
+		t.Fatalf("only %d read operations: %v", len(out), out)
+	}
+	return out
 }
 
 // mustSecondary serves the XML-API of a node with role secondary over the
@@ -124,7 +186,7 @@ func TestSecondary(t *testing.T) {
 		url := mustSecondary(t, e, fakeLeadership{role: mailcluster.RoleSecondary,
 			primary: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}, ok: true})
 		index := e.Store.Index()
-		for _, w := range writes {
+		for _, w := range secondaryWrites(t) {
 			t.Run(w.op, func(t *testing.T) {
 				op, _, _ := strings.Cut(w.op, " ")
 				r := CallAt(t, url, op, w.params)
@@ -141,6 +203,11 @@ func TestSecondary(t *testing.T) {
 		unchanged(t, index)
 
 		t.Run("ReadsWork", func(t *testing.T) {
+			// Every read answers on a secondary and changes nothing.
+			for _, op := range secondaryReads(t) {
+				CallAt(t, url, op, readParams[op]).MustOK(t)
+			}
+			unchanged(t, index)
 			r := CallAt(t, url, "GetVersionInfo", "").MustOK(t)
 			if r.Text("Role") != "secondary" || r.Text("Node") != "node2" || r.Text("Mode") != "cluster" {
 				t.Fatalf("answer:\n%s", r.Body)
@@ -171,7 +238,7 @@ func TestSecondary(t *testing.T) {
 	t.Run("NoPrimary", func(t *testing.T) {
 		url := mustSecondary(t, e, fakeLeadership{role: mailcluster.RoleSecondary})
 		index := e.Store.Index()
-		for _, w := range writes {
+		for _, w := range secondaryWrites(t) {
 			t.Run(w.op, func(t *testing.T) {
 				op, _, _ := strings.Cut(w.op, " ")
 				r := CallAt(t, url, op, w.params)

@@ -86,6 +86,39 @@ const (
 	OperationUnknown = "unknown" // <Operation> names no supported operation
 )
 
+// writeOperations classifies every operation dispatch knows: true for
+// those that change the cluster's state (the service refuses them on a
+// secondary), false for reads. The handler logs each answered write at
+// Info level, an audit trail of changes; reads at Debug. The tests fail
+// when a dispatched operation is missing here, and the read-only tests of
+// secondaries take their list of writes from this table.
+var writeOperations = map[string]bool{
+	"GetVersionInfo":      false,
+	"GetDomainList":       false,
+	"GetDomainInfo":       false,
+	"CreateDomain":        true,
+	"UpdateDomain":        true,
+	"DeleteDomain":        true,
+	"GetUserInfo":         false,
+	"CreateUser":          true,
+	"UpdateUser":          true,
+	"DeleteUser":          true,
+	"GetIniSettings":      false,
+	"UpdateIniSettings":   true,
+	"GetDynamicScreening": false,
+	"BlockIP":             true,
+	"UnblockIP":           true,
+	"FreezeAccount":       true,
+	"ThawAccount":         true,
+	"ImportCertificate":   true,
+	"GetCertificates":     false,
+	"DeleteCertificate":   true,
+	"GetClusterInfo":      false,
+	"AddClusterNode":      true,
+	"RemoveClusterNode":   true,
+	"GetClusterLog":       false,
+}
+
 // request is a decoded <Request>.
 type request struct {
 	el      *etree.Element // the <Request> element, copied into the answer when echo is set
@@ -153,9 +186,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	result := etree.NewElement("Result")
 	err = h.dispatch(ctx, req, result)
 	out := translate(err)
-	if out.ID == StatusInternal {
+	switch {
+	case out.ID == StatusInternal:
 		h.log.Error("xmlapi: operation failed", "op", req.op, "user", user, "err", err)
-	} else {
+	case writeOperations[req.op]:
+		h.log.Info("xmlapi: write", "op", req.op, "user", user, "status", out.ID,
+			"et", time.Since(start).String())
+	default:
 		h.log.Debug("xmlapi: request", "op", req.op, "user", user, "status", out.ID,
 			"et", time.Since(start).String())
 	}
