@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,7 +22,10 @@ import (
 // same time. A lock file records host, pid and time; it is refreshed while
 // held, and a lock whose holder is gone (same host, dead pid) or whose file
 // was not refreshed for StaleAfter is broken (renamed away atomically, so
-// only one breaker wins).
+// only one breaker wins; a breaker that finds it moved a newer, live lock
+// puts it back). A holder only ever refreshes and removes its own file:
+// after its lock was broken, Unlock returns ErrLockLost and leaves the
+// next holder's lock alone.
 type Locker struct {
 	Dir string
 	// StaleAfter is the age after which an unrefreshed lock is stale; 0 means 2 minutes.
@@ -33,13 +37,18 @@ type Locker struct {
 // ErrLockBusy is returned when a lock stays held past Locker.Wait.
 var ErrLockBusy = errors.New("mailsvc: mailbox is locked by another process")
 
+// ErrLockLost is returned by Unlock when the lock was broken while held
+// (its file was not refreshed for StaleAfter).
+var ErrLockLost = errors.New("mailsvc: lock was broken while held")
+
 var hostname, _ = os.Hostname()
 
 // Lock is a held lock file.
 type Lock struct {
-	path string
-	stop chan struct{}
-	done chan struct{}
+	path    string
+	content string // what the lock file holds; a random token tells it from any later lock file
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // local queues the lock takers of this process per lock file, so that
@@ -120,7 +129,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		}
 	}()
 	delay := time.Millisecond
-	content := fmt.Sprintf("%s %d %s %s\n", hostname, os.Getpid(), time.Now().UTC().Format(time.RFC3339), address)
+	content := fmt.Sprintf("%s %d %s %s %s\n", hostname, os.Getpid(), time.Now().UTC().Format(time.RFC3339), address, rand.Text())
 	for {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 		if err == nil {
@@ -128,9 +137,9 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			cerr := f.Close()
 			if werr != nil || cerr != nil {
 				os.Remove(path)
-				return nil, fmt.Errorf("mailsvc: write lock %s: %v %v", path, werr, cerr)
+				return nil, fmt.Errorf("mailsvc: write lock %s: %w", path, errors.Join(werr, cerr))
 			}
-			lk := &Lock{path: path, stop: make(chan struct{}), done: make(chan struct{})}
+			lk := &Lock{path: path, content: content, stop: make(chan struct{}), done: make(chan struct{})}
 			go lk.refresh(l.staleAfter() / 4)
 			held = true
 			return lk, nil
@@ -138,8 +147,8 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		if !os.IsExist(err) {
 			return nil, fmt.Errorf("mailsvc: lock %s: %w", path, err)
 		}
-		if l.stale(path) {
-			l.breakLock(path)
+		if content, ok := l.stale(path); ok {
+			removeIfSame(path, content)
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -161,37 +170,63 @@ func (l *Locker) staleAfter() time.Duration {
 	return l.StaleAfter
 }
 
-// stale reports whether the lock file's holder is gone.
-func (l *Locker) stale(path string) bool {
-	st, err := os.Stat(path)
+// stale reports whether the lock file's holder is gone, with the content
+// it judged; false if the lock is live (or gone already: the next create
+// will tell).
+func (l *Locker) stale(path string) (content string, ok bool) {
+	f, err := os.Open(path)
 	if err != nil {
-		return false // gone already: the next create will tell
+		return "", false
 	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", false
+	}
+	content = string(b)
 	if time.Since(st.ModTime()) > l.staleAfter() {
-		return true
+		return content, true
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(b))
+	fields := strings.Fields(content)
 	if len(fields) < 2 || fields[0] != hostname {
-		return false
+		return "", false
 	}
 	pid, err := strconv.Atoi(fields[1])
 	if err != nil || pid <= 0 {
-		return false
+		return "", false
 	}
-	return syscall.Kill(pid, 0) == syscall.ESRCH
+	return content, syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
-// breakLock moves a stale lock aside (atomic: of several breakers only one
-// rename succeeds) and removes it.
-func (l *Locker) breakLock(path string) {
+// holds reports whether the lock file at path still has content.
+func holds(path, content string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && string(b) == content
+}
+
+// removeIfSame removes the lock file at path if it still has content
+// (the random token in it tells a lock from any later one), and reports
+// whether it did. The file is first moved aside (atomic:
+// of several breakers only one rename succeeds); if what was moved is a
+// newer lock (another breaker removed want and a taker made a new lock
+// since), it is linked back (link does not replace: a lock made in the
+// instant between is kept) and left alone.
+func removeIfSame(path, content string) bool {
 	aside := path + ".stale-" + rand.Text()[:8]
-	if os.Rename(path, aside) == nil {
-		os.Remove(aside)
+	if os.Rename(path, aside) != nil {
+		return false
 	}
+	if b, err := os.ReadFile(aside); err == nil && string(b) != content {
+		_ = os.Link(aside, path)
+		os.Remove(aside)
+		return false
+	}
+	os.Remove(aside)
+	return true
 }
 
 func (lk *Lock) refresh(every time.Duration) {
@@ -203,19 +238,21 @@ func (lk *Lock) refresh(every time.Duration) {
 		case <-lk.stop:
 			return
 		case now := <-t.C:
-			_ = os.Chtimes(lk.path, now, now)
+			if holds(lk.path, lk.content) {
+				_ = os.Chtimes(lk.path, now, now)
+			}
 		}
 	}
 }
 
-// Unlock releases the lock.
+// Unlock releases the lock. It returns ErrLockLost, and leaves the lock
+// file alone, if the lock was broken while held.
 func (lk *Lock) Unlock() error {
 	close(lk.stop)
 	<-lk.done
-	err := os.Remove(lk.path)
-	local.release(lk.path, true)
-	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("mailsvc: unlock: %w", err)
+	defer local.release(lk.path, true)
+	if !removeIfSame(lk.path, lk.content) {
+		return ErrLockLost
 	}
 	return nil
 }

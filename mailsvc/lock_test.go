@@ -40,7 +40,8 @@ func TestMain(m *testing.M) {
 // lockAddress in dir and prints "locked PID", or "busy" when Locker.Wait
 // passes first. Holding, it waits until its stdin closes (at most a
 // minute), prints "intact" if the lock file still names this process or
-// "broken" if not, releases the lock and prints "released".
+// "broken" if not, releases the lock and prints "released" (or "lost" when
+// Unlock says the lock was broken).
 func lockTaker(dir, wait string) int {
 	w, err := time.ParseDuration(wait)
 	if err != nil {
@@ -72,11 +73,15 @@ func lockTaker(dir, wait string) int {
 	} else {
 		fmt.Println("broken")
 	}
-	if err := l.Unlock(); err != nil {
+	switch err := l.Unlock(); {
+	case errors.Is(err, mailsvc.ErrLockLost):
+		fmt.Println("lost")
+	case err != nil:
 		fmt.Println("error", err)
 		return 1
+	default:
+		fmt.Println("released")
 	}
-	fmt.Println("released")
 	return 0
 }
 
@@ -308,8 +313,9 @@ func TestLockAcrossProcesses(t *testing.T) {
 	})
 
 	// A lock file not refreshed for StaleAfter is stale even while its
-	// holder exists (a hung node: here a stopped process): it is broken,
-	// and the holder finds it broken when it resumes.
+	// holder exists (a hung node: here a stopped process): it is broken.
+	// The holder finds it broken when it resumes, and its Unlock says the
+	// lock was lost and leaves the new holder's lock file alone.
 	t.Run("StaleOldBroken", func(t *testing.T) {
 		dir := t.TempDir()
 		lk := &mailsvc.Locker{Dir: dir, Wait: 5 * time.Second, StaleAfter: time.Minute}
@@ -335,6 +341,44 @@ func TestLockAcrossProcesses(t *testing.T) {
 		}
 		hung.stdin.Close()
 		hung.wantLine(t, "broken")
-		l.Unlock()
+		hung.wantLine(t, "lost")
+		if pid := lockHolder(path); pid != os.Getpid() {
+			t.Fatalf("after the old holder's unlock, the lock file names pid %d, want this process %d", pid, os.Getpid())
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatalf("unlock of the new holder: %v", err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+			t.Fatalf("files left in the lock dir: %v", left)
+		}
+	})
+	// A holder whose lock file was broken and taken by another (here: the
+	// file replaced by another lock's content) removes nothing on Unlock
+	// and says the lock was lost.
+	t.Run("UnlockLeavesNewerLock", func(t *testing.T) {
+		dir := t.TempDir()
+		lk := &mailsvc.Locker{Dir: dir}
+		path := lk.LockPath(lockAddress)
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, _ := os.Hostname()
+		newer := fmt.Sprintf("%s 1 2026-01-01T00:00:00Z %s OTHERTOKEN\n", host, lockAddress)
+		if err := os.Remove(path); err != nil {
+			t.Fatalf("the held lock file: %v", err)
+		}
+		if err := os.WriteFile(path, []byte(newer), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Unlock(); !errors.Is(err, mailsvc.ErrLockLost) {
+			t.Fatalf("unlock of a broken lock: %v, want ErrLockLost", err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != newer {
+			t.Fatalf("the newer lock file after the old holder's unlock: %q %v", b, err)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 1 {
+			t.Fatalf("files in the lock dir: %v, want only the newer lock", left)
+		}
 	})
 }
