@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 
 	"mailcluster"
@@ -22,9 +23,10 @@ func (l fakeLeadership) Role() mailcluster.Role { return l.role }
 func (l fakeLeadership) Primary() (mailcluster.PrimaryRef, bool) { return l.primary, l.known }
 
 // writeRequests holds one valid request for every write operation of the
-// spec, aimed at objects that exist, so that only the node's role can
-// refuse it. TestSecondaryReadOnly fails when the spec gains a write
-// operation that is missing here.
+// spec (every operation but GET and HEAD), aimed at objects that exist, so
+// that only the node's role can refuse it. The list of operations comes
+// from openapi.yaml: TestSecondaryReadOnly fails when the spec gains a
+// write operation that is missing here, or loses one that is still here.
 var writeRequests = map[string]Request{
 	"POST /api/v1/domains": {Body: []byte(`{"name":"new.example"}`)},
 	"PATCH /api/v1/domains/{domain}": {Path: "/api/v1/domains/example.com",
@@ -87,6 +89,7 @@ func allWriteRequests(t *testing.T) map[string]Request {
 		t.Fatal(err)
 	}
 	out := map[string]Request{}
+	inSpec := map[string]bool{}
 	for path, item := range doc.Paths.Map() {
 		if path == "/MdMgmtWS" {
 			continue // the XML-API enforces the rule itself
@@ -96,6 +99,7 @@ func allWriteRequests(t *testing.T) map[string]Request {
 				continue
 			}
 			key := method + " " + path
+			inSpec[key] = true
 			if mailChanges[key] {
 				continue
 			}
@@ -111,7 +115,22 @@ func allWriteRequests(t *testing.T) map[string]Request {
 			out[key] = r
 		}
 	}
+	// The hand-written requests and exemptions must name operations of
+	// the spec: a renamed or removed operation leaves none of them behind.
+	for k := range writeRequests {
+		if !inSpec[k] {
+			t.Errorf("writeRequests has %s, which is not a write operation of the spec", k)
+		}
+	}
+	for k := range mailChanges {
+		if !inSpec[k] {
+			t.Errorf("mailChanges has %s, which is not a write operation of the spec", k)
+		}
+	}
 	for k, r := range extraWriteRequests {
+		if op, _, _ := strings.Cut(k, " ("); !inSpec[op] {
+			t.Errorf("extraWriteRequests has %s, which is not a variant of a write operation of the spec", k)
+		}
 		out[k] = r
 	}
 	return out
