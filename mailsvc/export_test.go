@@ -14,3 +14,17 @@ func (l *ConnLimiter) Acquire(ip string, maxTotal, maxPerIP int64) (release func
 
 // LockPath exports the path of an address's lock file to the tests.
 func (l *Locker) LockPath(address string) string { return l.path(address) }
+
+// DeliveryFS and DeliveryFile export the file system seam of a delivery
+// to the tests.
+type (
+	DeliveryFS   = deliveryFS
+	DeliveryFile = deliveryFile
+)
+
+// OSFS is the file system a Store uses by default.
+var OSFS DeliveryFS = osFS{}
+
+// SetFS replaces the file system of a Store's deliveries; it must be
+// called before the Store delivers.
+func (s *Store) SetFS(fs DeliveryFS) { s.fs = fs }

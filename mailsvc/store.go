@@ -56,12 +56,55 @@ type Store struct {
 	dir Directory
 	rep Reporter
 	log *slog.Logger
+	fs  deliveryFS
 }
 
 // NewStore returns a Store.
 func NewStore(dir Directory, rep Reporter, log *slog.Logger) *Store {
-	return &Store{dir: dir, rep: rep, log: log}
+	return &Store{dir: dir, rep: rep, log: log, fs: osFS{}}
 }
+
+// deliveryFS is the seam for the file operations of a delivery that fail
+// when a disk is full or a mailbox is not writable: creating, writing and
+// syncing the message file, linking or copying it into new/, syncing
+// new/. A Store uses osFS; the tests replace it (export_test.go) with a
+// file system that fails an operation on demand, so that the failures are
+// tested everywhere, not only where a small file system can be mounted.
+// Reads, directory creation and the removals of a rollback call the os
+// package directly.
+type deliveryFS interface {
+	// CreateTemp creates a new file in dir for writing (os.CreateTemp).
+	CreateTemp(dir, pattern string) (deliveryFile, error)
+	// Link makes newname a hard link to oldname (os.Link).
+	Link(oldname, newname string) error
+	// Rename renames oldname to newname (os.Rename).
+	Rename(oldname, newname string) error
+	// SyncDir makes the entries of a directory durable (SyncDir).
+	SyncDir(dir string) error
+}
+
+// deliveryFile is a file a delivery writes (an *os.File).
+type deliveryFile interface {
+	io.Writer
+	Name() string
+	Sync() error
+	Close() error
+}
+
+// osFS is the deliveryFS of the os package.
+type osFS struct{}
+
+func (osFS) CreateTemp(dir, pattern string) (deliveryFile, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (osFS) Link(oldname, newname string) error   { return os.Link(oldname, newname) }
+func (osFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
+func (osFS) SyncDir(dir string) error             { return SyncDir(dir) }
 
 func (s *Store) locker() *Locker {
 	def := filepath.Join(os.TempDir(), "mailcluster-locks")
@@ -131,7 +174,7 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 	if err := first.Init(); err != nil {
 		return tempFail(err)
 	}
-	tmp, err := os.CreateTemp(filepath.Join(string(first), "tmp"), ".delivery-*")
+	tmp, err := s.fs.CreateTemp(filepath.Join(string(first), "tmp"), ".delivery-*")
 	if err != nil {
 		return tempFail(err)
 	}
@@ -211,11 +254,11 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 			return tempFail(err)
 		}
 		dst := filepath.Join(string(md), "new", name)
-		if err := linkOrCopy(tmpPath, dst); err != nil {
+		if err := s.linkOrCopy(tmpPath, dst, filepath.Join(string(md), "tmp")); err != nil {
 			return tempFail(err)
 		}
 		done = append(done, dst)
-		if err := syncDir(filepath.Join(string(md), "new")); err != nil {
+		if err := s.fs.SyncDir(filepath.Join(string(md), "new")); err != nil {
 			return tempFail(err)
 		}
 	}
@@ -232,9 +275,11 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 }
 
 // linkOrCopy hard-links src to dst (the same file for every recipient),
-// or copies it across file systems; dst is synced either way.
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
+// or copies it across file systems: the copy is written to tmpDir (the
+// recipient's tmp/), synced and renamed to dst, so that dst never names a
+// partial file; a failed copy is removed.
+func (s *Store) linkOrCopy(src, dst, tmpDir string) error {
+	if err := s.fs.Link(src, dst); err == nil {
 		return nil
 	}
 	in, err := os.Open(src)
@@ -242,26 +287,25 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp := dst + ".part"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	out, err := s.fs.CreateTemp(tmpDir, ".copy-*")
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
+	tmp := out.Name()
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
 	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
+	if err == nil {
+		err = s.fs.Rename(tmp, dst)
 	}
-	return os.Rename(tmp, dst)
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // List returns one page of an account's messages in id (arrival) order and
