@@ -635,7 +635,10 @@ func TestFaultMailboxUnwritable(t *testing.T) {
 // TestFaultMailboxDiskFull puts a mailbox on a 64 KiB tmpfs and delivers a
 // message bigger than the free space: a 4xx reply, no partial file, and
 // the space is free again for the next (small) message. Mounting needs
-// privileges: the test is skipped where mount is not permitted.
+// privileges: the test is skipped where mount is not permitted. The same
+// failures (no space at each write, fsync, link and copy of a delivery)
+// run on every machine in mailsvc's TestDeliveryStorageFaults, through the
+// mail store's file system seam, which a built node does not expose.
 func TestFaultMailboxDiskFull(t *testing.T) {
 	n, boxes := storageNode(t, "carol")
 	box := boxes["carol"]
