@@ -164,10 +164,13 @@ func TestClusterRefusals(t *testing.T) {
 }
 
 // TestClusterClockWarning fakes a secondary's clock 3 s ahead: the
-// primary's probe warns in the cluster log and the cluster status.
+// primary's probe warns in the cluster log and the cluster status. The
+// nodes run a test build (-tags clockskew), the only one with
+// --test-clock-offset (TestClockOffsetNotInProduction).
 func TestClusterClockWarning(t *testing.T) {
-	c := StartCluster(t, harness.SharedConsul(t), 2, map[int][]string{
-		0: {"--probe-interval", "200ms"}, 1: {"--probe-interval", "200ms", "--test-clock-offset", "3s", "--never-primary"}})
+	c := harness.StartCluster(t, harness.SharedConsul(t), 2, harness.ClusterOptions{Secret: clusterSecret, AdminPassword: adminPW,
+		Bin: harness.BinaryWithTags(t, "clockskew"), Args: map[int][]string{
+			0: {"--probe-interval", "200ms"}, 1: {"--probe-interval", "200ms", "--test-clock-offset", "3s", "--never-primary"}}})
 	p := c.WaitPrimary(10 * time.Second)
 	if p != 0 {
 		t.Fatalf("primary is n%d", p)

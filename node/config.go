@@ -40,7 +40,6 @@ type Config struct {
 	SharedPath    string        `mapstructure:"shared-path"`
 	AutoAdmit     bool          `mapstructure:"auto-admit"`
 	ProbeInterval time.Duration `mapstructure:"probe-interval"`
-	TestClockSkew time.Duration `mapstructure:"test-clock-offset"`
 	NeverPrimary  bool          `mapstructure:"never-primary"`
 	SessionTTL    time.Duration `mapstructure:"session-ttl"`
 

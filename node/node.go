@@ -62,6 +62,11 @@ type Node struct {
 	SubmissionAddr string // the submission listener's address ("" when off)
 	HTTPSAddr      string // the HTTPS listener's address ("" when off)
 	Mail           *mailsvc.Store
+	// ProbeClock is the clock this node answers the primary's clock
+	// probes with (/internal/v1/time); nil means time.Now. Only code sets
+	// it (no flag, variable or config file reaches it): a test build
+	// fakes a skewed clock with it. Set it before Run.
+	ProbeClock func() time.Time
 
 	store        closer
 	events       mailcluster.ClusterLog // the file log, observed by the metrics
@@ -608,9 +613,12 @@ func (n *Node) nodeInfo() any {
 		TimeZone: zone, SharedPathOK: ok, SharedPathDetail: detail, AttachmentLinking: n.standaloneAttachmentLinking()}
 }
 
-// timeProbe answers /internal/v1/time (shifted by --test-clock-offset).
+// timeProbe answers /internal/v1/time with ProbeClock.
 func (n *Node) timeProbe() any {
-	now := time.Now().Add(n.config.TestClockSkew)
+	now := time.Now()
+	if n.ProbeClock != nil {
+		now = n.ProbeClock()
+	}
 	zone, _ := now.Zone()
 	return cluster.TimeProbe{UnixNano: now.UnixNano(), Zone: zone}
 }

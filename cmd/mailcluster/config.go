@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -63,9 +64,42 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("shared-path", "", "path shared by all nodes (mailboxes, public folders, lock files, certificates)")
 	fs.Bool("auto-admit", false, "as primary, register every node that asks to join and passes the checks (demos and tests)")
 	fs.Duration("probe-interval", 30*time.Second, "how often the primary probes the nodes' clocks")
-	fs.Duration("test-clock-offset", 0, "TESTS ONLY: report this node's clock shifted by this much to clock probes")
-	_ = fs.MarkHidden("test-clock-offset")
 	fs.Duration("session-ttl", time.Second, "TTL of the election session's health check (100ms-60s)")
+	hooks := pflag.NewFlagSet("test hooks", pflag.ContinueOnError)
+	for _, h := range testHooks {
+		h.flags(hooks)
+	}
+	hooks.VisitAll(func(f *pflag.Flag) { f.Annotations = map[string][]string{testOnly: {"true"}} })
+	fs.AddFlagSet(hooks)
+}
+
+// testHook adds flags to `serve` that change a node for a test. Only test
+// builds register any (files with a build tag, such as clockskew.go with
+// -tags clockskew); a normal build has none, so it refuses their flags
+// like any unknown flag. Their flags are not part of node.Config: no
+// environment variable or config file key reaches them.
+type testHook struct {
+	// flags declares the hook's flags.
+	flags func(fs *pflag.FlagSet)
+	// apply reads them and changes the node before it runs; an error is
+	// bad usage.
+	apply func(fs *pflag.FlagSet, n *node.Node, log *slog.Logger) error
+}
+
+// testHooks are the hooks of this build (none in a normal build).
+var testHooks []testHook
+
+// testOnly annotates the flags of test hooks.
+const testOnly = "mailcluster-test-only"
+
+// applyTestHooks lets every test hook change n (see testHook).
+func applyTestHooks(fs *pflag.FlagSet, n *node.Node, log *slog.Logger) error {
+	for _, h := range testHooks {
+		if err := h.apply(fs, n, log); err != nil {
+			return usageError{err}
+		}
+	}
+	return nil
 }
 
 // loadConfig merges file, environment and flags into a validated
@@ -80,7 +114,7 @@ func loadConfig(fs *pflag.FlagSet) (*node.Config, error) {
 	known := map[string]bool{}
 	var bindErr error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Name == "config" || f.Name == "help" {
+		if f.Name == "config" || f.Name == "help" || f.Annotations[testOnly] != nil {
 			return
 		}
 		known[f.Name] = true

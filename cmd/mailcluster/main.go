@@ -82,6 +82,9 @@ func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
 			}
 			log := newLogger(stderr, cfg)
 			n := node.New(cfg, log, stdout)
+			if err := applyTestHooks(cmd.Flags(), n, log); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := n.Run(ctx); err != nil {

@@ -34,6 +34,9 @@ type ClusterOptions struct {
 	// NoMail turns the SMTP and submission listeners off; by default they
 	// listen on 127.0.0.1 with a free port.
 	NoMail bool
+	// Bin is the binary every node runs (Cluster.Bin); "" means the one
+	// Build compiles. See BinaryWithTags for a test build.
+	Bin string
 	// LogDir, when set, receives each node's log as <node name>.log (see
 	// Process.LogPath); "" keeps logs in memory and copies them into the
 	// test log.
@@ -78,7 +81,7 @@ func NewCluster(tb testing.TB, consul *Consul, opts ClusterOptions) *Cluster {
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	return &Cluster{tb: tb, Consul: consul, opts: opts, Name: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%100000)}
+	return &Cluster{tb: tb, Consul: consul, opts: opts, Bin: opts.Bin, Name: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%100000)}
 }
 
 // StartCluster starts n nodes named n0..n<n-1> with --auto-admit (unless
