@@ -28,3 +28,9 @@ var OSFS DeliveryFS = osFS{}
 // SetFS replaces the file system of a Store's deliveries; it must be
 // called before the Store delivers.
 func (s *Store) SetFS(fs DeliveryFS) { s.fs = fs }
+
+// RemoveIfSame exports the removal of a lock file that a breaker judged
+// stale with the content judged, to the tests.
+func (l *Locker) RemoveIfSame(address, judged string) bool {
+	return removeIfSame(l.path(address), judged)
+}

@@ -381,4 +381,26 @@ func TestLockAcrossProcesses(t *testing.T) {
 			t.Fatalf("files in the lock dir: %v, want only the newer lock", left)
 		}
 	})
+	// A breaker that judged a stale lock file but comes second (another
+	// breaker removed it and a taker holds a new lock since) moves the
+	// new, live lock aside: it puts it back, and the holder finds its lock
+	// intact.
+	t.Run("LateBreakerPutsLiveLockBack", func(t *testing.T) {
+		dir := t.TempDir()
+		lk := &mailsvc.Locker{Dir: dir}
+		path := lk.LockPath(lockAddress)
+		holder := startLockProc(t, dir, 5*time.Second)
+		holder.wantLocked(t, path)
+		judged := fmt.Sprintf("otherhost 1 2026-01-01T00:00:00Z %s OLDTOKEN\n", lockAddress)
+		if lk.RemoveIfSame(lockAddress, judged) {
+			t.Fatal("a live lock was removed as the stale one judged before")
+		}
+		if pid := lockHolder(path); pid != holder.cmd.Process.Pid {
+			t.Fatalf("lock file names pid %d, want the holder %d", pid, holder.cmd.Process.Pid)
+		}
+		holder.release(t)
+		if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+			t.Fatalf("files left in the lock dir: %v", left)
+		}
+	})
 }
