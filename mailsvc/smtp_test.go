@@ -408,6 +408,9 @@ func TestLocker(t *testing.T) {
 			t.Fatal(err)
 		}
 		files, _ := filepath.Glob(filepath.Join(dir, "mbox-*.lock"))
+		if len(files) == 0 {
+			t.Fatal("the held lock's file was not found: the stale case below would prove nothing")
+		}
 		if err := l.Unlock(); err != nil {
 			t.Fatal(err)
 		}
