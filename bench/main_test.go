@@ -60,22 +60,29 @@ func TestBench(t *testing.T) {
 	if os.Getenv("MAILCLUSTER_BENCH") == "" {
 		t.Skip("set MAILCLUSTER_BENCH=1 (make bench) to run the benchmarks")
 	}
-	rec := &recorder{Started: time.Now(), Machine: machineInfo()}
-	ran := 0 // sections that ran (-run may select some)
+	rec := &recorder{Started: time.Now(), Machine: machineInfo(), Env: envOverrides()}
 	defer func() {
 		rec.Seconds = math.Round(time.Since(rec.Started).Seconds())
 		rec.Machine["loadavg_end"] = loadavg()
 		rec.print(os.Stdout)
-		if ran < 3 {
-			t.Log("not every section ran: results.json left as it was")
-			return
+		// A run of some sections (-run) is recorded too, but beside the
+		// full record rather than over it.
+		path := "results.json"
+		if rec.Partial = len(rec.Sections) < 3; rec.Partial {
+			path = "results-partial.json"
 		}
-		if err := rec.write("results.json"); err != nil {
+		if err := rec.write(path); err != nil {
 			t.Error(err)
 		}
+		t.Logf("results written to bench/%s", path)
 	}()
+	ran := func(section string) {
+		rec.mu.Lock()
+		rec.Sections = append(rec.Sections, section)
+		rec.mu.Unlock()
+	}
 	t.Run("cluster", func(t *testing.T) {
-		ran++
+		ran("cluster")
 		consul := harness.OwnConsul(t)
 		rec.mu.Lock()
 		rec.Machine["consul"] = "Consul " + consul.Version() + " (dev agent, state in memory)"
@@ -88,8 +95,8 @@ func TestBench(t *testing.T) {
 		t.Run("failover", func(t *testing.T) { benchFailover(t, c, rec) })
 		t.Run("writes", func(t *testing.T) { benchWrites(t, c, rec) })
 	})
-	t.Run("smtp", func(t *testing.T) { ran++; benchSMTP(t, rec) })
-	t.Run("scale", func(t *testing.T) { ran++; benchScale(t, rec) })
+	t.Run("smtp", func(t *testing.T) { ran("smtp"); benchSMTP(t, rec) })
+	t.Run("scale", func(t *testing.T) { ran("scale"); benchScale(t, rec) })
 }
 
 // ---- knobs ----
@@ -146,8 +153,16 @@ type recorder struct {
 	Started time.Time         `json:"started"`
 	Seconds float64           `json:"durationSeconds"`
 	Machine map[string]string `json:"machine"`
-	Rows    []Row             `json:"rows"`
-	Errors  []string          `json:"errors,omitempty"`
+	// Env holds every environment setting of the run that changes what is
+	// measured (the bench knobs, and Go runtime settings of the runner and
+	// of the nodes), so that a figure is never read without them.
+	Env map[string]string `json:"env"`
+	// Sections lists the sections that ran; Partial is set when some did
+	// not (such a run is written to results-partial.json).
+	Sections []string `json:"sections"`
+	Partial  bool     `json:"partial"`
+	Rows     []Row    `json:"rows"`
+	Errors   []string `json:"errors,omitempty"`
 }
 
 // add records a figure; baseline < 0 means none; tg may be nil.
@@ -238,7 +253,35 @@ func (r *recorder) print(w *os.File) {
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "NOT MEASURED:", e)
 	}
-	fmt.Fprintln(w)
+	if len(r.Env) > 0 {
+		fmt.Fprintln(w, "environment:", r.Env)
+	}
+	goals, met := 0, 0
+	for _, row := range r.Rows {
+		if row.Met != nil {
+			goals++
+			if *row.Met {
+				met++
+			}
+		}
+	}
+	fmt.Fprintf(w, "%d of %d goals met\n\n", met, goals)
+}
+
+// envOverrides returns the environment settings that change a run: every
+// MAILCLUSTER_BENCH_* knob (MAILCLUSTER_BENCH_NODE_ENV holds what the
+// nodes get, e.g. GOMEMLIMIT) and the Go runtime settings of this process.
+func envOverrides() map[string]string {
+	out := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "MAILCLUSTER_BENCH":
+		case strings.HasPrefix(k, "MAILCLUSTER_BENCH_"), k == "GOGC", k == "GOMEMLIMIT", k == "GOMAXPROCS", k == "GODEBUG":
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func (r *recorder) write(path string) error {

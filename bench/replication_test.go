@@ -79,12 +79,15 @@ func benchReplication(t *testing.T, c *Cluster, rec *recorder) {
 		lat := fromAck[j]
 		name := fmt.Sprintf("replication ack -> visible on secondary n%d", s)
 		rec.add("replication", name+", p50", pct(lat, 0.5), "ms", -1, "", nil, len(lat), "")
-		rec.add("replication", name+", p99", pct(lat, 0.99), "ms", -1, "", &tg, len(lat), "")
+		rec.add("replication", name+", p99", pct(lat, 0.99), "ms", -1, "", nil, len(lat), "")
 		rec.add("replication", name+", max", maxMS(lat), "ms", -1, "", nil, len(lat), "")
 	}
 	note := "baseline: raw Consul txn sent until blocking queries of 2 clients saw it"
 	rec.add("replication", "write sent -> visible on every secondary, p50", pct(fromSend, 0.5), "ms", pct(raw, 0.5), "raw Consul watch", nil, len(fromSend), note)
-	rec.add("replication", "write sent -> visible on every secondary, p99", pct(fromSend, 0.99), "ms", pct(raw, 0.99), "raw Consul watch", nil, len(fromSend), note)
+	// The goal is on what a client sees: from its send, not from the
+	// primary's acknowledgement (which already includes the primary's own
+	// apply), next to what a raw Consul watch achieves.
+	rec.add("replication", "write sent -> visible on every secondary, p99", pct(fromSend, 0.99), "ms", pct(raw, 0.99), "raw Consul watch", &tg, len(fromSend), note)
 }
 
 // rawReplication returns, for n writes, the time from a Consul txn sent
