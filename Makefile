@@ -64,6 +64,22 @@ fuzz: ## run every fuzz target for FUZZTIME (20s) each; a crash is saved under t
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+# Mutation testing with gremlins: each mutant of the listed packages runs
+# their tests; a mutant that lives is a promise no test would miss breaking.
+GREMLINS         := $(BIN)/gremlins
+GREMLINS_VERSION := v0.6.0
+MUTATE_PKGS      ?= ./screening ./service . ./mailsvc ./cluster
+
+.PHONY: mutate
+mutate: $(GREMLINS) consul ## mutation testing (gremlins) of MUTATE_PKGS; slow: tens of minutes for all
+	@set -e; for p in $(MUTATE_PKGS); do \
+		echo "== $$p"; \
+		MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GREMLINS) unleash --workers 1 --timeout-coefficient 5 -S lt $$p; \
+	done
+
+$(GREMLINS):
+	GOBIN=$(BIN) $(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
+
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
