@@ -92,7 +92,9 @@ func TestOutboxExactlyOnce(t *testing.T) {
 func TestOutboxQueuesWhileUnreachable(t *testing.T) {
 	svc, st := MustOpenPrimary(t)
 	var up atomic.Bool
+	var attempts atomic.Int64
 	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+		attempts.Add(1)
 		if !up.Load() {
 			return 0, errors.New("no primary")
 		}
@@ -110,7 +112,10 @@ func TestOutboxQueuesWhileUnreachable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Two failed sends after the last report: the outbox has tried, and
+	// failed, to send all three.
+	tried := attempts.Load()
+	waitFor(t, func() bool { return attempts.Load() >= tried+2 })
 	if b, m := ob.Pending("example.com", "alice"); b != 30 || m != 3 {
 		t.Fatalf("pending = %d, %d; want 30, 3", b, m)
 	}

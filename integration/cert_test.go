@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,8 +91,11 @@ func starttlsFingerprint(addr, servername string) (string, error) {
 }
 
 // TestClusterCertificates imports a certificate on the primary: every
-// node serves it for STARTTLS (seen by openssl s_client) and HTTPS within
-// 2 s; rotating to a second certificate refuses no connection.
+// node serves it for STARTTLS (seen by openssl s_client), submission and
+// HTTPS. Rotating to a second certificate (imported as the default) moves
+// inbound SMTP, submission STARTTLS and HTTPS of every node to it without
+// a restart, refuses no connection meanwhile, and no connection begun
+// after a listener served the new certificate gets the old one.
 func TestClusterCertificates(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatal("openssl is not installed: `make test` installs it")
@@ -103,7 +107,7 @@ func TestClusterCertificates(t *testing.T) {
 	importCert(t, c.Nodes[p], "mail", first)
 	start := time.Now()
 	for i, n := range c.Nodes {
-		eventually(t, 2*time.Second, fmt.Sprintf("n%d serves the imported certificate (openssl)", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("n%d serves the imported certificate (openssl)", i), func() bool {
 			return opensslFingerprint(t, n.SMTP, "mail.example.test") == first.fingerprint
 		})
 	}
@@ -133,55 +137,142 @@ func TestClusterCertificates(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	// Rotate while clients keep connecting to every node.
-	var failures, handshakes atomic.Int64
+	for i, n := range c.Nodes {
+		if fp, err := starttlsFingerprint(n.Submission, "mail.example.test"); err != nil || fp != first.fingerprint {
+			t.Fatalf("n%d submission STARTTLS serves %s (%v), want the imported certificate", i, fp, err)
+		}
+	}
+
+	// Rotate while clients keep connecting to every listener of every
+	// node: inbound SMTP and submission (STARTTLS) and HTTPS.
+	pids := make([]int, len(c.Nodes))
+	var ls []*certListener
+	for i, n := range c.Nodes {
+		pids[i] = n.Pid()
+		ls = append(ls,
+			&certListener{name: fmt.Sprintf("n%d SMTP", i), dial: func() (string, error) { return starttlsFingerprint(n.SMTP, "mail.example.test") }},
+			&certListener{name: fmt.Sprintf("n%d submission", i), dial: func() (string, error) { return starttlsFingerprint(n.Submission, "mail.example.test") }},
+			&certListener{name: fmt.Sprintf("n%d HTTPS", i), dial: func() (string, error) { return tlsFingerprint(n.HTTPS, "mail.example.test") }},
+		)
+	}
+	second := newTestCert(t, "mail.example.test", "smtp.example.test")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, n := range c.Nodes {
+	for _, l := range ls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := starttlsFingerprint(n.SMTP, "mail.example.test"); err != nil {
-					failures.Add(1)
-				}
-				handshakes.Add(1)
-			}
+			l.run(stop, second.fingerprint)
 		}()
 	}
-	time.Sleep(300 * time.Millisecond) // connections before the rotation
-	second := newTestCert(t, "mail.example.test", "smtp.example.test")
+	stopped := false
+	stopClients := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopClients()
+	// Connections before the rotation: every listener has answered a few.
+	for _, l := range ls {
+		eventually(t, waitTimeout, l.name+" handshakes before the rotation", func() bool { return l.handshakes.Load() >= 3 })
+	}
 	importCert(t, c.Nodes[p], "mail", second)
-	for i, n := range c.Nodes {
+	for _, l := range ls {
 		var last string
 		var lastErr error
-		defer func() {
-			if t.Failed() {
-				t.Logf("n%d last STARTTLS: %s %v", i, last, lastErr)
-			}
-		}()
-		eventually(t, 2*time.Second, fmt.Sprintf("n%d serves the rotated certificate", i), func() bool {
-			last, lastErr = starttlsFingerprint(n.SMTP, "mail.example.test")
+		eventually(t, waitTimeout, l.name+" serves the rotated certificate", func() bool {
+			last, lastErr = l.dial()
 			return last == second.fingerprint
 		})
+		if lastErr != nil {
+			t.Fatalf("%s: %v", l.name, lastErr)
+		}
+		l.rotated.Store(time.Now().UnixNano())
 	}
-	time.Sleep(300 * time.Millisecond) // and after it
-	close(stop)
-	wg.Wait()
-	if f := failures.Load(); f > 0 {
-		t.Fatalf("%d of %d STARTTLS connections failed during the rotation", f, handshakes.Load())
+	// Connections after it: every listener has answered a few more, each
+	// begun after that listener was seen serving the new certificate.
+	for _, l := range ls {
+		eventually(t, waitTimeout, l.name+" handshakes after the rotation", func() bool { return l.after.Load() >= 3 })
 	}
-	t.Logf("rotation: %d STARTTLS handshakes during it, none refused", handshakes.Load())
+	stopClients()
+	var total int64
+	for _, l := range ls {
+		total += l.handshakes.Load()
+		if f := l.failures.Load(); f > 0 {
+			t.Errorf("%s: %d of %d handshakes failed during the rotation", l.name, f, l.handshakes.Load())
+		}
+		if o := l.old.Load(); o > 0 {
+			t.Errorf("%s: %d of %d connections begun after it served the new certificate still got the old one", l.name, o, l.after.Load())
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("rotation: %d handshakes during it, none refused, none with the old certificate once the new one was served", total)
 	for i, n := range c.Nodes {
 		if fp := opensslFingerprint(t, n.SMTP, "mail.example.test"); fp != second.fingerprint {
 			t.Fatalf("n%d (openssl) serves %s after the rotation", i, fp)
 		}
+		if n.Pid() != pids[i] {
+			t.Fatalf("n%d was restarted during the rotation", i)
+		}
 	}
+}
+
+// certListener is one TLS listener of a node that a client keeps
+// connecting to during a certificate rotation.
+type certListener struct {
+	name string
+	dial func() (fingerprint string, err error)
+	// rotated is when the listener was first seen serving the new
+	// certificate (Unix ns; 0 before).
+	rotated                          atomic.Int64
+	handshakes, failures, after, old atomic.Int64
+}
+
+// run connects until stop is closed, counting handshakes, failures, and
+// among the connections begun after rotated those that got another
+// certificate than want.
+func (l *certListener) run(stop <-chan struct{}, want string) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		begun := time.Now().UnixNano()
+		fp, err := l.dial()
+		l.handshakes.Add(1)
+		if err != nil {
+			l.failures.Add(1)
+			continue
+		}
+		if r := l.rotated.Load(); r != 0 && begun > r {
+			l.after.Add(1)
+			if fp != want {
+				l.old.Add(1)
+			}
+		}
+	}
+}
+
+// tlsFingerprint connects with TLS to addr (the HTTPS listener) and
+// returns the SHA-256 fingerprint of the leaf certificate it presents.
+func tlsFingerprint(addr, servername string) (string, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: servername})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	st := conn.ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		return "", fmt.Errorf("no peer certificate")
+	}
+	sum := sha256.Sum256(st.PeerCertificates[0].Raw)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // TestClusterCertificateWrongSecret starts a node with another cluster
@@ -193,11 +284,11 @@ func TestClusterCertificateWrongSecret(t *testing.T) {
 	dir := t.TempDir()
 	env := append([]string{"MAILCLUSTER_CLUSTER_SECRET=another-secret-0123456789"}, adminEnv...)
 	odd := StartProcess(t, env, c.NodeArgs("odd", dir)...)
-	eventually(t, 5*time.Second, "the node with the wrong secret reports unhealthy", func() bool {
+	eventually(t, waitTimeout, "the node with the wrong secret reports unhealthy", func() bool {
 		code, body, err := tryDo("GET", odd.BaseURL+"/health", "", "", "", "")
 		return err == nil && code == 503 && strings.Contains(body, "cannot be unsealed")
 	})
-	eventually(t, 2*time.Second, "cluster log error", func() bool {
+	eventually(t, waitTimeout, "cluster log error", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "logs", "cluster.log"))
 		return strings.Contains(string(b), `"event":"certificate-problem"`)
 	})

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 const adminPW = "it-admin-pass-1"
@@ -39,7 +38,7 @@ func TestServeCreateRestart(t *testing.T) {
 		t.Fatalf("put setting: %d %s", code, body)
 	}
 	ini := filepath.Join(data, "app", "mailcluster.ini")
-	eventually(t, 2*time.Second, "ini file written", func() bool {
+	eventually(t, waitTimeout, "ini file written", func() bool {
 		b, _ := os.ReadFile(ini)
 		return strings.Contains(string(b), "Banner=welcome")
 	})

@@ -17,7 +17,9 @@ import (
 func TestClusterOnePrimaryAndReplication(t *testing.T) {
 	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
-	time.Sleep(300 * time.Millisecond) // no second primary appears later
+	// Every other node has read the primary key held by p: no second
+	// primary can appear from this election.
+	awaitSettled(t, c, p)
 	if ps := c.Primaries(); len(ps) != 1 || ps[0] != p {
 		t.Fatalf("primaries = %v, want only n%d", ps, p)
 	}
@@ -34,11 +36,11 @@ func TestClusterOnePrimaryAndReplication(t *testing.T) {
 	}
 	for _, i := range c.Secondaries(p) {
 		n := c.Nodes[i]
-		eventually(t, 2*time.Second, fmt.Sprintf("account visible on n%d", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("account visible on n%d", i), func() bool {
 			code, _ := admin(t, n, "GET", "/api/v1/domains/example.com/accounts/alice", "")
 			return code == 200
 		})
-		eventually(t, 2*time.Second, fmt.Sprintf("ini file on n%d", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("ini file on n%d", i), func() bool {
 			b, _ := os.ReadFile(filepath.Join(n.DataDir, "app", "mailcluster.ini"))
 			return strings.Contains(string(b), "Banner=replicated")
 		})
@@ -57,7 +59,7 @@ func TestClusterSecondaryRefusesWrites(t *testing.T) {
 	if code, body := admin(t, primary, "POST", "/api/v1/domains/example.com/accounts", `{"mailbox":"alice","password":"alice-pass-1"}`); code != 201 {
 		t.Fatalf("create account: %d %s", code, body)
 	}
-	eventually(t, 2*time.Second, "replicated", func() bool {
+	eventually(t, waitTimeout, "replicated", func() bool {
 		code, _ := admin(t, sec, "GET", "/api/v1/domains/example.com/accounts/alice", "")
 		return code == 200
 	})
@@ -105,14 +107,31 @@ func TestClusterSecondaryRefusesWrites(t *testing.T) {
 			t.Errorf("XML %s on secondary: %d %s", op[:40], code, body)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	after, _ := primary.Health()
-	afterSec, _ := sec.Health()
-	if after.Index != before.Index || afterSec.Index != before.Index {
-		t.Fatalf("refused writes changed the state: index %d -> primary %d, secondary %d", before.Index, after.Index, afterSec.Index)
+	// A later write on the primary, applied on both nodes, is the point
+	// past which any refused write would have shown.
+	if h, _ := primary.Health(); h.Index != before.Index {
+		t.Fatalf("refused writes changed the state: index %d -> %d", before.Index, h.Index)
 	}
-	if code, body := admin(t, sec, "GET", "/api/v1/domains/example.com/accounts/alice", ""); code != 200 || strings.Contains(body, `"frozen":true`) {
-		t.Fatalf("account changed: %d %s", code, body)
+	if code, body := admin(t, primary, "POST", "/api/v1/domains", `{"name":"later.com"}`); code != 201 {
+		t.Fatalf("later write on the primary: %d %s", code, body)
+	}
+	later, _ := primary.Health()
+	awaitIndex(t, later.Index, primary, sec)
+	for _, n := range []*Node{primary, sec} {
+		for _, path := range []string{"/api/v1/domains/new.com", "/api/v1/domains/example.com/accounts/bob"} {
+			if code, body := admin(t, n, "GET", path, ""); code != 404 {
+				t.Errorf("%s on %s after refused writes: %d %s, want 404", path, n.BaseURL, code, body)
+			}
+		}
+		if code, body := admin(t, n, "GET", "/api/v1/domains/example.com/accounts/alice", ""); code != 200 || strings.Contains(body, `"frozen":true`) || strings.Contains(body, `"fullName":"x"`) {
+			t.Errorf("account changed on %s: %d %s", n.BaseURL, code, body)
+		}
+		if code, body := admin(t, n, "GET", "/api/v1/domains/example.com", ""); code != 200 || strings.Contains(body, `"description":"x"`) {
+			t.Errorf("domain changed on %s: %d %s", n.BaseURL, code, body)
+		}
+		if code, body := admin(t, n, "GET", "/api/v1/settings/mailcluster/SMTP/Banner", ""); strings.Contains(body, `"value":"x"`) {
+			t.Errorf("setting changed on %s: %d %s", n.BaseURL, code, body)
+		}
 	}
 }
 
@@ -146,7 +165,7 @@ func TestClusterFailoverKill(t *testing.T) {
 		t.Fatal("the killed node is still primary")
 	}
 	back := c.Start(p)
-	eventually(t, 5*time.Second, "killed node rejoined as a secondary and caught up", func() bool {
+	eventually(t, waitTimeout, "killed node rejoined as a secondary and caught up", func() bool {
 		h, ok := back.Health()
 		if !ok || h.Role != "secondary" {
 			return false
@@ -168,7 +187,7 @@ func TestClusterGracefulHandover(t *testing.T) {
 	c.Nodes[p].Stop()
 	stopped := time.Since(start)
 	var took time.Duration
-	eventually(t, 5*time.Second, "a new primary accepts writes", func() bool {
+	eventually(t, waitTimeout, "a new primary accepts writes", func() bool {
 		ps := c.Primaries()
 		if len(ps) != 1 {
 			return false
@@ -186,7 +205,7 @@ func TestClusterSwitchover(t *testing.T) {
 	c := StartCluster(t, harness.SharedConsul(t), 3, nil)
 	p := c.WaitPrimary(10 * time.Second)
 	target := c.Secondaries(p)[1]
-	eventually(t, 5*time.Second, "all nodes registered and healthy", func() bool {
+	eventually(t, waitTimeout, "all nodes registered and healthy", func() bool {
 		code, body := admin(t, c.Nodes[p], "GET", "/api/v1/cluster", "")
 		return code == 200 && strings.Count(body, `"healthy":true`) == 3
 	})
@@ -194,7 +213,7 @@ func TestClusterSwitchover(t *testing.T) {
 	if code != 200 && code != 202 {
 		t.Fatalf("switchover: %d %s", code, body)
 	}
-	eventually(t, 5*time.Second, "target became primary", func() bool {
+	eventually(t, waitTimeout, "target became primary", func() bool {
 		ps := c.Primaries()
 		return len(ps) == 1 && ps[0] == target
 	})
@@ -213,14 +232,17 @@ func TestClusterNeverPrimary(t *testing.T) {
 		t.Fatalf("the never-primary node n1 became primary")
 	}
 	c.Nodes[0].Stop()
-	time.Sleep(1500 * time.Millisecond)
-	if h, _ := c.Nodes[1].Health(); h.Role == "primary" {
-		t.Fatal("the never-primary node took over")
-	}
+	// n1 has read the primary key free: the point at which an eligible
+	// node takes it.
+	awaitNoPrimarySeen(t, c.Nodes[1], "n1")
 	code, body := admin(t, c.Nodes[1], "POST", "/api/v1/domains", `{"name":"x.com"}`)
 	if code != 503 {
 		t.Fatalf("write with no primary: %d %s, want 503", code, body)
 	}
+	// n0 comes back and takes the key: it stayed free all along.
+	c.Start(0)
+	eventually(t, waitTimeout, "n0 primary again", func() bool { return role(c.Nodes[0]) == "primary" })
+	neverElected(t, c.Nodes[1], "n1")
 }
 
 // TestClusterLocalEditOverwritten edits a secondary's ini file by hand.
@@ -229,7 +251,7 @@ func TestClusterLocalEditOverwritten(t *testing.T) {
 	p := c.WaitPrimary(10 * time.Second)
 	sec := c.Nodes[c.Secondaries(p)[0]]
 	ini := filepath.Join(sec.DataDir, "app", "mailcluster.ini")
-	eventually(t, 5*time.Second, "ini file written", func() bool {
+	eventually(t, waitTimeout, "ini file written", func() bool {
 		b, _ := os.ReadFile(ini)
 		return strings.Contains(string(b), "MailboxPath=")
 	})
@@ -237,12 +259,12 @@ func TestClusterLocalEditOverwritten(t *testing.T) {
 	if err := os.WriteFile(ini, []byte("[NewAccounts]\nMailboxPath=/tmp/hacked/$MAILBOX$\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	took := eventually(t, 2*time.Second, "file rewritten from the replicated state", func() bool {
+	took := eventually(t, waitTimeout, "file rewritten from the replicated state", func() bool {
 		b, _ := os.ReadFile(ini)
 		return string(b) == string(orig)
 	})
 	t.Logf("local edit overwritten after %s", took.Round(time.Millisecond))
-	eventually(t, time.Second, "cluster log entry", func() bool {
+	eventually(t, waitTimeout, "cluster log entry", func() bool {
 		b, _ := os.ReadFile(filepath.Join(sec.DataDir, "logs", "cluster.log"))
 		return strings.Contains(string(b), `"event":"settings-overwritten"`)
 	})
@@ -263,7 +285,7 @@ func TestClusterStatusAndRegistration(t *testing.T) {
 				Version string `json:"version"`
 			} `json:"nodes"`
 		}
-		eventually(t, 5*time.Second, fmt.Sprintf("status on n%d lists 3 healthy nodes", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("status on n%d lists 3 healthy nodes", i), func() bool {
 			code, body := admin(t, n, "GET", "/api/v1/cluster", "")
 			if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Nodes) != 3 {
 				return false
@@ -320,12 +342,12 @@ func TestClusterStatusAndRegistration(t *testing.T) {
 		}
 	}
 	// The Consul check's output states role and lag in words.
-	eventually(t, 5*time.Second, "check output states the role", func() bool {
+	eventually(t, waitTimeout, "check output states the role", func() bool {
 		_, body := do(t, "GET", "http://"+c.Consul.Addr+"/v1/health/checks/mailcluster", "", "", "", "")
 		return strings.Contains(body, `primary; lag 0 ms; ok`) && strings.Contains(body, `secondary; lag 0 ms; ok`)
 	})
 	c.Nodes[p].Stop()
-	eventually(t, 3*time.Second, "stopped node deregistered", func() bool {
+	eventually(t, waitTimeout, "stopped node deregistered", func() bool {
 		_, body := do(t, "GET", "http://"+c.Consul.Addr+"/v1/health/service/mailcluster?tag=cluster-"+c.Name, "", "", "", "")
 		var left []json.RawMessage
 		return json.Unmarshal([]byte(body), &left) == nil && len(left) == 2
@@ -343,13 +365,13 @@ func TestClusterConsulDown(t *testing.T) {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	for _, i := range c.Secondaries(p) {
-		eventually(t, 2*time.Second, "replicated", func() bool {
+		eventually(t, waitTimeout, "replicated", func() bool {
 			code, _ := admin(t, c.Nodes[i], "GET", "/api/v1/domains/kept.com", "")
 			return code == 200
 		})
 	}
 	consul.Stop()
-	eventually(t, 5*time.Second, "no node claims to be primary", func() bool { return len(c.Primaries()) == 0 })
+	eventually(t, waitTimeout, "no node claims to be primary", func() bool { return len(c.Primaries()) == 0 })
 	for i, n := range c.Nodes {
 		if code, body := admin(t, n, "GET", "/api/v1/domains/kept.com", ""); code != 200 {
 			t.Fatalf("read on n%d with consul down: %d %s", i, code, body)

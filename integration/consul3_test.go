@@ -78,14 +78,14 @@ func TestFaultConsulServers(t *testing.T) {
 		if code, body := admin(t, c.Nodes[p], "POST", "/api/v1/cluster/switchover", fmt.Sprintf(`{"target":"n%d"}`, target)); code != 200 && code != 202 {
 			t.Fatalf("switchover: %d %s", code, body)
 		}
-		eventually(t, 5*time.Second, "switchover", func() bool { ps := c.Primaries(); return len(ps) == 1 && ps[0] == target })
+		eventually(t, waitTimeout, "switchover", func() bool { ps := c.Primaries(); return len(ps) == 1 && ps[0] == target })
 		p = target
 	}
 	if code, body := admin(t, c.Nodes[p], "POST", "/api/v1/domains", `{"name":"before.test"}`); code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	for i, n := range c.Nodes {
-		eventually(t, 2*time.Second, fmt.Sprintf("replicated to n%d", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("replicated to n%d", i), func() bool {
 			code, _ := admin(t, n, "GET", "/api/v1/domains/before.test", "")
 			return code == 200
 		})
@@ -153,7 +153,7 @@ func TestFaultConsulServers(t *testing.T) {
 	t.Logf("20 more writes with one Consul server down took %s; failed attempts before them (by status): %v; mailcluster elections meanwhile: %d",
 		time.Since(okStart).Round(time.Millisecond), retried, electionCount(c)-electionsBefore)
 	for _, n := range survivors {
-		took := eventually(t, 2*time.Second, "writes replicated to "+n.BaseURL, func() bool {
+		took := eventually(t, waitTimeout, "writes replicated to "+n.BaseURL, func() bool {
 			have, ok := domainSet(n)
 			return ok && !slices.ContainsFunc(acked, func(a string) bool { return !have[a] })
 		})

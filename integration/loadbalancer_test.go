@@ -143,12 +143,12 @@ func TestLoadBalancerHAProxy(t *testing.T) {
 		t.Fatalf("create account: %d %s", code, body)
 	}
 	for _, n := range c.Nodes {
-		eventually(t, 2*time.Second, "account replicated", func() bool {
+		eventually(t, waitTimeout, "account replicated", func() bool {
 			code, _ := admin(t, n, "GET", "/api/v1/domains/example.com/accounts/alice", "")
 			return code == 200
 		})
 	}
-	eventually(t, 5*time.Second, "SMTP through HAProxy", func() bool { return sendGo(lbSMTP, "alice@example.com", "probe", "x") == nil })
+	eventually(t, waitTimeout, "SMTP through HAProxy", func() bool { return sendGo(lbSMTP, "alice@example.com", "probe", "x") == nil })
 	for i := range 9 {
 		if err := sendGo(lbSMTP, "alice@example.com", fmt.Sprintf("via-lb-%d", i), "hello"); err != nil {
 			t.Fatalf("SMTP %d through HAProxy: %v", i, err)

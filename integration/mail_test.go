@@ -105,7 +105,7 @@ func setupMailCluster(t *testing.T, n int, extra map[int][]string) (*Cluster, in
 		t.Fatalf("create account: %d %s", code, body)
 	}
 	for i := range c.Nodes {
-		eventually(t, 2*time.Second, "account replicated", func() bool {
+		eventually(t, waitTimeout, "account replicated", func() bool {
 			code, _ := admin(t, c.Nodes[i], "GET", "/api/v1/domains/example.com/accounts/bulk", "")
 			return code == 200
 		})
@@ -134,7 +134,7 @@ func TestClusterMail(t *testing.T) {
 			t.Fatalf("n%d raw message: %d\n%s", i, code, raw)
 		}
 	}
-	took := eventually(t, time.Second, "usage agrees on all nodes", func() bool {
+	took := eventually(t, waitTimeout, "usage agrees on all nodes", func() bool {
 		for _, n := range c.Nodes {
 			if getUsage(t, n, "alice@example.com").Messages != 1 {
 				return false
@@ -150,7 +150,7 @@ func TestClusterMail(t *testing.T) {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
-	eventually(t, time.Second, "usage 4 on node b", func() bool { return getUsage(t, b, "alice@example.com").Messages == 4 })
+	eventually(t, waitTimeout, "usage 4 on node b", func() bool { return getUsage(t, b, "alice@example.com").Messages == 4 })
 	err := sendGo(b.SMTP, "alice@example.com", "over", "one too many")
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code != 552 || se.EnhancedCode != (smtp.EnhancedCode{5, 2, 2}) {
@@ -165,7 +165,7 @@ func TestClusterMail(t *testing.T) {
 	if code, body := admin(t, b, "DELETE", "/api/v1/domains/example.com/accounts/alice/messages/"+ids["m2"], ""); code != 204 {
 		t.Fatalf("delete on a secondary: %d %s", code, body)
 	}
-	eventually(t, time.Second, "usage 3 everywhere", func() bool {
+	eventually(t, waitTimeout, "usage 3 everywhere", func() bool {
 		for _, n := range c.Nodes {
 			if getUsage(t, n, "alice@example.com").Messages != 3 {
 				return false
@@ -186,7 +186,7 @@ func TestClusterMailReportsQueued(t *testing.T) {
 		t.Fatalf("primary is n%d", p)
 	}
 	c.Nodes[0].Stop()
-	eventually(t, 3*time.Second, "no primary", func() bool { return len(c.Primaries()) == 0 })
+	eventually(t, waitTimeout, "no primary", func() bool { return len(c.Primaries()) == 0 })
 	for i := range 3 {
 		if err := sendGo(c.Nodes[1].SMTP, "bulk@example.com", fmt.Sprintf("q%d", i), "queued"); err != nil {
 			t.Fatalf("delivery with no primary: %v", err)
@@ -287,7 +287,7 @@ func TestRecountUsage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 2*time.Second, "usage 3", func() bool { return getUsage(t, n, "alice@example.com").Messages == 3 })
+	eventually(t, waitTimeout, "usage 3", func() bool { return getUsage(t, n, "alice@example.com").Messages == 3 })
 	files, _ := filepath.Glob(filepath.Join(acc.MailboxPath, "new", "*"))
 	if len(files) != 3 {
 		t.Fatalf("%d files in %s", len(files), acc.MailboxPath)

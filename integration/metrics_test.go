@@ -178,7 +178,7 @@ func TestMetricsStandalone(t *testing.T) {
 			t.Fatalf("failed login %d: %d %v", i, code, err)
 		}
 	}
-	eventually(t, 5*time.Second, "the attacker blocked", func() bool {
+	eventually(t, waitTimeout, "the attacker blocked", func() bool {
 		code, _, _ := fromIP(attacker, "GET", n.BaseURL+"/api/v1/domains", "admin@localhost", adminPW)
 		return code == 403
 	})
@@ -267,7 +267,7 @@ func TestMetricsCluster(t *testing.T) {
 	}
 
 	// The secondary applies the write: its index reaches the primary's.
-	eventually(t, 5*time.Second, "secondary's index", func() bool {
+	eventually(t, waitTimeout, "secondary's index", func() bool {
 		return scrapeMetrics(t, c.Nodes[s]).value(t, "mailcluster_replication_index") >= index
 	})
 	sm := scrapeMetrics(t, c.Nodes[s])

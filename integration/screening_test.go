@@ -67,7 +67,7 @@ func TestClusterScreeningBlock(t *testing.T) {
 	p := c.WaitPrimary(10 * time.Second)
 	setScreening(t, c.Nodes[p], map[string]string{"IPFailures": "4"})
 	secs := c.Secondaries(p)
-	eventually(t, 2*time.Second, "setting replicated", func() bool {
+	eventually(t, waitTimeout, "setting replicated", func() bool {
 		for _, i := range secs {
 			code, body := admin(t, c.Nodes[i], "GET", "/api/v1/settings/mailcluster/Screening/IPFailures", "")
 			if code != 200 || !strings.Contains(body, `"4"`) {
@@ -86,7 +86,7 @@ func TestClusterScreeningBlock(t *testing.T) {
 	}
 	start := time.Now()
 	third := c.Nodes[p]
-	eventually(t, time.Second, "blocked on the third node", func() bool {
+	eventually(t, waitTimeout, "blocked on the third node", func() bool {
 		code, _, _ := fromIP(attacker, "GET", third.BaseURL+"/api/v1/node", "admin@localhost", adminPW)
 		return code == 403
 	})
@@ -114,7 +114,7 @@ func TestClusterScreeningBlock(t *testing.T) {
 		t.Fatalf("unblock on the primary: %d %s", code, body)
 	}
 	for i, n := range c.Nodes {
-		eventually(t, time.Second, fmt.Sprintf("unblocked on n%d", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("unblocked on n%d", i), func() bool {
 			code, _, _ := fromIP(attacker, "GET", n.BaseURL+"/api/v1/node", "admin@localhost", adminPW)
 			return code == 200
 		})
@@ -137,7 +137,7 @@ func TestClusterScreeningThawByToken(t *testing.T) {
 		t.Fatalf("create: %d %s", code, body)
 	}
 	for i, n := range c.Nodes {
-		eventually(t, 2*time.Second, "account replicated", func() bool {
+		eventually(t, waitTimeout, "account replicated", func() bool {
 			code, _ := do(t, "GET", n.BaseURL+"/api/v1/node", "boss@example.com", "boss-pass-123", "", "")
 			return code == 200
 		})
@@ -146,14 +146,14 @@ func TestClusterScreeningThawByToken(t *testing.T) {
 		}
 	}
 	for i, n := range c.Nodes {
-		eventually(t, 2*time.Second, fmt.Sprintf("frozen on n%d", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("frozen on n%d", i), func() bool {
 			code, _ := do(t, "GET", n.BaseURL+"/api/v1/node", "boss@example.com", "boss-pass-123", "", "")
 			return code == 401
 		})
 	}
 	// The token was mailed to the account; read it as the global admin.
 	var token string
-	eventually(t, 2*time.Second, "thaw token mailed", func() bool {
+	eventually(t, waitTimeout, "thaw token mailed", func() bool {
 		for _, id := range allMessages(t, primary, "boss@example.com") {
 			_, raw := admin(t, primary, "GET", "/api/v1/domains/example.com/accounts/boss/messages/"+id, "")
 			if m := reToken.FindStringSubmatch(raw); m != nil {
@@ -172,7 +172,7 @@ func TestClusterScreeningThawByToken(t *testing.T) {
 		t.Fatalf("thaw on the primary: %d %s", code, body)
 	}
 	for i, n := range c.Nodes {
-		eventually(t, time.Second, fmt.Sprintf("login on n%d after thaw", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("login on n%d after thaw", i), func() bool {
 			code, _ := do(t, "GET", n.BaseURL+"/api/v1/node", "boss@example.com", "boss-pass-123", "", "")
 			return code == 200
 		})
@@ -193,12 +193,12 @@ func TestClusterScreeningConsulDown(t *testing.T) {
 	setScreening(t, c.Nodes[p], map[string]string{"IPFailures": "3"})
 	si := c.Secondaries(p)[0]
 	sec := c.Nodes[si]
-	eventually(t, 2*time.Second, "setting replicated", func() bool {
+	eventually(t, waitTimeout, "setting replicated", func() bool {
 		_, body := admin(t, sec, "GET", "/api/v1/settings/mailcluster/Screening/IPFailures", "")
 		return strings.Contains(body, `"3"`)
 	})
 	consul.Stop()
-	eventually(t, 5*time.Second, "no primary", func() bool { return len(c.Primaries()) == 0 })
+	eventually(t, waitTimeout, "no primary", func() bool { return len(c.Primaries()) == 0 })
 
 	const attacker = "127.0.0.30"
 	for i := range 3 {
@@ -206,7 +206,7 @@ func TestClusterScreeningConsulDown(t *testing.T) {
 			t.Fatalf("guess %d: %d %v", i, code, err)
 		}
 	}
-	eventually(t, 2*time.Second, "the secondary blocks on its own", func() bool {
+	eventually(t, waitTimeout, "the secondary blocks on its own", func() bool {
 		code, _, _ := fromIP(attacker, "GET", sec.BaseURL+"/api/v1/node", "admin@localhost", adminPW)
 		return code == 403
 	})
@@ -227,7 +227,7 @@ func TestClusterScreeningConsulDown(t *testing.T) {
 		return code == 200 && strings.Contains(body, `"ip":"`+attacker+`"`)
 	})
 	for i, n := range c.Nodes {
-		eventually(t, 2*time.Second, fmt.Sprintf("blocked on n%d", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("blocked on n%d", i), func() bool {
 			code, _, _ := fromIP(attacker, "GET", n.BaseURL+"/api/v1/node", "admin@localhost", adminPW)
 			return code == 403
 		})
@@ -245,7 +245,7 @@ func TestClusterScreeningConsulDown(t *testing.T) {
 		code, _, _ := tryDo("DELETE", c.Nodes[ps[0]].BaseURL+"/api/v1/screening/ips/"+attacker, "admin@localhost", adminPW, "", "")
 		return code == 204 || code == 404 // 404: an earlier try went through
 	})
-	eventually(t, 2*time.Second, "unblocked on the secondary", func() bool {
+	eventually(t, waitTimeout, "unblocked on the secondary", func() bool {
 		code, _, _ := fromIP(attacker, "GET", sec.BaseURL+"/api/v1/node", "admin@localhost", adminPW)
 		return code == 200
 	})

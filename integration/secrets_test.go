@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"mailcluster"
 	"mailcluster/internal/harness"
 	"mailcluster/internal/nodeauth"
 )
@@ -79,7 +80,7 @@ func TestSecretsNotLogged(t *testing.T) {
 	cert := newTestCert(t, "mail.example.test")
 	importCert(t, primary, "mail", cert)
 	for i, n := range c.Nodes {
-		eventually(t, 3*time.Second, fmt.Sprintf("n%d has the accounts and the certificate", i), func() bool {
+		eventually(t, waitTimeout, fmt.Sprintf("n%d has the accounts and the certificate", i), func() bool {
 			code, body := admin(t, n, "GET", "/api/v1/certificates/mail", "")
 			code2, _ := admin(t, n, "GET", "/api/v1/domains/example.com/accounts/bob", "")
 			return code == 200 && strings.Contains(body, cert.fingerprint) && code2 == 200
@@ -128,7 +129,7 @@ func TestSecretsNotLogged(t *testing.T) {
 		t.Fatalf("freeze: %d %s", code, body)
 	}
 	var thawToken string
-	eventually(t, 3*time.Second, "thaw token mailed", func() bool {
+	eventually(t, waitTimeout, "thaw token mailed", func() bool {
 		for _, id := range allMessages(t, primary, "bob@example.com") {
 			_, raw := admin(t, primary, "GET", "/api/v1/domains/example.com/accounts/bob/messages/"+id, "")
 			if m := reToken.FindStringSubmatch(raw); m != nil {
@@ -147,8 +148,11 @@ func TestSecretsNotLogged(t *testing.T) {
 		fmt.Sprintf(`{"address":"bob@example.com","token":%q}`, thawToken)); code != 204 {
 		t.Fatalf("thaw: %d %s", code, body)
 	}
-	// Let the last replication, usage reports and clock probes be logged.
-	time.Sleep(1500 * time.Millisecond)
+	// Wait until the thaw is logged on the primary and replicated (and
+	// logged) on every secondary: the last writes have left their traces.
+	thawed, _ := primary.Health()
+	awaitEvent(t, primary, fmt.Sprintf("n%d", p), mailcluster.EventAccountThawed, fieldIs("address", "bob@example.com"))
+	awaitReplicationLogged(t, c, p, thawed.Index)
 
 	secrets := map[string]string{
 		"admin password":     adminPW,
