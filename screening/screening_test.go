@@ -178,3 +178,58 @@ func TestGate(t *testing.T) {
 		}
 	})
 }
+
+// TestWindowEdges: a failure exactly a window old no longer counts, one
+// just younger still does (for the address and for the account).
+func TestWindowEdges(t *testing.T) {
+	cfg := config() // IPFailures 3 in 10 min, AccountFailures 2 in 1 h
+	d := screening.NewDetector()
+	d.Observe(cfg, t0, []mailcluster.LoginFailure{failure(t0, "192.0.2.50", "e@x.test", "1"), failure(t0, "192.0.2.50", "", "2")})
+	at := t0.Add(cfg.IPWindow) // the first two are exactly a window old
+	if ips, _ := d.Observe(cfg, at, []mailcluster.LoginFailure{failure(at, "192.0.2.50", "", "3")}); len(ips) != 0 {
+		t.Fatalf("failures exactly a window old still counted: %v", ips)
+	}
+	d = screening.NewDetector()
+	d.Observe(cfg, t0, []mailcluster.LoginFailure{failure(t0, "192.0.2.51", "", "1"), failure(t0, "192.0.2.51", "", "2")})
+	just := t0.Add(cfg.IPWindow - time.Nanosecond)
+	if ips, _ := d.Observe(cfg, just, []mailcluster.LoginFailure{failure(just, "192.0.2.51", "", "3")}); len(ips) != 1 {
+		t.Fatalf("failures just inside the window not counted: %v", ips)
+	}
+	// A failure reported with a time a window old is not counted at all.
+	d = screening.NewDetector()
+	old := t0.Add(-cfg.AccountWindow)
+	d.Observe(cfg, t0, []mailcluster.LoginFailure{failure(old, "192.0.2.52", "f@x.test", "1")})
+	if _, accs := d.Observe(cfg, t0, []mailcluster.LoginFailure{failure(t0, "192.0.2.53", "f@x.test", "2")}); len(accs) != 0 {
+		t.Fatalf("a failure reported a window late counted: %v", accs)
+	}
+}
+
+// TestHasherSameKey: nodes that share the key hash alike, so a repeated
+// password is recognised cluster-wide.
+func TestHasherSameKey(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	if screening.NewHasher(key).Hash("a@x.test", "pw") != screening.NewHasher(key).Hash("a@x.test", "pw") {
+		t.Fatal("two hashers with one key disagree")
+	}
+}
+
+// TestGateCountsFailuresAndInFlight: failures and attempts in flight fill
+// the address's slots together.
+func TestGateCountsFailuresAndInFlight(t *testing.T) {
+	cfg := config() // IPFailures 3
+	now := func() time.Time { return t0 }
+	never := func() bool { return false }
+	g := screening.NewGate()
+	for i := range 2 {
+		at, _ := g.Reserve(context.Background(), cfg, now, "192.0.2.60", "", never)
+		at.Finish(t0, true, string(rune('a'+i)))
+	}
+	if _, r := g.Reserve(context.Background(), cfg, now, "192.0.2.60", "", never); r != screening.Open {
+		t.Fatal("two failures and nothing in flight: the third attempt must get a slot")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, r := g.Reserve(ctx, cfg, now, "192.0.2.60", "", never); r != screening.RefusedAddress {
+		t.Fatalf("two failures and one in flight fill three slots: %v", r)
+	}
+}
