@@ -319,7 +319,19 @@ func TestFaultFailoverUnderLoad(t *testing.T) {
 	pauseGap := waitAck(t, w, stoppedAt, oldURL, 2*time.Second, "a new primary acknowledges writes while the old one is paused")
 	cont()
 	contAt := time.Now()
-	time.Sleep(time.Second)
+	// Keep writing to it until it has answered a few writes sent after
+	// SIGCONT (the deposed node, awake, has had its chance to accept).
+	eventually(t, waitTimeout, "the resumed node answers direct writes sent after SIGCONT", func() bool {
+		dmu.Lock()
+		defer dmu.Unlock()
+		n := 0
+		for _, r := range direct {
+			if r.at.After(contAt) && r.code != 0 {
+				n++
+			}
+		}
+		return n >= 3
+	})
 	close(directStop)
 	dwg.Wait()
 	eventually(t, 5*time.Second, "the resumed node is a secondary", func() bool {

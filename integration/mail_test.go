@@ -233,7 +233,12 @@ func TestClusterMailKill(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill it under load: once a number of messages have been accepted.
+	eventually(t, waitTimeout, "messages accepted before the kill", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) >= 10
+	})
 	_ = victim.Signal(syscall.SIGKILL)
 	victim.Wait()
 	close(stop)

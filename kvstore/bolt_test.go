@@ -159,7 +159,7 @@ func TestNotify(t *testing.T) {
 	}
 	select {
 	case <-ch:
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("no notification for a key under the prefix")
 	}
 }

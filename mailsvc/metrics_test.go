@@ -91,7 +91,7 @@ func (e *metricsEnv) wantMetrics(t *testing.T, want string) {
 `
 	var err error
 	// Sessions are counted at accept, which may trail the client a moment.
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		err = testutil.GatherAndCompare(e.reg, strings.NewReader(head+want),
 			"mailcluster_smtp_sessions_total", "mailcluster_smtp_deliveries_total", "mailcluster_smtp_rejections_total")
 		if err == nil || time.Now().After(deadline) {
