@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -84,9 +85,9 @@ const (
 
 // newAccountResponse returns the JSON form of an account with its published
 // usage.
-func (s *Server) newAccountResponse(a *mailcluster.Account) Account {
+func (s *Server) newAccountResponse(ctx context.Context, a *mailcluster.Account) Account {
 	p := a.Public()
-	u := s.svc.Usage(p.Domain, p.Mailbox)
+	u, _ := s.svc.AccountUsage(ctx, p.Domain, p.Mailbox) // the account was authorized already
 	return Account{Address: p.Address(), Domain: p.Domain, Mailbox: p.Mailbox, FullName: p.FullName,
 		FirstName: p.FirstName, LastName: p.LastName, MailboxPath: p.MailboxPath, Frozen: p.Frozen,
 		Disabled: p.Disabled, QuotaBytes: p.QuotaBytes, QuotaMessages: p.QuotaMessages,
@@ -128,7 +129,7 @@ func (s *Server) handleAccountList(c echo.Context) error {
 	}
 	out := AccountPage{Accounts: make([]Account, 0, len(as)), NextCursor: next}
 	for _, a := range as {
-		out.Accounts = append(out.Accounts, s.newAccountResponse(a))
+		out.Accounts = append(out.Accounts, s.newAccountResponse(c.Request().Context(), a))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -152,7 +153,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, accountLocation(a.Domain, a.Mailbox))
-	return c.JSON(http.StatusCreated, s.newAccountResponse(a))
+	return c.JSON(http.StatusCreated, s.newAccountResponse(c.Request().Context(), a))
 }
 
 // handleAccountGet answers GET /api/v1/domains/{domain}/accounts/{mailbox}.
@@ -161,7 +162,7 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.newAccountResponse(a))
+	return c.JSON(http.StatusOK, s.newAccountResponse(c.Request().Context(), a))
 }
 
 // handleAccountUpdate answers PATCH /api/v1/domains/{domain}/accounts/{mailbox}.
@@ -184,7 +185,7 @@ func (s *Server) handleAccountUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.newAccountResponse(a))
+	return c.JSON(http.StatusOK, s.newAccountResponse(c.Request().Context(), a))
 }
 
 // handleAccountDelete answers DELETE /api/v1/domains/{domain}/accounts/{mailbox}.

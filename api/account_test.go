@@ -38,7 +38,7 @@ func TestAccountCRUD(t *testing.T) {
 		}
 	})
 	t.Run("CreateWithPath", func(t *testing.T) {
-		p := env.Svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "") + "/custom/bob/"
+		p := mustLocal(env.Svc).Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "") + "/custom/bob/"
 		a := c.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "bob", "password": "bob-pass-12",
 			"mailboxPath": p, "frozen": true})
 		if a.MailboxPath != p || !a.Frozen || a.AdminRights != "none" {

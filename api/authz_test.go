@@ -687,7 +687,7 @@ func TestAuthzOwnDomainLimits(t *testing.T) {
 
 // mailboxRoot returns the node's mailbox root.
 func mailboxRoot(e *authzEnv) (string, error) {
-	roots := mailcluster.MailboxRoots(e.Svc.Setting)
+	roots := mailcluster.MailboxRoots(mustLocal(e.Svc).Setting)
 	if len(roots) == 0 {
 		return "", mailcluster.Errorf(mailcluster.EINTERNAL, "no mailbox root")
 	}

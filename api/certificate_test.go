@@ -63,7 +63,7 @@ func assertNoKeyInLog(t *testing.T, env *Env) {
 	t.Helper()
 	logs := env.Log.String()
 	markers := keyMarkers()
-	for _, c := range env.Svc.StoredCertificates(true) {
+	for _, c := range mustLocal(env.Svc).StoredCertificates(true) {
 		markers = append(markers, c.SealedKey)
 	}
 	for _, m := range markers {
@@ -143,7 +143,7 @@ func TestCertificates(t *testing.T) {
 		}
 	})
 	t.Run("KeySealed", func(t *testing.T) {
-		for _, sc := range env.Svc.StoredCertificates(true) {
+		for _, sc := range mustLocal(env.Svc).StoredCertificates(true) {
 			if sc.SealedKey == "" || strings.Contains(sc.SealedKey, "PRIVATE KEY") {
 				t.Fatalf("%s: key not sealed", sc.Name)
 			}

@@ -109,7 +109,7 @@ func (s *Server) handleClusterSwitchover(c echo.Context) error {
 			return err
 		}
 	}
-	from := s.svc.NodeInfo().Name
+	from := s.nodeInfo().Name
 	if err := s.svc.Switchover(c.Request().Context(), in.Target); err != nil {
 		return err
 	}

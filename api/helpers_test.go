@@ -283,7 +283,7 @@ func (e *Env) start(tb testing.TB, svc *service.Service, node string, logger *sl
 	}
 	if !cfg.noMail {
 		e.Outbox = mustRunOutbox(tb, node, send, logger)
-		e.Mail = mailsvc.NewStore(svc, e.Outbox, logger)
+		e.Mail = mailsvc.NewStore(mustLocal(svc), e.Outbox, logger)
 		acfg.Mail = e.Mail
 	}
 	switch {

@@ -153,7 +153,11 @@ func (s *Server) handleUsageGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, newUsageResponse(a, s.svc.Usage(a.Domain, a.Mailbox)))
+	u, err := s.svc.AccountUsage(c.Request().Context(), a.Domain, a.Mailbox)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newUsageResponse(a, u))
 }
 
 // handleUsageRecount answers POST /api/v1/domains/{domain}/accounts/{mailbox}/usage/recount.
@@ -168,7 +172,7 @@ func (s *Server) handleUsageRecount(c echo.Context) error {
 	}
 	// The published record carries the time of publication; prefer it
 	// when it is this recount's.
-	if pub := s.svc.Usage(a.Domain, a.Mailbox); pub.RecountedAt.Equal(u.RecountedAt) && !pub.UpdatedAt.IsZero() {
+	if pub, _ := s.svc.AccountUsage(c.Request().Context(), a.Domain, a.Mailbox); pub.RecountedAt.Equal(u.RecountedAt) && !pub.UpdatedAt.IsZero() {
 		u.UpdatedAt = pub.UpdatedAt
 	} else if u.UpdatedAt.IsZero() {
 		u.UpdatedAt = u.RecountedAt

@@ -67,7 +67,7 @@ func mustOpenMailEnv(tb testing.TB, opts ...EnvOption) *Env {
 // returns the text the mailbox then holds.
 func (e *Env) MustDeliver(tb testing.TB, address, subject string) string {
 	tb.Helper()
-	acc, err := e.Svc.LookupAccount(address)
+	acc, err := mustLocal(e.Svc).LookupAccount(address)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestUsage(t *testing.T) {
 		waitUsage(t, c, aliceBase, total, 2)
 	})
 	t.Run("Recount", func(t *testing.T) {
-		acc, err := env.Svc.LookupAccount("alice@example.com")
+		acc, err := mustLocal(env.Svc).LookupAccount("alice@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/openapi"
+	"mailcluster/service"
 )
 
 // nodeResponse is the JSON form of mailcluster.NodeInfo.
@@ -116,7 +118,7 @@ func (s *Server) handleHealthSecondary(c echo.Context) error {
 // health describes the node: unhealthy when a component reports a
 // problem or the node is pending (it serves no configuration).
 func (s *Server) health() healthResponse {
-	info := s.svc.NodeInfo()
+	info := s.nodeInfo()
 	n := newNodeResponse(info)
 	out := healthResponse{Status: healthOK, Role: n.Role, Name: n.Name, Primary: n.Primary, Index: n.Index, LagMS: n.LagMS,
 		Problems: n.Problems}
@@ -161,7 +163,15 @@ func (s *Server) handleOpenAPI(c echo.Context) error {
 
 // handleNodeGet answers GET /api/v1/node.
 func (s *Server) handleNodeGet(c echo.Context) error {
-	return c.JSON(http.StatusOK, newNodeResponse(s.svc.NodeInfo()))
+	return c.JSON(http.StatusOK, newNodeResponse(s.nodeInfo()))
+}
+
+// nodeInfo describes this node. The health endpoints answer without
+// credentials, so the question is asked as the anonymous network (which
+// may ask it; it cannot fail then).
+func (s *Server) nodeInfo() mailcluster.NodeInfo {
+	info, _ := s.svc.NodeInfo(service.Anonymous(context.Background()))
+	return info
 }
 
 func newNodeResponse(info mailcluster.NodeInfo) nodeResponse {

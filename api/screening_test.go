@@ -595,7 +595,7 @@ func TestInternalFailures(t *testing.T) {
 	}
 	notBlocked := func(t *testing.T, ip string) {
 		t.Helper()
-		if b, ok := env.Svc.BlockedIP(ip); ok {
+		if b, ok := mustLocal(env.Svc).BlockedIP(ip); ok {
 			t.Fatalf("%s is blocked: %+v", ip, b)
 		}
 	}
@@ -606,7 +606,7 @@ func TestInternalFailures(t *testing.T) {
 		notBlocked(t, "203.0.113.60")
 		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: report(3, "203.0.113.60")}).
 			Expect(t, http.StatusNoContent)
-		b, ok := env.Svc.BlockedIP("203.0.113.60")
+		b, ok := mustLocal(env.Svc).BlockedIP("203.0.113.60")
 		if !ok || b.Source != "auto" || b.Offences != 1 {
 			t.Fatalf("block %+v, %v", b, ok)
 		}
@@ -646,7 +646,7 @@ func TestInternalFailures(t *testing.T) {
 		// A fresh signed report still counts.
 		c.Do(t, Request{Method: http.MethodPost, Path: path, Signed: true, Body: report(2, "203.0.113.64")}).
 			Expect(t, http.StatusNoContent)
-		if _, ok := env.Svc.BlockedIP("203.0.113.64"); !ok {
+		if _, ok := mustLocal(env.Svc).BlockedIP("203.0.113.64"); !ok {
 			t.Fatal("not blocked after 3 failures reported by signed requests")
 		}
 	})

@@ -60,7 +60,7 @@ func TestCertManager(t *testing.T) {
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
 	fallback, _ = tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
 	events := &recordingLog{}
-	m := certs.NewManager(svc, svc.SealKey(), &fallback, events, discard())
+	m := certs.NewManager(mustLocal(svc), mailcluster.SealKey("cluster-secret-0123456789"), &fallback, events, discard())
 	expiries := map[string]time.Duration{}
 	m.OnExpiry = func(name string, left time.Duration) { expiries[name] = left }
 
@@ -88,7 +88,7 @@ func TestCertManager(t *testing.T) {
 	if len(m.Problems()) != 0 {
 		t.Fatalf("problems = %v", m.Problems())
 	}
-	pemDir := svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
+	pemDir := mustLocal(svc).Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
 	crt, _ := os.ReadFile(filepath.Join(pemDir, "mail.crt"))
 	key, _ := os.ReadFile(filepath.Join(pemDir, "mail.key"))
 	st, _ := os.Stat(filepath.Join(pemDir, "mail.key"))
@@ -118,7 +118,7 @@ func TestCertManager(t *testing.T) {
 
 	// A node with another cluster secret cannot unseal: it serves nothing
 	// of the replicated certificates and reports the problem.
-	wrong := certs.NewManager(svc, mailcluster.SealKey("another-secret-0123456789"), &fallback, events, discard())
+	wrong := certs.NewManager(mustLocal(svc), mailcluster.SealKey("another-secret-0123456789"), &fallback, events, discard())
 	wrong.Sync()
 	if p := wrong.Problems(); len(p) != 2 || !strings.Contains(p[0], "cannot be unsealed") {
 		t.Fatalf("problems = %v", p)
@@ -148,8 +148,8 @@ func TestCertManagerPEMDirectory(t *testing.T) {
 	svc, _ := MustOpenPrimary(t, func(o *service.Options) { o.SealKey = mailcluster.SealKey("cluster-secret-0123456789") })
 	self := testcert.New(testcert.Options{Names: []string{"self.test"}})
 	fallback, _ := tls.X509KeyPair([]byte(self.Chain), []byte(self.Key))
-	m := certs.NewManager(svc, svc.SealKey(), &fallback, &recordingLog{}, discard())
-	pemDir := svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
+	m := certs.NewManager(mustLocal(svc), mailcluster.SealKey("cluster-secret-0123456789"), &fallback, &recordingLog{}, discard())
+	pemDir := mustLocal(svc).Setting(mailcluster.SectionDirectories, mailcluster.KeyPEM, "")
 	if err := os.MkdirAll(pemDir, 0o750); err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func mustOpenExpiryEnv(t *testing.T, certificates map[string]time.Time) *expiryE
 		t.Fatal(err)
 	}
 	e := &expiryEnv{events: &recordingLog{}, clock: &testClock{now: time.Now()}, checked: map[string]int{}}
-	e.m = certs.NewManager(svc, svc.SealKey(), &fallback, e.events, discard())
+	e.m = certs.NewManager(mustLocal(svc), mailcluster.SealKey("cluster-secret-0123456789"), &fallback, e.events, discard())
 	e.m.Now = e.clock.Now
 	e.m.OnExpiry = func(name string, _ time.Duration) {
 		e.mu.Lock()

@@ -75,7 +75,7 @@ func TestOutboxExactlyOnce(t *testing.T) {
 	stop := runOutbox(t, ob)
 	defer stop()
 	waitFor(t, func() bool { return ob.Queued() == 0 })
-	if u := svc.Usage("example.com", "alice"); u.Bytes != 150 || u.Messages != 2 {
+	if u := mustLocal(svc).Usage("example.com", "alice"); u.Bytes != 150 || u.Messages != 2 {
 		t.Fatalf("usage = %+v, want 150 bytes in 2 messages", u)
 	}
 	if calls.Load() < 2 {
@@ -135,7 +135,7 @@ func TestOutboxQueuesWhileUnreachable(t *testing.T) {
 	stop2 := runOutbox(t, ob2)
 	defer stop2()
 	ob2.Kick()
-	waitFor(t, func() bool { return svc.Usage("example.com", "alice").Messages == 3 })
+	waitFor(t, func() bool { return mustLocal(svc).Usage("example.com", "alice").Messages == 3 })
 	if b, m := ob2.Pending("example.com", "alice"); b != 0 || m != 0 {
 		t.Fatalf("pending after publication = %d, %d", b, m)
 	}
@@ -161,7 +161,7 @@ func TestOutboxNewEpoch(t *testing.T) {
 		stop()
 		ob.Close()
 	}
-	if u := svc.Usage("example.com", "alice"); u.Messages != 2 || u.Bytes != 14 {
+	if u := mustLocal(svc).Usage("example.com", "alice"); u.Messages != 2 || u.Bytes != 14 {
 		t.Fatalf("usage = %+v, want both changes counted", u)
 	}
 }

@@ -21,13 +21,13 @@ import (
 // pathsDir is the service with some accounts' mailbox paths replaced, as
 // if they had been stored before paths were checked (or by a bug).
 type pathsDir struct {
-	*service.Service
+	*service.Local
 	mu    sync.Mutex
 	paths map[string]string // address -> MailboxPath
 }
 
 func (d *pathsDir) LookupAccount(address string) (*mailcluster.Account, error) {
-	a, err := d.Service.LookupAccount(address)
+	a, err := d.Local.LookupAccount(address)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func MustOpenPathsEnv(t *testing.T) (*env, *pathsDir) {
 	t.Helper()
 	var d *pathsDir
 	e := mustOpenEnvDir(t, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func(svc *service.Service) mailsvc.Directory {
-		d = &pathsDir{Service: svc, paths: map[string]string{}}
+		d = &pathsDir{Local: mustLocal(svc), paths: map[string]string{}}
 		return d
 	})
 	return e, d
@@ -103,7 +103,7 @@ func newCount(t *testing.T, dir string) int {
 func TestMailboxConfinement(t *testing.T) {
 	e, d := MustOpenPathsEnv(t)
 	ctx := service.SystemContext(context.Background(), "test")
-	root := e.svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "")
+	root := mustLocal(e.svc).Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, "")
 	if root == "" {
 		t.Fatal("no MailboxRoot")
 	}
@@ -174,7 +174,7 @@ func TestMailboxConfinement(t *testing.T) {
 	})
 
 	t.Run("ErrThawMessageOutsideRoot", func(t *testing.T) {
-		a, err := e.svc.LookupAccount("bob@example.com")
+		a, err := mustLocal(e.svc).LookupAccount("bob@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func TestMailboxConfinement(t *testing.T) {
 		if err := os.WriteFile(msgPath, []byte("x: y\r\n"), 0o640); err != nil {
 			t.Fatal(err)
 		}
-		a, err := e.svc.LookupAccount("bob@example.com")
+		a, err := mustLocal(e.svc).LookupAccount("bob@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}

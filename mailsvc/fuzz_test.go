@@ -112,7 +112,7 @@ func FuzzSMTPRcpt(f *testing.F) {
 			if err != nil {
 				return // go-smtp decoded a quoted or routed path; the session saw another text
 			}
-			a, err := e.svc.LookupAccount(mailbox + "@" + domain)
+			a, err := mustLocal(e.svc).LookupAccount(mailbox + "@" + domain)
 			if err != nil || a.Disabled {
 				t.Fatalf("RCPT TO:<%q> accepted (%q) for no enabled account: %v", addr, rcpt, err)
 			}

@@ -71,7 +71,7 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 	}
 	done := make(chan struct{})
 	go func() { ob.Run(ctx); close(done) }()
-	var dir mailsvc.Directory = svc
+	var dir mailsvc.Directory = mustLocal(svc)
 	if wrap != nil {
 		dir = wrap(svc)
 	}
@@ -173,7 +173,7 @@ func send(c *smtp.Client, from string, to []string, body string) error {
 
 func messages(t *testing.T, e *env, addr string) []string {
 	t.Helper()
-	a, err := e.svc.LookupAccount(addr)
+	a, err := mustLocal(e.svc).LookupAccount(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func waitUsage(t *testing.T, e *env, mailbox string, msgs int64) mailcluster.Usa
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		u := e.svc.Usage("example.com", mailbox)
+		u := mustLocal(e.svc).Usage("example.com", mailbox)
 		if u.Messages == msgs {
 			return u
 		}

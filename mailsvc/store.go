@@ -39,7 +39,7 @@ type Directory interface {
 	Serving() bool
 }
 
-var _ Directory = (*service.Service)(nil)
+var _ Directory = (*service.Local)(nil)
 
 // Reporter carries changes to mail to the primary. Report must persist the
 // deltas before it returns (they survive a crash) and assign their Seq.

@@ -158,7 +158,7 @@ func TestDeliveryStorageFaults(t *testing.T) {
 	e.store.SetFS(ffs)
 	box := map[string]string{}
 	for _, mb := range []string{"alice", "bob"} {
-		a, err := e.svc.LookupAccount(mb + "@example.com")
+		a, err := mustLocal(e.svc).LookupAccount(mb + "@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func TestDeliveryStorageFaults(t *testing.T) {
 				}
 				// Report persists a delta before Deliver returns, and it
 				// stays pending until the usage includes it.
-				u := e.svc.Usage("example.com", mb)
+				u := mustLocal(e.svc).Usage("example.com", mb)
 				pb, pm := e.outbox.Pending("example.com", mb)
 				if u.Bytes+pb != 0 || u.Messages+pm != 0 {
 					t.Fatalf("usage of %s after the failed delivery: %+v, pending %d bytes %d messages", mb, u, pb, pm)

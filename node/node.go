@@ -57,10 +57,11 @@ type Node struct {
 	stdout io.Writer // receives the one-time notice of a generated admin password
 
 	Service        *service.Service
-	HTTPAddr       string // the address the HTTP listener got (useful with port 0)
-	SMTPAddr       string // the inbound SMTP listener's address ("" when off)
-	SubmissionAddr string // the submission listener's address ("" when off)
-	HTTPSAddr      string // the HTTPS listener's address ("" when off)
+	local          *service.Local // the node's own view of Service, for its components
+	HTTPAddr       string         // the address the HTTP listener got (useful with port 0)
+	SMTPAddr       string         // the inbound SMTP listener's address ("" when off)
+	SubmissionAddr string         // the submission listener's address ("" when off)
+	HTTPSAddr      string         // the HTTPS listener's address ("" when off)
 	Mail           *mailsvc.Store
 	// ProbeClock is the clock this node answers the primary's clock
 	// probes with (/internal/v1/time); nil means time.Now. Only code sets
@@ -281,7 +282,13 @@ func (n *Node) newService(st mailcluster.Store, lead mailcluster.Leadership, mod
 	opts.Checks = append(opts.Checks, healthFunc(n.certProblems))
 	opts.SealKey = n.sealKey
 	opts.ScreeningKey = cluster.ScreeningKey(n.config.ClusterSecret)
-	return service.New(st, lead, n.log, opts)
+	svc := service.New(st, lead, n.log, opts)
+	local, err := svc.Local(service.SystemContext(context.Background(), "node"))
+	if err != nil {
+		panic(err) // a system caller always gets the local view
+	}
+	n.local = local
+	return svc
 }
 
 // notifyFrozen mails a thaw token through the mail store.
@@ -312,8 +319,8 @@ func (n *Node) newFailureReporter() *cluster.FailureReporter {
 				func(url string) (struct{}, error) { return struct{}{}, ic.SendFailures(ctx, url, fs) })
 			return err
 		},
-		DecideLocally: func(fs []mailcluster.LoginFailure) { n.Service.DecideLocally(fs) },
-		ClearLocal:    func() int { return n.Service.ClearLocalDecisions() },
+		DecideLocally: func(fs []mailcluster.LoginFailure) { n.local.DecideLocally(fs) },
+		ClearLocal:    func() int { return n.local.ClearLocalDecisions() },
 		Events:        n.events,
 		Log:           n.log,
 	}
@@ -353,7 +360,7 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 		Client: client, Cluster: c.ClusterName, Self: self, Log: n.log,
 		NeverPrimary: c.NeverPrimary, TTL: c.SessionTTL,
 		Pending: func() bool {
-			if n.Service.IsRegistered(c.NodeName) {
+			if n.local.IsRegistered(c.NodeName) {
 				return false
 			}
 			// Unregistered: pending, unless the cluster is new (no server
@@ -362,7 +369,7 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			return st.Count(schema.PrefixServers) > 0 || ok && p.Name != c.NodeName
 		},
 		MayLead: func() bool {
-			sv, ok := n.Service.RegisteredMember(c.NodeName)
+			sv, ok := n.local.RegisteredMember(c.NodeName)
 			if ok && sv.Version != mailcluster.Version {
 				n.versionOnce.Do(func() {
 					n.events.Record(mailcluster.ClusterEvent{Level: "error", Event: mailcluster.EventVersionMismatch,
@@ -410,13 +417,13 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
 	if c.AutoAdmit {
 		n.goBackground(func() {
-			admitter.AutoAdmit(bg, isPrimary, n.Service.IsRegistered, func(ctx context.Context, name string) error {
+			admitter.AutoAdmit(bg, isPrimary, n.local.IsRegistered, func(ctx context.Context, name string) error {
 				_, err := n.Service.AddMember(service.SystemContext(ctx, "auto-admit"), name)
 				return err
 			}, n.log)
 		})
 	}
-	probe := &cluster.ClockProbe{Store: st, Internal: n.internal, Self: c.NodeName, Servers: n.Service.RegisteredMembers,
+	probe := &cluster.ClockProbe{Store: st, Internal: n.internal, Self: c.NodeName, Servers: n.local.RegisteredMembers,
 		Primary: isPrimary, Events: n.events, Interval: c.ProbeInterval}
 	n.goBackground(func() { probe.Run(bg) })
 	reg := &cluster.Registration{Client: client, NodeName: c.NodeName, Cluster: c.ClusterName, APIAddr: advertise,
@@ -448,7 +455,7 @@ func (n *Node) startMail(bg context.Context) error {
 	ob.Store = n.store
 	n.outbox = ob
 	n.goBackground(func() { ob.Run(bg) })
-	n.Mail = mailsvc.NewStore(n.Service, ob, n.log)
+	n.Mail = mailsvc.NewStore(n.local, ob, n.log)
 
 	fr := n.failures
 	n.goBackground(func() { fr.Run(bg) })
@@ -457,14 +464,14 @@ func (n *Node) startMail(bg context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.certs = certs.NewManager(n.Service, n.sealKey, &cert, n.events, n.log)
+	n.certs = certs.NewManager(n.local, n.sealKey, &cert, n.events, n.log)
 	n.certs.OnExpiry = func(name string, left time.Duration) {
 		n.metrics.certExpiry.WithLabelValues(name).Set(left.Seconds())
 	}
 	n.certs.Sync()
 	n.servedCerts.Store(n.certs)
 	n.goBackground(func() { n.certs.Run(bg, n.store) })
-	n.smtp = mailsvc.NewServer(n.Mail, n.Service, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: n.certs.TLSConfig(), Log: n.log,
+	n.smtp = mailsvc.NewServer(n.Mail, n.local, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: n.certs.TLSConfig(), Log: n.log,
 		Registerer: n.metrics.reg})
 	for _, l := range []struct {
 		addr  string
@@ -527,7 +534,7 @@ func (n *Node) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 		return
 	}
 	n.announcePassword(generated)
-	if len(n.Service.RegisteredMembers()) == 0 {
+	if len(n.local.RegisteredMembers()) == 0 {
 		// The first node of a new cluster: nobody else could admit it.
 		zone, _ := time.Now().Zone()
 		if err := n.Service.RegisterSelf(service.SystemContext(ctx, "bootstrap"), mailcluster.Member{Name: n.config.NodeName, APIURL: n.selfURL(),

@@ -216,7 +216,7 @@ func authorizeAccountFields(ctx context.Context, a *mailcluster.Account, pathCha
 // outside the mailbox roots (EINVALID, as bad input of a global
 // administrator, the only caller who can choose a path).
 func (s *Service) confineMailboxPath(p string) error {
-	if _, err := mailcluster.ConfineMailboxPath(p, mailcluster.MailboxRoots(s.Setting)...); err != nil {
+	if _, err := mailcluster.ConfineMailboxPath(p, mailcluster.MailboxRoots(s.setting)...); err != nil {
 		return mailcluster.Errorf(mailcluster.EINVALID, "Mailbox path %q must lie below the mailbox root %s.", p,
 			s.stringSetting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, mailcluster.DefaultMailboxRoot))
 	}
@@ -244,7 +244,7 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	if err := validateAccountFields(a); err != nil {
 		return nil, err
 	}
-	if err := authorizeAccountFields(ctx, a, in.MailboxPath != "" && in.MailboxPath != s.MailboxPathFor(domain, mailbox), true); err != nil {
+	if err := authorizeAccountFields(ctx, a, in.MailboxPath != "" && in.MailboxPath != s.mailboxPathFor(domain, mailbox), true); err != nil {
 		return nil, err
 	}
 	if in.Password == "" {
@@ -264,7 +264,7 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s already has its maximum of %d accounts.", domain, d.MaxAccounts)
 	}
 	if a.MailboxPath == "" {
-		a.MailboxPath = s.MailboxPathFor(domain, mailbox)
+		a.MailboxPath = s.mailboxPathFor(domain, mailbox)
 	}
 	if err := s.confineMailboxPath(a.MailboxPath); err != nil {
 		return nil, err
@@ -285,8 +285,8 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	return a.Public(), nil
 }
 
-// MailboxPathFor expands the new-account template for an address.
-func (s *Service) MailboxPathFor(domain, mailbox string) string {
+// mailboxPathFor expands the new-account template for an address.
+func (s *Service) mailboxPathFor(domain, mailbox string) string {
 	tmpl := s.stringSetting(mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, mailcluster.DefaultMailboxPathTemplate)
 	root := s.stringSetting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, mailcluster.DefaultMailboxRoot)
 	return mailcluster.ExpandMailboxPath(tmpl, root, domain, mailbox)

@@ -59,7 +59,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	if a != nil && !a.Frozen && !a.Disabled && s.recentSuccess(a, password) {
 		return a.Public(), nil // checked within the last minute: no bcrypt, no slot
 	}
-	cfg := s.ScreeningSettings()
+	cfg := s.screeningSettings()
 	hash := s.failureHash(address, password)
 	var at *screening.Attempt
 	if ip := normalizedClientIP(ctx); cfg.Enabled && ip != "" {

@@ -72,12 +72,12 @@ func (s *Service) Certificates(ctx context.Context) ([]*mailcluster.Certificate,
 	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return s.StoredCertificates(false), nil
+	return s.storedCertificates(false), nil
 }
 
-// StoredCertificates returns the certificates of the replicated state,
+// storedCertificates returns the certificates of the replicated state,
 // with their sealed keys when withKeys (for the node's TLS machinery).
-func (s *Service) StoredCertificates(withKeys bool) []*mailcluster.Certificate {
+func (s *Service) storedCertificates(withKeys bool) []*mailcluster.Certificate {
 	var out []*mailcluster.Certificate
 	for _, kv := range s.store.List(schema.PrefixCertificates, "", 0) {
 		var c mailcluster.Certificate

@@ -16,8 +16,8 @@ type reportMark struct {
 	Seq   uint64 `json:"seq"`
 }
 
-// Usage returns an account's published usage (zero when none yet).
-func (s *Service) Usage(domain, mailbox string) mailcluster.Usage {
+// usage returns an account's published usage (zero when none yet).
+func (s *Service) usage(domain, mailbox string) mailcluster.Usage {
 	var u mailcluster.Usage
 	if kv, ok := s.store.Get(schema.Usage(domain, mailbox)); ok {
 		_ = json.Unmarshal(kv.Value, &u)
@@ -25,10 +25,10 @@ func (s *Service) Usage(domain, mailbox string) mailcluster.Usage {
 	return u
 }
 
-// LookupAccount returns an account by address for the node's own
+// lookupAccount returns an account by address for the node's own
 // components (delivery, SMTP AUTH): no caller authorization applies. The
 // result includes the password hash. Errors: EINVALID, ENOTFOUND.
-func (s *Service) LookupAccount(address string) (*mailcluster.Account, error) {
+func (s *Service) lookupAccount(address string) (*mailcluster.Account, error) {
 	mailbox, domain, err := mailcluster.SplitAddress(address)
 	if err != nil {
 		return nil, err
@@ -62,8 +62,8 @@ func (s *Service) FindMailAccount(ctx context.Context, domain, mailbox string) (
 	return a, nil
 }
 
-// IsLocalDomain reports whether the cluster serves domain.
-func (s *Service) IsLocalDomain(domain string) bool {
+// isLocalDomain reports whether the cluster serves domain.
+func (s *Service) isLocalDomain(domain string) bool {
 	_, ok := s.store.Get(schema.Domain(mailcluster.NormalizeDomain(domain)))
 	return ok
 }

@@ -48,11 +48,11 @@ func (s *Service) Members(ctx context.Context) ([]mailcluster.Member, error) {
 	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
-	return s.RegisteredMembers(), nil
+	return s.registeredMembers(), nil
 }
 
-// RegisteredMembers returns the registered servers (no authorization).
-func (s *Service) RegisteredMembers() []mailcluster.Member {
+// registeredMembers returns the registered servers (no authorization).
+func (s *Service) registeredMembers() []mailcluster.Member {
 	var out []mailcluster.Member
 	for _, kv := range s.store.List(schema.PrefixServers, "", 0) {
 		var sv mailcluster.Member
@@ -64,7 +64,7 @@ func (s *Service) RegisteredMembers() []mailcluster.Member {
 }
 
 // RegisteredServer returns one registered server.
-func (s *Service) RegisteredMember(name string) (mailcluster.Member, bool) {
+func (s *Service) registeredMember(name string) (mailcluster.Member, bool) {
 	var sv mailcluster.Member
 	kv, ok := s.store.Get(schema.Server(name))
 	if !ok || json.Unmarshal(kv.Value, &sv) != nil {
@@ -73,8 +73,8 @@ func (s *Service) RegisteredMember(name string) (mailcluster.Member, bool) {
 	return sv, true
 }
 
-// IsRegistered reports whether a node name is registered.
-func (s *Service) IsRegistered(name string) bool {
+// isRegistered reports whether a node name is registered.
+func (s *Service) isRegistered(name string) bool {
 	_, ok := s.store.Get(schema.Server(name))
 	return ok
 }
@@ -97,7 +97,7 @@ func (s *Service) AddMember(ctx context.Context, nameOrAddress string) (*mailclu
 	if s.opts.Admit == nil {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "A standalone node has no other servers to register.")
 	}
-	registered := s.RegisteredMembers()
+	registered := s.registeredMembers()
 	sv, err := s.opts.Admit.Check(ctx, nameOrAddress, registered)
 	if err != nil {
 		if s.opts.Events != nil {

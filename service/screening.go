@@ -28,8 +28,8 @@ func (s *Service) durSetting(key string, def time.Duration) time.Duration {
 	return def
 }
 
-// ScreeningSettings returns [Screening] with defaults applied.
-func (s *Service) ScreeningSettings() mailcluster.ScreeningConfig {
+// screeningSettings returns [Screening] with defaults applied.
+func (s *Service) screeningSettings() mailcluster.ScreeningConfig {
 	c := mailcluster.ScreeningConfig{
 		Enabled:          true,
 		IPFailures:       s.intSettingIn(mailcluster.SectionScreening, mailcluster.KeyIPFailures, 5),
@@ -112,9 +112,9 @@ func (s *Service) failureHash(address, password string) string {
 	return s.scr().hasher.Hash(address, password)
 }
 
-// BlockedIP returns the active block of ip, from the replicated state or a
+// blockedIP returns the active block of ip, from the replicated state or a
 // local decision. Expiry is checked against the clock.
-func (s *Service) BlockedIP(ip string) (*mailcluster.BlockedIP, bool) {
+func (s *Service) blockedIP(ip string) (*mailcluster.BlockedIP, bool) {
 	ip, err := mailcluster.NormalizeIP(ip)
 	if err != nil {
 		return nil, false
@@ -141,7 +141,7 @@ func (s *Service) checkClientIP(ctx context.Context) error {
 	if ip == "" {
 		return nil
 	}
-	if b, ok := s.BlockedIP(ip); ok {
+	if b, ok := s.blockedIP(ip); ok {
 		until := "until an administrator unblocks it"
 		if !b.Until.IsZero() {
 			until = "until " + b.Until.UTC().Format(time.RFC3339)
@@ -177,7 +177,7 @@ func (s *Service) ReportFailures(ctx context.Context, fs []mailcluster.LoginFail
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
-	cfg := s.ScreeningSettings()
+	cfg := s.screeningSettings()
 	if !cfg.Enabled {
 		return nil
 	}
@@ -195,11 +195,11 @@ func (s *Service) ReportFailures(ctx context.Context, fs []mailcluster.LoginFail
 	return nil
 }
 
-// DecideLocally counts failures on a node that cannot reach a primary and
+// decideLocally counts failures on a node that cannot reach a primary and
 // blocks on this node only; the primary's state replaces these decisions
 // when it is reachable again (ClearLocalDecisions).
-func (s *Service) DecideLocally(fs []mailcluster.LoginFailure) {
-	cfg := s.ScreeningSettings()
+func (s *Service) decideLocally(fs []mailcluster.LoginFailure) {
+	cfg := s.screeningSettings()
 	if !cfg.Enabled {
 		return
 	}
@@ -229,9 +229,9 @@ func (s *Service) DecideLocally(fs []mailcluster.LoginFailure) {
 	}
 }
 
-// ClearLocalDecisions drops the blocks and freezes this node decided on
+// clearLocalDecisions drops the blocks and freezes this node decided on
 // its own; it returns how many there were.
-func (s *Service) ClearLocalDecisions() int {
+func (s *Service) clearLocalDecisions() int {
 	sc := s.scr()
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -500,7 +500,7 @@ func (s *Service) FreezeAccount(ctx context.Context, address, reason string) err
 	if reason == "" {
 		reason = "frozen by an administrator"
 	}
-	return s.freeze(ctx, s.ScreeningSettings(), mailbox+"@"+domain, reason, "admin")
+	return s.freeze(ctx, s.screeningSettings(), mailbox+"@"+domain, reason, "admin")
 }
 
 // ThawAccount clears an account's Frozen flag and screening record.

@@ -90,11 +90,11 @@ func TestScreeningIPBlock(t *testing.T) {
 		// Every failure counts toward the address, repeats included.
 		_, _ = svc.Authenticate(from(ip), "alice@example.com", "same-wrong-1")
 		_, _ = svc.Authenticate(from(ip), "alice@example.com", "same-wrong-1")
-		if _, blocked := svc.BlockedIP(ip); blocked {
+		if _, blocked := mustLocal(svc).BlockedIP(ip); blocked {
 			t.Fatal("blocked before IPFailures failures")
 		}
 		_, _ = svc.Authenticate(from(ip), "nobody@example.com", "other-wrong-2")
-		b, blocked := svc.BlockedIP(ip)
+		b, blocked := mustLocal(svc).BlockedIP(ip)
 		if !blocked || b.Offences != 1 || b.Until.Sub(clk.t) != 60*time.Second {
 			t.Fatalf("block = %+v %v", b, blocked)
 		}
@@ -106,7 +106,7 @@ func TestScreeningIPBlock(t *testing.T) {
 	})
 	t.Run("ExpiryByClock", func(t *testing.T) {
 		clk.t = clk.t.Add(61 * time.Second)
-		if _, blocked := svc.BlockedIP(ip); blocked {
+		if _, blocked := mustLocal(svc).BlockedIP(ip); blocked {
 			t.Fatal("an expired block still holds")
 		}
 	})
@@ -115,7 +115,7 @@ func TestScreeningIPBlock(t *testing.T) {
 		for _, pw := range []string{"w-a-123456", "w-b-123456", "w-c-123456"} {
 			_, _ = svc.Authenticate(from(ip), "nobody@example.com", pw)
 		}
-		b, blocked := svc.BlockedIP(ip)
+		b, blocked := mustLocal(svc).BlockedIP(ip)
 		if !blocked || b.Offences != 2 || b.Until.Sub(clk.t) != 120*time.Second {
 			t.Fatalf("second block = %+v", b)
 		}
@@ -123,7 +123,7 @@ func TestScreeningIPBlock(t *testing.T) {
 		for _, pw := range []string{"w-d-123456", "w-e-123456", "w-f-123456"} {
 			_, _ = svc.Authenticate(from(ip), "nobody@example.com", pw)
 		}
-		b, _ = svc.BlockedIP(ip)
+		b, _ = mustLocal(svc).BlockedIP(ip)
 		if b.Offences != 3 || b.Until.Sub(clk.t) != 200*time.Second {
 			t.Fatalf("third block (capped at MaxBlockDuration) = %+v", b)
 		}
@@ -134,7 +134,7 @@ func TestScreeningIPBlock(t *testing.T) {
 		_, _ = svc.Authenticate(from(other), "x@example.com", "w2-1234567")
 		clk.t = clk.t.Add(11 * time.Minute) // the first two fall out of the window
 		_, _ = svc.Authenticate(from(other), "x@example.com", "w3-1234567")
-		if _, blocked := svc.BlockedIP(other); blocked {
+		if _, blocked := mustLocal(svc).BlockedIP(other); blocked {
 			t.Fatal("failures outside the window counted")
 		}
 	})
@@ -146,7 +146,7 @@ func TestScreeningIPBlock(t *testing.T) {
 			for _, pw := range []string{"a-1234567", "b-1234567", "c-1234567", "d-1234567"} {
 				_, _ = svc.Authenticate(from(a), "nobody@example.com", pw)
 			}
-			if _, blocked := svc.BlockedIP(a); blocked {
+			if _, blocked := mustLocal(svc).BlockedIP(a); blocked {
 				t.Fatalf("allow-listed %s was blocked", a)
 			}
 		}
@@ -231,15 +231,15 @@ func TestScreeningLocalDecisions(t *testing.T) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		fs = append(fs, mailcluster.LoginFailure{Time: clk.now(), IP: ip, Hash: h, Node: "n2"})
 	}
-	svc.DecideLocally(fs)
-	b, blocked := svc.BlockedIP(ip)
+	mustLocal(svc).DecideLocally(fs)
+	b, blocked := mustLocal(svc).BlockedIP(ip)
 	if !blocked || b.Source != "local" {
 		t.Fatalf("local block = %+v %v", b, blocked)
 	}
-	if n := svc.ClearLocalDecisions(); n != 1 {
+	if n := mustLocal(svc).ClearLocalDecisions(); n != 1 {
 		t.Fatalf("cleared %d", n)
 	}
-	if _, blocked := svc.BlockedIP(ip); blocked {
+	if _, blocked := mustLocal(svc).BlockedIP(ip); blocked {
 		t.Fatal("a local decision survived the primary's return")
 	}
 }
@@ -250,7 +250,7 @@ func TestScreeningAdminViews(t *testing.T) {
 	if _, err := svc.BlockIP(ctx, "2001:DB8::5", time.Time{}, "manual"); err != nil {
 		t.Fatal(err)
 	}
-	if b, ok := svc.BlockedIP("2001:db8::5"); !ok || !b.Until.IsZero() || b.Source != "admin" {
+	if b, ok := mustLocal(svc).BlockedIP("2001:db8::5"); !ok || !b.Until.IsZero() || b.Source != "admin" {
 		t.Fatalf("never-expiring block = %+v", b)
 	}
 	_, err := svc.BlockIP(ctx, "not-an-ip", time.Time{}, "")
@@ -268,7 +268,7 @@ func TestScreeningAdminViews(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, svc.UnblockIP(ctx, "2001:db8::5"), mailcluster.ENOTFOUND)
-	if _, ok := svc.BlockedIP("2001:db8::5"); ok {
+	if _, ok := mustLocal(svc).BlockedIP("2001:db8::5"); ok {
 		t.Fatal("still blocked after unblock")
 	}
 }

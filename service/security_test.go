@@ -49,7 +49,7 @@ func TestLoginParallelGuesses(t *testing.T) {
 	if runs := service.BcryptRuns(svc) - before; runs > 3 {
 		t.Fatalf("%d password checks ran, limit 3", runs)
 	}
-	if _, blocked := svc.BlockedIP(ip); !blocked {
+	if _, blocked := mustLocal(svc).BlockedIP(ip); !blocked {
 		t.Fatal("the guessing address is not blocked")
 	}
 	if c := login(svc, ip, "alice@example.com", "alice-pass-1"); c != mailcluster.EFORBIDDEN {
@@ -79,7 +79,7 @@ func TestLoginSamePasswordRepeated(t *testing.T) {
 	if runs := service.BcryptRuns(svc) - before; runs != 3 {
 		t.Fatalf("%d password checks ran for 20 repeats, want 3", runs)
 	}
-	if _, blocked := svc.BlockedIP(ip); !blocked {
+	if _, blocked := mustLocal(svc).BlockedIP(ip); !blocked {
 		t.Fatal("the address is not blocked")
 	}
 	if a, _ := svc.FindAccount(service.SystemContext(context.Background(), "test"), "example.com", "alice"); a.Frozen {

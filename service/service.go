@@ -85,10 +85,6 @@ func New(store mailcluster.Store, lead mailcluster.Leadership, log *slog.Logger,
 	return &Service{store: store, lead: lead, log: log, opts: opts, authKey: key, authCache: map[[32]byte]time.Time{}}
 }
 
-// SealKey returns the key that seals certificate private keys (nil when
-// none was given).
-func (s *Service) SealKey() []byte { return s.opts.SealKey }
-
 func (s *Service) now() time.Time {
 	if s.opts.Now != nil {
 		return s.opts.Now().UTC()
@@ -96,8 +92,8 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-// NodeInfo describes the local node.
-func (s *Service) NodeInfo() mailcluster.NodeInfo {
+// nodeInfo describes the local node.
+func (s *Service) nodeInfo() mailcluster.NodeInfo {
 	mode := s.opts.Mode
 	if mode == "" {
 		mode = mailcluster.ModeStandalone
@@ -128,7 +124,7 @@ func (s *Service) ClusterStatus(ctx context.Context) (*mailcluster.ClusterStatus
 	if s.opts.Cluster != nil {
 		return s.opts.Cluster.Status(ctx)
 	}
-	info := s.NodeInfo()
+	info := s.nodeInfo()
 	self := mailcluster.NodeStatus{Name: info.Name, Role: info.Role, Version: info.Version, Healthy: true, Index: info.Index, Self: true, Registered: true, Warnings: []string{}}
 	if info.Primary != nil {
 		self.APIURL = info.Primary.APIURL
@@ -152,13 +148,13 @@ func (s *Service) Switchover(ctx context.Context, target string) error {
 	return s.opts.Cluster.Switchover(ctx, target)
 }
 
-// Serving reports whether this node serves the configuration: a pending
+// serving reports whether this node serves the configuration: a pending
 // node (not registered in the cluster) does not.
-func (s *Service) Serving() bool { return s.lead.Role() != mailcluster.RolePending }
+func (s *Service) serving() bool { return s.lead.Role() != mailcluster.RolePending }
 
 // checkServing refuses reads on a pending node.
 func (s *Service) checkServing() error {
-	if s.Serving() {
+	if s.serving() {
 		return nil
 	}
 	return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node is not registered in the cluster yet; an administrator must add it on the primary.")

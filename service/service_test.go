@@ -74,7 +74,7 @@ func TestBootstrap(t *testing.T) {
 		if a.AdminRights != mailcluster.AdminGlobal || a.PasswordHash != "" {
 			t.Fatalf("admin = %+v", a)
 		}
-		if got := svc.Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, ""); got != "/srv/mc/mailboxes" {
+		if got := mustLocal(svc).Setting(mailcluster.SectionDirectories, mailcluster.KeyMailboxRoot, ""); got != "/srv/mc/mailboxes" {
 			t.Fatalf("MailboxRoot = %q", got)
 		}
 		idx := st.Index()
@@ -447,7 +447,7 @@ func TestSecondaryNodeInfo(t *testing.T) {
 	if _, err := svc.FindDomain(ctx, "localhost"); err != nil {
 		t.Fatalf("reads must work on a secondary: %v", err)
 	}
-	if info := svc.NodeInfo(); info.Role != mailcluster.RoleSecondary || info.Primary == nil || info.Primary.Name != "node1" {
+	if info := mustLocal(svc).NodeInfo(); info.Role != mailcluster.RoleSecondary || info.Primary == nil || info.Primary.Name != "node1" {
 		t.Fatalf("node info = %+v", info)
 	}
 }

@@ -24,10 +24,10 @@ func (s *Service) intSetting(section, key string, def int) int {
 	return def
 }
 
-// Setting returns one value of the main settings file, or def when unset.
+// setting returns one value of the main settings file, or def when unset.
 // It reads the local snapshot and needs no authorization (for the node's
 // own components).
-func (s *Service) Setting(section, key, def string) string { return s.stringSetting(section, key, def) }
+func (s *Service) setting(section, key, def string) string { return s.stringSetting(section, key, def) }
 
 // SettingsFiles lists the names of the ini files.
 func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
@@ -174,12 +174,6 @@ func (s *Service) clusterRule(file, section, key, value string) error {
 		}
 	}
 	return nil
-}
-
-// AttachmentLinkingEnabled reports [AttachmentLinking] Enabled.
-func (s *Service) AttachmentLinkingEnabled() bool {
-	on, _ := mailcluster.ParseFlag(s.stringSetting(mailcluster.SectionAttachmentLinking, mailcluster.KeyEnabled, "No"))
-	return on
 }
 
 // GetSetting returns one value. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.

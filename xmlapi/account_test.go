@@ -17,7 +17,7 @@ func TestCreateUser(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		// A mailbox path of the global administrator's choice, below the
 		// mailbox root.
-		mailDir := mailcluster.MailboxRoots(e.Svc.Setting)[0] + "/custom/alice/"
+		mailDir := mailcluster.MailboxRoots(mustLocal(e.Svc).Setting)[0] + "/custom/alice/"
 		r := e.Call(t, "CreateUser", `<Domain>example.com</Domain><Mailbox>Alice</Mailbox>
 			<Details>
 				<FullName>Alice Example</FullName><FirstName>Alice</FirstName><LastName>Example</LastName>

@@ -315,7 +315,7 @@ func TestAuthzRequestsAreValid(t *testing.T) {
 func TestAuthzOwnDomainLimits(t *testing.T) {
 	e, _ := mustOpenAuthzEnv(t)
 	dadmin := "dadmin@" + attackerDomain
-	roots := mailcluster.MailboxRoots(e.Svc.Setting)
+	roots := mailcluster.MailboxRoots(mustLocal(e.Svc).Setting)
 	if len(roots) == 0 {
 		t.Fatal("no mailbox root")
 	}

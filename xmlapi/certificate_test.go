@@ -31,7 +31,7 @@ func (e *Env) assertNoKeyInLog(t *testing.T) {
 	t.Helper()
 	logs := e.Logs.String()
 	markers := keyMarkers()
-	for _, c := range e.Svc.StoredCertificates(true) {
+	for _, c := range mustLocal(e.Svc).StoredCertificates(true) {
 		markers = append(markers, c.SealedKey)
 	}
 	for _, m := range markers {
@@ -90,7 +90,7 @@ func TestImportCertificate(t *testing.T) {
 		}
 	})
 	t.Run("KeySealed", func(t *testing.T) {
-		for _, c := range e.Svc.StoredCertificates(true) {
+		for _, c := range mustLocal(e.Svc).StoredCertificates(true) {
 			key, err := mailcluster.UnsealCertificateKey(sealKey, c)
 			want := map[string]string{"mail": pki.Leaf2.KeyPEM, "backup": pki.Inter.KeyPEM}[c.Name]
 			// The XML-API trims parameters: the final newline of the PEM goes.

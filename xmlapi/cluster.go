@@ -34,7 +34,10 @@ func (h *Handler) handleClusterInfo(ctx context.Context, _ params, result *etree
 	if err != nil {
 		return err
 	}
-	info := h.svc.NodeInfo()
+	info, err := h.svc.NodeInfo(ctx)
+	if err != nil {
+		return err
+	}
 	ci := result.CreateElement("ClusterInfo")
 	addText(ci, "Enabled", mailcluster.FormatFlag(info.Mode == mailcluster.ModeCluster))
 	local := ci.CreateElement("LocalNode")

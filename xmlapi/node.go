@@ -8,8 +8,11 @@ import (
 
 // handleVersionInfo answers GetVersionInfo: the version, the node's name,
 // mode and role, and the primary when one is known.
-func (h *Handler) handleVersionInfo(_ context.Context, _ params, result *etree.Element) error {
-	info := h.svc.NodeInfo()
+func (h *Handler) handleVersionInfo(ctx context.Context, _ params, result *etree.Element) error {
+	info, err := h.svc.NodeInfo(ctx)
+	if err != nil {
+		return err
+	}
 	addText(result, "Version", info.Version)
 	addText(result, "Node", info.Name)
 	addText(result, "Mode", string(info.Mode))

@@ -185,7 +185,7 @@ func TestBlockIP(t *testing.T) {
 		if err != nil || u.Before(before.Add(29*time.Minute)) || u.After(time.Now().Add(31*time.Minute)) {
 			t.Fatalf("until %v (%v), want 30 minutes from now", u, err)
 		}
-		if b, ok := e.Svc.BlockedIP("203.0.113.7"); !ok || b.Reason != "abuse" {
+		if b, ok := mustLocal(e.Svc).BlockedIP("203.0.113.7"); !ok || b.Reason != "abuse" {
 			t.Fatalf("stored %+v, %v", b, ok)
 		}
 	})
@@ -218,7 +218,7 @@ func TestBlockIP(t *testing.T) {
 		} {
 			e.Call(t, "BlockIP", params).MustStatus(t, xmlapi.StatusInvalidParameter)
 		}
-		if _, ok := e.Svc.BlockedIP("203.0.113.9"); ok {
+		if _, ok := mustLocal(e.Svc).BlockedIP("203.0.113.9"); ok {
 			t.Fatal("a refused block was stored")
 		}
 	})
@@ -242,7 +242,7 @@ func TestUnblockIP(t *testing.T) {
 	if len(r.Result().ChildElements()) != 0 {
 		t.Fatalf("answer:\n%s", r.Body)
 	}
-	if _, ok := e.Svc.BlockedIP("203.0.113.7"); ok {
+	if _, ok := mustLocal(e.Svc).BlockedIP("203.0.113.7"); ok {
 		t.Fatal("still blocked")
 	}
 	e.Call(t, "UnblockIP", "<IP>203.0.113.7</IP>").MustStatus(t, xmlapi.StatusNotFound)
@@ -400,7 +400,7 @@ func TestFailuresCounted(t *testing.T) {
 			t.Errorf("failure %+v", f)
 		}
 	}
-	b, ok := e.Svc.BlockedIP("127.0.0.1")
+	b, ok := mustLocal(e.Svc).BlockedIP("127.0.0.1")
 	if !ok || b.Source != "auto" || b.Offences != 1 {
 		t.Fatalf("block %+v, %v", b, ok)
 	}

@@ -156,10 +156,10 @@ func TestSecondary(t *testing.T) {
 		if a := e.MustFindAccount(t, "example.com", "alice"); a.Frozen {
 			t.Fatal("alice frozen")
 		}
-		if _, ok := e.Svc.BlockedIP("203.0.113.9"); ok {
+		if _, ok := mustLocal(e.Svc).BlockedIP("203.0.113.9"); ok {
 			t.Fatal("203.0.113.9 blocked")
 		}
-		if _, ok := e.Svc.BlockedIP("198.51.100.1"); !ok {
+		if _, ok := mustLocal(e.Svc).BlockedIP("198.51.100.1"); !ok {
 			t.Fatal("198.51.100.1 unblocked")
 		}
 		if got := e.frozen(t); len(got) != 1 || got[0] != "bob@example.com" {
