@@ -14,6 +14,7 @@ import (
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/internal/nodeauth"
+	"mailcluster/internal/testkv"
 	"mailcluster/schema"
 )
 
@@ -161,7 +162,7 @@ func (n *clockNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // readings and the warnings in the cluster log.
 func TestClockProbeRound(t *testing.T) {
 	ctx := context.Background()
-	store := MustOpenBoltStore(t, "")
+	store := testkv.MustOpenBoltStore(t, "")
 	clock := &steppingClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))}
 	node := &clockNode{clock: clock, zone: "CET"}
 	srv := httptest.NewServer(node)

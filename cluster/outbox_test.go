@@ -12,6 +12,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/internal/testkv"
 	"mailcluster/kvstore"
 	"mailcluster/service"
 )
@@ -21,7 +22,7 @@ import (
 // the test defaults.
 func MustOpenPrimary(t *testing.T, mods ...func(*service.Options)) (*service.Service, *kvstore.BoltStore) {
 	t.Helper()
-	st := MustOpenBoltStore(t, "")
+	st := testkv.MustOpenBoltStore(t, "")
 	opts := service.Options{BcryptCost: bcrypt.MinCost}
 	for _, m := range mods {
 		m(&opts)

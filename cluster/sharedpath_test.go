@@ -11,6 +11,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/internal/testkv"
 	"mailcluster/schema"
 )
 
@@ -30,7 +31,7 @@ func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.
 // token is checked at once.
 func TestSharedPathCache(t *testing.T) {
 	ctx := context.Background()
-	st := MustOpenBoltStore(t, "")
+	st := testkv.MustOpenBoltStore(t, "")
 	dir := t.TempDir()
 	primary := &cluster.SharedPath{Dir: dir, Node: "n1", Store: st}
 	if err := primary.EnsureProbe(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailcluster/inifiles"
+	"mailcluster/internal/testkv"
 
 	"mailcluster"
 )
@@ -17,7 +18,7 @@ import (
 func TestMaterializer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := MustOpenBoltStore(t, "")
+	s := testkv.MustOpenBoltStore(t, "")
 	dir := t.TempDir()
 	set := func(key, value string) {
 		t.Helper()

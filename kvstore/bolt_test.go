@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/internal/testkv"
 	"mailcluster/kvstore"
 
 	"mailcluster"
@@ -17,23 +18,9 @@ import (
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// MustOpenBoltStore opens a store in a temp dir, closed on cleanup.
-func MustOpenBoltStore(tb testing.TB, path string) *kvstore.BoltStore {
-	tb.Helper()
-	if path == "" {
-		path = filepath.Join(tb.TempDir(), "state.db")
-	}
-	s, err := kvstore.OpenBoltStore(path, discard())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
-}
-
 func TestBoltStoreTxn(t *testing.T) {
 	ctx := context.Background()
-	s := MustOpenBoltStore(t, "")
+	s := testkv.MustOpenBoltStore(t, "")
 	t.Run("OK", func(t *testing.T) {
 		idx, err := s.Txn(ctx, []mailcluster.Op{
 			{Verb: mailcluster.OpCAS, Key: "domains/a", Value: []byte("A")},
@@ -119,7 +106,7 @@ func TestBoltStoreListAndPersist(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2 := MustOpenBoltStore(t, path)
+	s2 := testkv.MustOpenBoltStore(t, path)
 	if s2.Index() != 6 || s2.Count("accounts/") != 6 {
 		t.Fatalf("after reopen: index %d count %d", s2.Index(), s2.Count("accounts/"))
 	}
@@ -131,7 +118,7 @@ func TestBoltStoreListAndPersist(t *testing.T) {
 
 func TestBoltStoreLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	MustOpenBoltStore(t, path)
+	testkv.MustOpenBoltStore(t, path)
 	start := time.Now()
 	if _, err := kvstore.OpenBoltStore(path, discard()); err == nil {
 		t.Fatal("a second open of the same file must fail")
@@ -143,7 +130,7 @@ func TestBoltStoreLocked(t *testing.T) {
 
 func TestNotify(t *testing.T) {
 	ctx := context.Background()
-	s := MustOpenBoltStore(t, "")
+	s := testkv.MustOpenBoltStore(t, "")
 	ch, stop := s.Notify("settings/")
 	defer stop()
 	if _, err := s.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: "domains/x", Value: []byte("x")}}); err != nil {
@@ -166,7 +153,7 @@ func TestNotify(t *testing.T) {
 
 func TestBoltStoreConcurrentCAS(t *testing.T) {
 	ctx := context.Background()
-	s := MustOpenBoltStore(t, "")
+	s := testkv.MustOpenBoltStore(t, "")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	wins := 0
