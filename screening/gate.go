@@ -98,13 +98,20 @@ const gateWait = 5 * time.Second
 // or the end of ctx, then refuses as RefusedAddress or RefusedAccount.
 // Addresses and accounts that screening exempts (AllowIPs, AllowAccounts)
 // are not limited, nor is an account for which exempt reports true (asked
-// only when its slots are taken: the last usable global administrator,
-// whom screening never locks out).
+// only when its slots are taken, outside the gate's lock, and at most once
+// per call: the last usable global administrator, whom screening never
+// locks out; the question may be costly).
 func (g *Gate) Reserve(ctx context.Context, cfg mailcluster.ScreeningConfig, now func() time.Time, ip, address string, exempt func() bool) (*Attempt, Refusal) {
 	deadline := time.NewTimer(gateWait)
 	defer deadline.Stop()
+	var exempted *bool // not asked yet
 	for {
-		at, refused, wait := g.tryReserve(cfg, now(), ip, address, exempt)
+		at, refused, wait, ask := g.tryReserve(cfg, now(), ip, address, exempted)
+		if ask {
+			v := exempt()
+			exempted = &v
+			continue
+		}
 		if wait == nil {
 			return at, refused
 		}
@@ -120,34 +127,37 @@ func (g *Gate) Reserve(ctx context.Context, cfg mailcluster.ScreeningConfig, now
 
 // tryReserve takes the slots if it can. Otherwise it returns the reason
 // and, when attempts in flight are what fills the slots, a channel closed
-// when one of them finishes.
-func (g *Gate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time, ip, address string, exempt func() bool) (*Attempt, Refusal, <-chan struct{}) {
+// when one of them finishes; or ask, when the account's slots are taken
+// and whether it is exempt is not known yet (exempted nil).
+func (g *Gate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time, ip, address string, exempted *bool) (at *Attempt, refused Refusal, wait <-chan struct{}, ask bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var ipSl, accSl *slots
 	if ip != "" && !cfg.AllowedIP(ip) {
 		ipSl = g.taken(g.ips, ip, now, cfg.IPWindow)
 		if len(ipSl.fails) >= cfg.IPFailures {
-			return nil, RefusedAddress, nil
+			return nil, RefusedAddress, nil, false
 		}
 		if ipSl.inflight+len(ipSl.fails) >= cfg.IPFailures {
-			return nil, RefusedAddress, g.changed
+			return nil, RefusedAddress, g.changed, false
 		}
 	}
 	if address != "" && !cfg.AllowAccounts[address] {
 		accSl = g.taken(g.acc, address, now, cfg.AccountWindow)
 		if accSl.inflight+len(accSl.fails) >= cfg.AccountFailures {
 			switch {
-			case exempt():
+			case exempted == nil:
+				return nil, Open, nil, true
+			case *exempted:
 				accSl = nil
 			case len(accSl.fails) >= cfg.AccountFailures:
-				return nil, RefusedAccount, nil
+				return nil, RefusedAccount, nil, false
 			default:
-				return nil, RefusedAccount, g.changed
+				return nil, RefusedAccount, g.changed, false
 			}
 		}
 	}
-	at := &Attempt{g: g}
+	at = &Attempt{g: g}
 	if ipSl != nil {
 		ipSl.inflight++
 		at.ip = ip
@@ -156,7 +166,7 @@ func (g *Gate) tryReserve(cfg mailcluster.ScreeningConfig, now time.Time, ip, ad
 		accSl.inflight++
 		at.addr = address
 	}
-	return at, Open, nil
+	return at, Open, nil, false
 }
 
 // Finish gives the slots back; a failure keeps them for the window (for

@@ -234,3 +234,35 @@ func TestGateCountsFailuresAndInFlight(t *testing.T) {
 		t.Fatalf("two failures and one in flight fill three slots: %v", r)
 	}
 }
+
+// TestGateAsksExemptOnceOutsideItsLock: whether an account is exempt may
+// be a costly question; the gate asks it at most once per attempt, and
+// not while it holds its lock (the question may use the gate itself).
+func TestGateAsksExemptOnceOutsideItsLock(t *testing.T) {
+	cfg := config() // AccountFailures 2
+	now := func() time.Time { return t0 }
+	g := screening.NewGate()
+	for i := range 2 {
+		at, _ := g.Reserve(context.Background(), cfg, now, "192.0.2."+string(rune('1'+i)), "g@x.test", func() bool { return false })
+		at.Finish(t0, true, string(rune('a'+i)))
+	}
+	asked := 0
+	exempt := func() bool {
+		asked++
+		g.ForgetAddress("198.51.100.1") // takes the gate's lock
+		return true
+	}
+	done := make(chan screening.Refusal, 1)
+	go func() {
+		_, r := g.Reserve(context.Background(), cfg, now, "192.0.2.9", "g@x.test", exempt)
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		if r != screening.Open || asked != 1 {
+			t.Fatalf("refusal %v after %d questions, want Open after 1", r, asked)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the gate asked while holding its lock (deadlock)")
+	}
+}

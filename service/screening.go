@@ -299,9 +299,36 @@ func (s *Service) autoFreeze(ctx context.Context, cfg mailcluster.ScreeningConfi
 var errLastAdmin = mailcluster.Errorf(mailcluster.ECONFLICT, "This is the last usable global administrator: freezing it would lock every administrator out.")
 
 // isLastUsableAdmin reports whether a is a usable global administrator
-// and no other usable one exists.
+// and no other usable one exists. The answer (a scan of every account) is
+// remembered for the state's index, so that a guesser hammering a global
+// administrator costs one scan per change of state, not one per attempt.
 func (s *Service) isLastUsableAdmin(a *mailcluster.Account) bool {
-	return a.AdminRights == mailcluster.AdminGlobal && !a.Frozen && !a.Disabled && s.checkLastAdmin("", a.Address()) != nil
+	if a.AdminRights != mailcluster.AdminGlobal || a.Frozen || a.Disabled {
+		return false
+	}
+	index := s.store.Index()
+	m := &s.lastAdmin
+	m.mu.Lock()
+	if m.valid && m.index == index && m.address == a.Address() {
+		last := m.last
+		m.mu.Unlock()
+		return last
+	}
+	m.mu.Unlock()
+	last := s.checkLastAdmin("", a.Address()) != nil
+	m.mu.Lock()
+	m.valid, m.index, m.address, m.last = true, index, a.Address(), last
+	m.mu.Unlock()
+	return last
+}
+
+// lastAdminMemo remembers the last answer of isLastUsableAdmin.
+type lastAdminMemo struct {
+	mu      sync.Mutex
+	valid   bool
+	index   uint64
+	address string
+	last    bool
 }
 
 // freeze sets the account's Frozen flag and writes the screening record

@@ -31,6 +31,8 @@ type Service struct {
 	decodedCache sync.Map
 	decodedCount atomic.Int64
 
+	lastAdmin lastAdminMemo
+
 	// bcryptRuns counts password comparisons (for tests and metrics).
 	bcryptRuns atomic.Int64
 
