@@ -31,13 +31,10 @@ func (s *Service) setting(section, key, def string) string { return s.stringSett
 
 // SettingsFiles lists the names of the ini files.
 func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
-	if err := requireSignedIn(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.checkServing(); err != nil {
-		return nil, err
-	}
-	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	return schema.ListSettingsFiles(s.store), nil
@@ -45,13 +42,10 @@ func (s *Service) SettingsFiles(ctx context.Context) ([]string, error) {
 
 // SettingsFile returns one ini file. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) SettingsFile(ctx context.Context, file string) (*mailcluster.SettingsFile, error) {
-	if err := requireSignedIn(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.checkServing(); err != nil {
-		return nil, err
-	}
-	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := mailcluster.ValidateSettingsFileName(file); err != nil {
@@ -178,13 +172,10 @@ func (s *Service) clusterRule(file, section, key, value string) error {
 
 // GetSetting returns one value. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) GetSetting(ctx context.Context, file, section, key string) (string, error) {
-	if err := requireSignedIn(ctx); err != nil {
+	if err := requireGlobalAdmin(ctx); err != nil {
 		return "", err
 	}
 	if err := s.checkServing(); err != nil {
-		return "", err
-	}
-	if err := requireGlobalAdmin(ctx); err != nil {
 		return "", err
 	}
 	if err := mailcluster.ValidateSetting(file, section, key, ""); err != nil && mailcluster.ErrorCode(err) == mailcluster.EINVALID && !isRuleError(file, section, key) {
