@@ -4,6 +4,8 @@
 // the cluster prefix.
 package schema
 
+import "fmt"
+
 // Key prefixes and single keys of the replicated state.
 const (
 	PrefixSettings       = "settings/"           // settings/<file>/<section>/<key>: one ini value
@@ -16,6 +18,9 @@ const (
 	PrefixBlockedIPs     = "screening/ips/"      // screening/ips/<ip>: BlockedIP
 	PrefixFrozenAccounts = "screening/accounts/" // screening/accounts/<address>: FrozenAccount
 	PrefixClock          = "clock/"              // clock/<node>: the primary's latest clock reading of a node
+	PrefixGlobalAdmins   = "index/admins/"       // index/admins/<address>: present while the account is a global administrator
+	PrefixFeed           = "feed/"               // feed/<epoch>/<seq>: one committed change set (not part of the served state)
+	KeyHead              = "meta/head"           // the feed's head: epoch and last sequence number
 	KeyPrimary           = "primary"             // the election lock, held by the primary's session
 	KeyLastTxn           = "meta/txn"            // set by every write; its ModifyIndex is the commit index
 	KeyBootstrap         = "meta/bootstrapped"   // set once the first primary created the defaults
@@ -60,3 +65,14 @@ func SettingsFilePrefix(file string) string { return PrefixSettings + file + "/"
 
 // Setting is the key of one ini value.
 func Setting(file, section, key string) string { return SettingsFilePrefix(file) + section + "/" + key }
+
+// GlobalAdmin is the index key that marks address as a global administrator
+// (maintained in the same transaction as the account record).
+func GlobalAdmin(address string) string { return PrefixGlobalAdmins + address }
+
+// FeedEpoch is the prefix of one epoch's feed entries.
+func FeedEpoch(epoch string) string { return PrefixFeed + epoch + "/" }
+
+// Feed is the key of one feed entry; the sequence number is zero-padded so
+// that keys sort in sequence order.
+func Feed(epoch string, seq uint64) string { return fmt.Sprintf("%s%020d", FeedEpoch(epoch), seq) }

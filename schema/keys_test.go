@@ -19,6 +19,8 @@ func TestKeys(t *testing.T) {
 		{schema.Certificate("mail"), "certs/mail"},
 		{schema.Report("n1"), "reports/n1"},
 		{schema.Clock("n1"), "clock/n1"},
+		{schema.GlobalAdmin("a@example.com"), "index/admins/a@example.com"},
+		{schema.Feed("e1", 42), "feed/e1/00000000000000000042"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%q, want %q", tc.got, tc.want)
