@@ -24,6 +24,7 @@ const (
 	KeyPrimary           = "primary"             // the election lock, held by the primary's session
 	KeyLastTxn           = "meta/txn"            // set by every write; its ModifyIndex is the commit index
 	KeyBootstrap         = "meta/bootstrapped"   // set once the first primary created the defaults
+	KeyAdminIndexBuilt   = "meta/index-admins"   // set once the global-administrator index covers every account
 	KeySharedProbe       = "meta/shared-probe"   // the token every node must read on the shared path
 )
 
