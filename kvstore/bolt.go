@@ -19,62 +19,51 @@ var (
 	keyIndex   = []byte("index")
 )
 
-// BoltStore is the Store of a standalone node: a bbolt file under the data
-// dir, loaded into an in-memory snapshot at open. Every Txn is one bbolt
-// transaction, synced to disk before it is applied to the snapshot, so an
-// acknowledged write survives a crash. The node is always primary.
+// BoltStore is the Store of a standalone node: a State file under the data
+// dir that serves every read. Every Txn is one bbolt transaction, its
+// compare-and-set checks made against the file under bbolt's single writer
+// lock and synced to disk before it is answered, so an acknowledged write
+// survives a crash. The node is always primary.
 type BoltStore struct {
-	db   *bolt.DB
-	snap *Snapshot
-	log  *slog.Logger
+	st  *State
+	log *slog.Logger
 }
 
 var _ mailcluster.Store = (*BoltStore)(nil)
 
-// OpenBoltStore opens (or creates) the bbolt file at path.
+// OpenBoltStore opens (or creates) the bbolt file at path. A file written
+// before counts were kept opens with its data (its counts are built here).
 func OpenBoltStore(path string, log *slog.Logger) (*BoltStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	st, err := OpenState(path, StateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("kvstore: open %s: %w", path, err)
+		return nil, err
 	}
-	s := &BoltStore{db: db, snap: NewSnapshot(), log: log}
-	err = db.Update(func(tx *bolt.Tx) error {
-		all, index, err := loadBuckets(tx)
-		if err != nil {
-			return err
-		}
-		s.snap.Replace(all, index)
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("kvstore: load %s: %w", path, err)
-	}
-	return s, nil
+	return &BoltStore{st: st, log: log}, nil
 }
 
 // Close closes the file.
-func (s *BoltStore) Close() error { return s.db.Close() }
+func (s *BoltStore) Close() error { return s.st.Close() }
 
 // Get implements mailcluster.Store.
-func (s *BoltStore) Get(key string) (mailcluster.KV, bool) { return s.snap.Get(key) }
+func (s *BoltStore) Get(key string) (mailcluster.KV, bool) { return s.st.Get(key) }
 
 // List implements mailcluster.Store.
 func (s *BoltStore) List(prefix, after string, limit int) []mailcluster.KV {
-	return s.snap.List(prefix, after, limit)
+	return s.st.List(prefix, after, limit)
 }
 
 // Count implements mailcluster.Store.
-func (s *BoltStore) Count(prefix string) int { return s.snap.Count(prefix) }
+func (s *BoltStore) Count(prefix string) int { return s.st.Count(prefix) }
 
 // Index implements mailcluster.Store.
-func (s *BoltStore) Index() uint64 { return s.snap.Index() }
+func (s *BoltStore) Index() uint64 { return s.st.Index() }
 
 // Notify implements mailcluster.Store.
-func (s *BoltStore) Notify(prefix string) (<-chan struct{}, func()) { return s.snap.Notify(prefix) }
+func (s *BoltStore) Notify(prefix string) (<-chan struct{}, func()) { return s.st.Notify(prefix) }
 
 // Txn implements mailcluster.Store: all ops or none, checked against the
-// file (the source of truth) under bbolt's single writer lock.
+// file (the source of truth) under bbolt's single writer lock, with the
+// counts maintained in the same transaction.
 func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, error) {
 	if err := ValidateOps(ops); err != nil {
 		return 0, err
@@ -82,44 +71,32 @@ func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, erro
 	if err := ctx.Err(); err != nil {
 		return 0, mailcluster.Errorf(mailcluster.EUNAVAILABLE, "The request was cancelled.")
 	}
-	var index uint64
-	var changes []mailcluster.KV
-	var deletes []string
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		kvb, meta := tx.Bucket(bucketKV), tx.Bucket(bucketMeta)
-		if v := meta.Get(keyIndex); len(v) == 8 {
-			index = binary.BigEndian.Uint64(v)
-		}
-		index++
+	index, err := s.st.update(func(_ *bolt.Tx, w *writer, stored uint64) (uint64, error) {
+		index := stored + 1
 		for i, op := range ops {
-			cur := kvb.Get([]byte(op.Key))
 			var curIdx uint64
-			if len(cur) >= 8 {
+			if cur := w.kv.Get([]byte(op.Key)); len(cur) >= 8 {
 				curIdx = binary.BigEndian.Uint64(cur[:8])
 			}
 			switch op.Verb {
 			case mailcluster.OpCAS, mailcluster.OpDeleteCAS, mailcluster.OpCheck:
 				if curIdx != op.Index {
-					return &mailcluster.Error{Code: mailcluster.ECONFLICT, Message: "The data was changed concurrently; try again.",
+					return 0, &mailcluster.Error{Code: mailcluster.ECONFLICT, Message: "The data was changed concurrently; try again.",
 						Err: fmt.Errorf("kvstore: op %d on %q: index %d, want %d", i, op.Key, curIdx, op.Index)}
 				}
 			}
+			var err error
 			switch op.Verb {
 			case mailcluster.OpSet, mailcluster.OpCAS:
-				if err := kvb.Put([]byte(op.Key), encodeRecord(index, op.Value)); err != nil {
-					return err
-				}
-				changes = append(changes, mailcluster.KV{Key: op.Key, Value: append([]byte(nil), op.Value...), ModifyIndex: index})
+				err = w.put(op.Key, index, op.Value)
 			case mailcluster.OpDelete, mailcluster.OpDeleteCAS:
-				if cur != nil {
-					if err := kvb.Delete([]byte(op.Key)); err != nil {
-						return err
-					}
-					deletes = append(deletes, op.Key)
-				}
+				err = w.del(op.Key)
+			}
+			if err != nil {
+				return 0, err
 			}
 		}
-		return putIndex(meta, index)
+		return index, nil
 	})
 	if err != nil {
 		if mailcluster.ErrorCode(err) != mailcluster.EINTERNAL {
@@ -127,7 +104,6 @@ func (s *BoltStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, erro
 		}
 		return 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The state could not be written.", Err: fmt.Errorf("kvstore: bolt txn: %w", err)}
 	}
-	s.snap.Apply(index, changes, deletes)
 	return index, nil
 }
 

@@ -1,6 +1,7 @@
-// Package kvstore keeps a node's local copy of the replicated state: the
-// in-memory snapshot every read is served from (with change notification
-// and read-your-writes waits), the bbolt file that persists it across
-// restarts, and the Store of a standalone node (a bbolt file, always
-// primary). Nothing here talks to the network.
+// Package kvstore keeps a node's local copy of the replicated state: a
+// State is a bbolt file that serves every read (with counts of the keys
+// under every "dir/" prefix maintained with the keys, change notification,
+// read-your-writes waits and a rebuild-and-swap for full re-syncs), and
+// BoltStore is the Store of a standalone node (a State written by local
+// transactions, always primary). Nothing here talks to the network.
 package kvstore

@@ -17,6 +17,8 @@ type Persisted struct{ db *bolt.DB }
 
 // OpenPersisted opens (or creates) the file at path and returns what it
 // holds and the index it was saved at.
+//
+// Deprecated: use OpenState.
 func OpenPersisted(path string) (*Persisted, []mailcluster.KV, uint64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {

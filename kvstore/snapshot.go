@@ -13,6 +13,9 @@ import (
 // Snapshot is the in-memory copy of the replicated state that every read
 // is served from. Changes are applied atomically per index; readers see
 // either all of a transaction or none of it.
+//
+// Deprecated: use State, which serves reads from its bbolt file and keeps
+// no copy of the state in memory.
 type Snapshot struct {
 	mu      sync.RWMutex
 	tree    *btree.BTreeG[mailcluster.KV]
