@@ -173,3 +173,49 @@ func TestBoltStoreConcurrentCAS(t *testing.T) {
 		t.Fatalf("%d creators won, want exactly 1", wins)
 	}
 }
+
+func TestBoltStoreCounts(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := testkv.MustOpenBoltStore(t, path)
+	txn := func(ops ...mailcluster.Op) {
+		t.Helper()
+		if _, err := s.Txn(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(mailcluster.Op{Verb: mailcluster.OpCAS, Key: "accounts/a/u1"}, mailcluster.Op{Verb: mailcluster.OpSet, Key: "accounts/a/u2"}, mailcluster.Op{Verb: mailcluster.OpSet, Key: "accounts/b/u1"})
+	txn(mailcluster.Op{Verb: mailcluster.OpSet, Key: "accounts/a/u2", Value: []byte("again")}) // overwrite
+	txn(mailcluster.Op{Verb: mailcluster.OpDelete, Key: "accounts/b/u1"}, mailcluster.Op{Verb: mailcluster.OpDelete, Key: "accounts/b/none"})
+	checkCounts(t, s, map[string]int{"accounts/": 2, "accounts/a/": 2, "accounts/b/": 0})
+
+	t.Run("ErrConflictChangesNothing", func(t *testing.T) {
+		w, stop := s.Notify("")
+		defer stop()
+		u1, _ := s.Get("accounts/a/u1")
+		before, index := s.List("", "", 0), s.Index()
+		_, err := s.Txn(ctx, []mailcluster.Op{
+			{Verb: mailcluster.OpSet, Key: "accounts/c/new", Value: []byte("x")},
+			{Verb: mailcluster.OpDelete, Key: "accounts/a/u2"},
+			{Verb: mailcluster.OpCAS, Key: "accounts/a/u1", Value: []byte("y"), Index: u1.ModifyIndex + 1},
+		})
+		if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+			t.Fatalf("err = %v", err)
+		}
+		if after := s.List("", "", 0); fmt.Sprint(after) != fmt.Sprint(before) || s.Index() != index {
+			t.Fatalf("a conflicting Txn changed the state: %v -> %v", before, after)
+		}
+		checkCounts(t, s, map[string]int{"accounts/": 2, "accounts/a/": 2, "accounts/c/": 0})
+		select {
+		case <-w:
+			t.Fatal("a conflicting Txn woke a watcher")
+		default:
+		}
+		s.Close()
+		s2 := testkv.MustOpenBoltStore(t, path)
+		checkCounts(t, s2, map[string]int{"accounts/": 2, "accounts/a/": 2, "accounts/c/": 0})
+		if s2.Index() != index {
+			t.Fatalf("index after reopen = %d, want %d", s2.Index(), index)
+		}
+	})
+}

@@ -506,6 +506,12 @@ func (s *State) Rebuild() (*Rebuild, error) {
 	if s.rebuilding {
 		return nil, errors.New("kvstore: a rebuild is already in progress")
 	}
+	s.mu.RLock()
+	closed := s.db == nil
+	s.mu.RUnlock()
+	if closed {
+		return nil, errClosed
+	}
 	path := s.path + ".rebuild"
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("kvstore: rebuild: %w", err)
