@@ -66,6 +66,28 @@ const (
 	// EventCertificateExpiry: a certificate expires within 30, 7 or 1
 	// days (fields: name, not_after).
 	EventCertificateExpiry EventKind = "certificate-expiry"
+
+	// EventDomainDeleteStarted: the primary started (or, after a failover
+	// or a failure, resumed) deleting a domain (fields: domain, accounts,
+	// by, resumed).
+	EventDomainDeleteStarted EventKind = "domain-delete-started"
+	// EventDomainDeleteFinished: a domain and everything under it are
+	// gone (fields: domain, accounts: how many this run deleted,
+	// transactions).
+	EventDomainDeleteFinished EventKind = "domain-delete-finished"
+	// EventDomainDeleteFailed: a deletion stopped before the end; the
+	// domain stays marked and the next primary, or the next request to
+	// delete it, resumes it (fields: domain, accounts: deleted so far,
+	// code).
+	EventDomainDeleteFailed EventKind = "domain-delete-failed"
+	// EventReplicationResync: a node re-read the whole replicated state
+	// (another epoch of the feed, a head behind it, entries pruned past
+	// its position; fields: epoch, seq).
+	EventReplicationResync EventKind = "replication-resync"
+	// EventExternalWrite: the primary found records changed in Consul
+	// outside mailcluster and published Consul's content to every node
+	// (fields: count, keys: the first ten).
+	EventExternalWrite EventKind = "external-write"
 )
 
 // ClusterEvent is one entry of the cluster log: joins, leaves, elections,

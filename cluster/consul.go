@@ -1,39 +1,33 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"mailcluster/kvstore"
-	"mailcluster/schema"
 
 	"github.com/hashicorp/consul/api"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"mailcluster"
 )
 
-// maxTxnOps is Consul's limit of operations in one transaction, less the
-// two that every write adds (check-session and meta/txn).
-const maxTxnOps = 128 - 2
-
 // ConsulStore is the Store of a cluster node: Consul KV under
-// mailcluster/<cluster>/. One blocking query on the prefix feeds the
-// in-memory snapshot that serves every read; the snapshot is persisted, so
-// a node restarted while Consul is unreachable serves its last known state.
-// Writes are Consul transactions fenced by check-session on the primary key.
+// mailcluster/<cluster>/, replicated through the change feed (feed.go).
+// Reads are served by the node's local state (a bbolt file, kvstore.State)
+// and never touch Consul, so a node restarted while Consul is unreachable
+// serves its last known state. Writes are group-committed Consul
+// transactions fenced by check-session on the primary key (commit.go).
 type ConsulStore struct {
 	client *api.Client
 	prefix string
-	snap   *kvstore.Snapshot
-	cache  *kvstore.Persisted
+	state  *kvstore.State
 	log    *slog.Logger
 
 	// Session returns the session that holds the primary key while this
@@ -41,64 +35,108 @@ type ConsulStore struct {
 	Session func() string
 	// WaitTime bounds one blocking query; 0 means 30 s.
 	WaitTime time.Duration
-	// ApplyTimeout bounds how long Txn waits for the local snapshot to apply
-	// a committed write; 0 means 5 s. After it, the write is acknowledged
-	// anyway (it is committed) and a warning is logged.
+	// ApplyTimeout bounds how long Txn waits for the local state to apply
+	// a committed write it could not apply at once; 0 means 5 s. After it,
+	// the write is acknowledged anyway (it is committed) and a warning is
+	// logged.
 	ApplyTimeout time.Duration
+	// CommitTimeout bounds one group commit, finding out the outcome of a
+	// transaction whose answer was lost included; 0 means 15 s.
+	CommitTimeout time.Duration
+	// FeedRetain is how long the primary keeps feed entries; 0 means 15
+	// minutes. A node further behind re-syncs from a full read.
+	FeedRetain time.Duration
+	// FeedMaxEntries bounds the number of feed entries kept; 0 means 20,000.
+	FeedMaxEntries int
 
-	// Events, when set, receives a "replication-applied" entry at most
-	// every 10 s while changes are applied (index and number of keys).
+	// Events, when set, receives "replication-applied" entries (at most
+	// every 10 s while changes are applied), re-syncs and writes found
+	// made outside mailcluster.
 	Events mailcluster.ClusterLog
 
-	watchErrors atomic.Uint64 // failed blocking queries
+	watchErrors    atomic.Uint64 // failed blocking queries
+	bytesRead      atomic.Uint64 // keys and values read from Consul by replication
+	entriesApplied atomic.Uint64
+	resyncs        atomic.Uint64
+	external       atomic.Uint64 // writes found made outside mailcluster
+	lastCommit     atomic.Uint64 // index of this node's last commit
+
+	applyMu sync.Mutex // orders applying entries and re-syncs
+	posMu   sync.Mutex
+	posCh   chan struct{} // closed when the position moves
+
+	reqs    chan *writeReq
+	stop    chan struct{}
+	stopped chan struct{}
+	// Owned by the committer goroutine:
+	head      *headState
+	pruneRing []prunePoint
+	pruneFrom uint64
+	pruning   []uint64
 
 	mu          sync.Mutex
 	lastContact time.Time // the last successful answer of Consul
 	failing     bool
 	applied     int       // keys applied since the last log entry
 	lastLogged  time.Time // of the last replication-applied entry
+	closeOnce   sync.Once
 }
 
 var _ mailcluster.Store = (*ConsulStore)(nil)
 
-// OpenConsulStore loads the persisted snapshot from cachePath. Run must be
-// called to follow Consul.
-func OpenConsulStore(client *api.Client, cluster, cachePath string, log *slog.Logger) (*ConsulStore, error) {
-	cache, all, index, err := kvstore.OpenPersisted(cachePath)
+// OpenConsulStore opens the node's local state at statePath (created if
+// missing; a damaged file is set aside and rebuilt from Consul) and starts
+// the committer. Run must be called to follow Consul.
+func OpenConsulStore(client *api.Client, cluster, statePath string, log *slog.Logger) (*ConsulStore, error) {
+	st, err := kvstore.OpenState(statePath, kvstore.StateOptions{NoSync: true})
+	if err != nil && !errors.Is(err, bolterrors.ErrTimeout) {
+		if _, serr := os.Stat(statePath); serr == nil {
+			aside := statePath + ".damaged"
+			log.Warn("the local copy of the replicated state cannot be opened; setting it aside and re-reading it from consul", "path", statePath, "err", err)
+			if rerr := os.Rename(statePath, aside); rerr == nil {
+				st, err = kvstore.OpenState(statePath, kvstore.StateOptions{NoSync: true})
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	s := &ConsulStore{client: client, prefix: KeyPrefix(cluster), snap: kvstore.NewSnapshot(), cache: cache, log: log}
-	s.snap.Replace(all, index)
+	s := &ConsulStore{client: client, prefix: KeyPrefix(cluster), state: st, log: log,
+		posCh: make(chan struct{}), reqs: make(chan *writeReq, 256), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go s.commitLoop()
 	return s, nil
 }
 
 // KeyPrefix returns the Consul KV prefix of a cluster.
 func KeyPrefix(cluster string) string { return "mailcluster/" + cluster + "/" }
 
-// Close closes the persisted snapshot.
-func (s *ConsulStore) Close() error { return s.cache.Close() }
+// Close stops the committer and closes the local state.
+func (s *ConsulStore) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.stopped
+	return s.state.Close()
+}
 
 // Get implements mailcluster.Store.
-func (s *ConsulStore) Get(key string) (mailcluster.KV, bool) { return s.snap.Get(key) }
+func (s *ConsulStore) Get(key string) (mailcluster.KV, bool) { return s.state.Get(key) }
 
 // List implements mailcluster.Store.
 func (s *ConsulStore) List(prefix, after string, limit int) []mailcluster.KV {
-	return s.snap.List(prefix, after, limit)
+	return s.state.List(prefix, after, limit)
 }
 
 // Count implements mailcluster.Store.
-func (s *ConsulStore) Count(prefix string) int { return s.snap.Count(prefix) }
+func (s *ConsulStore) Count(prefix string) int { return s.state.Count(prefix) }
 
 // Index implements mailcluster.Store.
-func (s *ConsulStore) Index() uint64 { return s.snap.Index() }
+func (s *ConsulStore) Index() uint64 { return s.state.Index() }
 
 // Notify implements mailcluster.Store.
-func (s *ConsulStore) Notify(prefix string) (<-chan struct{}, func()) { return s.snap.Notify(prefix) }
+func (s *ConsulStore) Notify(prefix string) (<-chan struct{}, func()) { return s.state.Notify(prefix) }
 
-// WaitIndex blocks until the snapshot has applied index or ctx ends.
+// WaitIndex blocks until the local state has applied index or ctx ends.
 func (s *ConsulStore) WaitIndex(ctx context.Context, index uint64) error {
-	return s.snap.WaitIndex(ctx, index)
+	return s.state.WaitIndex(ctx, index)
 }
 
 // Sync reports when Consul last answered the watch and whether the watch
@@ -127,46 +165,59 @@ func (s *ConsulStore) Lag() time.Duration {
 // concurrent use.
 func (s *ConsulStore) WatchErrors() uint64 { return s.watchErrors.Load() }
 
-// Run follows the prefix with blocking queries until ctx ends.
+// Run follows the feed until ctx ends: it blocks on the head and applies
+// the entries after the node's position (or re-syncs). On the primary it
+// also watches for writes made outside mailcluster (external.go).
 func (s *ConsulStore) Run(ctx context.Context) {
 	wait := s.WaitTime
 	if wait <= 0 {
 		wait = 30 * time.Second
 	}
+	go s.watchOutside(ctx, wait)
 	var waitIndex uint64
 	backoff := 50 * time.Millisecond
+	fail := func(err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		s.watchErrors.Add(1)
+		s.setFailing(true)
+		s.log.Debug("following the change feed failed", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+		return true
+	}
 	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: waitIndex, WaitTime: wait}).WithContext(ctx)
-		pairs, meta, err := s.client.KV().List(s.prefix, q)
+		h, _, ok, meta, err := s.readHead(ctx, &api.QueryOptions{WaitIndex: waitIndex, WaitTime: wait})
 		if err != nil {
-			if ctx.Err() != nil {
+			if !fail(err) {
 				return
 			}
-			s.watchErrors.Add(1)
-			s.setFailing(true)
-			s.log.Debug("consul watch failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, time.Second)
 			// Read at once when Consul is back, rather than block on the old
-			// index until something changes (the node would report lost
-			// contact for up to the wait time).
+			// index until something changes.
 			waitIndex = 0
 			continue
 		}
-		backoff = 50 * time.Millisecond
-		s.setFailing(false)
 		if meta.LastIndex < waitIndex {
-			waitIndex = 0 // Consul's index went back (a new cluster): resync
+			waitIndex = 0 // Consul's index went back (a new cluster or a restore)
 		} else {
 			waitIndex = meta.LastIndex
 		}
-		if err := s.apply(pairs, meta.LastIndex); err != nil {
-			s.log.Error("persisting the snapshot", "err", err)
+		if ok {
+			if err := s.catchUp(ctx, h); err != nil {
+				if !fail(err) {
+					return
+				}
+				waitIndex = 0
+				continue
+			}
 		}
+		backoff = 50 * time.Millisecond
+		s.setFailing(false)
 	}
 }
 
@@ -184,48 +235,6 @@ func (s *ConsulStore) setFailing(failing bool) {
 		}
 	}
 	s.failing = failing
-}
-
-// apply makes the snapshot equal to pairs at index.
-func (s *ConsulStore) apply(pairs api.KVPairs, index uint64) error {
-	seen := make(map[string]bool, len(pairs))
-	var set []mailcluster.KV
-	for _, p := range pairs {
-		key := strings.TrimPrefix(p.Key, s.prefix)
-		if key == "" || strings.HasSuffix(key, "/") {
-			continue
-		}
-		seen[key] = true
-		cur, ok := s.snap.Get(key)
-		if ok && cur.ModifyIndex == p.ModifyIndex && bytes.Equal(cur.Value, p.Value) {
-			continue
-		}
-		set = append(set, mailcluster.KV{Key: key, Value: p.Value, ModifyIndex: p.ModifyIndex})
-	}
-	var del []string
-	for _, kv := range s.snap.List("", "", 0) {
-		if !seen[kv.Key] {
-			del = append(del, kv.Key)
-		}
-	}
-	if index < s.snap.Index() {
-		// Consul's state is older than ours (e.g. a rebuilt dev agent): take it whole.
-		all := make([]mailcluster.KV, 0, len(pairs))
-		for _, p := range pairs {
-			if key := strings.TrimPrefix(p.Key, s.prefix); key != "" && !strings.HasSuffix(key, "/") {
-				all = append(all, mailcluster.KV{Key: key, Value: p.Value, ModifyIndex: p.ModifyIndex})
-			}
-		}
-		s.snap.Replace(all, index)
-		return s.cache.Save(index, all, del)
-	}
-	if len(set) == 0 && len(del) == 0 && index == s.snap.Index() {
-		return nil
-	}
-	err := s.cache.Save(index, set, del)
-	s.snap.Apply(index, set, del)
-	s.logApplied(index, len(set)+len(del))
-	return err
 }
 
 // logApplied records applied replication in the cluster log, throttled.
@@ -246,8 +255,9 @@ func (s *ConsulStore) logApplied(index uint64, keys int) {
 		Fields: map[string]string{"index": strconv.FormatUint(index, 10), "keys": strconv.Itoa(n)}})
 }
 
-// Txn implements mailcluster.Store as one Consul transaction that starts
-// with check-session on the primary key, so a deposed primary cannot write.
+// Txn implements mailcluster.Store: the write joins the next group
+// commit (commit.go), and is answered once committed and applied to the
+// local state, or refused with a definite outcome.
 func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, error) {
 	if err := kvstore.ValidateOps(ops); err != nil {
 		return 0, err
@@ -255,71 +265,47 @@ func (s *ConsulStore) Txn(ctx context.Context, ops []mailcluster.Op) (uint64, er
 	if len(ops) > maxTxnOps {
 		return 0, mailcluster.Errorf(mailcluster.ETOOLARGE, "A change of %d records is more than the %d one transaction may hold; split it.", len(ops), maxTxnOps)
 	}
-	session := ""
-	if s.Session != nil {
-		session = s.Session()
+	size := 0
+	for _, op := range ops {
+		if notReplicated(op.Key) {
+			return 0, mailcluster.Errorf(mailcluster.EINVALID, "Key %q is not part of the replicated state.", op.Key)
+		}
+		size += opSize(op.Key, op.Value)
 	}
-	if session == "" {
+	if size > txnBudget {
+		return 0, mailcluster.Errorf(mailcluster.ETOOLARGE, "A change of %d KiB is more than one transaction may hold; split it.", size>>10)
+	}
+	if s.Session == nil || s.Session() == "" {
 		return 0, mailcluster.Errorf(mailcluster.EREADONLY, "This node is not the primary.")
 	}
-	txn := api.TxnOps{{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: s.prefix + schema.KeyPrimary, Session: session}}}
-	for _, op := range ops {
-		k := &api.KVTxnOp{Key: s.prefix + op.Key, Value: op.Value, Index: op.Index}
-		switch op.Verb {
-		case mailcluster.OpSet:
-			k.Verb = api.KVSet
-		case mailcluster.OpCAS:
-			k.Verb = api.KVCAS
-		case mailcluster.OpDelete:
-			k.Verb = api.KVDelete
-		case mailcluster.OpDeleteCAS:
-			k.Verb = api.KVDeleteCAS
-		case mailcluster.OpCheck:
-			k.Verb = api.KVCheckIndex
-			if op.Index == 0 {
-				k.Verb = api.KVCheckNotExists
-			}
-		}
-		txn = append(txn, &api.TxnOp{KV: k})
-	}
-	stamp := fmt.Appendf(nil, `{"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))
-	txn = append(txn, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: s.prefix + schema.KeyLastTxn, Value: stamp}})
+	return s.submit(ctx, &writeReq{ops: ops, size: size})
+}
 
-	ok, resp, _, err := s.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		// Not "nothing was changed": Consul may fail the call after the
-		// change reached its log (e.g. "leadership lost while committing
-		// log"), and such a change can still be committed later.
-		return 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached or did not confirm the change; it may or may not have been applied: read it back before retrying.", Err: fmt.Errorf("cluster: consul txn: %w", err)}
+// submit queues r for the committer and waits for its answer. Once queued,
+// a write is answered whatever happens to ctx, so that its outcome is known.
+func (s *ConsulStore) submit(ctx context.Context, r *writeReq) (uint64, error) {
+	r.done = make(chan writeResult, 1)
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		return 0, mailcluster.Errorf(mailcluster.EUNAVAILABLE, "The request was cancelled; nothing was changed.")
+	case <-s.stop:
+		return 0, mailcluster.Errorf(mailcluster.EUNAVAILABLE, "The node is stopping; nothing was changed.")
 	}
-	if !ok {
-		for _, e := range resp.Errors {
-			if e.OpIndex == 0 {
-				return 0, &mailcluster.Error{Code: mailcluster.EREADONLY, Message: "This node is no longer the primary; nothing was changed.",
-					Err: fmt.Errorf("cluster: fenced: %s", e.What)}
-			}
-		}
-		var what []string
-		for _, e := range resp.Errors {
-			what = append(what, fmt.Sprintf("op %d: %s", e.OpIndex, e.What))
-		}
-		return 0, &mailcluster.Error{Code: mailcluster.ECONFLICT, Message: "The data was changed concurrently; try again.",
-			Err: errors.New("cluster: consul txn: " + strings.Join(what, "; "))}
-	}
-	var index uint64
-	for _, r := range resp.Results {
-		if r.KV != nil && r.KV.Key == s.prefix+schema.KeyLastTxn {
-			index = r.KV.ModifyIndex
-		}
-	}
-	timeout := s.ApplyTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	wctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := s.snap.WaitIndex(wctx, index); err != nil {
-		s.log.Warn("a committed write is not yet visible in the local snapshot", "index", index)
-	}
-	return index, nil
+	res := <-r.done
+	return res.index, res.err
+}
+
+// ReplicationStats are counters of the replication of one node.
+type ReplicationStats struct {
+	BytesRead      uint64 // keys and values read from Consul by replication
+	EntriesApplied uint64 // feed entries applied to the local state
+	Resyncs        uint64 // full re-reads of the state
+	ExternalWrites uint64 // changes found made outside mailcluster
+}
+
+// Stats returns the replication counters. Safe for concurrent use.
+func (s *ConsulStore) Stats() ReplicationStats {
+	return ReplicationStats{BytesRead: s.bytesRead.Load(), EntriesApplied: s.entriesApplied.Load(),
+		Resyncs: s.resyncs.Load(), ExternalWrites: s.external.Load()}
 }

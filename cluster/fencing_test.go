@@ -86,8 +86,8 @@ func TestConsulStoreFencing(t *testing.T) {
 		if kv := read("test/ok"); kv == nil || string(kv.Value) != "written" {
 			t.Fatalf("Consul holds %v after the holder's write", kv)
 		}
-		if kv := read(schema.KeyLastTxn); kv == nil || kv.ModifyIndex != index {
-			t.Errorf("meta/txn = %v, want ModifyIndex %d", kv, index)
+		if kv := read(schema.KeyHead); kv == nil || kv.ModifyIndex != index {
+			t.Errorf("meta/head = %v, want ModifyIndex %d", kv, index)
 		}
 	})
 
@@ -97,7 +97,7 @@ func TestConsulStoreFencing(t *testing.T) {
 		{"ErrUnknownSession", "00000000-0000-0000-0000-000000000000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := read(schema.KeyLastTxn)
+			before := read(schema.KeyHead)
 			session.Store(tc.session)
 			_, err := write("test/"+tc.name, "must not be written")
 			if code := mailcluster.ErrorCode(err); code != mailcluster.EREADONLY {
@@ -106,12 +106,12 @@ func TestConsulStoreFencing(t *testing.T) {
 			if kv := read("test/" + tc.name); kv != nil {
 				t.Errorf("Consul holds %q = %q: the fenced write went through", kv.Key, kv.Value)
 			}
-			after := read(schema.KeyLastTxn)
+			after := read(schema.KeyHead)
 			if before == nil || after == nil {
-				t.Fatalf("meta/txn missing: before %v, after %v", before, after)
+				t.Fatalf("meta/head missing: before %v, after %v", before, after)
 			}
 			if after.ModifyIndex != before.ModifyIndex {
-				t.Errorf("meta/txn was set again by a fenced write (index %d, was %d)", after.ModifyIndex, before.ModifyIndex)
+				t.Errorf("meta/head was set again by a fenced write (index %d, was %d)", after.ModifyIndex, before.ModifyIndex)
 			}
 			if kv := read(schema.KeyPrimary); kv == nil || kv.Session != holder {
 				t.Errorf("the primary key is %v, want it still held by %s", kv, holder)

@@ -22,7 +22,6 @@ const (
 	PrefixFeed           = "feed/"               // feed/<epoch>/<seq>: one committed change set (not part of the served state)
 	KeyHead              = "meta/head"           // the feed's head: epoch and last sequence number
 	KeyPrimary           = "primary"             // the election lock, held by the primary's session
-	KeyLastTxn           = "meta/txn"            // set by every write; its ModifyIndex is the commit index
 	KeyBootstrap         = "meta/bootstrapped"   // set once the first primary created the defaults
 	KeyAdminIndexBuilt   = "meta/index-admins"   // set once the global-administrator index covers every account
 	KeySharedProbe       = "meta/shared-probe"   // the token every node must read on the shared path
