@@ -13,8 +13,21 @@ type Domain struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 
+	// Deleting is set while the domain is being deleted: from then on it
+	// takes no new accounts, no account or domain changes and no mail,
+	// and its accounts are removed in bounded steps until the record
+	// itself goes. Nil for a domain in service.
+	Deleting *DomainDeletion `json:"deleting,omitempty"`
+
 	// AccountCount is computed on read, never stored.
 	AccountCount int `json:"accountCount"`
+}
+
+// DomainDeletion describes a deletion under way.
+type DomainDeletion struct {
+	Since    time.Time `json:"since"`    // when it was asked for
+	By       string    `json:"by"`       // who asked for it (an address or a system caller's name)
+	Accounts int       `json:"accounts"` // how many accounts the domain had then
 }
 
 // DomainUpdate holds the fields to change; nil leaves a field as it is.

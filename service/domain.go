@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	"mailcluster/schema"
@@ -10,7 +11,39 @@ import (
 	"mailcluster"
 )
 
+// getDomain returns a domain in service for the account rules: a domain
+// being deleted answers ECONFLICT, so that it takes no new accounts and
+// its accounts are neither listed nor changed through it.
+// Errors: ENOTFOUND, ECONFLICT (being deleted), EINTERNAL.
 func (s *Service) getDomain(name string) (*mailcluster.Domain, uint64, error) {
+	d, idx, err := s.readDomain(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	if d.Deleting != nil {
+		return nil, 0, errDomainDeleting(name)
+	}
+	return d, idx, nil
+}
+
+// errDomainDeleting refuses a change to a domain being deleted.
+func errDomainDeleting(name string) error {
+	return mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s is being deleted.", name)
+}
+
+// readDomain returns a domain record as stored, a deletion under way
+// included, with its account count.
+func (s *Service) readDomain(name string) (*mailcluster.Domain, uint64, error) {
+	d, idx, err := s.decodeDomain(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	d.AccountCount = s.store.Count(schema.AccountPrefix(name))
+	return d, idx, nil
+}
+
+// decodeDomain returns a domain record as stored, without its count.
+func (s *Service) decodeDomain(name string) (*mailcluster.Domain, uint64, error) {
 	kv, ok := s.store.Get(schema.Domain(name))
 	if !ok {
 		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s does not exist.", name)
@@ -22,8 +55,17 @@ func (s *Service) getDomain(name string) (*mailcluster.Domain, uint64, error) {
 		}
 		s.storeDecoded(kv, d)
 	}
-	d.AccountCount = s.store.Count(schema.AccountPrefix(name))
+	if d.Deleting != nil {
+		del := *d.Deleting // the cached value is shared
+		d.Deleting = &del
+	}
 	return &d, kv.ModifyIndex, nil
+}
+
+// domainDeleting reports whether a domain is marked as being deleted.
+func (s *Service) domainDeleting(name string) bool {
+	d, _, err := s.decodeDomain(name)
+	return err == nil && d.Deleting != nil
 }
 
 // decoded is a record decoded from the store at one modify index.
@@ -63,7 +105,8 @@ func (s *Service) storeDecoded(kv mailcluster.KV, value any) {
 	s.decodedCache.Store(kv.Key, decoded{index: kv.ModifyIndex, value: value})
 }
 
-// FindDomains returns every domain the caller may see, by name.
+// FindDomains returns every domain the caller may see, by name; a domain
+// being deleted is listed with its Deleting field set.
 func (s *Service) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error) {
 	if err := requireAdmin(ctx); err != nil {
 		return nil, err
@@ -77,7 +120,7 @@ func (s *Service) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error
 		if authorizeDomain(ctx, name) != nil {
 			continue
 		}
-		d, _, err := s.getDomain(name)
+		d, _, err := s.readDomain(name)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +129,8 @@ func (s *Service) FindDomains(ctx context.Context) ([]*mailcluster.Domain, error
 	return out, nil
 }
 
-// FindDomain returns one domain. Errors: ENOTFOUND, EINVALID, EFORBIDDEN.
+// FindDomain returns one domain (Deleting set while it is being deleted).
+// Errors: ENOTFOUND, EINVALID, EFORBIDDEN.
 func (s *Service) FindDomain(ctx context.Context, name string) (*mailcluster.Domain, error) {
 	if err := requireSignedIn(ctx); err != nil {
 		return nil, err
@@ -101,7 +145,7 @@ func (s *Service) FindDomain(ctx context.Context, name string) (*mailcluster.Dom
 	if err := authorizeDomain(ctx, name); err != nil {
 		return nil, err
 	}
-	d, _, err := s.getDomain(name)
+	d, _, err := s.readDomain(name)
 	return d, err
 }
 
@@ -146,7 +190,8 @@ func validateDomainFields(description string, maxAccounts int) error {
 	return nil
 }
 
-// UpdateDomain changes a domain's fields. Errors as CreateDomain plus ENOTFOUND.
+// UpdateDomain changes a domain's fields. Errors as CreateDomain plus
+// ENOTFOUND; ECONFLICT also for a domain being deleted.
 func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster.DomainUpdate) (*mailcluster.Domain, error) {
 	if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
@@ -184,8 +229,22 @@ func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster
 }
 
 // DeleteDomain removes a domain. A domain with accounts is removed, with
-// all its accounts in the same transaction, only when force is set.
-// Errors: ENOTFOUND, ECONFLICT (has accounts), EFORBIDDEN, EREADONLY.
+// all its accounts, only when force is set. The deletion has three steps:
+// one transaction marks the domain as being deleted (from then on it takes
+// no new accounts, no account or domain changes and no mail), bounded
+// transactions delete its accounts with their usage, freeze and
+// global-administrator records, and a last one deletes what is left and
+// the domain record. The call returns when the domain is gone; the work
+// goes on to the end when the caller goes away (until this node stops
+// being the primary or closes its store; the next primary resumes it, see
+// ResumeDomainDeletions). A call for a domain already being deleted joins
+// the deletion under way (or resumes it) and answers when it ends.
+// The domain holding the last usable global administrator, and the
+// caller's own domain, cannot be deleted.
+// Errors: ENOTFOUND, ECONFLICT (has accounts, last administrator, own
+// domain), EFORBIDDEN, EREADONLY, EUNAVAILABLE; a deletion that stops
+// before its end answers the store's error (EREADONLY, EUNAVAILABLE,
+// ECONFLICT or EINTERNAL) and stays marked.
 func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) error {
 	if err := requireGlobalAdmin(ctx); err != nil {
 		return err
@@ -197,13 +256,15 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	if err := s.checkWritable(); err != nil {
 		return err
 	}
-	_, idx, err := s.getDomain(name)
+	d, idx, err := s.readDomain(name)
 	if err != nil {
 		return err
 	}
-	accounts := s.store.List(schema.AccountPrefix(name), "", 0)
-	if len(accounts) > 0 && !force {
-		return mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s has %d accounts; delete them first or use force.", name, len(accounts))
+	if d.Deleting != nil {
+		return s.awaitDeletion(ctx, context.WithoutCancel(ctx), name, true)
+	}
+	if d.AccountCount > 0 && !force {
+		return mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s has %d accounts; delete them first or use force.", name, d.AccountCount)
 	}
 	if c := CallerFromContext(ctx); c != nil && c.Domain == name {
 		return mailcluster.Errorf(mailcluster.ECONFLICT, "You cannot delete the domain of your own account.")
@@ -211,21 +272,26 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	if err := s.checkLastAdmin(name, ""); err != nil {
 		return err
 	}
-	ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: schema.Domain(name), Index: idx}}
-	for _, kv := range accounts {
-		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
-	}
-	for _, kv := range s.store.List(schema.UsagePrefix(name), "", 0) {
-		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: kv.Key})
-	}
-	for _, kv := range s.store.List(schema.PrefixFrozenAccounts, "", 0) {
-		if strings.HasSuffix(kv.Key, "@"+name) {
-			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: kv.Key})
-		}
-	}
-	if err := s.txn(ctx, ops); err != nil {
+	d.Deleting = &mailcluster.DomainDeletion{Since: s.now(), By: callerName(ctx), Accounts: d.AccountCount}
+	d.AccountCount = 0
+	b, _ := json.Marshal(d)
+	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Domain(name), Value: b, Index: idx}}); err != nil {
 		return conflictAs(err, "Domain %s was changed concurrently; try again.", name)
 	}
-	s.log.Info("domain deleted", "domain", name, "accounts", len(accounts))
-	return nil
+	s.log.Info("domain deletion started", "domain", name, "accounts", d.Deleting.Accounts)
+	s.recordEvent(mailcluster.ClusterEvent{Event: mailcluster.EventDomainDeleteStarted, Message: "deleting a domain",
+		Fields: map[string]string{"domain": name, "accounts": strconv.Itoa(d.Deleting.Accounts), "by": d.Deleting.By, "resumed": "false"}})
+	return s.awaitDeletion(ctx, context.WithoutCancel(ctx), name, false)
+}
+
+// callerName names the caller of ctx for the record of a deletion.
+func callerName(ctx context.Context) string {
+	c, _ := callerOf(ctx)
+	switch {
+	case c.account != nil:
+		return c.account.Address()
+	case c.system != "":
+		return "system: " + c.system
+	}
+	return ""
 }

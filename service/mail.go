@@ -27,14 +27,23 @@ func (s *Service) usage(domain, mailbox string) mailcluster.Usage {
 
 // lookupAccount returns an account by address for the node's own
 // components (delivery, SMTP AUTH): no caller authorization applies. The
-// result includes the password hash. Errors: EINVALID, ENOTFOUND.
+// result includes the password hash. The accounts of a domain being
+// deleted are not found: mail to them is refused for good (550), as it
+// will be once the domain is gone. Errors: EINVALID, ENOTFOUND.
 func (s *Service) lookupAccount(address string) (*mailcluster.Account, error) {
 	mailbox, domain, err := mailcluster.SplitAddress(address)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.store.Get(schema.Domain(domain)); !ok {
+	d, _, err := s.decodeDomain(domain)
+	if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {
 		return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s is not served here.", domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d.Deleting != nil {
+		return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s is being deleted.", domain)
 	}
 	a, _, err := s.getAccount(domain, mailbox)
 	return a, err
