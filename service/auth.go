@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 
 	"mailcluster"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
 )
 
 // Authenticate checks an address and password and returns the account if
@@ -94,9 +97,9 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 		return nil, fail
 	}
 	frozen := a.Frozen || s.locallyFrozen(a.Address())
-	var ok bool
-	if !withBcryptSlot(ctx, func() { ok = s.checkPassword(a, password, frozen) }) {
-		return nil, ctxFailure(ctx)
+	ok, err := s.checkPassword(ctx, a, password, frozen)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case !ok && frozen:
@@ -155,36 +158,65 @@ func (s *Service) checkDummy(password string) error {
 	return bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
 }
 
-// checkPassword compares with bcrypt, remembering recent successes for a
-// minute (keyed by an HMAC of address, password and hash, so a changed
-// password or hash invalidates the entry and no password is kept). With
-// noCache the comparison always runs bcrypt (a frozen account: its
-// answer must cost what a wrong password costs).
-func (s *Service) checkPassword(a *mailcluster.Account, password string, noCache bool) bool {
-	if !noCache && s.recentSuccess(a, password) {
-		return true
-	}
+// checkPassword compares with bcrypt in a password-check slot
+// (withBcryptSlot), remembering successes for a minute in the login cache
+// (keyed by an HMAC of address, password and hash, so a changed password
+// or hash never matches an old entry and no password is kept). Parallel
+// checks of the same credentials run bcrypt once and share its answer;
+// checks of another password have another key and share nothing. With
+// noCache the comparison always runs bcrypt on its own (a frozen account:
+// its answer must cost what a wrong password costs). The error is
+// EUNAVAILABLE when ctx ended while waiting for a slot.
+func (s *Service) checkPassword(ctx context.Context, a *mailcluster.Account, password string, noCache bool) (bool, error) {
 	if a.PasswordHash == "" {
-		_ = s.checkDummy(password)
-		return false
+		if !withBcryptSlot(ctx, func() { _ = s.checkDummy(password) }) {
+			return false, ctxFailure(ctx)
+		}
+		return false, nil
 	}
-	s.bcryptRuns.Add(1)
-	if bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) != nil {
-		return false
+	compare := func(ctx context.Context) (ok bool, err error) {
+		if !withBcryptSlot(ctx, func() {
+			s.bcryptRuns.Add(1)
+			ok = bcrypt.CompareHashAndPassword([]byte(a.PasswordHash), []byte(password)) == nil
+		}) {
+			return false, ctxFailure(ctx)
+		}
+		return ok, nil
+	}
+	if noCache {
+		return compare(ctx)
 	}
 	k := s.successKey(a, password)
-	s.authMu.Lock()
-	if len(s.authCache) >= 4096 {
-		clear(s.authCache)
+	// The check in flight belongs to the request that started it: when that
+	// request ends while waiting for a slot, the others try again (a bounded
+	// number of times) rather than fail with it.
+	for range 3 {
+		if s.logins.hit(k) {
+			return true, nil
+		}
+		v, err, _ := s.logins.flight.Do(string(k[:]), func() (any, error) {
+			if s.logins.hit(k) {
+				return true, nil // a check that just finished
+			}
+			ok, err := compare(ctx)
+			if ok {
+				s.logins.add(k)
+			}
+			return ok, err
+		})
+		if err == nil {
+			return v.(bool), nil
+		}
+		if ctx.Err() != nil {
+			return false, ctxFailure(ctx)
+		}
 	}
-	s.authCache[k] = time.Now()
-	s.authMu.Unlock()
-	return true
+	return false, ctxFailure(ctx)
 }
 
-// successKey keys the success cache: an HMAC of address, password and
-// hash, so a changed password or hash invalidates the entry and no
-// password is kept.
+// successKey keys the login cache and the checks in flight: an HMAC of
+// address, password and hash, so a changed password or hash never matches
+// an old entry and no password is kept.
 func (s *Service) successKey(a *mailcluster.Account, password string) [32]byte {
 	m := hmac.New(sha256.New, s.authKey)
 	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
@@ -196,12 +228,49 @@ func (s *Service) successKey(a *mailcluster.Account, password string) [32]byte {
 // recentSuccess reports whether these credentials were checked
 // successfully within the last minute.
 func (s *Service) recentSuccess(a *mailcluster.Account, password string) bool {
-	k := s.successKey(a, password)
-	s.authMu.Lock()
-	defer s.authMu.Unlock()
-	t, ok := s.authCache[k]
-	return ok && time.Since(t) < time.Minute
+	return s.logins.hit(s.successKey(a, password))
 }
+
+// Limits of the login cache.
+const (
+	// loginCacheSize bounds the successful logins remembered; past it the
+	// least recently used entry makes room (never all at once).
+	loginCacheSize = 4096
+	// loginCacheTTL is how long a successful check is remembered.
+	loginCacheTTL = time.Minute
+)
+
+// loginCache remembers successful password checks by successKey, and
+// holds the checks in flight so that parallel logins with the same
+// credentials share one bcrypt run. The zero value is ready to use; it is
+// safe for concurrent use.
+type loginCache struct {
+	once    sync.Once
+	entries *lru.Cache[[32]byte, time.Time] // key -> time of the check
+	flight  singleflight.Group
+}
+
+func (c *loginCache) cache() *lru.Cache[[32]byte, time.Time] {
+	c.once.Do(func() { c.entries, _ = lru.New[[32]byte, time.Time](loginCacheSize) })
+	return c.entries
+}
+
+// hit reports whether k was checked successfully within loginCacheTTL; an
+// expired entry is dropped.
+func (c *loginCache) hit(k [32]byte) bool {
+	t, ok := c.cache().Get(k)
+	if !ok {
+		return false
+	}
+	if time.Since(t) < loginCacheTTL {
+		return true
+	}
+	c.cache().Remove(k)
+	return false
+}
+
+// add remembers a successful check of k now.
+func (c *loginCache) add(k [32]byte) { c.cache().Add(k, time.Now()) }
 
 func (s *Service) hashPassword(password string) (string, error) {
 	if min := s.intSetting(mailcluster.SectionPasswords, mailcluster.KeyMinLength, mailcluster.DefaultMinPasswordLength); len(password) < min {

@@ -36,9 +36,8 @@ type Service struct {
 	// bcryptRuns counts password comparisons (for tests and metrics).
 	bcryptRuns atomic.Int64
 
-	authMu    sync.Mutex
-	authKey   []byte
-	authCache map[[32]byte]time.Time
+	authKey []byte
+	logins  loginCache
 }
 
 // Options are the optional parts of a Service; the zero value of each field
@@ -84,7 +83,7 @@ type Options struct {
 func New(store mailcluster.Store, lead mailcluster.Leadership, log *slog.Logger, opts Options) *Service {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &Service{store: store, lead: lead, log: log, opts: opts, authKey: key, authCache: map[[32]byte]time.Time{}}
+	return &Service{store: store, lead: lead, log: log, opts: opts, authKey: key}
 }
 
 func (s *Service) now() time.Time {
