@@ -278,6 +278,7 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 		{Verb: mailcluster.OpCheck, Key: schema.Domain(domain), Index: didx},
 		{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: 0},
 	}
+	ops = append(ops, s.adminIndexOps(a.Address(), a)...)
 	if err := s.txn(ctx, ops); err != nil {
 		return nil, conflictAs(err, "Account %s@%s already exists or its domain changed; try again.", mailbox, domain)
 	}
@@ -354,6 +355,7 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	a.UpdatedAt = s.now()
 	b, _ := json.Marshal(a)
 	ops := []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: idx}}
+	ops = append(ops, s.adminIndexOps(a.Address(), a)...)
 	if !a.Frozen {
 		// Thawing by hand also ends a freeze by dynamic screening.
 		if rec, ok := s.store.Get(schema.FrozenAccount(a.Address())); ok {
@@ -408,7 +410,7 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 		}
 	}
 	ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: schema.Account(domain, mailbox), Index: idx}}
-	for _, k := range []string{schema.Usage(domain, mailbox), schema.FrozenAccount(a.Address())} {
+	for _, k := range []string{schema.Usage(domain, mailbox), schema.FrozenAccount(a.Address()), schema.GlobalAdmin(a.Address())} {
 		if _, ok := s.store.Get(k); ok {
 			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
 		}
@@ -422,18 +424,66 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 
 // checkLastAdmin refuses a change that would leave no usable global
 // administrator: excluding the accounts of domain exceptDomain and the
-// account exceptAddress, one must remain.
+// account exceptAddress, one must remain. It reads the global-administrator
+// index and then only the accounts it lists; a state whose index is not
+// built yet (no schema.KeyAdminIndexBuilt) is scanned whole.
 func (s *Service) checkLastAdmin(exceptDomain, exceptAddress string) error {
+	if _, built := s.store.Get(schema.KeyAdminIndexBuilt); !built {
+		return s.checkLastAdminScan(exceptDomain, exceptAddress)
+	}
+	for _, kv := range s.store.List(schema.PrefixGlobalAdmins, "", 0) {
+		address := strings.TrimPrefix(kv.Key, schema.PrefixGlobalAdmins)
+		mailbox, domain, err := mailcluster.SplitAddress(address)
+		if err != nil || domain == exceptDomain || address == exceptAddress {
+			continue
+		}
+		if a, _, err := s.getAccount(domain, mailbox); err == nil && usableGlobalAdmin(a) {
+			return nil
+		}
+	}
+	return errNoAdminLeft()
+}
+
+// checkLastAdminScan is checkLastAdmin over every account.
+func (s *Service) checkLastAdminScan(exceptDomain, exceptAddress string) error {
 	for _, kv := range s.store.List(schema.PrefixAccounts, "", 0) {
 		var a mailcluster.Account
 		if json.Unmarshal(kv.Value, &a) != nil {
 			continue
 		}
-		if a.AdminRights == mailcluster.AdminGlobal && !a.Disabled && !a.Frozen && a.Domain != exceptDomain && a.Address() != exceptAddress {
+		if usableGlobalAdmin(&a) && a.Domain != exceptDomain && a.Address() != exceptAddress {
 			return nil
 		}
 	}
+	return errNoAdminLeft()
+}
+
+func errNoAdminLeft() error {
 	return mailcluster.Errorf(mailcluster.ECONFLICT, "This would leave no usable global administrator.")
+}
+
+// usableGlobalAdmin reports whether a is a global administrator who can
+// log in (neither disabled nor frozen).
+func usableGlobalAdmin(a *mailcluster.Account) bool {
+	return a.AdminRights == mailcluster.AdminGlobal && !a.Disabled && !a.Frozen
+}
+
+// adminIndexOps returns the operations that bring the global-administrator
+// index entry of address in line with the account a being written (nil:
+// the account is deleted): the entry exists exactly while the account's
+// rights are global, whether or not it is frozen or disabled. They go into
+// the same transaction as the account record; none when the entry is
+// right already.
+func (s *Service) adminIndexOps(address string, a *mailcluster.Account) []mailcluster.Op {
+	key := schema.GlobalAdmin(address)
+	_, indexed := s.store.Get(key)
+	switch global := a != nil && a.AdminRights == mailcluster.AdminGlobal; {
+	case global && !indexed:
+		return []mailcluster.Op{{Verb: mailcluster.OpSet, Key: key, Value: []byte("{}")}}
+	case !global && indexed:
+		return []mailcluster.Op{{Verb: mailcluster.OpDelete, Key: key}}
+	}
+	return nil
 }
 
 // ---- settings ----
