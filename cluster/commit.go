@@ -160,6 +160,9 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 			return
 		}
 		entry, txn, owner := s.buildTxn(session, batch)
+		if s.beforeCommit != nil {
+			s.beforeCommit()
+		}
 		ok, resp, _, err := s.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			committed, index, rerr := s.resolve(ctx, session, entry)

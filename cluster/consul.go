@@ -74,6 +74,11 @@ type ConsulStore struct {
 	pruneFrom uint64
 	pruning   []uint64
 
+	// Test hooks (export_test.go): called before each transaction is sent,
+	// and after each entry is applied locally.
+	beforeCommit func()
+	onApply      func(epoch string, seq uint64)
+
 	mu          sync.Mutex
 	lastContact time.Time // the last successful answer of Consul
 	failing     bool

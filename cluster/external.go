@@ -39,6 +39,8 @@ func (s *ConsulStore) watchOutside(ctx context.Context, wait time.Duration) {
 			}
 			continue
 		}
+		// The first look (after becoming primary) checks too: a change
+		// made while no primary watched is found then.
 		_, meta, err := s.client.KV().Keys(s.prefix, "/", (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
 			index = 0
@@ -51,8 +53,8 @@ func (s *ConsulStore) watchOutside(ctx context.Context, wait time.Duration) {
 		}
 		prev := index
 		index = meta.LastIndex
-		if prev == 0 || index <= prev {
-			continue // a baseline, or the index went back (handled by the feed's head)
+		if prev != 0 && index <= prev {
+			continue // nothing new, or the index went back (handled by the feed's head)
 		}
 		if s.explained(ctx, index) {
 			continue

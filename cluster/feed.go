@@ -142,6 +142,9 @@ func (s *ConsulStore) applyEntry(e *feedEntry, index uint64) (bool, error) {
 		return false, fmt.Errorf("cluster: apply feed entry %d: %w", e.Seq, err)
 	}
 	s.entriesApplied.Add(1)
+	if s.onApply != nil {
+		s.onApply(e.Epoch, e.Seq)
+	}
 	s.signalPos()
 	s.logApplied(index, len(e.Changes))
 	return true, nil

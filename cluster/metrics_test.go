@@ -106,6 +106,14 @@ func TestElectionPrimaryDuration(t *testing.T) {
 // is skipped.
 func MustStartConsul(t *testing.T) *api.Client {
 	t.Helper()
+	c, _ := mustStartConsulAddr(t)
+	return c
+}
+
+// mustStartConsulAddr is MustStartConsul, also returning the agent's
+// HTTP address.
+func mustStartConsulAddr(t *testing.T) (*api.Client, string) {
+	t.Helper()
 	bin := os.Getenv("MAILCLUSTER_CONSUL_BIN")
 	if bin == "" {
 		bin, _ = exec.LookPath("consul")
@@ -160,11 +168,11 @@ func MustStartConsul(t *testing.T) *api.Client {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return c
+			return c, addr
 		}
 	}
 	t.Fatalf("consul has no leader after 30s: %s", out)
-	return nil
+	return nil, ""
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1.

@@ -1,0 +1,19 @@
+package cluster
+
+// SetCommitHooks sets the store's test hooks: before is called by the
+// committer before each transaction is sent, applied after each feed entry
+// applied to the local state (with its epoch and sequence number). Set
+// them before the store is used.
+func SetCommitHooks(s *ConsulStore, before func(), applied func(epoch string, seq uint64)) {
+	s.beforeCommit = before
+	s.onApply = applied
+}
+
+// QueuedWrites returns how many writes wait for the committer.
+func QueuedWrites(s *ConsulStore) int { return len(s.reqs) }
+
+// FeedPosition returns the local state's position in the feed.
+func FeedPosition(s *ConsulStore) (epoch string, seq uint64) {
+	p := s.pos()
+	return p.Epoch, p.Seq
+}
