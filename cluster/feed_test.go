@@ -40,12 +40,12 @@ type feedNode struct {
 	live    sync.RWMutex // held to replace st
 	// pastResyncs counts the re-syncs of the node's earlier stores.
 	pastResyncs uint64
-	mu      sync.Mutex
-	applied []string // "epoch/seq" in the order applied
-	dup     []string // entries applied twice or out of order
-	events  *recordedEvents
-	opts    func(*cluster.ConsulStore)
-	before  func() // called before each transaction is sent
+	mu          sync.Mutex
+	applied     []string // "epoch/seq" in the order applied
+	dup         []string // entries applied twice or out of order
+	events      *recordedEvents
+	opts        func(*cluster.ConsulStore)
+	before      func() // called before each transaction is sent
 }
 
 // recordedEvents is a ClusterLog that keeps what it is given.
