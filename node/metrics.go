@@ -77,6 +77,9 @@ type nodeState struct {
 	// (of the replicated state and of the primary key).
 	StateWatchErrors    func() uint64
 	ElectionWatchErrors func() uint64
+	// Replication reads the change feed's counters (zero on a standalone
+	// node).
+	Replication func() cluster.ReplicationStats
 }
 
 // standaloneState reads a standalone node: always primary (since it
@@ -91,6 +94,7 @@ func standaloneState(lead mailcluster.Leadership, st mailcluster.Store, started 
 		Lag:                 func() time.Duration { return 0 },
 		StateWatchErrors:    zero,
 		ElectionWatchErrors: zero,
+		Replication:         func() cluster.ReplicationStats { return cluster.ReplicationStats{} },
 	}
 }
 
@@ -104,6 +108,7 @@ func clusterState(e *cluster.Election, st *cluster.ConsulStore) nodeState {
 		Lag:                 st.Lag,
 		StateWatchErrors:    st.WatchErrors,
 		ElectionWatchErrors: e.WatchErrors,
+		Replication:         st.Stats,
 	}
 }
 
@@ -148,6 +153,23 @@ func (m *metrics) registerNode(st nodeState) {
 			return lag.Seconds()
 		}),
 	)
+	for _, c := range []struct {
+		name, help string
+		read func(cluster.ReplicationStats) uint64
+	}{
+		{"read_bytes_total", "Bytes of keys and values this node read from Consul to replicate the state (the feed's head and entries, and full re-reads). Divided by replication_entries_applied_total it is the cost of one replicated write.",
+			func(r cluster.ReplicationStats) uint64 { return r.BytesRead }},
+		{"entries_applied_total", "Change-feed entries (one per group-committed write transaction) applied to this node's state.",
+			func(r cluster.ReplicationStats) uint64 { return r.EntriesApplied }},
+		{"resyncs_total", "Full re-reads of the replicated state (a new node, another epoch of the feed, a feed pruned past this node's position).",
+			func(r cluster.ReplicationStats) uint64 { return r.Resyncs }},
+		{"external_writes_total", "Records found changed in Consul outside mailcluster and published by this node as primary.",
+			func(r cluster.ReplicationStats) uint64 { return r.ExternalWrites }},
+	} {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "mailcluster", Subsystem: "replication", Name: c.name, Help: c.help,
+		}, func() float64 { return float64(c.read(st.Replication())) }))
+	}
 	for watch, n := range map[string]func() uint64{"state": st.StateWatchErrors, "election": st.ElectionWatchErrors} {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "mailcluster", Name: "watch_errors_total",

@@ -75,12 +75,12 @@ func slowServer(t *testing.T, headerTimeout, readTimeout time.Duration) (string,
 // sent and how long the connection lasted.
 func dribble(t *testing.T, addr, head, rest string, step time.Duration) (string, time.Duration) {
 	t.Helper()
+	start := time.Now() // before the server accepts and starts its timer
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
 	got := make(chan string, 1)
 	go func() {
 		b, _ := io.ReadAll(c)
