@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"mailcluster"
 )
@@ -109,15 +110,22 @@ func prepareTx(tx *bolt.Tx) (uint64, error) {
 	if c := meta.Get(keyCounts); len(c) == 8 && getUint(c) == index {
 		return index, nil
 	}
-	if err := tx.DeleteBucket(bucketCounts); err != nil {
+	if err := buildCounts(tx); err != nil {
 		return 0, err
+	}
+	return index, meta.Put(keyCounts, putUint(index))
+}
+
+// buildCounts replaces the counts bucket by counts of a scan of the keys.
+func buildCounts(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(bucketCounts); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return err
 	}
 	counts, err := tx.CreateBucket(bucketCounts)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	// One entry per directory, not per key.
-	acc := map[string]uint64{}
+	acc := map[string]uint64{} // one entry per directory, not per key
 	err = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
 		if len(v) < 8 {
 			return fmt.Errorf("record %q is damaged", k)
@@ -126,14 +134,14 @@ func prepareTx(tx *bolt.Tx) (uint64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for p, n := range acc {
 		if err := counts.Put([]byte(p), putUint(n)); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return index, meta.Put(keyCounts, putUint(index))
+	return nil
 }
 
 // forAncestors calls f with every prefix of key that ends in "/" (the key
@@ -326,7 +334,7 @@ func (w *watch) signal() {
 
 // writer changes the keys of one write transaction and keeps the counts.
 type writer struct {
-	kv, counts *bolt.Bucket
+	kv, counts *bolt.Bucket // counts nil: not maintained (a rebuild counts at Commit)
 	changed    []string
 }
 
@@ -358,6 +366,9 @@ func (w *writer) del(key string) error {
 }
 
 func (w *writer) count(key string, delta int) error {
+	if w.counts == nil {
+		return nil
+	}
 	var err error
 	forAncestors(key, func(p string) {
 		if err != nil {
@@ -534,7 +545,12 @@ func (r *Rebuild) write(f func(w *writer) error) error {
 	if r.done {
 		return errors.New("kvstore: rebuild is finished")
 	}
-	return r.db.Update(func(tx *bolt.Tx) error { return f(newWriter(tx)) })
+	return r.db.Update(func(tx *bolt.Tx) error {
+		// Pages mostly come in key order: fill the pages.
+		kv := tx.Bucket(bucketKV)
+		kv.FillPercent = 0.9
+		return f(&writer{kv: kv})
+	})
 }
 
 // Put adds records to the new file (a page of a paged read; called any
@@ -571,6 +587,9 @@ func (r *Rebuild) Commit(index uint64, meta map[string][]byte) error {
 	s := r.s
 	err := r.db.Update(func(tx *bolt.Tx) error {
 		if err := putMeta(tx, meta); err != nil {
+			return err
+		}
+		if err := buildCounts(tx); err != nil {
 			return err
 		}
 		return storeIndex(tx, index)
