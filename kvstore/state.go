@@ -573,8 +573,11 @@ func (r *Rebuild) Apply(index uint64, set []mailcluster.KV, del []string) error 
 }
 
 // Commit writes index and meta (the new file holds only the meta given
-// here), syncs the new file, renames it over the state's file and makes
-// the State serve it. The watchers of every prefix under which a key
+// here), counts the new file's keys (one scan), syncs it, renames it over
+// the state's file and makes the State serve it through the handle
+// already open on it (the file is not reopened; later writes are synced
+// as StateOptions.NoSync says). Changes applied to the State during the
+// rebuild are replaced by the new content. The watchers of every prefix under which a key
 // differs between the old and the new content are woken (a merge walk of
 // both files, O(n)). Index may go down here (a restored Consul snapshot):
 // WaitIndex callers are only woken when it grows. Commit blocks the
