@@ -741,3 +741,17 @@ func (r *Rebuild) abortLocked() error {
 	}
 	return nil
 }
+
+// watch is one Notify registration.
+type watch struct {
+	prefix string
+	ch     chan struct{}
+}
+
+// encodeRecord is the on-disk form of a value: 8-byte index, then value.
+func encodeRecord(index uint64, value []byte) []byte {
+	rec := make([]byte, 8+len(value))
+	binary.BigEndian.PutUint64(rec, index)
+	copy(rec[8:], value)
+	return rec
+}

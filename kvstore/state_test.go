@@ -666,14 +666,26 @@ func TestStateOldFormat(t *testing.T) {
 		}
 		mustApply(t, s, 7, old, nil, nil)
 		s.Close()
-		p, _, _, err := kvstore.OpenPersisted(path)
+		// As an earlier version wrote it: records and index only.
+		db, err := bolt.Open(path, 0o600, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Save(8, []mailcluster.KV{kv("accounts/c.com/u", "", 8)}, []string{"accounts/a.com/u1"}); err != nil {
+		err = db.Update(func(tx *bolt.Tx) error {
+			var rec [8]byte
+			binary.BigEndian.PutUint64(rec[:], 8)
+			if err := tx.Bucket([]byte("kv")).Put([]byte("accounts/c.com/u"), rec[:]); err != nil {
+				return err
+			}
+			if err := tx.Bucket([]byte("kv")).Delete([]byte("accounts/a.com/u1")); err != nil {
+				return err
+			}
+			return tx.Bucket([]byte("meta")).Put([]byte("index"), rec[:])
+		})
+		db.Close()
+		if err != nil {
 			t.Fatal(err)
 		}
-		p.Close()
 		s2 := MustOpenState(t, path, kvstore.StateOptions{})
 		checkCounts(t, s2, map[string]int{"accounts/": 3, "accounts/a.com/": 1, "accounts/c.com/": 1})
 	})
