@@ -12,12 +12,20 @@ import (
 
 // Domain is the JSON form of a domain.
 type Domain struct {
-	Name         string    `json:"name"`
-	Description  string    `json:"description"`
-	MaxAccounts  int       `json:"maxAccounts"`
-	AccountCount int       `json:"accountCount"`
-	CreatedAt    time.Time `json:"createdAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
+	Name         string          `json:"name"`
+	Deleting     *DomainDeletion `json:"deleting,omitempty"` // set while the domain is being deleted
+	Description  string          `json:"description"`
+	MaxAccounts  int             `json:"maxAccounts"`
+	AccountCount int             `json:"accountCount"`
+	CreatedAt    time.Time       `json:"createdAt"`
+	UpdatedAt    time.Time       `json:"updatedAt"`
+}
+
+// DomainDeletion is the JSON form of a deletion under way.
+type DomainDeletion struct {
+	Since    time.Time `json:"since"`
+	By       string    `json:"by"`
+	Accounts int       `json:"accounts"`
 }
 
 type domainListResponse struct {
@@ -36,8 +44,12 @@ type domainUpdateRequest struct {
 }
 
 func newDomainResponse(d *mailcluster.Domain) Domain {
-	return Domain{Name: d.Name, Description: d.Description, MaxAccounts: d.MaxAccounts,
+	out := Domain{Name: d.Name, Description: d.Description, MaxAccounts: d.MaxAccounts,
 		AccountCount: d.AccountCount, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	if d.Deleting != nil {
+		out.Deleting = &DomainDeletion{Since: d.Deleting.Since, By: d.Deleting.By, Accounts: d.Deleting.Accounts}
+	}
+	return out
 }
 
 func domainLocation(name string) string { return "/api/v1/domains/" + url.PathEscape(name) }
@@ -101,7 +113,9 @@ func (s *Server) handleDomainUpdate(c echo.Context) error {
 	return c.JSON(http.StatusOK, newDomainResponse(d))
 }
 
-// handleDomainDelete answers DELETE /api/v1/domains/{domain}?force=.
+// handleDomainDelete answers DELETE /api/v1/domains/{domain}?force=:
+// 204 once the domain is gone, however many accounts it had (a call for a
+// domain being deleted joins that deletion).
 func (s *Server) handleDomainDelete(c echo.Context) error {
 	force, err := queryBool(c, "force")
 	if err != nil {
