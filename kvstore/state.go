@@ -80,7 +80,7 @@ var errClosed = errors.New("kvstore: state is closed")
 // OpenState opens (or creates) the state file at path. An existing file
 // keeps its content; counts missing or out of date are built here.
 func OpenState(path string, o StateOptions) (*State, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: o.NoSync})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: o.NoSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: open %s: %w", path, err)
 	}
