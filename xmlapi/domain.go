@@ -22,6 +22,10 @@ func (h *Handler) handleDomainList(ctx context.Context, p params, result *etree.
 	for _, d := range domains {
 		de := list.CreateElement("Domain")
 		de.CreateAttr("id", d.Name)
+		if d.Deleting != nil {
+			addDeleting(de, d.Deleting) // its users are going: none listed
+			continue
+		}
 		if !withUsers {
 			continue
 		}
@@ -116,7 +120,8 @@ func (h *Handler) handleDomainUpdate(ctx context.Context, p params, result *etre
 }
 
 // handleDomainDelete answers DeleteDomain; <Force>Yes</Force> also
-// deletes the domain's accounts.
+// deletes the domain's accounts, however many. The answer comes once the
+// domain is gone; a call for a domain being deleted joins that deletion.
 func (h *Handler) handleDomainDelete(ctx context.Context, p params, _ *etree.Element) error {
 	name, err := p.required("Domain")
 	if err != nil {
@@ -157,6 +162,18 @@ func addDomain(parent *etree.Element, d *mailcluster.Domain) {
 	addText(e, "AccountCount", strconv.Itoa(d.AccountCount))
 	addText(e, "Created", formatTime(d.CreatedAt))
 	addText(e, "Updated", formatTime(d.UpdatedAt))
+	if d.Deleting != nil {
+		addDeleting(e, d.Deleting)
+	}
+}
+
+// addDeleting appends <Deleting since=".." by=".." accounts=".."/>, the
+// mark of a domain being deleted.
+func addDeleting(parent *etree.Element, del *mailcluster.DomainDeletion) {
+	e := parent.CreateElement("Deleting")
+	e.CreateAttr("since", formatTime(del.Since))
+	e.CreateAttr("by", del.By)
+	e.CreateAttr("accounts", strconv.Itoa(del.Accounts))
 }
 
 // formatTime renders a timestamp as RFC 3339 in UTC ("" for the zero time).
