@@ -176,6 +176,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if !c.Clustered() {
+		n.goBackground(func() { n.resumeDomainDeletions(bg) })
+	}
 
 	if err := n.startMail(bg); err != nil {
 		return err
@@ -399,7 +402,7 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 			if r == mailcluster.RolePrimary {
 				n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventElection, Message: "this node became the primary",
 					Fields: map[string]string{"elections": fmt.Sprint(election.Elections())}})
-				n.goBackground(func() { n.bootstrapAsPrimary(bg, boot) })
+				n.goBackground(func() { n.bootstrapAsPrimary(bg, boot); n.resumeDomainDeletions(bg) })
 			}
 		},
 	})
@@ -544,6 +547,15 @@ func (n *Node) bootstrapAsPrimary(ctx context.Context, boot mailcluster.Bootstra
 	}
 	if err := n.shared.EnsureProbe(ctx); err != nil {
 		n.log.Error("writing the shared-path probe", "err", err)
+	}
+}
+
+// resumeDomainDeletions finishes the domain deletions a former primary
+// (or this node before a restart) left unfinished; it runs while this
+// node is the primary and ends with ctx.
+func (n *Node) resumeDomainDeletions(ctx context.Context) {
+	if err := n.Service.ResumeDomainDeletions(service.SystemContext(ctx, "resume-deletions")); err != nil && ctx.Err() == nil {
+		n.log.Warn("resuming domain deletions", "err", err)
 	}
 }
 
