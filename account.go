@@ -64,12 +64,15 @@ func (a *Account) Public() *Account {
 
 // AccountCreate is the input of Service.CreateAccount.
 type AccountCreate struct {
-	Domain        string
-	Mailbox       string
-	FullName      string
-	FirstName     string
-	LastName      string
+	Domain    string
+	Mailbox   string
+	FullName  string
+	FirstName string
+	LastName  string
+	// Password, or PasswordHash: a bcrypt hash of cost 10 or more made
+	// elsewhere (imports, test data), stored as it is. Exactly one is given.
 	Password      string
+	PasswordHash  string
 	MailboxPath   string // optional; computed from [NewAccounts] MailboxPath when empty
 	Frozen        bool
 	Disabled      bool
@@ -85,6 +88,7 @@ type AccountUpdate struct {
 	FirstName     *string
 	LastName      *string
 	Password      *string
+	PasswordHash  *string // a bcrypt hash of cost 10 or more instead of Password
 	MailboxPath   *string
 	Frozen        *bool
 	Disabled      *bool

@@ -13,7 +13,8 @@ import (
 )
 
 // Account is the JSON form of an account. It has no password or
-// password hash field at all, so neither can ever be serialised.
+// password hash field at all, so neither can ever be serialised (a
+// request may carry a hash; an answer never does).
 type Account struct {
 	Address       string    `json:"address"`
 	Domain        string    `json:"domain"`
@@ -54,6 +55,7 @@ type accountCreateRequest struct {
 	FirstName     string   `json:"firstName"`
 	LastName      string   `json:"lastName"`
 	Password      string   `json:"password"`
+	PasswordHash  string   `json:"passwordHash"` // instead of password: a bcrypt hash of cost 10 or more
 	MailboxPath   string   `json:"mailboxPath"`
 	Frozen        bool     `json:"frozen"`
 	Disabled      bool     `json:"disabled"`
@@ -68,6 +70,7 @@ type accountUpdateRequest struct {
 	FirstName     *string   `json:"firstName"`
 	LastName      *string   `json:"lastName"`
 	Password      *string   `json:"password"`
+	PasswordHash  *string   `json:"passwordHash"`
 	MailboxPath   *string   `json:"mailboxPath"`
 	Frozen        *bool     `json:"frozen"`
 	Disabled      *bool     `json:"disabled"`
@@ -146,7 +149,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 	}
 	a, err := s.svc.CreateAccount(c.Request().Context(), mailcluster.AccountCreate{
 		Domain: pathParam(c, "domain"), Mailbox: in.Mailbox, FullName: in.FullName, FirstName: in.FirstName,
-		LastName: in.LastName, Password: in.Password, MailboxPath: in.MailboxPath, Frozen: in.Frozen,
+		LastName: in.LastName, Password: in.Password, PasswordHash: in.PasswordHash, MailboxPath: in.MailboxPath, Frozen: in.Frozen,
 		Disabled: in.Disabled, QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, AdminRights: rights,
 		SendAs: in.SendAs})
 	if err != nil {
@@ -172,7 +175,7 @@ func (s *Server) handleAccountUpdate(c echo.Context) error {
 		return err
 	}
 	upd := mailcluster.AccountUpdate{FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
-		Password: in.Password, MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled,
+		Password: in.Password, PasswordHash: in.PasswordHash, MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled,
 		QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, SendAs: in.SendAs}
 	if in.AdminRights != nil {
 		rights, err := mailcluster.ParseAdminRights(*in.AdminRights)

@@ -627,7 +627,8 @@ func (c *Client) checkSecrets(tb testing.TB, where string, res *Response) {
 	}
 	text := all.String()
 	for _, marker := range []string{"$2a$", "$2b$", "$2y$", "passwordHash", "PasswordHash"} {
-		if strings.Contains(text, marker) {
+		// The spec itself describes the passwordHash request field.
+		if strings.Contains(text, marker) && !strings.HasPrefix(where, "GET /openapi.yaml") {
 			tb.Errorf("%s: response contains %q: %s", where, marker, res.Body)
 		}
 	}

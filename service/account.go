@@ -7,6 +7,8 @@ import (
 
 	"mailcluster/schema"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"mailcluster"
 )
 
@@ -154,6 +156,35 @@ func validateAccountFields(a *mailcluster.Account) error {
 	return nil
 }
 
+// MinImportedHashCost is the least bcrypt cost a password hash given
+// instead of a password (PasswordHash) may have.
+const MinImportedHashCost = 10
+
+// validatePasswordHash accepts a bcrypt hash ($2a$, $2b$ or $2y$, the cost,
+// 22 characters of salt and 31 of hash) of cost MinImportedHashCost or
+// more. The messages never repeat the hash, nor a bcrypt prefix or the
+// field's name in one word, so that no answer looks like a leaked hash.
+func validatePasswordHash(h string) error {
+	malformed := mailcluster.Errorf(mailcluster.EINVALID,
+		"The password hash is not a bcrypt hash of version 2a, 2b or 2y: 60 characters, the version, a two-digit cost and 53 characters of ./A-Za-z0-9, separated by $.")
+	if len(h) != 60 || !(strings.HasPrefix(h, "$2a$") || strings.HasPrefix(h, "$2b$") || strings.HasPrefix(h, "$2y$")) || h[6] != '$' {
+		return malformed
+	}
+	for _, r := range h[7:] {
+		if !(r == '.' || r == '/' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return malformed
+		}
+	}
+	cost, err := bcrypt.Cost([]byte(h))
+	if err != nil {
+		return malformed
+	}
+	if cost < MinImportedHashCost {
+		return mailcluster.Errorf(mailcluster.EINVALID, "The password hash has bcrypt cost %d; the least accepted is %d.", cost, MinImportedHashCost)
+	}
+	return nil
+}
+
 // MaxSendAs is the most entries an account's SendAs list may hold.
 const MaxSendAs = 100
 
@@ -247,8 +278,15 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	if err := authorizeAccountFields(ctx, a, in.MailboxPath != "" && in.MailboxPath != s.mailboxPathFor(domain, mailbox), true); err != nil {
 		return nil, err
 	}
-	if in.Password == "" {
-		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password is required.")
+	switch {
+	case in.Password != "" && in.PasswordHash != "":
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password and password hash: give one, not both.")
+	case in.Password == "" && in.PasswordHash == "":
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password is required (or a password hash instead).")
+	case in.PasswordHash != "":
+		if err := validatePasswordHash(in.PasswordHash); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.checkWritable(); err != nil {
 		return nil, err
@@ -269,8 +307,10 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	if err := s.confineMailboxPath(a.MailboxPath); err != nil {
 		return nil, err
 	}
-	if a.PasswordHash, err = s.hashPassword(in.Password); err != nil {
-		return nil, err
+	if a.PasswordHash = in.PasswordHash; in.Password != "" {
+		if a.PasswordHash, err = s.hashPassword(in.Password); err != nil {
+			return nil, err
+		}
 	}
 	a.CreatedAt, a.UpdatedAt = s.now(), s.now()
 	b, _ := json.Marshal(a)
@@ -347,7 +387,15 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 			return nil, err
 		}
 	}
-	if upd.Password != nil {
+	switch {
+	case upd.Password != nil && upd.PasswordHash != nil:
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password and password hash: give one, not both.")
+	case upd.PasswordHash != nil:
+		if err := validatePasswordHash(*upd.PasswordHash); err != nil {
+			return nil, err
+		}
+		a.PasswordHash = *upd.PasswordHash
+	case upd.Password != nil:
 		if a.PasswordHash, err = s.hashPassword(*upd.Password); err != nil {
 			return nil, err
 		}

@@ -46,6 +46,7 @@ func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.
 	setIf(&in.FirstName, f.FirstName)
 	setIf(&in.LastName, f.LastName)
 	setIf(&in.Password, f.Password)
+	setIf(&in.PasswordHash, f.PasswordHash)
 	setIf(&in.MailboxPath, f.MailboxPath)
 	setIf(&in.Frozen, f.Frozen)
 	setIf(&in.Disabled, f.Disabled)
@@ -124,14 +125,16 @@ func accountName(p params) (domain, mailbox string, err error) {
 }
 
 // accountFields decodes the optional elements of <Details>. The password
-// is taken as sent (not trimmed).
+// is taken as sent (not trimmed); a password hash (a bcrypt hash given
+// instead of a password, checked by the service) is trimmed.
 func accountFields(p params) (mailcluster.AccountUpdate, error) {
 	f := mailcluster.AccountUpdate{
-		FullName:    p.str("Details/FullName"),
-		FirstName:   p.str("Details/FirstName"),
-		LastName:    p.str("Details/LastName"),
-		Password:    p.raw("Details/Password"),
-		MailboxPath: p.str("Details/MailDir"),
+		FullName:     p.str("Details/FullName"),
+		FirstName:    p.str("Details/FirstName"),
+		LastName:     p.str("Details/LastName"),
+		Password:     p.raw("Details/Password"),
+		PasswordHash: p.str("Details/PasswordHash"),
+		MailboxPath:  p.str("Details/MailDir"),
 	}
 	var err error
 	if f.Frozen, err = p.flag("Details/Frozen"); err != nil {
