@@ -69,7 +69,7 @@ func benchReplication(t *testing.T, c *Cluster, rec *recorder) {
 		fromSend = append(fromSend, last.Sub(t0))
 	}
 	stop()
-	raw, err := rawReplication(c.Consul.Addr, "bench-rawrepl-"+c.Name, len(secs), len(fromSend))
+	raw, err := rawReplication(c.Consul.Addr, "bench-rawrepl-"+c.Name, len(secs), len(fromSend), false)
 	if err != nil {
 		rec.fail(t, "raw consul watch: %v", err)
 		return
@@ -91,14 +91,19 @@ func benchReplication(t *testing.T, c *Cluster, rec *recorder) {
 }
 
 // rawReplication returns, for n writes, the time from a Consul txn sent
-// until `watchers` blocking queries on the prefix have all seen it.
-func rawReplication(addr, prefix string, watchers, n int) ([]time.Duration, error) {
+// until `watchers` blocking queries have all seen it: queries of the
+// prefix (a List), or with oneKey of the one key every write sets (a Get).
+func rawReplication(addr, prefix string, watchers, n int, oneKey bool) ([]time.Duration, error) {
 	prefix += "/"
 	writer, err := consulapi.NewClient(&consulapi.Config{Address: addr})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := writer.KV().Put(&consulapi.KVPair{Key: prefix + "init", Value: []byte("x")}, nil); err != nil {
+	initKey := prefix + "init"
+	if oneKey {
+		initKey = prefix + "k"
+	}
+	if _, err := writer.KV().Put(&consulapi.KVPair{Key: initKey, Value: []byte("x")}, nil); err != nil {
 		return nil, err
 	}
 	stop := make(chan struct{})
@@ -118,7 +123,14 @@ func rawReplication(addr, prefix string, watchers, n int) ([]time.Duration, erro
 					return
 				default:
 				}
-				_, meta, err := client.KV().List(prefix, &consulapi.QueryOptions{WaitIndex: idx, WaitTime: 2 * time.Second})
+				q := &consulapi.QueryOptions{WaitIndex: idx, WaitTime: 2 * time.Second}
+				var meta *consulapi.QueryMeta
+				var err error
+				if oneKey {
+					_, meta, err = client.KV().Get(prefix+"k", q)
+				} else {
+					_, meta, err = client.KV().List(prefix, q)
+				}
 				if err != nil {
 					time.Sleep(10 * time.Millisecond)
 					continue
@@ -135,19 +147,25 @@ func rawReplication(addr, prefix string, watchers, n int) ([]time.Duration, erro
 	}
 	time.Sleep(100 * time.Millisecond) // let the watchers block
 	var lat []time.Duration
+	last := make([]uint64, watchers) // the last index each watcher reported
 	for i := range n {
 		t0 := time.Now()
+		key := fmt.Sprintf("%sk%d", prefix, i)
+		if oneKey {
+			key = prefix + "k"
+		}
+		// A value of its own: Consul keeps the index of a set that changes nothing.
 		ok, resp, _, err := writer.Txn().Txn(consulapi.TxnOps{{KV: &consulapi.KVTxnOp{Verb: consulapi.KVSet,
-			Key: fmt.Sprintf("%sk%d", prefix, i), Value: []byte(`{"name":"x.example"}`)}}}, nil)
+			Key: key, Value: fmt.Appendf(nil, `{"name":"x%06d.example"}`, i)}}}, nil)
 		if err != nil || !ok {
 			return nil, fmt.Errorf("txn: %v %v", ok, err)
 		}
 		idx := resp.Results[0].KV.ModifyIndex
 		for w := range watchers {
 			timeout := time.After(5 * time.Second)
-			for got := uint64(0); got < idx; {
+			for last[w] < idx {
 				select {
-				case got = <-seen[w]:
+				case last[w] = <-seen[w]:
 				case <-timeout:
 					return nil, fmt.Errorf("watcher %d did not see index %d within 5s", w, idx)
 				}

@@ -1,28 +1,48 @@
 package bench_test
 
 import (
-	"encoding/json"
+	"bufio"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	"golang.org/x/crypto/bcrypt"
 
-	"mailcluster"
 	"mailcluster/internal/harness"
-	"mailcluster/schema"
 )
 
-// benchScale loads 100,000 accounts in 1,000 domains straight into Consul
-// KV (in the service's format, txns of 64 ops, one precomputed bcrypt
-// hash) and measures a node's RSS, its start time from its persisted
-// snapshot, and how long a new node takes to catch up from nothing; each
-// against the same figure with the (bootstrapped, empty) state or against
-// a raw Consul List of the prefix. It then measures a few writes and their
-// replication at that size.
+const (
+	// loadClients is the number of parallel clients that load the scale
+	// cluster through the REST API (the primary group-commits them).
+	loadClients = 32
+	// probeWrites is the number of domain creates of each write-and-watch
+	// run (empty cluster, 1,000 accounts, full size).
+	probeWrites = 200
+)
+
+// benchScale builds a cluster of a primary (s0) and a secondary (s1),
+// measures a few figures on the empty cluster, loads
+// MAILCLUSTER_BENCH_ACCOUNTS accounts (default 100,000) in one domain per
+// 100 accounts through the REST API (accounts carry a precomputed bcrypt
+// passwordHash, as a migration would), and measures at that size, each
+// figure against its baseline in the same run:
+//
+//   - a domain create's p99 on the primary against the same write on the
+//     empty cluster, and replication from the client's send until the
+//     domain is served by s1 against a raw Consul watch of one key;
+//   - the RSS of the primary and of the secondary;
+//   - bytes read from Consul per replicated write (s1's /metrics) against
+//     the same figure at 1,000 accounts;
+//   - a new secondary (s2) catching up from nothing against one raw
+//     Consul List of the cluster's prefix.
+//
+// It then runs the failed-login storm against s1 (benchStorm).
 func benchScale(t *testing.T, rec *recorder) {
 	nAcc := envInt("MAILCLUSTER_BENCH_ACCOUNTS", 100000, 1000, 200000)
 	nDom := max(1, nAcc/100)
@@ -35,143 +55,334 @@ func benchScale(t *testing.T, rec *recorder) {
 		t.Fatal(err)
 	}
 
-	// The first node bootstraps the cluster (settings, admin, registers itself).
+	// The first node bootstraps the cluster (settings, admin, registers
+	// itself); the second is admitted as a secondary.
 	s0 := c.NewNode("s0", "--auto-admit")
 	c.Nodes = []*Node{s0}
-	waitPrimary := func(n *Node) {
-		harness.Eventually(t, 60*time.Second, "s0 is a healthy primary", func() bool {
-			h, code, ok := Health(n.BaseURL)
-			return ok && code == 200 && h.Role == "primary"
-		})
-	}
-	waitPrimary(s0)
-	harness.Eventually(t, 10*time.Second, "s0 registered", func() bool {
-		code, out, _ := tryDo(pollClient, "GET", s0.BaseURL+"/api/v1/cluster/servers", "", "")
-		return code == 200 && strings.Contains(out, `"name":"s0"`)
-	})
-	time.Sleep(2 * time.Second)
-	rssEmpty, err := procStatus(s0.Pid(), "VmRSS")
+	harness.Eventually(t, 60*time.Second, "s0 is a healthy primary", hasRole(s0, "primary"))
+	s1 := c.NewNode("s1", "--auto-admit")
+	c.Nodes = append(c.Nodes, s1)
+	harness.Eventually(t, 60*time.Second, "s1 is a secondary", hasRole(s1, "secondary"))
+	settle(t, c, 10*time.Second)
+	time.Sleep(2 * time.Second) // RSS after the start's allocations settle
+	rssEmpty0, err := procStatus(s0.Pid(), "VmRSS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s0.Stop()
-	startEmpty, start200Empty := restartTimed(t, s0)
-	waitPrimary(s0)
+	rssEmpty1, _ := procStatus(s1.Pid(), "VmRSS")
+
+	// The empty cluster: writes, replication, cost per write, restart and
+	// catch-up of a new node.
+	s0, s1 = roles(t, c)
+	empty := writeAndWatch(t, s0, s1, "e", probeWrites)
+	t.Logf("empty cluster: domain create p50 %.2f ms p99 %.2f ms; send -> visible on the secondary p99 %.2f ms; %.0f B read per write",
+		pct(empty.write, 0.5), pct(empty.write, 0.99), pct(empty.repl, 0.99), empty.bytesPerWrite)
+	s1.Stop()
+	startEmpty, start200Empty := restartTimed(t, s1)
+	harness.Eventually(t, 30*time.Second, "s1 is a secondary again", hasRole(s1, "secondary"))
 	h, _, _ := Health(s0.BaseURL)
 	sb := c.NewNode("sb", "--auto-admit")
 	catchEmpty := waitIndex(t, sb, h.Index, 30*time.Second)
-	isSecondary := func(n *Node) func() bool {
-		return func() bool {
-			h, code, ok := Health(n.BaseURL)
-			return ok && code == 200 && h.Role == "secondary"
-		}
-	}
-	if !harness.WaitFor(30*time.Second, isSecondary(sb)) {
+	if !harness.WaitFor(30*time.Second, hasRole(sb, "secondary")) {
 		t.Logf("sb was not admitted as a secondary within 30s")
 	}
 	sb.Stop()
 	if code, out, err := tryDo(pollClient, "DELETE", s0.BaseURL+"/api/v1/cluster/servers/sb", "", ""); err != nil || code != 204 && code != 404 {
 		t.Logf("removing sb: %d %s %v", code, out, err)
 	}
-	t.Logf("empty state: RSS %.1f MB, start %s (200 after %s), catch-up %s", rssEmpty, startEmpty, start200Empty, catchEmpty)
 
-	// Bulk load with s0 stopped (a running node would list the growing
-	// prefix after every transaction).
-	s0.Stop()
-	loadStart := time.Now()
-	loadIdx, err := bulkLoad(client, prefix, nDom, nAcc)
-	if err != nil {
-		t.Fatalf("bulk load: %v", err)
-	}
-	loadTime := time.Since(loadStart)
-	t.Logf("loaded %d domains and %d accounts in %s (index %d)", nDom, nAcc, loadTime.Round(time.Millisecond), loadIdx)
-
-	s0.Restart(t)
-	stop := profile(t, s0.Pid(), "scale-primary-catchup")
-	primaryCatch := waitIndex(t, s0, loadIdx, 120*time.Second)
-	stop()
-	waitPrimary(s0)
-	time.Sleep(3 * time.Second)
-	rss, err := procStatus(s0.Pid(), "VmRSS")
+	// The load, through the REST API, with s1 replicating all along.
+	hash, err := bcrypt.GenerateFromPassword([]byte("bench-user-pass-1"), bcrypt.DefaultCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hwm, _ := procStatus(s0.Pid(), "VmHWM")
-	anon, _ := procStatus(s0.Pid(), "RssAnon")
-	file, _ := procStatus(s0.Pid(), "RssFile")
-	t.Logf("%s: primary caught up with the load in %s; RSS %.1f MB (peak %.1f MB)", label, primaryCatch, rss, hwm)
-
-	s0.Stop()
-	start, start200 := restartTimed(t, s0)
-	waitPrimary(s0)
-	rssRestart, _ := procStatus(s0.Pid(), "VmRSS")
-	hwmRestart, _ := procStatus(s0.Pid(), "VmHWM")
-	t.Logf("%s: start from the snapshot %s (200 after %s); RSS %.1f MB (peak %.1f MB)", label, start, start200, rssRestart, hwmRestart)
-
-	// Raw baseline of a catch-up: one List of the prefix with the Consul client.
+	loadStart := time.Now()
+	stop := profile(t, s0.Pid(), "scale-load-primary")
+	if err := apiLoad(c, nDom, func(i int) (string, string) {
+		name := fmt.Sprintf("d%04d.example", i)
+		return "/api/v1/domains", `{"name":"` + name + `","description":"bench"}`
+	}); err != nil {
+		t.Fatalf("loading domains: %v", err)
+	}
+	account := func(i int) (string, string) {
+		// Account i is in domain i mod nDom, so parallel clients write to
+		// different domains.
+		domain, mailbox := fmt.Sprintf("d%04d.example", i%nDom), fmt.Sprintf("u%06d", i)
+		return "/api/v1/domains/" + domain + "/accounts", fmt.Sprintf(`{"mailbox":%q,"passwordHash":%q,"fullName":"User %s","firstName":"User","lastName":%q}`,
+			mailbox, hash, mailbox, mailbox)
+	}
+	first := min(1000, nAcc)
+	if err := apiLoad(c, first, account); err != nil {
+		t.Fatalf("loading accounts: %v", err)
+	}
+	stop()
+	loadTime := time.Since(loadStart)
+	settle(t, c, 30*time.Second)
+	s0, s1 = roles(t, c)
+	at1k := writeAndWatch(t, s0, s1, "k", probeWrites)
+	t.Logf("1k accounts: %.0f B read per write on the secondary", at1k.bytesPerWrite)
 	t0 := time.Now()
+	if err := apiLoad(c, nAcc-first, func(i int) (string, string) { return account(first + i) }); err != nil {
+		t.Fatalf("loading accounts: %v", err)
+	}
+	loadTime += time.Since(t0)
+	t.Logf("loaded %d domains and %d accounts through the API in %s", nDom, nAcc, loadTime.Round(time.Millisecond))
+	settle(t, c, 60*time.Second)
+
+	// At full size.
+	s0, s1 = roles(t, c)
+	stop = profile(t, s1.Pid(), "scale-replication-secondary")
+	full := writeAndWatch(t, s0, s1, "b", probeWrites)
+	stop()
+	t.Logf("%s: domain create p50 %.2f ms p99 %.2f ms; send -> visible on the secondary p99 %.2f ms; %.0f B read per write",
+		label, pct(full.write, 0.5), pct(full.write, 0.99), pct(full.repl, 0.99), full.bytesPerWrite)
+	rawWatch, rawErr := rawReplication(consul.Addr, "bench-rawwatch-"+c.Name, 1, probeWrites, true)
+	settle(t, c, 30*time.Second)
+	time.Sleep(3 * time.Second)
+	rss0, err := procStatus(s0.Pid(), "VmRSS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hwm0, _ := procStatus(s0.Pid(), "VmHWM")
+	rss1, _ := procStatus(s1.Pid(), "VmRSS")
+	hwm1, _ := procStatus(s1.Pid(), "VmHWM")
+	t.Logf("%s: RSS primary %.1f MB (peak %.1f), secondary %.1f MB (peak %.1f)", label, rss0, hwm0, rss1, hwm1)
+
+	s1.Stop()
+	start, start200 := restartTimed(t, s1)
+	harness.Eventually(t, 60*time.Second, "s1 is a secondary again", hasRole(s1, "secondary"))
+
+	// A new secondary from nothing, against one raw List of the prefix.
+	t0 = time.Now()
 	nKeys, err := listCount(client, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rawList := time.Since(t0)
 	h, _, _ = Health(s0.BaseURL)
-	s1 := c.NewNode("s1", "--auto-admit")
-	stop = profile(t, s1.Pid(), "scale-catchup")
-	catch := waitIndex(t, s1, h.Index, 120*time.Second)
+	s2 := c.NewNode("s2", "--auto-admit")
+	stop = profile(t, s2.Pid(), "scale-catchup")
+	catch := waitIndex(t, s2, h.Index, 120*time.Second)
 	stop()
-	c.Nodes = append(c.Nodes, s1)
-	if !harness.WaitFor(30*time.Second, isSecondary(s1)) {
-		t.Logf("s1 was not admitted as a secondary within 30s")
+	c.Nodes = append(c.Nodes, s2)
+	if !harness.WaitFor(30*time.Second, hasRole(s2, "secondary")) {
+		t.Logf("s2 was not admitted as a secondary within 30s")
 	}
-	time.Sleep(2 * time.Second)
-	rss1, _ := procStatus(s1.Pid(), "VmRSS")
-	hwm1, _ := procStatus(s1.Pid(), "VmHWM")
-	t.Logf("%s: new node caught up in %s (raw List of %d keys %s); RSS %.1f MB (peak %.1f MB)", label, catch, nKeys, rawList, rss1, hwm1)
+	settle(t, c, 30*time.Second)
+	rss2, _ := procStatus(s2.Pid(), "VmRSS")
+	hwm2, _ := procStatus(s2.Pid(), "VmHWM")
+	t.Logf("%s: new node caught up in %s (raw List of %d keys %s); RSS %.1f MB (peak %.1f MB)", label, catch, nKeys, rawList, rss2, hwm2)
 
-	// A few writes at this size: latency on the primary and until visible on s1.
-	var writeLat, replLat []time.Duration
+	sec := func(d time.Duration) float64 { return d.Seconds() }
+	tgRSS := atMost(150, "MB")
+	if full.n() > 0 && empty.n() > 0 {
+		tg := target{"ratio <= 1.2", func(_, r float64) bool { return r <= 1.2 }}
+		rec.add("scale", fmt.Sprintf("domain create on the primary at %s, p99", label), pct(full.write, 0.99), "ms", pct(empty.write, 0.99), "empty cluster", &tg, full.n(),
+			fmt.Sprintf("%d sequential creates, 1 client, each followed by polling s1; median %.2f ms (empty cluster %.2f ms)", full.n(), pct(full.write, 0.5), pct(empty.write, 0.5)))
+	}
+	if full.n() > 0 {
+		tg := atMost(20, "ms")
+		base, baseName := -1.0, ""
+		if rawErr == nil {
+			base, baseName = pct(rawWatch, 0.99), "raw Consul watch"
+		} else {
+			rec.fail(t, "raw consul watch: %v", rawErr)
+		}
+		rec.add("scale", fmt.Sprintf("replication send -> visible on a secondary at %s, p99", label), pct(full.repl, 0.99), "ms", base, baseName, &tg, full.n(),
+			fmt.Sprintf("from the client's send of a domain create until the secondary serves it; median %.2f ms; empty cluster p99 %.2f ms; baseline: a raw txn of one key sent until a blocking query of that key saw it",
+				pct(full.repl, 0.5), pct(empty.repl, 0.99)))
+	}
+	rec.add("scale", "RSS of the primary at "+label, rss0, "MB", rssEmpty0, "empty cluster", &tgRSS, 1,
+		fmt.Sprintf("VmRSS 3 s after the load settled; peak VmHWM %.0f MB", hwm0))
+	rec.add("scale", "RSS of a secondary at "+label, rss1, "MB", rssEmpty1, "empty cluster", &tgRSS, 1,
+		fmt.Sprintf("VmRSS 3 s after the load settled (it replicated the whole load); peak VmHWM %.0f MB; the new secondary s2 after its catch-up: %.0f MB (peak %.0f MB)", hwm1, rss2, hwm2))
+	if at1k.bytesPerWrite > 0 && full.bytesPerWrite > 0 {
+		tg := target{"ratio <= 1.1", func(_, r float64) bool { return r <= 1.1 }}
+		rec.add("scale", "bytes read from Consul per replicated write at "+label, full.bytesPerWrite, "B", at1k.bytesPerWrite, "1k accounts", &tg, full.entries,
+			fmt.Sprintf("the secondary's /metrics: replication_read_bytes_total / replication_entries_applied_total over %d sequential domain creates; empty cluster %.0f B", full.n(), empty.bytesPerWrite))
+	} else {
+		rec.fail(t, "bytes read per write not measured (1k: %.0f, full: %.0f)", at1k.bytesPerWrite, full.bytesPerWrite)
+	}
+	tgCatch := target{"ratio <= 1.5 and <= 5 s", func(v, r float64) bool { return r <= 1.5 && v <= 5 }}
+	rec.add("scale", "new secondary catches up from nothing at "+label, sec(catch), "s", sec(rawList), "raw Consul List", &tgCatch, 1,
+		fmt.Sprintf("exec until /health index reached the primary's; empty cluster %.3f s; baseline: one List of the %d keys with the Consul client", sec(catchEmpty), nKeys))
+	rec.add("scale", "start from the persisted snapshot at "+label+" (/health 200)", sec(start200), "s", sec(start200Empty), "empty cluster", nil, 1,
+		fmt.Sprintf("a secondary, exec until /health answered 200; first answer of any status after %.3f s (empty cluster %.3f s)", sec(start), sec(startEmpty)))
+	rec.add("scale", fmt.Sprintf("load through the REST API (%d clients, passwordHash)", loadClients), float64(nDom+nAcc)/loadTime.Seconds(), "/s", -1, "", nil, nAcc+nDom,
+		fmt.Sprintf("setup, for information: %d domains and %d accounts in %.1f s", nDom, nAcc, loadTime.Seconds()))
+
+	p := waitPrimary(t, c, 30*time.Second)
+	secs := c.Secondaries(p)
+	if len(secs) != 2 {
+		rec.fail(t, "storm: want 2 secondaries, have %v", secs)
+		return
+	}
+	benchStorm(t, rec, c, c.Nodes[p], c.Nodes[secs[0]], c.Nodes[secs[1]], nDom, nAcc, label)
+}
+
+// roles returns the primary of the cluster's first two nodes and the
+// other one (their roles change when the primary steps down under load).
+func roles(t *testing.T, c *Cluster) (primary, secondary *Node) {
+	t.Helper()
+	p := waitPrimary(t, c, 30*time.Second)
+	if p > 1 {
+		t.Fatalf("the primary is node %d, not one of the first two", p)
+	}
+	return c.Nodes[p], c.Nodes[1-p]
+}
+
+func hasRole(n *Node, role string) func() bool {
+	return func() bool {
+		h, code, ok := Health(n.BaseURL)
+		return ok && code == 200 && h.Role == role
+	}
+}
+
+// watched is what writeAndWatch measured.
+type watched struct {
+	write, repl   []time.Duration // primary's answer; send until served by the secondary
+	entries       int             // feed entries the secondary applied meanwhile
+	bytesPerWrite float64         // bytes it read from Consul per entry
+}
+
+func (w watched) n() int { return len(w.write) }
+
+// writeAndWatch creates n domains on the primary one after the other,
+// each time polling the secondary until it serves the domain, and reads
+// the secondary's replication counters before and after.
+func writeAndWatch(t *testing.T, primary, secondary *Node, tag string, n int) watched {
+	t.Helper()
+	var out watched
+	before, err := replicationCounters(secondary.BaseURL)
+	if err != nil {
+		t.Errorf("metrics of the secondary: %v", err)
+	}
 	wclient, rclient := newLoadClient(1), newLoadClient(1)
-	deadline := time.Now().Add(60 * time.Second)
-	for i := 0; i < 10 && time.Now().Before(deadline); i++ {
-		name := fmt.Sprintf("big%d.example", i)
+	defer wclient.CloseIdleConnections()
+	defer rclient.CloseIdleConnections()
+	deadline := time.Now().Add(90 * time.Second)
+	for i := 0; i < n && time.Now().Before(deadline); i++ {
+		name := fmt.Sprintf("p%s%05d.example", tag, i)
 		t0 := time.Now()
-		code, out, err := tryDo(wclient, "POST", s0.BaseURL+"/api/v1/domains", "application/json", `{"name":"`+name+`"}`)
+		code, body, err := tryDo(wclient, "POST", primary.BaseURL+"/api/v1/domains", "application/json", `{"name":"`+name+`"}`)
 		if err != nil || code != 201 {
-			rec.fail(t, "write at %s: %d %s %v", label, code, out, err)
+			t.Errorf("create %s: %d %s %v", name, code, body, err)
 			break
 		}
 		ack := time.Now()
-		writeLat = append(writeLat, ack.Sub(t0))
-		for time.Since(ack) < 30*time.Second {
-			if code, _, _ := tryDo(rclient, "GET", s1.BaseURL+"/api/v1/domains/"+name, "", ""); code == 200 {
-				replLat = append(replLat, time.Since(ack))
+		seen := false
+		for time.Since(ack) < 5*time.Second {
+			if code, _, _ := tryDo(rclient, "GET", secondary.BaseURL+"/api/v1/domains/"+name, "", ""); code == 200 {
+				seen = true
 				break
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(100 * time.Microsecond)
+		}
+		if !seen {
+			t.Errorf("%s not on the secondary within 5s", name)
+			break
+		}
+		out.write = append(out.write, ack.Sub(t0))
+		out.repl = append(out.repl, time.Since(t0))
+	}
+	after, err := replicationCounters(secondary.BaseURL)
+	if err == nil && before != nil {
+		out.entries = int(after["entries_applied_total"] - before["entries_applied_total"])
+		if out.entries > 0 {
+			out.bytesPerWrite = (after["read_bytes_total"] - before["read_bytes_total"]) / float64(out.entries)
 		}
 	}
+	return out
+}
 
-	sec := func(d time.Duration) float64 { return d.Seconds() }
-	tgRSS, tgCatch := atMost(200, "MB"), atMost(5, "s")
-	rec.add("scale", "RSS of the primary at "+label, rss, "MB", rssEmpty, "empty state", &tgRSS, 1,
-		fmt.Sprintf("VmRSS 3 s after catching up (RssAnon %.0f MB, RssFile %.0f MB); peak VmHWM %.0f MB; just after a restart from the snapshot %.0f MB (peak %.0f MB)",
-			anon, file, hwm, rssRestart, hwmRestart))
-	rec.add("scale", "RSS of a new secondary at "+label, rss1, "MB", rssEmpty, "empty state", &tgRSS, 1, fmt.Sprintf("peak VmHWM %.0f MB", hwm1))
-	rec.add("scale", "start from the persisted snapshot at "+label+" (/health 200)", sec(start200), "s", sec(start200Empty), "empty state", nil, 1,
-		fmt.Sprintf("exec until /health answered 200; first answer of any status after %.3f s (empty state %.3f s)", sec(start), sec(startEmpty)))
-	rec.add("scale", "new secondary catches up from nothing at "+label, sec(catch), "s", sec(rawList), "raw Consul List", &tgCatch, 1,
-		fmt.Sprintf("exec until /health index reached the primary's; empty state %.3f s; baseline: one List of the %d keys with the Consul client", sec(catchEmpty), nKeys))
-	rec.add("scale", "bulk load into Consul KV (txns of 64 ops, 4 writers)", sec(loadTime), "s", -1, "", nil, nAcc+nDom, "setup, for information")
-	if len(writeLat) > 0 {
-		rec.add("scale", fmt.Sprintf("domain create at %s, max of %d", label, len(writeLat)), maxMS(writeLat), "ms", -1, "", nil, len(writeLat),
-			fmt.Sprintf("median %.1f ms", pct(writeLat, 0.5)))
+// replicationCounters reads the mailcluster_replication_* counters of a
+// node's /metrics, by their name without that prefix.
+func replicationCounters(base string) (map[string]float64, error) {
+	return metricValues(base, "mailcluster_replication_")
+}
+
+// metricValues reads the samples of a node's /metrics whose names start
+// with prefix (without labels), keyed by the rest of the name.
+func metricValues(base, prefix string) (map[string]float64, error) {
+	resp, err := pollClient.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
 	}
-	if len(replLat) > 0 {
-		tg := atMost(20, "ms")
-		rec.add("scale", fmt.Sprintf("replication ack -> visible at %s, max of %d", label, len(replLat)), maxMS(replLat), "ms", -1, "", &tg, len(replLat),
-			fmt.Sprintf("median %.1f ms", pct(replLat, 0.5)))
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("/metrics: status %d", resp.StatusCode)
 	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if rest, found := strings.CutPrefix(name, prefix); ok && found && !strings.Contains(rest, "{") {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+				out[rest] = v
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+// apiLoad makes n records through the REST API on the cluster's primary,
+// from loadClients parallel clients: record i is a POST of body to path.
+// A request refused because the node is not (or no longer) the primary, or
+// failed for want of Consul, is sent again to the primary of the moment
+// (at most 20 times, 250 ms apart; an existing record then counts as
+// made); the load is bounded to 20 minutes.
+func apiLoad(c *Cluster, n int, record func(i int) (path, body string)) error {
+	if n <= 0 {
+		return nil
+	}
+	var base atomic.Value
+	base.Store(c.Nodes[waitPrimaryQuiet(c)].BaseURL)
+	client := newLoadClient(loadClients)
+	defer client.CloseIdleConnections()
+	res := runLoad(loadClients, 20*time.Minute, int64(n), func(_ int, seq int64) error {
+		path, body := record(int(seq - 1))
+		var last error
+		for attempt := range 20 {
+			if attempt > 0 {
+				time.Sleep(250 * time.Millisecond)
+				base.Store(c.Nodes[waitPrimaryQuiet(c)].BaseURL)
+			}
+			req, err := adminRequest("POST", base.Load().(string)+path, body)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				last = err
+				continue
+			}
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated || attempt > 0 && resp.StatusCode == http.StatusConflict {
+				return nil
+			}
+			last = fmt.Errorf("POST %s: status %d: %s", path, resp.StatusCode, b)
+			if resp.StatusCode < 500 && !(resp.StatusCode == http.StatusForbidden && strings.Contains(string(b), "read-only")) {
+				return last
+			}
+		}
+		return last
+	})
+	if res.N < n {
+		return fmt.Errorf("%d of %d made in %s: %w", res.N, n, res.Elapsed.Round(time.Millisecond), errOK(res))
+	}
+	return nil
+}
+
+// waitPrimaryQuiet returns the index in c.Nodes of the live primary,
+// waiting up to 10 s for one; 0 when none answers.
+func waitPrimaryQuiet(c *Cluster) int {
+	p, err := c.AwaitPrimary(10 * time.Second)
+	if err != nil {
+		return 0
+	}
+	return p
 }
 
 // restartTimed starts a stopped node again and returns the time from exec
@@ -209,80 +420,8 @@ func waitIndex(t *testing.T, n *Node, index uint64, timeout time.Duration) time.
 	return 0
 }
 
-// bulkLoad writes nDom domains and nAcc accounts (spread evenly) under
-// prefix as the service stores them, in transactions of 64 operations
-// from 4 writers, and returns the highest index written.
-func bulkLoad(client *consulapi.Client, prefix string, nDom, nAcc int) (uint64, error) {
-	rootKV, _, err := client.KV().Get(prefix+schema.PrefixSettings+mailcluster.MainSettingsFile+"/"+
-		mailcluster.SectionDirectories+"/"+mailcluster.KeyMailboxRoot, nil)
-	if err != nil || rootKV == nil {
-		return 0, fmt.Errorf("read MailboxRoot: %v", err)
-	}
-	root := string(rootKV.Value)
-	hash, err := bcrypt.GenerateFromPassword([]byte("bench-user-pass-1"), bcrypt.DefaultCost)
-	if err != nil {
-		return 0, err
-	}
-	now := time.Now().UTC()
-	perDom := (nAcc + nDom - 1) / nDom
-	// Records in key order: the domains, then the accounts.
-	record := func(i int) (string, []byte) {
-		if i < nDom {
-			name := fmt.Sprintf("d%04d.example", i)
-			b, _ := json.Marshal(&mailcluster.Domain{Name: name, Description: "bench", CreatedAt: now, UpdatedAt: now})
-			return schema.PrefixDomains + name, b
-		}
-		i -= nDom
-		domain, mailbox := fmt.Sprintf("d%04d.example", i/perDom), fmt.Sprintf("u%05d", i)
-		b, _ := json.Marshal(&mailcluster.Account{Domain: domain, Mailbox: mailbox, FullName: "User " + mailbox,
-			FirstName: "User", LastName: mailbox, PasswordHash: string(hash),
-			MailboxPath: mailcluster.ExpandMailboxPath(mailcluster.DefaultMailboxPathTemplate, root, domain, mailbox),
-			AdminRights: mailcluster.AdminNone, CreatedAt: now, UpdatedAt: now})
-		return schema.PrefixAccounts + domain + "/" + mailbox, b
-	}
-	const batch = 64
-	total := nDom + nAcc
-	batches := make(chan int)
-	var (
-		mu      sync.Mutex
-		maxIdx  uint64
-		firstEr error
-		wg      sync.WaitGroup
-	)
-	for range 4 {
-		wg.Go(func() {
-			for start := range batches {
-				var ops consulapi.TxnOps
-				for i := start; i < min(total, start+batch); i++ {
-					k, v := record(i)
-					ops = append(ops, &consulapi.TxnOp{KV: &consulapi.KVTxnOp{Verb: consulapi.KVSet, Key: prefix + k, Value: v}})
-				}
-				ok, resp, _, err := client.Txn().Txn(ops, nil)
-				mu.Lock()
-				switch {
-				case err != nil && firstEr == nil:
-					firstEr = err
-				case err == nil && !ok && firstEr == nil:
-					firstEr = fmt.Errorf("txn refused: %v", resp.Errors)
-				case err == nil && ok:
-					for _, r := range resp.Results {
-						maxIdx = max(maxIdx, r.KV.ModifyIndex)
-					}
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for start := 0; start < total; start += batch {
-		batches <- start
-	}
-	close(batches)
-	wg.Wait()
-	return maxIdx, firstEr
-}
-
 // listCount lists the prefix with the Consul client (decoding every
-// pair, as a node does) and returns the number of keys.
+// pair) and returns the number of keys.
 func listCount(client *consulapi.Client, prefix string) (int, error) {
 	pairs, _, err := client.KV().List(prefix, nil)
 	return len(pairs), err
