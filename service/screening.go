@@ -299,9 +299,10 @@ func (s *Service) autoFreeze(ctx context.Context, cfg mailcluster.ScreeningConfi
 var errLastAdmin = mailcluster.Errorf(mailcluster.ECONFLICT, "This is the last usable global administrator: freezing it would lock every administrator out.")
 
 // isLastUsableAdmin reports whether a is a usable global administrator
-// and no other usable one exists. The answer (a scan of every account) is
-// remembered for the state's index, so that a guesser hammering a global
-// administrator costs one scan per change of state, not one per attempt.
+// and no other usable one exists. The answer (a read of the global
+// administrators listed in the index) is remembered for the state's index,
+// so that a guesser hammering a global administrator costs one read per
+// change of state, not one per attempt.
 func (s *Service) isLastUsableAdmin(a *mailcluster.Account) bool {
 	if a.AdminRights != mailcluster.AdminGlobal || a.Frozen || a.Disabled {
 		return false
