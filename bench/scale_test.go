@@ -24,6 +24,8 @@ const (
 	// probeWrites is the number of domain creates of each write-and-watch
 	// run (empty cluster, 1,000 accounts, full size).
 	probeWrites = 200
+	// loadBound bounds the whole load of the scale cluster.
+	loadBound = 25 * time.Minute
 )
 
 // benchScale builds a cluster of a primary (s0) and a secondary (s1),
@@ -97,8 +99,9 @@ func benchScale(t *testing.T, rec *recorder) {
 		t.Fatal(err)
 	}
 	loadStart := time.Now()
+	loadUntil := loadStart.Add(loadBound)
 	stop := profile(t, s0.Pid(), "scale-load-primary")
-	if err := apiLoad(c, nDom, func(i int) (string, string) {
+	if err := apiLoad(c, loadUntil, nDom, func(i int) (string, string) {
 		name := fmt.Sprintf("d%04d.example", i)
 		return "/api/v1/domains", `{"name":"` + name + `","description":"bench"}`
 	}); err != nil {
@@ -112,7 +115,7 @@ func benchScale(t *testing.T, rec *recorder) {
 			mailbox, hash, mailbox, mailbox)
 	}
 	first := min(1000, nAcc)
-	if err := apiLoad(c, first, account); err != nil {
+	if err := apiLoad(c, loadUntil, first, account); err != nil {
 		t.Fatalf("loading accounts: %v", err)
 	}
 	stop()
@@ -122,7 +125,7 @@ func benchScale(t *testing.T, rec *recorder) {
 	at1k := writeAndWatch(t, s0, s1, "k", probeWrites)
 	t.Logf("1k accounts: %.0f B read per write on the secondary", at1k.bytesPerWrite)
 	t0 := time.Now()
-	if err := apiLoad(c, nAcc-first, func(i int) (string, string) { return account(first + i) }); err != nil {
+	if err := apiLoad(c, loadUntil, nAcc-first, func(i int) (string, string) { return account(first + i) }); err != nil {
 		t.Fatalf("loading accounts: %v", err)
 	}
 	loadTime += time.Since(t0)
@@ -331,8 +334,8 @@ func metricValues(base, prefix string) (map[string]float64, error) {
 // A request refused because the node is not (or no longer) the primary, or
 // failed for want of Consul, is sent again to the primary of the moment
 // (at most 20 times, 250 ms apart; an existing record then counts as
-// made); the load is bounded to 20 minutes.
-func apiLoad(c *Cluster, n int, record func(i int) (path, body string)) error {
+// made). No request starts after until.
+func apiLoad(c *Cluster, until time.Time, n int, record func(i int) (path, body string)) error {
 	if n <= 0 {
 		return nil
 	}
@@ -340,7 +343,7 @@ func apiLoad(c *Cluster, n int, record func(i int) (path, body string)) error {
 	base.Store(c.Nodes[waitPrimaryQuiet(c)].BaseURL)
 	client := newLoadClient(loadClients)
 	defer client.CloseIdleConnections()
-	res := runLoad(loadClients, 20*time.Minute, int64(n), func(_ int, seq int64) error {
+	res := runLoad(loadClients, time.Until(until), int64(n), func(_ int, seq int64) error {
 		path, body := record(int(seq - 1))
 		var last error
 		for attempt := range 20 {

@@ -87,7 +87,7 @@ func benchStorm(t *testing.T, rec *recorder, c *Cluster, primary, target, other 
 					attempts.Add(1)
 					i := rnd.IntN(nAcc)
 					user := fmt.Sprintf("u%06d@d%04d.example", i, i%nDom)
-					code, err := guess(client, target.BaseURL+"/api/v1/domains/"+fmt.Sprintf("d%04d.example", i%nDom), user, fmt.Sprintf("wrong-%s-%d", ip, k))
+					code, answer, err := guess(client, target.BaseURL+"/api/v1/domains/"+fmt.Sprintf("d%04d.example", i%nDom), user, fmt.Sprintf("wrong-%s-%d", ip, k))
 					switch {
 					case err != nil:
 						connErrs.Add(1)
@@ -100,7 +100,9 @@ func benchStorm(t *testing.T, rec *recorder, c *Cluster, primary, target, other 
 						failed.Add(1)
 						continue
 					case code == http.StatusForbidden:
-						refused.Add(1)
+						if refused.Add(1) == 1 {
+							t.Logf("storm: first refusal (%s after %d failures): %s", ip, k, answer)
+						}
 					default:
 						others.Add(1)
 					}
@@ -169,20 +171,21 @@ func blocksDecided(nodes []*Node) (float64, error) {
 	return sum, nil
 }
 
-// guess sends one login with a wrong password and returns the status.
-func guess(client *http.Client, url, user, password string) (int, error) {
+// guess sends one login with a wrong password and returns the status and
+// the start of the answer.
+func guess(client *http.Client, url, user, password string) (int, string, error) {
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.SetBasicAuth(user, password)
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return resp.StatusCode, nil
+	return resp.StatusCode, string(b[:min(len(b), 300)]), nil
 }
 
 // lagProbe creates a domain on primary every 100 ms until end and returns,
