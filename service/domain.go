@@ -269,7 +269,7 @@ func (s *Service) DeleteDomain(ctx context.Context, name string, force bool) err
 	if c := CallerFromContext(ctx); c != nil && c.Domain == name {
 		return mailcluster.Errorf(mailcluster.ECONFLICT, "You cannot delete the domain of your own account.")
 	}
-	if err := s.checkLastAdmin(name, ""); err != nil {
+	if err := s.checkAdminsLeft(name); err != nil {
 		return err
 	}
 	d.Deleting = &mailcluster.DomainDeletion{Since: s.now(), By: callerName(ctx), Accounts: d.AccountCount}
@@ -294,4 +294,35 @@ func callerName(ctx context.Context) string {
 		return "system: " + c.system
 	}
 	return ""
+}
+
+// checkAdminsLeft refuses to delete domain name when no usable global
+// administrator would be left outside it and the domains being deleted
+// already (their administrators are going too).
+func (s *Service) checkAdminsLeft(name string) error {
+	if err := s.checkLastAdmin(name, ""); err != nil {
+		return err
+	}
+	stays := func(a *mailcluster.Account) bool {
+		return usableGlobalAdmin(a) && a.Domain != name && !s.domainDeleting(a.Domain)
+	}
+	if _, built := s.store.Get(schema.KeyAdminIndexBuilt); built {
+		for _, kv := range s.store.List(schema.PrefixGlobalAdmins, "", 0) {
+			mailbox, domain, err := mailcluster.SplitAddress(strings.TrimPrefix(kv.Key, schema.PrefixGlobalAdmins))
+			if err != nil {
+				continue
+			}
+			if a, _, err := s.getAccount(domain, mailbox); err == nil && stays(a) {
+				return nil
+			}
+		}
+		return errNoAdminLeft()
+	}
+	for _, kv := range s.store.List(schema.PrefixAccounts, "", 0) {
+		var a mailcluster.Account
+		if json.Unmarshal(kv.Value, &a) == nil && stays(&a) {
+			return nil
+		}
+	}
+	return errNoAdminLeft()
 }

@@ -238,6 +238,36 @@ func TestDeleteDomainLarge(t *testing.T) {
 			t.Fatal("refused deletion deleted accounts")
 		}
 	})
+	t.Run("ErrLastAdminOutsideDeletions", func(t *testing.T) {
+		// a.example and b.example each hold a global administrator; the
+		// bootstrap administrator is disabled; a.example is being deleted.
+		svc, st, _ := mustOpenGateService(t)
+		for _, dom := range []string{"a.example", "b.example"} {
+			if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: dom}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.CreateAccount(ctx, mailcluster.AccountCreate{Domain: dom, Mailbox: "boss", Password: "boss-pass-123",
+				AdminRights: mailcluster.AdminGlobal}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		off := true
+		if _, err := svc.UpdateAccount(ctx, "localhost", "admin", mailcluster.AccountUpdate{Disabled: &off}); err != nil {
+			t.Fatal(err)
+		}
+		kv, _ := st.Get(schema.Domain("a.example"))
+		var rec mailcluster.Domain
+		_ = json.Unmarshal(kv.Value, &rec)
+		rec.Deleting = &mailcluster.DomainDeletion{Since: time.Now().UTC(), By: "test", Accounts: 1}
+		b, _ := json.Marshal(rec)
+		if _, err := st.BoltStore.Txn(context.Background(), []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: kv.Key, Value: b, Index: kv.ModifyIndex}}); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, svc.DeleteDomain(ctx, "b.example", true), mailcluster.ECONFLICT)
+		if d, err := svc.FindDomain(ctx, "b.example"); err != nil || d.Deleting != nil {
+			t.Fatalf("refused deletion left %+v, %v", d, err)
+		}
+	})
 	t.Run("ErrDomainAdmin", func(t *testing.T) {
 		svc, st, _ := mustOpenGateService(t)
 		mustFillDomain(t, svc, st, "small.example", 3)
