@@ -75,8 +75,8 @@ func benchScale(t *testing.T, rec *recorder) {
 
 	// The empty cluster: writes, replication, cost per write, restart and
 	// catch-up of a new node.
+	empty := writeAndWatch(t, c, "e", probeWrites)
 	s0, s1 = roles(t, c)
-	empty := writeAndWatch(t, s0, s1, "e", probeWrites)
 	t.Logf("empty cluster: domain create p50 %.2f ms p99 %.2f ms; send -> visible on the secondary p99 %.2f ms; %.0f B read per write",
 		pct(empty.write, 0.5), pct(empty.write, 0.99), pct(empty.repl, 0.99), empty.bytesPerWrite)
 	s1.Stop()
@@ -121,8 +121,7 @@ func benchScale(t *testing.T, rec *recorder) {
 	stop()
 	loadTime := time.Since(loadStart)
 	settle(t, c, 30*time.Second)
-	s0, s1 = roles(t, c)
-	at1k := writeAndWatch(t, s0, s1, "k", probeWrites)
+	at1k := writeAndWatch(t, c, "k", probeWrites)
 	t.Logf("1k accounts: %.0f B read per write on the secondary", at1k.bytesPerWrite)
 	t0 := time.Now()
 	if err := apiLoad(c, loadUntil, nAcc-first, func(i int) (string, string) { return account(first + i) }); err != nil {
@@ -133,10 +132,11 @@ func benchScale(t *testing.T, rec *recorder) {
 	settle(t, c, 60*time.Second)
 
 	// At full size.
-	s0, s1 = roles(t, c)
+	_, s1 = roles(t, c)
 	stop = profile(t, s1.Pid(), "scale-replication-secondary")
-	full := writeAndWatch(t, s0, s1, "b", probeWrites)
+	full := writeAndWatch(t, c, "b", probeWrites)
 	stop()
+	s0, s1 = roles(t, c)
 	t.Logf("%s: domain create p50 %.2f ms p99 %.2f ms; send -> visible on the secondary p99 %.2f ms; %.0f B read per write",
 		label, pct(full.write, 0.5), pct(full.write, 0.99), pct(full.repl, 0.99), full.bytesPerWrite)
 	rawWatch, rawErr := rawReplication(consul.Addr, "bench-rawwatch-"+c.Name, 1, probeWrites, true)
@@ -250,12 +250,30 @@ type watched struct {
 
 func (w watched) n() int { return len(w.write) }
 
-// writeAndWatch creates n domains on the primary one after the other,
-// each time polling the secondary until it serves the domain, and reads
-// the secondary's replication counters before and after.
-func writeAndWatch(t *testing.T, primary, secondary *Node, tag string, n int) watched {
+// writeAndWatch creates n domains on the primary of the cluster's first
+// two nodes one after the other, each time polling the other node until
+// it serves the domain, and reads that node's replication counters before
+// and after. When the primary changes meanwhile (a 403 or 503 answer), it
+// measures again with the new roles a second later, at most 5 times in all.
+func writeAndWatch(t *testing.T, c *Cluster, tag string, n int) watched {
 	t.Helper()
-	var out watched
+	for try := range 5 {
+		primary, secondary := roles(t, c)
+		out, refusal := watchRun(t, primary, secondary, fmt.Sprintf("%s%d", tag, try), n)
+		if refusal == "" {
+			return out
+		}
+		t.Logf("the primary changed during a measurement (%s: %s); measuring again", tag, refusal)
+		time.Sleep(time.Second)
+	}
+	t.Errorf("the primary changed during each of 5 measurements (%s)", tag)
+	return watched{}
+}
+
+// watchRun is one run of writeAndWatch; refusal is the answer of the
+// primary when it refused a write as not (or no longer) the primary.
+func watchRun(t *testing.T, primary, secondary *Node, tag string, n int) (out watched, refusal string) {
+	t.Helper()
 	before, err := replicationCounters(secondary.BaseURL)
 	if err != nil {
 		t.Errorf("metrics of the secondary: %v", err)
@@ -265,9 +283,12 @@ func writeAndWatch(t *testing.T, primary, secondary *Node, tag string, n int) wa
 	defer rclient.CloseIdleConnections()
 	deadline := time.Now().Add(90 * time.Second)
 	for i := 0; i < n && time.Now().Before(deadline); i++ {
-		name := fmt.Sprintf("p%s%05d.example", tag, i)
+		name := fmt.Sprintf("p%s-%05d.example", tag, i)
 		t0 := time.Now()
 		code, body, err := tryDo(wclient, "POST", primary.BaseURL+"/api/v1/domains", "application/json", `{"name":"`+name+`"}`)
+		if err == nil && (code == 403 || code == 503) {
+			return watched{}, fmt.Sprintf("%d %.200s", code, body)
+		}
 		if err != nil || code != 201 {
 			t.Errorf("create %s: %d %s %v", name, code, body, err)
 			break
@@ -295,7 +316,7 @@ func writeAndWatch(t *testing.T, primary, secondary *Node, tag string, n int) wa
 			out.bytesPerWrite = (after["read_bytes_total"] - before["read_bytes_total"]) / float64(out.entries)
 		}
 	}
-	return out
+	return out, ""
 }
 
 // replicationCounters reads the mailcluster_replication_* counters of a

@@ -16,7 +16,7 @@ import (
 
 const (
 	// stormWorkers is the number of concurrent guessers.
-	stormWorkers = 8
+	stormWorkers = 4
 	// stormPerAddress bounds the guesses from one source address; a
 	// guesser moves to the next address once refused as blocked.
 	stormPerAddress = 8
