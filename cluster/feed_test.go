@@ -528,11 +528,10 @@ func TestFeedResync(t *testing.T) {
 	s.resetApplied()
 	s.start()
 	s.awaitIndex(index)
+	// The count and the log entry follow the swap that WaitIndex saw.
+	waitFor(t, func() bool { return s.events.count(mailcluster.EventReplicationResync) == 1 })
 	if got := s.st.Stats().Resyncs; got != 1 {
 		t.Errorf("re-syncs: %d, want 1", got)
-	}
-	if s.events.count(mailcluster.EventReplicationResync) != 1 {
-		t.Error("the re-sync is not in the cluster log")
 	}
 	sameContent(t, "after re-sync", content(s.st.List("", "", 0)), consulContent(t, client, name))
 
