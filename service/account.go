@@ -349,6 +349,9 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	if s.domainDeleting(domain) {
+		return nil, errDomainDeleting(domain)
+	}
 	a, idx, err := s.getAccount(domain, mailbox)
 	if err != nil {
 		return nil, err
@@ -471,8 +474,8 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 }
 
 // checkLastAdmin refuses a change that would leave no usable global
-// administrator: excluding the accounts of domain exceptDomain and the
-// account exceptAddress, one must remain. It reads the global-administrator
+// administrator: excluding the accounts of domain exceptDomain, of the
+// domains being deleted, and the account exceptAddress, one must remain. It reads the global-administrator
 // index and then only the accounts it lists; a state whose index is not
 // built yet (no schema.KeyAdminIndexBuilt) is scanned whole.
 func (s *Service) checkLastAdmin(exceptDomain, exceptAddress string) error {
@@ -485,7 +488,7 @@ func (s *Service) checkLastAdmin(exceptDomain, exceptAddress string) error {
 		if err != nil || domain == exceptDomain || address == exceptAddress {
 			continue
 		}
-		if a, _, err := s.getAccount(domain, mailbox); err == nil && usableGlobalAdmin(a) {
+		if a, _, err := s.getAccount(domain, mailbox); err == nil && usableGlobalAdmin(a) && !s.domainDeleting(domain) {
 			return nil
 		}
 	}
@@ -499,7 +502,7 @@ func (s *Service) checkLastAdminScan(exceptDomain, exceptAddress string) error {
 		if json.Unmarshal(kv.Value, &a) != nil {
 			continue
 		}
-		if usableGlobalAdmin(&a) && a.Domain != exceptDomain && a.Address() != exceptAddress {
+		if usableGlobalAdmin(&a) && a.Domain != exceptDomain && a.Address() != exceptAddress && !s.domainDeleting(a.Domain) {
 			return nil
 		}
 	}

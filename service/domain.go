@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"mailcluster/schema"
 
@@ -77,20 +80,32 @@ type decoded struct {
 // maxDecoded bounds the cache of decoded records.
 const maxDecoded = 20000
 
-// decodeCached copies the decoded form of kv into dst when the cache holds
-// it at kv's modify index (records never change at one index).
+// decodedCache is a bounded cache of decoded records: when full, the least
+// recently used record leaves (never all at once).
+type decodedCache struct {
+	once    sync.Once
+	entries *lru.Cache[string, decoded]
+}
+
+func (c *decodedCache) cache() *lru.Cache[string, decoded] {
+	c.once.Do(func() { c.entries, _ = lru.New[string, decoded](maxDecoded) })
+	return c.entries
+}
+
+// decodeCached fills dst from the cache when it holds kv's record at kv's
+// modify index.
 func (s *Service) decodeCached(kv mailcluster.KV, dst any) bool {
-	v, ok := s.decodedCache.Load(kv.Key)
-	if !ok || v.(decoded).index != kv.ModifyIndex {
+	v, ok := s.decoded.cache().Get(kv.Key)
+	if !ok || v.index != kv.ModifyIndex {
 		return false
 	}
 	switch d := dst.(type) {
 	case *mailcluster.Domain:
-		rec, ok := v.(decoded).value.(mailcluster.Domain)
+		rec, ok := v.value.(mailcluster.Domain)
 		*d = rec
 		return ok
 	case *mailcluster.Account:
-		rec, ok := v.(decoded).value.(mailcluster.Account)
+		rec, ok := v.value.(mailcluster.Account)
 		*d = rec
 		return ok
 	}
@@ -98,11 +113,7 @@ func (s *Service) decodeCached(kv mailcluster.KV, dst any) bool {
 }
 
 func (s *Service) storeDecoded(kv mailcluster.KV, value any) {
-	if s.decodedCount.Add(1) > maxDecoded {
-		s.decodedCache.Clear()
-		s.decodedCount.Store(0)
-	}
-	s.decodedCache.Store(kv.Key, decoded{index: kv.ModifyIndex, value: value})
+	s.decoded.cache().Add(kv.Key, decoded{index: kv.ModifyIndex, value: value})
 }
 
 // FindDomains returns every domain the caller may see, by name; a domain
@@ -298,31 +309,8 @@ func callerName(ctx context.Context) string {
 
 // checkAdminsLeft refuses to delete domain name when no usable global
 // administrator would be left outside it and the domains being deleted
-// already (their administrators are going too).
+// already (checkLastAdmin leaves those out: their administrators are going
+// too).
 func (s *Service) checkAdminsLeft(name string) error {
-	if err := s.checkLastAdmin(name, ""); err != nil {
-		return err
-	}
-	stays := func(a *mailcluster.Account) bool {
-		return usableGlobalAdmin(a) && a.Domain != name && !s.domainDeleting(a.Domain)
-	}
-	if _, built := s.store.Get(schema.KeyAdminIndexBuilt); built {
-		for _, kv := range s.store.List(schema.PrefixGlobalAdmins, "", 0) {
-			mailbox, domain, err := mailcluster.SplitAddress(strings.TrimPrefix(kv.Key, schema.PrefixGlobalAdmins))
-			if err != nil {
-				continue
-			}
-			if a, _, err := s.getAccount(domain, mailbox); err == nil && stays(a) {
-				return nil
-			}
-		}
-		return errNoAdminLeft()
-	}
-	for _, kv := range s.store.List(schema.PrefixAccounts, "", 0) {
-		var a mailcluster.Account
-		if json.Unmarshal(kv.Value, &a) == nil && stays(&a) {
-			return nil
-		}
-	}
-	return errNoAdminLeft()
+	return s.checkLastAdmin(name, "")
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,31 +31,19 @@ type deletionRun struct {
 	waiters atomic.Int32 // callers waiting for it
 }
 
-// deletionKey names a deletion run of one Service.
-type deletionKey struct {
-	s      *Service
-	domain string
-}
-
-// deletionRuns holds the deletions running in this process, so that one
-// domain has at most one worker per Service. It is keyed by the Service
-// because a Service has no settable fields; an entry lives only while its
-// run does.
-var deletionRuns sync.Map // deletionKey -> *deletionRun
-
 // awaitDeletion joins the deletion of name running here, or starts one
 // whose work runs under work (not cancelled when the caller goes away),
 // and waits for its end or for ctx. resumed tells a run it starts that it
 // picks up a deletion marked before (for the cluster log).
 func (s *Service) awaitDeletion(ctx, work context.Context, name string, resumed bool) error {
 	run := &deletionRun{done: make(chan struct{})}
-	key := deletionKey{s: s, domain: name}
-	if cur, loaded := deletionRuns.LoadOrStore(key, run); loaded {
+	key := name
+	if cur, loaded := s.deletions.LoadOrStore(key, run); loaded {
 		run = cur.(*deletionRun)
 	} else {
 		go func() {
 			run.err = s.runDeletion(work, name, resumed)
-			deletionRuns.Delete(key)
+			s.deletions.Delete(key)
 			close(run.done)
 		}()
 	}

@@ -323,6 +323,22 @@ func TestDeleteDomainResume(t *testing.T) {
 		_, err := svc.UpdateDomain(ctx, "big.example", mailcluster.DomainUpdate{Description: &desc})
 		wantCode(t, err, mailcluster.ECONFLICT)
 	})
+	t.Run("ErrAccountUpdate", func(t *testing.T) {
+		name := "changed"
+		_, err := svc.UpdateAccount(ctx, "big.example", "user00001", mailcluster.AccountUpdate{FullName: &name})
+		wantCode(t, err, mailcluster.ECONFLICT)
+	})
+	t.Run("ErrLogin", func(t *testing.T) {
+		_, err := svc.Authenticate(ctx, "user00001@big.example", "user-pass-1")
+		wantCode(t, err, mailcluster.EUNAUTHORIZED)
+	})
+	t.Run("ErrLastAdminInDeletedDomain", func(t *testing.T) {
+		// The only other global administrators are in the domain being
+		// deleted: they do not count.
+		none := mailcluster.AdminNone
+		_, err := svc.UpdateAccount(ctx, "localhost", "admin", mailcluster.AccountUpdate{AdminRights: &none})
+		wantCode(t, err, mailcluster.ECONFLICT)
+	})
 	t.Run("ErrMailLookup", func(t *testing.T) {
 		local := mustLocal(svc)
 		_, err := local.LookupAccount("user00999@big.example")

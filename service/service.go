@@ -26,12 +26,15 @@ type Service struct {
 	dummyOnce sync.Once
 	dummyHash []byte
 
-	// decodedCache holds decoded domains and accounts by key, valid for
-	// the modify index they were decoded at.
-	decodedCache sync.Map
-	decodedCount atomic.Int64
+	// decoded holds decoded domains and accounts by key, valid for the
+	// modify index they were decoded at (least recently used out first).
+	decoded decodedCache
 
 	lastAdmin lastAdminMemo
+
+	// deletions holds the domain deletions running in this process (domain
+	// -> *deletionRun), so that a domain has at most one worker.
+	deletions sync.Map
 
 	// bcryptRuns counts password comparisons (for tests and metrics).
 	bcryptRuns atomic.Int64
