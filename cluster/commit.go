@@ -342,7 +342,7 @@ func (s *ConsulStore) ensureHead(ctx context.Context) error {
 		}
 		s.signalPos()
 		s.log.Info("started a new change feed", "epoch", start.Epoch)
-		s.head = &headState{pos: start}
+		s.head = &headState{pos: start, index: index} // index: a damaged head's, replaced by CAS
 		s.startPrune(start)
 		return nil
 	}

@@ -150,7 +150,8 @@ func (s *ConsulStore) applyEntry(e *feedEntry, index uint64) (bool, error) {
 	return true, nil
 }
 
-// readHead reads the head; ok is false when there is none.
+// readHead reads the head; ok is false when there is none or it is
+// damaged (index is then the damaged record's ModifyIndex, else 0).
 func (s *ConsulStore) readHead(ctx context.Context, q *api.QueryOptions) (h feedPos, index uint64, ok bool, meta *api.QueryMeta, err error) {
 	if q == nil {
 		q = &api.QueryOptions{RequireConsistent: true}
@@ -164,7 +165,10 @@ func (s *ConsulStore) readHead(ctx context.Context, q *api.QueryOptions) (h feed
 	}
 	s.bytesRead.Add(uint64(len(pair.Key) + len(pair.Value)))
 	if err := json.Unmarshal(pair.Value, &h); err != nil || h.Epoch == "" {
-		return h, 0, false, meta, fmt.Errorf("cluster: the feed head is damaged: %q", pair.Value)
+		// Changed outside mailcluster: as if there were no head (the
+		// primary starts a new epoch over it, CAS on its index).
+		s.log.Warn("the change feed's head is damaged; the primary starts a new epoch", "value", string(pair.Value[:min(len(pair.Value), 64)]))
+		return feedPos{}, pair.ModifyIndex, false, meta, nil
 	}
 	return h, pair.ModifyIndex, true, meta, nil
 }

@@ -566,6 +566,21 @@ func TestFeedResync(t *testing.T) {
 		t.Error("the secondary still follows the old epoch")
 	}
 	sameContent(t, "after a new epoch", content(s.st.List("", "", 0)), consulContent(t, client, name))
+
+	// The head damaged by hand: the primary starts a new epoch over it.
+	epoch, _ = head(t, client, name)
+	if _, err := client.KV().Put(&api.KVPair{Key: cluster.KeyPrefix(name) + schema.KeyHead, Value: []byte("edited by hand")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	index, err = p.write(set("domains/after-damage", "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitIndex(index)
+	if e, _ := cluster.FeedPosition(s.st); e == epoch {
+		t.Error("the secondary still follows the old epoch")
+	}
+	sameContent(t, "after a new epoch", content(s.st.List("", "", 0)), consulContent(t, client, name))
 }
 
 // TestFeedExternalWrite: a record changed in Consul outside mailcluster
