@@ -132,9 +132,11 @@ func benchScale(t *testing.T, rec *recorder) {
 	settle(t, c, 60*time.Second)
 
 	// At full size.
-	_, s1 = roles(t, c)
+	s0, s1 = roles(t, c)
 	stop = profile(t, s1.Pid(), "scale-replication-secondary")
+	stopP := profile(t, s0.Pid(), "scale-writes-primary")
 	full := writeAndWatch(t, c, "b", probeWrites)
+	stopP()
 	stop()
 	s0, s1 = roles(t, c)
 	t.Logf("%s: domain create p50 %.2f ms p99 %.2f ms; send -> visible on the secondary p99 %.2f ms; %.0f B read per write",
