@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -111,7 +112,9 @@ func (s *ConsulStore) commitLoop() {
 				break gather
 			}
 		}
+		s.commitMu.Lock()
 		s.commitBatch(batch)
+		s.commitMu.Unlock()
 	}
 }
 
@@ -238,7 +241,7 @@ func (s *ConsulStore) commitTimeout() time.Duration {
 // committed records a commit, applies it locally and answers the batch.
 func (s *ConsulStore) committed(batch []*writeReq, entry *feedEntry, index uint64) {
 	s.head = &headState{pos: feedPos{entry.Epoch, entry.Seq}, index: index}
-	s.lastCommit.Store(index)
+	s.commits.add(index)
 	s.pruneRing = append(s.pruneRing, prunePoint{seq: entry.Seq, at: entry.At})
 	if n := len(s.pruning); n > 0 {
 		s.pruneFrom = s.pruning[n-1] + 1
@@ -341,6 +344,7 @@ func (s *ConsulStore) ensureHead(ctx context.Context) error {
 			return err
 		}
 		s.signalPos()
+		s.ownEpoch.Store(start.Epoch)
 		s.log.Info("started a new change feed", "epoch", start.Epoch)
 		s.head = &headState{pos: start, index: index} // index: a damaged head's, replaced by CAS
 		s.startPrune(start)
@@ -477,4 +481,43 @@ func (s *ConsulStore) prunable(next uint64, n int) []uint64 {
 		out = append(out, seq)
 	}
 	return out
+}
+
+// commitLog remembers the indexes of a node's recent commits, so that the
+// watch for changes made outside mailcluster can tell them apart.
+type commitLog struct {
+	mu   sync.Mutex
+	ring [4096]uint64
+	next int
+	set  map[uint64]bool
+	last uint64
+}
+
+func (c *commitLog) add(index uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.set == nil {
+		c.set = map[uint64]bool{}
+	}
+	if old := c.ring[c.next]; old != 0 {
+		delete(c.set, old)
+	}
+	c.ring[c.next] = index
+	c.next = (c.next + 1) % len(c.ring)
+	c.set[index] = true
+	c.last = max(c.last, index)
+}
+
+// has reports whether index is one of the recent commits.
+func (c *commitLog) has(index uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.set[index]
+}
+
+// latest returns the index of the latest commit.
+func (c *commitLog) latest() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
 }

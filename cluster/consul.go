@@ -59,15 +59,20 @@ type ConsulStore struct {
 	entriesApplied atomic.Uint64
 	resyncs        atomic.Uint64
 	external       atomic.Uint64 // writes found made outside mailcluster
-	lastCommit     atomic.Uint64 // index of this node's last commit
+	commits        commitLog     // indexes of this node's recent commits
+	ownEpoch       atomic.Value  // string: the epoch this node started as primary
 
 	applyMu sync.Mutex // orders applying entries and re-syncs
 	posMu   sync.Mutex
 	posCh   chan struct{} // closed when the position moves
 
-	reqs    chan *writeReq
-	stop    chan struct{}
-	stopped chan struct{}
+	// commitMu is held while a batch is committed, until its commit is
+	// recorded and applied (the check for changes made outside mailcluster
+	// waits for it).
+	commitMu sync.Mutex
+	reqs     chan *writeReq
+	stop     chan struct{}
+	stopped  chan struct{}
 	// Owned by the committer goroutine:
 	head      *headState
 	pruneRing []prunePoint

@@ -68,7 +68,11 @@ func (s *ConsulStore) watchOutside(ctx context.Context, wait time.Duration) {
 // explained reports whether the prefix's index is that of a write the
 // cluster made itself.
 func (s *ConsulStore) explained(ctx context.Context, index uint64) bool {
-	if index == s.lastCommit.Load() {
+	// A commit in flight is recorded once its outcome is known: wait for it.
+	s.commitMu.Lock()
+	ours := s.commits.has(index)
+	s.commitMu.Unlock()
+	if ours {
 		return true
 	}
 	ops := api.TxnOps{}
@@ -90,6 +94,7 @@ func (s *ConsulStore) explained(ctx context.Context, index uint64) bool {
 // reconcile compares Consul's content with the local state and publishes
 // the differences through the feed.
 func (s *ConsulStore) reconcile(ctx context.Context) error {
+	start := s.commits.latest()
 	var changes []feedChange
 	seen := map[string]bool{}
 	_, err := s.readAll(ctx, func(kvs []mailcluster.KV) error {
@@ -112,12 +117,30 @@ func (s *ConsulStore) reconcile(ctx context.Context) error {
 			break
 		}
 		for _, kv := range page {
-			if !seen[kv.Key] {
+			// A record this node wrote after the read began was not seen.
+			if !seen[kv.Key] && kv.ModifyIndex <= start {
 				changes = append(changes, feedChange{Key: kv.Key, Deleted: true})
 			}
 		}
 		after = page[len(page)-1].Key
 	}
+	// A difference may be one of this node's own commits made while the
+	// pages were read (Consul had it, this node had not applied it yet):
+	// look again now, once no commit is in flight (a commit whose answer
+	// was lost is recorded only when its outcome is known).
+	s.commitMu.Lock()
+	kept := changes[:0]
+	for _, c := range changes {
+		cur, ok := s.state.Get(c.Key)
+		switch {
+		case !c.Deleted && (s.commits.has(c.Index) || ok && cur.ModifyIndex == c.Index && string(cur.Value) == string(c.Value)):
+		case c.Deleted && !ok:
+		default:
+			kept = append(kept, c)
+		}
+	}
+	s.commitMu.Unlock()
+	changes = kept
 	if len(changes) == 0 {
 		return nil
 	}

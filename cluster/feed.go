@@ -217,7 +217,24 @@ const feedReadBatch = 64
 func (s *ConsulStore) catchUp(ctx context.Context, h feedPos) error {
 	p := s.pos()
 	if h.Epoch != p.Epoch || h.Seq < p.Seq {
-		return s.resync(ctx, "the feed's epoch or head differs from this node's position")
+		// A blocking read may answer with a head older than this node's
+		// own latest commit: ask again, consistently, before re-reading
+		// everything.
+		h2, _, ok, _, err := s.readHead(ctx, nil)
+		if err != nil {
+			return err
+		}
+		p = s.pos()
+		if !ok {
+			return nil // no head (yet): nothing to follow
+		}
+		h = h2
+		if own, _ := s.ownEpoch.Load().(string); own != "" && p.Epoch == own && h.Epoch != own {
+			return nil // this primary is starting a new epoch: its first entry is on its way
+		}
+		if h.Epoch != p.Epoch || h.Seq < p.Seq {
+			return s.resync(ctx, "the feed's epoch or head differs from this node's position")
+		}
 	}
 	if h.Seq == p.Seq {
 		return nil

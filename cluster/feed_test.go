@@ -801,6 +801,20 @@ func TestFeedUnderFaults(t *testing.T) {
 		}
 		n.mu.Unlock()
 	}
+	// The primary's own commits, made while its watch for changes outside
+	// mailcluster and its feed watch ran, are neither.
+	if n := p.events.count(mailcluster.EventExternalWrite); n != 0 || p.st.Stats().ExternalWrites != 0 {
+		evs, _ := p.events.Events(0)
+		for _, e := range evs {
+			if e.Event == mailcluster.EventExternalWrite {
+				t.Logf("%+v", e.Fields)
+			}
+		}
+		t.Errorf("the primary took its own writes for %d changes made outside mailcluster (%d events)", p.st.Stats().ExternalWrites, n)
+	}
+	if r := p.resyncs(); r != 0 {
+		t.Errorf("the primary re-synced %d times while it wrote", r)
+	}
 	if s1.resyncs() == 0 {
 		t.Error("the secondary that stopped and started never re-synced: the prune horizon was not reached")
 	}
