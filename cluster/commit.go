@@ -64,6 +64,19 @@ func (r *writeReq) nops() int {
 	return len(r.ops)
 }
 
+// resolveTimeout bounds finding out the outcome of a transaction whose
+// answer was lost (a Consul leader election takes a few seconds).
+const resolveTimeout = 8 * time.Second
+
+// notSent reports whether a failed transaction call certainly changed
+// nothing: the connection to the agent could not be made, or Consul
+// refused it for want of a leader before it reached the raft log.
+func notSent(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "No cluster leader") ||
+		strings.Contains(msg, "no such host")
+}
+
 // headState is what the committer knows of the head.
 type headState struct {
 	pos   feedPos
@@ -167,8 +180,16 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 			s.beforeCommit()
 		}
 		ok, resp, _, err := s.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil && notSent(err) {
+			s.head = nil
+			finish(batch, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached; nothing was changed.",
+				Err: fmt.Errorf("cluster: consul txn: %w", err)})
+			return
+		}
 		if err != nil {
-			committed, index, rerr := s.resolve(ctx, session, entry)
+			rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			committed, index, rerr := s.resolve(rctx, session, entry)
+			cancel()
 			switch {
 			case rerr != nil:
 				s.head = nil

@@ -84,6 +84,9 @@ type ConsulStore struct {
 	beforeCommit func()
 	onApply      func(epoch string, seq uint64)
 
+	synced   chan struct{} // closed once the state first caught up with Consul
+	syncOnce sync.Once
+
 	mu          sync.Mutex
 	lastContact time.Time // the last successful answer of Consul
 	failing     bool
@@ -112,7 +115,7 @@ func OpenConsulStore(client *api.Client, cluster, statePath string, log *slog.Lo
 		return nil, err
 	}
 	s := &ConsulStore{client: client, prefix: KeyPrefix(cluster), state: st, log: log,
-		posCh: make(chan struct{}), reqs: make(chan *writeReq, 256), stop: make(chan struct{}), stopped: make(chan struct{})}
+		posCh: make(chan struct{}), synced: make(chan struct{}), reqs: make(chan *writeReq, 256), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go s.commitLoop()
 	return s, nil
 }
@@ -228,6 +231,19 @@ func (s *ConsulStore) Run(ctx context.Context) {
 		}
 		backoff = 50 * time.Millisecond
 		s.setFailing(false)
+		s.syncOnce.Do(func() { close(s.synced) })
+	}
+}
+
+// WaitSynced waits until the local state has caught up with Consul once
+// since the node started (the head read and every entry up to it applied,
+// or a re-sync done), or ctx ends.
+func (s *ConsulStore) WaitSynced(ctx context.Context) error {
+	select {
+	case <-s.synced:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

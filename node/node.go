@@ -435,7 +435,14 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	n.stopElection = stopElection
 	n.goBackground(func() { st.Run(bg) })
 	n.electionDone = make(chan struct{})
-	go func() { defer close(n.electionDone); election.Run(electCtx) }()
+	go func() {
+		defer close(n.electionDone)
+		// A node takes part in the election (and tells pending from
+		// registered) only once its state has caught up with Consul.
+		if st.WaitSynced(electCtx) == nil {
+			election.Run(electCtx)
+		}
+	}()
 	n.goBackground(func() { reg.Run(bg, roles, election.Role) })
 	n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventJoin, Message: "node started and is joining the cluster",
 		Fields: map[string]string{"cluster": c.ClusterName, "consul": c.ConsulAddr, "version": mailcluster.Version, "never_primary": fmt.Sprint(c.NeverPrimary)}})
@@ -626,6 +633,13 @@ func (n *Node) readStandaloneAttachmentLinking() bool {
 
 // NodeInfo answers the internal API's /internal/v1/info for admission.
 func (n *Node) nodeInfo() any {
+	if st, isCluster := n.store.(*cluster.ConsulStore); isCluster {
+		// The shared-path answer needs the cluster's probe token: a node
+		// that just started answers once its state has caught up.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = st.WaitSynced(ctx)
+		cancel()
+	}
 	ok, detail := n.shared.Verify()
 	zone, _ := time.Now().Zone()
 	return cluster.NodeInfo{Name: n.config.NodeName, APIURL: "http://" + n.advertise, KeyID: n.keyID, Version: mailcluster.Version,
