@@ -155,7 +155,7 @@ func (m *metrics) registerNode(st nodeState) {
 	)
 	for _, c := range []struct {
 		name, help string
-		read func(cluster.ReplicationStats) uint64
+		read       func(cluster.ReplicationStats) uint64
 	}{
 		{"read_bytes_total", "Bytes of keys and values this node read from Consul to replicate the state (the feed's head and entries, and full re-reads). Divided by replication_entries_applied_total it is the cost of one replicated write.",
 			func(r cluster.ReplicationStats) uint64 { return r.BytesRead }},
