@@ -432,11 +432,12 @@ func (m *Manager) record(level string, event mailcluster.EventKind, msg string, 
 }
 
 // Run keeps the certificates current until ctx ends: on every change of
-// certs/ (and of settings, for the PEM directory) and every minute.
+// certs/ and of the PEM directory setting, and every minute.
 func (m *Manager) Run(ctx context.Context, store mailcluster.Store) {
 	certs, stop := store.Notify(schema.PrefixCertificates)
 	defer stop()
-	settings, stop2 := store.Notify(schema.PrefixSettings)
+	// Of the settings, only the PEM directory matters here.
+	settings, stop2 := store.Notify(schema.Setting(mailcluster.MainSettingsFile, mailcluster.SectionDirectories, mailcluster.KeyPEM))
 	defer stop2()
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
