@@ -70,6 +70,7 @@ type Node struct {
 	ProbeClock func() time.Time
 
 	store        closer
+	started      time.Time              // when this node joined its cluster (startCluster)
 	events       mailcluster.ClusterLog // the file log, observed by the metrics
 	certs        *certs.Manager
 	servedCerts  atomic.Pointer[certs.Manager] // n.certs, once made (read by internal calls)
@@ -336,11 +337,21 @@ func (n *Node) announcePassword(generated string) {
 	}
 }
 
+// admittedSinceStart reports whether this node was registered after this
+// process started (an admission while its state was still catching up,
+// before it could show as pending).
+func (n *Node) admittedSinceStart() bool {
+	sv, ok := n.local.RegisteredMember(n.config.NodeName)
+	// The primary stamps the registration: allow for a small clock offset.
+	return ok && sv.RegisteredAt.After(n.started.Add(-2*time.Second))
+}
+
 // startCluster joins the Consul cluster: the snapshot store, the election
 // and the service registration run in the background; the node serves its
 // persisted snapshot read-only until it hears from Consul.
 func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, advertise, keyID string, boot mailcluster.BootstrapConfig) error {
 	c := n.config
+	n.started = time.Now()
 	client, err := consulapi.NewClient(&consulapi.Config{Address: c.ConsulAddr, Token: c.ConsulToken})
 	if err != nil {
 		return fmt.Errorf("consul client: %w", err)
@@ -395,7 +406,7 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 				n.events.Record(mailcluster.ClusterEvent{Level: "warn", Event: mailcluster.EventStepDown, Message: "this node stopped being the primary",
 					Fields: map[string]string{"role": string(r)}})
 			}
-			if prevRole == mailcluster.RolePending && r == mailcluster.RoleSecondary {
+			if r == mailcluster.RoleSecondary && (prevRole == mailcluster.RolePending || prevRole == mailcluster.RoleUnknown && n.admittedSinceStart()) {
 				n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventRegistered, Message: "this node is registered and serves as a secondary"})
 			}
 			prevRole = r
