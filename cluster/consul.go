@@ -48,6 +48,13 @@ type ConsulStore struct {
 	FeedRetain time.Duration
 	// FeedMaxEntries bounds the number of feed entries kept; 0 means 20,000.
 	FeedMaxEntries int
+	// OutsideCheckEvery is how often at most the primary looks whether
+	// the prefix changed outside mailcluster; 0 means 1 s.
+	OutsideCheckEvery time.Duration
+	// ReconcileEvery is how often the primary compares all of Consul's
+	// content with its own state, whatever the index says; 0 means 10
+	// minutes.
+	ReconcileEvery time.Duration
 
 	// Events, when set, receives "replication-applied" entries (at most
 	// every 10 s while changes are applied), re-syncs and writes found
@@ -232,6 +239,16 @@ func (s *ConsulStore) Run(ctx context.Context) {
 		backoff = 50 * time.Millisecond
 		s.setFailing(false)
 		s.syncOnce.Do(func() { close(s.synced) })
+		if s.Session != nil && s.Session() != "" {
+			// The primary applies its own writes as it commits them; its
+			// watch only looks out for a head moved by others, so it need
+			// not wake for each of its own writes.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
 }
 

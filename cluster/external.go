@@ -22,45 +22,68 @@ import (
 // feed (with checks that Consul still holds what it read), so that every
 // node converges on Consul's content; each difference is written to the
 // cluster log. (A Consul snapshot restored moves the head back, which
-// makes every node re-sync instead.) An outside write followed by one of
-// the primary's own commits before the watch looks is found only at the
-// next outside write; the README says so.
+// makes every node re-sync instead.) The watch looks at most once per
+// OutsideCheckEvery; an outside write followed by one of the primary's own
+// commits before the watch looks is found by the full comparison the
+// primary makes every ReconcileEvery.
 
 // watchOutside runs on every node and acts only while it is primary.
 func (s *ConsulStore) watchOutside(ctx context.Context, wait time.Duration) {
+	every, full := s.OutsideCheckEvery, s.ReconcileEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	if full <= 0 {
+		full = 10 * time.Minute
+	}
+	pause := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
 	var index uint64
+	lastFull := time.Now()
 	for ctx.Err() == nil {
 		if s.Session == nil || s.Session() == "" {
-			index = 0
-			select {
-			case <-ctx.Done():
+			index, lastFull = 0, time.Now()
+			if !pause(250 * time.Millisecond) {
 				return
-			case <-time.After(250 * time.Millisecond):
 			}
 			continue
 		}
+		start := time.Now()
 		// The first look (after becoming primary) checks too: a change
 		// made while no primary watched is found then.
 		_, meta, err := s.client.KV().Keys(s.prefix, "/", (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
 		if err != nil {
 			index = 0
-			select {
-			case <-ctx.Done():
+			if !pause(time.Second) {
 				return
-			case <-time.After(time.Second):
 			}
 			continue
 		}
 		prev := index
 		index = meta.LastIndex
-		if prev != 0 && index <= prev {
-			continue // nothing new, or the index went back (handled by the feed's head)
+		check := (prev == 0 || index > prev) && !s.explained(ctx, index)
+		if !check && time.Since(lastFull) >= full {
+			// An outside change followed by one of this node's own commits
+			// before the watch looked is not seen by the index: compare
+			// everything now and then.
+			check = true
 		}
-		if s.explained(ctx, index) {
-			continue
+		if check {
+			if err := s.reconcile(ctx); err != nil {
+				s.log.Warn("checking for changes made outside mailcluster failed", "err", err)
+			}
+			lastFull = time.Now()
 		}
-		if err := s.reconcile(ctx); err != nil {
-			s.log.Warn("checking for changes made outside mailcluster failed", "err", err)
+		// At most one look per interval: the query makes Consul walk the
+		// whole prefix, and every write of the primary wakes it.
+		if d := every - time.Since(start); d > 0 && !pause(d) {
+			return
 		}
 	}
 }

@@ -219,12 +219,14 @@ func (s *ConsulStore) catchUp(ctx context.Context, h feedPos) error {
 	if h.Epoch != p.Epoch || h.Seq < p.Seq {
 		// A blocking read may answer with a head older than this node's
 		// own latest commit: ask again, consistently, before re-reading
-		// everything.
+		// everything. The position is read first: every position this
+		// node reached was committed in Consul before, so a consistent
+		// head read after it is at least as far.
+		p = s.pos()
 		h2, _, ok, _, err := s.readHead(ctx, nil)
 		if err != nil {
 			return err
 		}
-		p = s.pos()
 		if !ok {
 			return nil // no head (yet): nothing to follow
 		}

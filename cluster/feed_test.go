@@ -819,3 +819,46 @@ func TestFeedUnderFaults(t *testing.T) {
 		t.Error("the secondary that stopped and started never re-synced: the prune horizon was not reached")
 	}
 }
+
+// TestFeedExternalWriteMasked: a change made outside mailcluster right
+// before one of the primary's own writes is not told apart by the
+// prefix's index (the primary's write is the latest); the primary's
+// periodic full comparison finds it.
+func TestFeedExternalWriteMasked(t *testing.T) {
+	client := MustStartConsul(t)
+	const name = "feed-masked"
+	dir := t.TempDir()
+	p := openFeedNode(t, client, name, filepath.Join(dir, "p.db"), func(st *cluster.ConsulStore) {
+		st.OutsideCheckEvery = 3 * time.Second // the index watch looks only after the primary's write
+		st.ReconcileEvery = time.Second
+	})
+	s := openFeedNode(t, client, name, filepath.Join(dir, "s.db"), nil)
+	p.becomePrimary()
+	index, err := p.write(set("domains/a", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitIndex(index) // s follows the feed from here on
+	if _, err := client.KV().Put(&api.KVPair{Key: cluster.KeyPrefix(name) + "domains/outside", Value: []byte("edited")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.write(set("domains/b", "1")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if kv, ok := s.st.Get("domains/outside"); ok && string(kv.Value) == "edited" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the change made outside mailcluster never reached the secondary")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p.events.count(mailcluster.EventExternalWrite) == 0 {
+		t.Error("no external-write event")
+	}
+	if r := s.resyncs(); r != 1 {
+		t.Errorf("the secondary re-synced %d times (once to join): it should have had the change from the feed", r)
+	}
+}
