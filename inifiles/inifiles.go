@@ -35,6 +35,10 @@ type Materializer struct {
 	// OnOverwrite, when set, is called after a file that differed from the
 	// replicated state (edited or removed by hand) has been rewritten.
 	OnOverwrite func(file string)
+	// Settle is how long the files are written after a change of the
+	// settings at the latest, so that a burst of changes is written once;
+	// 0 means 50 ms.
+	Settle time.Duration
 
 	mu   sync.Mutex
 	last map[string][]byte // what was last written, per file name
@@ -107,6 +111,15 @@ func (m *Materializer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changes:
+			settle := m.Settle
+			if settle <= 0 {
+				settle = 50 * time.Millisecond
+			}
+			select { // changes arriving meanwhile are written with this one
+			case <-ctx.Done():
+				return
+			case <-time.After(settle):
+			}
 			if err := m.Sync(nil); err != nil {
 				m.log.Error("writing settings files", "err", err)
 			}
