@@ -33,6 +33,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-cleanhttp"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"mailcluster"
@@ -352,7 +353,13 @@ func (n *Node) admittedSinceStart() bool {
 func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, advertise, keyID string, boot mailcluster.BootstrapConfig) error {
 	c := n.config
 	n.started = time.Now()
-	client, err := consulapi.NewClient(&consulapi.Config{Address: c.ConsulAddr, Token: c.ConsulToken})
+	// The node keeps several blocking queries open at once (the feed's
+	// head, the election, the watch for outside changes) besides its
+	// writes: keep enough idle connections that each request does not
+	// dial Consul anew.
+	transport := cleanhttp.DefaultPooledTransport()
+	transport.MaxIdleConnsPerHost = 64
+	client, err := consulapi.NewClient(&consulapi.Config{Address: c.ConsulAddr, Token: c.ConsulToken, Transport: transport})
 	if err != nil {
 		return fmt.Errorf("consul client: %w", err)
 	}
