@@ -126,8 +126,25 @@ func (s *ConsulStore) commitLoop() {
 			}
 		}
 		s.commitMu.Lock()
-		s.commitBatch(batch)
+		unreachable := s.commitBatch(batch)
 		s.commitMu.Unlock()
+		if unreachable != nil {
+			// The writes that queued while Consul did not answer would wait
+			// as long again: they get the same answer now (nothing of them
+			// was sent).
+			if carry != nil {
+				finish([]*writeReq{carry}, 0, unreachable)
+				carry = nil
+			}
+			for drained := false; !drained; {
+				select {
+				case r := <-s.reqs:
+					finish([]*writeReq{r}, 0, unreachable)
+				default:
+					drained = true
+				}
+			}
+		}
 	}
 }
 
@@ -152,14 +169,15 @@ func finish(reqs []*writeReq, index uint64, err error) {
 }
 
 // commitBatch commits the batch, sending again the writes of a failed
-// transaction that did not cause its failure.
-func (s *ConsulStore) commitBatch(batch []*writeReq) {
+// transaction that did not cause its failure. It returns the error given
+// to the batch when Consul could not be reached (nil otherwise).
+func (s *ConsulStore) commitBatch(batch []*writeReq) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.commitTimeout())
 	defer cancel()
 	for attempt := 0; len(batch) > 0; attempt++ {
 		if attempt == 8 {
 			finish(batch, 0, mailcluster.Errorf(mailcluster.EUNAVAILABLE, "The cluster state is busy; nothing was changed: try again."))
-			return
+			return nil
 		}
 		session := ""
 		if s.Session != nil {
@@ -168,12 +186,13 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 		if session == "" {
 			s.head = nil
 			finish(batch, 0, mailcluster.Errorf(mailcluster.EREADONLY, "This node is not the primary."))
-			return
+			return nil
 		}
 		if err := s.ensureHead(ctx); err != nil {
 			s.head = nil
-			finish(batch, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached; nothing was changed.", Err: err})
-			return
+			e := &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached; nothing was changed.", Err: err}
+			finish(batch, 0, e)
+			return e
 		}
 		entry, txn, owner := s.buildTxn(session, batch)
 		if s.beforeCommit != nil {
@@ -182,9 +201,10 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 		ok, resp, _, err := s.client.Txn().Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
 		if err != nil && notSent(err) {
 			s.head = nil
-			finish(batch, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached; nothing was changed.",
-				Err: fmt.Errorf("cluster: consul txn: %w", err)})
-			return
+			e := &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state cannot be reached; nothing was changed.",
+				Err: fmt.Errorf("cluster: consul txn: %w", err)}
+			finish(batch, 0, e)
+			return e
 		}
 		if err != nil {
 			rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
@@ -196,10 +216,11 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 				finish(batch, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE,
 					Message: "The cluster state did not confirm the change and could not be asked whether it was applied: read it back before retrying.",
 					Err:     fmt.Errorf("cluster: consul txn: %w; then: %w", err, rerr)})
-				return
+				// The writes queued meanwhile were not sent.
+				return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "The cluster state cannot be reached; nothing was changed.")
 			case committed:
 				s.committed(batch, entry, index)
-				return
+				return nil
 			default:
 				s.log.Debug("a transaction of unknown outcome did not commit; sending it again", "err", err)
 				continue
@@ -213,7 +234,7 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 					s.head = nil
 					finish(batch, 0, &mailcluster.Error{Code: mailcluster.EREADONLY, Message: "This node is no longer the primary; nothing was changed.",
 						Err: fmt.Errorf("cluster: fenced: %s", e.What)})
-					return
+					return nil
 				}
 				if r, ok := owner[e.OpIndex]; ok {
 					failed[r] = true
@@ -224,7 +245,7 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 			if len(failed) == 0 && !headFailed {
 				finish(batch, 0, &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The cluster state refused the change; nothing was changed.",
 					Err: fmt.Errorf("cluster: consul txn failed without errors: %v", resp.Errors)})
-				return
+				return nil
 			}
 			if headFailed {
 				s.head = nil // re-read it, and wait for this node to catch up
@@ -248,8 +269,9 @@ func (s *ConsulStore) commitBatch(batch []*writeReq) {
 			}
 		}
 		s.committed(batch, entry, index)
-		return
+		return nil
 	}
+	return nil
 }
 
 func (s *ConsulStore) commitTimeout() time.Duration {
