@@ -125,19 +125,7 @@ func (s *ConsulStore) applyEntry(e *feedEntry, index uint64) (bool, error) {
 	if e.Epoch != p.Epoch || e.Seq != p.Seq+1 {
 		return e.Epoch == p.Epoch && e.Seq <= p.Seq, nil
 	}
-	var set []mailcluster.KV
-	var del []string
-	for _, c := range e.Changes {
-		if c.Deleted {
-			del = append(del, c.Key)
-			continue
-		}
-		idx := index
-		if c.Index != 0 {
-			idx = c.Index
-		}
-		set = append(set, mailcluster.KV{Key: c.Key, Value: c.Value, ModifyIndex: idx})
-	}
+	set, del := entryChanges(e, index)
 	if err := s.state.Apply(index, set, del, map[string][]byte{metaFeedPos: encodePos(feedPos{e.Epoch, e.Seq})}); err != nil {
 		return false, fmt.Errorf("cluster: apply feed entry %d: %w", e.Seq, err)
 	}
