@@ -13,9 +13,9 @@ import (
 
 const mib = 1 << 20
 
-// handleUserInfo answers GetUserInfo. <Get> selects sections: <All/> or
-// <Details/> (the default when <Get> is absent); other section names are
-// accepted and answered with nothing.
+// handleUserInfo answers GetUserInfo. <Get> selects sections: Details,
+// Quotas, Roles, or All (all three, also the default when <Get> is
+// absent); other section names are accepted and answered with nothing.
 func (h *Handler) handleUserInfo(ctx context.Context, p params, result *etree.Element) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
@@ -25,19 +25,18 @@ func (h *Handler) handleUserInfo(ctx context.Context, p params, result *etree.El
 	if err != nil {
 		return err
 	}
-	get := p.find("Get")
-	details := get == nil || get.SelectElement("All") != nil || get.SelectElement("Details") != nil
-	addUser(result, a, details)
+	addUser(result, a, mailbox, userSections(p.find("Get")))
 	return nil
 }
 
-// handleUserCreate answers CreateUser with the new account's details.
+// handleUserCreate answers CreateUser with the new account, its id as the
+// client wrote it.
 func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.Element) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
 		return err
 	}
-	f, err := accountFields(p)
+	f, err := accountFields(p, mailcluster.AdminNone)
 	if err != nil {
 		return err
 	}
@@ -58,18 +57,28 @@ func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	addUser(result, a, true)
+	addUser(result, a, mailbox, allSections)
 	return nil
 }
 
-// handleUserUpdate answers UpdateUser with the changed account's details.
-// Only the elements present are changed.
+// handleUserUpdate answers UpdateUser with the changed account, its id as
+// the client wrote it. Only the elements present are changed. <Roles>
+// that name only one of IsGlobalAdmin and IsDomainAdmin are read against
+// the account's current rights (see roleRights).
 func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.Element) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
 		return err
 	}
-	f, err := accountFields(p)
+	current := mailcluster.AdminNone
+	if p.section("Roles") != "" {
+		a, err := h.svc.FindAccount(ctx, domain, mailbox)
+		if err != nil {
+			return err
+		}
+		current = a.AdminRights
+	}
+	f, err := accountFields(p, current)
 	if err != nil {
 		return err
 	}
@@ -77,7 +86,7 @@ func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	addUser(result, a, true)
+	addUser(result, a, mailbox, allSections)
 	return nil
 }
 
@@ -95,7 +104,11 @@ func (h *Handler) handleUserDelete(ctx context.Context, p params, _ *etree.Eleme
 		if !strings.HasPrefix(e.Tag, "Remove") {
 			continue
 		}
-		b, err := parseFlag(e.Tag, strings.TrimSpace(textOf(e)))
+		v := strings.TrimSpace(textOf(e))
+		if v == "" {
+			continue // empty: the default, No
+		}
+		b, err := parseFlag(e.Tag, v)
 		if err != nil {
 			return err
 		}
@@ -124,10 +137,18 @@ func accountName(p params) (domain, mailbox string, err error) {
 	return domain, mailbox, nil
 }
 
-// accountFields decodes the optional elements of <Details>. The password
-// is taken as sent (not trimmed); a password hash (a bcrypt hash given
-// instead of a password, checked by the service) is trimmed.
-func accountFields(p params) (mailcluster.AccountUpdate, error) {
+// accountFields decodes the optional elements of CreateUser and
+// UpdateUser: <Details>, and the sections <Quotas> and <Roles> (directly
+// in <Parameters> or inside <Details>). The password is taken as sent
+// (not trimmed); a password hash (a bcrypt hash given instead of a
+// password, checked by the service) is trimmed. current is the account's
+// admin rights (AdminNone for a new account), for <Roles>. Known elements
+// of the classic XML-API that mailcluster does not support are refused
+// first (see unsupported), so nothing is changed.
+func accountFields(p params, current mailcluster.AdminRights) (mailcluster.AccountUpdate, error) {
+	if err := unsupported(p); err != nil {
+		return mailcluster.AccountUpdate{}, err
+	}
 	f := mailcluster.AccountUpdate{
 		FullName:     p.str("Details/FullName"),
 		FirstName:    p.str("Details/FirstName"),
@@ -136,6 +157,13 @@ func accountFields(p params) (mailcluster.AccountUpdate, error) {
 		PasswordHash: p.str("Details/PasswordHash"),
 		MailboxPath:  p.str("Details/MailDir"),
 	}
+	if dn := p.str("Details/DisplayName"); dn != nil {
+		if f.FullName != nil && *f.FullName != *dn {
+			return f, mailcluster.Errorf(mailcluster.EINVALID,
+				"Parameters Details/DisplayName and Details/FullName name the same field: give one, or the same value.")
+		}
+		f.FullName = dn
+	}
 	var err error
 	if f.Frozen, err = p.flag("Details/Frozen"); err != nil {
 		return f, err
@@ -143,23 +171,120 @@ func accountFields(p params) (mailcluster.AccountUpdate, error) {
 	if f.Disabled, err = p.flag("Details/Disabled"); err != nil {
 		return f, err
 	}
-	if s := p.str("Details/AdminRights"); s != nil {
+	if s := p.str("Details/AdminRights"); s != nil && *s != "" {
 		r, err := mailcluster.ParseAdminRights(*s)
 		if err != nil {
 			return f, mailcluster.Errorf(mailcluster.EINVALID, "Parameter Details/AdminRights: %q is not one of None, Domain, Global.", clip(*s))
 		}
 		f.AdminRights = &r
 	}
-	if f.QuotaBytes, err = quotaBytes(p); err != nil {
-		return f, err
+	if path := p.section("Roles"); path != "" {
+		r, err := roleRights(p, path, current)
+		if err != nil {
+			return f, err
+		}
+		if r != nil && f.AdminRights != nil && *f.AdminRights != *r {
+			return f, mailcluster.Errorf(mailcluster.EINVALID,
+				"Parameters %s and Details/AdminRights disagree: give one of them.", path)
+		}
+		if r != nil {
+			f.AdminRights = r
+		}
 	}
-	if f.QuotaMessages, err = p.int("Details/Quotas/MaxMessageCount"); err != nil {
+	if f.QuotaBytes, f.QuotaMessages, err = quotas(p); err != nil {
 		return f, err
 	}
 	if f.SendAs, err = sendAs(p); err != nil {
 		return f, err
 	}
 	return f, nil
+}
+
+// notSupported is the StatusNotSupported error naming a parameter.
+func notSupported(path, detail string) error {
+	return errorf(StatusNotSupported, "Parameter %s is not supported yet%s; nothing was changed.", path, detail)
+}
+
+// unsupported refuses the known elements of the classic CreateUser and
+// UpdateUser that mailcluster cannot honour: <Aliases>,
+// <ListMembership> and <GroupMembership> with any content, a
+// MustChangePassword of Yes, and the per-account limits mailcluster does
+// not keep. Empty elements ask for nothing and pass.
+func unsupported(p params) error {
+	for _, name := range []string{"Aliases", "ListMembership", "GroupMembership"} {
+		path := p.section(name)
+		if path == "" {
+			continue
+		}
+		if e := p.find(path); len(e.ChildElements()) > 0 || strings.TrimSpace(textOf(e)) != "" {
+			return notSupported(path, "")
+		}
+	}
+	if v, err := p.flag("Details/MustChangePassword"); err != nil {
+		return err
+	} else if v != nil && *v {
+		return notSupported("Details/MustChangePassword", " (Yes)")
+	}
+	if _, err := p.flag("Details/DontExpirePassword"); err != nil {
+		return err // Yes or No: passwords never expire, which both allow
+	}
+	if q := p.section("Quotas"); q != "" {
+		for _, name := range []string{"MaxUIDLCount", "MaxSentPerDay"} {
+			n, err := p.int(q + "/" + name)
+			if err != nil {
+				return err
+			}
+			if n != nil && *n != 0 {
+				return notSupported(q+"/"+name, " (only 0, no limit)")
+			}
+		}
+	}
+	return nil
+}
+
+// roleRights maps <Roles><IsGlobalAdmin>..</IsGlobalAdmin><IsDomainAdmin
+// domain="..">..</IsDomainAdmin></Roles> at path to admin rights, nil
+// when it asks for no change. IsGlobalAdmin Yes is Global; IsDomainAdmin
+// Yes is Domain (a global administrator stays one unless IsGlobalAdmin
+// is No); No for both is None; a role left out or empty keeps what the
+// account has (current). IsDomainAdmin may name the account's own domain
+// only (the domain attribute, or none). Whether the caller may grant the
+// rights is the service's decision.
+func roleRights(p params, path string, current mailcluster.AdminRights) (*mailcluster.AdminRights, error) {
+	global, err := p.flag(path + "/IsGlobalAdmin")
+	if err != nil {
+		return nil, err
+	}
+	var domainAdmin *bool
+	if e := p.find(path + "/IsDomainAdmin"); e != nil {
+		own := strings.TrimSpace(p.strOr("Domain", ""))
+		if d := strings.TrimSpace(e.SelectAttrValue("domain", "")); d != "" && !strings.EqualFold(d, own) {
+			return nil, notSupported(path+"/IsDomainAdmin", " for another domain than the account's ("+clip(d)+")")
+		}
+		if domainAdmin, err = p.flag(path + "/IsDomainAdmin"); err != nil {
+			return nil, err
+		}
+	}
+	r := current
+	switch {
+	case global != nil && *global:
+		r = mailcluster.AdminGlobal
+	case domainAdmin != nil && *domainAdmin:
+		if global != nil || current != mailcluster.AdminGlobal {
+			r = mailcluster.AdminDomain
+		}
+	case domainAdmin != nil: // IsDomainAdmin No
+		if global != nil || current == mailcluster.AdminDomain {
+			r = mailcluster.AdminNone
+		}
+	case global != nil: // IsGlobalAdmin No, IsDomainAdmin not given
+		if current == mailcluster.AdminGlobal {
+			r = mailcluster.AdminNone
+		}
+	default:
+		return nil, nil
+	}
+	return &r, nil
 }
 
 // sendAs decodes Details/SendAs, one <Address> element per entry (an
@@ -188,56 +313,125 @@ func sendAs(p params) (*[]string, error) {
 	return &list, nil
 }
 
-// quotaBytes decodes MaxDiskSpaceMB (mebibytes) or MaxDiskSpaceBytes.
-func quotaBytes(p params) (*int64, error) {
-	mb, err := p.int("Details/Quotas/MaxDiskSpaceMB")
-	if err != nil {
-		return nil, err
+// quotas decodes the <Quotas> section (in <Parameters> or <Details>):
+// the disk quota as MaxDiskSpace or MaxDiskSpaceMB (MiB) or
+// MaxDiskSpaceBytes (one of them), MaxMessageCount, and ApplyQuotas: No
+// sets both quotas to 0 (no limit) whatever else is given, Yes or empty
+// takes the values given.
+func quotas(p params) (bytes, messages *int64, err error) {
+	q := p.section("Quotas")
+	if q == "" {
+		return nil, nil, nil
 	}
-	b, err := p.int("Details/Quotas/MaxDiskSpaceBytes")
+	apply, err := p.flag(q + "/ApplyQuotas")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	switch {
-	case mb != nil && b != nil:
-		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Give Details/Quotas/MaxDiskSpaceMB or MaxDiskSpaceBytes, not both.")
-	case mb != nil:
-		if *mb > math.MaxInt64/mib || *mb < math.MinInt64/mib {
-			return nil, mailcluster.Errorf(mailcluster.EINVALID, "Parameter Details/Quotas/MaxDiskSpaceMB: %d is out of range.", *mb)
+	var given []string
+	for _, name := range []string{"MaxDiskSpace", "MaxDiskSpaceMB", "MaxDiskSpaceBytes"} {
+		n, err := p.int(q + "/" + name)
+		if err != nil {
+			return nil, nil, err
 		}
-		n := *mb * mib
-		return &n, nil
+		if n == nil {
+			continue
+		}
+		given = append(given, name)
+		if name == "MaxDiskSpaceBytes" {
+			bytes = n
+			continue
+		}
+		if *n > math.MaxInt64/mib || *n < math.MinInt64/mib {
+			return nil, nil, mailcluster.Errorf(mailcluster.EINVALID, "Parameter %s/%s: %d is out of range.", q, name, *n)
+		}
+		b := *n * mib
+		bytes = &b
 	}
-	return b, nil
+	if len(given) > 1 {
+		return nil, nil, mailcluster.Errorf(mailcluster.EINVALID, "Give one of %s/%s, not %s.", q, strings.Join(given, ", "), strings.Join(given, " and "))
+	}
+	if messages, err = p.int(q + "/MaxMessageCount"); err != nil {
+		return nil, nil, err
+	}
+	if apply != nil && !*apply {
+		var zb, zm int64
+		return &zb, &zm, nil
+	}
+	return bytes, messages, nil
 }
 
-// addUser appends <User id="mailbox">, with <Details> when asked. The
-// password hash is never written.
-func addUser(parent *etree.Element, a *mailcluster.Account, details bool) {
+// Sections of the User element in GetUserInfo, CreateUser and UpdateUser.
+type sections struct{ details, quotas, roles bool }
+
+var allSections = sections{true, true, true}
+
+// userSections reads <Get>: nil or <All/> is every section.
+func userSections(get *etree.Element) sections {
+	if get == nil || get.SelectElement("All") != nil {
+		return allSections
+	}
+	return sections{
+		details: get.SelectElement("Details") != nil,
+		quotas:  get.SelectElement("Quotas") != nil,
+		roles:   get.SelectElement("Roles") != nil,
+	}
+}
+
+// displayName is the account's full name, or its first and last names.
+func displayName(a *mailcluster.Account) string {
+	if a.FullName != "" {
+		return a.FullName
+	}
+	return strings.TrimSpace(a.FirstName + " " + a.LastName)
+}
+
+// addUser appends <User id=".." displayname=".." domain=".."> with the
+// sections asked for; id is the mailbox as the client wrote it. The
+// password and its hash are never written: <Password note="unavailable"/>
+// stands for them, as classic clients expect the element.
+func addUser(parent *etree.Element, a *mailcluster.Account, id string, s sections) {
 	u := parent.CreateElement("User")
-	u.CreateAttr("id", a.Mailbox)
-	if !details {
-		return
+	u.CreateAttr("id", id)
+	u.CreateAttr("displayname", displayName(a))
+	u.CreateAttr("domain", a.Domain)
+	if s.details {
+		d := u.CreateElement("Details")
+		addText(d, "Email", a.Mailbox+"@"+a.Domain)
+		addText(d, "FullName", a.FullName)
+		addText(d, "DisplayName", displayName(a))
+		addText(d, "FirstName", a.FirstName)
+		addText(d, "LastName", a.LastName)
+		d.CreateElement("Password").CreateAttr("note", "unavailable")
+		addText(d, "MustChangePassword", "No")
+		addText(d, "DontExpirePassword", "Yes")
+		addText(d, "MailDir", a.MailboxPath)
+		addText(d, "Frozen", mailcluster.FormatFlag(a.Frozen))
+		addText(d, "Disabled", mailcluster.FormatFlag(a.Disabled))
+		addText(d, "AdminRights", formatAdminRights(a.AdminRights))
+		sa := d.CreateElement("SendAs")
+		for _, addr := range a.SendAs {
+			addText(sa, "Address", addr)
+		}
+		q := d.CreateElement("Quotas")
+		addText(q, "MaxDiskSpaceMB", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
+		addText(q, "MaxDiskSpaceBytes", strconv.FormatInt(a.QuotaBytes, 10))
+		addText(q, "MaxMessageCount", strconv.FormatInt(a.QuotaMessages, 10))
+		addText(d, "Created", formatTime(a.CreatedAt))
+		addText(d, "Updated", formatTime(a.UpdatedAt))
 	}
-	d := u.CreateElement("Details")
-	addText(d, "Email", a.Mailbox+"@"+a.Domain)
-	addText(d, "FullName", a.FullName)
-	addText(d, "FirstName", a.FirstName)
-	addText(d, "LastName", a.LastName)
-	addText(d, "MailDir", a.MailboxPath)
-	addText(d, "Frozen", mailcluster.FormatFlag(a.Frozen))
-	addText(d, "Disabled", mailcluster.FormatFlag(a.Disabled))
-	addText(d, "AdminRights", formatAdminRights(a.AdminRights))
-	sa := d.CreateElement("SendAs")
-	for _, addr := range a.SendAs {
-		addText(sa, "Address", addr)
+	if s.quotas {
+		q := u.CreateElement("Quotas")
+		addText(q, "ApplyQuotas", mailcluster.FormatFlag(a.QuotaBytes != 0 || a.QuotaMessages != 0))
+		addText(q, "MaxDiskSpace", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
+		addText(q, "MaxDiskSpaceMB", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
+		addText(q, "MaxDiskSpaceBytes", strconv.FormatInt(a.QuotaBytes, 10))
+		addText(q, "MaxMessageCount", strconv.FormatInt(a.QuotaMessages, 10))
 	}
-	q := d.CreateElement("Quotas")
-	addText(q, "MaxDiskSpaceMB", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
-	addText(q, "MaxDiskSpaceBytes", strconv.FormatInt(a.QuotaBytes, 10))
-	addText(q, "MaxMessageCount", strconv.FormatInt(a.QuotaMessages, 10))
-	addText(d, "Created", formatTime(a.CreatedAt))
-	addText(d, "Updated", formatTime(a.UpdatedAt))
+	if s.roles {
+		r := u.CreateElement("Roles")
+		addText(r, "IsGlobalAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminGlobal))
+		addText(r, "IsDomainAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminDomain)).CreateAttr("domain", a.Domain)
+	}
 }
 
 // formatAdminRights renders none/domain/global as None/Domain/Global.

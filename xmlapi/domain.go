@@ -10,8 +10,10 @@ import (
 	"mailcluster"
 )
 
-// handleDomainList answers GetDomainList: the domains the caller may see,
-// with their users when <Get> holds <Users/> (or <All/>).
+// handleDomainList answers GetDomainList: <Domains count="N"> with a
+// <Domain id=".."> for every domain the caller may see and, when <Get>
+// holds <Users/> (or <All/>), its users as <Users count="N"><User
+// id=".."/></Users>.
 func (h *Handler) handleDomainList(ctx context.Context, p params, result *etree.Element) error {
 	withUsers := p.has("Get/Users") || p.has("Get/All")
 	domains, err := h.svc.FindDomains(ctx)
@@ -29,7 +31,7 @@ func (h *Handler) handleDomainList(ctx context.Context, p params, result *etree.
 		if !withUsers {
 			continue
 		}
-		found, err := h.addUsers(ctx, de, d.Name)
+		found, err := h.addAccounts(ctx, de, d.Name, true, false)
 		if err != nil {
 			return err
 		}
@@ -37,12 +39,24 @@ func (h *Handler) handleDomainList(ctx context.Context, p params, result *etree.
 			list.RemoveChild(de)
 		}
 	}
+	list.CreateAttr("count", strconv.Itoa(len(list.ChildElements())))
 	return nil
 }
 
-// addUsers appends <User id="mailbox"/> for every account of domain, page
-// by page; found is false when the domain no longer exists.
-func (h *Handler) addUsers(ctx context.Context, parent *etree.Element, domain string) (found bool, err error) {
+// addAccounts appends to parent, from one pass over the accounts of
+// domain (page by page), <Users count="N"><User id="mailbox"/></Users>
+// when users is set and <Administrators count="N"><Administrator
+// id="mailbox" rights="Domain|Global"/></Administrators> (its accounts
+// with admin rights) when admins is set; found is false when the domain
+// no longer exists.
+func (h *Handler) addAccounts(ctx context.Context, parent *etree.Element, domain string, users, admins bool) (found bool, err error) {
+	var ue, ae *etree.Element
+	if users {
+		ue = etree.NewElement("Users")
+	}
+	if admins {
+		ae = etree.NewElement("Administrators")
+	}
 	cursor := ""
 	for {
 		page, next, err := h.svc.FindAccounts(ctx, mailcluster.AccountFilter{Domain: domain, Limit: 1000, Cursor: cursor})
@@ -53,16 +67,34 @@ func (h *Handler) addUsers(ctx context.Context, parent *etree.Element, domain st
 			return false, err
 		}
 		for _, a := range page {
-			parent.CreateElement("User").CreateAttr("id", a.Mailbox)
+			if ue != nil {
+				ue.CreateElement("User").CreateAttr("id", a.Mailbox)
+			}
+			if ae != nil && a.AdminRights != mailcluster.AdminNone {
+				ad := ae.CreateElement("Administrator")
+				ad.CreateAttr("id", a.Mailbox)
+				ad.CreateAttr("rights", formatAdminRights(a.AdminRights))
+			}
 		}
 		if next == "" {
-			return true, nil
+			break
 		}
 		cursor = next
 	}
+	for _, e := range []*etree.Element{ue, ae} {
+		if e != nil {
+			e.CreateAttr("count", strconv.Itoa(len(e.ChildElements())))
+			parent.AddChild(e)
+		}
+	}
+	return true, nil
 }
 
-// handleDomainInfo answers GetDomainInfo.
+// handleDomainInfo answers GetDomainInfo. Without <Get> (or with <All/>
+// in it) the answer has every section; otherwise the sections named in
+// <Get>: Details (the domain's fields), Pruning (empty: mailcluster keeps
+// no pruning settings), Administrators and Users. Other section names
+// are accepted and answered with nothing.
 func (h *Handler) handleDomainInfo(ctx context.Context, p params, result *etree.Element) error {
 	name, err := p.required("Domain")
 	if err != nil {
@@ -72,7 +104,27 @@ func (h *Handler) handleDomainInfo(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	addDomain(result, d)
+	get := p.find("Get")
+	all := get == nil || get.SelectElement("All") != nil
+	want := func(section string) bool { return all || get.SelectElement(section) != nil }
+	e := result.CreateElement("Domain")
+	e.CreateAttr("id", d.Name)
+	if want("Details") {
+		addDomainDetails(e, d)
+	}
+	if want("Pruning") {
+		e.CreateElement("Pruning")
+	}
+	users, admins := want("Users"), want("Administrators")
+	if d.Deleting == nil && (users || admins) {
+		found, err := h.addAccounts(ctx, e, d.Name, users, admins)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s does not exist.", d.Name)
+		}
+	}
 	return nil
 }
 
@@ -152,10 +204,16 @@ func domainFields(p params) (mailcluster.DomainUpdate, error) {
 	return upd, nil
 }
 
-// addDomain appends the <Domain id="..."> answer element.
+// addDomain appends the <Domain id="..."> answer element with the
+// domain's fields.
 func addDomain(parent *etree.Element, d *mailcluster.Domain) {
 	e := parent.CreateElement("Domain")
 	e.CreateAttr("id", d.Name)
+	addDomainDetails(e, d)
+}
+
+// addDomainDetails appends the domain's fields to its <Domain> element.
+func addDomainDetails(e *etree.Element, d *mailcluster.Domain) {
 	addText(e, "Name", d.Name)
 	addText(e, "Description", d.Description)
 	addText(e, "MaxAccounts", strconv.Itoa(d.MaxAccounts))

@@ -41,7 +41,7 @@ func TestGetDomainList(t *testing.T) {
 			want := map[string]string{"empty.example": "", "example.com": "alice,bob", "localhost": "admin"}
 			for _, d := range r.Result().FindElements("Domains/Domain") {
 				var users []string
-				for _, u := range d.SelectElements("User") {
+				for _, u := range d.FindElements("Users/User") {
 					users = append(users, u.SelectAttrValue("id", ""))
 				}
 				id := d.SelectAttrValue("id", "")

@@ -82,7 +82,7 @@ func TestDeleteDomainLarge(t *testing.T) {
 			if (d.SelectAttrValue("id", "") == "half.example") != deleting {
 				t.Errorf("domain %s listed with deleting %v:\n%s", d.SelectAttrValue("id", ""), deleting, r.Body)
 			}
-			if deleting && len(d.SelectElements("User")) != 0 {
+			if deleting && len(d.FindElements("Users/User")) != 0 {
 				t.Errorf("users of a domain being deleted listed")
 			}
 		}

@@ -27,6 +27,7 @@ const (
 	StatusMethodNotAllowed = 13 // the HTTP method is not POST
 	StatusUnsupportedType  = 14 // the Content-Type is not XML
 	StatusForeignOrigin    = 15 // the Origin header names another site
+	StatusNotSupported     = 16 // a known element of the classic XML-API that mailcluster does not support (yet)
 )
 
 // status is one row of the status table.
@@ -57,6 +58,7 @@ var statuses = []status{
 	{StatusMethodNotAllowed, "", 0x80070001, http.StatusMethodNotAllowed, "Only the POST method is allowed."},
 	{StatusUnsupportedType, "", 0x8007065E, http.StatusUnsupportedMediaType, "The request must be XML (Content-Type: text/xml or application/xml)."},
 	{StatusForeignOrigin, "", 0x8007000C, http.StatusForbidden, "Requests from other sites (Origin) are not accepted."},
+	{StatusNotSupported, "", 0x80004001, http.StatusOK, "A parameter of the request is not supported."},
 }
 
 // value renders the HRESULT the classic way: 0x8007000D.

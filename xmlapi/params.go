@@ -85,6 +85,19 @@ func (p params) find(path string) *etree.Element {
 	return e
 }
 
+// section returns the path of a section of the account operations,
+// which classic clients send either directly in <Parameters> (<Roles>,
+// <Quotas>) or inside <Details>: the first of name and Details/name that
+// is present, "" when neither is.
+func (p params) section(name string) string {
+	for _, path := range []string{name, "Details/" + name} {
+		if p.has(path) {
+			return path
+		}
+	}
+	return ""
+}
+
 // has tells whether the element at path is present.
 func (p params) has(path string) bool { return p.find(path) != nil }
 
@@ -126,10 +139,12 @@ func (p params) required(path string) (string, error) {
 	return *s, nil
 }
 
-// flag parses the flag at path (Yes/No, 1/0, true/false), nil when absent.
+// flag parses the flag at path (Yes/No, 1/0, true/false), nil when absent
+// or empty: classic clients send an empty element (<Frozen></Frozen>,
+// <Frozen/>) for a flag they leave unchanged.
 func (p params) flag(path string) (*bool, error) {
 	s := p.str(path)
-	if s == nil {
+	if s == nil || *s == "" {
 		return nil, nil
 	}
 	b, err := parseFlag(path, *s)
@@ -139,10 +154,11 @@ func (p params) flag(path string) (*bool, error) {
 	return &b, nil
 }
 
-// int parses the whole number at path, nil when absent.
+// int parses the whole number at path, nil when absent or empty (an
+// empty element leaves the number unchanged, as for flags).
 func (p params) int(path string) (*int64, error) {
 	s := p.str(path)
-	if s == nil {
+	if s == nil || *s == "" {
 		return nil, nil
 	}
 	n, err := strconv.ParseInt(*s, 10, 64)

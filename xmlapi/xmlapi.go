@@ -43,7 +43,8 @@ const (
 	Realm = "mailcluster"
 )
 
-// Handler serves the XML-API. Mount it at /MdMgmtWS; mounted for every
+// Handler serves the XML-API. Mount it at every path IsPath accepts
+// (/MdMgmtWS, /MdMgmtWS/, in any case); mounted for every
 // method (not only POST) it answers other methods itself with the XML
 // method-not-allowed status. It is safe for concurrent use; set the option
 // fields before serving.
@@ -342,6 +343,10 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 	doc := etree.NewDocument()
 	doc.CreateProcInst("xml", `version="1.0" encoding="utf-8"`)
 	api := doc.CreateElement("MDaemon").CreateElement("API")
+	// productversion and serviceversion are where classic clients read
+	// the server's version; version is kept for mailcluster's own scripts.
+	api.CreateAttr("productversion", mailcluster.Version)
+	api.CreateAttr("serviceversion", mailcluster.Version)
 	api.CreateAttr("version", mailcluster.Version)
 	version := APIVersion
 	if req != nil {
@@ -389,18 +394,37 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 	_, _ = w.Write(b)
 }
 
-// redact empties every element whose name contains "password" or
-// "privatekey" (any case) in an echoed request, so that no password and no
-// private key ever appears in a response.
+// secretElements are the names (compared in any case) of the elements
+// that carry secrets: redact empties them in an echoed request. The match
+// is exact, so DontExpirePassword or MustChangePassword are echoed as
+// sent.
+var secretElements = []string{"Password", "PasswordHash", "NewPassword", "OldPassword", "PrivateKey"}
+
+// redact empties every secret element (secretElements) of an echoed
+// request, so that no password, password hash and no private key ever
+// appears in a response.
 func redact(e *etree.Element) *etree.Element {
-	if tag := strings.ToLower(e.Tag); strings.Contains(tag, "password") || strings.Contains(tag, "privatekey") {
-		for len(e.Child) > 0 {
-			e.RemoveChildAt(0)
+	for _, name := range secretElements {
+		if strings.EqualFold(e.Tag, name) {
+			for len(e.Child) > 0 {
+				e.RemoveChildAt(0)
+			}
+			return e
 		}
-		return e
 	}
 	for _, c := range e.ChildElements() {
 		redact(c)
 	}
 	return e
+}
+
+// Path is the documented path of the XML-API endpoint.
+const Path = "/MdMgmtWS"
+
+// IsPath tells whether an HTTP request path names the XML-API endpoint
+// the way classic clients write it: /MdMgmtWS, with or without a
+// trailing slash, in any case (/MdMgmtWS/, /mdmgmtws, /MDMGMTWS/). The
+// server that mounts the Handler routes every such path to it.
+func IsPath(p string) bool {
+	return strings.EqualFold(strings.TrimSuffix(p, "/"), Path)
 }

@@ -55,6 +55,7 @@ var wantStatus = map[int]struct {
 	xmlapi.StatusMethodNotAllowed: {"0x80070001", 405},
 	xmlapi.StatusUnsupportedType:  {"0x8007065E", 415},
 	xmlapi.StatusForeignOrigin:    {"0x8007000C", 403},
+	xmlapi.StatusNotSupported:     {"0x80004001", 200},
 }
 
 // logBuffer collects log output from several goroutines.
