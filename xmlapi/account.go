@@ -348,7 +348,8 @@ func quotas(p params) (bytes, messages *int64, err error) {
 		bytes = &b
 	}
 	if len(given) > 1 {
-		return nil, nil, mailcluster.Errorf(mailcluster.EINVALID, "Give one of %s/%s, not %s.", q, strings.Join(given, ", "), strings.Join(given, " and "))
+		return nil, nil, mailcluster.Errorf(mailcluster.EINVALID,
+			"Give one of %s/MaxDiskSpace, MaxDiskSpaceMB or MaxDiskSpaceBytes, not %s.", q, strings.Join(given, " and "))
 	}
 	if messages, err = p.int(q + "/MaxMessageCount"); err != nil {
 		return nil, nil, err
