@@ -396,6 +396,19 @@ func TestXMLAPIMount(t *testing.T) {
 	t.Run("ErrMethod", func(t *testing.T) {
 		c.Get(t, "/MdMgmtWS").ExpectProblem(t, http.StatusMethodNotAllowed, "method-not-allowed")
 	})
+	t.Run("ClassicPaths", func(t *testing.T) {
+		// The vendor documents /MdMgmtWS/; clients also send other case.
+		for _, path := range []string{"/MdMgmtWS/", "/mdmgmtws", "/MDMGMTWS/"} {
+			before := env.XMLCalls.Get()
+			c.Do(t, Request{Method: http.MethodPost, Path: path, ContentType: "application/xml",
+				Body: []byte(`<MDaemon><API><Request><Operation>GetDomainList</Operation></Request></API></MDaemon>`)}).Expect(t, http.StatusOK)
+			if env.XMLCalls.Get() != before+1 {
+				t.Errorf("POST %s did not reach the XML-API", path)
+			}
+		}
+		c.Do(t, Request{Method: http.MethodPost, Path: "/MdMgmtWSx", ContentType: "application/xml",
+			Body: []byte(`<MDaemon/>`)}).ExpectProblem(t, http.StatusNotFound, "not-found")
+	})
 	t.Run("NotMounted", func(t *testing.T) {
 		env := MustOpenEnv(t, WithoutXMLAPI())
 		env.Admin.Anonymous().Do(t, Request{Method: http.MethodPost, Path: "/MdMgmtWS", ContentType: "application/xml",

@@ -529,6 +529,10 @@ func (c *Client) newRequest(tb testing.TB, r Request) *http.Request {
 // findRoute returns the spec's route for req, nil when the spec has no
 // such operation (the server must then answer 404 or 405).
 func (c *Client) findRoute(req *http.Request) (*routers.Route, map[string]string) {
+	if p := req.URL.Path; strings.EqualFold(strings.TrimSuffix(p, "/"), "/MdMgmtWS") {
+		// The server routes the classic spellings to the XML-API's one.
+		req.URL.Path, req.URL.RawPath = "/MdMgmtWS", ""
+	}
 	route, params, err := c.router.FindRoute(req)
 	if err != nil {
 		return nil, nil

@@ -266,7 +266,7 @@ func (s *Server) recover(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		if req.URL.Path == "/MdMgmtWS" {
+		if req.URL.Path == xmlapiPath {
 			return next(c) // the XML-API limits its body itself and answers in XML
 		}
 		if req.ContentLength > s.bodyLimit {

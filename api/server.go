@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,7 +133,8 @@ func NewServer(svc *service.Service, cfg Config) *Server {
 	registerMetaRoutes(s)
 	registerInternalRoutes(s)
 	if cfg.XMLAPI != nil {
-		s.e.POST("/MdMgmtWS", echo.WrapHandler(cfg.XMLAPI))
+		s.e.Pre(classicXMLAPIPath)
+		s.e.POST(xmlapiPath, echo.WrapHandler(cfg.XMLAPI))
 	}
 	// Authentication is route middleware, not group middleware: Echo would
 	// otherwise register catch-all routes for the group that turn every
@@ -199,4 +201,20 @@ func formatBytes(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
 	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// xmlapiPath is where the XML-API is mounted.
+const xmlapiPath = "/MdMgmtWS"
+
+// classicXMLAPIPath routes the paths classic XML-API clients send (the
+// documented /MdMgmtWS/ with its trailing slash, and other case) to the
+// XML-API.
+func classicXMLAPIPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if p := req.URL.Path; p != xmlapiPath && strings.EqualFold(strings.TrimSuffix(p, "/"), xmlapiPath) {
+			req.URL.Path, req.URL.RawPath = xmlapiPath, ""
+		}
+		return next(c)
+	}
 }
