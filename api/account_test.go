@@ -58,8 +58,9 @@ func TestAccountCRUD(t *testing.T) {
 			ExpectProblem(t, http.StatusBadRequest, "invalid")
 		c.Send(t, http.MethodPost, base, map[string]any{"mailbox": "short", "password": "short"}).
 			ExpectProblem(t, http.StatusBadRequest, "invalid")
-		c.Do(t, Request{Method: http.MethodPost, Path: base, Body: []byte(`{"mailbox":"nopw"}`), Invalid: true}).
-			ExpectProblem(t, http.StatusBadRequest, "invalid")
+		// Without a password: created, and it cannot log in until one is set.
+		c.Do(t, Request{Method: http.MethodPost, Path: base, Body: []byte(`{"mailbox":"nopw"}`)}).Expect(t, http.StatusCreated)
+		c.As("nopw@example.com", "any-password-1").Get(t, base).Expect(t, http.StatusUnauthorized)
 		c.Do(t, Request{Method: http.MethodPost, Path: base, Body: []byte(`{"mailbox":"x","password":"xxxx-xxxx-1","adminRights":"root"}`), Invalid: true}).
 			ExpectProblem(t, http.StatusBadRequest, "invalid")
 	})

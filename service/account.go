@@ -281,8 +281,6 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	switch {
 	case in.Password != "" && in.PasswordHash != "":
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password and password hash: give one, not both.")
-	case in.Password == "" && in.PasswordHash == "":
-		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Password is required (or a password hash instead).")
 	case in.PasswordHash != "":
 		if err := validatePasswordHash(in.PasswordHash); err != nil {
 			return nil, err
@@ -514,9 +512,9 @@ func errNoAdminLeft() error {
 }
 
 // usableGlobalAdmin reports whether a is a global administrator who can
-// log in (neither disabled nor frozen).
+// log in (neither disabled nor frozen, and it has a password).
 func usableGlobalAdmin(a *mailcluster.Account) bool {
-	return a.AdminRights == mailcluster.AdminGlobal && !a.Disabled && !a.Frozen
+	return a.AdminRights == mailcluster.AdminGlobal && !a.Disabled && !a.Frozen && a.PasswordHash != ""
 }
 
 // adminIndexOps returns the operations that bring the global-administrator

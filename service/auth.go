@@ -56,8 +56,8 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	}
 	address = mailbox + "@" + domain
 	a, _, err := s.getAccount(domain, mailbox)
-	if err != nil || s.domainDeleting(domain) {
-		a = nil // unknown, or going with its domain: as a wrong password
+	if err != nil || s.domainDeleting(domain) || a.PasswordHash == "" {
+		a = nil // unknown, going with its domain, or without a password yet: as a wrong password
 	}
 	if a != nil && !a.Frozen && !a.Disabled && s.recentSuccess(a, password) {
 		return a.Public(), nil // checked within the last minute: no bcrypt, no slot

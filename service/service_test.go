@@ -243,7 +243,6 @@ func TestAccounts(t *testing.T) {
 			{Domain: "example.com", Mailbox: ".a", Password: "long-enough"},
 			{Domain: "example.com", Mailbox: "a..b", Password: "long-enough"},
 			{Domain: "example.com", Mailbox: "short", Password: "short"},
-			{Domain: "example.com", Mailbox: "nopass"},
 			{Domain: "example.com", Mailbox: "quota", Password: "long-enough", QuotaBytes: -1},
 			{Domain: "example.com", Mailbox: "rights", Password: "long-enough", AdminRights: "root"},
 			{Domain: "example.com", Mailbox: "path", Password: "long-enough", MailboxPath: "relative/path"},
@@ -474,5 +473,34 @@ func TestParseFlag(t *testing.T) {
 	}
 	if _, err := mailcluster.ParseFlag("maybe"); mailcluster.ErrorCode(err) != mailcluster.EINVALID {
 		t.Errorf("ParseFlag(maybe) = %v", err)
+	}
+}
+
+// TestAccountWithoutPassword: an account created without a password (as
+// classic provisioning clients do) exists, cannot log in, and does not
+// count as a usable global administrator until a password is set.
+func TestAccountWithoutPassword(t *testing.T) {
+	svc, _ := MustOpenService(t, nil)
+	ctx := service.SystemContext(context.Background(), "test")
+	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "nopass", AdminRights: mailcluster.AdminGlobal}); err != nil {
+		t.Fatalf("create without a password: %v", err)
+	}
+	_, err := svc.Authenticate(ctx, "nopass@example.com", "")
+	wantCode(t, err, mailcluster.EUNAUTHORIZED)
+	_, err = svc.Authenticate(ctx, "nopass@example.com", "anything-at-all")
+	wantCode(t, err, mailcluster.EUNAUTHORIZED)
+	// The only other global administrator cannot be demoted: nopass cannot log in.
+	none := mailcluster.AdminNone
+	_, err = svc.UpdateAccount(ctx, "localhost", "admin", mailcluster.AccountUpdate{AdminRights: &none})
+	wantCode(t, err, mailcluster.ECONFLICT)
+	pw := "now-a-password-1"
+	if _, err := svc.UpdateAccount(ctx, "example.com", "nopass", mailcluster.AccountUpdate{Password: &pw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(ctx, "nopass@example.com", pw); err != nil {
+		t.Fatalf("login after the password was set: %v", err)
 	}
 }
