@@ -290,11 +290,15 @@ func TestFeedReplicates(t *testing.T) {
 		s.awaitIndex(index)
 		return s.st.Stats().BytesRead - before
 	}
-	if _, err := p.write(set("domains/example.com", `{"name":"example.com"}`)); err != nil {
+	first, err := p.write(set("domains/example.com", `{"name":"example.com"}`))
+	if err != nil {
 		t.Fatal(err)
 	}
+	// A new node's first catch-up is a re-sync: wait until it is counted.
+	s.awaitIndex(first)
+	waitFor(t, func() bool { return s.st.Stats().Resyncs == 1 })
+	resyncs := s.st.Stats().Resyncs
 	small := perWrite()
-	resyncs := s.st.Stats().Resyncs // a new node's first catch-up is a re-sync
 	// 2,000 more records, in transactions of 100.
 	for i := 0; i < 20; i++ {
 		var ops []mailcluster.Op
