@@ -105,6 +105,14 @@ func (n *feedNode) start() {
 	if n.opts != nil {
 		n.opts(st)
 	}
+	// The next entry follows the position this store starts at (which an
+	// earlier store of the node may have reached by a re-sync).
+	n.mu.Lock()
+	n.applied = nil
+	if e, q := cluster.FeedPosition(st); e != "" {
+		n.applied = []string{fmt.Sprintf("%s/%d", e, q)}
+	}
+	n.mu.Unlock()
 	var resyncs uint64
 	cluster.SetCommitHooks(st, n.before, func(epoch string, seq uint64) {
 		n.mu.Lock()
