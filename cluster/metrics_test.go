@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"context"
+	"mailcluster/internal/harness"
 	"net"
 	"net/http"
 	"os"
@@ -134,6 +135,7 @@ func mustStartConsulAddr(t *testing.T) (*api.Client, string) {
 		"-http-port", ports[0], "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", ports[1], "-serf-wan-port", ports[2], "-server-port", ports[3], "-log-level", "warn")
 	cmd.Stdout, cmd.Stderr = out, out
+	harness.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

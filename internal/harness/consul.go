@@ -120,6 +120,7 @@ func (c *Consul) start() error {
 		return err
 	}
 	cmd := exec.Command(bin, c.args...)
+	DieWithParent(cmd)
 	cmd.Stdout = &lockedWriter{mu: &c.mu, w: &c.out}
 	cmd.Stderr = cmd.Stdout
 	done := make(chan struct{})

@@ -106,6 +106,7 @@ func (n *Node) start(tb testing.TB) {
 	tb.Helper()
 	n.tb = tb
 	cmd := exec.Command(n.spec.Bin, n.spec.Args...)
+	DieWithParent(cmd)
 	cmd.Env = baseEnv(n.spec.Env)
 	done := make(chan struct{})
 	var (
