@@ -174,12 +174,15 @@ func (n *feedNode) read(f func(st *cluster.ConsulStore)) bool {
 	return true
 }
 
-// resetApplied forgets the order of entries applied (after a re-sync, the
-// next entry follows the re-synced position, not the last applied one).
-func (n *feedNode) resetApplied() {
+// assertInOrder fails the test if the node applied an entry twice or
+// skipped one.
+func (n *feedNode) assertInOrder(t *testing.T) {
+	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.applied = nil
+	if len(n.dup) > 0 {
+		t.Errorf("%s applied entries twice or skipped some: %v", n.path, n.dup)
+	}
 }
 
 // becomePrimary creates a session and takes the primary key with it.
@@ -332,11 +335,7 @@ func TestFeedReplicates(t *testing.T) {
 	if got := s.st.Stats().Resyncs; got != resyncs {
 		t.Errorf("the secondary re-synced %d times after its first catch-up; it should have followed the feed", got-resyncs)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.dup) > 0 {
-		t.Errorf("entries applied out of order: %v", s.dup)
-	}
+	s.assertInOrder(t)
 }
 
 // TestFeedGroupCommit: writes that wait while a transaction is in flight
@@ -498,11 +497,7 @@ func TestFeedUnknownOutcome(t *testing.T) {
 			}
 		})
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.dup) > 0 {
-		t.Errorf("entries applied out of order: %v", s.dup)
-	}
+	s.assertInOrder(t)
 }
 
 // TestFeedResync: a node that was away while the feed was pruned past its
@@ -538,7 +533,6 @@ func TestFeedResync(t *testing.T) {
 		t.Errorf("%d feed entries kept, want at most 4 (FeedMaxEntries 3, pruned with each write)", len(keys))
 	}
 	logged := s.events.count(mailcluster.EventReplicationResync) // the first catch-up's
-	s.resetApplied()
 	s.start()
 	s.awaitIndex(index)
 	// The count and the log entry follow the swap that WaitIndex saw.
@@ -807,11 +801,7 @@ func TestFeedUnderFaults(t *testing.T) {
 				t.Errorf("%s: acknowledged write %s is missing", n.path, k)
 			}
 		}
-		n.mu.Lock()
-		if len(n.dup) > 0 {
-			t.Errorf("%s applied entries twice or skipped some: %v", n.path, n.dup)
-		}
-		n.mu.Unlock()
+		n.assertInOrder(t)
 	}
 	// The primary's own commits, made while its watch for changes outside
 	// mailcluster and its feed watch ran, are neither.
