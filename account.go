@@ -80,6 +80,14 @@ type AccountCreate struct {
 	QuotaMessages int64
 	AdminRights   AdminRights
 	SendAs        []string
+	// Aliases (local parts or full addresses of the account's domain, or
+	// of another local domain for a global administrator), Lists (list
+	// names or addresses of the account's domain) and Groups (group names
+	// of its domain) are created or joined in the same transaction as the
+	// account.
+	Aliases []string
+	Lists   []string
+	Groups  []string
 }
 
 // AccountUpdate holds the fields to change; nil leaves a field as it is.
@@ -96,6 +104,15 @@ type AccountUpdate struct {
 	QuotaMessages *int64
 	AdminRights   *AdminRights
 	SendAs        *[]string
+	// Aliases, list and group memberships to add or remove, in the same
+	// transaction as the other changes (see AccountCreate). Adding what is
+	// there or removing what is not is not an error.
+	AddAliases    []string
+	RemoveAliases []string
+	AddLists      []string
+	RemoveLists   []string
+	AddGroups     []string
+	RemoveGroups  []string
 }
 
 // AccountFilter selects accounts of one domain, in mailbox order.

@@ -7,11 +7,15 @@ import (
 
 // Domain is a mail domain served by the cluster.
 type Domain struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	MaxAccounts int       `json:"maxAccounts"` // 0: unlimited
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	MaxAccounts int    `json:"maxAccounts"` // 0: unlimited
+	// Postmaster is the address of the local account that receives mail
+	// to postmaster@ and abuse@ of the domain when no account, alias or
+	// list of that name exists. "" means the first global administrator.
+	Postmaster string    `json:"postmaster,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
 
 	// Deleting is set while the domain is being deleted: from then on it
 	// takes no new accounts, no account or domain changes and no mail,
@@ -34,6 +38,7 @@ type DomainDeletion struct {
 type DomainUpdate struct {
 	Description *string
 	MaxAccounts *int
+	Postmaster  *string // "" resets to the first global administrator
 }
 
 // NormalizeDomain lower-cases a domain name and strips one trailing dot.

@@ -8,23 +8,29 @@ import "fmt"
 
 // Key prefixes and single keys of the replicated state.
 const (
-	PrefixSettings       = "settings/"           // settings/<file>/<section>/<key>: one ini value
-	PrefixDomains        = "domains/"            // domains/<domain>: Domain (JSON)
-	PrefixAccounts       = "accounts/"           // accounts/<domain>/<mailbox>: Account (JSON, bcrypt hash)
-	PrefixUsage          = "usage/"              // usage/<domain>/<mailbox>: Usage published by the primary
-	PrefixReports        = "reports/"            // reports/<node>: the last usage report sequence applied per node
-	PrefixServers        = "servers/"            // servers/<node>: a registered member of the cluster
-	PrefixCertificates   = "certs/"              // certs/<name>: Certificate, key sealed
-	PrefixBlockedIPs     = "screening/ips/"      // screening/ips/<ip>: BlockedIP
-	PrefixFrozenAccounts = "screening/accounts/" // screening/accounts/<address>: FrozenAccount
-	PrefixClock          = "clock/"              // clock/<node>: the primary's latest clock reading of a node
-	PrefixGlobalAdmins   = "index/admins/"       // index/admins/<address>: present while the account is a global administrator
-	PrefixFeed           = "feed/"               // feed/<epoch>/<seq>: one committed change set (not part of the served state)
-	KeyHead              = "meta/head"           // the feed's head: epoch and last sequence number
-	KeyPrimary           = "primary"             // the election lock, held by the primary's session
-	KeyBootstrap         = "meta/bootstrapped"   // set once the first primary created the defaults
-	KeyAdminIndexBuilt   = "meta/index-admins"   // set once the global-administrator index covers every account
-	KeySharedProbe       = "meta/shared-probe"   // the token every node must read on the shared path
+	PrefixSettings       = "settings/"            // settings/<file>/<section>/<key>: one ini value
+	PrefixDomains        = "domains/"             // domains/<domain>: Domain (JSON)
+	PrefixAccounts       = "accounts/"            // accounts/<domain>/<mailbox>: Account (JSON, bcrypt hash)
+	PrefixUsage          = "usage/"               // usage/<domain>/<mailbox>: Usage published by the primary
+	PrefixReports        = "reports/"             // reports/<node>: the last usage report sequence applied per node
+	PrefixServers        = "servers/"             // servers/<node>: a registered member of the cluster
+	PrefixCertificates   = "certs/"               // certs/<name>: Certificate, key sealed
+	PrefixBlockedIPs     = "screening/ips/"       // screening/ips/<ip>: BlockedIP
+	PrefixFrozenAccounts = "screening/accounts/"  // screening/accounts/<address>: FrozenAccount
+	PrefixClock          = "clock/"               // clock/<node>: the primary's latest clock reading of a node
+	PrefixGlobalAdmins   = "index/admins/"        // index/admins/<address>: present while the account is a global administrator
+	PrefixAliases        = "aliases/"             // aliases/<domain>/<name>: Alias (JSON)
+	PrefixAliasTargets   = "index/alias-targets/" // index/alias-targets/<target address>/<alias address>: present while the alias points there
+	PrefixLists          = "lists/"               // lists/<domain>/<name>: MailingList (JSON)
+	PrefixListMembers    = "listmembers/"         // listmembers/<domain>/<list>/<member>: ListMember (JSON); member is a mailbox or "group:<name>"
+	PrefixGroups         = "groups/"              // groups/<domain>/<name>: Group (JSON)
+	PrefixGroupMembers   = "groupmembers/"        // groupmembers/<domain>/<group>/<mailbox>: present while the account is a member
+	PrefixFeed           = "feed/"                // feed/<epoch>/<seq>: one committed change set (not part of the served state)
+	KeyHead              = "meta/head"            // the feed's head: epoch and last sequence number
+	KeyPrimary           = "primary"              // the election lock, held by the primary's session
+	KeyBootstrap         = "meta/bootstrapped"    // set once the first primary created the defaults
+	KeyAdminIndexBuilt   = "meta/index-admins"    // set once the global-administrator index covers every account
+	KeySharedProbe       = "meta/shared-probe"    // the token every node must read on the shared path
 )
 
 // Domain is the key of a domain's record.
@@ -76,3 +82,53 @@ func FeedEpoch(epoch string) string { return PrefixFeed + epoch + "/" }
 // Feed is the key of one feed entry; the sequence number is zero-padded so
 // that keys sort in sequence order.
 func Feed(epoch string, seq uint64) string { return fmt.Sprintf("%s%020d", FeedEpoch(epoch), seq) }
+
+// AliasPrefix is the prefix of a domain's aliases.
+func AliasPrefix(domain string) string { return PrefixAliases + domain + "/" }
+
+// Alias is the key of an alias record.
+func Alias(domain, name string) string { return AliasPrefix(domain) + name }
+
+// AliasTargetPrefix is the prefix of the aliases pointing at an account.
+func AliasTargetPrefix(target string) string { return PrefixAliasTargets + target + "/" }
+
+// AliasTarget is the index key that marks alias (an address) as pointing
+// at target (an address); written in the same transaction as the alias.
+func AliasTarget(target, alias string) string { return AliasTargetPrefix(target) + alias }
+
+// ListPrefix is the prefix of a domain's mailing lists.
+func ListPrefix(domain string) string { return PrefixLists + domain + "/" }
+
+// List is the key of a mailing list record.
+func List(domain, name string) string { return ListPrefix(domain) + name }
+
+// ListMemberPrefix is the prefix of one list's members.
+func ListMemberPrefix(domain, list string) string {
+	return PrefixListMembers + domain + "/" + list + "/"
+}
+
+// ListMemberAccount is the key of an account (by mailbox) in a list.
+func ListMemberAccount(domain, list, mailbox string) string {
+	return ListMemberPrefix(domain, list) + mailbox
+}
+
+// ListMemberGroup is the key of a group in a list.
+func ListMemberGroup(domain, list, group string) string {
+	return ListMemberPrefix(domain, list) + "group:" + group
+}
+
+// GroupPrefix is the prefix of a domain's groups.
+func GroupPrefix(domain string) string { return PrefixGroups + domain + "/" }
+
+// Group is the key of a group record.
+func Group(domain, name string) string { return GroupPrefix(domain) + name }
+
+// GroupMemberPrefix is the prefix of one group's members.
+func GroupMemberPrefix(domain, group string) string {
+	return PrefixGroupMembers + domain + "/" + group + "/"
+}
+
+// GroupMember is the key of an account (by mailbox) in a group.
+func GroupMember(domain, group, mailbox string) string {
+	return GroupMemberPrefix(domain, group) + mailbox
+}
