@@ -31,15 +31,33 @@ func (d *pathsDir) LookupAccount(address string) (*mailcluster.Account, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.withPath(a), nil
+}
+
+func (d *pathsDir) ResolveRecipient(address, sender string) (*mailcluster.Recipient, error) {
+	r, err := d.Local.ResolveRecipient(address, sender)
+	if err != nil {
+		return nil, err
+	}
+	c := *r
+	c.Accounts = make([]*mailcluster.Account, len(r.Accounts))
+	for i, a := range r.Accounts {
+		c.Accounts[i] = d.withPath(a)
+	}
+	return &c, nil
+}
+
+// withPath returns a with its mailbox path replaced when one is set.
+func (d *pathsDir) withPath(a *mailcluster.Account) *mailcluster.Account {
 	d.mu.Lock()
 	p, ok := d.paths[a.Address()]
 	d.mu.Unlock()
 	if !ok {
-		return a, nil
+		return a
 	}
 	c := *a
 	c.MailboxPath = p
-	return &c, nil
+	return &c
 }
 
 // setPath makes address's mailbox path p ("" restores the stored one).

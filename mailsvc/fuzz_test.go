@@ -17,7 +17,7 @@ import (
 // included (besides testdata/fuzz).
 var addressSeeds = []string{
 	"alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.Com.", "bob@example.com", "off@example.com",
-	"ice@example.com", "nobody@example.com", "x@elsewhere.test", "admin@localhost", "postmaster", "",
+	"ice@example.com", "nobody@example.com", "x@elsewhere.test", "admin@localhost", "postmaster", "Postmaster@example.com", "abuse@example.com", "",
 	"@example.com", "alice@", "a@b@example.com", `"alice"@example.com`, `"a b"@example.com`, "alice@[127.0.0.1]",
 	"alice@[IPv6:::1]", "@relay.test:alice@example.com", "alice@example.com ", " alice@example.com", "al<ice@example.com",
 	"al>ice@example.com", "alice@exa\x00mple.com", "ålice@example.com", "alice@exämple.com", "\xff\xfe@example.com",
@@ -68,7 +68,8 @@ var reReplyLine = regexp.MustCompile(`^[2-5][0-9][0-9][ -]`)
 // FuzzSMTPRcpt sends RCPT TO:<addr> with arbitrary addresses to a real
 // inbound listener over TCP, pipelined with EHLO, MAIL and QUIT. Every
 // answer is a well-formed reply; the RCPT is accepted (250) only for an
-// existing, enabled account and otherwise refused permanently (5xx):
+// address the service resolves (an enabled account, an alias to one, a
+// list, postmaster@ or abuse@) and otherwise refused permanently (5xx):
 // never 421 (go-smtp's answer to a panic in the session) nor a temporary
 // 4xx (an error that smtpError did not classify); and the listener keeps
 // serving.
@@ -112,9 +113,9 @@ func FuzzSMTPRcpt(f *testing.F) {
 			if err != nil {
 				return // go-smtp decoded a quoted or routed path; the session saw another text
 			}
-			a, err := mustLocal(e.svc).LookupAccount(mailbox + "@" + domain)
-			if err != nil || a.Disabled {
-				t.Fatalf("RCPT TO:<%q> accepted (%q) for no enabled account: %v", addr, rcpt, err)
+			r, err := mustLocal(e.svc).ResolveRecipient(mailbox+"@"+domain, "s@remote.test")
+			if err != nil || r.List == nil && (len(r.Accounts) == 0 || r.Accounts[0].Disabled) {
+				t.Fatalf("RCPT TO:<%q> accepted (%q) for no enabled account, alias, list or postmaster: %v", addr, rcpt, err)
 			}
 		case '5':
 		default:

@@ -82,10 +82,13 @@ var (
 	errHeaderDenied   = &reply{code: 550, enh: [3]int{5, 7, 1}, msg: "From or Sender header address not allowed for this account"}
 	errHeaderTooLarge = &reply{code: 552, enh: [3]int{5, 3, 4}, msg: "Message header too big"}
 	errTempLocal      = &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later"}
+	errListRefused    = &reply{code: 550, enh: [3]int{5, 7, 1}, msg: "Only members may post to this mailing list"}
+	errListLoop       = &reply{code: 554, enh: [3]int{5, 4, 6}, msg: "Mail loop detected: the message has already been through this mailing list"}
 )
 
 // maxSubmittedHeader bounds the header section read into memory to check
-// the senders of submitted mail.
+// the senders of submitted mail, and of mail to a mailing list (to find a
+// loop and to replace its Reply-To).
 const maxSubmittedHeader = 1 << 20
 
 // smtpError is the one place where any error becomes an SMTP reply; go-smtp
@@ -366,7 +369,8 @@ type session struct {
 	sender *mailcluster.Account // user as read again at MAIL (submission)
 	from   string
 	mail   bool
-	rcpts  []*mailcluster.Account
+	rcpts  []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
+	lists  []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -382,7 +386,7 @@ func (s *session) refuse(err error) error {
 }
 
 func (s *session) Reset() {
-	s.from, s.mail, s.rcpts, s.sender = "", false, nil, nil
+	s.from, s.mail, s.rcpts, s.lists, s.sender = "", false, nil, nil, nil
 }
 
 func (s *session) Logout() error { return nil }
@@ -474,80 +478,190 @@ func splitAny(addr string) (string, string, error) {
 	return addr[:i], addr[i+1:], nil
 }
 
+// Rcpt accepts a recipient in a local domain, or the bare "postmaster"
+// (RFC 5321 4.5.1), as the Directory resolves it: an account, an alias
+// (its target), the domain's postmaster, or a mailing list (one recipient
+// toward [SMTP] MaxRecipients, whatever its size). A mailbox named twice,
+// directly or through an alias, gets one copy.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.mail {
 		return s.refuse(errSenderRequired)
 	}
-	if int64(len(s.rcpts)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
+	if int64(len(s.rcpts)+len(s.lists)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
 		return s.refuse(errTooManyRcpts)
 	}
-	_, domain, err := splitAny(to)
-	if err != nil {
-		return s.refuse(errBadAddress)
+	if !strings.EqualFold(to, mailcluster.Postmaster) {
+		_, domain, err := splitAny(to)
+		if err != nil {
+			return s.refuse(errBadAddress)
+		}
+		if !s.srv.dir.IsLocalDomain(domain) {
+			// No smarthost yet: mail for other domains is never relayed.
+			return s.refuse(errRelayDenied)
+		}
 	}
-	if !s.srv.dir.IsLocalDomain(domain) {
-		// No smarthost yet: mail for other domains is never relayed.
-		return s.refuse(errRelayDenied)
-	}
-	a, err := s.srv.dir.LookupAccount(to)
+	r, err := s.srv.dir.ResolveRecipient(to, s.from)
 	if err != nil {
-		if mailcluster.ErrorCode(err) == mailcluster.EINVALID {
+		switch mailcluster.ErrorCode(err) {
+		case mailcluster.EINVALID:
 			return s.refuse(errUnknownUser) // an address we could never have
+		case mailcluster.EFORBIDDEN:
+			s.log.Info("smtp: mailing list refused the sender", "list", to, "from", s.from)
+			return s.refuse(errListRefused)
 		}
 		return s.refuse(err)
 	}
-	if a.Disabled {
-		return s.refuse(errDisabled)
+	if r.List != nil && !r.Review {
+		for _, l := range s.lists {
+			if l.List.Address() == r.List.Address() && !l.Review {
+				return nil // the same list twice: one copy for its members
+			}
+		}
+		s.lists = append(s.lists, r)
+		return nil
 	}
-	for _, r := range s.rcpts {
-		if r.Address() == a.Address() {
-			return nil // the same mailbox twice gets one copy
+	// One mailbox: an account, an alias's target, a postmaster, or the
+	// owner of a moderated list holding a post for review.
+	if len(r.Accounts) == 0 {
+		return s.refuse(errDisabled) // the account was left out as disabled
+	}
+	for _, a := range r.Accounts {
+		if a.Disabled {
+			return s.refuse(errDisabled)
+		}
+		if s.srv.store.overQuota(a, 0, 0) {
+			return s.refuse(errMailboxFull)
+		}
+		if _, err := s.srv.store.maildir(a); err != nil {
+			return s.refuse(err)
 		}
 	}
-	if s.srv.store.overQuota(a, 0, 0) {
-		return s.refuse(errMailboxFull)
+	if r.Review {
+		for _, l := range s.lists {
+			if l.List.Address() == r.List.Address() && l.Review {
+				return nil
+			}
+		}
+		s.lists = append(s.lists, r)
+		return nil
 	}
-	if _, err := s.srv.store.maildir(a); err != nil {
-		return s.refuse(err)
+	for _, a := range r.Accounts {
+		if !containsAccount(s.rcpts, a) {
+			s.rcpts = append(s.rcpts, a)
+		}
 	}
-	s.rcpts = append(s.rcpts, a)
 	return nil
 }
 
+func containsAccount(as []*mailcluster.Account, a *mailcluster.Account) bool {
+	for _, b := range as {
+		if b.Address() == a.Address() {
+			return true
+		}
+	}
+	return false
+}
+
+// Data delivers the message: one copy for the direct recipients, and one
+// per mailing list with its list header fields (see listCopies), all in
+// one transaction. A message that has already passed through one of its
+// lists is refused as a loop, delivered to no one.
 func (s *session) Data(r io.Reader) error {
-	if len(s.rcpts) == 0 {
+	if len(s.rcpts)+len(s.lists) == 0 {
 		return s.refuse(errSenderRequired)
 	}
 	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
-	if s.submission {
-		if s.sender == nil {
-			return s.refuse(errSenderRequired)
-		}
+	if s.submission && s.sender == nil {
+		return s.refuse(errSenderRequired)
+	}
+	var raw []byte // the message's header section, when it is read first
+	body := r
+	if s.submission || len(s.lists) > 0 {
 		br := bufio.NewReader(r)
-		raw, err := readHeader(br, min(max, maxSubmittedHeader))
+		h, err := readHeader(br, min(max, maxSubmittedHeader))
 		if err != nil {
 			return s.refuse(err)
 		}
-		if err := s.checkHeaderSenders(raw); err != nil {
-			return s.refuse(err)
+		if s.submission {
+			if err := s.checkHeaderSenders(h); err != nil {
+				return s.refuse(err)
+			}
 		}
-		r = io.MultiReader(bytes.NewReader(raw), br)
+		raw, body = h, br
 	}
-	header := s.traceHeader()
-	err := s.srv.store.Deliver(context.Background(), s.rcpts, header, r, max+int64(len(header)))
+	for _, l := range s.lists {
+		if hasListID(raw, listID(l.List)) {
+			s.log.Info("smtp: mail loop through a mailing list refused", "list", l.List.Address(), "from", s.from)
+			return s.refuse(errListLoop)
+		}
+	}
+	var copies []copySpec
+	if len(s.rcpts) > 0 {
+		forAddr := ""
+		if len(s.rcpts) == 1 {
+			forAddr = s.rcpts[0].Address()
+		}
+		copies = append(copies, copySpec{header: append(s.traceHeader(forAddr), raw...), accounts: s.rcpts})
+	}
+	copies = append(copies, s.listCopies(raw)...)
+	delivered, err := s.srv.store.deliverCopies(context.Background(), copies, body, max-int64(len(raw)), true)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return s.refuse(smtp.ErrDataTooLarge)
 		}
 		return s.refuse(err)
 	}
-	addrs := make([]string, len(s.rcpts))
-	for i, a := range s.rcpts {
-		addrs[i] = a.Address()
+	addrs := make([]string, 0, len(s.rcpts)+len(s.lists))
+	for _, a := range s.rcpts {
+		addrs = append(addrs, a.Address())
+	}
+	for _, l := range s.lists {
+		addrs = append(addrs, l.List.Address())
 	}
 	s.srv.metrics.delivered()
-	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","))
+	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","), "mailboxes", delivered)
 	return nil
+}
+
+// listCopies returns the copies of the session's mailing lists, after
+// the direct copy: a list's members get the message with the list's
+// header fields (listHeader) and, in reply-to mode "list", its Reply-To
+// replaced; a post held for review goes to the list's owner with only
+// reviewHeader added. A mailbox already receiving a copy (directly, or
+// through a list named before) gets no second one.
+func (s *session) listCopies(raw []byte) []copySpec {
+	var copies []copySpec
+	seen := map[string]bool{}
+	for _, a := range s.rcpts {
+		seen[a.Address()] = true
+	}
+	for _, l := range s.lists {
+		var accs []*mailcluster.Account
+		for _, a := range l.Accounts {
+			if !seen[a.Address()] {
+				seen[a.Address()] = true
+				accs = append(accs, a)
+			}
+		}
+		if len(accs) == 0 {
+			s.log.Info("smtp: mailing list copy has no mailbox to go to", "list", l.List.Address(), "review", l.Review)
+			continue
+		}
+		header := s.traceHeader(l.List.Address())
+		if l.Review {
+			header = append(header, reviewHeader(l.List)...)
+			header = append(header, raw...)
+		} else {
+			header = append(header, listHeader(l.List)...)
+			if l.List.ReplyTo == mailcluster.ListReplyToList {
+				header = append(header, removeFields(raw, "Reply-To")...)
+			} else {
+				header = append(header, raw...)
+			}
+		}
+		copies = append(copies, copySpec{header: header, accounts: accs, optional: !l.Review, list: l.List.Address()})
+	}
+	return copies
 }
 
 // readHeader reads the header section of a message: up to and including
@@ -607,8 +721,10 @@ func (s *session) checkHeaderSenders(raw []byte) error {
 	return nil
 }
 
-// traceHeader returns the Return-Path and Received fields (RFC 5321 4.4).
-func (s *session) traceHeader() []byte {
+// traceHeader returns the Return-Path and Received fields (RFC 5321 4.4);
+// the Received field names forAddr ("" for none), the one recipient of the
+// copy.
+func (s *session) traceHeader(forAddr string) []byte {
 	remote := "unknown"
 	if a, ok := s.conn.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		remote = a.IP.String()
@@ -627,8 +743,8 @@ func (s *session) traceHeader() []byte {
 		return r
 	}, s.conn.Hostname())
 	for_ := ""
-	if len(s.rcpts) == 1 {
-		for_ = "\r\n\tfor <" + s.rcpts[0].Address() + ">"
+	if forAddr != "" {
+		for_ = "\r\n\tfor <" + forAddr + ">"
 	}
 	return fmt.Appendf(nil, "Return-Path: <%s>\r\nReceived: from %s ([%s])\r\n\tby %s (mailcluster) with %s%s;\r\n\t%s\r\n",
 		s.from, helo, remote, s.srv.cfg.Hostname, with, for_, time.Now().Format(time.RFC1123Z))

@@ -37,6 +37,14 @@ type Directory interface {
 	BlockedIP(ip string) (*mailcluster.BlockedIP, bool)
 	// Serving is false on a node that is not registered in the cluster.
 	Serving() bool
+	// ResolveRecipient resolves an address served here for delivery: an
+	// account, an alias (its target), a mailing list (its members, or its
+	// owner when a moderated list holds a post for review), postmaster@
+	// and abuse@ of a local domain and the bare "postmaster" (the
+	// domain's postmaster account). sender is the envelope sender ("" for
+	// the null sender), checked against a list's posting policy.
+	// Errors: EINVALID, ENOTFOUND, EFORBIDDEN (the list refuses sender).
+	ResolveRecipient(address, sender string) (*mailcluster.Recipient, error)
 }
 
 var _ Directory = (*service.Local)(nil)
@@ -157,55 +165,128 @@ func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 	return s.deliver(ctx, rcpts, header, body, maxSize, true)
 }
 
-func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64, checkQuota bool) (err error) {
+func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64, checkQuota bool) error {
 	if len(rcpts) == 0 {
 		return errors.New("mailsvc: no recipients")
 	}
+	_, err := s.deliverCopies(ctx, []copySpec{{header: header, accounts: rcpts}}, body, maxSize-int64(len(header)), checkQuota)
+	return err
+}
+
+// copySpec is one version of a message in a delivery: the fields written
+// before the rest of the message, and the accounts that receive it.
+type copySpec struct {
+	header   []byte
+	accounts []*mailcluster.Account
+	// optional is set for a mailing list's copy: a member that cannot
+	// receive it (disabled, mailbox full, mailbox path refused) is left
+	// out and logged, and the others still receive it.
+	optional bool
+	list     string // the list's address, for the log
+}
+
+// deliverCopies delivers several versions of one message as one
+// transaction, as Deliver does for one: body (the part of the message
+// after each copy's header, at most maxBody bytes, else errTooLarge) is
+// written once, with the first copy's header, to a temporary file in the
+// first mailbox's tmp/; every other copy is written beside it with its
+// own header and the same body. Then every mailbox is locked, quotas are
+// checked (checkQuota) with each copy's real size, and each copy is
+// linked into its accounts' new/ directories; a failure undoes every
+// link, except that an optional copy leaves out a member that cannot
+// receive it. It returns the number of mailboxes that received a copy
+// (with no accounts at all: the body is read and nothing is written).
+// The accounts of different copies must be distinct.
+func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Reader, maxBody int64, checkQuota bool) (delivered int, err error) {
 	// Every mailbox is confined before anything is written anywhere.
-	for _, a := range rcpts {
-		if _, err := s.maildir(a); err != nil {
-			return err
+	var kept []copySpec
+	for _, c := range copies {
+		accs := make([]*mailcluster.Account, 0, len(c.accounts))
+		for _, a := range c.accounts {
+			if _, err := s.maildir(a); err != nil {
+				if !c.optional {
+					return 0, err
+				}
+				s.skipped(c, a, "mailbox path refused")
+				continue
+			}
+			accs = append(accs, a)
+		}
+		if len(accs) > 0 {
+			c.accounts = accs
+			kept = append(kept, c)
 		}
 	}
-	first, err := s.maildir(rcpts[0])
+	if len(kept) == 0 {
+		// Nobody to deliver to (a list without members that can
+		// receive): the message is still read, and refused when too big.
+		n, err := io.Copy(io.Discard, io.LimitReader(body, max(maxBody, 0)+1))
+		if err != nil {
+			return 0, err
+		}
+		if n > maxBody {
+			return 0, errTooLarge
+		}
+		return 0, nil
+	}
+	first, err := s.maildir(kept[0].accounts[0])
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := first.Init(); err != nil {
-		return tempFail(err)
+		return 0, tempFail(err)
 	}
-	tmp, err := s.fs.CreateTemp(filepath.Join(string(first), "tmp"), ".delivery-*")
+	tmpDir := filepath.Join(string(first), "tmp")
+	tmp, err := s.fs.CreateTemp(tmpDir, ".delivery-*")
 	if err != nil {
-		return tempFail(err)
+		return 0, tempFail(err)
 	}
-	tmpPath := tmp.Name()
-	defer os.Remove(tmpPath)
-	if _, err := tmp.Write(header); err != nil {
+	files := []string{tmp.Name()}
+	defer func() {
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}()
+	if _, err := tmp.Write(kept[0].header); err != nil {
 		tmp.Close()
-		return tempFail(err)
+		return 0, tempFail(err)
 	}
-	limit := maxSize - int64(len(header))
-	n, err := io.Copy(tmp, io.LimitReader(body, limit+1))
+	n, err := io.Copy(tmp, io.LimitReader(body, max(maxBody, 0)+1))
 	if err != nil {
 		tmp.Close()
-		return err // a read error of the client's data: mapped by the caller
+		return 0, err // a read error of the client's data: mapped by the caller
 	}
-	if maxSize > 0 && n > limit {
+	if n > maxBody {
 		tmp.Close()
-		return errTooLarge
+		return 0, errTooLarge
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return tempFail(err)
+		return 0, tempFail(err)
 	}
 	if err := tmp.Close(); err != nil {
-		return tempFail(err)
+		return 0, tempFail(err)
 	}
-	size := int64(len(header)) + n
+	sizes := []int64{int64(len(kept[0].header)) + n}
+	for _, c := range kept[1:] {
+		p, err := s.writeCopy(tmpDir, c.header, files[0], int64(len(kept[0].header)))
+		if p != "" {
+			files = append(files, p)
+		}
+		if err != nil {
+			return 0, tempFail(err)
+		}
+		sizes = append(sizes, int64(len(c.header))+n)
+	}
 
 	// Lock every mailbox, in a fixed order so that deliveries cannot deadlock.
-	order := append([]*mailcluster.Account(nil), rcpts...)
-	sort.Slice(order, func(i, j int) bool { return order[i].Address() < order[j].Address() })
+	var order []string
+	for _, c := range kept {
+		for _, a := range c.accounts {
+			order = append(order, a.Address())
+		}
+	}
+	sort.Strings(order)
 	lk := s.locker()
 	var held []*Lock
 	defer func() {
@@ -213,34 +294,52 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 			_ = l.Unlock()
 		}
 	}()
-	for _, a := range order {
-		l, err := lk.Lock(ctx, a.Address())
+	for i, addr := range order {
+		if i > 0 && addr == order[i-1] {
+			continue
+		}
+		l, err := lk.Lock(ctx, addr)
 		if err != nil {
 			if errors.Is(err, ErrLockBusy) {
-				return errMailboxBusy
+				return 0, errMailboxBusy
 			}
-			return tempFail(err)
+			return 0, tempFail(err)
 		}
 		held = append(held, l)
 	}
 	// Under the locks, read each account again: a mailbox moved (or an
 	// account changed) while the message was being received is delivered
 	// where the account is now.
-	for i, a := range rcpts {
-		if cur, err := s.dir.LookupAccount(a.Address()); err == nil {
-			rcpts[i] = cur
+	mds := make([][]Maildir, len(kept))
+	accs := make([][]*mailcluster.Account, len(kept))
+	for i, c := range kept {
+		for _, a := range c.accounts {
+			if cur, err := s.dir.LookupAccount(a.Address()); err == nil {
+				a = cur
+			}
+			if c.optional && a.Disabled {
+				s.skipped(c, a, "disabled")
+				continue
+			}
+			if checkQuota && s.overQuota(a, sizes[i], 1) {
+				if c.optional {
+					s.skipped(c, a, "mailbox full")
+					continue
+				}
+				return 0, &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}
+			}
+			md, err := s.maildir(a)
+			if err != nil {
+				if c.optional {
+					s.skipped(c, a, "mailbox path refused")
+					continue
+				}
+				return 0, err
+			}
+			mds[i] = append(mds[i], md)
+			accs[i] = append(accs[i], a)
 		}
 	}
-	mds := make([]Maildir, len(rcpts))
-	for i, a := range rcpts {
-		if checkQuota && s.overQuota(a, size, 1) {
-			return &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}
-		}
-		if mds[i], err = s.maildir(a); err != nil {
-			return err
-		}
-	}
-	name := uniqueName(size)
 	var done []string
 	defer func() {
 		if err != nil {
@@ -249,29 +348,71 @@ func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 			}
 		}
 	}()
-	for _, md := range mds {
-		if err := md.Init(); err != nil {
-			return tempFail(err)
-		}
-		dst := filepath.Join(string(md), "new", name)
-		if err := s.linkOrCopy(tmpPath, dst, filepath.Join(string(md), "tmp")); err != nil {
-			return tempFail(err)
-		}
-		done = append(done, dst)
-		if err := s.fs.SyncDir(filepath.Join(string(md), "new")); err != nil {
-			return tempFail(err)
+	for i := range kept {
+		name := uniqueName(sizes[i])
+		for _, md := range mds[i] {
+			if err := md.Init(); err != nil {
+				return 0, tempFail(err)
+			}
+			dst := filepath.Join(string(md), "new", name)
+			if err := s.linkOrCopy(files[i], dst, filepath.Join(string(md), "tmp")); err != nil {
+				return 0, tempFail(err)
+			}
+			done = append(done, dst)
+			if err := s.fs.SyncDir(filepath.Join(string(md), "new")); err != nil {
+				return 0, tempFail(err)
+			}
 		}
 	}
 	now := time.Now().UTC()
-	deltas := make([]mailcluster.UsageDelta, 0, len(rcpts))
-	for _, a := range rcpts {
-		deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: size, Messages: 1, At: now})
+	var deltas []mailcluster.UsageDelta
+	for i := range kept {
+		for _, a := range accs[i] {
+			deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[i], Messages: 1, At: now})
+		}
+	}
+	if len(deltas) == 0 {
+		return 0, nil
 	}
 	if rerr := s.rep.Report(deltas...); rerr != nil {
 		// The mail is safely stored; only the usage count lags until a recount.
 		s.log.Error("recording usage of a delivery", "err", rerr)
 	}
-	return nil
+	return len(deltas), nil
+}
+
+// skipped logs a list member left out of a delivery.
+func (s *Store) skipped(c copySpec, a *mailcluster.Account, reason string) {
+	s.log.Warn("mailsvc: list member skipped", "list", c.list, "member", a.Address(), "reason", reason)
+}
+
+// writeCopy writes header followed by the content of src from offset off
+// to a new file in dir, synced, and returns its path (also when a later
+// step fails, so that the caller removes it).
+func (s *Store) writeCopy(dir string, header []byte, src string, off int64) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	if _, err := in.Seek(off, io.SeekStart); err != nil {
+		return "", err
+	}
+	out, err := s.fs.CreateTemp(dir, ".delivery-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = out.Write(header)
+	if err == nil {
+		_, err = io.Copy(out, in)
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return out.Name(), err
 }
 
 // linkOrCopy hard-links src to dst (the same file for every recipient),
