@@ -293,8 +293,8 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.store.Get(schema.Account(domain, mailbox)); ok {
-		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Account %s@%s already exists.", mailbox, domain)
+	if err := s.checkAddressFree(domain, mailbox); err != nil {
+		return nil, err
 	}
 	if d.MaxAccounts > 0 && d.AccountCount >= d.MaxAccounts {
 		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s already has its maximum of %d accounts.", domain, d.MaxAccounts)
@@ -312,13 +312,22 @@ func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreat
 	}
 	a.CreatedAt, a.UpdatedAt = s.now(), s.now()
 	b, _ := json.Marshal(a)
-	ops := []mailcluster.Op{
-		{Verb: mailcluster.OpCheck, Key: schema.Domain(domain), Index: didx},
-		{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: 0},
+	var o opSet
+	o.check(schema.Domain(domain), didx)
+	key := schema.Account(domain, mailbox)
+	o.add(mailcluster.Op{Verb: mailcluster.OpCAS, Key: key, Value: b, Index: 0})
+	checkAddressFreeOps(&o, domain, mailbox, key)
+	for _, op := range s.adminIndexOps(a.Address(), a) {
+		o.add(op)
 	}
-	ops = append(ops, s.adminIndexOps(a.Address(), a)...)
-	if err := s.txn(ctx, ops); err != nil {
-		return nil, conflictAs(err, "Account %s@%s already exists or its domain changed; try again.", mailbox, domain)
+	if err := s.accountRefChanges(ctx, &o, a, accountRefs{addAliases: in.Aliases, addLists: in.Lists, addGroups: in.Groups}); err != nil {
+		return nil, err
+	}
+	if err := o.tooLarge("Creating the account with its aliases, lists and groups"); err != nil {
+		return nil, err
+	}
+	if err := s.txn(ctx, o.ops); err != nil {
+		return nil, conflictAs(err, "Account %s@%s already exists, or its domain, one of its aliases, lists or groups changed; try again.", mailbox, domain)
 	}
 	s.log.Info("account created", "address", a.Address())
 	return a.Public(), nil
@@ -403,16 +412,26 @@ func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd
 	}
 	a.UpdatedAt = s.now()
 	b, _ := json.Marshal(a)
-	ops := []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: idx}}
-	ops = append(ops, s.adminIndexOps(a.Address(), a)...)
+	var o opSet
+	o.add(mailcluster.Op{Verb: mailcluster.OpCAS, Key: schema.Account(domain, mailbox), Value: b, Index: idx})
+	for _, op := range s.adminIndexOps(a.Address(), a) {
+		o.add(op)
+	}
 	if !a.Frozen {
 		// Thawing by hand also ends a freeze by dynamic screening.
 		if rec, ok := s.store.Get(schema.FrozenAccount(a.Address())); ok {
-			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: rec.Key, Index: rec.ModifyIndex})
+			o.add(mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: rec.Key, Index: rec.ModifyIndex})
 		}
 	}
-	if err := s.txn(ctx, ops); err != nil {
-		return nil, conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
+	if err := s.accountRefChanges(ctx, &o, a, accountRefs{addAliases: upd.AddAliases, removeAliases: upd.RemoveAliases,
+		addLists: upd.AddLists, removeLists: upd.RemoveLists, addGroups: upd.AddGroups, removeGroups: upd.RemoveGroups}); err != nil {
+		return nil, err
+	}
+	if err := o.tooLarge("This change of the account with its aliases, lists and groups"); err != nil {
+		return nil, err
+	}
+	if err := s.txn(ctx, o.ops); err != nil {
+		return nil, conflictAs(err, "Account %s@%s, one of its aliases, lists or groups was changed concurrently; try again.", mailbox, domain)
 	}
 	s.log.Info("account updated", "address", a.Address())
 	return a.Public(), nil
@@ -464,11 +483,78 @@ func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) err
 			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
 		}
 	}
+	refs, err := s.accountDeleteRefs(a, len(ops))
+	if err != nil {
+		return err
+	}
+	ops = append(ops, refs...)
 	if err := s.txn(ctx, ops); err != nil {
-		return conflictAs(err, "Account %s@%s was changed concurrently; try again.", mailbox, domain)
+		return conflictAs(err, "Account %s@%s, one of its aliases, lists or groups was changed concurrently; try again.", mailbox, domain)
 	}
 	s.log.Info("account deleted", "address", a.Address())
 	return nil
+}
+
+// accountRefs are the aliases, lists and groups an account create or
+// update adds and removes.
+type accountRefs struct {
+	addAliases, removeAliases []string
+	addLists, removeLists     []string
+	addGroups, removeGroups   []string
+}
+
+// accountRefChanges adds to o the aliases, list and group memberships an
+// account create or update adds and removes; o writes the account's
+// record already.
+func (s *Service) accountRefChanges(ctx context.Context, o *opSet, a *mailcluster.Account, r accountRefs) error {
+	if err := s.accountAliasChanges(ctx, o, a, r.addAliases, r.removeAliases, a.UpdatedAt); err != nil {
+		return err
+	}
+	if err := s.accountListChanges(o, a, r.addLists, r.removeLists); err != nil {
+		return err
+	}
+	return s.accountGroupChanges(o, a, r.addGroups, r.removeGroups)
+}
+
+// accountDeleteRefs returns the deletion of what refers to account a: the
+// aliases pointing at it (with their index entries) and its list and
+// group memberships. It refuses (ECONFLICT) when a owns a list, or when
+// with the base operations of the deletion they are more than one
+// transaction holds.
+func (s *Service) accountDeleteRefs(a *mailcluster.Account, base int) ([]mailcluster.Op, error) {
+	aliases := s.accountAliasEntries(a.Address())
+	ops := s.aliasEntryOps(aliases)
+	memberships := 0
+	for _, kv := range s.store.List(schema.ListPrefix(a.Domain), "", 0) {
+		name := strings.TrimPrefix(kv.Key, schema.ListPrefix(a.Domain))
+		var l mailcluster.MailingList
+		if err := json.Unmarshal(kv.Value, &l); err == nil && strings.EqualFold(l.Owner, a.Address()) {
+			return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Account %s owns the mailing list %s@%s: give the list another owner or delete it first.",
+				a.Address(), name, a.Domain)
+		}
+		if k := schema.ListMemberAccount(a.Domain, name, a.Mailbox); s.has(k) {
+			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
+			memberships++
+		}
+	}
+	for _, kv := range s.store.List(schema.GroupPrefix(a.Domain), "", 0) {
+		if k := schema.GroupMember(a.Domain, strings.TrimPrefix(kv.Key, schema.GroupPrefix(a.Domain)), a.Mailbox); s.has(k) {
+			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
+			memberships++
+		}
+	}
+	if over := base + len(ops) - MaxWriteOps; over > 0 {
+		return nil, mailcluster.Errorf(mailcluster.ECONFLICT,
+			"Account %s has %d aliases and %d list and group memberships, more than one deletion can remove: remove at least %d of its memberships (or %d of its aliases) first.",
+			a.Address(), len(aliases), memberships, over, (over+1)/2)
+	}
+	return ops, nil
+}
+
+// has reports whether key exists.
+func (s *Service) has(key string) bool {
+	_, ok := s.store.Get(key)
+	return ok
 }
 
 // checkLastAdmin refuses a change that would leave no usable global

@@ -176,6 +176,11 @@ func (s *Service) CreateDomain(ctx context.Context, d *mailcluster.Domain) (*mai
 	if err := s.checkWritable(); err != nil {
 		return nil, err
 	}
+	pm, err := s.postmasterAccount(ctx, d.Name, d.Postmaster)
+	if err != nil {
+		return nil, err
+	}
+	d.Postmaster = pm
 	if _, ok := s.store.Get(schema.Domain(d.Name)); ok {
 		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s already exists.", d.Name)
 	}
@@ -191,6 +196,28 @@ func (s *Service) CreateDomain(ctx context.Context, d *mailcluster.Domain) (*mai
 	return d, nil // committed; this node's snapshot has not shown it yet
 }
 
+// postmasterAccount checks the Postmaster setting of domain: "" (the
+// first global administrator), or the address of an account of a domain
+// in service (a local part is of domain); a domain administrator may name
+// only an account of its own domain. It returns the normalized address.
+// Errors: EINVALID, EFORBIDDEN.
+func (s *Service) postmasterAccount(ctx context.Context, domain, address string) (string, error) {
+	if strings.TrimSpace(address) == "" {
+		return "", nil
+	}
+	mailbox, adomain, err := splitLocal(strings.TrimSpace(address), domain)
+	if err != nil {
+		return "", err
+	}
+	if c := CallerFromContext(ctx); c != nil && c.AdminRights != mailcluster.AdminGlobal && adomain != c.Domain {
+		return "", mailcluster.Errorf(mailcluster.EFORBIDDEN, "The postmaster must be an account of your own domain %s.", c.Domain)
+	}
+	if _, err := s.lookupAccount(mailbox + "@" + adomain); err != nil {
+		return "", mailcluster.Errorf(mailcluster.EINVALID, "The postmaster %s@%s is not an account served here.", mailbox, adomain)
+	}
+	return mailbox + "@" + adomain, nil
+}
+
 func validateDomainFields(description string, maxAccounts int) error {
 	if len(description) > 1024 || strings.ContainsAny(description, "\r\n\x00") {
 		return mailcluster.Errorf(mailcluster.EINVALID, "Description must be one line of at most 1024 bytes.")
@@ -201,13 +228,22 @@ func validateDomainFields(description string, maxAccounts int) error {
 	return nil
 }
 
-// UpdateDomain changes a domain's fields. Errors as CreateDomain plus
-// ENOTFOUND; ECONFLICT also for a domain being deleted.
+// UpdateDomain changes a domain's fields. A domain administrator may
+// change only the Postmaster of its own domain (to an account of that
+// domain). Errors as CreateDomain plus ENOTFOUND; ECONFLICT also for a
+// domain being deleted.
 func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster.DomainUpdate) (*mailcluster.Domain, error) {
-	if err := requireGlobalAdmin(ctx); err != nil {
+	name = mailcluster.NormalizeDomain(name)
+	if upd.Description == nil && upd.MaxAccounts == nil && upd.Postmaster != nil {
+		if err := requireSignedIn(ctx); err != nil {
+			return nil, err
+		}
+		if err := authorizeDomain(ctx, name); err != nil {
+			return nil, err
+		}
+	} else if err := requireGlobalAdmin(ctx); err != nil {
 		return nil, err
 	}
-	name = mailcluster.NormalizeDomain(name)
 	if err := mailcluster.ValidateDomainName(name); err != nil {
 		return nil, err
 	}
@@ -217,6 +253,11 @@ func (s *Service) UpdateDomain(ctx context.Context, name string, upd mailcluster
 	d, idx, err := s.getDomain(name)
 	if err != nil {
 		return nil, err
+	}
+	if upd.Postmaster != nil {
+		if d.Postmaster, err = s.postmasterAccount(ctx, name, *upd.Postmaster); err != nil {
+			return nil, err
+		}
 	}
 	if upd.Description != nil {
 		d.Description = *upd.Description

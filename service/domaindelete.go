@@ -36,30 +36,37 @@ type deletionRun struct {
 // and waits for its end or for ctx. resumed tells a run it starts that it
 // picks up a deletion marked before (for the cluster log).
 func (s *Service) awaitDeletion(ctx, work context.Context, name string, resumed bool) error {
-	run := &deletionRun{done: make(chan struct{})}
-	key := name
-	if cur, loaded := s.deletions.LoadOrStore(key, run); loaded {
-		run = cur.(*deletionRun)
+	return s.awaitRun(ctx, work, name, func(work context.Context) error { return s.runDeletion(work, name, resumed) },
+		"Domain "+name+" is still being deleted; the deletion goes on.")
+}
+
+// awaitRun joins the run of key in this process, or starts run under work,
+// and waits for its end or for ctx (then answers EUNAVAILABLE with gone).
+func (s *Service) awaitRun(ctx, work context.Context, key string, run func(context.Context) error, gone string) error {
+	r := &deletionRun{done: make(chan struct{})}
+	if cur, loaded := s.deletions.LoadOrStore(key, r); loaded {
+		r = cur.(*deletionRun)
 	} else {
 		go func() {
-			run.err = s.runDeletion(work, name, resumed)
+			r.err = run(work)
 			s.deletions.Delete(key)
-			close(run.done)
+			close(r.done)
 		}()
 	}
-	run.waiters.Add(1)
-	defer run.waiters.Add(-1)
+	r.waiters.Add(1)
+	defer r.waiters.Add(-1)
 	select {
-	case <-run.done:
-		return run.err
+	case <-r.done:
+		return r.err
 	case <-ctx.Done():
-		return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "Domain %s is still being deleted; the deletion goes on.", name)
+		return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "%s", gone)
 	}
 }
 
 // ResumeDomainDeletions finishes every domain marked as being deleted
 // (a deletion that a former primary, or this node before a restart or a
-// failure, left unfinished). The node calls it when it becomes the
+// failure, left unfinished), and then every mailing list and group marked
+// as being deleted. The node calls it when it becomes the
 // primary and when a standalone node starts, with a context that ends
 // with the node; it returns once every such deletion ended, or ctx did.
 // Errors: EFORBIDDEN unless ctx carries a system caller, EREADONLY,
@@ -84,7 +91,109 @@ func (s *Service) ResumeDomainDeletions(ctx context.Context) error {
 			first = err
 		}
 	}
+	for _, job := range s.markedSets() {
+		if err := s.awaitRun(ctx, ctx, job.record, job.run(s), job.gone()); err != nil && first == nil {
+			first = err
+		}
+	}
 	return first
+}
+
+// markedSets returns the deletions of the lists and groups marked as
+// being deleted in the domains in service.
+func (s *Service) markedSets() []setDeletion {
+	var out []setDeletion
+	for _, kv := range s.store.List(schema.PrefixDomains, "", 0) {
+		domain := strings.TrimPrefix(kv.Key, schema.PrefixDomains)
+		if s.domainDeleting(domain) {
+			continue
+		}
+		for _, lkv := range s.store.List(schema.ListPrefix(domain), "", 0) {
+			var l mailcluster.MailingList
+			if json.Unmarshal(lkv.Value, &l) == nil && l.Deleting {
+				out = append(out, s.listDeletion(domain, strings.TrimPrefix(lkv.Key, schema.ListPrefix(domain))))
+			}
+		}
+		for _, gkv := range s.store.List(schema.GroupPrefix(domain), "", 0) {
+			var g mailcluster.Group
+			if json.Unmarshal(gkv.Value, &g) == nil && g.Deleting {
+				out = append(out, s.groupDeletion(domain, strings.TrimPrefix(gkv.Key, schema.GroupPrefix(domain))))
+			}
+		}
+	}
+	return out
+}
+
+// setDeletion is the deletion of a mailing list or a group marked as
+// being deleted: the keys that keys returns (its members and
+// memberships) go in bounded transactions, then its record.
+type setDeletion struct {
+	kind    string // "mailing list" or "group", for messages
+	address string // its name for messages
+	record  string // its record's key, also the key of its run
+	keys    func(limit int) []string
+}
+
+func (j setDeletion) gone() string {
+	return "The " + j.kind + " " + j.address + " is still being deleted; the deletion goes on."
+}
+
+// awaitSetDeletion runs (or joins) a deletion of a list or group marked
+// as being deleted and waits for its end; the work goes on when the
+// caller goes away.
+func (s *Service) awaitSetDeletion(ctx context.Context, j setDeletion) error {
+	return s.awaitRun(ctx, context.WithoutCancel(ctx), j.record, j.run(s), j.gone())
+}
+
+// run returns the work of a deletion: every transaction checks that the
+// record is the marked one, so nothing is deleted once the mark is gone.
+func (j setDeletion) run(s *Service) func(context.Context) error {
+	return func(ctx context.Context) error {
+		conflicts, deleted := 0, 0
+		for {
+			if err := ctx.Err(); err != nil {
+				return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node stopped before the %s %s was deleted.", j.kind, j.address)
+			}
+			if err := s.checkWritable(); err != nil {
+				return err
+			}
+			kv, ok := s.store.Get(j.record)
+			if !ok {
+				s.log.Info(j.kind+" deleted", "name", j.address, "keys", deleted)
+				return nil
+			}
+			var mark struct {
+				Deleting bool `json:"deleting"`
+			}
+			if err := json.Unmarshal(kv.Value, &mark); err != nil {
+				return &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored " + j.kind + " record is damaged.", Err: err}
+			}
+			if !mark.Deleting {
+				return mailcluster.Errorf(mailcluster.ECONFLICT, "The %s %s is no longer marked for deletion.", j.kind, j.address)
+			}
+			keys := j.keys(MaxDeleteOps - 1)
+			ops := []mailcluster.Op{{Verb: mailcluster.OpCheck, Key: j.record, Index: kv.ModifyIndex}}
+			for _, k := range keys {
+				ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
+			}
+			if len(keys) == 0 {
+				ops = []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: j.record, Index: kv.ModifyIndex}}
+			}
+			if _, err := s.store.Txn(ctx, ops); err != nil {
+				if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+					s.log.Error(j.kind+" deletion stopped", "name", j.address, "err", err)
+					return err
+				}
+				if conflicts++; conflicts > maxDeleteConflicts {
+					return conflictAs(err, "The %s %s kept changing while it was being deleted; ask again to resume.", j.kind, j.address)
+				}
+				sleepCtx(ctx, time.Duration(conflicts)*10*time.Millisecond)
+				continue
+			}
+			conflicts = 0
+			deleted += len(keys)
+		}
+	}
 }
 
 // runDeletion carries out the steps after the mark: the accounts of name
@@ -166,8 +275,10 @@ func (s *Service) finishedDeletion(name string, deleted, txns int) {
 // deletionBatch returns the next transaction of a deletion (at most
 // MaxDeleteOps operations, the first a check of the marked domain record
 // at didx) and how many accounts it deletes: accounts while there are
-// any; then the usage, freeze and administrator records left under the
-// domain; then the domain record itself.
+// any, each with its usage, freeze and administrator records and the
+// aliases pointing at it (those of other domains too) with their index
+// entries; then what is left of the domain (see leftovers); then the
+// domain record itself.
 func (s *Service) deletionBatch(name string, didx uint64) ([]mailcluster.Op, int) {
 	ops := []mailcluster.Op{{Verb: mailcluster.OpCheck, Key: schema.Domain(name), Index: didx}}
 	accounts := 0
@@ -180,6 +291,7 @@ func (s *Service) deletionBatch(name string, didx uint64) ([]mailcluster.Op, int
 				next = append(next, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
 			}
 		}
+		next = append(next, s.aliasEntryOps(s.accountAliasEntries(address))...)
 		if len(ops)+len(next) > MaxDeleteOps {
 			break
 		}
@@ -189,31 +301,83 @@ func (s *Service) deletionBatch(name string, didx uint64) ([]mailcluster.Op, int
 	if accounts > 0 {
 		return ops, accounts
 	}
-	for _, kv := range s.leftovers(name, MaxDeleteOps-1) {
-		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: kv.Key})
-	}
+	ops = append(ops, s.leftovers(name, MaxDeleteOps-1)...)
 	if len(ops) > 1 {
 		return ops, 0
 	}
 	return []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: schema.Domain(name), Index: didx}}, 0
 }
 
-// leftovers returns up to limit records of a domain without an account:
-// usage records under its prefix, freeze and administrator records of its
-// addresses.
-func (s *Service) leftovers(name string, limit int) []mailcluster.KV {
-	out := s.store.List(schema.UsagePrefix(name), "", limit)
+// aliasEntryOps returns the deletion of index entries and of the aliases
+// they name (with a compare-and-set: an alias changed meanwhile fails the
+// transaction, which is then built again).
+func (s *Service) aliasEntryOps(entries []aliasEntry) []mailcluster.Op {
+	var ops []mailcluster.Op
+	for _, e := range entries {
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: e.key})
+		if kv, ok := s.store.Get(schema.Alias(e.domain, e.name)); ok {
+			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex})
+		}
+	}
+	return ops
+}
+
+// leftovers returns the deletion of up to limit records of a domain
+// without accounts: usage records under its prefix; its aliases (with
+// their index entries), list members, lists, group members and groups;
+// freeze and administrator records of its addresses; and last, index
+// entries of aliases that point into the domain or belong to it.
+func (s *Service) leftovers(name string, limit int) []mailcluster.Op {
+	var ops []mailcluster.Op
+	del := func(key string) { ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: key}) }
+	for _, kv := range s.store.List(schema.UsagePrefix(name), "", limit) {
+		del(kv.Key)
+	}
+	for _, kv := range s.store.List(schema.AliasPrefix(name), "", 0) {
+		if len(ops)+2 > limit {
+			return ops
+		}
+		del(kv.Key)
+		var a mailcluster.Alias
+		if json.Unmarshal(kv.Value, &a) == nil && a.Target != "" {
+			del(schema.AliasTarget(a.Target, strings.TrimPrefix(kv.Key, schema.AliasPrefix(name))+"@"+name))
+		}
+	}
+	for _, prefix := range []string{schema.PrefixListMembers + name + "/", schema.ListPrefix(name),
+		schema.PrefixGroupMembers + name + "/", schema.GroupPrefix(name)} {
+		for _, kv := range s.store.List(prefix, "", limit-len(ops)) {
+			del(kv.Key)
+		}
+		if len(ops) >= limit {
+			return ops
+		}
+	}
 	for _, prefix := range []string{schema.PrefixFrozenAccounts, schema.PrefixGlobalAdmins} {
 		for _, kv := range s.store.List(prefix, "", 0) {
-			if len(out) == limit {
-				return out
+			if len(ops) == limit {
+				return ops
 			}
 			if strings.HasSuffix(kv.Key, "@"+name) {
-				out = append(out, kv)
+				del(kv.Key)
 			}
 		}
 	}
-	return out
+	if len(ops) > 0 {
+		return ops
+	}
+	// Index entries whose alias or target is in the domain and that the
+	// steps above left (an alias whose record was damaged or gone).
+	var entries []aliasEntry
+	for _, kv := range s.store.List(schema.PrefixAliasTargets, "", 0) {
+		target, alias, ok := strings.Cut(strings.TrimPrefix(kv.Key, schema.PrefixAliasTargets), "/")
+		if !ok || !strings.HasSuffix(target, "@"+name) && !strings.HasSuffix(alias, "@"+name) {
+			continue
+		}
+		if aname, adomain, err := mailcluster.SplitAddress(alias); err == nil && len(ops)+len(entries)*2+2 <= limit {
+			entries = append(entries, aliasEntry{key: kv.Key, domain: adomain, name: aname})
+		}
+	}
+	return s.aliasEntryOps(entries)
 }
 
 // recordEvent writes a cluster-log event when the node keeps a log.

@@ -24,9 +24,16 @@ func (s *Service) Local(ctx context.Context) (*Local, error) {
 }
 
 // LookupAccount returns an account by address, password hash included,
-// for delivery and SMTP AUTH. Errors: EINVALID, ENOTFOUND.
+// for delivery and SMTP AUTH; a quota of 0 is filled with the smallest
+// non-zero default of the account's groups (the stored account keeps its
+// own). Errors: EINVALID, ENOTFOUND.
 func (l *Local) LookupAccount(address string) (*mailcluster.Account, error) {
-	return l.s.lookupAccount(address)
+	a, err := l.s.lookupAccount(address)
+	if err != nil {
+		return nil, err
+	}
+	l.s.quotaGroups(a.Domain)(a)
+	return a, nil
 }
 
 // IsLocalDomain reports whether the cluster serves domain.

@@ -25,6 +25,9 @@ import (
 // is a write and must be in writeCalls; TestReadOnlyEveryWrite fails when
 // a method is in neither list, so a new method has to be classified.
 var readMethods = map[string]bool{
+	"AccountAliases":     true,
+	"AccountGroups":      true,
+	"AccountLists":       true,
 	"AccountUsage":       true,
 	"Authenticate":       true,
 	"AuthenticateUser":   true,
@@ -36,6 +39,14 @@ var readMethods = map[string]bool{
 	"FindAccounts":       true,
 	"FindDomain":         true,
 	"FindDomains":        true,
+	"FindAlias":          true,
+	"FindAliases":        true,
+	"FindGroup":          true,
+	"FindGroupMembers":   true,
+	"FindGroups":         true,
+	"FindList":           true,
+	"FindListMembers":    true,
+	"FindLists":          true,
 	"FindMailAccount":    true,
 	"GetSetting":         true,
 	"ListBlockedIPs":     true,
@@ -73,7 +84,21 @@ var writeCalls = map[string]func(ctx context.Context, e roEnv) error{
 	// bootstrapped store it has nothing to write.
 	"Bootstrap": nil,
 	"CreateAccount": func(ctx context.Context, e roEnv) error {
-		_, err := e.svc.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "localhost", Mailbox: "new", Password: "pass-word-1"})
+		_, err := e.svc.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "localhost", Mailbox: "new", Password: "pass-word-1",
+			Aliases: []string{"new-alias"}, Lists: []string{"team"}, Groups: []string{"staff"}})
+		return err
+	},
+	"CreateAlias": func(ctx context.Context, e roEnv) error {
+		_, err := e.svc.CreateAlias(ctx, "localhost", "info", "alice@localhost")
+		return err
+	},
+	"CreateGroup": func(ctx context.Context, e roEnv) error {
+		_, err := e.svc.CreateGroup(ctx, mailcluster.GroupCreate{Domain: "localhost", Name: "new-group", Members: []string{"alice"}})
+		return err
+	},
+	"CreateList": func(ctx context.Context, e roEnv) error {
+		_, err := e.svc.CreateList(ctx, mailcluster.ListCreate{Domain: "localhost", Name: "new-list",
+			Members: []mailcluster.ListMember{{Address: "alice@localhost"}}})
 		return err
 	},
 	"CreateDomain": func(ctx context.Context, e roEnv) error {
@@ -81,6 +106,9 @@ var writeCalls = map[string]func(ctx context.Context, e roEnv) error{
 		return err
 	},
 	"DeleteAccount":     func(ctx context.Context, e roEnv) error { return e.svc.DeleteAccount(ctx, "localhost", "alice") },
+	"DeleteAlias":       func(ctx context.Context, e roEnv) error { return e.svc.DeleteAlias(ctx, "localhost", "sales") },
+	"DeleteGroup":       func(ctx context.Context, e roEnv) error { return e.svc.DeleteGroup(ctx, "localhost", "staff") },
+	"DeleteList":        func(ctx context.Context, e roEnv) error { return e.svc.DeleteList(ctx, "localhost", "team") },
 	"DeleteCertificate": func(ctx context.Context, e roEnv) error { return e.svc.DeleteCertificate(ctx, "mail") },
 	"DeleteDomain":      func(ctx context.Context, e roEnv) error { return e.svc.DeleteDomain(ctx, "localhost", true) },
 	"DeleteSetting": func(ctx context.Context, e roEnv) error {
@@ -117,12 +145,28 @@ var writeCalls = map[string]func(ctx context.Context, e roEnv) error{
 	"UnblockIP":   func(ctx context.Context, e roEnv) error { return e.svc.UnblockIP(ctx, "198.51.100.1") },
 	"UpdateAccount": func(ctx context.Context, e roEnv) error {
 		n, p := "Changed", "changed-pass-1"
-		_, err := e.svc.UpdateAccount(ctx, "localhost", "alice", mailcluster.AccountUpdate{FullName: &n, Password: &p})
+		_, err := e.svc.UpdateAccount(ctx, "localhost", "bob", mailcluster.AccountUpdate{FullName: &n, Password: &p,
+			AddAliases: []string{"robert"}, AddLists: []string{"team"}, AddGroups: []string{"staff"}, RemoveAliases: []string{"bobby"}})
+		return err
+	},
+	"UpdateAlias": func(ctx context.Context, e roEnv) error {
+		_, err := e.svc.UpdateAlias(ctx, "localhost", "sales", "bob@localhost")
 		return err
 	},
 	"UpdateDomain": func(ctx context.Context, e roEnv) error {
+		d, pm := "changed", "alice@localhost"
+		_, err := e.svc.UpdateDomain(ctx, "localhost", mailcluster.DomainUpdate{Description: &d, Postmaster: &pm})
+		return err
+	},
+	"UpdateGroup": func(ctx context.Context, e roEnv) error {
+		q := int64(1000)
+		_, err := e.svc.UpdateGroup(ctx, "localhost", "staff", mailcluster.GroupUpdate{QuotaBytes: &q, AddMembers: []string{"bob"}})
+		return err
+	},
+	"UpdateList": func(ctx context.Context, e roEnv) error {
 		d := "changed"
-		_, err := e.svc.UpdateDomain(ctx, "localhost", mailcluster.DomainUpdate{Description: &d})
+		_, err := e.svc.UpdateList(ctx, "localhost", "team", mailcluster.ListUpdate{Description: &d,
+			AddMembers: []mailcluster.ListMember{{Address: "bob"}}, RemoveMembers: []mailcluster.ListMember{{Address: "alice"}}})
 		return err
 	},
 	"UpdateSettings": func(ctx context.Context, e roEnv) error {
@@ -204,6 +248,19 @@ func mustOpenSecondaryEnv(t *testing.T) (roEnv, *kvstore.BoltStore, *fakeLeaders
 	if err := primary.SetSetting(ctx, "mailcluster", "SMTP", "Banner", "hi"); err != nil {
 		t.Fatal(err)
 	}
+	// The aliases, list and group the write calls change.
+	for name, target := range map[string]string{"sales": "alice@localhost", "bobby": "bob@localhost"} {
+		if _, err := primary.CreateAlias(ctx, "localhost", name, target); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := primary.CreateList(ctx, mailcluster.ListCreate{Domain: "localhost", Name: "team", Owner: "alice",
+		Members: []mailcluster.ListMember{{Address: "alice"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := primary.CreateGroup(ctx, mailcluster.GroupCreate{Domain: "localhost", Name: "staff", Members: []string{"alice"}}); err != nil {
+		t.Fatal(err)
+	}
 	lead := &fakeLeadership{role: mailcluster.RoleSecondary, primary: primaryRef, known: true}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts := service.Options{BcryptCost: bcrypt.MinCost, NodeName: "node2", Mode: mailcluster.ModeCluster}
@@ -260,8 +317,20 @@ func TestReadOnlyEveryWrite(t *testing.T) {
 		if d, err := e.svc.FindDomain(ctx, "localhost"); err != nil || d.Description == "changed" {
 			t.Errorf("localhost %+v, %v", d, err)
 		}
-		if a, err := e.svc.FindAccount(ctx, "localhost", "alice"); err != nil || a.Frozen || a.FullName == "Changed" {
+		if a, err := e.svc.FindAccount(ctx, "localhost", "alice"); err != nil || a.Frozen {
 			t.Errorf("alice %+v, %v", a, err)
+		}
+		if a, err := e.svc.FindAccount(ctx, "localhost", "bob"); err != nil || a.FullName == "Changed" {
+			t.Errorf("bob %+v, %v", a, err)
+		}
+		if a, err := e.svc.FindAlias(ctx, "localhost", "sales"); err != nil || a.Target != "alice@localhost" {
+			t.Errorf("alias sales %+v, %v", a, err)
+		}
+		if l, err := e.svc.FindList(ctx, "localhost", "team"); err != nil || l.Description != "" || l.MemberCount != 1 {
+			t.Errorf("list team %+v, %v", l, err)
+		}
+		if g, err := e.svc.FindGroup(ctx, "localhost", "staff"); err != nil || g.QuotaBytes != 0 || g.MemberCount != 1 {
+			t.Errorf("group staff %+v, %v", g, err)
 		}
 		if v, err := e.svc.GetSetting(ctx, "mailcluster", "SMTP", "Banner"); err != nil || v != "hi" {
 			t.Errorf("Banner %q, %v", v, err)
