@@ -63,6 +63,11 @@ type accountCreateRequest struct {
 	QuotaMessages int64    `json:"quotaMessages"`
 	AdminRights   string   `json:"adminRights"`
 	SendAs        []string `json:"sendAs"`
+	// Aliases to create for the account, and lists and groups of its
+	// domain it joins, in the same transaction.
+	Aliases []string `json:"aliases"`
+	Lists   []string `json:"lists"`
+	Groups  []string `json:"groups"`
 }
 
 type accountUpdateRequest struct {
@@ -78,6 +83,14 @@ type accountUpdateRequest struct {
 	QuotaMessages *int64    `json:"quotaMessages"`
 	AdminRights   *string   `json:"adminRights"`
 	SendAs        *[]string `json:"sendAs"` // replaces the list; [] clears it
+	// Aliases, list and group memberships to add or remove, in the same
+	// transaction as the other changes.
+	AddAliases    []string `json:"addAliases"`
+	RemoveAliases []string `json:"removeAliases"`
+	AddLists      []string `json:"addLists"`
+	RemoveLists   []string `json:"removeLists"`
+	AddGroups     []string `json:"addGroups"`
+	RemoveGroups  []string `json:"removeGroups"`
 }
 
 // Limits of the paging parameters (the Service enforces the page size too).
@@ -151,7 +164,7 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 		Domain: pathParam(c, "domain"), Mailbox: in.Mailbox, FullName: in.FullName, FirstName: in.FirstName,
 		LastName: in.LastName, Password: in.Password, PasswordHash: in.PasswordHash, MailboxPath: in.MailboxPath, Frozen: in.Frozen,
 		Disabled: in.Disabled, QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, AdminRights: rights,
-		SendAs: in.SendAs})
+		SendAs: in.SendAs, Aliases: in.Aliases, Lists: in.Lists, Groups: in.Groups})
 	if err != nil {
 		return err
 	}
@@ -176,7 +189,9 @@ func (s *Server) handleAccountUpdate(c echo.Context) error {
 	}
 	upd := mailcluster.AccountUpdate{FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
 		Password: in.Password, PasswordHash: in.PasswordHash, MailboxPath: in.MailboxPath, Frozen: in.Frozen, Disabled: in.Disabled,
-		QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, SendAs: in.SendAs}
+		QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages, SendAs: in.SendAs,
+		AddAliases: in.AddAliases, RemoveAliases: in.RemoveAliases, AddLists: in.AddLists, RemoveLists: in.RemoveLists,
+		AddGroups: in.AddGroups, RemoveGroups: in.RemoveGroups}
 	if in.AdminRights != nil {
 		rights, err := mailcluster.ParseAdminRights(*in.AdminRights)
 		if err != nil {

@@ -132,6 +132,30 @@ func authzTable(t authzTarget) map[string]authzCase {
 		"GET /api/v1/domains/{domain}/accounts/{mailbox}/usage":            {rule: authzDomain, req: Request{Path: alice + "/usage"}},
 		"POST /api/v1/domains/{domain}/accounts/{mailbox}/usage/recount":   {rule: authzDomain, req: Request{Path: alice + "/usage/recount"}},
 
+		"GET /api/v1/domains/{domain}/aliases": {rule: authzDomain, req: Request{Path: dom + "/aliases"}},
+		"POST /api/v1/domains/{domain}/aliases": {rule: authzDomain, req: Request{Path: dom + "/aliases",
+			Body: body(`{"name":"new-alias","target":"user@` + t.Domain + `"}`)}},
+		"GET /api/v1/domains/{domain}/aliases/{name}": {rule: authzDomain, req: Request{Path: dom + "/aliases/sales"}},
+		"PATCH /api/v1/domains/{domain}/aliases/{name}": {rule: authzDomain, req: Request{Path: dom + "/aliases/sales",
+			Body: body(`{"target":"bob@` + t.Domain + `"}`)}},
+		"DELETE /api/v1/domains/{domain}/aliases/{name}": {rule: authzDomain, req: Request{Path: dom + "/aliases/sales"}},
+		"GET /api/v1/domains/{domain}/lists":             {rule: authzDomain, req: Request{Path: dom + "/lists"}},
+		"POST /api/v1/domains/{domain}/lists": {rule: authzDomain, req: Request{Path: dom + "/lists",
+			Body: body(`{"name":"new-list","members":[{"address":"user@` + t.Domain + `"},{"group":"staff"}]}`)}},
+		"GET /api/v1/domains/{domain}/lists/{name}": {rule: authzDomain, req: Request{Path: dom + "/lists/team"}},
+		"PATCH /api/v1/domains/{domain}/lists/{name}": {rule: authzDomain, req: Request{Path: dom + "/lists/team",
+			Body: body(`{"description":"changed","addMembers":[{"address":"bob@` + t.Domain + `"}]}`)}},
+		"DELETE /api/v1/domains/{domain}/lists/{name}":      {rule: authzDomain, req: Request{Path: dom + "/lists/team"}},
+		"GET /api/v1/domains/{domain}/lists/{name}/members": {rule: authzDomain, req: Request{Path: dom + "/lists/team/members"}},
+		"GET /api/v1/domains/{domain}/groups":               {rule: authzDomain, req: Request{Path: dom + "/groups"}},
+		"POST /api/v1/domains/{domain}/groups": {rule: authzDomain, req: Request{Path: dom + "/groups",
+			Body: body(`{"name":"new-group","members":["user@` + t.Domain + `"]}`)}},
+		"GET /api/v1/domains/{domain}/groups/{name}": {rule: authzDomain, req: Request{Path: dom + "/groups/staff"}},
+		"PATCH /api/v1/domains/{domain}/groups/{name}": {rule: authzDomain, req: Request{Path: dom + "/groups/staff",
+			Body: body(`{"quotaBytes":1000,"addMembers":["bob@` + t.Domain + `"]}`)}},
+		"DELETE /api/v1/domains/{domain}/groups/{name}":      {rule: authzDomain, req: Request{Path: dom + "/groups/staff"}},
+		"GET /api/v1/domains/{domain}/groups/{name}/members": {rule: authzDomain, req: Request{Path: dom + "/groups/staff/members"}},
+
 		"GET /api/v1/settings":        {rule: authzGlobal},
 		"GET /api/v1/settings/{file}": {rule: authzGlobal, req: Request{Path: "/api/v1/settings/mailcluster"}},
 		"PUT /api/v1/settings/{file}": {rule: authzGlobal, req: Request{Path: "/api/v1/settings/mailcluster",
@@ -283,6 +307,7 @@ func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 				"adminRights": a.rights, "fullName": a.mailbox + " of " + d})
 		}
 		env.MustDeliver(tb, "alice@"+d, "mail of "+d)
+		mustSeedAddresses(tb, admin, d, "user")
 		admin.Send(tb, http.MethodPost, "/api/v1/screening/accounts", map[string]any{"address": "bob@" + d}).
 			Expect(tb, http.StatusCreated)
 		var page MessageList
@@ -333,6 +358,10 @@ func authzSnapshot(t *testing.T, e *authzEnv) map[string][]byte {
 		get(dom+"/accounts/alice/messages", "")
 		get(dom+"/accounts/alice/messages/"+tg.MsgID, "")
 		get(dom+"/accounts/alice/usage", "")
+		for _, p := range []string{"/aliases", "/aliases/sales", "/lists", "/lists/team", "/lists/team/members",
+			"/groups", "/groups/staff", "/groups/staff/members"} {
+			get(dom+p, "")
+		}
 	}
 	get("/api/v1/settings", "")
 	get("/api/v1/settings/mailcluster", "text/plain")

@@ -17,8 +17,12 @@ type Domain struct {
 	Description  string          `json:"description"`
 	MaxAccounts  int             `json:"maxAccounts"`
 	AccountCount int             `json:"accountCount"`
-	CreatedAt    time.Time       `json:"createdAt"`
-	UpdatedAt    time.Time       `json:"updatedAt"`
+	// Postmaster is the account that receives mail to postmaster@ and
+	// abuse@ of the domain when no account, alias or list of that name
+	// exists; "" means the first global administrator.
+	Postmaster string    `json:"postmaster"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
 }
 
 // DomainDeletion is the JSON form of a deletion under way.
@@ -41,11 +45,12 @@ type domainCreateRequest struct {
 type domainUpdateRequest struct {
 	Description *string `json:"description"`
 	MaxAccounts *int    `json:"maxAccounts"`
+	Postmaster  *string `json:"postmaster"` // "" resets to the first global administrator
 }
 
 func newDomainResponse(d *mailcluster.Domain) Domain {
 	out := Domain{Name: d.Name, Description: d.Description, MaxAccounts: d.MaxAccounts,
-		AccountCount: d.AccountCount, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+		AccountCount: d.AccountCount, Postmaster: d.Postmaster, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
 	if d.Deleting != nil {
 		out.Deleting = &DomainDeletion{Since: d.Deleting.Since, By: d.Deleting.By, Accounts: d.Deleting.Accounts}
 	}
@@ -106,7 +111,7 @@ func (s *Server) handleDomainUpdate(c echo.Context) error {
 		return err
 	}
 	d, err := s.svc.UpdateDomain(c.Request().Context(), pathParam(c, "domain"),
-		mailcluster.DomainUpdate{Description: in.Description, MaxAccounts: in.MaxAccounts})
+		mailcluster.DomainUpdate{Description: in.Description, MaxAccounts: in.MaxAccounts, Postmaster: in.Postmaster})
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,21 @@ var writeRequests = map[string]Request{
 	"PATCH /api/v1/domains/{domain}/accounts/{mailbox}": {Path: "/api/v1/domains/example.com/accounts/alice",
 		Body: []byte(`{"fullName":"Changed","password":"changed-pass-1"}`)},
 	"DELETE /api/v1/domains/{domain}/accounts/{mailbox}": {Path: "/api/v1/domains/example.com/accounts/alice"},
+	"POST /api/v1/domains/{domain}/aliases": {Path: "/api/v1/domains/example.com/aliases",
+		Body: []byte(`{"name":"new-alias","target":"alice@example.com"}`)},
+	"PATCH /api/v1/domains/{domain}/aliases/{name}": {Path: "/api/v1/domains/example.com/aliases/sales",
+		Body: []byte(`{"target":"bob@example.com"}`)},
+	"DELETE /api/v1/domains/{domain}/aliases/{name}": {Path: "/api/v1/domains/example.com/aliases/sales"},
+	"POST /api/v1/domains/{domain}/lists": {Path: "/api/v1/domains/example.com/lists",
+		Body: []byte(`{"name":"new-list","members":[{"address":"alice@example.com"},{"group":"staff"}]}`)},
+	"PATCH /api/v1/domains/{domain}/lists/{name}": {Path: "/api/v1/domains/example.com/lists/team",
+		Body: []byte(`{"description":"changed","policy":"anyone","addMembers":[{"address":"bob@example.com"}]}`)},
+	"DELETE /api/v1/domains/{domain}/lists/{name}": {Path: "/api/v1/domains/example.com/lists/team"},
+	"POST /api/v1/domains/{domain}/groups": {Path: "/api/v1/domains/example.com/groups",
+		Body: []byte(`{"name":"new-group","members":["alice"]}`)},
+	"PATCH /api/v1/domains/{domain}/groups/{name}": {Path: "/api/v1/domains/example.com/groups/staff",
+		Body: []byte(`{"quotaBytes":1000,"addMembers":["bob"]}`)},
+	"DELETE /api/v1/domains/{domain}/groups/{name}": {Path: "/api/v1/domains/example.com/groups/staff"},
 	"PUT /api/v1/settings/{file}": {Path: "/api/v1/settings/mailcluster",
 		Body: []byte("[Passwords]\nMinLength=9\n"), ContentType: "text/plain"},
 	"PUT /api/v1/settings/{file}/{section}/{key}": {Path: "/api/v1/settings/mailcluster/Passwords/MinLength",
@@ -76,6 +91,12 @@ var extraWriteRequests = map[string]Request{
 	"PUT /api/v1/settings/{file}/{section}/{key} (new)": {Method: http.MethodPut, Path: "/api/v1/settings/other/S/K",
 		Body: []byte(`{"value":"1"}`)},
 	"DELETE /api/v1/domains/{domain} (no force)": {Method: http.MethodDelete, Path: "/api/v1/domains/empty.example"},
+	"PATCH /api/v1/domains/{domain} (postmaster)": {Method: http.MethodPatch, Path: "/api/v1/domains/example.com",
+		Body: []byte(`{"postmaster":"bob@example.com"}`)},
+	"POST /api/v1/domains/{domain}/accounts (addresses)": {Method: http.MethodPost, Path: "/api/v1/domains/example.com/accounts",
+		Body: []byte(`{"mailbox":"new","password":"new-pass-123","aliases":["new-alias"],"lists":["team"],"groups":["staff"]}`)},
+	"PATCH /api/v1/domains/{domain}/accounts/{mailbox} (addresses)": {Method: http.MethodPatch, Path: "/api/v1/domains/example.com/accounts/bob",
+		Body: []byte(`{"addAliases":["new-alias"],"removeAliases":["sales"],"addLists":["team"],"addGroups":["staff"]}`)},
 	"PUT /api/v1/certificates/{name} (new)": {Method: http.MethodPut, Path: "/api/v1/certificates/other",
 		Body: []byte(`{"chainPem":` + jsonString(pki.Inter.ChainPEM) + `,"keyPem":` + jsonString(pki.Inter.KeyPEM) + `}`)},
 }
@@ -145,6 +166,11 @@ func snapshot(t *testing.T, c *Client) map[string][]byte {
 		{Method: http.MethodGet, Path: "/api/v1/domains/example.com"},
 		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/accounts"},
 		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/accounts/alice"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/aliases"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/lists"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/lists/team/members"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/groups"},
+		{Method: http.MethodGet, Path: "/api/v1/domains/example.com/groups/staff/members"},
 		{Method: http.MethodGet, Path: "/api/v1/settings"},
 		{Method: http.MethodGet, Path: "/api/v1/settings/mailcluster", Accept: "text/plain"},
 		{Method: http.MethodGet, Path: "/api/v1/screening/ips"},
@@ -171,6 +197,8 @@ func TestSecondaryReadOnly(t *testing.T) {
 	primary.Admin.MustImportCertificate(t, "mail", pki.Leaf, false)
 	// The server writes aim at a registered node and at one that would pass.
 	primary.Admin.Send(t, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(t, http.StatusCreated)
+	// The address writes aim at alias sales, list team and group staff.
+	mustSeedAddresses(t, primary.Admin, "example.com", "alice")
 
 	secondary := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary,
 		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true}, WithAdmission(newFakeAdmission()))
@@ -246,7 +274,9 @@ func TestNoPrimaryUnavailable(t *testing.T) {
 	primary.Admin.MustCreateDomain(t, "example.com")
 	primary.Admin.MustCreateDomain(t, "empty.example")
 	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "alice", "password": "alice-pass-1"})
+	primary.Admin.MustCreateAccount(t, "example.com", map[string]any{"mailbox": "bob", "password": "bob-pass-12"})
 	primary.Admin.Send(t, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(t, http.StatusCreated)
+	mustSeedAddresses(t, primary.Admin, "example.com", "alice")
 
 	orphan := MustOpenPeer(t, primary, fakeLeadership{role: mailcluster.RoleSecondary}, WithAdmission(newFakeAdmission()))
 	c := orphan.Admin

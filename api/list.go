@@ -1,0 +1,198 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"mailcluster"
+)
+
+// MailingList is the JSON form of a mailing list.
+type MailingList struct {
+	Address     string    `json:"address"`
+	Domain      string    `json:"domain"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Policy      string    `json:"policy"`
+	ReplyTo     string    `json:"replyTo"`
+	Owner       string    `json:"owner"` // "" when the list has none
+	MemberCount int       `json:"memberCount"`
+	Deleting    bool      `json:"deleting,omitempty"` // set while its members are being removed
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+// ListMember is one member of a mailing list: an account of the list's
+// domain (Address) or a group of that domain (Group).
+type ListMember struct {
+	Address string `json:"address,omitempty"`
+	Group   string `json:"group,omitempty"`
+}
+
+// MailingListPage is one page of a domain's mailing lists.
+type MailingListPage struct {
+	Lists      []MailingList `json:"lists"`
+	NextCursor string        `json:"nextCursor"`
+}
+
+// ListMemberPage is one page of a mailing list's members.
+type ListMemberPage struct {
+	Members    []ListMember `json:"members"`
+	NextCursor string       `json:"nextCursor"`
+}
+
+type listCreateRequest struct {
+	Name        string       `json:"name"`
+	Description string       `json:"description"`
+	Policy      string       `json:"policy"`
+	ReplyTo     string       `json:"replyTo"`
+	Owner       string       `json:"owner"`
+	Members     []ListMember `json:"members"`
+}
+
+type listUpdateRequest struct {
+	Description   *string      `json:"description"`
+	Policy        *string      `json:"policy"`
+	ReplyTo       *string      `json:"replyTo"`
+	Owner         *string      `json:"owner"` // "" removes the owner
+	AddMembers    []ListMember `json:"addMembers"`
+	RemoveMembers []ListMember `json:"removeMembers"`
+}
+
+func newListResponse(l *mailcluster.MailingList) MailingList {
+	return MailingList{Address: l.Address(), Domain: l.Domain, Name: l.Name, Description: l.Description,
+		Policy: string(l.Policy), ReplyTo: string(l.ReplyTo), Owner: l.Owner, MemberCount: l.MemberCount,
+		Deleting: l.Deleting, CreatedAt: l.CreatedAt, UpdatedAt: l.UpdatedAt}
+}
+
+// listMembers converts the members of a request (the service checks
+// that each names exactly one of an account and a group).
+func listMembers(in []ListMember) []mailcluster.ListMember {
+	if in == nil {
+		return nil
+	}
+	out := make([]mailcluster.ListMember, 0, len(in))
+	for _, m := range in {
+		out = append(out, mailcluster.ListMember{Address: m.Address, Group: m.Group})
+	}
+	return out
+}
+
+func listLocation(domain, name string) string {
+	return domainLocation(domain) + "/lists/" + url.PathEscape(name)
+}
+
+func registerListRoutes(s *Server, g routeGroup) {
+	g.add(http.MethodGet, "/domains/:domain/lists", s.handleListList)
+	g.add(http.MethodPost, "/domains/:domain/lists", s.handleListCreate)
+	g.add(http.MethodGet, "/domains/:domain/lists/:name", s.handleListGet)
+	g.add(http.MethodPatch, "/domains/:domain/lists/:name", s.handleListUpdate)
+	g.add(http.MethodDelete, "/domains/:domain/lists/:name", s.handleListDelete)
+	g.add(http.MethodGet, "/domains/:domain/lists/:name/members", s.handleListMembers)
+}
+
+// handleListList answers GET /api/v1/domains/{domain}/lists.
+func (s *Server) handleListList(c echo.Context) error {
+	cursor, limit, err := pageQuery(c, maxCursorLen)
+	if err != nil {
+		return err
+	}
+	ls, next, err := s.svc.FindLists(c.Request().Context(), pathParam(c, "domain"), cursor, limit)
+	if err != nil {
+		return err
+	}
+	out := MailingListPage{Lists: make([]MailingList, 0, len(ls)), NextCursor: next}
+	for _, l := range ls {
+		out.Lists = append(out.Lists, newListResponse(l))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// handleListCreate answers POST /api/v1/domains/{domain}/lists.
+func (s *Server) handleListCreate(c echo.Context) error {
+	var in listCreateRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	policy, err := mailcluster.ParseListPolicy(in.Policy)
+	if err != nil {
+		return err
+	}
+	replyTo, err := mailcluster.ParseListReplyTo(in.ReplyTo)
+	if err != nil {
+		return err
+	}
+	l, err := s.svc.CreateList(c.Request().Context(), mailcluster.ListCreate{Domain: pathParam(c, "domain"),
+		Name: in.Name, Description: in.Description, Policy: policy, ReplyTo: replyTo, Owner: in.Owner, Members: listMembers(in.Members)})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, listLocation(l.Domain, l.Name))
+	return c.JSON(http.StatusCreated, newListResponse(l))
+}
+
+// handleListGet answers GET /api/v1/domains/{domain}/lists/{name}.
+func (s *Server) handleListGet(c echo.Context) error {
+	l, err := s.svc.FindList(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newListResponse(l))
+}
+
+// handleListUpdate answers PATCH /api/v1/domains/{domain}/lists/{name}.
+func (s *Server) handleListUpdate(c echo.Context) error {
+	var in listUpdateRequest
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	upd := mailcluster.ListUpdate{Description: in.Description, Owner: in.Owner,
+		AddMembers: listMembers(in.AddMembers), RemoveMembers: listMembers(in.RemoveMembers)}
+	if in.Policy != nil {
+		p, err := mailcluster.ParseListPolicy(*in.Policy)
+		if err != nil {
+			return err
+		}
+		upd.Policy = &p
+	}
+	if in.ReplyTo != nil {
+		r, err := mailcluster.ParseListReplyTo(*in.ReplyTo)
+		if err != nil {
+			return err
+		}
+		upd.ReplyTo = &r
+	}
+	l, err := s.svc.UpdateList(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name"), upd)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newListResponse(l))
+}
+
+// handleListDelete answers DELETE /api/v1/domains/{domain}/lists/{name}.
+func (s *Server) handleListDelete(c echo.Context) error {
+	if err := s.svc.DeleteList(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// handleListMembers answers GET /api/v1/domains/{domain}/lists/{name}/members.
+func (s *Server) handleListMembers(c echo.Context) error {
+	cursor, limit, err := pageQuery(c, maxMemberCursorLen)
+	if err != nil {
+		return err
+	}
+	ms, next, err := s.svc.FindListMembers(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
+	if err != nil {
+		return err
+	}
+	out := ListMemberPage{Members: make([]ListMember, 0, len(ms)), NextCursor: next}
+	for _, m := range ms {
+		out.Members = append(out.Members, ListMember{Address: m.Address, Group: m.Group})
+	}
+	return c.JSON(http.StatusOK, out)
+}
