@@ -14,8 +14,9 @@ import (
 const mib = 1 << 20
 
 // handleUserInfo answers GetUserInfo. <Get> selects sections: Details,
-// Quotas, Roles, or All (all three, also the default when <Get> is
-// absent); other section names are accepted and answered with nothing.
+// Quotas, Roles, Aliases, ListMembership, GroupMembership, or All (all
+// six, also the default when <Get> is absent); other section names are
+// accepted and answered with nothing.
 func (h *Handler) handleUserInfo(ctx context.Context, p params, result *etree.Element) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
@@ -25,22 +26,23 @@ func (h *Handler) handleUserInfo(ctx context.Context, p params, result *etree.El
 	if err != nil {
 		return err
 	}
-	addUser(result, a, mailbox, userSections(p.find("Get")))
-	return nil
+	return h.answerUser(ctx, result, a, mailbox, userSections(p.find("Get")))
 }
 
 // handleUserCreate answers CreateUser with the new account, its id as the
-// client wrote it.
+// client wrote it. Its aliases, lists and groups are created or joined in
+// the same service call as the account.
 func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.Element) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
 		return err
 	}
-	f, err := accountFields(p, mailcluster.AdminNone)
+	f, err := accountFields(p, mailcluster.AdminNone, true)
 	if err != nil {
 		return err
 	}
-	in := mailcluster.AccountCreate{Domain: domain, Mailbox: mailbox}
+	in := mailcluster.AccountCreate{Domain: domain, Mailbox: mailbox,
+		Aliases: f.AddAliases, Lists: f.AddLists, Groups: f.AddGroups}
 	setIf(&in.FullName, f.FullName)
 	setIf(&in.FirstName, f.FirstName)
 	setIf(&in.LastName, f.LastName)
@@ -57,14 +59,15 @@ func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	addUser(result, a, mailbox, allSections)
-	return nil
+	return h.answerUser(ctx, result, a, mailbox, allSections)
 }
 
 // handleUserUpdate answers UpdateUser with the changed account, its id as
-// the client wrote it. Only the elements present are changed. <Roles>
-// that name only one of IsGlobalAdmin and IsDomainAdmin are read against
-// the account's current rights (see roleRights).
+// the client wrote it. Only the elements present are changed; the entries
+// of <Aliases>, <ListMembership> and <GroupMembership> are added, or
+// removed with action="remove", in the same service call. <Roles> that
+// name only one of IsGlobalAdmin and IsDomainAdmin are read against the
+// account's current rights (see roleRights).
 func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.Element) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
@@ -78,7 +81,7 @@ func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.
 		}
 		current = a.AdminRights
 	}
-	f, err := accountFields(p, current)
+	f, err := accountFields(p, current, false)
 	if err != nil {
 		return err
 	}
@@ -86,8 +89,7 @@ func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	addUser(result, a, mailbox, allSections)
-	return nil
+	return h.answerUser(ctx, result, a, mailbox, allSections)
 }
 
 // handleUserDelete answers DeleteUser. Every Remove* element (RemoveMailbox,
@@ -138,14 +140,15 @@ func accountName(p params) (domain, mailbox string, err error) {
 }
 
 // accountFields decodes the optional elements of CreateUser and
-// UpdateUser: <Details>, and the sections <Quotas> and <Roles> (directly
-// in <Parameters> or inside <Details>). The password is taken as sent
-// (not trimmed); a password hash (a bcrypt hash given instead of a
-// password, checked by the service) is trimmed. current is the account's
-// admin rights (AdminNone for a new account), for <Roles>. Known elements
-// of the classic XML-API that mailcluster does not support are refused
-// first (see unsupported), so nothing is changed.
-func accountFields(p params, current mailcluster.AdminRights) (mailcluster.AccountUpdate, error) {
+// UpdateUser: <Details>, and the sections <Quotas>, <Roles>, <Aliases>,
+// <ListMembership> and <GroupMembership> (directly in <Parameters> or
+// inside <Details>). The password is taken as sent (not trimmed); a
+// password hash (a bcrypt hash given instead of a password, checked by
+// the service) is trimmed. current is the account's admin rights
+// (AdminNone for a new account), for <Roles>; create refuses entries to
+// remove. Known elements of the classic XML-API that mailcluster does not
+// support are refused first (see unsupported), so nothing is changed.
+func accountFields(p params, current mailcluster.AdminRights, create bool) (mailcluster.AccountUpdate, error) {
 	if err := unsupported(p); err != nil {
 		return mailcluster.AccountUpdate{}, err
 	}
@@ -197,7 +200,46 @@ func accountFields(p params, current mailcluster.AdminRights) (mailcluster.Accou
 	if f.SendAs, err = sendAs(p); err != nil {
 		return f, err
 	}
+	if err := memberships(p, &f, create); err != nil {
+		return f, err
+	}
 	return f, nil
+}
+
+// memberships decodes <Aliases><Alias>, <ListMembership><List> and
+// <GroupMembership><Group> (each directly in <Parameters> or inside
+// <Details>) into the Add and Remove lists of f: an alias is a local part
+// or a full address, a list its name or address, a group its name; the
+// service checks them. An entry with action="remove" (or "delete") is
+// removed; on create (a new account) it is refused.
+func memberships(p params, f *mailcluster.AccountUpdate, create bool) error {
+	for _, s := range []struct {
+		section, entry string
+		add, remove    *[]string
+	}{
+		{"Aliases", "Alias", &f.AddAliases, &f.RemoveAliases},
+		{"ListMembership", "List", &f.AddLists, &f.RemoveLists},
+		{"GroupMembership", "Group", &f.AddGroups, &f.RemoveGroups},
+	} {
+		path := p.section(s.section)
+		if path == "" {
+			continue
+		}
+		if p.has(s.section) && p.has("Details/"+s.section) {
+			return mailcluster.Errorf(mailcluster.EINVALID,
+				"Parameters %s and Details/%s: give the section once; nothing was changed.", s.section, s.section)
+		}
+		add, remove, err := p.entries(path, s.entry)
+		if err != nil {
+			return err
+		}
+		if create && len(remove) > 0 {
+			return mailcluster.Errorf(mailcluster.EINVALID,
+				"Parameter %s/%s: a new account has nothing to remove (action remove is for UpdateUser); nothing was changed.", path, s.entry)
+		}
+		*s.add, *s.remove = add, remove
+	}
+	return nil
 }
 
 // notSupported is the StatusNotSupported error naming a parameter.
@@ -206,20 +248,10 @@ func notSupported(path, detail string) error {
 }
 
 // unsupported refuses the known elements of the classic CreateUser and
-// UpdateUser that mailcluster cannot honour: <Aliases>,
-// <ListMembership> and <GroupMembership> with any content, a
-// MustChangePassword of Yes, and the per-account limits mailcluster does
-// not keep. Empty elements ask for nothing and pass.
+// UpdateUser that mailcluster cannot honour: a MustChangePassword of Yes
+// and the per-account limits mailcluster does not keep. Empty elements
+// ask for nothing and pass.
 func unsupported(p params) error {
-	for _, name := range []string{"Aliases", "ListMembership", "GroupMembership"} {
-		path := p.section(name)
-		if path == "" {
-			continue
-		}
-		if e := p.find(path); len(e.ChildElements()) > 0 || strings.TrimSpace(textOf(e)) != "" {
-			return notSupported(path, "")
-		}
-	}
 	if v, err := p.flag("Details/MustChangePassword"); err != nil {
 		return err
 	} else if v != nil && *v {
@@ -362,9 +394,9 @@ func quotas(p params) (bytes, messages *int64, err error) {
 }
 
 // Sections of the User element in GetUserInfo, CreateUser and UpdateUser.
-type sections struct{ details, quotas, roles bool }
+type sections struct{ details, quotas, roles, aliases, lists, groups bool }
 
-var allSections = sections{true, true, true}
+var allSections = sections{true, true, true, true, true, true}
 
 // userSections reads <Get>: nil or <All/> is every section.
 func userSections(get *etree.Element) sections {
@@ -375,7 +407,44 @@ func userSections(get *etree.Element) sections {
 		details: get.SelectElement("Details") != nil,
 		quotas:  get.SelectElement("Quotas") != nil,
 		roles:   get.SelectElement("Roles") != nil,
+		aliases: get.SelectElement("Aliases") != nil,
+		lists:   get.SelectElement("ListMembership") != nil,
+		groups:  get.SelectElement("GroupMembership") != nil,
 	}
+}
+
+// user is an account with what the User element shows besides its
+// record: the aliases that point at it, the lists and the groups it is a
+// member of (each read only when its section is asked for).
+type user struct {
+	*mailcluster.Account
+	aliases []*mailcluster.Alias
+	lists   []*mailcluster.MailingList
+	groups  []*mailcluster.Group
+}
+
+// answerUser reads the memberships the sections s ask for and appends the
+// User element (see addUser).
+func (h *Handler) answerUser(ctx context.Context, parent *etree.Element, a *mailcluster.Account, id string, s sections) error {
+	u := user{Account: a}
+	var err error
+	if s.aliases {
+		if u.aliases, err = h.svc.AccountAliases(ctx, a.Domain, a.Mailbox); err != nil {
+			return err
+		}
+	}
+	if s.lists {
+		if u.lists, err = h.svc.AccountLists(ctx, a.Domain, a.Mailbox); err != nil {
+			return err
+		}
+	}
+	if s.groups {
+		if u.groups, err = h.svc.AccountGroups(ctx, a.Domain, a.Mailbox); err != nil {
+			return err
+		}
+	}
+	addUser(parent, u, id, s)
+	return nil
 }
 
 // displayName is the account's full name, or its first and last names.
@@ -390,7 +459,8 @@ func displayName(a *mailcluster.Account) string {
 // sections asked for; id is the mailbox as the client wrote it. The
 // password and its hash are never written: <Password note="unavailable"/>
 // stands for them, as classic clients expect the element.
-func addUser(parent *etree.Element, a *mailcluster.Account, id string, s sections) {
+func addUser(parent *etree.Element, uv user, id string, s sections) {
+	a := uv.Account
 	u := parent.CreateElement("User")
 	u.CreateAttr("id", id)
 	u.CreateAttr("displayname", displayName(a))
@@ -432,6 +502,24 @@ func addUser(parent *etree.Element, a *mailcluster.Account, id string, s section
 		r := u.CreateElement("Roles")
 		addText(r, "IsGlobalAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminGlobal))
 		addText(r, "IsDomainAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminDomain)).CreateAttr("domain", a.Domain)
+	}
+	if s.aliases {
+		e := u.CreateElement("Aliases")
+		for _, al := range uv.aliases {
+			addText(e, "Alias", al.Address())
+		}
+	}
+	if s.lists {
+		e := u.CreateElement("ListMembership")
+		for _, l := range uv.lists {
+			addText(e, "List", l.Address())
+		}
+	}
+	if s.groups {
+		e := u.CreateElement("GroupMembership")
+		for _, g := range uv.groups {
+			addText(e, "Group", g.Name)
+		}
 	}
 }
 

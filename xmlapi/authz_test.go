@@ -90,6 +90,30 @@ func xmlAuthzTable(domain string) map[string]xmlAuthzCase {
 		"AddClusterNode":                        {xmlGlobal, "<Node>node2</Node>"},
 		"RemoveClusterNode":                     {xmlGlobal, "<Name>node3</Name>"},
 		"GetClusterLog":                         {xmlGlobal, ""},
+		"UpdateDomain (postmaster)":             {xmlGlobal, dom + "<Postmaster>alice@" + domain + "</Postmaster>"},
+		"CreateUser (memberships)": {xmlDomain, dom + "<Mailbox>new</Mailbox><Details><Password>secret-pass-new1</Password></Details>" +
+			"<Aliases><Alias>new.alias</Alias></Aliases><ListMembership><List>news@" + domain + "</List></ListMembership>" +
+			"<GroupMembership><Group>team</Group></GroupMembership>"},
+		"UpdateUser (memberships)": {xmlDomain, alice + `<Aliases><Alias>extra</Alias><Alias action="remove">sales</Alias></Aliases>` +
+			`<ListMembership><List action="remove">news</List></ListMembership><GroupMembership><Group>team</Group></GroupMembership>`},
+		"GetAliasList":          {xmlDomain, dom},
+		"CreateAlias":           {xmlDomain, dom + "<Alias>new.alias</Alias><Target>alice@" + domain + "</Target>"},
+		"CreateAlias (address)": {xmlDomain, "<Alias>new.alias@" + domain + "</Alias><Target>alice@" + domain + "</Target>"},
+		"UpdateAlias":           {xmlDomain, dom + "<Alias>sales</Alias><Target>bob@" + domain + "</Target>"},
+		"DeleteAlias":           {xmlDomain, "<Alias>sales@" + domain + "</Alias>"},
+		"GetListList":           {xmlDomain, dom},
+		"GetListInfo":           {xmlDomain, "<List>news@" + domain + "</List>"},
+		"CreateList": {xmlDomain, dom + `<ListName>newlist</ListName><Owner>alice@` + domain + `</Owner><Policy>moderated</Policy>` +
+			`<Members><Member>alice@` + domain + `</Member><Member group="team"/></Members>`},
+		"UpdateList": {xmlDomain, dom + `<ListName>news</ListName><Policy>anyone</Policy>` +
+			`<Members><Member>bob@` + domain + `</Member><Member action="remove">alice@` + domain + `</Member></Members>`},
+		"DeleteList":   {xmlDomain, dom + "<ListName>news</ListName>"},
+		"GetGroupList": {xmlDomain, dom},
+		"GetGroupInfo": {xmlDomain, dom + "<Group>team</Group>"},
+		"CreateGroup":  {xmlDomain, dom + "<Group>newgroup</Group><QuotaBytes>1000</QuotaBytes><Members><Member>alice</Member></Members>"},
+		"UpdateGroup": {xmlDomain, dom + `<Group>team</Group><Description>changed</Description>` +
+			`<Members><Member>alice@` + domain + `</Member><Member action="remove">bob</Member></Members>`},
+		"DeleteGroup": {xmlDomain, dom + "<Group>team</Group>"},
 	}
 }
 
@@ -132,7 +156,9 @@ func authzPassword(address string) string { return "secret-pass-" + address }
 
 // mustOpenAuthzEnv starts a node where attacker.test and victim.test each
 // have alice and user (mail users), bob (a frozen mail user), dadmin (a
-// domain administrator) and gadmin (a global administrator), plus a
+// domain administrator) and gadmin (a global administrator), the alias
+// sales (to alice), the group team (bob) and the list news (alice and
+// team), plus a
 // blocked address 198.51.100.1, a certificate "mail", a registered
 // server node3 and an admission check that would admit node2.
 func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
@@ -151,6 +177,10 @@ func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 				Password: authzPassword(a.mailbox + "@" + d), AdminRights: a.rights})
 		}
 		e.mustFreeze(tb, "bob@"+d)
+		e.mustCreateAlias(tb, d, "sales", "alice@"+d)
+		e.mustCreateGroup(tb, mailcluster.GroupCreate{Domain: d, Name: "team", Members: []string{"bob"}})
+		e.mustCreateList(tb, mailcluster.ListCreate{Domain: d, Name: "news",
+			Members: []mailcluster.ListMember{{Address: "alice@" + d}, {Group: "team"}}})
 	}
 	e.mustBlock(tb, "198.51.100.1", time.Time{})
 	e.mustImport(tb, "mail", pki.Leaf, false)
@@ -197,6 +227,7 @@ func authzState(t *testing.T, e *Env) string {
 	must("certificates", cs, err)
 	svs, err := e.Svc.Members(ctx)
 	must("servers", svs, err)
+	state["mail"] = e.mailState(t, attackerDomain, victimDomain)
 	b, err := json.MarshalIndent(state, "", " ")
 	if err != nil {
 		t.Fatal(err)

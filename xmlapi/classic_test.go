@@ -394,10 +394,6 @@ func TestClassicUnsupported(t *testing.T) {
 	e.MustCreateDomain(t, "example.com")
 	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", FullName: "Alice"})
 	for name, tc := range map[string]struct{ params, names string }{
-		"Aliases":            {`<Aliases><Alias>sales@example.com</Alias></Aliases>`, "Aliases"},
-		"ListMembership":     {`<ListMembership><List>staff@example.com</List></ListMembership>`, "ListMembership"},
-		"GroupMembership":    {`<GroupMembership><Group>Sales</Group></GroupMembership>`, "GroupMembership"},
-		"InDetails":          {`<Details><FullName>X</FullName><Aliases><Alias>a@example.com</Alias></Aliases></Details>`, "Details/Aliases"},
 		"MustChangePassword": {`<Details><FullName>X</FullName><MustChangePassword>Yes</MustChangePassword></Details>`, "Details/MustChangePassword"},
 		"OtherDomainAdmin":   {`<Roles><IsDomainAdmin domain="other.example">Yes</IsDomainAdmin></Roles>`, "Roles/IsDomainAdmin"},
 		"MaxSentPerDay":      {`<Quotas><MaxSentPerDay>100</MaxSentPerDay></Quotas>`, "Quotas/MaxSentPerDay"},
@@ -425,4 +421,219 @@ func TestClassicUnsupported(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClassicMemberships: CreateUser and UpdateUser with <Aliases>,
+// <ListMembership> and <GroupMembership> (beside <Details> or inside
+// it), and GetUserInfo showing them.
+func TestClassicMemberships(t *testing.T) {
+	e := MustOpenEnv(t)
+	e.MustCreateDomain(t, "example.com")
+	e.MustCreateDomain(t, "other.example")
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "frank"})
+	e.mustCreateList(t, mailcluster.ListCreate{Domain: "example.com", Name: "staff"})
+	e.mustCreateList(t, mailcluster.ListCreate{Domain: "example.com", Name: "news"})
+	e.mustCreateGroup(t, mailcluster.GroupCreate{Domain: "example.com", Name: "sales"})
+	e.mustCreateGroup(t, mailcluster.GroupCreate{Domain: "example.com", Name: "support"})
+	e.mustCreateList(t, mailcluster.ListCreate{Domain: "other.example", Name: "staff"})
+	e.mustCreateAlias(t, "example.com", "sales.desk", "frank@example.com")
+
+	// shown returns what GetUserInfo shows of colleen's memberships.
+	shown := func(t *testing.T, r *Response) (aliases, lists, groups string) {
+		t.Helper()
+		for _, path := range []string{"User/Aliases", "User/ListMembership", "User/GroupMembership"} {
+			if r.Result().FindElement(path) == nil {
+				t.Fatalf("no %s:\n%s", path, r.Body)
+			}
+		}
+		return texts(r.Result().FindElements("User/Aliases/Alias")),
+			texts(r.Result().FindElements("User/ListMembership/List")),
+			texts(r.Result().FindElements("User/GroupMembership/Group"))
+	}
+	info := func(t *testing.T) (aliases, lists, groups string) {
+		t.Helper()
+		return shown(t, e.classic(t, "0", "GetUserInfo", "<Domain>example.com</Domain><Mailbox>Colleen.Wing</Mailbox>").MustOK(t))
+	}
+	mustShow := func(t *testing.T, aliases, lists, groups string) {
+		t.Helper()
+		a, l, g := info(t)
+		if a != aliases || l != lists || g != groups {
+			t.Fatalf("aliases %q, lists %q, groups %q; want %q, %q, %q", a, l, g, aliases, lists, groups)
+		}
+	}
+
+	t.Run("CreateUser", func(t *testing.T) {
+		r := e.classic(t, "1", "CreateUser", `<Domain>example.com</Domain><Mailbox>Colleen.Wing</Mailbox>
+<Details>
+  <FullName>Colleen Wing</FullName>
+  <Password>secret-pass-colleen</Password>
+  <GroupMembership><Group>sales</Group></GroupMembership>
+</Details>
+<Aliases><Alias>cwing</Alias><Alias>Info@example.com</Alias></Aliases>
+<ListMembership><List>staff@example.com</List><List>news</List></ListMembership>`).MustOK(t)
+		a, l, g := shown(t, r)
+		if a != "cwing@example.com,info@example.com" || l != "news@example.com,staff@example.com" || g != "sales" {
+			t.Fatalf("answer shows aliases %q, lists %q, groups %q:\n%s", a, l, g, r.Body)
+		}
+		mustShow(t, "cwing@example.com,info@example.com", "news@example.com,staff@example.com", "sales")
+		// Stored as the service sees it.
+		if al, err := e.Svc.FindAlias(sys(), "example.com", "cwing"); err != nil || al.Target != "colleen.wing@example.com" {
+			t.Fatalf("alias %+v, %v", al, err)
+		}
+		// echo="1" blanks the password and nothing else.
+		echoed := r.Doc.FindElement("/MDaemon/API/Request/Parameters")
+		if pw := echoed.FindElement("Details/Password"); pw == nil || pw.Text() != "" {
+			t.Fatalf("echoed Password not blanked:\n%s", r.Body)
+		}
+		if got := texts(echoed.FindElements("Aliases/Alias")); got != "cwing,Info@example.com" {
+			t.Fatalf("echoed aliases %q:\n%s", got, r.Body)
+		}
+		if got := texts(echoed.FindElements("Details/GroupMembership/Group")); got != "sales" {
+			t.Fatalf("echoed groups %q:\n%s", got, r.Body)
+		}
+	})
+	t.Run("GetSections", func(t *testing.T) {
+		r := e.classic(t, "0", "GetUserInfo", "<Domain>example.com</Domain><Mailbox>colleen.wing</Mailbox><Get><Aliases/><GroupMembership/></Get>").MustOK(t)
+		u := r.Result().SelectElement("User")
+		var tags []string
+		for _, c := range u.ChildElements() {
+			tags = append(tags, c.Tag)
+		}
+		if strings.Join(tags, ",") != "Aliases,GroupMembership" {
+			t.Fatalf("sections %v:\n%s", tags, r.Body)
+		}
+		r = e.classic(t, "0", "GetUserInfo", "<Domain>example.com</Domain><Mailbox>colleen.wing</Mailbox><Get><Details/></Get>").MustOK(t)
+		if r.Result().FindElement("User/Aliases") != nil || r.Result().FindElement("User/ListMembership") != nil {
+			t.Fatalf("sections not asked for:\n%s", r.Body)
+		}
+	})
+	t.Run("UpdateUser", func(t *testing.T) {
+		r := e.classic(t, "0", "UpdateUser", `<Domain>example.com</Domain><Mailbox>Colleen.Wing</Mailbox>
+<Aliases><Alias action="remove">info@example.com</Alias><Alias>help</Alias></Aliases>
+<ListMembership><List action="remove">staff</List></ListMembership>
+<Details><GroupMembership><Group action="Delete">sales</Group><Group action="add">support</Group></GroupMembership></Details>`).MustOK(t)
+		a, l, g := shown(t, r)
+		if a != "cwing@example.com,help@example.com" || l != "news@example.com" || g != "support" {
+			t.Fatalf("answer shows aliases %q, lists %q, groups %q:\n%s", a, l, g, r.Body)
+		}
+		mustShow(t, "cwing@example.com,help@example.com", "news@example.com", "support")
+		if _, err := e.Svc.FindAlias(sys(), "example.com", "info"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+			t.Fatalf("removed alias still there: %v", err)
+		}
+	})
+	t.Run("EmptySections", func(t *testing.T) {
+		e.classic(t, "0", "UpdateUser", `<Domain>example.com</Domain><Mailbox>colleen.wing</Mailbox>
+<Details><FullName>C. Wing</FullName></Details><Aliases/><ListMembership></ListMembership><GroupMembership> </GroupMembership>`).MustOK(t)
+		mustShow(t, "cwing@example.com,help@example.com", "news@example.com", "support")
+		if a := e.MustFindAccount(t, "example.com", "colleen.wing"); a.FullName != "C. Wing" {
+			t.Fatalf("stored %+v", a)
+		}
+	})
+
+	refused := func(t *testing.T, id int, op, params string) string {
+		t.Helper()
+		msg := e.refusedUnchanged(t, id, func() *Response { return e.classic(t, "0", op, params) }, "example.com", "other.example")
+		if a := e.MustFindAccount(t, "example.com", "colleen.wing"); a.FullName != "C. Wing" {
+			t.Fatalf("a refused request changed the account: %+v", a)
+		}
+		return msg
+	}
+	update := "<Domain>example.com</Domain><Mailbox>colleen.wing</Mailbox><Details><FullName>Changed</FullName></Details>"
+	create := "<Domain>example.com</Domain><Mailbox>newbie</Mailbox><Details><Password>secret-pass-newbie</Password></Details>"
+	t.Run("ErrNameClash", func(t *testing.T) {
+		// An account, an alias or a list of that name exists: nothing of
+		// the request is written, the other changes included.
+		for _, clash := range []string{"frank", "staff", "sales.desk"} {
+			refused(t, xmlapi.StatusConflict, "UpdateUser", update+"<Aliases><Alias>fresh</Alias><Alias>"+clash+"</Alias></Aliases>")
+			refused(t, xmlapi.StatusConflict, "CreateUser", create+"<Aliases><Alias>"+clash+"</Alias></Aliases>")
+		}
+		refused(t, xmlapi.StatusConflict, "CreateUser", "<Domain>example.com</Domain><Mailbox>staff</Mailbox>")
+	})
+	t.Run("ErrNoSuchListOrGroup", func(t *testing.T) {
+		// The account is the object of the request: a list or group it
+		// names that does not exist is an invalid parameter.
+		for _, c := range []struct{ op, params, names string }{
+			{"UpdateUser", update + "<ListMembership><List>nolist</List></ListMembership>", "nolist@example.com"},
+			{"CreateUser", create + "<GroupMembership><Group>nogroup</Group></GroupMembership>", "nogroup"},
+		} {
+			if msg := refused(t, xmlapi.StatusInvalidParameter, c.op, c.params); !strings.Contains(msg, c.names) {
+				t.Errorf("%s: message %q does not name %s", c.op, msg, c.names)
+			}
+		}
+		if _, err := e.Svc.FindAccount(sys(), "example.com", "newbie"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+			t.Fatalf("a refused CreateUser created the account: %v", err)
+		}
+	})
+	t.Run("ErrOtherDomainList", func(t *testing.T) {
+		// A list of another domain: accounts are members of their own
+		// domain's lists only.
+		refused(t, xmlapi.StatusInvalidParameter, "UpdateUser", update+"<ListMembership><List>staff@other.example</List></ListMembership>")
+	})
+	t.Run("ErrBadSection", func(t *testing.T) {
+		for _, c := range []struct{ op, params, names string }{
+			{"UpdateUser", update + `<Aliases><Alias action="replace">x</Alias></Aliases>`, `"replace"`},
+			{"UpdateUser", `<Domain>example.com</Domain><Mailbox>colleen.wing</Mailbox><Details><FullName>Changed</FullName>` +
+				`<ListMembership><List action="drop">news</List></ListMembership></Details>`, "Details/ListMembership/List"},
+			{"UpdateUser", update + `<Aliases>a, b</Aliases>`, "<Alias>"},
+			{"UpdateUser", update + `<Aliases><Address>a</Address></Aliases>`, "<Address>"},
+			{"UpdateUser", update + `<GroupMembership><Group/></GroupMembership>`, "GroupMembership/Group"},
+			{"CreateUser", create + `<Aliases><Alias action="remove">x</Alias></Aliases>`, "UpdateUser"},
+			{"UpdateUser", `<Domain>example.com</Domain><Mailbox>colleen.wing</Mailbox><Aliases><Alias>a1</Alias></Aliases>` +
+				`<Details><FullName>Changed</FullName><Aliases><Alias>a2</Alias></Aliases></Details>`, "once"},
+		} {
+			msg := refused(t, xmlapi.StatusInvalidParameter, c.op, c.params)
+			if !strings.Contains(msg, c.names) {
+				t.Errorf("%s: message %q does not mention %s", c.params, msg, c.names)
+			}
+		}
+	})
+}
+
+// TestClassicMembershipsDomainAdmin: a domain administrator manages the
+// memberships of its own domain's accounts, and cannot reach another
+// domain's objects through them.
+func TestClassicMembershipsDomainAdmin(t *testing.T) {
+	e := MustOpenEnv(t)
+	e.MustCreateDomain(t, "example.com")
+	e.MustCreateDomain(t, "other.example")
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "dadmin", Password: "secret-pass-dadmin",
+		AdminRights: mailcluster.AdminDomain})
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice"})
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "other.example", Mailbox: "olga"})
+	e.mustCreateList(t, mailcluster.ListCreate{Domain: "example.com", Name: "staff"})
+	e.mustCreateGroup(t, mailcluster.GroupCreate{Domain: "example.com", Name: "sales"})
+	e.mustCreateList(t, mailcluster.ListCreate{Domain: "other.example", Name: "staff"})
+	as := func(op, params string) *Response {
+		return Post(t, e.URL, "dadmin@example.com", "secret-pass-dadmin", strings.NewReader(classicDoc("0", op, params)))
+	}
+
+	t.Run("OwnDomain", func(t *testing.T) {
+		r := as("UpdateUser", `<Domain>example.com</Domain><Mailbox>alice</Mailbox><Aliases><Alias>al</Alias></Aliases>
+<ListMembership><List>staff</List></ListMembership><GroupMembership><Group>sales</Group></GroupMembership>`).MustOK(t)
+		if texts(r.Result().FindElements("User/Aliases/Alias")) != "al@example.com" ||
+			texts(r.Result().FindElements("User/ListMembership/List")) != "staff@example.com" ||
+			texts(r.Result().FindElements("User/GroupMembership/Group")) != "sales" {
+			t.Fatalf("answer:\n%s", r.Body)
+		}
+		as("GetAliasList", "<Domain>example.com</Domain>").MustOK(t)
+		as("GetListInfo", "<List>staff@example.com</List>").MustOK(t)
+		as("GetGroupInfo", "<Domain>example.com</Domain><Group>sales</Group>").MustOK(t)
+	})
+	t.Run("ErrOtherDomain", func(t *testing.T) {
+		for _, c := range []struct{ op, params string }{
+			{"UpdateUser", "<Domain>other.example</Domain><Mailbox>olga</Mailbox><Aliases><Alias>o</Alias></Aliases>"},
+			{"UpdateUser", "<Domain>example.com</Domain><Mailbox>alice</Mailbox><Aliases><Alias>x@other.example</Alias></Aliases>"},
+			{"CreateAlias", "<Domain>other.example</Domain><Alias>o</Alias><Target>olga@other.example</Target>"},
+			{"CreateAlias", "<Domain>example.com</Domain><Alias>o</Alias><Target>olga@other.example</Target>"},
+			{"GetAliasList", "<Domain>other.example</Domain>"},
+			{"GetListInfo", "<List>staff@other.example</List>"},
+			{"UpdateList", "<List>staff@other.example</List><Description>x</Description>"},
+			{"GetGroupList", "<Domain>other.example</Domain>"},
+			{"CreateGroup", "<Domain>other.example</Domain><Group>g</Group>"},
+		} {
+			t.Run(c.op, func(t *testing.T) {
+				e.refusedUnchanged(t, xmlapi.StatusForbidden, func() *Response { return as(c.op, c.params) }, "example.com", "other.example")
+			})
+		}
+	})
 }

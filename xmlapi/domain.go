@@ -145,6 +145,9 @@ func (h *Handler) handleDomainCreate(ctx context.Context, p params, result *etre
 	if upd.MaxAccounts != nil {
 		d.MaxAccounts = *upd.MaxAccounts
 	}
+	if upd.Postmaster != nil {
+		d.Postmaster = *upd.Postmaster
+	}
 	created, err := h.svc.CreateDomain(ctx, d)
 	if err != nil {
 		return err
@@ -186,10 +189,14 @@ func (h *Handler) handleDomainDelete(ctx context.Context, p params, _ *etree.Ele
 	return h.svc.DeleteDomain(ctx, name, force != nil && *force)
 }
 
-// domainFields decodes the optional <Description> and <MaxAccounts>.
+// domainFields decodes the optional <Description>, <MaxAccounts> and
+// <Postmaster> (the address of the account that receives mail to
+// postmaster@ and abuse@ of the domain; empty: the first global
+// administrator).
 func domainFields(p params) (mailcluster.DomainUpdate, error) {
 	var upd mailcluster.DomainUpdate
 	upd.Description = p.str("Description")
+	upd.Postmaster = p.str("Postmaster")
 	n, err := p.int("MaxAccounts")
 	if err != nil {
 		return upd, err
@@ -217,6 +224,7 @@ func addDomainDetails(e *etree.Element, d *mailcluster.Domain) {
 	addText(e, "Name", d.Name)
 	addText(e, "Description", d.Description)
 	addText(e, "MaxAccounts", strconv.Itoa(d.MaxAccounts))
+	addText(e, "Postmaster", d.Postmaster)
 	addText(e, "AccountCount", strconv.Itoa(d.AccountCount))
 	addText(e, "Created", formatTime(d.CreatedAt))
 	addText(e, "Updated", formatTime(d.UpdatedAt))

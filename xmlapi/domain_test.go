@@ -119,6 +119,16 @@ func TestCreateDomain(t *testing.T) {
 			t.Fatalf("stored %+v, %v", d, err)
 		}
 	})
+	t.Run("Postmaster", func(t *testing.T) {
+		r := e.Call(t, "CreateDomain", "<Domain>pm.example</Domain><Postmaster>admin@localhost</Postmaster>").MustOK(t)
+		if r.Text("Domain/Postmaster") != "admin@localhost" {
+			t.Fatalf("answer:\n%s", r.Body)
+		}
+		e.Call(t, "CreateDomain", "<Domain>pm2.example</Domain><Postmaster>nobody@localhost</Postmaster>").MustStatus(t, xmlapi.StatusInvalidParameter)
+		if _, err := e.Svc.FindDomain(sys(), "pm2.example"); mailcluster.ErrorCode(err) != mailcluster.ENOTFOUND {
+			t.Fatalf("a refused CreateDomain created the domain: %v", err)
+		}
+	})
 	t.Run("ErrExists", func(t *testing.T) {
 		msg := e.Call(t, "CreateDomain", "<Domain>example.com</Domain>").MustStatus(t, xmlapi.StatusConflict)
 		if !strings.Contains(msg, "already exists") {
@@ -156,6 +166,38 @@ func TestUpdateDomain(t *testing.T) {
 		d, err := e.Svc.FindDomain(service.SystemContext(context.Background(), "test"), "example.com")
 		if err != nil || d.Description != "New" || d.MaxAccounts != 0 {
 			t.Fatalf("stored %+v, %v", d, err)
+		}
+	})
+	t.Run("Postmaster", func(t *testing.T) {
+		e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "frank"})
+		r := e.Call(t, "UpdateDomain", "<Domain>example.com</Domain><Postmaster>frank@example.com</Postmaster>").MustOK(t)
+		if r.Text("Domain/Postmaster") != "frank@example.com" || r.Text("Domain/Description") != "New" {
+			t.Fatalf("answer:\n%s", r.Body)
+		}
+		r = e.Call(t, "GetDomainInfo", "<Domain>example.com</Domain><Get><Details/></Get>").MustOK(t)
+		if r.Text("Domain/Postmaster") != "frank@example.com" {
+			t.Fatalf("GetDomainInfo:\n%s", r.Body)
+		}
+		// An absent Postmaster leaves it; another change keeps it.
+		e.Call(t, "UpdateDomain", "<Domain>example.com</Domain><Description>Newer</Description>").MustOK(t)
+		if d, err := e.Svc.FindDomain(sys(), "example.com"); err != nil || d.Postmaster != "frank@example.com" {
+			t.Fatalf("stored %+v, %v", d, err)
+		}
+		t.Run("ErrNoSuchAccount", func(t *testing.T) {
+			index := e.Store.Index()
+			msg := e.Call(t, "UpdateDomain", "<Domain>example.com</Domain><Postmaster>nobody@example.com</Postmaster>").
+				MustStatus(t, xmlapi.StatusInvalidParameter)
+			if !strings.Contains(msg, "nobody@example.com") {
+				t.Fatalf("message %q", msg)
+			}
+			if got := e.Store.Index(); got != index {
+				t.Fatalf("store index moved from %d to %d", index, got)
+			}
+		})
+		// Empty: back to the default, the first global administrator.
+		r = e.Call(t, "UpdateDomain", "<Domain>example.com</Domain><Postmaster/>").MustOK(t)
+		if pm := r.Result().FindElement("Domain/Postmaster"); pm == nil || pm.Text() != "" {
+			t.Fatalf("answer:\n%s", r.Body)
 		}
 	})
 	t.Run("ErrNotFound", func(t *testing.T) {

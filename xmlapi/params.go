@@ -64,6 +64,34 @@ func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Elem
 		return h.handleClusterNodeRemove(ctx, p, result)
 	case "GetClusterLog":
 		return h.handleClusterLog(ctx, p, result)
+	case "CreateAlias":
+		return h.handleAliasCreate(ctx, p, result)
+	case "UpdateAlias":
+		return h.handleAliasUpdate(ctx, p, result)
+	case "DeleteAlias":
+		return h.handleAliasDelete(ctx, p, result)
+	case "GetAliasList":
+		return h.handleAliasList(ctx, p, result)
+	case "CreateList":
+		return h.handleListCreate(ctx, p, result)
+	case "UpdateList":
+		return h.handleListUpdate(ctx, p, result)
+	case "DeleteList":
+		return h.handleListDelete(ctx, p, result)
+	case "GetListInfo":
+		return h.handleListInfo(ctx, p, result)
+	case "GetListList":
+		return h.handleListList(ctx, p, result)
+	case "CreateGroup":
+		return h.handleGroupCreate(ctx, p, result)
+	case "UpdateGroup":
+		return h.handleGroupUpdate(ctx, p, result)
+	case "DeleteGroup":
+		return h.handleGroupDelete(ctx, p, result)
+	case "GetGroupInfo":
+		return h.handleGroupInfo(ctx, p, result)
+	case "GetGroupList":
+		return h.handleGroupList(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }
@@ -166,6 +194,115 @@ func (p params) int(path string) (*int64, error) {
 		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Parameter %s: %q is not a whole number.", path, clip(*s))
 	}
 	return &n, nil
+}
+
+// firstOf returns the first of paths whose element has non-empty text,
+// and that text; "", "" when none has.
+func (p params) firstOf(paths ...string) (path, value string) {
+	for _, path := range paths {
+		if s := p.str(path); s != nil && *s != "" {
+			return path, *s
+		}
+	}
+	return "", ""
+}
+
+// domainObject returns the domain and name of an object that lives in a
+// domain's address space (an alias, a list): the first non-empty of
+// paths is its name or its full address name@domain, and <Domain> names
+// the domain (required with a bare name; with an address it may be left
+// out, and must agree when given). None of paths given is
+// StatusMissingParameter naming them all.
+func (p params) domainObject(paths ...string) (domain, name string, err error) {
+	path, v := p.firstOf(paths...)
+	if path == "" {
+		what := paths[0]
+		if len(paths) > 1 {
+			what += " (or " + strings.Join(paths[1:], " or ") + ")"
+		}
+		return "", "", missing(what)
+	}
+	given := p.strOr("Domain", "")
+	if !strings.Contains(v, "@") {
+		if given == "" {
+			return "", "", missing("Domain")
+		}
+		return given, v, nil
+	}
+	name, domain, err = mailcluster.SplitAddress(v)
+	if err != nil {
+		return "", "", mailcluster.Errorf(mailcluster.EINVALID, "Parameter %s: %s", path, mailcluster.ErrorMessage(err))
+	}
+	if given != "" && mailcluster.NormalizeDomain(given) != domain {
+		return "", "", mailcluster.Errorf(mailcluster.EINVALID,
+			"Parameter %s names domain %s, but Domain is %s: give one domain.", path, domain, clip(given))
+	}
+	return domain, name, nil
+}
+
+// removes reads the action attribute of an entry of a membership section
+// (path names the entry, for messages): absent, empty or "add" adds,
+// "remove" or "delete" removes, in any case; any other value is refused.
+func removes(path string, e *etree.Element) (bool, error) {
+	switch v := strings.TrimSpace(e.SelectAttrValue("action", "")); strings.ToLower(v) {
+	case "", "add":
+		return false, nil
+	case "remove", "delete":
+		return true, nil
+	default:
+		return false, mailcluster.Errorf(mailcluster.EINVALID,
+			"Parameter %s: action %q is not one of add, remove, delete; nothing was changed.", path, clip(v))
+	}
+}
+
+// entries decodes a membership section at path that holds one <entry>
+// element per value, each with an optional action attribute (see
+// removes): the values to add and to remove, in the order given; nil,
+// nil when the section is absent or empty. An empty entry is refused, as
+// walk refuses anything else it does not know.
+func (p params) entries(path, entry string) (add, remove []string, err error) {
+	err = p.walk(path, entry, func(c *etree.Element, v string, rm bool) error {
+		if v == "" {
+			return mailcluster.Errorf(mailcluster.EINVALID, "Parameter %s/%s: a value is required.", path, entry)
+		}
+		if rm {
+			remove = append(remove, v)
+		} else {
+			add = append(add, v)
+		}
+		return nil
+	})
+	return add, remove, err
+}
+
+// walk calls fn with every <entry> child of the section at path, its
+// trimmed text and whether its action removes it (see removes); nothing
+// when the section is absent. Text directly inside the section and
+// another child element are refused, so that nothing a client meant to
+// change is dropped silently.
+func (p params) walk(path, entry string, fn func(c *etree.Element, text string, remove bool) error) error {
+	e := p.find(path)
+	if e == nil {
+		return nil
+	}
+	if strings.TrimSpace(textOf(e)) != "" {
+		return mailcluster.Errorf(mailcluster.EINVALID,
+			"Parameter %s: give each value in its own <%s> element.", path, entry)
+	}
+	for _, c := range e.ChildElements() {
+		if c.Space != "" || c.Tag != entry {
+			return mailcluster.Errorf(mailcluster.EINVALID,
+				"Parameter %s: <%s> is not known here; give each value in its own <%s> element.", path, clip(c.FullTag()), entry)
+		}
+		rm, err := removes(path+"/"+entry, c)
+		if err != nil {
+			return err
+		}
+		if err := fn(c, strings.TrimSpace(textOf(c)), rm); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // missing is the StatusMissingParameter error for a parameter path.

@@ -46,6 +46,20 @@ var writes = []struct{ op, params string }{
 	{"AddClusterNode", "<Node>node2</Node>"},
 	{"AddClusterNode (address)", "<Address>127.0.0.2:8080</Address>"},
 	{"RemoveClusterNode", "<Name>node3</Name>"},
+	{"UpdateDomain (postmaster)", "<Domain>example.com</Domain><Postmaster>alice@example.com</Postmaster>"},
+	{"CreateUser (memberships)", "<Domain>example.com</Domain><Mailbox>new</Mailbox><Aliases><Alias>new.alias</Alias></Aliases>" +
+		"<ListMembership><List>staff</List></ListMembership><GroupMembership><Group>team</Group></GroupMembership>"},
+	{"UpdateUser (memberships)", `<Domain>example.com</Domain><Mailbox>alice</Mailbox><Aliases><Alias>extra</Alias></Aliases>` +
+		`<ListMembership><List action="remove">staff</List></ListMembership><GroupMembership><Group action="remove">team</Group></GroupMembership>`},
+	{"CreateAlias", "<Domain>example.com</Domain><Alias>new.alias</Alias><Target>alice@example.com</Target>"},
+	{"UpdateAlias", "<Domain>example.com</Domain><Alias>sales</Alias><Target>bob@example.com</Target>"},
+	{"DeleteAlias", "<Alias>sales@example.com</Alias>"},
+	{"CreateList", `<Domain>example.com</Domain><ListName>newlist</ListName><Members><Member>alice@example.com</Member><Member group="team"/></Members>`},
+	{"UpdateList", `<List>staff@example.com</List><Policy>anyone</Policy><Members><Member>bob@example.com</Member><Member action="remove">alice@example.com</Member></Members>`},
+	{"DeleteList", "<Domain>example.com</Domain><ListName>staff</ListName>"},
+	{"CreateGroup", "<Domain>example.com</Domain><Group>newgroup</Group><Members><Member>bob</Member></Members>"},
+	{"UpdateGroup", `<Domain>example.com</Domain><Group>team</Group><QuotaBytes>1000</QuotaBytes><Members><Member>bob</Member><Member action="remove">alice</Member></Members>`},
+	{"DeleteGroup", "<Domain>example.com</Domain><Group>team</Group>"},
 }
 
 // readParams are the parameters of the read operations that need some;
@@ -54,6 +68,11 @@ var readParams = map[string]string{
 	"GetDomainList": "<Get><Users/></Get>",
 	"GetDomainInfo": "<Domain>example.com</Domain>",
 	"GetUserInfo":   "<Domain>example.com</Domain><Mailbox>alice</Mailbox>",
+	"GetAliasList":  "<Domain>example.com</Domain>",
+	"GetListList":   "<Domain>example.com</Domain>",
+	"GetListInfo":   "<List>staff@example.com</List>",
+	"GetGroupList":  "<Domain>example.com</Domain>",
+	"GetGroupInfo":  "<Domain>example.com</Domain><Group>team</Group>",
 }
 
 // TestOperationsClassified proves that the handler classifies every
@@ -139,6 +158,12 @@ func TestSecondary(t *testing.T) {
 	// The certificate writes aim at an existing certificate.
 	e.mustImport(t, "mail", pki.Leaf, false)
 	e.Call(t, "AddClusterNode", "<Node>node3</Node>").MustOK(t)
+	// The alias, list and group writes aim at existing ones.
+	e.mustCreateAlias(t, "example.com", "sales", "alice@example.com")
+	e.mustCreateGroup(t, mailcluster.GroupCreate{Domain: "example.com", Name: "team", Members: []string{"alice"}})
+	e.mustCreateList(t, mailcluster.ListCreate{Domain: "example.com", Name: "staff",
+		Members: []mailcluster.ListMember{{Address: "alice@example.com"}}})
+	mail := e.mailState(t, "example.com")
 
 	// unchanged asserts that the refused writes changed nothing.
 	unchanged := func(t *testing.T, index uint64) {
@@ -150,7 +175,7 @@ func TestSecondary(t *testing.T) {
 			t.Fatalf("new.example exists: %v", err)
 		}
 		d, err := e.Svc.FindDomain(ctx, "example.com")
-		if err != nil || d.Description != "" || d.AccountCount != 2 {
+		if err != nil || d.Description != "" || d.Postmaster != "" || d.AccountCount != 2 {
 			t.Fatalf("example.com %+v, %v", d, err)
 		}
 		if a := e.MustFindAccount(t, "example.com", "alice"); a.Frozen {
@@ -179,6 +204,9 @@ func TestSecondary(t *testing.T) {
 		}
 		if svs, err := e.Svc.Members(ctx); err != nil || len(svs) != 1 || svs[0].Name != "node3" {
 			t.Fatalf("servers %v, %v", svs, err)
+		}
+		if got := e.mailState(t, "example.com"); got != mail {
+			t.Fatalf("aliases, lists or groups changed:\n%s\nwas\n%s", got, mail)
 		}
 	}
 

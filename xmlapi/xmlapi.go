@@ -118,6 +118,20 @@ var writeOperations = map[string]bool{
 	"AddClusterNode":      true,
 	"RemoveClusterNode":   true,
 	"GetClusterLog":       false,
+	"CreateAlias":         true,
+	"UpdateAlias":         true,
+	"DeleteAlias":         true,
+	"GetAliasList":        false,
+	"CreateList":          true,
+	"UpdateList":          true,
+	"DeleteList":          true,
+	"GetListInfo":         false,
+	"GetListList":         false,
+	"CreateGroup":         true,
+	"UpdateGroup":         true,
+	"DeleteGroup":         true,
+	"GetGroupInfo":        false,
+	"GetGroupList":        false,
 }
 
 // request is a decoded <Request>.

@@ -1,0 +1,101 @@
+package xmlapi
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/beevik/etree"
+
+	"mailcluster"
+)
+
+// pageSize is the page the list operations read from the service; they
+// answer every page.
+const pageSize = 1000
+
+// handleAliasCreate answers CreateAlias with the new alias: <Domain>,
+// <Alias> (a local part, or the full address) and <Target> (the address
+// of a local account).
+func (h *Handler) handleAliasCreate(ctx context.Context, p params, result *etree.Element) error {
+	domain, name, err := p.domainObject("Alias")
+	if err != nil {
+		return err
+	}
+	target, err := p.required("Target")
+	if err != nil {
+		return err
+	}
+	a, err := h.svc.CreateAlias(ctx, domain, name, target)
+	if err != nil {
+		return err
+	}
+	addAlias(result, a)
+	return nil
+}
+
+// handleAliasUpdate answers UpdateAlias, which points an alias at another
+// <Target>, with the changed alias.
+func (h *Handler) handleAliasUpdate(ctx context.Context, p params, result *etree.Element) error {
+	domain, name, err := p.domainObject("Alias")
+	if err != nil {
+		return err
+	}
+	target, err := p.required("Target")
+	if err != nil {
+		return err
+	}
+	a, err := h.svc.UpdateAlias(ctx, domain, name, target)
+	if err != nil {
+		return err
+	}
+	addAlias(result, a)
+	return nil
+}
+
+// handleAliasDelete answers DeleteAlias with <Result/>.
+func (h *Handler) handleAliasDelete(ctx context.Context, p params, _ *etree.Element) error {
+	domain, name, err := p.domainObject("Alias")
+	if err != nil {
+		return err
+	}
+	return h.svc.DeleteAlias(ctx, domain, name)
+}
+
+// handleAliasList answers GetAliasList: <Aliases count="N"> with an
+// <Alias> per alias of <Domain>, in name order.
+func (h *Handler) handleAliasList(ctx context.Context, p params, result *etree.Element) error {
+	domain, err := p.required("Domain")
+	if err != nil {
+		return err
+	}
+	list := etree.NewElement("Aliases")
+	cursor := ""
+	for {
+		page, next, err := h.svc.FindAliases(ctx, domain, cursor, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, a := range page {
+			addAlias(list, a)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	list.CreateAttr("count", strconv.Itoa(len(list.ChildElements())))
+	result.AddChild(list)
+	return nil
+}
+
+// addAlias appends <Alias id="name@domain" name=".." domain=".."
+// target=".." created=".." updated=".."/>.
+func addAlias(parent *etree.Element, a *mailcluster.Alias) {
+	e := parent.CreateElement("Alias")
+	e.CreateAttr("id", a.Address())
+	e.CreateAttr("name", a.Name)
+	e.CreateAttr("domain", a.Domain)
+	e.CreateAttr("target", a.Target)
+	e.CreateAttr("created", formatTime(a.CreatedAt))
+	e.CreateAttr("updated", formatTime(a.UpdatedAt))
+}
