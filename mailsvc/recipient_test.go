@@ -249,9 +249,6 @@ func TestAliasAndPostmasterDelivery(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := c.Rcpt("postmaster", nil); err != nil {
-			if se, ok := err.(*smtp.SMTPError); ok && se.Code == 501 && se.EnhancedCode == (smtp.EnhancedCode{5, 5, 2}) {
-				t.Skip("go-smtp before v0.26.0 refuses RCPT TO:<postmaster> before the session sees it")
-			}
 			t.Fatal(err)
 		}
 		w, err := c.Data()
