@@ -91,3 +91,35 @@ func (e addrEnv) keysOf(domain string) []string {
 	}
 	return out
 }
+
+// TestDeleteDomainLeftoverBatches: the records left once the accounts are
+// gone (here exactly one batch of usage records, then list members) go in
+// transactions of at most MaxDeleteOps operations.
+func TestDeleteDomainLeftoverBatches(t *testing.T) {
+	e := mustOpenAddrEnv(t)
+	if _, err := e.svc.CreateList(e.ctx, mailcluster.ListCreate{Domain: "example.com", Name: "team"}); err != nil {
+		t.Fatal(err)
+	}
+	putMembers(t, e.st, "example.com", "team", 150)
+	var ops []mailcluster.Op
+	for i := range service.MaxDeleteOps - 1 {
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpSet, Key: schema.Usage("example.com", fmt.Sprintf("gone%03d", i)), Value: []byte(`{}`)})
+	}
+	if _, err := e.st.BoltStore.Txn(e.ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range []string{"alice", "bob", "dadmin"} {
+		if err := e.svc.DeleteAccount(e.ctx, "example.com", mb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.svc.DeleteDomain(e.ctx, "example.com", true); err != nil {
+		t.Fatal(err)
+	}
+	if left := e.keysOf("example.com"); len(left) != 0 {
+		t.Fatalf("%d keys left, first %q", len(left), left[0])
+	}
+	if e.st.maxOps > service.MaxDeleteOps {
+		t.Errorf("a transaction held %d operations", e.st.maxOps)
+	}
+}

@@ -345,11 +345,11 @@ func (s *Service) leftovers(name string, limit int) []mailcluster.Op {
 	}
 	for _, prefix := range []string{schema.PrefixListMembers + name + "/", schema.ListPrefix(name),
 		schema.PrefixGroupMembers + name + "/", schema.GroupPrefix(name)} {
-		for _, kv := range s.store.List(prefix, "", limit-len(ops)) {
-			del(kv.Key)
-		}
 		if len(ops) >= limit {
 			return ops
+		}
+		for _, kv := range s.store.List(prefix, "", limit-len(ops)) {
+			del(kv.Key)
 		}
 	}
 	for _, prefix := range []string{schema.PrefixFrozenAccounts, schema.PrefixGlobalAdmins} {

@@ -305,6 +305,9 @@ func (s *Service) groupDeletion(domain, name string) setDeletion {
 					out = append(out, key)
 				}
 			}
+			if len(out) == limit {
+				return out
+			}
 			for _, kv := range s.store.List(schema.GroupMemberPrefix(domain, name), "", limit-len(out)) {
 				out = append(out, kv.Key)
 			}

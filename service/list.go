@@ -442,8 +442,12 @@ func (s *Service) FindListMembers(ctx context.Context, domain, name, cursor stri
 	if _, _, err := s.getList(domain, name); err != nil {
 		return nil, "", err
 	}
+	cursor = strings.ToLower(strings.TrimSpace(cursor))
+	if mailbox, _, ok := strings.Cut(cursor, "@"); ok {
+		cursor = mailbox // a member's address stands for its key
+	}
 	prefix := schema.ListMemberPrefix(domain, name)
-	kvs, next := s.page(prefix, strings.ToLower(strings.TrimSpace(cursor)), limit)
+	kvs, next := s.page(prefix, cursor, limit)
 	out := make([]mailcluster.ListMember, 0, len(kvs))
 	for _, kv := range kvs {
 		out = append(out, listMemberOf(domain, strings.TrimPrefix(kv.Key, prefix)))
