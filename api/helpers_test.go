@@ -28,7 +28,7 @@ import (
 	"mailcluster/clusterlog"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 	"mailcluster/openapi"
 	"mailcluster/service"
 )
@@ -83,7 +83,7 @@ type Env struct {
 	XMLClientIP *stringBox
 	// Mail is the node's mailbox store and Outbox carries its changes to
 	// mail to the primary; both nil with WithoutMail.
-	Mail   *mailsvc.Store
+	Mail   *mailstore.Store
 	Outbox *cluster.Outbox
 }
 
@@ -283,7 +283,7 @@ func (e *Env) start(tb testing.TB, svc *service.Service, node string, logger *sl
 	}
 	if !cfg.noMail {
 		e.Outbox = mustRunOutbox(tb, node, send, logger)
-		e.Mail = mailsvc.NewStore(mustLocal(svc), e.Outbox, logger)
+		e.Mail = mailstore.NewStore(mustLocal(svc), e.Outbox, logger, mailstore.Options{})
 		acfg.Mail = e.Mail
 	}
 	switch {

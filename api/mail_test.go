@@ -18,10 +18,10 @@ import (
 	"mailcluster"
 	"mailcluster/api"
 	"mailcluster/internal/nodeauth"
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
-var _ api.MailStore = (*mailsvc.Store)(nil)
+var _ api.MailStore = (*mailstore.Store)(nil)
 
 // traceHeader is what every test delivery prepends.
 const traceHeader = "Return-Path: <a@b.c>\r\n"

@@ -8,7 +8,7 @@ import (
 )
 
 // MailStore is what the REST API needs from the node's mailbox store on
-// the shared path; *mailsvc.Store satisfies it. The handlers pass only
+// the shared path; *mailstore.Store satisfies it. The handlers pass only
 // accounts returned by Service.FindAccount, so the caller is authorized
 // and the account exists when a method runs. Message ids come from the
 // client unchecked: implementations validate them (EINVALID for a

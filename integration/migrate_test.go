@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
 type migrateAccount struct {
@@ -254,7 +254,7 @@ func TestMigrateMailboxesOutsideRoot(t *testing.T) {
 
 	// Hold bob's lock so that the run pauses after alice, and look at the
 	// settings meanwhile.
-	held, err := (&mailsvc.Locker{Dir: lockDir}).Lock(context.Background(), "bob@example.com")
+	held, err := (&mailstore.Locker{Dir: lockDir}).Lock(context.Background(), "bob@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func TestMigrateMailboxesInterrupted(t *testing.T) {
 
 	// Hold bob's lock (as a long delivery would): the run moves alice, then
 	// waits for bob, and is interrupted there.
-	held, err := (&mailsvc.Locker{Dir: lockDir}).Lock(context.Background(), "bob@example.com")
+	held, err := (&mailstore.Locker{Dir: lockDir}).Lock(context.Background(), "bob@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}

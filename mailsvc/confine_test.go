@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mailcluster"
+	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
 	"mailcluster/service"
 )
@@ -207,7 +208,7 @@ func TestMailboxConfinement(t *testing.T) {
 	t.Run("ErrStoreOutsideRoot", func(t *testing.T) {
 		// Another tenant's mailbox outside the root, with a message in it.
 		victim := t.TempDir()
-		if err := mailsvc.Maildir(victim).Init(); err != nil {
+		if err := mailstore.Maildir(victim).Init(); err != nil {
 			t.Fatal(err)
 		}
 		id := "1700000000.M1P1Q1Rabc.host,S=5"

@@ -4,13 +4,10 @@
 // RFC 2034, SMTPUTF8 RFC 6531, STARTTLS RFC 3207, AUTH PLAIN RFC 4616 and
 // LOGIN), with caps on open connections per node and per client address
 // and an idle timeout; submission only with the account's own sender
-// addresses (envelope, From and Sender); delivery into Maildir mailboxes
-// on the shared path, each confined below the mailbox roots before any
-// file is touched; delivery to aliases, to postmaster@ and abuse@ of every
+// addresses (envelope, From and Sender); delivery through the mailbox
+// store (package mailstore) into Maildir mailboxes on the shared path;
+// delivery to aliases, to postmaster@ and abuse@ of every
 // domain and the bare postmaster (RFC 5321 4.5.1, RFC 2142), and to mailing
 // lists with their header fields (List-Id RFC 2919, List-Post,
-// List-Unsubscribe and List-Owner RFC 2369); per-mailbox lock files; and
-// the mailbox store used by the REST API. Every change to
-// mail (a delivery, a deletion) is handed to a Reporter, which carries it to
-// the primary so that all nodes agree on usage and quotas.
+// List-Unsubscribe and List-Owner RFC 2369).
 package mailsvc

@@ -17,6 +17,7 @@ import (
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/kvstore"
+	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
 	"mailcluster/service"
 )
@@ -51,7 +52,7 @@ func MustOpenMetricsEnv(t *testing.T) *metricsEnv {
 	done := make(chan struct{})
 	go func() { ob.Run(ctx); close(done) }()
 	reg := prometheus.NewRegistry()
-	srv := mailsvc.NewServer(mailsvc.NewStore(mustLocal(svc), ob, log), mustLocal(svc), mailsvc.ServerConfig{Hostname: "mx.test", Log: log, Registerer: reg})
+	srv := mailsvc.NewServer(mailstore.NewStore(mustLocal(svc), ob, log, mailstore.Options{}), mustLocal(svc), mailsvc.ServerConfig{Hostname: "mx.test", Log: log, Registerer: reg})
 	l1, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"mailcluster/mailstore"
 	"mailcluster/service"
 
 	"github.com/emersion/go-sasl"
@@ -109,6 +110,20 @@ func smtpError(log *slog.Logger, err error) error {
 	if errors.As(err, &se) {
 		return se // e.g. go-smtp's own "message too big" from the data reader
 	}
+	var qe *mailstore.QuotaError
+	if errors.As(err, &qe) {
+		return smtpError(log, &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + qe.Address + " is full"})
+	}
+	var le *mailstore.LocalError
+	if errors.As(err, &le) {
+		return smtpError(log, &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: le})
+	}
+	switch {
+	case errors.Is(err, mailstore.ErrTooLarge):
+		return smtpError(log, errTooLarge)
+	case errors.Is(err, mailstore.ErrBusy):
+		return smtpError(log, errMailboxBusy)
+	}
 	if errors.Is(err, smtp.ErrTooLongLine) {
 		return smtpError(log, errLineTooLong)
 	}
@@ -153,7 +168,7 @@ const (
 // Server runs the inbound (port 25 style) and submission (port 587 style)
 // SMTP listeners of a node.
 type Server struct {
-	store   *Store
+	store   *mailstore.Store
 	dir     Directory
 	cfg     ServerConfig
 	metrics *smtpMetrics // nil: none
@@ -229,7 +244,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // timeouts come from [SMTP] settings when the listeners start; the
 // message size and recipient limits are also checked per message against
 // the current settings.
-func NewServer(store *Store, dir Directory, cfg ServerConfig) *Server {
+func NewServer(store *mailstore.Store, dir Directory, cfg ServerConfig) *Server {
 	s := &Server{store: store, dir: dir, cfg: cfg, conns: &connLimiter{}}
 	if cfg.Registerer != nil {
 		s.metrics = newSMTPMetrics(cfg.Registerer)
@@ -529,10 +544,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if a.Disabled {
 			return s.refuse(errDisabled)
 		}
-		if s.srv.store.overQuota(a, 0, 0) {
+		if s.srv.store.OverQuota(a, 0, 0) {
 			return s.refuse(errMailboxFull)
 		}
-		if _, err := s.srv.store.maildir(a); err != nil {
+		if _, err := s.srv.store.MailboxDir(a); err != nil {
 			return s.refuse(err)
 		}
 	}
@@ -595,16 +610,16 @@ func (s *session) Data(r io.Reader) error {
 			return s.refuse(errListLoop)
 		}
 	}
-	var copies []copySpec
+	var copies []mailstore.Copy
 	if len(s.rcpts) > 0 {
 		forAddr := ""
 		if len(s.rcpts) == 1 {
 			forAddr = s.rcpts[0].Address()
 		}
-		copies = append(copies, copySpec{header: append(s.traceHeader(forAddr), raw...), accounts: s.rcpts})
+		copies = append(copies, mailstore.Copy{Header: append(s.traceHeader(forAddr), raw...), Accounts: s.rcpts})
 	}
 	copies = append(copies, s.listCopies(raw)...)
-	delivered, err := s.srv.store.deliverCopies(context.Background(), copies, body, max-int64(len(raw)), true)
+	delivered, err := s.srv.store.DeliverCopies(context.Background(), copies, body, max-int64(len(raw)), true)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return s.refuse(smtp.ErrDataTooLarge)
@@ -629,8 +644,8 @@ func (s *session) Data(r io.Reader) error {
 // replaced; a post held for review goes to the list's owner with only
 // reviewHeader added. A mailbox already receiving a copy (directly, or
 // through a list named before) gets no second one.
-func (s *session) listCopies(raw []byte) []copySpec {
-	var copies []copySpec
+func (s *session) listCopies(raw []byte) []mailstore.Copy {
+	var copies []mailstore.Copy
 	seen := map[string]bool{}
 	for _, a := range s.rcpts {
 		seen[a.Address()] = true
@@ -659,7 +674,7 @@ func (s *session) listCopies(raw []byte) []copySpec {
 				header = append(header, raw...)
 			}
 		}
-		copies = append(copies, copySpec{header: header, accounts: accs, optional: !l.Review, list: l.List.Address()})
+		copies = append(copies, mailstore.Copy{Header: header, Accounts: accs, Optional: !l.Review, List: l.List.Address()})
 	}
 	return copies
 }

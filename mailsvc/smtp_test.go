@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/kvstore"
+	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
 	"mailcluster/service"
 )
@@ -29,7 +29,8 @@ import (
 // applying usage through the service, and real SMTP listeners.
 type env struct {
 	svc        *service.Service
-	store      *mailsvc.Store
+	store      *mailstore.Store
+	fs         *faultFS // the store's file system: faults on demand
 	outbox     *cluster.Outbox
 	inbound    string
 	submission string
@@ -75,7 +76,9 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 	if wrap != nil {
 		dir = wrap(svc)
 	}
-	store := mailsvc.NewStore(dir, ob, log)
+	ffs := &faultFS{FS: mailstore.OSFS}
+	ffs.set()
+	store := mailstore.NewStore(dir, ob, log, mailstore.Options{FS: ffs})
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(data, "tls"), "mx.test")
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +96,7 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 		ob.Close()
 		st.Close()
 	})
-	e := &env{svc: svc, store: store, outbox: ob, inbound: l1.Addr().String(), submission: l2.Addr().String(), data: data}
+	e := &env{svc: svc, store: store, fs: ffs, outbox: ob, inbound: l1.Addr().String(), submission: l2.Addr().String(), data: data}
 	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
 		t.Fatal(err)
 	}
@@ -356,106 +359,6 @@ func TestSubmission(t *testing.T) {
 			wantReply(t, send(c, "alice@example.com", []string{"x@elsewhere.test"}, aliceMsg), 554, smtp.EnhancedCode{5, 7, 1})
 		})
 	}
-}
-
-func TestLocker(t *testing.T) {
-	ctx := service.SystemContext(context.Background(), "test")
-	dir := t.TempDir()
-	lk := &mailsvc.Locker{Dir: dir, Wait: 100 * time.Millisecond}
-	t.Run("Exclusive", func(t *testing.T) {
-		l, err := lk.Lock(ctx, "a@example.com")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := lk.Lock(ctx, "a@example.com"); !errors.Is(err, mailsvc.ErrLockBusy) {
-			t.Fatalf("second lock: %v", err)
-		}
-		if err := l.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		l2, err := lk.Lock(ctx, "a@example.com")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l2.Unlock()
-	})
-	t.Run("StaleDeadPID", func(t *testing.T) {
-		l, err := lk.Lock(ctx, "b@example.com")
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, _ := filepath.Glob(filepath.Join(dir, "mbox-*.lock"))
-		l.Unlock()
-		host, _ := os.Hostname()
-		// A lock left by a process of this host that no longer exists.
-		cmd := []byte(host + " 999999999 2026-01-01T00:00:00Z b@example.com\n")
-		if len(files) == 0 {
-			t.Fatal("no lock file seen")
-		}
-		if err := os.WriteFile(files[0], cmd, 0o640); err != nil {
-			t.Fatal(err)
-		}
-		l3, err := lk.Lock(ctx, "b@example.com")
-		if err != nil {
-			t.Fatalf("stale lock not broken: %v", err)
-		}
-		l3.Unlock()
-	})
-	t.Run("StaleOld", func(t *testing.T) {
-		old := &mailsvc.Locker{Dir: dir, Wait: 100 * time.Millisecond, StaleAfter: 50 * time.Millisecond}
-		l, err := old.Lock(ctx, "c@example.com")
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, _ := filepath.Glob(filepath.Join(dir, "mbox-*.lock"))
-		if len(files) == 0 {
-			t.Fatal("the held lock's file was not found: the stale case below would prove nothing")
-		}
-		if err := l.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		// another host's lock that is not refreshed any more
-		for _, f := range files {
-			os.WriteFile(f, []byte("otherhost 1 2026-01-01T00:00:00Z c@example.com\n"), 0o640)
-			past := time.Now().Add(-time.Hour)
-			os.Chtimes(f, past, past)
-		}
-		l2, err := old.Lock(ctx, "c@example.com")
-		if err != nil {
-			t.Fatalf("old lock not broken: %v", err)
-		}
-		l2.Unlock()
-	})
-	t.Run("InProcessQueue", func(t *testing.T) {
-		// Takers in one process queue without polling, and all get it in turn.
-		q := &mailsvc.Locker{Dir: dir, Wait: 5 * time.Second}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		inside := 0
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				l, err := q.Lock(ctx, "d@example.com")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				inside++
-				if inside != 1 {
-					t.Error("two holders at once")
-				}
-				mu.Unlock()
-				time.Sleep(2 * time.Millisecond)
-				mu.Lock()
-				inside--
-				mu.Unlock()
-				l.Unlock()
-			}()
-		}
-		wg.Wait()
-	})
 }
 
 // outboxSender sends usage reports straight to svc, as the primary's own

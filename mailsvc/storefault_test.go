@@ -12,7 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
 // faultFS is the os file system of a delivery with faults on demand: an
@@ -21,7 +21,7 @@ import (
 // half of its bytes, as on a disk that fills up. It records the faults it
 // made.
 type faultFS struct {
-	mailsvc.DeliveryFS
+	mailstore.FS
 	mu     sync.Mutex
 	faults []fault
 	fired  map[string]bool // op -> a fault of op was made
@@ -33,7 +33,7 @@ type fault struct {
 	err        syscall.Errno
 }
 
-var _ mailsvc.DeliveryFS = (*faultFS)(nil)
+var _ mailstore.FS = (*faultFS)(nil)
 
 // set replaces the faults (none: the file system works).
 func (f *faultFS) set(faults ...fault) {
@@ -66,57 +66,57 @@ func (f *faultFS) wantFired(t *testing.T) {
 	}
 }
 
-func (f *faultFS) CreateTemp(dir, pattern string) (mailsvc.DeliveryFile, error) {
+func (f *faultFS) CreateTemp(dir, pattern string) (mailstore.File, error) {
 	if err := f.check("create", dir); err != nil {
 		return nil, err
 	}
-	file, err := f.DeliveryFS.CreateTemp(dir, pattern)
+	file, err := f.FS.CreateTemp(dir, pattern)
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{DeliveryFile: file, fs: f}, nil
+	return &faultFile{File: file, fs: f}, nil
 }
 
 func (f *faultFS) Link(oldname, newname string) error {
 	if err := f.check("link", newname); err != nil {
 		return err
 	}
-	return f.DeliveryFS.Link(oldname, newname)
+	return f.FS.Link(oldname, newname)
 }
 
 func (f *faultFS) Rename(oldname, newname string) error {
 	if err := f.check("rename", newname); err != nil {
 		return err
 	}
-	return f.DeliveryFS.Rename(oldname, newname)
+	return f.FS.Rename(oldname, newname)
 }
 
 func (f *faultFS) SyncDir(dir string) error {
 	if err := f.check("syncdir", dir); err != nil {
 		return err
 	}
-	return f.DeliveryFS.SyncDir(dir)
+	return f.FS.SyncDir(dir)
 }
 
 // faultFile is a file of a faultFS.
 type faultFile struct {
-	mailsvc.DeliveryFile
+	mailstore.File
 	fs *faultFS
 }
 
 func (w *faultFile) Write(p []byte) (int, error) {
 	if err := w.fs.check("write", w.Name()); err != nil {
-		n, _ := w.DeliveryFile.Write(p[:len(p)/2])
+		n, _ := w.File.Write(p[:len(p)/2])
 		return n, err
 	}
-	return w.DeliveryFile.Write(p)
+	return w.File.Write(p)
 }
 
 func (w *faultFile) Sync() error {
 	if err := w.fs.check("sync", w.Name()); err != nil {
 		return err
 	}
-	return w.DeliveryFile.Sync()
+	return w.File.Sync()
 }
 
 // mailboxFiles lists the files (anything but directories) below a
@@ -153,9 +153,7 @@ func mailboxFiles(t *testing.T, box string) []string {
 // (as across file systems).
 func TestDeliveryStorageFaults(t *testing.T) {
 	e := MustOpenEnv(t)
-	ffs := &faultFS{DeliveryFS: mailsvc.OSFS}
-	ffs.set()
-	e.store.SetFS(ffs)
+	ffs := e.fs
 	box := map[string]string{}
 	for _, mb := range []string{"alice", "bob"} {
 		a, err := mustLocal(e.svc).LookupAccount(mb + "@example.com")

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
 // journalName is the file under the new root that records, for each
@@ -77,7 +77,7 @@ func (j *journal) record(address, from, to, root string) error {
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
 	if len(j.entries) == 0 {
-		if err := mailsvc.SyncDir(filepath.Dir(j.path)); err != nil {
+		if err := mailstore.SyncDir(filepath.Dir(j.path)); err != nil {
 			return fmt.Errorf("journal: %w", err)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
 // msgFile is one file that moves with a maildir: a message of new/ or cur/
@@ -132,7 +132,7 @@ func listMaildirLevel(dir, sub string, others mailboxSet, files *[]msgFile, left
 			if err != nil {
 				return fmt.Errorf("stat %s: %w", p, err)
 			}
-			if d == "tmp" || !info.Mode().IsRegular() || !mailsvc.ValidMaildirName(de.Name()) {
+			if d == "tmp" || !info.Mode().IsRegular() || !mailstore.ValidMaildirName(de.Name()) {
 				*left = append(*left, describe(filepath.Join(rel, de.Name()), info))
 				continue
 			}
@@ -175,7 +175,7 @@ func fileDirs(dir string, files []msgFile) []string {
 // directory to sync once the files are placed.
 func makeFolders(dir string, files []msgFile) ([]string, error) {
 	for _, f := range folders(files) {
-		if err := mailsvc.Maildir(filepath.Join(dir, f)).Init(); err != nil {
+		if err := mailstore.Maildir(filepath.Join(dir, f)).Init(); err != nil {
 			return nil, err
 		}
 	}
@@ -215,8 +215,8 @@ func placeMessage(src, dst string, f msgFile, link bool) (bool, error) {
 	if st, err := os.Lstat(from); err != nil || !st.Mode().IsRegular() {
 		return false, fmt.Errorf("%s is no longer a regular file: left in place", from)
 	}
-	opts := mailsvc.PlaceOptions{NoLink: !link, TmpName: "migrate." + f.name, Mode: f.mode, ModTime: f.mod}
-	if err := mailsvc.Maildir(dst).Place(from, filepath.Join(f.sub, f.name), opts); err != nil {
+	opts := mailstore.PlaceOptions{NoLink: !link, TmpName: "migrate." + f.name, Mode: f.mode, ModTime: f.mod}
+	if err := mailstore.Maildir(dst).Place(from, filepath.Join(f.sub, f.name), opts); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -244,12 +244,12 @@ func removeMoved(src, dst string, f msgFile) error {
 // directory from it up to the parent of root, so the new entries survive
 // a crash.
 func makeMaildir(dir, root string) error {
-	if err := mailsvc.Maildir(dir).Init(); err != nil {
+	if err := mailstore.Maildir(dir).Init(); err != nil {
 		return err
 	}
 	stop := filepath.Dir(filepath.Clean(root))
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if err := mailsvc.SyncDir(d); err != nil {
+		if err := mailstore.SyncDir(d); err != nil {
 			return err
 		}
 		if d == stop || d == filepath.Dir(d) {
@@ -300,7 +300,7 @@ func removeEmptyMaildir(dir, stop string, folders ...string) bool {
 			break
 		}
 	}
-	_ = mailsvc.SyncDir(filepath.Dir(dir))
+	_ = mailstore.SyncDir(filepath.Dir(dir))
 	return true
 }
 

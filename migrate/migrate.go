@@ -1,6 +1,6 @@
 // Package migrate moves every account's Maildir from the current
 // [Directories] MailboxRoot to a new root on the shared path, one mailbox
-// at a time under the mailbox's lock file (mailsvc.Locker), and changes
+// at a time under the mailbox's lock file (mailstore.Locker), and changes
 // the accounts and the setting through the primary's REST API (Primary,
 // which *client.Client satisfies) so that the change replicates. It is
 // the engine of the migrate-mailboxes command: the plan, the journal, the
@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"mailcluster"
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
 // DefaultSettle is how long a run waits, when Options.Settle is zero,
@@ -97,7 +97,7 @@ type Migrator struct {
 
 	oldRoot  string // [Directories] MailboxRoot when the run started
 	template string // [NewAccounts] MailboxPath
-	locker   *mailsvc.Locker
+	locker   *mailstore.Locker
 	journal  *journal
 	boxes    mailboxSet      // every account's mailbox directory, resolved
 	noted    map[string]bool // old maildirs whose leftovers were reported
@@ -175,7 +175,7 @@ func (m *Migrator) run(ctx context.Context) error {
 	next := settings[mailcluster.SectionDirectories][mailcluster.KeyMailboxRootNext]
 	m.template = settingOr(settings, mailcluster.SectionNewAccounts, mailcluster.KeyMailboxPath, mailcluster.DefaultMailboxPathTemplate)
 	lockDir := settingOr(settings, mailcluster.SectionDirectories, mailcluster.KeyLockFiles, filepath.Join(os.TempDir(), "mailcluster-locks"))
-	m.locker = &mailsvc.Locker{Dir: lockDir, Wait: 30 * time.Second}
+	m.locker = &mailstore.Locker{Dir: lockDir, Wait: 30 * time.Second}
 	if err := checkRoots(m.oldRoot, m.to); err != nil {
 		return err
 	}
@@ -184,9 +184,9 @@ func (m *Migrator) run(ctx context.Context) error {
 			next, mailcluster.KeyMailboxRootNext, next, next)
 	}
 	// One run at a time: the journal and the plan are this run's.
-	held, err := (&mailsvc.Locker{Dir: lockDir, Wait: time.Second}).Lock(ctx, "migrate-mailboxes")
+	held, err := (&mailstore.Locker{Dir: lockDir, Wait: time.Second}).Lock(ctx, "migrate-mailboxes")
 	if err != nil {
-		if errors.Is(err, mailsvc.ErrLockBusy) {
+		if errors.Is(err, mailstore.ErrLockBusy) {
 			return fmt.Errorf("another migrate-mailboxes is running (its lock file is in %s)", lockDir)
 		}
 		if ctx.Err() != nil {
@@ -535,7 +535,7 @@ func (m *Migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog Progres
 	}
 	if len(files) > 0 {
 		for _, d := range dirs {
-			if err := mailsvc.SyncDir(d); err != nil {
+			if err := mailstore.SyncDir(d); err != nil {
 				return res, err
 			}
 		}
@@ -568,7 +568,7 @@ func (m *Migrator) moveMailbox(ctx context.Context, mv mailboxMove, prog Progres
 	m.count(mv.acct.Address, res)
 	if mv.from != "" {
 		for _, d := range fileDirs(mv.from, files) {
-			_ = mailsvc.SyncDir(d)
+			_ = mailstore.SyncDir(d)
 		}
 		stop := filepath.Dir(mv.from)
 		if _, ok := relUnder(mv.from, mv.root); ok && mv.root != "" {

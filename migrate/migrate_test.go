@@ -18,7 +18,7 @@ import (
 
 	"mailcluster"
 	"mailcluster/client"
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 	"mailcluster/migrate"
 )
 
@@ -455,8 +455,8 @@ func TestMigrateOrder(t *testing.T) {
 			t.Errorf("PATCH %s: MailboxRootNext = %q, want %q", a.Address, got, newRoot)
 		}
 		// The mailbox is locked while it moves.
-		_, err := (&mailsvc.Locker{Dir: locks, Wait: 1}).Lock(context.Background(), a.Address)
-		if !errors.Is(err, mailsvc.ErrLockBusy) {
+		_, err := (&mailstore.Locker{Dir: locks, Wait: 1}).Lock(context.Background(), a.Address)
+		if !errors.Is(err, mailstore.ErrLockBusy) {
 			t.Errorf("PATCH %s: lock not held (%v)", a.Address, err)
 		}
 	}
@@ -586,7 +586,7 @@ func TestMigrateInterrupted(t *testing.T) {
 			{Address: "b@ex.com", Domain: "ex.com", Mailbox: "b", MailboxPath: oldRoot + "/ex.com/b/"},
 		},
 	}
-	held, err := (&mailsvc.Locker{Dir: locks}).Lock(context.Background(), "b@ex.com")
+	held, err := (&mailstore.Locker{Dir: locks}).Lock(context.Background(), "b@ex.com")
 	if err != nil {
 		t.Fatal(err)
 	}

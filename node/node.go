@@ -44,6 +44,7 @@ import (
 	"mailcluster/inifiles"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
+	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
 	"mailcluster/schema"
 	"mailcluster/service"
@@ -63,7 +64,7 @@ type Node struct {
 	SMTPAddr       string         // the inbound SMTP listener's address ("" when off)
 	SubmissionAddr string         // the submission listener's address ("" when off)
 	HTTPSAddr      string         // the HTTPS listener's address ("" when off)
-	Mail           *mailsvc.Store
+	Mail           *mailstore.Store
 	// ProbeClock is the clock this node answers the primary's clock
 	// probes with (/internal/v1/time); nil means time.Now. Only code sets
 	// it (no flag, variable or config file reaches it): a test build
@@ -483,7 +484,7 @@ func (n *Node) startMail(bg context.Context) error {
 	ob.Store = n.store
 	n.outbox = ob
 	n.goBackground(func() { ob.Run(bg) })
-	n.Mail = mailsvc.NewStore(n.local, ob, n.log)
+	n.Mail = mailstore.NewStore(n.local, ob, n.log, mailstore.Options{})
 
 	fr := n.failures
 	n.goBackground(func() { fr.Run(bg) })

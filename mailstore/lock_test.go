@@ -1,4 +1,4 @@
-package mailsvc_test
+package mailstore_test
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 	"mailcluster/service"
 )
 
@@ -48,9 +48,9 @@ func lockTaker(dir, wait string) int {
 		fmt.Println("error", err)
 		return 2
 	}
-	lk := &mailsvc.Locker{Dir: dir, Wait: w}
+	lk := &mailstore.Locker{Dir: dir, Wait: w}
 	l, err := lk.Lock(service.SystemContext(context.Background(), "test"), lockAddress)
-	if errors.Is(err, mailsvc.ErrLockBusy) {
+	if errors.Is(err, mailstore.ErrLockBusy) {
 		fmt.Println("busy")
 		return 0
 	}
@@ -74,7 +74,7 @@ func lockTaker(dir, wait string) int {
 		fmt.Println("broken")
 	}
 	switch err := l.Unlock(); {
-	case errors.Is(err, mailsvc.ErrLockLost):
+	case errors.Is(err, mailstore.ErrLockLost):
 		fmt.Println("lost")
 	case err != nil:
 		fmt.Println("error", err)
@@ -203,7 +203,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 	// holder finds its lock file intact when it releases.
 	t.Run("LiveLockSurvives", func(t *testing.T) {
 		dir := t.TempDir()
-		lk := &mailsvc.Locker{Dir: dir, Wait: 30 * time.Second}
+		lk := &mailstore.Locker{Dir: dir, Wait: 30 * time.Second}
 		path := lk.LockPath(lockAddress)
 		holder := startLockProc(t, dir, 5*time.Second)
 		holder.wantLocked(t, path)
@@ -215,7 +215,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 			events = append(events, e)
 			mu.Unlock()
 		}
-		acquired := make(chan *mailsvc.Lock, 1)
+		acquired := make(chan *mailstore.Lock, 1)
 		go func() {
 			l, err := lk.Lock(ctx, lockAddress)
 			if err != nil {
@@ -258,7 +258,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 	// until it releases; the other two find the new lock live and give up.
 	t.Run("StaleDeadHolderBrokenOnce", func(t *testing.T) {
 		dir := t.TempDir()
-		path := (&mailsvc.Locker{Dir: dir}).LockPath(lockAddress)
+		path := (&mailstore.Locker{Dir: dir}).LockPath(lockAddress)
 		dead := startLockProc(t, dir, 5*time.Second)
 		dead.wantLocked(t, path)
 		pid := dead.cmd.Process.Pid
@@ -318,7 +318,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 	// lock was lost and leaves the new holder's lock file alone.
 	t.Run("StaleOldBroken", func(t *testing.T) {
 		dir := t.TempDir()
-		lk := &mailsvc.Locker{Dir: dir, Wait: 5 * time.Second, StaleAfter: time.Minute}
+		lk := &mailstore.Locker{Dir: dir, Wait: 5 * time.Second, StaleAfter: time.Minute}
 		path := lk.LockPath(lockAddress)
 		hung := startLockProc(t, dir, 5*time.Second)
 		hung.wantLocked(t, path)
@@ -357,7 +357,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 	// and says the lock was lost.
 	t.Run("UnlockLeavesNewerLock", func(t *testing.T) {
 		dir := t.TempDir()
-		lk := &mailsvc.Locker{Dir: dir}
+		lk := &mailstore.Locker{Dir: dir}
 		path := lk.LockPath(lockAddress)
 		l, err := lk.Lock(ctx, lockAddress)
 		if err != nil {
@@ -371,7 +371,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 		if err := os.WriteFile(path, []byte(newer), 0o640); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Unlock(); !errors.Is(err, mailsvc.ErrLockLost) {
+		if err := l.Unlock(); !errors.Is(err, mailstore.ErrLockLost) {
 			t.Fatalf("unlock of a broken lock: %v, want ErrLockLost", err)
 		}
 		if b, err := os.ReadFile(path); err != nil || string(b) != newer {
@@ -387,7 +387,7 @@ func TestLockAcrossProcesses(t *testing.T) {
 	// intact.
 	t.Run("LateBreakerPutsLiveLockBack", func(t *testing.T) {
 		dir := t.TempDir()
-		lk := &mailsvc.Locker{Dir: dir}
+		lk := &mailstore.Locker{Dir: dir}
 		path := lk.LockPath(lockAddress)
 		holder := startLockProc(t, dir, 5*time.Second)
 		holder.wantLocked(t, path)
@@ -402,5 +402,104 @@ func TestLockAcrossProcesses(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
 			t.Fatalf("files left in the lock dir: %v", left)
 		}
+	})
+}
+func TestLocker(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	dir := t.TempDir()
+	lk := &mailstore.Locker{Dir: dir, Wait: 100 * time.Millisecond}
+	t.Run("Exclusive", func(t *testing.T) {
+		l, err := lk.Lock(ctx, "a@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lk.Lock(ctx, "a@example.com"); !errors.Is(err, mailstore.ErrLockBusy) {
+			t.Fatalf("second lock: %v", err)
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		l2, err := lk.Lock(ctx, "a@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2.Unlock()
+	})
+	t.Run("StaleDeadPID", func(t *testing.T) {
+		l, err := lk.Lock(ctx, "b@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "mbox-*.lock"))
+		l.Unlock()
+		host, _ := os.Hostname()
+		// A lock left by a process of this host that no longer exists.
+		cmd := []byte(host + " 999999999 2026-01-01T00:00:00Z b@example.com\n")
+		if len(files) == 0 {
+			t.Fatal("no lock file seen")
+		}
+		if err := os.WriteFile(files[0], cmd, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		l3, err := lk.Lock(ctx, "b@example.com")
+		if err != nil {
+			t.Fatalf("stale lock not broken: %v", err)
+		}
+		l3.Unlock()
+	})
+	t.Run("StaleOld", func(t *testing.T) {
+		old := &mailstore.Locker{Dir: dir, Wait: 100 * time.Millisecond, StaleAfter: 50 * time.Millisecond}
+		l, err := old.Lock(ctx, "c@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "mbox-*.lock"))
+		if len(files) == 0 {
+			t.Fatal("the held lock's file was not found: the stale case below would prove nothing")
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		// another host's lock that is not refreshed any more
+		for _, f := range files {
+			os.WriteFile(f, []byte("otherhost 1 2026-01-01T00:00:00Z c@example.com\n"), 0o640)
+			past := time.Now().Add(-time.Hour)
+			os.Chtimes(f, past, past)
+		}
+		l2, err := old.Lock(ctx, "c@example.com")
+		if err != nil {
+			t.Fatalf("old lock not broken: %v", err)
+		}
+		l2.Unlock()
+	})
+	t.Run("InProcessQueue", func(t *testing.T) {
+		// Takers in one process queue without polling, and all get it in turn.
+		q := &mailstore.Locker{Dir: dir, Wait: 5 * time.Second}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		inside := 0
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l, err := q.Lock(ctx, "d@example.com")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				inside++
+				if inside != 1 {
+					t.Error("two holders at once")
+				}
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				l.Unlock()
+			}()
+		}
+		wg.Wait()
 	})
 }

@@ -1,4 +1,4 @@
-package mailsvc
+package mailstore
 
 import (
 	"bufio"
@@ -32,7 +32,7 @@ var deliveryCounter atomic.Uint64
 func (m Maildir) Init() error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(string(m), sub), 0o750); err != nil {
-			return fmt.Errorf("mailsvc: maildir %s: %w", m, err)
+			return fmt.Errorf("mailstore: maildir %s: %w", m, err)
 		}
 	}
 	return nil
@@ -108,7 +108,7 @@ func (m Maildir) entries() ([]entry, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("mailsvc: read %s: %w", dir, err)
+			return nil, fmt.Errorf("mailstore: read %s: %w", dir, err)
 		}
 		for _, de := range des {
 			if !de.Type().IsRegular() || strings.HasPrefix(de.Name(), ".") {

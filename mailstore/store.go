@@ -1,4 +1,4 @@
-package mailsvc
+package mailstore
 
 import (
 	"context"
@@ -12,42 +12,22 @@ import (
 	"strings"
 	"time"
 
-	"mailcluster/service"
-
 	"mailcluster"
 )
 
-// Directory is what the mail service needs of the domain service. It is
-// satisfied by *service.Service.
+// Directory is what the store needs of the domain service. It is
+// satisfied by *service.Local.
 type Directory interface {
 	// LookupAccount returns an account (with its mailbox path) by address.
 	// Errors: EINVALID, ENOTFOUND.
 	LookupAccount(address string) (*mailcluster.Account, error)
-	// IsLocalDomain reports whether the cluster serves a domain.
-	IsLocalDomain(domain string) bool
-	// AuthenticateUser checks a mail user's password. Errors: EUNAUTHORIZED.
-	AuthenticateUser(ctx context.Context, address, password string) (*mailcluster.Account, error)
 	// Usage returns the cluster-wide usage the primary published.
 	Usage(domain, mailbox string) mailcluster.Usage
 	// SetUsage publishes a recounted usage (primary only).
 	SetUsage(ctx context.Context, domain, mailbox string, u mailcluster.Usage) error
 	// Setting reads the main ini file.
 	Setting(section, key, def string) string
-	// BlockedIP tells whether dynamic screening blocks a client address.
-	BlockedIP(ip string) (*mailcluster.BlockedIP, bool)
-	// Serving is false on a node that is not registered in the cluster.
-	Serving() bool
-	// ResolveRecipient resolves an address served here for delivery: an
-	// account, an alias (its target), a mailing list (its members, or its
-	// owner when a moderated list holds a post for review), postmaster@
-	// and abuse@ of a local domain and the bare "postmaster" (the
-	// domain's postmaster account). sender is the envelope sender ("" for
-	// the null sender), checked against a list's posting policy.
-	// Errors: EINVALID, ENOTFOUND, EFORBIDDEN (the list refuses sender).
-	ResolveRecipient(address, sender string) (*mailcluster.Recipient, error)
 }
-
-var _ Directory = (*service.Local)(nil)
 
 // Reporter carries changes to mail to the primary. Report must persist the
 // deltas before it returns (they survive a crash) and assign their Seq.
@@ -64,25 +44,36 @@ type Store struct {
 	dir Directory
 	rep Reporter
 	log *slog.Logger
-	fs  deliveryFS
+	fs  FS
+}
+
+// Options are the optional parts of a Store; the zero value is the os
+// file system.
+type Options struct {
+	// FS is the file system seam of deliveries; nil means OSFS.
+	FS FS
 }
 
 // NewStore returns a Store.
-func NewStore(dir Directory, rep Reporter, log *slog.Logger) *Store {
-	return &Store{dir: dir, rep: rep, log: log, fs: osFS{}}
+func NewStore(dir Directory, rep Reporter, log *slog.Logger, opts Options) *Store {
+	s := &Store{dir: dir, rep: rep, log: log, fs: opts.FS}
+	if s.fs == nil {
+		s.fs = OSFS
+	}
+	return s
 }
 
-// deliveryFS is the seam for the file operations of a delivery that fail
+// FS is the seam for the file operations of a delivery that fail
 // when a disk is full or a mailbox is not writable: creating, writing and
 // syncing the message file, linking or copying it into new/, syncing
-// new/. A Store uses osFS; the tests replace it (export_test.go) with a
-// file system that fails an operation on demand, so that the failures are
+// new/. A Store uses OSFS unless Options.FS is set: tests give it a file
+// system that fails an operation on demand, so that the failures are
 // tested everywhere, not only where a small file system can be mounted.
 // Reads, directory creation and the removals of a rollback call the os
 // package directly.
-type deliveryFS interface {
+type FS interface {
 	// CreateTemp creates a new file in dir for writing (os.CreateTemp).
-	CreateTemp(dir, pattern string) (deliveryFile, error)
+	CreateTemp(dir, pattern string) (File, error)
 	// Link makes newname a hard link to oldname (os.Link).
 	Link(oldname, newname string) error
 	// Rename renames oldname to newname (os.Rename).
@@ -91,18 +82,20 @@ type deliveryFS interface {
 	SyncDir(dir string) error
 }
 
-// deliveryFile is a file a delivery writes (an *os.File).
-type deliveryFile interface {
+// File is a file a delivery writes (an *os.File).
+type File interface {
 	io.Writer
 	Name() string
 	Sync() error
 	Close() error
 }
 
-// osFS is the deliveryFS of the os package.
+// OSFS is the FS of the os package.
+var OSFS FS = osFS{}
+
 type osFS struct{}
 
-func (osFS) CreateTemp(dir, pattern string) (deliveryFile, error) {
+func (osFS) CreateTemp(dir, pattern string) (File, error) {
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return nil, err
@@ -114,22 +107,43 @@ func (osFS) Link(oldname, newname string) error   { return os.Link(oldname, newn
 func (osFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
 func (osFS) SyncDir(dir string) error             { return SyncDir(dir) }
 
+// The refusals of a delivery; LocalError and QuotaError are the others.
+var (
+	// ErrTooLarge: the message is larger than the limit it was given.
+	ErrTooLarge = errors.New("mailstore: message too large")
+	// ErrBusy: a mailbox's lock stayed held by another process.
+	ErrBusy = errors.New("mailstore: mailbox is busy")
+)
+
+// QuotaError refuses a message that would exceed an account's quota.
+type QuotaError struct{ Address string }
+
+func (e *QuotaError) Error() string { return "mailstore: mailbox of " + e.Address + " is full" }
+
+// LocalError is a failure of the local file system (a full disk, a
+// mailbox that is not writable): temporary for the sender, and never
+// shown to a client (Err is for the log).
+type LocalError struct{ Err error }
+
+func (e *LocalError) Error() string { return "mailstore: " + e.Err.Error() }
+func (e *LocalError) Unwrap() error { return e.Err }
+
 func (s *Store) locker() *Locker {
 	def := filepath.Join(os.TempDir(), "mailcluster-locks")
 	return &Locker{Dir: s.dir.Setting(mailcluster.SectionDirectories, mailcluster.KeyLockFiles, def)}
 }
 
-// maildir returns an account's Maildir at its mailbox path resolved
+// MailboxDir returns an account's Maildir at its mailbox path resolved
 // (symbolic links included) and confined below the mailbox roots:
 // [Directories] MailboxRoot and, while a migration runs, MailboxRootNext.
 // Every file operation on a mailbox goes through it, so that a path set
 // before the check existed, or a symbolic link created later, cannot lead
 // outside the roots. A refusal (EFORBIDDEN) is logged here; nothing is
 // created or written.
-func (s *Store) maildir(a *mailcluster.Account) (Maildir, error) {
+func (s *Store) MailboxDir(a *mailcluster.Account) (Maildir, error) {
 	p, err := mailcluster.ConfineMailboxPath(a.MailboxPath, mailcluster.MailboxRoots(s.dir.Setting)...)
 	if err != nil {
-		s.log.Error("mailsvc: mailbox path outside the mailbox roots refused", "address", a.Address(), "path", a.MailboxPath)
+		s.log.Error("mailstore: mailbox path outside the mailbox roots refused", "address", a.Address(), "path", a.MailboxPath)
 		return "", err
 	}
 	return Maildir(p), nil
@@ -142,9 +156,9 @@ func (s *Store) usage(a *mailcluster.Account) (bytes, messages int64) {
 	return u.Bytes + pb, u.Messages + pm
 }
 
-// overQuota tells whether adding bytes and messages would exceed a quota
+// OverQuota tells whether adding bytes and messages would exceed a quota
 // (with 0 and 0: whether the mailbox is already full).
-func (s *Store) overQuota(a *mailcluster.Account, addBytes, addMessages int64) bool {
+func (s *Store) OverQuota(a *mailcluster.Account, addBytes, addMessages int64) bool {
 	b, m := s.usage(a)
 	if a.QuotaBytes > 0 && (b+addBytes > a.QuotaBytes || addBytes == 0 && b >= a.QuotaBytes) {
 		return true
@@ -167,27 +181,27 @@ func (s *Store) Deliver(ctx context.Context, rcpts []*mailcluster.Account, heade
 
 func (s *Store) deliver(ctx context.Context, rcpts []*mailcluster.Account, header []byte, body io.Reader, maxSize int64, checkQuota bool) error {
 	if len(rcpts) == 0 {
-		return errors.New("mailsvc: no recipients")
+		return errors.New("mailstore: no recipients")
 	}
-	_, err := s.deliverCopies(ctx, []copySpec{{header: header, accounts: rcpts}}, body, maxSize-int64(len(header)), checkQuota)
+	_, err := s.DeliverCopies(ctx, []Copy{{Header: header, Accounts: rcpts}}, body, maxSize-int64(len(header)), checkQuota)
 	return err
 }
 
-// copySpec is one version of a message in a delivery: the fields written
+// Copy is one version of a message in a delivery: the fields written
 // before the rest of the message, and the accounts that receive it.
-type copySpec struct {
-	header   []byte
-	accounts []*mailcluster.Account
-	// optional is set for a mailing list's copy: a member that cannot
+type Copy struct {
+	Header   []byte
+	Accounts []*mailcluster.Account
+	// Optional is set for a mailing list's copy: a member that cannot
 	// receive it (disabled, mailbox full, mailbox path refused) is left
 	// out and logged, and the others still receive it.
-	optional bool
-	list     string // the list's address, for the log
+	Optional bool
+	List     string // the list's address, for the log
 }
 
-// deliverCopies delivers several versions of one message as one
+// DeliverCopies delivers several versions of one message as one
 // transaction, as Deliver does for one: body (the part of the message
-// after each copy's header, at most maxBody bytes, else errTooLarge) is
+// after each copy's header, at most maxBody bytes, else ErrTooLarge) is
 // written once, with the first copy's header, to a temporary file in the
 // first mailbox's tmp/; every other copy is written beside it with its
 // own header and the same body. Then every mailbox is locked, quotas are
@@ -197,14 +211,14 @@ type copySpec struct {
 // receive it. It returns the number of mailboxes that received a copy
 // (with no accounts at all: the body is read and nothing is written).
 // The accounts of different copies must be distinct.
-func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Reader, maxBody int64, checkQuota bool) (delivered int, err error) {
+func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader, maxBody int64, checkQuota bool) (delivered int, err error) {
 	// Every mailbox is confined before anything is written anywhere.
-	var kept []copySpec
+	var kept []Copy
 	for _, c := range copies {
-		accs := make([]*mailcluster.Account, 0, len(c.accounts))
-		for _, a := range c.accounts {
-			if _, err := s.maildir(a); err != nil {
-				if !c.optional {
+		accs := make([]*mailcluster.Account, 0, len(c.Accounts))
+		for _, a := range c.Accounts {
+			if _, err := s.MailboxDir(a); err != nil {
+				if !c.Optional {
 					return 0, err
 				}
 				s.skipped(c, a, "mailbox path refused")
@@ -213,7 +227,7 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 			accs = append(accs, a)
 		}
 		if len(accs) > 0 {
-			c.accounts = accs
+			c.Accounts = accs
 			kept = append(kept, c)
 		}
 	}
@@ -225,11 +239,11 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 			return 0, err
 		}
 		if n > maxBody {
-			return 0, errTooLarge
+			return 0, ErrTooLarge
 		}
 		return 0, nil
 	}
-	first, err := s.maildir(kept[0].accounts[0])
+	first, err := s.MailboxDir(kept[0].Accounts[0])
 	if err != nil {
 		return 0, err
 	}
@@ -247,7 +261,7 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 			os.Remove(f)
 		}
 	}()
-	if _, err := tmp.Write(kept[0].header); err != nil {
+	if _, err := tmp.Write(kept[0].Header); err != nil {
 		tmp.Close()
 		return 0, tempFail(err)
 	}
@@ -258,7 +272,7 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 	}
 	if n > maxBody {
 		tmp.Close()
-		return 0, errTooLarge
+		return 0, ErrTooLarge
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
@@ -267,22 +281,22 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 	if err := tmp.Close(); err != nil {
 		return 0, tempFail(err)
 	}
-	sizes := []int64{int64(len(kept[0].header)) + n}
+	sizes := []int64{int64(len(kept[0].Header)) + n}
 	for _, c := range kept[1:] {
-		p, err := s.writeCopy(tmpDir, c.header, files[0], int64(len(kept[0].header)))
+		p, err := s.writeCopy(tmpDir, c.Header, files[0], int64(len(kept[0].Header)))
 		if p != "" {
 			files = append(files, p)
 		}
 		if err != nil {
 			return 0, tempFail(err)
 		}
-		sizes = append(sizes, int64(len(c.header))+n)
+		sizes = append(sizes, int64(len(c.Header))+n)
 	}
 
 	// Lock every mailbox, in a fixed order so that deliveries cannot deadlock.
 	var order []string
 	for _, c := range kept {
-		for _, a := range c.accounts {
+		for _, a := range c.Accounts {
 			order = append(order, a.Address())
 		}
 	}
@@ -301,7 +315,7 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 		l, err := lk.Lock(ctx, addr)
 		if err != nil {
 			if errors.Is(err, ErrLockBusy) {
-				return 0, errMailboxBusy
+				return 0, ErrBusy
 			}
 			return 0, tempFail(err)
 		}
@@ -313,24 +327,24 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 	mds := make([][]Maildir, len(kept))
 	accs := make([][]*mailcluster.Account, len(kept))
 	for i, c := range kept {
-		for _, a := range c.accounts {
+		for _, a := range c.Accounts {
 			if cur, err := s.dir.LookupAccount(a.Address()); err == nil {
 				a = cur
 			}
-			if c.optional && a.Disabled {
+			if c.Optional && a.Disabled {
 				s.skipped(c, a, "disabled")
 				continue
 			}
-			if checkQuota && s.overQuota(a, sizes[i], 1) {
-				if c.optional {
+			if checkQuota && s.OverQuota(a, sizes[i], 1) {
+				if c.Optional {
 					s.skipped(c, a, "mailbox full")
 					continue
 				}
-				return 0, &reply{code: 552, enh: [3]int{5, 2, 2}, msg: "Mailbox of " + a.Address() + " is full"}
+				return 0, &QuotaError{Address: a.Address()}
 			}
-			md, err := s.maildir(a)
+			md, err := s.MailboxDir(a)
 			if err != nil {
-				if c.optional {
+				if c.Optional {
 					s.skipped(c, a, "mailbox path refused")
 					continue
 				}
@@ -382,8 +396,8 @@ func (s *Store) deliverCopies(ctx context.Context, copies []copySpec, body io.Re
 }
 
 // skipped logs a list member left out of a delivery.
-func (s *Store) skipped(c copySpec, a *mailcluster.Account, reason string) {
-	s.log.Warn("mailsvc: list member skipped", "list", c.list, "member", a.Address(), "reason", reason)
+func (s *Store) skipped(c Copy, a *mailcluster.Account, reason string) {
+	s.log.Warn("mailstore: list member skipped", "list", c.List, "member", a.Address(), "reason", reason)
 }
 
 // writeCopy writes header followed by the content of src from offset off
@@ -459,7 +473,7 @@ func (s *Store) List(a *mailcluster.Account, limit int, cursor string) ([]mailcl
 	if limit < 1 || limit > 1000 {
 		return nil, "", mailcluster.Errorf(mailcluster.EINVALID, "Limit must be between 1 and 1000.")
 	}
-	md, err := s.maildir(a)
+	md, err := s.MailboxDir(a)
 	if err != nil {
 		return nil, "", err
 	}
@@ -482,7 +496,7 @@ func (s *Store) List(a *mailcluster.Account, limit int, cursor string) ([]mailcl
 // Open returns a message's content and size. Errors: EINVALID, ENOTFOUND,
 // EFORBIDDEN (the mailbox path is outside the mailbox roots).
 func (s *Store) Open(a *mailcluster.Account, id string) (io.ReadCloser, int64, error) {
-	md, err := s.maildir(a)
+	md, err := s.MailboxDir(a)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -510,7 +524,7 @@ func (s *Store) Open(a *mailcluster.Account, id string) (io.ReadCloser, int64, e
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN (the mailbox path is outside the
 // mailbox roots), EUNAVAILABLE.
 func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) error {
-	md, err := s.maildir(a)
+	md, err := s.MailboxDir(a)
 	if err != nil {
 		return err
 	}
@@ -549,7 +563,7 @@ func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) e
 // Errors: ENOTFOUND, EREADONLY, EFORBIDDEN (the mailbox path is outside the
 // mailbox roots), EUNAVAILABLE.
 func (s *Store) Recount(ctx context.Context, a *mailcluster.Account) (mailcluster.Usage, error) {
-	md, err := s.maildir(a)
+	md, err := s.MailboxDir(a)
 	if err != nil {
 		return mailcluster.Usage{}, err
 	}
@@ -570,10 +584,9 @@ func (s *Store) Recount(ctx context.Context, a *mailcluster.Account) (mailcluste
 	return u, nil
 }
 
-// tempFail wraps a local failure as a temporary SMTP error (logged by the
-// caller, never shown).
+// tempFail wraps a local failure (logged by the caller, never shown).
 func tempFail(err error) error {
-	return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: fmt.Errorf("mailsvc: %w", err)}
+	return &LocalError{Err: err}
 }
 
 // NotifyFrozen delivers the thaw-token message to a frozen account's own

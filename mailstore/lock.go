@@ -1,4 +1,4 @@
-package mailsvc
+package mailstore
 
 import (
 	"context"
@@ -35,11 +35,11 @@ type Locker struct {
 }
 
 // ErrLockBusy is returned when a lock stays held past Locker.Wait.
-var ErrLockBusy = errors.New("mailsvc: mailbox is locked by another process")
+var ErrLockBusy = errors.New("mailstore: mailbox is locked by another process")
 
 // ErrLockLost is returned by Unlock when the lock was broken while held
 // (its file was not refreshed for StaleAfter).
-var ErrLockLost = errors.New("mailsvc: lock was broken while held")
+var ErrLockLost = errors.New("mailstore: lock was broken while held")
 
 var hostname, _ = os.Hostname()
 
@@ -111,7 +111,7 @@ func (l *Locker) path(address string) string {
 // it. The lock is refreshed in the background until Unlock.
 func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 	if err := os.MkdirAll(l.Dir, 0o750); err != nil {
-		return nil, fmt.Errorf("mailsvc: lock dir: %w", err)
+		return nil, fmt.Errorf("mailstore: lock dir: %w", err)
 	}
 	path := l.path(address)
 	wait := l.Wait
@@ -137,7 +137,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			cerr := f.Close()
 			if werr != nil || cerr != nil {
 				os.Remove(path)
-				return nil, fmt.Errorf("mailsvc: write lock %s: %w", path, errors.Join(werr, cerr))
+				return nil, fmt.Errorf("mailstore: write lock %s: %w", path, errors.Join(werr, cerr))
 			}
 			lk := &Lock{path: path, content: content, stop: make(chan struct{}), done: make(chan struct{})}
 			go lk.refresh(l.staleAfter() / 4)
@@ -145,7 +145,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			return lk, nil
 		}
 		if !os.IsExist(err) {
-			return nil, fmt.Errorf("mailsvc: lock %s: %w", path, err)
+			return nil, fmt.Errorf("mailstore: lock %s: %w", path, err)
 		}
 		if content, ok := l.stale(path); ok {
 			removeIfSame(path, content)

@@ -1,4 +1,4 @@
-package mailsvc
+package mailstore
 
 import (
 	"errors"
@@ -36,11 +36,11 @@ func ValidMaildirName(name string) bool {
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("mailsvc: sync %s: %w", dir, err)
+		return fmt.Errorf("mailstore: sync %s: %w", dir, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("mailsvc: sync %s: %w", dir, err)
+		return fmt.Errorf("mailstore: sync %s: %w", dir, err)
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ type PlaceOptions struct {
 func (m Maildir) Place(src, rel string, opts PlaceOptions) error {
 	dst := filepath.Join(string(m), rel)
 	if st, err := os.Lstat(src); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("mailsvc: %s is not a regular file", src)
+		return fmt.Errorf("mailstore: %s is not a regular file", src)
 	}
 	if !opts.NoLink && os.Link(src, dst) == nil {
 		return nil
@@ -94,7 +94,7 @@ func (m Maildir) Place(src, rel string, opts PlaceOptions) error {
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("mailsvc: rename into %s: %w", dst, err)
+		return fmt.Errorf("mailstore: rename into %s: %w", dst, err)
 	}
 	return nil
 }
@@ -104,32 +104,32 @@ func (m Maildir) Place(src, rel string, opts PlaceOptions) error {
 func copySynced(src, dst string, mode os.FileMode) error {
 	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return fmt.Errorf("mailsvc: open %s: %w", src, err)
+		return fmt.Errorf("mailstore: open %s: %w", src, err)
 	}
 	defer in.Close()
 	if st, err := in.Stat(); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("mailsvc: %s is not a regular file", src)
+		return fmt.Errorf("mailstore: %s is not a regular file", src)
 	}
 	if mode == 0 {
 		mode = 0o640
 	}
 	if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("mailsvc: remove %s: %w", dst, err)
+		return fmt.Errorf("mailstore: remove %s: %w", dst, err)
 	}
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 	if err != nil {
-		return fmt.Errorf("mailsvc: create %s: %w", dst, err)
+		return fmt.Errorf("mailstore: create %s: %w", dst, err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("mailsvc: copy %s to %s: %w", src, dst, err)
+		return fmt.Errorf("mailstore: copy %s to %s: %w", src, dst, err)
 	}
 	if err := out.Sync(); err != nil {
 		out.Close()
-		return fmt.Errorf("mailsvc: sync %s: %w", dst, err)
+		return fmt.Errorf("mailstore: sync %s: %w", dst, err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("mailsvc: close %s: %w", dst, err)
+		return fmt.Errorf("mailstore: close %s: %w", dst, err)
 	}
 	return nil
 }

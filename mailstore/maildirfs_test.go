@@ -1,4 +1,4 @@
-package mailsvc_test
+package mailstore_test
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"mailcluster/mailsvc"
+	"mailcluster/mailstore"
 )
 
 func TestValidMaildirName(t *testing.T) {
@@ -31,16 +31,16 @@ func TestValidMaildirName(t *testing.T) {
 		{"", false},
 		{"1." + strings.Repeat("x", 300), false},
 	} {
-		if got := mailsvc.ValidMaildirName(tc.name); got != tc.ok {
+		if got := mailstore.ValidMaildirName(tc.name); got != tc.ok {
 			t.Errorf("ValidMaildirName(%q) = %v, want %v", tc.name, got, tc.ok)
 		}
 	}
 }
 
 // mustMaildir creates a maildir (tmp, new, cur) in a fresh directory.
-func mustMaildir(t *testing.T) mailsvc.Maildir {
+func mustMaildir(t *testing.T) mailstore.Maildir {
 	t.Helper()
-	md := mailsvc.Maildir(filepath.Join(t.TempDir(), "box"))
+	md := mailstore.Maildir(filepath.Join(t.TempDir(), "box"))
 	if err := md.Init(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func mustMaildir(t *testing.T) mailsvc.Maildir {
 }
 
 // entries lists the names under tmp, new and cur.
-func entries(t *testing.T, md mailsvc.Maildir) []string {
+func entries(t *testing.T, md mailstore.Maildir) []string {
 	t.Helper()
 	var out []string
 	for _, sub := range []string{"tmp", "new", "cur"} {
@@ -70,7 +70,7 @@ func TestMaildirPlace(t *testing.T) {
 	}
 	t.Run("Link", func(t *testing.T) {
 		md := mustMaildir(t)
-		if err := md.Place(src, "new/1.a", mailsvc.PlaceOptions{}); err != nil {
+		if err := md.Place(src, "new/1.a", mailstore.PlaceOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		a, _ := os.Stat(src)
@@ -87,7 +87,7 @@ func TestMaildirPlace(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(string(md), "tmp", "copy.1.a"), []byte("he"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		opts := mailsvc.PlaceOptions{NoLink: true, TmpName: "copy.1.a", Mode: 0o600, ModTime: mod}
+		opts := mailstore.PlaceOptions{NoLink: true, TmpName: "copy.1.a", Mode: 0o600, ModTime: mod}
 		if err := md.Place(src, "cur/1.a:2,S", opts); err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestMaildirPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, noLink := range []bool{false, true} {
-			if err := md.Place(link, "new/2.b", mailsvc.PlaceOptions{NoLink: noLink}); err == nil {
+			if err := md.Place(link, "new/2.b", mailstore.PlaceOptions{NoLink: noLink}); err == nil {
 				t.Fatalf("NoLink=%v: a symbolic link was placed", noLink)
 			}
 		}
