@@ -41,20 +41,8 @@ func normalizeAccountName(domain, mailbox string) (string, string, error) {
 // FindAccount returns one account without its password hash.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) FindAccount(ctx context.Context, domain, mailbox string) (*mailcluster.Account, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.checkServing(); err != nil {
-		return nil, err
-	}
-	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	domain, mailbox, err := s.readName(ctx, domain, mailbox)
 	if err != nil {
-		return nil, err
-	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return nil, err
-	}
-	if _, _, err := s.getDomain(domain); err != nil {
 		return nil, err
 	}
 	a, _, err := s.getAccount(domain, mailbox)
@@ -259,14 +247,8 @@ func (s *Service) confineMailboxPath(p string) error {
 // Errors: EINVALID, ENOTFOUND (domain), ECONFLICT (exists or domain full),
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateAccount(ctx context.Context, in mailcluster.AccountCreate) (*mailcluster.Account, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, mailbox, err := normalizeAccountName(in.Domain, in.Mailbox)
+	domain, mailbox, err := authorizeName(ctx, in.Domain, in.Mailbox)
 	if err != nil {
-		return nil, err
-	}
-	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, err
 	}
 	a := &mailcluster.Account{Domain: domain, Mailbox: mailbox, FullName: in.FullName, FirstName: in.FirstName, LastName: in.LastName,
@@ -342,14 +324,8 @@ func (s *Service) mailboxPathFor(domain, mailbox string) string {
 
 // UpdateAccount changes an account. Errors as CreateAccount.
 func (s *Service) UpdateAccount(ctx context.Context, domain, mailbox string, upd mailcluster.AccountUpdate) (*mailcluster.Account, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	domain, mailbox, err := authorizeName(ctx, domain, mailbox)
 	if err != nil {
-		return nil, err
-	}
-	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, err
 	}
 	caller := CallerFromContext(ctx)
@@ -448,14 +424,8 @@ func setIf[T any](dst *T, src *T) {
 // Errors: EINVALID, ENOTFOUND, ECONFLICT (last global admin, own account),
 // EFORBIDDEN, EREADONLY.
 func (s *Service) DeleteAccount(ctx context.Context, domain, mailbox string) error {
-	if err := requireSignedIn(ctx); err != nil {
-		return err
-	}
-	domain, mailbox, err := normalizeAccountName(domain, mailbox)
+	domain, mailbox, err := authorizeName(ctx, domain, mailbox)
 	if err != nil {
-		return err
-	}
-	if err := authorizeDomain(ctx, domain); err != nil {
 		return err
 	}
 	if err := s.checkWritable(); err != nil {
@@ -537,11 +507,9 @@ func (s *Service) accountDeleteRefs(a *mailcluster.Account, base int) ([]mailclu
 			memberships++
 		}
 	}
-	for _, kv := range s.store.List(schema.GroupPrefix(a.Domain), "", 0) {
-		if k := schema.GroupMember(a.Domain, strings.TrimPrefix(kv.Key, schema.GroupPrefix(a.Domain)), a.Mailbox); s.has(k) {
-			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
-			memberships++
-		}
+	for _, name := range s.setsWith(groupKind, a.Domain, a.Mailbox) {
+		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: groupKind.of(a.Domain, name).accountKey(a.Mailbox)})
+		memberships++
 	}
 	if over := base + len(ops) - MaxWriteOps; over > 0 {
 		return nil, mailcluster.Errorf(mailcluster.ECONFLICT,

@@ -147,15 +147,22 @@ func splitLocal(s, domain string) (string, string, error) {
 }
 
 func (s *Service) getAlias(domain, name string) (*mailcluster.Alias, uint64, error) {
-	kv, ok := s.store.Get(schema.Alias(domain, name))
-	if !ok {
-		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Alias %s@%s does not exist.", name, domain)
+	a, kv, err := getRecord[mailcluster.Alias](s, schema.Alias(domain, name), "alias", "Alias "+name+"@"+domain)
+	if err != nil {
+		return nil, 0, err
 	}
-	var a mailcluster.Alias
-	if err := json.Unmarshal(kv.Value, &a); err != nil {
-		return nil, 0, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored alias record is damaged.", Err: err}
+	return a, kv.ModifyIndex, nil
+}
+
+// checkDomainOp adds to o the check of the record of domain, which must
+// be in service. Errors: ENOTFOUND, ECONFLICT (being deleted).
+func (s *Service) checkDomainOp(o *opSet, domain string) error {
+	_, didx, err := s.getDomain(domain)
+	if err != nil {
+		return err
 	}
-	return &a, kv.ModifyIndex, nil
+	o.check(schema.Domain(domain), didx)
+	return nil
 }
 
 // aliasTarget checks the target of an alias of domain: an account (an
@@ -173,11 +180,9 @@ func (s *Service) aliasTarget(ctx context.Context, o *opSet, domain, target stri
 		if !isGlobal(ctx) {
 			return "", mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only global administrators may point an alias of %s at an account of another domain.", domain)
 		}
-		_, didx, err := s.getDomain(tdomain)
-		if err != nil {
+		if err := s.checkDomainOp(o, tdomain); err != nil {
 			return "", err
 		}
-		o.check(schema.Domain(tdomain), didx)
 	}
 	kv, ok := s.store.Get(schema.Account(tdomain, mailbox))
 	if !ok {
@@ -218,20 +223,11 @@ func deleteAliasOps(o *opSet, a *mailcluster.Alias, index uint64) {
 // alias or list of that name exists; the target has MaxAliasesPerAccount),
 // EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateAlias(ctx context.Context, domain, name, target string) (*mailcluster.Alias, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	_, didx, err := s.getDomain(domain)
+	didx, err := s.writableDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -315,38 +311,18 @@ func (s *Service) readDomainPage(ctx context.Context, domain string, limit int) 
 // after cursor (a name), at most limit (1..1000, 0: 100), and the cursor
 // of the next page ("" at the end). Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) FindAliases(ctx context.Context, domain, cursor string, limit int) ([]*mailcluster.Alias, string, error) {
-	domain, limit, err := s.readDomainPage(ctx, domain, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	kvs, next := s.page(schema.AliasPrefix(domain), mailcluster.NormalizeMailbox(cursor), limit)
-	out := make([]*mailcluster.Alias, 0, len(kvs))
-	for _, kv := range kvs {
-		var a mailcluster.Alias
-		if err := json.Unmarshal(kv.Value, &a); err != nil {
-			return nil, "", &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored alias record is damaged.", Err: err}
-		}
-		out = append(out, &a)
-	}
-	return out, next, nil
+	return findPage(ctx, s, domain, cursor, limit, schema.AliasPrefix, func(_, _ string, kv mailcluster.KV) (*mailcluster.Alias, error) {
+		return decodeRecord[mailcluster.Alias](kv, "alias")
+	})
 }
 
 // UpdateAlias points an alias at another target. Errors as CreateAlias.
 func (s *Service) UpdateAlias(ctx context.Context, domain, name, target string) (*mailcluster.Alias, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return nil, err
-	}
-	if err := s.checkWritable(); err != nil {
-		return nil, err
-	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if _, err := s.writableDomain(domain); err != nil {
 		return nil, err
 	}
 	a, idx, err := s.getAlias(domain, name)
@@ -380,20 +356,11 @@ func (s *Service) UpdateAlias(ctx context.Context, domain, name, target string) 
 // DeleteAlias removes an alias. Errors: EINVALID, ENOTFOUND, EFORBIDDEN,
 // EREADONLY, EUNAVAILABLE.
 func (s *Service) DeleteAlias(ctx context.Context, domain, name string) error {
-	if err := requireSignedIn(ctx); err != nil {
-		return err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return err
-	}
-	if err := s.checkWritable(); err != nil {
-		return err
-	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if _, err := s.writableDomain(domain); err != nil {
 		return err
 	}
 	a, idx, err := s.getAlias(domain, name)
@@ -472,11 +439,7 @@ func (s *Service) accountAliasChanges(ctx context.Context, o *opSet, a *mailclus
 		}
 		return out, nil
 	}
-	adds, err := parse(add)
-	if err != nil {
-		return err
-	}
-	removes, err := parse(remove)
+	adds, removes, err := parseChanges(add, remove, parse)
 	if err != nil {
 		return err
 	}
@@ -502,11 +465,9 @@ func (s *Service) accountAliasChanges(ctx context.Context, o *opSet, a *mailclus
 			return err
 		}
 		if r.domain != a.Domain {
-			_, didx, err := s.getDomain(r.domain)
-			if err != nil {
+			if err := s.checkDomainOp(o, r.domain); err != nil {
 				return err
 			}
-			o.check(schema.Domain(r.domain), didx)
 		}
 		newAliasOps(o, &mailcluster.Alias{Domain: r.domain, Name: r.name, Target: target, CreatedAt: now, UpdatedAt: now})
 		added++

@@ -92,7 +92,7 @@ func (s *Service) ResumeDomainDeletions(ctx context.Context) error {
 		}
 	}
 	for _, job := range s.markedSets() {
-		if err := s.awaitRun(ctx, ctx, job.record, job.run(s), job.gone()); err != nil && first == nil {
+		if err := s.awaitRun(ctx, ctx, job.record(), job.run(s), job.gone()); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -108,16 +108,12 @@ func (s *Service) markedSets() []setDeletion {
 		if s.domainDeleting(domain) {
 			continue
 		}
-		for _, lkv := range s.store.List(schema.ListPrefix(domain), "", 0) {
-			var l mailcluster.MailingList
-			if json.Unmarshal(lkv.Value, &l) == nil && l.Deleting {
-				out = append(out, s.listDeletion(domain, strings.TrimPrefix(lkv.Key, schema.ListPrefix(domain))))
-			}
-		}
-		for _, gkv := range s.store.List(schema.GroupPrefix(domain), "", 0) {
-			var g mailcluster.Group
-			if json.Unmarshal(gkv.Value, &g) == nil && g.Deleting {
-				out = append(out, s.groupDeletion(domain, strings.TrimPrefix(gkv.Key, schema.GroupPrefix(domain))))
+		for _, k := range []setKind{listKind, groupKind} {
+			for _, skv := range s.store.List(k.prefix(domain), "", 0) {
+				m := k.of(domain, strings.TrimPrefix(skv.Key, k.prefix(domain)))
+				if st, _, err := s.setState(m); err == nil && st.deleting {
+					out = append(out, s.deletion(m))
+				}
 			}
 		}
 	}
@@ -128,71 +124,110 @@ func (s *Service) markedSets() []setDeletion {
 // being deleted: the keys that keys returns (its members and
 // memberships) go in bounded transactions, then its record.
 type setDeletion struct {
-	kind    string // "mailing list" or "group", for messages
-	address string // its name for messages
-	record  string // its record's key, also the key of its run
-	keys    func(limit int) []string
+	memberSet
+	keys func(limit int) []string
 }
 
 func (j setDeletion) gone() string {
-	return "The " + j.kind + " " + j.address + " is still being deleted; the deletion goes on."
+	return "The " + j.noun() + " " + j.title() + " is still being deleted; the deletion goes on."
 }
 
 // awaitSetDeletion runs (or joins) a deletion of a list or group marked
 // as being deleted and waits for its end; the work goes on when the
 // caller goes away.
 func (s *Service) awaitSetDeletion(ctx context.Context, j setDeletion) error {
-	return s.awaitRun(ctx, context.WithoutCancel(ctx), j.record, j.run(s), j.gone())
+	return s.awaitRun(ctx, context.WithoutCancel(ctx), j.record(), j.run(s), j.gone())
 }
 
 // run returns the work of a deletion: every transaction checks that the
 // record is the marked one, so nothing is deleted once the mark is gone.
 func (j setDeletion) run(s *Service) func(context.Context) error {
 	return func(ctx context.Context) error {
-		conflicts, deleted := 0, 0
-		for {
-			if err := ctx.Err(); err != nil {
-				return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node stopped before the %s %s was deleted.", j.kind, j.address)
-			}
-			if err := s.checkWritable(); err != nil {
-				return err
-			}
-			kv, ok := s.store.Get(j.record)
-			if !ok {
-				s.log.Info(j.kind+" deleted", "name", j.address, "keys", deleted)
-				return nil
-			}
-			var mark struct {
-				Deleting bool `json:"deleting"`
-			}
-			if err := json.Unmarshal(kv.Value, &mark); err != nil {
-				return &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored " + j.kind + " record is damaged.", Err: err}
-			}
-			if !mark.Deleting {
-				return mailcluster.Errorf(mailcluster.ECONFLICT, "The %s %s is no longer marked for deletion.", j.kind, j.address)
-			}
-			keys := j.keys(MaxDeleteOps - 1)
-			ops := []mailcluster.Op{{Verb: mailcluster.OpCheck, Key: j.record, Index: kv.ModifyIndex}}
-			for _, k := range keys {
-				ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
-			}
-			if len(keys) == 0 {
-				ops = []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: j.record, Index: kv.ModifyIndex}}
-			}
-			if _, err := s.store.Txn(ctx, ops); err != nil {
-				if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
-					s.log.Error(j.kind+" deletion stopped", "name", j.address, "err", err)
-					return err
+		deleted, _, err := s.runBatches(ctx, batchDeletion{what: "the " + j.noun() + " " + j.title(), kind: j.noun(), record: j.record(),
+			marked: func(value []byte) (bool, error) {
+				var mark struct {
+					Deleting bool `json:"deleting"`
 				}
-				if conflicts++; conflicts > maxDeleteConflicts {
-					return conflictAs(err, "The %s %s kept changing while it was being deleted; ask again to resume.", j.kind, j.address)
+				err := json.Unmarshal(value, &mark)
+				return mark.Deleting, err
+			},
+			next: func(index uint64) ([]mailcluster.Op, int) {
+				keys := j.keys(MaxDeleteOps - 1)
+				if len(keys) == 0 {
+					return []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: j.record(), Index: index}}, 0
 				}
-				sleepCtx(ctx, time.Duration(conflicts)*10*time.Millisecond)
-				continue
-			}
-			conflicts = 0
-			deleted += len(keys)
+				ops := []mailcluster.Op{{Verb: mailcluster.OpCheck, Key: j.record(), Index: index}}
+				for _, k := range keys {
+					ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
+				}
+				return ops, len(keys)
+			}})
+		if err != nil {
+			s.log.Error(j.noun()+" deletion stopped", "name", j.title(), "err", err)
+			return err
 		}
+		s.log.Info(j.noun()+" deleted", "name", j.title(), "keys", deleted)
+		return nil
+	}
+}
+
+// batchDeletion is a deletion in bounded transactions of what a mark on a
+// record stands for (a domain, a mailing list, a group).
+type batchDeletion struct {
+	what   string // "domain example.com", "the group staff of example.com": in messages
+	kind   string // "domain", "group": in the message of a damaged record
+	record string // the key of the marked record
+	// marked decodes the record and reports whether it is still marked.
+	marked func(value []byte) (bool, error)
+	// next returns the next transaction, whose operations check the record
+	// at index (or, once nothing else is left, delete it), and how many
+	// things it deletes.
+	next func(index uint64) ([]mailcluster.Op, int)
+}
+
+// runBatches commits the transactions of d until its record is gone, and
+// returns how many things they deleted (as next counts them) and how many
+// transactions it committed, also when it stops early: when ctx ends
+// (EUNAVAILABLE), when this node stops taking writes, when the record is
+// damaged or no longer marked, or on a failed transaction. A transaction
+// that fails on a concurrent change is built again on a fresh read, at
+// most maxDeleteConflicts times in a row. Each round deletes at least one
+// key or counts a conflict, so the rounds are bounded by the keys to
+// delete plus the conflicts.
+func (s *Service) runBatches(ctx context.Context, d batchDeletion) (deleted, txns int, err error) {
+	conflicts := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return deleted, txns, mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node stopped before %s was deleted.", d.what)
+		}
+		if err := s.checkWritable(); err != nil {
+			return deleted, txns, err
+		}
+		kv, ok := s.store.Get(d.record)
+		if !ok {
+			return deleted, txns, nil // done, by this run or an earlier one
+		}
+		marked, err := d.marked(kv.Value)
+		if err != nil {
+			return deleted, txns, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored " + d.kind + " record is damaged.", Err: err}
+		}
+		if !marked {
+			return deleted, txns, mailcluster.Errorf(mailcluster.ECONFLICT, "%s is no longer marked for deletion.", capitalize(d.what))
+		}
+		ops, n := d.next(kv.ModifyIndex)
+		if _, err := s.store.Txn(ctx, ops); err != nil {
+			if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
+				return deleted, txns, err
+			}
+			if conflicts++; conflicts > maxDeleteConflicts {
+				return deleted, txns, conflictAs(err, "%s kept changing while it was being deleted; ask again to resume.", capitalize(d.what))
+			}
+			sleepCtx(ctx, time.Duration(conflicts)*10*time.Millisecond) // the next round sees the end of ctx
+			continue
+		}
+		conflicts = 0
+		deleted += n
+		txns++
 	}
 }
 
@@ -216,53 +251,27 @@ func (s *Service) runDeletion(ctx context.Context, name string, resumed bool) (e
 				Message: "Domain " + name + " could not be deleted completely; the deletion resumes when asked again.", Err: err}
 		}
 	}()
-	conflicts := 0
-	// Each round deletes at least one key or counts a conflict, so the
-	// rounds are bounded by the keys under the domain plus the conflicts.
-	for {
-		if err := ctx.Err(); err != nil {
-			return mailcluster.Errorf(mailcluster.EUNAVAILABLE, "This node stopped before domain %s was deleted.", name)
-		}
-		if err := s.checkWritable(); err != nil {
-			return err
-		}
-		dkv, ok := s.store.Get(schema.Domain(name))
-		if !ok {
-			if started {
-				s.finishedDeletion(name, deleted, txns)
+	deleted, txns, err = s.runBatches(ctx, batchDeletion{what: "domain " + name, kind: "domain", record: schema.Domain(name),
+		marked: func(value []byte) (bool, error) {
+			var d mailcluster.Domain
+			if err := json.Unmarshal(value, &d); err != nil || d.Deleting == nil {
+				return false, err
 			}
-			return nil // done, by this run or an earlier one
-		}
-		var d mailcluster.Domain
-		if err := json.Unmarshal(dkv.Value, &d); err != nil {
-			return &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
-		}
-		if d.Deleting == nil {
-			return mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s is no longer marked for deletion.", name)
-		}
-		if !started {
-			started = true
-			if resumed {
-				s.recordEvent(mailcluster.ClusterEvent{Event: mailcluster.EventDomainDeleteStarted, Message: "resuming the deletion of a domain",
-					Fields: map[string]string{"domain": name, "accounts": strconv.Itoa(s.store.Count(schema.AccountPrefix(name))),
-						"by": d.Deleting.By, "resumed": "true"}})
+			if !started {
+				started = true
+				if resumed {
+					s.recordEvent(mailcluster.ClusterEvent{Event: mailcluster.EventDomainDeleteStarted, Message: "resuming the deletion of a domain",
+						Fields: map[string]string{"domain": name, "accounts": strconv.Itoa(s.store.Count(schema.AccountPrefix(name))),
+							"by": d.Deleting.By, "resumed": "true"}})
+				}
 			}
-		}
-		ops, accounts := s.deletionBatch(name, dkv.ModifyIndex)
-		if _, err := s.store.Txn(ctx, ops); err != nil {
-			if mailcluster.ErrorCode(err) != mailcluster.ECONFLICT {
-				return err
-			}
-			if conflicts++; conflicts > maxDeleteConflicts {
-				return conflictAs(err, "Domain %s kept changing while it was being deleted; ask again to resume.", name)
-			}
-			sleepCtx(ctx, time.Duration(conflicts)*10*time.Millisecond) // the next round sees the end of ctx
-			continue
-		}
-		conflicts = 0
-		deleted += accounts
-		txns++
+			return true, nil
+		},
+		next: func(index uint64) ([]mailcluster.Op, int) { return s.deletionBatch(name, index) }})
+	if err == nil && started {
+		s.finishedDeletion(name, deleted, txns)
 	}
+	return err
 }
 
 // finishedDeletion logs and records the end of a deletion.

@@ -16,16 +16,7 @@ import (
 // touches each member's account record.
 
 func (s *Service) getGroup(domain, name string) (*mailcluster.Group, mailcluster.KV, error) {
-	kv, ok := s.store.Get(schema.Group(domain, name))
-	if !ok {
-		return nil, kv, mailcluster.Errorf(mailcluster.ENOTFOUND, "Group %s of %s does not exist.", name, domain)
-	}
-	var g mailcluster.Group
-	if err := json.Unmarshal(kv.Value, &g); err != nil {
-		return nil, kv, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored group record is damaged.", Err: err}
-	}
-	g.MemberCount = s.store.Count(schema.GroupMemberPrefix(domain, name))
-	return &g, kv, nil
+	return getSet(s, groupKind.of(domain, name), func(g *mailcluster.Group) *int { return &g.MemberCount })
 }
 
 func validateGroupFields(g *mailcluster.Group) error {
@@ -38,149 +29,102 @@ func validateGroupFields(g *mailcluster.Group) error {
 	return nil
 }
 
-func errGroupDeleting(g *mailcluster.Group) error {
-	return mailcluster.Errorf(mailcluster.ECONFLICT, "Group %s of %s is being deleted.", g.Name, g.Domain)
-}
-
 // groupMemberAdd checks an account (mailbox or address) to add to a group
-// of domain and returns its mailbox and record.
-func (s *Service) groupMemberAdd(domain, member string) (string, mailcluster.KV, error) {
+// of domain and returns it as a member of the group.
+func (s *Service) groupMemberAdd(domain, group, member string) (memberRef, error) {
 	mailbox, mdomain, err := splitLocal(strings.TrimSpace(member), domain)
 	if err != nil {
-		return "", mailcluster.KV{}, err
+		return memberRef{}, err
 	}
 	kv, ok := s.store.Get(schema.Account(mdomain, mailbox))
 	if mdomain != domain || !ok {
-		return "", kv, mailcluster.Errorf(mailcluster.EINVALID, "%s@%s is not an account of %s: a group holds accounts of its own domain.", mailbox, mdomain, domain)
+		return memberRef{}, mailcluster.Errorf(mailcluster.EINVALID, "%s@%s is not an account of %s: a group holds accounts of its own domain.", mailbox, mdomain, domain)
 	}
-	return mailbox, kv, nil
+	return memberRef{key: schema.GroupMember(domain, group, mailbox), value: []byte("{}"), target: kv, address: mailbox + "@" + domain}, nil
+}
+
+// groupMemberKey returns the key of an account (mailbox or address) to
+// remove from a group of domain; ok is false for an address of another
+// domain.
+func groupMemberKey(domain, group, member string) (string, bool, error) {
+	mailbox, mdomain, err := splitLocal(strings.TrimSpace(member), domain)
+	if err != nil {
+		return "", false, err
+	}
+	return schema.GroupMember(domain, group, mailbox), mdomain == domain, nil
 }
 
 // CreateGroup creates a group with its first members.
 // Errors: EINVALID, ENOTFOUND, ECONFLICT, ETOOLARGE, EFORBIDDEN,
 // EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateGroup(ctx context.Context, in mailcluster.GroupCreate) (*mailcluster.Group, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, name, err := normalizeAccountName(in.Domain, in.Name)
+	domain, name, err := authorizeName(ctx, in.Domain, in.Name)
 	if err != nil {
-		return nil, err
-	}
-	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, err
 	}
 	g := &mailcluster.Group{Domain: domain, Name: name, Description: in.Description, QuotaBytes: in.QuotaBytes, QuotaMessages: in.QuotaMessages}
 	if err := validateGroupFields(g); err != nil {
 		return nil, err
 	}
-	if len(in.Members) > mailcluster.MaxGroupMembers {
-		return nil, mailcluster.Errorf(mailcluster.ETOOLARGE, "A group has at most %d members; %d were given.", mailcluster.MaxGroupMembers, len(in.Members))
-	}
-	const fixed = 2 // the domain's check and the record
-	tooMany := func() error {
-		return mailcluster.Errorf(mailcluster.ETOOLARGE,
-			"A group can be created with at most about %d members in one request (%d were given): create it with fewer and add the rest with updates.",
-			(MaxWriteOps-fixed)/2, len(in.Members))
-	}
-	if fixed+len(in.Members) > MaxWriteOps {
-		return nil, tooMany()
-	}
-	if err := s.checkWritable(); err != nil {
+	m := groupKind.of(domain, name)
+	if err := m.checkMembersGiven(len(in.Members)); err != nil {
 		return nil, err
 	}
-	_, didx, err := s.getDomain(domain)
+	const fixed = 2 // the domain's check and the record
+	if err := m.checkCreateSize(fixed, len(in.Members)); err != nil {
+		return nil, err
+	}
+	didx, err := s.writableDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	key := schema.Group(domain, name)
-	if _, ok := s.store.Get(key); ok {
-		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "Group %s of %s already exists.", name, domain)
+	if s.has(m.record()) {
+		return nil, mailcluster.Errorf(mailcluster.ECONFLICT, "%s already exists.", m.what())
 	}
 	var o opSet
 	o.check(schema.Domain(domain), didx)
-	for _, m := range in.Members {
-		mailbox, kv, err := s.groupMemberAdd(domain, m)
-		if err != nil {
-			return nil, err
-		}
-		if mk := schema.GroupMember(domain, name, mailbox); !o.changed[mk] {
-			o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: mk, Value: []byte("{}")})
-			o.touch(kv)
-		}
-	}
 	g.CreatedAt, g.UpdatedAt = s.now(), s.now()
-	b, _ := json.Marshal(g)
-	o.add(mailcluster.Op{Verb: mailcluster.OpCAS, Key: key, Value: b, Index: 0})
-	if len(o.ops) > MaxWriteOps {
-		return nil, tooMany()
+	if err := createSet(ctx, s, &o, m, g, in.Members, func(member string) (memberRef, error) {
+		return s.groupMemberAdd(domain, name, member)
+	}); err != nil {
+		return nil, err
 	}
-	if err := s.txn(ctx, o.ops); err != nil {
-		return nil, conflictAs(err, "Group %s of %s, its domain or one of its members was changed concurrently; try again.", name, domain)
-	}
-	s.log.Info("group created", "group", name, "domain", domain)
-	if out, _, err := s.getGroup(domain, name); err == nil {
-		return out, nil
-	}
-	return g, nil
+	return reread(g, s.getGroup, domain, name), nil
 }
 
 // FindGroup returns one group (with MemberCount).
 func (s *Service) FindGroup(ctx context.Context, domain, name string) (*mailcluster.Group, error) {
-	domain, name, err := s.readName(ctx, domain, name)
-	if err != nil {
-		return nil, err
-	}
-	g, _, err := s.getGroup(domain, name)
-	return g, err
+	return findRecord(ctx, s, domain, name, s.getGroup)
 }
 
 // FindGroups returns a page of a domain's groups (see FindAliases).
 func (s *Service) FindGroups(ctx context.Context, domain, cursor string, limit int) ([]*mailcluster.Group, string, error) {
-	domain, limit, err := s.readDomainPage(ctx, domain, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	kvs, next := s.page(schema.GroupPrefix(domain), mailcluster.NormalizeMailbox(cursor), limit)
-	out := make([]*mailcluster.Group, 0, len(kvs))
-	for _, kv := range kvs {
-		g, _, err := s.getGroup(domain, strings.TrimPrefix(kv.Key, schema.GroupPrefix(domain)))
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, g)
-	}
-	return out, next, nil
+	return findPage(ctx, s, domain, cursor, limit, schema.GroupPrefix, func(domain, name string, _ mailcluster.KV) (*mailcluster.Group, error) {
+		g, _, err := s.getGroup(domain, name)
+		return g, err
+	})
 }
 
 // UpdateGroup changes a group and its membership in one transaction.
 func (s *Service) UpdateGroup(ctx context.Context, domain, name string, upd mailcluster.GroupUpdate) (*mailcluster.Group, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return nil, err
-	}
 	changes := len(upd.AddMembers) + len(upd.RemoveMembers)
-	if changes > MaxWriteOps {
-		return nil, errTooManyMemberChanges(changes)
-	}
-	if err := s.checkWritable(); err != nil {
+	if err := checkMemberChanges(changes); err != nil {
 		return nil, err
 	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if _, err := s.writableDomain(domain); err != nil {
 		return nil, err
 	}
 	g, kv, err := s.getGroup(domain, name)
 	if err != nil {
 		return nil, err
 	}
+	m := groupKind.of(domain, name)
 	if g.Deleting {
-		return nil, errGroupDeleting(g)
+		return nil, m.errDeleting()
 	}
 	setIf(&g.Description, upd.Description)
 	setIf(&g.QuotaBytes, upd.QuotaBytes)
@@ -189,111 +133,43 @@ func (s *Service) UpdateGroup(ctx context.Context, domain, name string, upd mail
 		return nil, err
 	}
 	var o opSet
-	var removes []string
-	removed := map[string]bool{}
-	for _, m := range upd.RemoveMembers {
-		mailbox, mdomain, err := splitLocal(strings.TrimSpace(m), domain)
-		if err != nil {
-			return nil, err
-		}
-		if mk := schema.GroupMember(domain, name, mailbox); mdomain == domain && !removed[mk] {
-			removed[mk] = true
-			removes = append(removes, mk)
-		}
-	}
-	added := 0
-	for _, m := range upd.AddMembers {
-		mailbox, akv, err := s.groupMemberAdd(domain, m)
-		if err != nil {
-			return nil, err
-		}
-		mk := schema.GroupMember(domain, name, mailbox)
-		if removed[mk] {
-			return nil, mailcluster.Errorf(mailcluster.EINVALID, "%s@%s is both added and removed.", mailbox, domain)
-		}
-		if _, present := s.store.Get(mk); present || o.changed[mk] {
-			continue
-		}
-		o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: mk, Value: []byte("{}")})
-		o.touch(akv)
-		added++
-	}
-	for _, mk := range removes {
-		if _, present := s.store.Get(mk); present {
-			o.add(mailcluster.Op{Verb: mailcluster.OpDelete, Key: mk})
-		}
-	}
-	if added > 0 && g.MemberCount+added > mailcluster.MaxGroupMembers {
-		return nil, mailcluster.Errorf(mailcluster.ETOOLARGE, "Group %s of %s would have more than %d members.", name, domain, mailcluster.MaxGroupMembers)
+	if err := memberChanges(s, &o, m, g.MemberCount, upd.AddMembers, upd.RemoveMembers,
+		func(member string) (memberRef, error) { return s.groupMemberAdd(domain, name, member) },
+		func(member string) (string, bool, error) { return groupMemberKey(domain, name, member) }); err != nil {
+		return nil, err
 	}
 	g.UpdatedAt, g.MemberCount = s.now(), 0
-	b, _ := json.Marshal(g)
-	o.add(mailcluster.Op{Verb: mailcluster.OpCAS, Key: kv.Key, Value: b, Index: kv.ModifyIndex})
-	if len(o.ops) > MaxWriteOps {
-		return nil, errTooManyMemberChanges(changes)
+	if err := s.saveSet(ctx, &o, m, g, kv.ModifyIndex, func() error { return errTooManyMemberChanges(changes) }); err != nil {
+		return nil, err
 	}
-	if err := s.txn(ctx, o.ops); err != nil {
-		return nil, conflictAs(err, "Group %s of %s or one of its members was changed concurrently; try again.", name, domain)
-	}
-	s.log.Info("group updated", "group", name, "domain", domain)
-	if out, _, err := s.getGroup(domain, name); err == nil {
-		return out, nil
-	}
-	return g, nil
+	return reread(g, s.getGroup, domain, name), nil
 }
 
 // DeleteGroup removes a group, its memberships and its list memberships:
 // a small group in one transaction, a larger one in bounded transactions
 // after a mark (see DeleteList).
 func (s *Service) DeleteGroup(ctx context.Context, domain, name string) error {
-	if err := requireSignedIn(ctx); err != nil {
-		return err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return err
-	}
-	if err := s.checkWritable(); err != nil {
-		return err
-	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if _, err := s.writableDomain(domain); err != nil {
 		return err
 	}
 	g, kv, err := s.getGroup(domain, name)
 	if err != nil {
 		return err
 	}
-	job := s.groupDeletion(domain, name)
-	if g.Deleting {
-		return s.awaitSetDeletion(ctx, job)
-	}
-	if keys := job.keys(MaxDeleteOps); len(keys) < MaxDeleteOps {
-		ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}
-		for _, k := range keys {
-			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: k})
-		}
-		if err := s.txn(ctx, ops); err != nil {
-			return conflictAs(err, "Group %s of %s was changed concurrently; try again.", name, domain)
-		}
-		s.log.Info("group deleted", "group", name, "domain", domain)
-		return nil
-	}
-	g.Deleting, g.MemberCount = true, 0
-	b, _ := json.Marshal(g)
-	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: kv.Key, Value: b, Index: kv.ModifyIndex}}); err != nil {
-		return conflictAs(err, "Group %s of %s was changed concurrently; try again.", name, domain)
-	}
-	s.log.Info("group deletion started", "group", name, "domain", domain)
-	return s.awaitSetDeletion(ctx, job)
+	return s.deleteSet(ctx, s.groupDeletion(domain, name), kv, g.Deleting, func() any {
+		g.Deleting, g.MemberCount = true, 0
+		return g
+	})
 }
 
 // groupDeletion describes the deletion of a group: its memberships in the
 // lists of its domain and its members, then its record.
 func (s *Service) groupDeletion(domain, name string) setDeletion {
-	return setDeletion{kind: "group", address: name + " of " + domain, record: schema.Group(domain, name),
+	return setDeletion{memberSet: groupKind.of(domain, name),
 		keys: func(limit int) []string {
 			var out []string
 			for _, kv := range s.store.List(schema.ListPrefix(domain), "", 0) {
@@ -317,54 +193,14 @@ func (s *Service) groupDeletion(domain, name string) setDeletion {
 
 // FindGroupMembers returns a page of a group's members as full addresses.
 func (s *Service) FindGroupMembers(ctx context.Context, domain, name, cursor string, limit int) ([]string, string, error) {
-	domain, name, err := s.readName(ctx, domain, name)
-	if err != nil {
-		return nil, "", err
-	}
-	if limit, err = pageLimit(limit); err != nil {
-		return nil, "", err
-	}
-	if _, _, err := s.getGroup(domain, name); err != nil {
-		return nil, "", err
-	}
-	if mailbox, _, ok := strings.Cut(cursor, "@"); ok {
-		cursor = mailbox
-	}
-	prefix := schema.GroupMemberPrefix(domain, name)
-	kvs, next := s.page(prefix, mailcluster.NormalizeMailbox(cursor), limit)
-	out := make([]string, 0, len(kvs))
-	for _, kv := range kvs {
-		out = append(out, strings.TrimPrefix(kv.Key, prefix)+"@"+domain)
-	}
-	return out, next, nil
+	return findMembers(ctx, s, groupKind, domain, name, cursor, limit, func(domain, mailbox string) string {
+		return mailbox + "@" + domain
+	})
 }
 
 // AccountGroups returns the groups an account belongs to.
 func (s *Service) AccountGroups(ctx context.Context, domain, mailbox string) ([]*mailcluster.Group, error) {
-	domain, mailbox, err := s.readName(ctx, domain, mailbox)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := s.getAccount(domain, mailbox); err != nil {
-		return nil, err
-	}
-	return append([]*mailcluster.Group{}, s.groupsOf(domain, mailbox)...), nil
-}
-
-// groupsOf returns the groups of domain that mailbox belongs to, those
-// being deleted included.
-func (s *Service) groupsOf(domain, mailbox string) []*mailcluster.Group {
-	var out []*mailcluster.Group
-	for _, kv := range s.store.List(schema.GroupPrefix(domain), "", 0) {
-		name := strings.TrimPrefix(kv.Key, schema.GroupPrefix(domain))
-		if _, ok := s.store.Get(schema.GroupMember(domain, name, mailbox)); !ok {
-			continue
-		}
-		if g, _, err := s.getGroup(domain, name); err == nil {
-			out = append(out, g)
-		}
-	}
-	return out
+	return accountSets(ctx, s, groupKind, domain, mailbox, s.getGroup)
 }
 
 // quotaGroups returns a function that fills in the default quotas of the
@@ -433,50 +269,9 @@ func (s *Service) accountGroupChanges(o *opSet, a *mailcluster.Account, add, rem
 		}
 		return out, nil
 	}
-	adds, err := parse(add)
+	adds, removes, err := parseChanges(add, remove, parse)
 	if err != nil {
 		return err
 	}
-	removes, err := parse(remove)
-	if err != nil {
-		return err
-	}
-	leave := map[string]bool{}
-	for _, name := range removes {
-		leave[name] = true
-	}
-	for _, name := range adds {
-		if leave[name] {
-			return mailcluster.Errorf(mailcluster.EINVALID, "Group %s is both joined and left.", name)
-		}
-		key := schema.GroupMember(a.Domain, name, a.Mailbox)
-		if o.changed[key] {
-			continue
-		}
-		g, kv, err := s.getGroup(a.Domain, name)
-		if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {
-			return mailcluster.Errorf(mailcluster.EINVALID, "Group %s of %s does not exist.", name, a.Domain)
-		}
-		if err != nil {
-			return err
-		}
-		if g.Deleting {
-			return errGroupDeleting(g)
-		}
-		if _, present := s.store.Get(key); present {
-			continue
-		}
-		if g.MemberCount >= mailcluster.MaxGroupMembers {
-			return mailcluster.Errorf(mailcluster.ETOOLARGE, "Group %s of %s has its maximum of %d members.", name, a.Domain, mailcluster.MaxGroupMembers)
-		}
-		o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: key, Value: []byte("{}")})
-		o.touch(kv)
-	}
-	for _, name := range removes {
-		key := schema.GroupMember(a.Domain, name, a.Mailbox)
-		if _, present := s.store.Get(key); present && !o.changed[key] {
-			o.add(mailcluster.Op{Verb: mailcluster.OpDelete, Key: key})
-		}
-	}
-	return nil
+	return s.joinSets(o, a, groupKind, adds, removes, []byte("{}"))
 }

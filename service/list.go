@@ -20,16 +20,7 @@ import (
 const groupMemberTag = "group:"
 
 func (s *Service) getList(domain, name string) (*mailcluster.MailingList, mailcluster.KV, error) {
-	kv, ok := s.store.Get(schema.List(domain, name))
-	if !ok {
-		return nil, kv, mailcluster.Errorf(mailcluster.ENOTFOUND, "Mailing list %s@%s does not exist.", name, domain)
-	}
-	var l mailcluster.MailingList
-	if err := json.Unmarshal(kv.Value, &l); err != nil {
-		return nil, kv, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored mailing list record is damaged.", Err: err}
-	}
-	l.MemberCount = s.store.Count(schema.ListMemberPrefix(domain, name))
-	return &l, kv, nil
+	return getSet(s, listKind.of(domain, name), func(l *mailcluster.MailingList) *int { return &l.MemberCount })
 }
 
 // validateDescription accepts one line of at most 1024 bytes.
@@ -44,18 +35,6 @@ func errOutsideMember(address, domain string) error {
 	return mailcluster.Errorf(mailcluster.EINVALID,
 		"%s is not an account of %s: a list's members are accounts and groups of its domain; outside members need the outbound queue, which is not available yet.",
 		address, domain)
-}
-
-func errListDeleting(l *mailcluster.MailingList) error {
-	return mailcluster.Errorf(mailcluster.ECONFLICT, "Mailing list %s is being deleted.", l.Address())
-}
-
-// memberRef is a list member as stored: its key and value, and for an
-// added member the record it refers to (an account or a group).
-type memberRef struct {
-	key    string
-	value  []byte
-	target mailcluster.KV
 }
 
 // listMemberKey reads a member given to a list of domain: exactly one of
@@ -82,7 +61,7 @@ func listMemberKey(domain, list string, m mailcluster.ListMember) (ref memberRef
 			return ref, address, false, nil
 		}
 		b, _ := json.Marshal(mailcluster.ListMember{Address: address})
-		return memberRef{key: schema.ListMemberAccount(domain, list, mailbox), value: b}, address, true, nil
+		return memberRef{key: schema.ListMemberAccount(domain, list, mailbox), value: b, address: address}, address, true, nil
 	}
 }
 
@@ -156,14 +135,8 @@ func validateListFields(l *mailcluster.MailingList) error {
 // Errors: EINVALID (also outside members), ENOTFOUND, ECONFLICT,
 // ETOOLARGE (MaxListMembers), EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateList(ctx context.Context, in mailcluster.ListCreate) (*mailcluster.MailingList, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, name, err := normalizeAccountName(in.Domain, in.Name)
+	domain, name, err := authorizeName(ctx, in.Domain, in.Name)
 	if err != nil {
-		return nil, err
-	}
-	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, err
 	}
 	l := &mailcluster.MailingList{Domain: domain, Name: name, Description: in.Description, Policy: in.Policy, ReplyTo: in.ReplyTo,
@@ -171,13 +144,11 @@ func (s *Service) CreateList(ctx context.Context, in mailcluster.ListCreate) (*m
 	if err := validateListFields(l); err != nil {
 		return nil, err
 	}
-	if len(in.Members) > mailcluster.MaxListMembers {
-		return nil, mailcluster.Errorf(mailcluster.ETOOLARGE, "A list has at most %d members; %d were given.", mailcluster.MaxListMembers, len(in.Members))
-	}
-	if err := s.checkWritable(); err != nil {
+	m := listKind.of(domain, name)
+	if err := m.checkMembersGiven(len(in.Members)); err != nil {
 		return nil, err
 	}
-	_, didx, err := s.getDomain(domain)
+	didx, err := s.writableDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -189,101 +160,51 @@ func (s *Service) CreateList(ctx context.Context, in mailcluster.ListCreate) (*m
 	if l.Owner, err = s.listOwner(&o, domain, l.Owner); err != nil {
 		return nil, err
 	}
-	key := schema.List(domain, name)
-	checkAddressFreeOps(&o, domain, name, key)
-	fixed := len(o.ops) + 1
-	tooMany := func() error {
-		return mailcluster.Errorf(mailcluster.ETOOLARGE,
-			"A list can be created with at most about %d members in one request (%d were given): create it with fewer and add the rest with updates.",
-			(MaxWriteOps-fixed)/2, len(in.Members))
-	}
-	if fixed+len(in.Members) > MaxWriteOps {
-		return nil, tooMany()
-	}
-	for _, m := range in.Members {
-		ref, err := s.listMemberAdd(domain, name, m)
-		if err != nil {
-			return nil, err
-		}
-		if !o.changed[ref.key] {
-			o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: ref.key, Value: ref.value})
-			o.touch(ref.target)
-		}
-	}
+	checkAddressFreeOps(&o, domain, name, m.record())
 	l.CreatedAt, l.UpdatedAt = s.now(), s.now()
-	b, _ := json.Marshal(l)
-	o.add(mailcluster.Op{Verb: mailcluster.OpCAS, Key: key, Value: b, Index: 0})
-	if len(o.ops) > MaxWriteOps {
-		return nil, tooMany()
+	if err := createSet(ctx, s, &o, m, l, in.Members, func(member mailcluster.ListMember) (memberRef, error) {
+		return s.listMemberAdd(domain, name, member)
+	}); err != nil {
+		return nil, err
 	}
-	if err := s.txn(ctx, o.ops); err != nil {
-		return nil, conflictAs(err, "Mailing list %s, its domain or one of its members was changed concurrently; try again.", l.Address())
-	}
-	s.log.Info("mailing list created", "list", l.Address())
-	if out, _, err := s.getList(domain, name); err == nil {
-		return out, nil
-	}
-	return l, nil
+	return reread(l, s.getList, domain, name), nil
 }
 
 // FindList returns one list (with MemberCount). Errors: EINVALID,
 // ENOTFOUND, EFORBIDDEN.
 func (s *Service) FindList(ctx context.Context, domain, name string) (*mailcluster.MailingList, error) {
-	domain, name, err := s.readName(ctx, domain, name)
-	if err != nil {
-		return nil, err
-	}
-	l, _, err := s.getList(domain, name)
-	return l, err
+	return findRecord(ctx, s, domain, name, s.getList)
 }
 
 // FindLists returns a page of a domain's lists (see FindAliases).
 func (s *Service) FindLists(ctx context.Context, domain, cursor string, limit int) ([]*mailcluster.MailingList, string, error) {
-	domain, limit, err := s.readDomainPage(ctx, domain, limit)
-	if err != nil {
-		return nil, "", err
-	}
-	kvs, next := s.page(schema.ListPrefix(domain), mailcluster.NormalizeMailbox(cursor), limit)
-	out := make([]*mailcluster.MailingList, 0, len(kvs))
-	for _, kv := range kvs {
-		l, _, err := s.getList(domain, strings.TrimPrefix(kv.Key, schema.ListPrefix(domain)))
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, l)
-	}
-	return out, next, nil
+	return findPage(ctx, s, domain, cursor, limit, schema.ListPrefix, func(domain, name string, _ mailcluster.KV) (*mailcluster.MailingList, error) {
+		l, _, err := s.getList(domain, name)
+		return l, err
+	})
 }
 
 // UpdateList changes a list and its membership in one transaction.
 // Errors as CreateList.
 func (s *Service) UpdateList(ctx context.Context, domain, name string, upd mailcluster.ListUpdate) (*mailcluster.MailingList, error) {
-	if err := requireSignedIn(ctx); err != nil {
-		return nil, err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return nil, err
-	}
 	changes := len(upd.AddMembers) + len(upd.RemoveMembers)
-	if changes > MaxWriteOps {
-		return nil, errTooManyMemberChanges(changes)
-	}
-	if err := s.checkWritable(); err != nil {
+	if err := checkMemberChanges(changes); err != nil {
 		return nil, err
 	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if _, err := s.writableDomain(domain); err != nil {
 		return nil, err
 	}
 	l, kv, err := s.getList(domain, name)
 	if err != nil {
 		return nil, err
 	}
+	m := listKind.of(domain, name)
 	if l.Deleting {
-		return nil, errListDeleting(l)
+		return nil, m.errDeleting()
 	}
 	var o opSet
 	setIf(&l.Description, upd.Description)
@@ -297,72 +218,19 @@ func (s *Service) UpdateList(ctx context.Context, domain, name string, upd mailc
 	if err := validateListFields(l); err != nil {
 		return nil, err
 	}
-	added, err := s.memberChanges(&o, domain, name, upd.AddMembers, upd.RemoveMembers)
-	if err != nil {
+	if err := memberChanges(s, &o, m, l.MemberCount, upd.AddMembers, upd.RemoveMembers,
+		func(member mailcluster.ListMember) (memberRef, error) { return s.listMemberAdd(domain, name, member) },
+		func(member mailcluster.ListMember) (string, bool, error) {
+			ref, _, ok, err := listMemberKey(domain, name, member)
+			return ref.key, ok, err
+		}); err != nil {
 		return nil, err
 	}
-	if added > 0 && l.MemberCount+added > mailcluster.MaxListMembers {
-		return nil, mailcluster.Errorf(mailcluster.ETOOLARGE, "List %s would have more than %d members.", l.Address(), mailcluster.MaxListMembers)
-	}
 	l.UpdatedAt, l.MemberCount = s.now(), 0
-	b, _ := json.Marshal(l)
-	o.add(mailcluster.Op{Verb: mailcluster.OpCAS, Key: kv.Key, Value: b, Index: kv.ModifyIndex})
-	if len(o.ops) > MaxWriteOps {
-		return nil, errTooManyMemberChanges(changes)
+	if err := s.saveSet(ctx, &o, m, l, kv.ModifyIndex, func() error { return errTooManyMemberChanges(changes) }); err != nil {
+		return nil, err
 	}
-	if err := s.txn(ctx, o.ops); err != nil {
-		return nil, conflictAs(err, "Mailing list %s or one of its members was changed concurrently; try again.", l.Address())
-	}
-	s.log.Info("mailing list updated", "list", l.Address())
-	if out, _, err := s.getList(domain, name); err == nil {
-		return out, nil
-	}
-	return l, nil
-}
-
-func errTooManyMemberChanges(n int) error {
-	return mailcluster.Errorf(mailcluster.ETOOLARGE,
-		"One request may add or remove at most about %d members (this one changes %d): split it into several.", MaxWriteOps/2-2, n)
-}
-
-// memberChanges adds to o the members a list update adds (with the
-// touches of their records) and removes, and returns how many it adds.
-// Adding a present member or removing an absent one changes nothing.
-func (s *Service) memberChanges(o *opSet, domain, list string, add, remove []mailcluster.ListMember) (int, error) {
-	removed := map[string]bool{}
-	var removes []string
-	for _, m := range remove {
-		ref, _, ok, err := listMemberKey(domain, list, m)
-		if err != nil {
-			return 0, err
-		}
-		if ok && !removed[ref.key] {
-			removed[ref.key] = true
-			removes = append(removes, ref.key)
-		}
-	}
-	added := 0
-	for _, m := range add {
-		ref, err := s.listMemberAdd(domain, list, m)
-		if err != nil {
-			return 0, err
-		}
-		if removed[ref.key] {
-			return 0, mailcluster.Errorf(mailcluster.EINVALID, "A member is both added and removed.")
-		}
-		if _, present := s.store.Get(ref.key); present || o.changed[ref.key] {
-			continue
-		}
-		o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: ref.key, Value: ref.value})
-		o.touch(ref.target)
-		added++
-	}
-	for _, key := range removes {
-		if _, present := s.store.Get(key); present {
-			o.add(mailcluster.Op{Verb: mailcluster.OpDelete, Key: key})
-		}
-	}
-	return added, nil
+	return reread(l, s.getList, domain, name), nil
 }
 
 // DeleteList removes a list and its memberships: a list with few members
@@ -372,54 +240,27 @@ func (s *Service) memberChanges(o *opSet, domain, list string, add, remove []mai
 // deletion does (an unfinished one resumes with ResumeDomainDeletions).
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) DeleteList(ctx context.Context, domain, name string) error {
-	if err := requireSignedIn(ctx); err != nil {
-		return err
-	}
-	domain, name, err := normalizeAccountName(domain, name)
+	domain, name, err := authorizeName(ctx, domain, name)
 	if err != nil {
 		return err
 	}
-	if err := authorizeDomain(ctx, domain); err != nil {
-		return err
-	}
-	if err := s.checkWritable(); err != nil {
-		return err
-	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if _, err := s.writableDomain(domain); err != nil {
 		return err
 	}
 	l, kv, err := s.getList(domain, name)
 	if err != nil {
 		return err
 	}
-	job := s.listDeletion(domain, name)
-	if l.Deleting {
-		return s.awaitSetDeletion(ctx, job)
-	}
-	if members := s.store.List(schema.ListMemberPrefix(domain, name), "", MaxDeleteOps); len(members) < MaxDeleteOps {
-		ops := []mailcluster.Op{{Verb: mailcluster.OpDeleteCAS, Key: kv.Key, Index: kv.ModifyIndex}}
-		for _, m := range members {
-			ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: m.Key})
-		}
-		if err := s.txn(ctx, ops); err != nil {
-			return conflictAs(err, "Mailing list %s was changed concurrently; try again.", l.Address())
-		}
-		s.log.Info("mailing list deleted", "list", l.Address(), "members", len(members))
-		return nil
-	}
-	l.Deleting, l.MemberCount = true, 0
-	b, _ := json.Marshal(l)
-	if err := s.txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: kv.Key, Value: b, Index: kv.ModifyIndex}}); err != nil {
-		return conflictAs(err, "Mailing list %s was changed concurrently; try again.", l.Address())
-	}
-	s.log.Info("mailing list deletion started", "list", l.Address())
-	return s.awaitSetDeletion(ctx, job)
+	return s.deleteSet(ctx, s.listDeletion(domain, name), kv, l.Deleting, func() any {
+		l.Deleting, l.MemberCount = true, 0
+		return l
+	})
 }
 
 // listDeletion describes the deletion of a list: its members, then its
 // record.
 func (s *Service) listDeletion(domain, name string) setDeletion {
-	return setDeletion{kind: "mailing list", address: name + "@" + domain, record: schema.List(domain, name),
+	return setDeletion{memberSet: listKind.of(domain, name),
 		keys: func(limit int) []string {
 			var out []string
 			for _, kv := range s.store.List(schema.ListMemberPrefix(domain, name), "", limit) {
@@ -432,27 +273,7 @@ func (s *Service) listDeletion(domain, name string) setDeletion {
 // FindListMembers returns a page of a list's members (accounts as full
 // addresses, groups by name), in key order; cursor as FindAliases.
 func (s *Service) FindListMembers(ctx context.Context, domain, name, cursor string, limit int) ([]mailcluster.ListMember, string, error) {
-	domain, name, err := s.readName(ctx, domain, name)
-	if err != nil {
-		return nil, "", err
-	}
-	if limit, err = pageLimit(limit); err != nil {
-		return nil, "", err
-	}
-	if _, _, err := s.getList(domain, name); err != nil {
-		return nil, "", err
-	}
-	cursor = strings.ToLower(strings.TrimSpace(cursor))
-	if mailbox, _, ok := strings.Cut(cursor, "@"); ok {
-		cursor = mailbox // a member's address stands for its key
-	}
-	prefix := schema.ListMemberPrefix(domain, name)
-	kvs, next := s.page(prefix, cursor, limit)
-	out := make([]mailcluster.ListMember, 0, len(kvs))
-	for _, kv := range kvs {
-		out = append(out, listMemberOf(domain, strings.TrimPrefix(kv.Key, prefix)))
-	}
-	return out, next, nil
+	return findMembers(ctx, s, listKind, domain, name, cursor, limit, listMemberOf)
 }
 
 // listMemberOf returns the member a member key (below its list's prefix)
@@ -467,24 +288,7 @@ func listMemberOf(domain, suffix string) mailcluster.ListMember {
 // AccountLists returns the lists of the account's domain that have the
 // account as a direct member. Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) AccountLists(ctx context.Context, domain, mailbox string) ([]*mailcluster.MailingList, error) {
-	domain, mailbox, err := s.readName(ctx, domain, mailbox)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := s.getAccount(domain, mailbox); err != nil {
-		return nil, err
-	}
-	out := []*mailcluster.MailingList{}
-	for _, kv := range s.store.List(schema.ListPrefix(domain), "", 0) {
-		name := strings.TrimPrefix(kv.Key, schema.ListPrefix(domain))
-		if _, ok := s.store.Get(schema.ListMemberAccount(domain, name, mailbox)); !ok {
-			continue
-		}
-		if l, _, err := s.getList(domain, name); err == nil {
-			out = append(out, l)
-		}
-	}
-	return out, nil
+	return accountSets(ctx, s, listKind, domain, mailbox, s.getList)
 }
 
 // accountListChanges adds to o the lists an account create or update
@@ -505,51 +309,10 @@ func (s *Service) accountListChanges(o *opSet, a *mailcluster.Account, add, remo
 		}
 		return out, nil
 	}
-	adds, err := parse(add)
+	adds, removes, err := parseChanges(add, remove, parse)
 	if err != nil {
 		return err
-	}
-	removes, err := parse(remove)
-	if err != nil {
-		return err
-	}
-	leave := map[string]bool{}
-	for _, name := range removes {
-		leave[name] = true
 	}
 	b, _ := json.Marshal(mailcluster.ListMember{Address: a.Address()})
-	for _, name := range adds {
-		if leave[name] {
-			return mailcluster.Errorf(mailcluster.EINVALID, "List %s@%s is both joined and left.", name, a.Domain)
-		}
-		key := schema.ListMemberAccount(a.Domain, name, a.Mailbox)
-		if o.changed[key] {
-			continue
-		}
-		l, kv, err := s.getList(a.Domain, name)
-		if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {
-			return mailcluster.Errorf(mailcluster.EINVALID, "Mailing list %s@%s does not exist.", name, a.Domain)
-		}
-		if err != nil {
-			return err
-		}
-		if l.Deleting {
-			return errListDeleting(l)
-		}
-		if _, present := s.store.Get(key); present {
-			continue
-		}
-		if l.MemberCount >= mailcluster.MaxListMembers {
-			return mailcluster.Errorf(mailcluster.ETOOLARGE, "List %s has its maximum of %d members.", l.Address(), mailcluster.MaxListMembers)
-		}
-		o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: key, Value: b})
-		o.touch(kv)
-	}
-	for _, name := range removes {
-		key := schema.ListMemberAccount(a.Domain, name, a.Mailbox)
-		if _, present := s.store.Get(key); present && !o.changed[key] {
-			o.add(mailcluster.Op{Verb: mailcluster.OpDelete, Key: key})
-		}
-	}
-	return nil
+	return s.joinSets(o, a, listKind, adds, removes, b)
 }
