@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(envLockDir); dir != "" {
 		os.Exit(lockTaker(dir, os.Getenv(envLockWait)))
 	}
+	if root := os.Getenv(envCrashRoot); root != "" {
+		os.Exit(appendCrasher(root, os.Getenv(envCrashLocks)))
+	}
 	os.Exit(m.Run())
 }
 

@@ -129,12 +129,22 @@ func (m Maildir) entries() ([]entry, error) {
 	return out, nil
 }
 
-// Count returns the bytes and messages stored (new and cur).
+// Count returns the bytes and messages stored (new and cur) in the
+// maildir and its Maildir++ folders.
 func (m Maildir) Count() (bytes, messages int64, err error) {
-	es, err := m.entries()
-	for _, e := range es {
-		bytes += e.size
-		messages++
+	dirs := []Maildir{m}
+	for _, name := range folderDirs(string(m)) {
+		dirs = append(dirs, Maildir(filepath.Join(string(m), name)))
+	}
+	for _, d := range dirs {
+		es, eerr := d.entries()
+		for _, e := range es {
+			bytes += e.size
+			messages++
+		}
+		if eerr != nil && err == nil {
+			err = eerr
+		}
 	}
 	return bytes, messages, err
 }

@@ -45,23 +45,72 @@ type Store struct {
 	rep Reporter
 	log *slog.Logger
 	fs  FS
+	hub Hub
 }
 
 // Options are the optional parts of a Store; the zero value is the os
-// file system.
+// file system and no Hub.
 type Options struct {
-	// FS is the file system seam of deliveries; nil means OSFS.
+	// FS is the file system seam of deliveries and folder changes; nil
+	// means OSFS.
 	FS FS
+	// Hub receives a notice of every change the Store makes to a folder
+	// (deliveries, deletions, IMAP changes); nil: none is sent.
+	Hub Hub
 }
 
 // NewStore returns a Store.
 func NewStore(dir Directory, rep Reporter, log *slog.Logger, opts Options) *Store {
-	s := &Store{dir: dir, rep: rep, log: log, fs: opts.FS}
+	s := &Store{dir: dir, rep: rep, log: log, fs: opts.FS, hub: opts.Hub}
 	if s.fs == nil {
 		s.fs = OSFS
 	}
+	if s.hub == nil {
+		s.hub = nopHub{}
+	}
 	return s
 }
+
+// locked runs fn while holding the account's lock file.
+func (s *Store) locked(ctx context.Context, a *mailcluster.Account, fn func() error) error {
+	l, err := s.locker().Lock(ctx, a.Address())
+	if err != nil {
+		if errors.Is(err, ErrLockBusy) {
+			return ErrBusy
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		return &LocalError{Err: err}
+	}
+	defer func() {
+		if err := l.Unlock(); err != nil {
+			s.log.Error("mailstore: lock lost while held", "address", a.Address(), "err", err)
+		}
+	}()
+	return fn()
+}
+
+// current reads an account again (a change of quota applies at once);
+// the account as given when it cannot be read.
+func (s *Store) current(a *mailcluster.Account) *mailcluster.Account {
+	if cur, err := s.dir.LookupAccount(a.Address()); err == nil {
+		return cur
+	}
+	return a
+}
+
+// report hands a change of an account's usage to the Reporter.
+func (s *Store) report(a *mailcluster.Account, bytes, messages int64) {
+	if err := s.rep.Report(mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: bytes, Messages: messages, At: time.Now().UTC()}); err != nil {
+		// The mail is safely stored; only the usage count lags until a recount.
+		s.log.Error("recording usage of a change to mail", "address", a.Address(), "err", err)
+	}
+}
+
+// Usage returns an account's usage: what the primary published plus what
+// this node reported since.
+func (s *Store) Usage(a *mailcluster.Account) (bytes, messages int64) { return s.usage(a) }
 
 // FS is the seam for the file operations of a delivery that fail
 // when a disk is full or a mailbox is not writable: creating, writing and
@@ -378,6 +427,11 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			}
 		}
 	}
+	for i := range kept {
+		for _, md := range mds[i] {
+			s.hub.Publish(string(md))
+		}
+	}
 	now := time.Now().UTC()
 	var deltas []mailcluster.UsageDelta
 	for i := range kept {
@@ -552,6 +606,7 @@ func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) e
 		return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The message cannot be deleted.", Err: err}
 	}
 	_ = syncDir(filepath.Dir(p))
+	s.hub.Publish(string(md))
 	if err := s.rep.Report(mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: -size, Messages: -1, At: time.Now().UTC()}); err != nil {
 		s.log.Error("recording usage of a deletion", "err", err)
 	}

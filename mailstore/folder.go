@@ -1,0 +1,829 @@
+package mailstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"mailcluster"
+)
+
+// Folder is one folder of an account: INBOX (the account's maildir) or a
+// Maildir++ sub-folder, with stable IMAP UIDs kept in its UID map (see
+// UIDFile). Messages are files in new/ and cur/; their flags are the
+// info of cur/ file names (":2,FLAGS", letters in ASCII order: D draft,
+// F flagged, P passed, R replied, S seen, T trashed), as other Maildir
+// tools expect. Every change (append, flags, expunge, copy, move) is made
+// while the account's lock file is held, and published on the Store's
+// Hub. A Folder caches what it read (the UID map, the listing, the sizes
+// and dates of messages) and is safe for concurrent use; processes on
+// other nodes may change the folder at any time, which Sync sees.
+type Folder struct {
+	store *Store
+	acct  *mailcluster.Account
+	root  string // the account's maildir
+	name  string
+	dir   string
+
+	mu       sync.Mutex
+	mapID    fileStamp
+	mapCache *uidMap
+	newID    fileStamp
+	curID    fileStamp
+	files    map[string]fileEntry // by unique name
+	meta     map[string]msgMeta   // by unique name: a file's content never changes
+}
+
+// Message is a message of a folder as Sync found it.
+type Message struct {
+	UID   uint32
+	Key   string    // the unique name (the file name without its info)
+	Flags string    // Maildir flag letters, in ASCII order
+	Size  int64     // bytes
+	Date  time.Time // the internal date: the file's modification time
+	Path  string    // the file; it is renamed when the flags change
+}
+
+// Snapshot is a folder's content at one moment, messages by UID.
+type Snapshot struct {
+	UIDValidity uint32
+	UIDNext     uint32
+	Messages    []Message
+}
+
+// fileEntry is a message file of new/ or cur/.
+type fileEntry struct {
+	key, sub, name, flags string
+}
+
+func (e fileEntry) path(dir string) string { return filepath.Join(dir, e.sub, e.name) }
+
+// msgMeta is what a message file's stat tells.
+type msgMeta struct {
+	size int64
+	date time.Time
+}
+
+// fileStamp tells whether a file or directory changed since it was read.
+type fileStamp struct {
+	ino   uint64
+	size  int64
+	mtime time.Time
+}
+
+func stampOf(path string) (fileStamp, bool) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, false
+	}
+	fs := fileStamp{size: st.Size(), mtime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		fs.ino = uint64(sys.Ino)
+	}
+	return fs, true
+}
+
+// settled reports whether a directory stamp may be trusted for a listing:
+// a directory changed within the last 2 seconds may change again within
+// the resolution of its modification time, unseen.
+func (s fileStamp) settled() bool { return time.Since(s.mtime) > 2*time.Second }
+
+// Name is the folder's name ("INBOX", or a Maildir++ name such as "Sent").
+func (f *Folder) Name() string { return f.name }
+
+// Dir is the folder's directory: the name its changes are published
+// under on the Hub.
+func (f *Folder) Dir() string { return f.dir }
+
+// Account is the folder's owner.
+func (f *Folder) Account() *mailcluster.Account { return f.acct }
+
+// readMap returns the folder's UID map (nil when it does not exist or is
+// damaged), from the cache unless fresh or the file changed.
+func (f *Folder) readMap(fresh bool) (*uidMap, error) {
+	p := filepath.Join(f.dir, UIDFile)
+	stamp, ok := stampOf(p)
+	if !ok {
+		return nil, nil
+	}
+	f.mu.Lock()
+	if !fresh && f.mapCache != nil && stamp == f.mapID {
+		m := f.mapCache
+		f.mu.Unlock()
+		return m, nil
+	}
+	f.mu.Unlock()
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseUIDMap(b)
+	if err != nil {
+		return nil, nil // damaged: given a new UIDVALIDITY under the lock
+	}
+	f.mu.Lock()
+	f.mapID, f.mapCache = stamp, m
+	f.mu.Unlock()
+	return m, nil
+}
+
+// readFiles lists the message files of new/ and cur/ (new/ first, so that
+// a message moved to cur/ meanwhile is still seen), from the cache while
+// neither directory changed.
+func (f *Folder) readFiles(fresh bool) (map[string]fileEntry, error) {
+	newID, ok1 := stampOf(filepath.Join(f.dir, "new"))
+	curID, ok2 := stampOf(filepath.Join(f.dir, "cur"))
+	if !ok1 || !ok2 {
+		if _, err := os.Stat(f.dir); err != nil {
+			return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Folder %s does not exist.", f.name)
+		}
+	}
+	f.mu.Lock()
+	if !fresh && f.files != nil && ok1 && ok2 && newID == f.newID && curID == f.curID && newID.settled() && curID.settled() {
+		files := f.files
+		f.mu.Unlock()
+		return files, nil
+	}
+	f.mu.Unlock()
+	files := map[string]fileEntry{}
+	for _, sub := range []string{"new", "cur"} {
+		des, err := os.ReadDir(filepath.Join(f.dir, sub))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, &LocalError{Err: err}
+		}
+		for _, de := range des {
+			name := de.Name()
+			if !de.Type().IsRegular() || !ValidMaildirName(name) {
+				continue
+			}
+			key, info, _ := strings.Cut(name, ":")
+			e := fileEntry{key: key, sub: sub, name: name}
+			if sub == "cur" {
+				e.flags = normFlags(strings.TrimPrefix(info, "2,"))
+			}
+			if old, dup := files[key]; dup && (old.sub == "cur" && sub == "cur" && old.name < name) {
+				continue // two files of one message: keep one, always the same
+			}
+			files[key] = e
+		}
+	}
+	f.mu.Lock()
+	f.newID, f.curID, f.files = newID, curID, files
+	f.mu.Unlock()
+	return files, nil
+}
+
+// consistent reports whether every file has a UID and every UID a file.
+func consistent(m *uidMap, files map[string]fileEntry) bool {
+	if m == nil || len(m.uids) != len(files) {
+		return false
+	}
+	for k := range files {
+		if _, ok := m.uid[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Sync reads the folder and returns its messages. A message without a
+// UID (delivered since, or written by another tool) gets the next one
+// and a UID without a message is dropped, under the account's lock: so
+// a new message gets its UID the first time any node looks, once. Errors:
+// ENOTFOUND (the folder was deleted), ErrBusy, *LocalError.
+func (f *Folder) Sync(ctx context.Context) (*Snapshot, error) {
+	m, err := f.readMap(false)
+	if err != nil {
+		return nil, &LocalError{Err: err}
+	}
+	files, err := f.readFiles(false)
+	if err != nil {
+		return nil, err
+	}
+	if !consistent(m, files) {
+		err := f.store.locked(ctx, f.acct, func() error {
+			m, files, err = f.reconcile()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return f.snapshot(m, files), nil
+}
+
+// reconcile brings the UID map and the files into agreement; the caller
+// holds the account's lock. A new message in new/ moves to cur/ (it was
+// seen), keeping its unique name.
+func (f *Folder) reconcile() (*uidMap, map[string]fileEntry, error) {
+	m, err := f.readMap(true)
+	if err != nil {
+		return nil, nil, &LocalError{Err: err}
+	}
+	files, err := f.readFiles(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	changed := false
+	if m == nil {
+		if err := Maildir(f.dir).Init(); err != nil {
+			return nil, nil, &LocalError{Err: err}
+		}
+		v, err := f.store.nextValidity(f.root)
+		if err != nil {
+			return nil, nil, &LocalError{Err: err}
+		}
+		m, changed = newUIDMap(v), true
+	} else {
+		m = m.clone()
+	}
+	var gone []uint32
+	for _, u := range m.uids {
+		if _, ok := files[m.key[u]]; !ok {
+			gone = append(gone, u)
+		}
+	}
+	if len(gone) > 0 {
+		m.remove(gone...)
+		changed = true
+	}
+	var fresh []string
+	for k := range files {
+		if _, ok := m.uid[k]; !ok {
+			fresh = append(fresh, k)
+		}
+	}
+	sort.Strings(fresh) // unique names start with the time of arrival
+	for _, k := range fresh {
+		if _, err := m.add(k); err != nil {
+			return nil, nil, err
+		}
+		changed = true
+	}
+	if changed {
+		if err := f.writeMap(m); err != nil {
+			return nil, nil, err
+		}
+	}
+	moved := false
+	for k, e := range files {
+		if e.sub != "new" {
+			continue
+		}
+		ne := fileEntry{key: k, sub: "cur", name: k + ":2,"}
+		if os.Rename(e.path(f.dir), ne.path(f.dir)) == nil {
+			files[k] = ne
+			moved = true
+		}
+	}
+	if moved {
+		_ = SyncDir(filepath.Join(f.dir, "cur"))
+		_ = SyncDir(filepath.Join(f.dir, "new"))
+		f.forgetFiles()
+	}
+	f.cleanTmp()
+	return m, files, nil
+}
+
+// writeMap replaces the folder's UID map; the caller holds the lock.
+func (f *Folder) writeMap(m *uidMap) error {
+	if err := f.store.writeAtomic(f.dir, UIDFile, m.encode()); err != nil {
+		return &LocalError{Err: fmt.Errorf("write UID map of %s: %w", f.dir, err)}
+	}
+	f.mu.Lock()
+	if stamp, ok := stampOf(filepath.Join(f.dir, UIDFile)); ok {
+		f.mapID, f.mapCache = stamp, m
+	}
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *Folder) forgetFiles() {
+	f.mu.Lock()
+	f.files = nil
+	f.mu.Unlock()
+}
+
+// cleanTmp removes files of tmp/ older than 36 hours (RFC-less Maildir
+// practice): what a process that died while writing left.
+func (f *Folder) cleanTmp() {
+	des, err := os.ReadDir(filepath.Join(f.dir, "tmp"))
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		if info, err := de.Info(); err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > 36*time.Hour {
+			os.Remove(filepath.Join(f.dir, "tmp", de.Name()))
+		}
+	}
+}
+
+// snapshot joins the map and the files (which agree, or agreed when read
+// without the lock) into the messages by UID.
+func (f *Folder) snapshot(m *uidMap, files map[string]fileEntry) *Snapshot {
+	snap := &Snapshot{UIDValidity: m.validity, UIDNext: m.next, Messages: make([]Message, 0, len(m.uids))}
+	for _, u := range m.uids {
+		e, ok := files[m.key[u]]
+		if !ok {
+			continue
+		}
+		p := e.path(f.dir)
+		md := f.metaOf(e.key, p)
+		snap.Messages = append(snap.Messages, Message{UID: u, Key: e.key, Flags: e.flags, Size: md.size, Date: md.date, Path: p})
+	}
+	return snap
+}
+
+// metaOf returns the size and date of a message, stat'ed once.
+func (f *Folder) metaOf(key, path string) msgMeta {
+	f.mu.Lock()
+	md, ok := f.meta[key]
+	f.mu.Unlock()
+	if ok {
+		return md
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return msgMeta{size: max(messageSize(key), 0), date: time.Now()}
+	}
+	md = msgMeta{size: st.Size(), date: st.ModTime()}
+	f.mu.Lock()
+	if f.meta == nil {
+		f.meta = map[string]msgMeta{}
+	}
+	f.meta[key] = md
+	f.mu.Unlock()
+	return md
+}
+
+// Open opens a message's file. A message whose file was renamed since
+// the snapshot (its flags changed) is found again by its unique name.
+// Errors: ENOTFOUND (expunged meanwhile), *LocalError.
+func (f *Folder) Open(msg Message) (*os.File, error) {
+	r, err := os.Open(msg.Path)
+	if err == nil {
+		return r, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, &LocalError{Err: err}
+	}
+	files, lerr := f.readFiles(true)
+	if lerr != nil {
+		return nil, lerr
+	}
+	if e, ok := files[msg.Key]; ok {
+		if r, err := os.Open(e.path(f.dir)); err == nil {
+			return r, nil
+		}
+	}
+	return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "The message was expunged.")
+}
+
+// normFlags sorts Maildir flag letters and drops duplicates and anything
+// but letters.
+func normFlags(s string) string {
+	var seen [128]bool
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 128 && (c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			seen[c] = true
+		}
+	}
+	var b []byte
+	for c := range seen {
+		if seen[c] {
+			b = append(b, byte(c))
+		}
+	}
+	return string(b)
+}
+
+// FlagOp is how SetFlags changes flags.
+type FlagOp int
+
+// The FlagOps.
+const (
+	FlagsAdd    FlagOp = iota // add the letters
+	FlagsRemove               // remove the letters
+	FlagsSet                  // the system flags (DFPRST) become the letters; others stay
+)
+
+// systemFlags are the letters of the flags Maildir defines.
+const systemFlags = "DFPRST"
+
+func applyFlags(old string, op FlagOp, letters string) string {
+	switch op {
+	case FlagsAdd:
+		return normFlags(old + letters)
+	case FlagsRemove:
+		return strings.Map(func(r rune) rune {
+			if strings.ContainsRune(letters, r) {
+				return -1
+			}
+			return r
+		}, old)
+	default:
+		kept := strings.Map(func(r rune) rune {
+			if strings.ContainsRune(systemFlags, r) {
+				return -1
+			}
+			return r
+		}, old)
+		return normFlags(kept + letters)
+	}
+}
+
+// SetFlags changes the flags of the messages with the given UIDs (those
+// that still exist) by renaming their files, and returns the flags each
+// then has. Errors: ENOTFOUND, ErrBusy, *LocalError.
+func (f *Folder) SetFlags(ctx context.Context, uids []uint32, op FlagOp, letters string) (map[uint32]string, error) {
+	letters = normFlags(letters)
+	out := map[uint32]string{}
+	err := f.store.locked(ctx, f.acct, func() error {
+		m, files, err := f.reconcile()
+		if err != nil {
+			return err
+		}
+		renamed := false
+		for _, u := range uids {
+			e, ok := files[m.key[u]]
+			if !ok {
+				continue
+			}
+			nf := applyFlags(e.flags, op, letters)
+			if nf != e.flags || e.sub != "cur" {
+				ne := fileEntry{key: e.key, sub: "cur", name: e.key + ":2," + nf, flags: nf}
+				if err := f.store.fs.Rename(e.path(f.dir), ne.path(f.dir)); err != nil {
+					return &LocalError{Err: err}
+				}
+				files[e.key] = ne
+				renamed = true
+			}
+			out[u] = nf
+		}
+		if renamed {
+			f.forgetFiles()
+			if err := f.store.fs.SyncDir(filepath.Join(f.dir, "cur")); err != nil {
+				return &LocalError{Err: err}
+			}
+		}
+		return nil
+	})
+	if len(out) > 0 {
+		f.store.hub.Publish(f.dir)
+	}
+	return out, err
+}
+
+// Expunge removes the messages with the given UIDs that have the T
+// (deleted) flag, reports the usage change, and returns the UIDs removed
+// (ascending). Errors: ENOTFOUND, ErrBusy, *LocalError.
+func (f *Folder) Expunge(ctx context.Context, uids []uint32) ([]uint32, error) {
+	return f.remove(ctx, uids, true)
+}
+
+func (f *Folder) remove(ctx context.Context, uids []uint32, onlyDeleted bool) ([]uint32, error) {
+	var removed []uint32
+	var bytes int64
+	err := f.store.locked(ctx, f.acct, func() error {
+		m, files, err := f.reconcile()
+		if err != nil {
+			return err
+		}
+		for _, u := range uids {
+			e, ok := files[m.key[u]]
+			if !ok || onlyDeleted && !strings.Contains(e.flags, "T") {
+				continue
+			}
+			size := f.metaOf(e.key, e.path(f.dir)).size
+			if err := os.Remove(e.path(f.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return &LocalError{Err: err}
+			}
+			removed = append(removed, u)
+			bytes += size
+		}
+		if len(removed) == 0 {
+			return nil
+		}
+		f.forgetFiles()
+		_ = SyncDir(filepath.Join(f.dir, "cur"))
+		m = m.clone()
+		m.remove(removed...)
+		if err := f.writeMap(m); err != nil {
+			// The messages are gone; the next look drops their UIDs.
+			f.store.log.Error("mailstore: UID map not updated after an expunge", "folder", f.dir, "err", err)
+		}
+		return nil
+	})
+	if len(removed) > 0 {
+		sort.Slice(removed, func(i, j int) bool { return removed[i] < removed[j] })
+		f.store.report(f.acct, -bytes, -int64(len(removed)))
+		f.store.hub.Publish(f.dir)
+	}
+	return removed, err
+}
+
+// Append stores a message read from r (at most maxSize bytes, else
+// ErrTooLarge) with the flag letters given and the internal date (zero:
+// now), and returns the folder's UIDVALIDITY and the message's UID. The
+// message is written to tmp/ and synced first; then, under the account's
+// lock, the quota is checked with its size (as for a delivery), its UID
+// is recorded in the UID map, and it is renamed into cur/ (and cur/
+// synced), before the usage is reported and Append returns. A crash at
+// any point leaves no partial message in the folder and no UID that can
+// be given again. Errors: ENOTFOUND, ErrTooLarge, *QuotaError, ErrBusy,
+// *LocalError.
+func (f *Folder) Append(ctx context.Context, r io.Reader, flags string, date time.Time, maxSize int64) (validity, uid uint32, err error) {
+	if _, err := os.Stat(f.dir); err != nil {
+		return 0, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Folder %s does not exist.", f.name)
+	}
+	if err := Maildir(f.dir).Init(); err != nil {
+		return 0, 0, &LocalError{Err: err}
+	}
+	tmp, err := f.store.fs.CreateTemp(filepath.Join(f.dir, "tmp"), ".append-*")
+	if err != nil {
+		return 0, 0, &LocalError{Err: err}
+	}
+	tmpName := tmp.Name()
+	placed := false
+	defer func() {
+		if !placed {
+			os.Remove(tmpName)
+		}
+	}()
+	ew := &errWriter{w: tmp}
+	n, err := io.Copy(ew, io.LimitReader(r, max(maxSize, 0)+1))
+	if err != nil {
+		tmp.Close()
+		if ew.err != nil {
+			return 0, 0, &LocalError{Err: ew.err}
+		}
+		return 0, 0, err // the client's data could not be read
+	}
+	if n > maxSize {
+		tmp.Close()
+		return 0, 0, ErrTooLarge
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return 0, 0, &LocalError{Err: err}
+	}
+	if err := tmp.Close(); err != nil {
+		return 0, 0, &LocalError{Err: err}
+	}
+	flags = normFlags(flags)
+	err = f.store.locked(ctx, f.acct, func() error {
+		a := f.store.current(f.acct)
+		if f.store.OverQuota(a, n, 1) {
+			return &QuotaError{Address: a.Address()}
+		}
+		m, _, err := f.reconcile()
+		if err != nil {
+			return err
+		}
+		m = m.clone()
+		key := uniqueName(n)
+		if uid, err = m.add(key); err != nil {
+			return err
+		}
+		if err := f.writeMap(m); err != nil {
+			return err
+		}
+		validity = m.validity
+		dst := filepath.Join(f.dir, "cur", key+":2,"+flags)
+		if err := f.store.fs.Rename(tmpName, dst); err != nil {
+			return &LocalError{Err: err}
+		}
+		placed = true
+		if !date.IsZero() {
+			_ = os.Chtimes(dst, date, date) // the internal date
+		}
+		f.forgetFiles()
+		if err := f.store.fs.SyncDir(filepath.Join(f.dir, "cur")); err != nil {
+			os.Remove(dst)
+			placed = false
+			return &LocalError{Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	f.store.report(f.acct, n, 1)
+	f.store.hub.Publish(f.dir)
+	return validity, uid, nil
+}
+
+// errWriter remembers the error of its writer, to tell it from the
+// reader's in an io.Copy.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// CopyTo copies the messages with the given UIDs (those that still exist)
+// to dst, a folder of the same account, with their flags and internal
+// dates, and returns the source UIDs copied and the UIDs they got in dst,
+// in the same order. The copies count toward the quota like a delivery
+// (refused whole when over it). Errors: ENOTFOUND, *QuotaError, ErrBusy,
+// *LocalError; nothing is copied on an error.
+func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (src, dstUIDs []uint32, err error) {
+	if err := f.sameAccount(dst); err != nil {
+		return nil, nil, err
+	}
+	var bytes int64
+	err = f.store.locked(ctx, f.acct, func() error {
+		m, files, err := f.reconcile()
+		if err != nil {
+			return err
+		}
+		dm, _, err := dst.reconcile()
+		if err != nil {
+			return err
+		}
+		type item struct {
+			uid uint32
+			e   fileEntry
+			md  msgMeta
+		}
+		var items []item
+		for _, u := range sortedUIDs(uids) {
+			if e, ok := files[m.key[u]]; ok {
+				md := f.metaOf(e.key, e.path(f.dir))
+				items = append(items, item{u, e, md})
+				bytes += md.size
+			}
+		}
+		if len(items) == 0 {
+			return nil
+		}
+		if a := f.store.current(f.acct); f.store.OverQuota(a, bytes, int64(len(items))) {
+			return &QuotaError{Address: a.Address()}
+		}
+		dm = dm.clone()
+		var made []string
+		var names []string
+		for _, it := range items {
+			key := uniqueName(it.md.size)
+			u, err := dm.add(key)
+			if err != nil {
+				return err
+			}
+			src, dstUIDs = append(src, it.uid), append(dstUIDs, u)
+			names = append(names, key+":2,"+it.e.flags)
+		}
+		if err := dst.writeMap(dm); err != nil {
+			src, dstUIDs = nil, nil
+			return err
+		}
+		for i, it := range items {
+			p := filepath.Join(dst.dir, "cur", names[i])
+			if err := f.store.linkOrCopy(it.e.path(f.dir), p, filepath.Join(dst.dir, "tmp")); err != nil {
+				for _, q := range made {
+					os.Remove(q)
+				}
+				src, dstUIDs = nil, nil
+				return &LocalError{Err: err}
+			}
+			_ = os.Chtimes(p, it.md.date, it.md.date)
+			made = append(made, p)
+		}
+		dst.forgetFiles()
+		if err := f.store.fs.SyncDir(filepath.Join(dst.dir, "cur")); err != nil {
+			for _, q := range made {
+				os.Remove(q)
+			}
+			src, dstUIDs = nil, nil
+			return &LocalError{Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(src) > 0 {
+		f.store.report(f.acct, bytes, int64(len(src)))
+		f.store.hub.Publish(dst.dir)
+	}
+	return src, dstUIDs, nil
+}
+
+// MoveTo moves the messages with the given UIDs (those that still exist)
+// to dst, a folder of the same account: each file is renamed into dst's
+// cur/ (its name, flags and date kept), after dst's UID map records it
+// and before the source's map forgets it, so that a crash leaves every
+// message in one folder or the other, with a UID there. Usage does not
+// change. It returns the source UIDs moved and their UIDs in dst. Errors:
+// ENOTFOUND, ErrBusy, *LocalError (messages moved before the failure stay
+// moved and are returned).
+func (f *Folder) MoveTo(ctx context.Context, uids []uint32, dst *Folder) (src, dstUIDs []uint32, err error) {
+	if err := f.sameAccount(dst); err != nil {
+		return nil, nil, err
+	}
+	err = f.store.locked(ctx, f.acct, func() error {
+		m, files, err := f.reconcile()
+		if err != nil {
+			return err
+		}
+		dm, dfiles, err := dst.reconcile()
+		if err != nil {
+			return err
+		}
+		dm = dm.clone()
+		type item struct {
+			uid    uint32
+			e      fileEntry
+			newKey string
+		}
+		var items []item
+		var planned []uint32
+		for _, u := range sortedUIDs(uids) {
+			e, ok := files[m.key[u]]
+			if !ok {
+				continue
+			}
+			key := e.key
+			if _, clash := dm.uid[key]; clash {
+				key = uniqueName(f.metaOf(e.key, e.path(f.dir)).size)
+			} else if _, clash := dfiles[key]; clash {
+				key = uniqueName(f.metaOf(e.key, e.path(f.dir)).size)
+			}
+			du, err := dm.add(key)
+			if err != nil {
+				return err
+			}
+			items = append(items, item{u, e, key})
+			planned = append(planned, du)
+		}
+		if len(items) == 0 {
+			return nil
+		}
+		if err := dst.writeMap(dm); err != nil {
+			return err
+		}
+		var moved []uint32
+		var ferr error
+		for i, it := range items {
+			p := filepath.Join(dst.dir, "cur", it.newKey+":2,"+it.e.flags)
+			if err := f.store.fs.Rename(it.e.path(f.dir), p); err != nil {
+				ferr = &LocalError{Err: err}
+				break
+			}
+			moved = append(moved, it.uid)
+			src, dstUIDs = append(src, it.uid), append(dstUIDs, planned[i])
+		}
+		if len(moved) > 0 {
+			f.forgetFiles()
+			dst.forgetFiles()
+			if err := f.store.fs.SyncDir(filepath.Join(dst.dir, "cur")); err != nil && ferr == nil {
+				ferr = &LocalError{Err: err}
+			}
+			_ = SyncDir(filepath.Join(f.dir, "cur"))
+			m = m.clone()
+			m.remove(moved...)
+			if err := f.writeMap(m); err != nil {
+				f.store.log.Error("mailstore: UID map not updated after a move", "folder", f.dir, "err", err)
+			}
+		}
+		return ferr
+	})
+	if len(src) > 0 {
+		f.store.hub.Publish(f.dir)
+		f.store.hub.Publish(dst.dir)
+	}
+	return src, dstUIDs, err
+}
+
+func (f *Folder) sameAccount(dst *Folder) error {
+	if !strings.EqualFold(f.acct.Address(), dst.acct.Address()) || f.root != dst.root {
+		return mailcluster.Errorf(mailcluster.EINVALID, "Messages are copied only between folders of one account.")
+	}
+	return nil
+}
+
+func sortedUIDs(uids []uint32) []uint32 {
+	out := append([]uint32(nil), uids...)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
