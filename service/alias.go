@@ -227,16 +227,11 @@ func (s *Service) CreateAlias(ctx context.Context, domain, name, target string) 
 	if err != nil {
 		return nil, err
 	}
-	didx, err := s.writableDomain(domain)
+	o, err := s.newAddress(domain, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkAddressFree(domain, name); err != nil {
-		return nil, err
-	}
-	var o opSet
-	o.check(schema.Domain(domain), didx)
-	addr, err := s.aliasTarget(ctx, &o, domain, target)
+	addr, err := s.aliasTarget(ctx, o, domain, target)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +239,7 @@ func (s *Service) CreateAlias(ctx context.Context, domain, name, target string) 
 		return nil, err
 	}
 	a := &mailcluster.Alias{Domain: domain, Name: name, Target: addr, CreatedAt: s.now(), UpdatedAt: s.now()}
-	newAliasOps(&o, a)
+	newAliasOps(o, a)
 	if err := s.txn(ctx, o.ops); err != nil {
 		return nil, conflictAs(err, "Alias %s or its target was changed concurrently; try again.", a.Address())
 	}

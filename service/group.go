@@ -99,10 +99,7 @@ func (s *Service) FindGroup(ctx context.Context, domain, name string) (*mailclus
 
 // FindGroups returns a page of a domain's groups (see FindAliases).
 func (s *Service) FindGroups(ctx context.Context, domain, cursor string, limit int) ([]*mailcluster.Group, string, error) {
-	return findPage(ctx, s, domain, cursor, limit, schema.GroupPrefix, func(domain, name string, _ mailcluster.KV) (*mailcluster.Group, error) {
-		g, _, err := s.getGroup(domain, name)
-		return g, err
-	})
+	return findPage(ctx, s, domain, cursor, limit, schema.GroupPrefix, byName(s.getGroup))
 }
 
 // UpdateGroup changes a group and its membership in one transaction.

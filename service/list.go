@@ -148,21 +148,16 @@ func (s *Service) CreateList(ctx context.Context, in mailcluster.ListCreate) (*m
 	if err := m.checkMembersGiven(len(in.Members)); err != nil {
 		return nil, err
 	}
-	didx, err := s.writableDomain(domain)
+	o, err := s.newAddress(domain, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkAddressFree(domain, name); err != nil {
+	if l.Owner, err = s.listOwner(o, domain, l.Owner); err != nil {
 		return nil, err
 	}
-	var o opSet
-	o.check(schema.Domain(domain), didx)
-	if l.Owner, err = s.listOwner(&o, domain, l.Owner); err != nil {
-		return nil, err
-	}
-	checkAddressFreeOps(&o, domain, name, m.record())
+	checkAddressFreeOps(o, domain, name, m.record())
 	l.CreatedAt, l.UpdatedAt = s.now(), s.now()
-	if err := createSet(ctx, s, &o, m, l, in.Members, func(member mailcluster.ListMember) (memberRef, error) {
+	if err := createSet(ctx, s, o, m, l, in.Members, func(member mailcluster.ListMember) (memberRef, error) {
 		return s.listMemberAdd(domain, name, member)
 	}); err != nil {
 		return nil, err
@@ -178,10 +173,7 @@ func (s *Service) FindList(ctx context.Context, domain, name string) (*mailclust
 
 // FindLists returns a page of a domain's lists (see FindAliases).
 func (s *Service) FindLists(ctx context.Context, domain, cursor string, limit int) ([]*mailcluster.MailingList, string, error) {
-	return findPage(ctx, s, domain, cursor, limit, schema.ListPrefix, func(domain, name string, _ mailcluster.KV) (*mailcluster.MailingList, error) {
-		l, _, err := s.getList(domain, name)
-		return l, err
-	})
+	return findPage(ctx, s, domain, cursor, limit, schema.ListPrefix, byName(s.getList))
 }
 
 // UpdateList changes a list and its membership in one transaction.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 
+	"mailcluster/schema"
+
 	"mailcluster"
 )
 
@@ -36,6 +38,23 @@ func (s *Service) writableDomain(domain string) (uint64, error) {
 	}
 	_, idx, err := s.getDomain(domain)
 	return idx, err
+}
+
+// newAddress checks a create of name@domain, an address (an account, an
+// alias or a list): this node takes writes, domain is in service and no
+// account, alias or list of that name exists (ECONFLICT). It returns the
+// operations of the create so far: the check of the domain's record.
+func (s *Service) newAddress(domain, name string) (*opSet, error) {
+	didx, err := s.writableDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkAddressFree(domain, name); err != nil {
+		return nil, err
+	}
+	o := &opSet{}
+	o.check(schema.Domain(domain), didx)
+	return o, nil
 }
 
 // decodeRecord decodes a stored record of kind ("alias", "group", ...).
@@ -79,6 +98,14 @@ func findPage[T any](ctx context.Context, s *Service, domain, cursor string, lim
 		out = append(out, v)
 	}
 	return out, next, nil
+}
+
+// byName adapts a read of a record by name to findPage.
+func byName[T any](get func(domain, name string) (*T, mailcluster.KV, error)) func(domain, name string, kv mailcluster.KV) (*T, error) {
+	return func(domain, name string, _ mailcluster.KV) (*T, error) {
+		v, _, err := get(domain, name)
+		return v, err
+	}
 }
 
 // findRecord returns the record name@domain (read by get) after the
