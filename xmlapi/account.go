@@ -234,8 +234,7 @@ func memberships(p params, f *mailcluster.AccountUpdate, create bool) error {
 			return err
 		}
 		if create && len(remove) > 0 {
-			return mailcluster.Errorf(mailcluster.EINVALID,
-				"Parameter %s/%s: a new account has nothing to remove (action remove is for UpdateUser); nothing was changed.", path, s.entry)
+			return errNothingToRemove(path+"/"+s.entry, "account", "UpdateUser")
 		}
 		*s.add, *s.remove = add, remove
 	}

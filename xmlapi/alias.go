@@ -2,40 +2,29 @@ package xmlapi
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/beevik/etree"
 
 	"mailcluster"
 )
 
-// pageSize is the page the list operations read from the service; they
-// answer every page.
-const pageSize = 1000
-
 // handleAliasCreate answers CreateAlias with the new alias: <Domain>,
 // <Alias> (a local part, or the full address) and <Target> (the address
 // of a local account).
 func (h *Handler) handleAliasCreate(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := p.domainObject("Alias")
-	if err != nil {
-		return err
-	}
-	target, err := p.required("Target")
-	if err != nil {
-		return err
-	}
-	a, err := h.svc.CreateAlias(ctx, domain, name, target)
-	if err != nil {
-		return err
-	}
-	addAlias(result, a)
-	return nil
+	return aliasWrite(ctx, p, result, h.svc.CreateAlias)
 }
 
 // handleAliasUpdate answers UpdateAlias, which points an alias at another
 // <Target>, with the changed alias.
 func (h *Handler) handleAliasUpdate(ctx context.Context, p params, result *etree.Element) error {
+	return aliasWrite(ctx, p, result, h.svc.UpdateAlias)
+}
+
+// aliasWrite decodes the alias and the <Target> of a create or an update,
+// makes it with do and answers the alias.
+func aliasWrite(ctx context.Context, p params, result *etree.Element,
+	do func(ctx context.Context, domain, name, target string) (*mailcluster.Alias, error)) error {
 	domain, name, err := p.domainObject("Alias")
 	if err != nil {
 		return err
@@ -44,7 +33,7 @@ func (h *Handler) handleAliasUpdate(ctx context.Context, p params, result *etree
 	if err != nil {
 		return err
 	}
-	a, err := h.svc.UpdateAlias(ctx, domain, name, target)
+	a, err := do(ctx, domain, name, target)
 	if err != nil {
 		return err
 	}
@@ -68,24 +57,9 @@ func (h *Handler) handleAliasList(ctx context.Context, p params, result *etree.E
 	if err != nil {
 		return err
 	}
-	list := etree.NewElement("Aliases")
-	cursor := ""
-	for {
-		page, next, err := h.svc.FindAliases(ctx, domain, cursor, pageSize)
-		if err != nil {
-			return err
-		}
-		for _, a := range page {
-			addAlias(list, a)
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	list.CreateAttr("count", strconv.Itoa(len(list.ChildElements())))
-	result.AddChild(list)
-	return nil
+	return addPaged(result, "Aliases", func(cursor string, limit int) ([]*mailcluster.Alias, string, error) {
+		return h.svc.FindAliases(ctx, domain, cursor, limit)
+	}, addAlias)
 }
 
 // addAlias appends <Alias id="name@domain" name=".." domain=".."

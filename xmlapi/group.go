@@ -23,30 +23,22 @@ func groupName(p params) (domain, name string, err error) {
 	return "", "", missing("Group (or GroupName or Name)")
 }
 
+// groupRequests read the requests of the group operations.
+var groupRequests = setRequest[mailcluster.GroupUpdate, *mailcluster.Group]{name: groupName, fields: groupFields, answer: (*Handler).answerGroup}
+
 // handleGroupCreate answers CreateGroup with the new group, as
 // GetGroupInfo answers it. Its members come in the same service call.
 func (h *Handler) handleGroupCreate(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := groupName(p)
-	if err != nil {
-		return err
-	}
-	f, err := groupFields(p)
-	if err != nil {
-		return err
-	}
-	if len(f.RemoveMembers) > 0 {
-		return mailcluster.Errorf(mailcluster.EINVALID,
-			"Parameter Members/Member: a new group has nothing to remove (action remove is for UpdateGroup); nothing was changed.")
-	}
-	in := mailcluster.GroupCreate{Domain: domain, Name: name, Members: f.AddMembers}
-	setIf(&in.Description, f.Description)
-	setIf(&in.QuotaBytes, f.QuotaBytes)
-	setIf(&in.QuotaMessages, f.QuotaMessages)
-	g, err := h.svc.CreateGroup(ctx, in)
-	if err != nil {
-		return err
-	}
-	return h.answerGroup(ctx, result, g)
+	return groupRequests.write(ctx, h, p, result, func(domain, name string, f mailcluster.GroupUpdate) (*mailcluster.Group, error) {
+		if len(f.RemoveMembers) > 0 {
+			return nil, errNothingToRemove("Members/Member", "group", "UpdateGroup")
+		}
+		in := mailcluster.GroupCreate{Domain: domain, Name: name, Members: f.AddMembers}
+		setIf(&in.Description, f.Description)
+		setIf(&in.QuotaBytes, f.QuotaBytes)
+		setIf(&in.QuotaMessages, f.QuotaMessages)
+		return h.svc.CreateGroup(ctx, in)
+	})
 }
 
 // handleGroupUpdate answers UpdateGroup with the changed group, as
@@ -54,41 +46,19 @@ func (h *Handler) handleGroupCreate(ctx context.Context, p params, result *etree
 // members of <Members> are added, or removed with action="remove", in the
 // same service call.
 func (h *Handler) handleGroupUpdate(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := groupName(p)
-	if err != nil {
-		return err
-	}
-	f, err := groupFields(p)
-	if err != nil {
-		return err
-	}
-	g, err := h.svc.UpdateGroup(ctx, domain, name, f)
-	if err != nil {
-		return err
-	}
-	return h.answerGroup(ctx, result, g)
+	return groupRequests.write(ctx, h, p, result, func(domain, name string, f mailcluster.GroupUpdate) (*mailcluster.Group, error) {
+		return h.svc.UpdateGroup(ctx, domain, name, f)
+	})
 }
 
 // handleGroupDelete answers DeleteGroup with <Result/>.
 func (h *Handler) handleGroupDelete(ctx context.Context, p params, _ *etree.Element) error {
-	domain, name, err := groupName(p)
-	if err != nil {
-		return err
-	}
-	return h.svc.DeleteGroup(ctx, domain, name)
+	return groupRequests.delete(ctx, p, h.svc.DeleteGroup)
 }
 
 // handleGroupInfo answers GetGroupInfo: the group's fields and members.
 func (h *Handler) handleGroupInfo(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := groupName(p)
-	if err != nil {
-		return err
-	}
-	g, err := h.svc.FindGroup(ctx, domain, name)
-	if err != nil {
-		return err
-	}
-	return h.answerGroup(ctx, result, g)
+	return groupRequests.info(ctx, h, p, result, h.svc.FindGroup)
 }
 
 // handleGroupList answers GetGroupList: <Groups count="N"> with a
@@ -98,33 +68,20 @@ func (h *Handler) handleGroupList(ctx context.Context, p params, result *etree.E
 	if err != nil {
 		return err
 	}
-	out := etree.NewElement("Groups")
-	cursor := ""
-	for {
-		page, next, err := h.svc.FindGroups(ctx, domain, cursor, pageSize)
-		if err != nil {
-			return err
+	return addPaged(result, "Groups", func(cursor string, limit int) ([]*mailcluster.Group, string, error) {
+		return h.svc.FindGroups(ctx, domain, cursor, limit)
+	}, func(parent *etree.Element, g *mailcluster.Group) {
+		e := parent.CreateElement("Group")
+		e.CreateAttr("id", g.Name)
+		e.CreateAttr("domain", g.Domain)
+		e.CreateAttr("description", g.Description)
+		e.CreateAttr("quotaBytes", strconv.FormatInt(g.QuotaBytes, 10))
+		e.CreateAttr("quotaMessages", strconv.FormatInt(g.QuotaMessages, 10))
+		e.CreateAttr("members", strconv.Itoa(g.MemberCount))
+		if g.Deleting {
+			e.CreateAttr("deleting", "Yes")
 		}
-		for _, g := range page {
-			e := out.CreateElement("Group")
-			e.CreateAttr("id", g.Name)
-			e.CreateAttr("domain", g.Domain)
-			e.CreateAttr("description", g.Description)
-			e.CreateAttr("quotaBytes", strconv.FormatInt(g.QuotaBytes, 10))
-			e.CreateAttr("quotaMessages", strconv.FormatInt(g.QuotaMessages, 10))
-			e.CreateAttr("members", strconv.Itoa(g.MemberCount))
-			if g.Deleting {
-				e.CreateAttr("deleting", "Yes")
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	out.CreateAttr("count", strconv.Itoa(len(out.ChildElements())))
-	result.AddChild(out)
-	return nil
+	})
 }
 
 // groupFields decodes the optional <Description>, <QuotaBytes>,
@@ -141,20 +98,15 @@ func groupFields(p params) (mailcluster.GroupUpdate, error) {
 	if f.QuotaMessages, err = p.int("QuotaMessages"); err != nil {
 		return f, err
 	}
-	err = p.walk("Members", "Member", func(c *etree.Element, addr string, remove bool) error {
+	err = readMembers(p, &f.AddMembers, &f.RemoveMembers, func(c *etree.Element, addr string) (string, error) {
 		if strings.TrimSpace(c.SelectAttrValue("group", "")) != "" {
-			return mailcluster.Errorf(mailcluster.EINVALID,
+			return "", mailcluster.Errorf(mailcluster.EINVALID,
 				"Parameter Members/Member: the members of a group are accounts; a group cannot be a member of a group.")
 		}
 		if addr == "" {
-			return mailcluster.Errorf(mailcluster.EINVALID, "Parameter Members/Member: an address is required.")
+			return "", mailcluster.Errorf(mailcluster.EINVALID, "Parameter Members/Member: an address is required.")
 		}
-		if remove {
-			f.RemoveMembers = append(f.RemoveMembers, addr)
-		} else {
-			f.AddMembers = append(f.AddMembers, addr)
-		}
-		return nil
+		return addr, nil
 	})
 	return f, err
 }
@@ -176,22 +128,13 @@ func (h *Handler) answerGroup(ctx context.Context, parent *etree.Element, g *mai
 	if g.Deleting {
 		e.CreateElement("Deleting")
 	}
-	members := e.CreateElement("Members")
-	cursor := ""
-	for {
-		page, next, err := h.svc.FindGroupMembers(ctx, g.Domain, g.Name, cursor, pageSize)
-		if err != nil {
-			return err
-		}
-		for _, addr := range page {
-			addText(members, "Member", addr)
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
+	if err := addPaged(e, "Members", func(cursor string, limit int) ([]string, string, error) {
+		return h.svc.FindGroupMembers(ctx, g.Domain, g.Name, cursor, limit)
+	}, func(members *etree.Element, addr string) {
+		addText(members, "Member", addr)
+	}); err != nil {
+		return err
 	}
-	members.CreateAttr("count", strconv.Itoa(len(members.ChildElements())))
 	parent.AddChild(e)
 	return nil
 }

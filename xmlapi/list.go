@@ -17,31 +17,23 @@ func listName(p params) (domain, name string, err error) {
 	return p.domainObject("ListName", "List", "Name")
 }
 
+// listRequests read the requests of the list operations.
+var listRequests = setRequest[mailcluster.ListUpdate, *mailcluster.MailingList]{name: listName, fields: listFields, answer: (*Handler).answerList}
+
 // handleListCreate answers CreateList with the new list, as GetListInfo
 // answers it. Its members come in the same service call.
 func (h *Handler) handleListCreate(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := listName(p)
-	if err != nil {
-		return err
-	}
-	f, err := listFields(p)
-	if err != nil {
-		return err
-	}
-	if len(f.RemoveMembers) > 0 {
-		return mailcluster.Errorf(mailcluster.EINVALID,
-			"Parameter Members/Member: a new list has nothing to remove (action remove is for UpdateList); nothing was changed.")
-	}
-	in := mailcluster.ListCreate{Domain: domain, Name: name, Members: f.AddMembers}
-	setIf(&in.Description, f.Description)
-	setIf(&in.Policy, f.Policy)
-	setIf(&in.ReplyTo, f.ReplyTo)
-	setIf(&in.Owner, f.Owner)
-	l, err := h.svc.CreateList(ctx, in)
-	if err != nil {
-		return err
-	}
-	return h.answerList(ctx, result, l)
+	return listRequests.write(ctx, h, p, result, func(domain, name string, f mailcluster.ListUpdate) (*mailcluster.MailingList, error) {
+		if len(f.RemoveMembers) > 0 {
+			return nil, errNothingToRemove("Members/Member", "list", "UpdateList")
+		}
+		in := mailcluster.ListCreate{Domain: domain, Name: name, Members: f.AddMembers}
+		setIf(&in.Description, f.Description)
+		setIf(&in.Policy, f.Policy)
+		setIf(&in.ReplyTo, f.ReplyTo)
+		setIf(&in.Owner, f.Owner)
+		return h.svc.CreateList(ctx, in)
+	})
 }
 
 // handleListUpdate answers UpdateList with the changed list, as
@@ -49,41 +41,19 @@ func (h *Handler) handleListCreate(ctx context.Context, p params, result *etree.
 // members of <Members> are added, or removed with action="remove", in the
 // same service call.
 func (h *Handler) handleListUpdate(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := listName(p)
-	if err != nil {
-		return err
-	}
-	f, err := listFields(p)
-	if err != nil {
-		return err
-	}
-	l, err := h.svc.UpdateList(ctx, domain, name, f)
-	if err != nil {
-		return err
-	}
-	return h.answerList(ctx, result, l)
+	return listRequests.write(ctx, h, p, result, func(domain, name string, f mailcluster.ListUpdate) (*mailcluster.MailingList, error) {
+		return h.svc.UpdateList(ctx, domain, name, f)
+	})
 }
 
 // handleListDelete answers DeleteList with <Result/>.
 func (h *Handler) handleListDelete(ctx context.Context, p params, _ *etree.Element) error {
-	domain, name, err := listName(p)
-	if err != nil {
-		return err
-	}
-	return h.svc.DeleteList(ctx, domain, name)
+	return listRequests.delete(ctx, p, h.svc.DeleteList)
 }
 
 // handleListInfo answers GetListInfo: the list's fields and its members.
 func (h *Handler) handleListInfo(ctx context.Context, p params, result *etree.Element) error {
-	domain, name, err := listName(p)
-	if err != nil {
-		return err
-	}
-	l, err := h.svc.FindList(ctx, domain, name)
-	if err != nil {
-		return err
-	}
-	return h.answerList(ctx, result, l)
+	return listRequests.info(ctx, h, p, result, h.svc.FindList)
 }
 
 // handleListList answers GetListList: <Lists count="N"> with a <List>
@@ -93,34 +63,21 @@ func (h *Handler) handleListList(ctx context.Context, p params, result *etree.El
 	if err != nil {
 		return err
 	}
-	out := etree.NewElement("Lists")
-	cursor := ""
-	for {
-		page, next, err := h.svc.FindLists(ctx, domain, cursor, pageSize)
-		if err != nil {
-			return err
+	return addPaged(result, "Lists", func(cursor string, limit int) ([]*mailcluster.MailingList, string, error) {
+		return h.svc.FindLists(ctx, domain, cursor, limit)
+	}, func(parent *etree.Element, l *mailcluster.MailingList) {
+		e := parent.CreateElement("List")
+		e.CreateAttr("id", l.Address())
+		e.CreateAttr("name", l.Name)
+		e.CreateAttr("description", l.Description)
+		e.CreateAttr("policy", string(l.Policy))
+		e.CreateAttr("replyTo", string(l.ReplyTo))
+		e.CreateAttr("owner", l.Owner)
+		e.CreateAttr("members", strconv.Itoa(l.MemberCount))
+		if l.Deleting {
+			e.CreateAttr("deleting", "Yes")
 		}
-		for _, l := range page {
-			e := out.CreateElement("List")
-			e.CreateAttr("id", l.Address())
-			e.CreateAttr("name", l.Name)
-			e.CreateAttr("description", l.Description)
-			e.CreateAttr("policy", string(l.Policy))
-			e.CreateAttr("replyTo", string(l.ReplyTo))
-			e.CreateAttr("owner", l.Owner)
-			e.CreateAttr("members", strconv.Itoa(l.MemberCount))
-			if l.Deleting {
-				e.CreateAttr("deleting", "Yes")
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	out.CreateAttr("count", strconv.Itoa(len(out.ChildElements())))
-	result.AddChild(out)
-	return nil
+	})
 }
 
 // listFields decodes the optional <Description>, <Policy>, <ReplyTo>,
@@ -144,27 +101,19 @@ func listFields(p params) (mailcluster.ListUpdate, error) {
 		}
 		f.ReplyTo = &r
 	}
-	err := p.walk("Members", "Member", func(c *etree.Element, addr string, remove bool) error {
+	err := readMembers(p, &f.AddMembers, &f.RemoveMembers, func(c *etree.Element, addr string) (mailcluster.ListMember, error) {
 		group := strings.TrimSpace(c.SelectAttrValue("group", ""))
-		var m mailcluster.ListMember
 		switch {
 		case addr != "" && group != "":
-			return mailcluster.Errorf(mailcluster.EINVALID,
+			return mailcluster.ListMember{}, mailcluster.Errorf(mailcluster.EINVALID,
 				"Parameter Members/Member: give an address or a group attribute, not both.")
 		case addr != "":
-			m.Address = addr
+			return mailcluster.ListMember{Address: addr}, nil
 		case group != "":
-			m.Group = group
-		default:
-			return mailcluster.Errorf(mailcluster.EINVALID,
-				"Parameter Members/Member: an address, or a group attribute naming a group, is required.")
+			return mailcluster.ListMember{Group: group}, nil
 		}
-		if remove {
-			f.RemoveMembers = append(f.RemoveMembers, m)
-		} else {
-			f.AddMembers = append(f.AddMembers, m)
-		}
-		return nil
+		return mailcluster.ListMember{}, mailcluster.Errorf(mailcluster.EINVALID,
+			"Parameter Members/Member: an address, or a group attribute naming a group, is required.")
 	})
 	return f, err
 }
@@ -188,27 +137,18 @@ func (h *Handler) answerList(ctx context.Context, parent *etree.Element, l *mail
 	if l.Deleting {
 		e.CreateElement("Deleting")
 	}
-	members := e.CreateElement("Members")
-	cursor := ""
-	for {
-		page, next, err := h.svc.FindListMembers(ctx, l.Domain, l.Name, cursor, pageSize)
-		if err != nil {
-			return err
+	if err := addPaged(e, "Members", func(cursor string, limit int) ([]mailcluster.ListMember, string, error) {
+		return h.svc.FindListMembers(ctx, l.Domain, l.Name, cursor, limit)
+	}, func(members *etree.Element, m mailcluster.ListMember) {
+		me := members.CreateElement("Member")
+		if m.Group != "" {
+			me.CreateAttr("group", m.Group)
+		} else {
+			me.SetText(m.Address)
 		}
-		for _, m := range page {
-			me := members.CreateElement("Member")
-			if m.Group != "" {
-				me.CreateAttr("group", m.Group)
-			} else {
-				me.SetText(m.Address)
-			}
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
+	}); err != nil {
+		return err
 	}
-	members.CreateAttr("count", strconv.Itoa(len(members.ChildElements())))
 	parent.AddChild(e)
 	return nil
 }
