@@ -1,9 +1,9 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -46,27 +46,6 @@ func aliasLocation(domain, name string) string {
 	return domainLocation(domain) + "/aliases/" + url.PathEscape(name)
 }
 
-// maxMemberCursorLen bounds the cursor of member pages, whose entries are
-// full addresses.
-const maxMemberCursorLen = 320
-
-// pageQuery reads the limit (1-1000; 0 when absent: the service's
-// default) and cursor query parameters of a paged read.
-func pageQuery(c echo.Context, maxCursor int) (cursor string, limit int, err error) {
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return "", 0, mailcluster.Errorf(mailcluster.EINVALID, "Query parameter limit must be a number from 1 to 1000.")
-		}
-		limit = n
-	}
-	cursor = c.QueryParam("cursor")
-	if len(cursor) > maxCursor {
-		return "", 0, mailcluster.Errorf(mailcluster.EINVALID, "Query parameter cursor is longer than %d characters.", maxCursor)
-	}
-	return cursor, limit, nil
-}
-
 func registerAliasRoutes(s *Server, g routeGroup) {
 	g.add(http.MethodGet, "/domains/:domain/aliases", s.handleAliasList)
 	g.add(http.MethodPost, "/domains/:domain/aliases", s.handleAliasCreate)
@@ -77,19 +56,13 @@ func registerAliasRoutes(s *Server, g routeGroup) {
 
 // handleAliasList answers GET /api/v1/domains/{domain}/aliases.
 func (s *Server) handleAliasList(c echo.Context) error {
-	cursor, limit, err := pageQuery(c, maxCursorLen)
+	as, next, err := findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]*mailcluster.Alias, string, error) {
+		return s.svc.FindAliases(ctx, pathParam(c, "domain"), cursor, limit)
+	}, newAliasResponse)
 	if err != nil {
 		return err
 	}
-	as, next, err := s.svc.FindAliases(c.Request().Context(), pathParam(c, "domain"), cursor, limit)
-	if err != nil {
-		return err
-	}
-	out := AliasPage{Aliases: make([]Alias, 0, len(as)), NextCursor: next}
-	for _, a := range as {
-		out.Aliases = append(out.Aliases, newAliasResponse(a))
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, AliasPage{Aliases: as, NextCursor: next})
 }
 
 // handleAliasCreate answers POST /api/v1/domains/{domain}/aliases.

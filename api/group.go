@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -72,19 +73,13 @@ func registerGroupRoutes(s *Server, g routeGroup) {
 
 // handleGroupList answers GET /api/v1/domains/{domain}/groups.
 func (s *Server) handleGroupList(c echo.Context) error {
-	cursor, limit, err := pageQuery(c, maxCursorLen)
+	gs, next, err := findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]*mailcluster.Group, string, error) {
+		return s.svc.FindGroups(ctx, pathParam(c, "domain"), cursor, limit)
+	}, newGroupResponse)
 	if err != nil {
 		return err
 	}
-	gs, next, err := s.svc.FindGroups(c.Request().Context(), pathParam(c, "domain"), cursor, limit)
-	if err != nil {
-		return err
-	}
-	out := GroupPage{Groups: make([]Group, 0, len(gs)), NextCursor: next}
-	for _, g := range gs {
-		out.Groups = append(out.Groups, newGroupResponse(g))
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, GroupPage{Groups: gs, NextCursor: next})
 }
 
 // handleGroupCreate answers POST /api/v1/domains/{domain}/groups.
@@ -137,16 +132,11 @@ func (s *Server) handleGroupDelete(c echo.Context) error {
 
 // handleGroupMembers answers GET /api/v1/domains/{domain}/groups/{name}/members.
 func (s *Server) handleGroupMembers(c echo.Context) error {
-	cursor, limit, err := pageQuery(c, maxMemberCursorLen)
+	ms, next, err := findPage(c, maxMemberCursorLen, func(ctx context.Context, cursor string, limit int) ([]string, string, error) {
+		return s.svc.FindGroupMembers(ctx, pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
+	}, func(address string) string { return address })
 	if err != nil {
 		return err
-	}
-	ms, next, err := s.svc.FindGroupMembers(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
-	if err != nil {
-		return err
-	}
-	if ms == nil {
-		ms = []string{}
 	}
 	return c.JSON(http.StatusOK, GroupMemberPage{Members: ms, NextCursor: next})
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -81,6 +82,18 @@ func listMembers(in []ListMember) []mailcluster.ListMember {
 	return out
 }
 
+// parseOptional parses a value given in a PATCH (nil: unchanged).
+func parseOptional[T any](v *string, parse func(string) (T, error)) (*T, error) {
+	if v == nil {
+		return nil, nil
+	}
+	p, err := parse(*v)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
 func listLocation(domain, name string) string {
 	return domainLocation(domain) + "/lists/" + url.PathEscape(name)
 }
@@ -96,19 +109,13 @@ func registerListRoutes(s *Server, g routeGroup) {
 
 // handleListList answers GET /api/v1/domains/{domain}/lists.
 func (s *Server) handleListList(c echo.Context) error {
-	cursor, limit, err := pageQuery(c, maxCursorLen)
+	ls, next, err := findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]*mailcluster.MailingList, string, error) {
+		return s.svc.FindLists(ctx, pathParam(c, "domain"), cursor, limit)
+	}, newListResponse)
 	if err != nil {
 		return err
 	}
-	ls, next, err := s.svc.FindLists(c.Request().Context(), pathParam(c, "domain"), cursor, limit)
-	if err != nil {
-		return err
-	}
-	out := MailingListPage{Lists: make([]MailingList, 0, len(ls)), NextCursor: next}
-	for _, l := range ls {
-		out.Lists = append(out.Lists, newListResponse(l))
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, MailingListPage{Lists: ls, NextCursor: next})
 }
 
 // handleListCreate answers POST /api/v1/domains/{domain}/lists.
@@ -151,19 +158,12 @@ func (s *Server) handleListUpdate(c echo.Context) error {
 	}
 	upd := mailcluster.ListUpdate{Description: in.Description, Owner: in.Owner,
 		AddMembers: listMembers(in.AddMembers), RemoveMembers: listMembers(in.RemoveMembers)}
-	if in.Policy != nil {
-		p, err := mailcluster.ParseListPolicy(*in.Policy)
-		if err != nil {
-			return err
-		}
-		upd.Policy = &p
+	var err error
+	if upd.Policy, err = parseOptional(in.Policy, mailcluster.ParseListPolicy); err != nil {
+		return err
 	}
-	if in.ReplyTo != nil {
-		r, err := mailcluster.ParseListReplyTo(*in.ReplyTo)
-		if err != nil {
-			return err
-		}
-		upd.ReplyTo = &r
+	if upd.ReplyTo, err = parseOptional(in.ReplyTo, mailcluster.ParseListReplyTo); err != nil {
+		return err
 	}
 	l, err := s.svc.UpdateList(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name"), upd)
 	if err != nil {
@@ -182,17 +182,11 @@ func (s *Server) handleListDelete(c echo.Context) error {
 
 // handleListMembers answers GET /api/v1/domains/{domain}/lists/{name}/members.
 func (s *Server) handleListMembers(c echo.Context) error {
-	cursor, limit, err := pageQuery(c, maxMemberCursorLen)
+	ms, next, err := findPage(c, maxMemberCursorLen, func(ctx context.Context, cursor string, limit int) ([]mailcluster.ListMember, string, error) {
+		return s.svc.FindListMembers(ctx, pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
+	}, func(m mailcluster.ListMember) ListMember { return ListMember{Address: m.Address, Group: m.Group} })
 	if err != nil {
 		return err
 	}
-	ms, next, err := s.svc.FindListMembers(c.Request().Context(), pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
-	if err != nil {
-		return err
-	}
-	out := ListMemberPage{Members: make([]ListMember, 0, len(ms)), NextCursor: next}
-	for _, m := range ms {
-		out.Members = append(out.Members, ListMember{Address: m.Address, Group: m.Group})
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, ListMemberPage{Members: ms, NextCursor: next})
 }
