@@ -532,7 +532,7 @@ func TestClassicMemberships(t *testing.T) {
 
 	refused := func(t *testing.T, id int, op, params string) string {
 		t.Helper()
-		msg := e.refusedUnchanged(t, id, func() *Response { return e.classic(t, "0", op, params) }, "example.com", "other.example")
+		msg := e.refusedClassic(t, id, op, params, "example.com", "other.example")
 		if a := e.MustFindAccount(t, "example.com", "colleen.wing"); a.FullName != "C. Wing" {
 			t.Fatalf("a refused request changed the account: %+v", a)
 		}

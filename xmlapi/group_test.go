@@ -1,7 +1,6 @@
 package xmlapi_test
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 
@@ -13,15 +12,7 @@ import (
 // after checking <Members count>.
 func groupMembers(t *testing.T, r *Response) string {
 	t.Helper()
-	members := r.Result().FindElement("Group/Members")
-	if members == nil {
-		t.Fatalf("no Group/Members:\n%s", r.Body)
-	}
-	ms := members.SelectElements("Member")
-	if got := members.SelectAttrValue("count", ""); got != strconv.Itoa(len(ms)) {
-		t.Fatalf("Members count=%q, %d members:\n%s", got, len(ms), r.Body)
-	}
-	return texts(ms)
+	return texts(counted(t, r, "Group/Members", "Member"))
 }
 
 // TestGroups: CreateGroup, GetGroupInfo, UpdateGroup, GetGroupList and
@@ -43,14 +34,10 @@ func TestGroups(t *testing.T) {
 			<QuotaMessages>100</QuotaMessages>
 			<Members><Member>alice</Member><Member>bob@example.com</Member></Members>`).MustOK(t)
 		mustAttrs(t, r.Result().SelectElement("Group"), map[string]string{"id": "sales", "domain": "example.com"})
-		for path, want := range map[string]string{
+		mustTexts(t, r, map[string]string{
 			"Group/Name": "sales", "Group/Domain": "example.com", "Group/Description": "Sales team",
 			"Group/QuotaBytes": "1048576", "Group/QuotaMessages": "100", "Group/MemberCount": "2",
-		} {
-			if got := r.Text(path); got != want {
-				t.Errorf("%s = %q, want %q", path, got, want)
-			}
-		}
+		})
 		if got := groupMembers(t, r); got != "alice@example.com,bob@example.com" {
 			t.Fatalf("members %s", got)
 		}
@@ -89,11 +76,7 @@ func TestGroups(t *testing.T) {
 	t.Run("List", func(t *testing.T) {
 		e.mustCreateGroup(t, mailcluster.GroupCreate{Domain: "example.com", Name: "admins"})
 		r := e.classic(t, "0", "GetGroupList", "<Domain>example.com</Domain>").MustOK(t)
-		groups := r.Result().SelectElement("Groups")
-		if groups == nil || groups.SelectAttrValue("count", "") != "2" {
-			t.Fatalf("Groups count:\n%s", r.Body)
-		}
-		gs := groups.SelectElements("Group")
+		gs := counted(t, r, "Groups", "Group")
 		if got := attrValues(gs, "id"); got != "admins,sales" {
 			t.Fatalf("ids %s", got)
 		}
@@ -103,7 +86,7 @@ func TestGroups(t *testing.T) {
 
 	refused := func(t *testing.T, id int, op, params string) string {
 		t.Helper()
-		return e.refusedUnchanged(t, id, func() *Response { return e.classic(t, "0", op, params) }, "example.com", "other.example")
+		return e.refusedClassic(t, id, op, params, "example.com", "other.example")
 	}
 	t.Run("ErrBadValues", func(t *testing.T) {
 		for _, c := range []struct{ op, params, names string }{

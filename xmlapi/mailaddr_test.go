@@ -3,6 +3,7 @@ package xmlapi_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,6 +94,42 @@ func (e *Env) refusedUnchanged(t *testing.T, id int, call func() *Response, doma
 		t.Errorf("state changed:\n%s\nwas\n%s", after, before)
 	}
 	return msg
+}
+
+// refusedClassic sends op with params as a global administrator
+// (refusedUnchanged).
+func (e *Env) refusedClassic(t *testing.T, id int, op, params string, domains ...string) string {
+	t.Helper()
+	return e.refusedUnchanged(t, id, func() *Response { return e.classic(t, "0", op, params) }, domains...)
+}
+
+// counted returns the <child> elements of the element at path in the
+// result of r, after checking that it holds nothing else and that its
+// count attribute counts them.
+func counted(t *testing.T, r *Response, path, child string) []*etree.Element {
+	t.Helper()
+	e := r.Result().FindElement(path)
+	if e == nil {
+		t.Fatalf("no %s:\n%s", path, r.Body)
+	}
+	els := e.SelectElements(child)
+	if len(els) != len(e.ChildElements()) {
+		t.Fatalf("%s holds other elements than <%s>:\n%s", path, child, r.Body)
+	}
+	if got := e.SelectAttrValue("count", ""); got != strconv.Itoa(len(els)) {
+		t.Fatalf("%s count=%q, %d <%s>:\n%s", path, got, len(els), child, r.Body)
+	}
+	return els
+}
+
+// mustTexts checks the text at each path of the result of r.
+func mustTexts(t *testing.T, r *Response, want map[string]string) {
+	t.Helper()
+	for path, w := range want {
+		if got := r.Text(path); got != w {
+			t.Errorf("%s = %q, want %q", path, got, w)
+		}
+	}
 }
 
 // texts returns the text of each element, joined with commas.
