@@ -108,6 +108,23 @@ func (e *addressEnv) refused(t *testing.T, c *Client, r Request, status int, kin
 	return p
 }
 
+// refusedEach sends each request as c (a GET without its body), in a
+// subtest each, and checks that it is refused with status and problem
+// kind, with a detail, changing nothing (refused).
+func (e *addressEnv) refusedEach(t *testing.T, c *Client, status int, kind string, rs ...Request) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Method == http.MethodGet {
+			r.Body = nil
+		}
+		t.Run(r.Method+" "+r.Path+" "+string(r.Body), func(t *testing.T) {
+			if p := e.refused(t, c, r, status, kind); p.Detail == "" {
+				t.Error("no detail")
+			}
+		})
+	}
+}
+
 // send builds a JSON request.
 func send(method, path, body string) Request {
 	return Request{Method: method, Path: path, Body: []byte(body)}
@@ -215,10 +232,11 @@ func TestDomainPostmaster(t *testing.T) {
 		}
 	})
 	t.Run("ErrUnknownAccount", func(t *testing.T) {
-		e.refused(t, c, send(http.MethodPatch, dom, `{"postmaster":"nobody@example.com"}`), http.StatusBadRequest, "invalid")
-		e.refused(t, c, send(http.MethodPatch, dom, `{"postmaster":"zed@nope.example"}`), http.StatusBadRequest, "invalid")
-		e.refused(t, c, send(http.MethodPatch, dom, `{"postmaster":"not an address"}`), http.StatusBadRequest, "invalid")
-		e.refused(t, c, invalid(http.MethodPatch, dom, `{"postmaster":7}`), http.StatusBadRequest, "invalid")
+		e.refusedEach(t, c, http.StatusBadRequest, "invalid",
+			send(http.MethodPatch, dom, `{"postmaster":"nobody@example.com"}`),
+			send(http.MethodPatch, dom, `{"postmaster":"zed@nope.example"}`),
+			send(http.MethodPatch, dom, `{"postmaster":"not an address"}`),
+			invalid(http.MethodPatch, dom, `{"postmaster":7}`))
 		c.Get(t, dom).Expect(t, http.StatusOK).JSON(t, &d)
 		if d.Postmaster != "bob@example.com" {
 			t.Errorf("postmaster %q after refused changes", d.Postmaster)

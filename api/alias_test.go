@@ -63,7 +63,7 @@ func TestAliasCRUD(t *testing.T) {
 		e.refused(t, c, Request{Method: http.MethodDelete, Path: base + "/nobody"}, http.StatusNotFound, "not-found")
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
-		for _, r := range []Request{
+		e.refusedEach(t, c, http.StatusBadRequest, "invalid",
 			send(http.MethodPost, base, `{"name":"bad name","target":"alice@example.com"}`),
 			send(http.MethodPost, base, `{"name":"x","target":"not an address"}`),
 			send(http.MethodPost, base, `{"name":"x","target":"alice@bad_domain"}`),
@@ -76,18 +76,7 @@ func TestAliasCRUD(t *testing.T) {
 			invalid(http.MethodPatch, base+"/sales", `{"target":""}`),
 			invalid(http.MethodGet, base+"?limit=0", ""),
 			invalid(http.MethodGet, base+"?limit=1001", ""),
-			invalid(http.MethodGet, base+"?limit=x", ""),
-		} {
-			if r.Method == http.MethodGet {
-				r.Body = nil
-			}
-			t.Run(r.Method+" "+r.Path+" "+string(r.Body), func(t *testing.T) {
-				p := e.refused(t, c, r, http.StatusBadRequest, "invalid")
-				if p.Detail == "" {
-					t.Error("no detail")
-				}
-			})
-		}
+			invalid(http.MethodGet, base+"?limit=x", ""))
 		var a Alias
 		c.Get(t, base+"/sales").Expect(t, http.StatusOK).JSON(t, &a)
 		if a.Target != "bob@example.com" {
@@ -180,19 +169,14 @@ func TestAliasAuthz(t *testing.T) {
 	})
 	t.Run("ErrOtherDomain", func(t *testing.T) {
 		o := e.OtherDAdmin
-		for _, r := range []Request{
-			{Method: http.MethodGet, Path: base},
-			{Method: http.MethodGet, Path: base + "/sales"},
+		e.refusedEach(t, o, http.StatusForbidden, "forbidden",
+			Request{Method: http.MethodGet, Path: base},
+			Request{Method: http.MethodGet, Path: base + "/sales"},
 			send(http.MethodPost, base, `{"name":"evil","target":"alice@example.com"}`),
 			send(http.MethodPatch, base+"/sales", `{"target":"bob@example.com"}`),
-			{Method: http.MethodDelete, Path: base + "/sales"},
+			Request{Method: http.MethodDelete, Path: base + "/sales"},
 			// Its own alias may not point into example.com either.
-			send(http.MethodPost, "/api/v1/domains/other.example/aliases", `{"name":"evil","target":"alice@example.com"}`),
-		} {
-			t.Run(r.Method+" "+r.Path, func(t *testing.T) {
-				e.refused(t, o, r, http.StatusForbidden, "forbidden")
-			})
-		}
+			send(http.MethodPost, "/api/v1/domains/other.example/aliases", `{"name":"evil","target":"alice@example.com"}`))
 		var a Alias
 		e.Admin.Get(t, base+"/sales").Expect(t, http.StatusOK).JSON(t, &a)
 		if a.Target != "alice@example.com" {

@@ -70,7 +70,7 @@ func TestGroupCRUD(t *testing.T) {
 		e.refused(t, c, send(http.MethodPost, base, `{"name":"staff"}`), http.StatusConflict, "conflict")
 	})
 	t.Run("ErrInvalid", func(t *testing.T) {
-		for _, r := range []Request{
+		e.refusedEach(t, c, http.StatusBadRequest, "invalid",
 			send(http.MethodPost, base, `{"name":"bad name"}`),
 			send(http.MethodPost, base, `{"name":"x","members":["bad name"]}`),
 			invalid(http.MethodPost, base, `{"name":"x","quotaBytes":-1}`),
@@ -80,17 +80,7 @@ func TestGroupCRUD(t *testing.T) {
 			invalid(http.MethodPatch, base+"/staff", `{"quotaMessages":-5}`),
 			invalid(http.MethodPatch, base+"/staff", `{"members":["bob"]}`),
 			invalid(http.MethodGet, base+"/staff/members?limit=5000", ""),
-			invalid(http.MethodGet, base+"/staff/members?cursor="+strings.Repeat("a", 321), ""),
-		} {
-			if r.Method == http.MethodGet {
-				r.Body = nil
-			}
-			t.Run(r.Method+" "+r.Path+" "+string(r.Body), func(t *testing.T) {
-				if p := e.refused(t, c, r, http.StatusBadRequest, "invalid"); p.Detail == "" {
-					t.Error("no detail")
-				}
-			})
-		}
+			invalid(http.MethodGet, base+"/staff/members?cursor="+strings.Repeat("a", 321), ""))
 		c.Get(t, base+"/x").ExpectProblem(t, http.StatusNotFound, "not-found")
 	})
 	t.Run("ErrOtherDomainMember", func(t *testing.T) {
@@ -168,18 +158,13 @@ func TestGroupAuthz(t *testing.T) {
 	})
 	t.Run("ErrOtherDomain", func(t *testing.T) {
 		o := e.OtherDAdmin
-		for _, r := range []Request{
-			{Method: http.MethodGet, Path: base},
-			{Method: http.MethodGet, Path: base + "/staff"},
-			{Method: http.MethodGet, Path: base + "/staff/members"},
+		e.refusedEach(t, o, http.StatusForbidden, "forbidden",
+			Request{Method: http.MethodGet, Path: base},
+			Request{Method: http.MethodGet, Path: base + "/staff"},
+			Request{Method: http.MethodGet, Path: base + "/staff/members"},
 			send(http.MethodPost, base, `{"name":"evil"}`),
 			send(http.MethodPatch, base+"/staff", `{"addMembers":["bob"]}`),
-			{Method: http.MethodDelete, Path: base + "/staff"},
-		} {
-			t.Run(r.Method+" "+r.Path, func(t *testing.T) {
-				e.refused(t, o, r, http.StatusForbidden, "forbidden")
-			})
-		}
+			Request{Method: http.MethodDelete, Path: base + "/staff"})
 		if got := members(t, e.Admin, base+"/staff"); !reflect.DeepEqual(got, []string{"alice@example.com"}) {
 			t.Errorf("members %v", got)
 		}
