@@ -134,22 +134,18 @@ func TestResolveRecipient(t *testing.T) {
 		}{{"carol@other.com", mailcluster.EFORBIDDEN}, {"nobody@example.com", mailcluster.EINVALID}, {"not an address", mailcluster.EINVALID}} {
 			pm := tc.pm
 			e.refused(t, tc.code, func() error {
-				_, err := e.svc.UpdateDomain(e.dctx, "example.com", mailcluster.DomainUpdate{Postmaster: &pm})
-				return err
+				return errOf(e.svc.UpdateDomain(e.dctx, "example.com", mailcluster.DomainUpdate{Postmaster: &pm}))
 			})
 		}
 		pm, desc := "bob@example.com", "changed"
 		e.refused(t, mailcluster.EFORBIDDEN, func() error {
-			_, err := e.svc.UpdateDomain(e.dctx, "example.com", mailcluster.DomainUpdate{Postmaster: &pm, Description: &desc})
-			return err
+			return errOf(e.svc.UpdateDomain(e.dctx, "example.com", mailcluster.DomainUpdate{Postmaster: &pm, Description: &desc}))
 		})
 		e.refused(t, mailcluster.EFORBIDDEN, func() error {
-			_, err := e.svc.UpdateDomain(e.dctx, "other.com", mailcluster.DomainUpdate{Postmaster: &pm})
-			return err
+			return errOf(e.svc.UpdateDomain(e.dctx, "other.com", mailcluster.DomainUpdate{Postmaster: &pm}))
 		})
 		e.refused(t, mailcluster.EINVALID, func() error {
-			_, err := e.svc.CreateDomain(e.ctx, &mailcluster.Domain{Name: "new.com", Postmaster: "nobody@example.com"})
-			return err
+			return errOf(e.svc.CreateDomain(e.ctx, &mailcluster.Domain{Name: "new.com", Postmaster: "nobody@example.com"}))
 		})
 		d, err := e.svc.CreateDomain(e.ctx, &mailcluster.Domain{Name: "new.com", Postmaster: "Bob@Example.com"})
 		if err != nil || d.Postmaster != "bob@example.com" {
