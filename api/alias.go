@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -56,9 +55,7 @@ func registerAliasRoutes(s *Server, g routeGroup) {
 
 // handleAliasList answers GET /api/v1/domains/{domain}/aliases.
 func (s *Server) handleAliasList(c echo.Context) error {
-	as, next, err := findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]*mailcluster.Alias, string, error) {
-		return s.svc.FindAliases(ctx, pathParam(c, "domain"), cursor, limit)
-	}, newAliasResponse)
+	as, next, err := domainPage(c, s.svc.FindAliases, newAliasResponse)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -73,9 +72,7 @@ func registerGroupRoutes(s *Server, g routeGroup) {
 
 // handleGroupList answers GET /api/v1/domains/{domain}/groups.
 func (s *Server) handleGroupList(c echo.Context) error {
-	gs, next, err := findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]*mailcluster.Group, string, error) {
-		return s.svc.FindGroups(ctx, pathParam(c, "domain"), cursor, limit)
-	}, newGroupResponse)
+	gs, next, err := domainPage(c, s.svc.FindGroups, newGroupResponse)
 	if err != nil {
 		return err
 	}
@@ -132,9 +129,7 @@ func (s *Server) handleGroupDelete(c echo.Context) error {
 
 // handleGroupMembers answers GET /api/v1/domains/{domain}/groups/{name}/members.
 func (s *Server) handleGroupMembers(c echo.Context) error {
-	ms, next, err := findPage(c, maxMemberCursorLen, func(ctx context.Context, cursor string, limit int) ([]string, string, error) {
-		return s.svc.FindGroupMembers(ctx, pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
-	}, func(address string) string { return address })
+	ms, next, err := memberPage(c, s.svc.FindGroupMembers, func(address string) string { return address })
 	if err != nil {
 		return err
 	}

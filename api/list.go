@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -69,6 +68,10 @@ func newListResponse(l *mailcluster.MailingList) MailingList {
 		Deleting: l.Deleting, CreatedAt: l.CreatedAt, UpdatedAt: l.UpdatedAt}
 }
 
+func newListMember(m mailcluster.ListMember) ListMember {
+	return ListMember{Address: m.Address, Group: m.Group}
+}
+
 // listMembers converts the members of a request (the service checks
 // that each names exactly one of an account and a group).
 func listMembers(in []ListMember) []mailcluster.ListMember {
@@ -109,9 +112,7 @@ func registerListRoutes(s *Server, g routeGroup) {
 
 // handleListList answers GET /api/v1/domains/{domain}/lists.
 func (s *Server) handleListList(c echo.Context) error {
-	ls, next, err := findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]*mailcluster.MailingList, string, error) {
-		return s.svc.FindLists(ctx, pathParam(c, "domain"), cursor, limit)
-	}, newListResponse)
+	ls, next, err := domainPage(c, s.svc.FindLists, newListResponse)
 	if err != nil {
 		return err
 	}
@@ -182,9 +183,7 @@ func (s *Server) handleListDelete(c echo.Context) error {
 
 // handleListMembers answers GET /api/v1/domains/{domain}/lists/{name}/members.
 func (s *Server) handleListMembers(c echo.Context) error {
-	ms, next, err := findPage(c, maxMemberCursorLen, func(ctx context.Context, cursor string, limit int) ([]mailcluster.ListMember, string, error) {
-		return s.svc.FindListMembers(ctx, pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
-	}, func(m mailcluster.ListMember) ListMember { return ListMember{Address: m.Address, Group: m.Group} })
+	ms, next, err := memberPage(c, s.svc.FindListMembers, newListMember)
 	if err != nil {
 		return err
 	}

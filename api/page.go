@@ -34,6 +34,25 @@ func pageQuery(c echo.Context, maxCursor int) (cursor string, limit int, err err
 	return cursor, limit, nil
 }
 
+// domainPage answers the paged read of a domain's records (GET
+// /api/v1/domains/{domain}/...) with find, converting them with conv.
+func domainPage[T, R any](c echo.Context, find func(ctx context.Context, domain, cursor string, limit int) ([]T, string, error),
+	conv func(T) R) ([]R, string, error) {
+	return findPage(c, maxCursorLen, func(ctx context.Context, cursor string, limit int) ([]T, string, error) {
+		return find(ctx, pathParam(c, "domain"), cursor, limit)
+	}, conv)
+}
+
+// memberPage answers the paged read of the members of a list or a group
+// (GET /api/v1/domains/{domain}/.../{name}/members) with find, converting
+// them with conv.
+func memberPage[T, R any](c echo.Context, find func(ctx context.Context, domain, name, cursor string, limit int) ([]T, string, error),
+	conv func(T) R) ([]R, string, error) {
+	return findPage(c, maxMemberCursorLen, func(ctx context.Context, cursor string, limit int) ([]T, string, error) {
+		return find(ctx, pathParam(c, "domain"), pathParam(c, "name"), cursor, limit)
+	}, conv)
+}
+
 // findPage answers the page query of a paged read (cursors of at most
 // maxCursor bytes): it asks find for the page and returns its records
 // converted by conv (never nil) and the next cursor.
