@@ -11,11 +11,11 @@ import (
 )
 
 // TestLayout checks that dependencies point inward: the root package
-// imports nothing of the module, and the edges (the two management APIs,
-// the mail service, Consul) never import each other; package node wires
-// them.
+// imports nothing of the module, the edges (the two management APIs,
+// SMTP, IMAP, Consul) never import each other, and the mail storage they
+// share imports none of them; package node wires them.
 func TestLayout(t *testing.T) {
-	edges := []string{"api", "xmlapi", "mailsvc", "cluster"}
+	edges := []string{"api", "xmlapi", "mailsvc", "imapsvc", "cluster"}
 	forbidden := map[string][]string{".": {"mailcluster/"}}
 	for _, e := range edges {
 		for _, other := range edges {
@@ -24,7 +24,9 @@ func TestLayout(t *testing.T) {
 			}
 		}
 		forbidden[e] = append(forbidden[e], "mailcluster/node")
+		forbidden["mailstore"] = append(forbidden["mailstore"], "mailcluster/"+e)
 	}
+	forbidden["mailstore"] = append(forbidden["mailstore"], "mailcluster/node")
 	fset := token.NewFileSet()
 	for dir, bad := range forbidden {
 		ents, err := os.ReadDir(dir)

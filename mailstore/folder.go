@@ -644,13 +644,13 @@ func (e *errWriter) Write(p []byte) (int, error) {
 
 // CopyTo copies the messages with the given UIDs (those that still exist)
 // to dst, a folder of the same account, with their flags and internal
-// dates, and returns the source UIDs copied and the UIDs they got in dst,
-// in the same order. The copies count toward the quota like a delivery
+// dates, and returns dst's UIDVALIDITY, the source UIDs copied and the
+// UIDs they got in dst, in the same order. The copies count toward the quota like a delivery
 // (refused whole when over it). Errors: ENOTFOUND, *QuotaError, ErrBusy,
 // *LocalError; nothing is copied on an error.
-func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (src, dstUIDs []uint32, err error) {
+func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (validity uint32, src, dstUIDs []uint32, err error) {
 	if err := f.sameAccount(dst); err != nil {
-		return nil, nil, err
+		return 0, nil, nil, err
 	}
 	var bytes int64
 	err = f.store.locked(ctx, f.acct, func() error {
@@ -662,6 +662,7 @@ func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (src, d
 		if err != nil {
 			return err
 		}
+		validity = dm.validity
 		type item struct {
 			uid uint32
 			e   fileEntry
@@ -720,13 +721,13 @@ func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (src, d
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return 0, nil, nil, err
 	}
 	if len(src) > 0 {
 		f.store.report(f.acct, bytes, int64(len(src)))
 		f.store.hub.Publish(dst.dir)
 	}
-	return src, dstUIDs, nil
+	return validity, src, dstUIDs, nil
 }
 
 // MoveTo moves the messages with the given UIDs (those that still exist)
@@ -734,12 +735,13 @@ func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (src, d
 // cur/ (its name, flags and date kept), after dst's UID map records it
 // and before the source's map forgets it, so that a crash leaves every
 // message in one folder or the other, with a UID there. Usage does not
-// change. It returns the source UIDs moved and their UIDs in dst. Errors:
+// change. It returns dst's UIDVALIDITY, the source UIDs moved and their
+// UIDs in dst. Errors:
 // ENOTFOUND, ErrBusy, *LocalError (messages moved before the failure stay
 // moved and are returned).
-func (f *Folder) MoveTo(ctx context.Context, uids []uint32, dst *Folder) (src, dstUIDs []uint32, err error) {
+func (f *Folder) MoveTo(ctx context.Context, uids []uint32, dst *Folder) (validity uint32, src, dstUIDs []uint32, err error) {
 	if err := f.sameAccount(dst); err != nil {
-		return nil, nil, err
+		return 0, nil, nil, err
 	}
 	err = f.store.locked(ctx, f.acct, func() error {
 		m, files, err := f.reconcile()
@@ -750,6 +752,7 @@ func (f *Folder) MoveTo(ctx context.Context, uids []uint32, dst *Folder) (src, d
 		if err != nil {
 			return err
 		}
+		validity = dm.validity
 		dm = dm.clone()
 		type item struct {
 			uid    uint32
@@ -812,7 +815,7 @@ func (f *Folder) MoveTo(ctx context.Context, uids []uint32, dst *Folder) (src, d
 		f.store.hub.Publish(f.dir)
 		f.store.hub.Publish(dst.dir)
 	}
-	return src, dstUIDs, err
+	return validity, src, dstUIDs, err
 }
 
 func (f *Folder) sameAccount(dst *Folder) error {

@@ -440,7 +440,7 @@ func TestCopyMove(t *testing.T) {
 		uids = append(uids, uid)
 	}
 	b0, m0 := e.rep.Pending("example.com", "alice")
-	src, dst, err := inbox.CopyTo(bg, []uint32{uids[2], uids[0], 999}, archive)
+	_, src, dst, err := inbox.CopyTo(bg, []uint32{uids[2], uids[0], 999}, archive)
 	if err != nil || fmt.Sprint(src) != fmt.Sprint([]uint32{uids[0], uids[2]}) || fmt.Sprint(dst) != "[1 2]" {
 		t.Fatalf("copy: %v -> %v, %v", src, dst, err)
 	}
@@ -454,7 +454,7 @@ func TestCopyMove(t *testing.T) {
 		}
 	}
 	b1, m1 := e.rep.Pending("example.com", "alice")
-	src, dst, err = inbox.MoveTo(bg, []uint32{uids[1]}, archive)
+	_, src, dst, err = inbox.MoveTo(bg, []uint32{uids[1]}, archive)
 	if err != nil || fmt.Sprint(src) != fmt.Sprint([]uint32{uids[1]}) || fmt.Sprint(dst) != "[3]" {
 		t.Fatalf("move: %v -> %v, %v", src, dst, err)
 	}
@@ -468,7 +468,7 @@ func TestCopyMove(t *testing.T) {
 		t.Fatalf("Archive after the move: %v", got)
 	}
 	e.setQuota(1, 0)
-	if _, _, err := inbox.CopyTo(bg, []uint32{uids[0]}, archive); !errors.As(err, new(*mailstore.QuotaError)) {
+	if _, _, _, err := inbox.CopyTo(bg, []uint32{uids[0]}, archive); !errors.As(err, new(*mailstore.QuotaError)) {
 		t.Fatalf("copy over quota: %v", err)
 	}
 	if got := uidsOf(mustSync(t, archive)); fmt.Sprint(got) != "[1 2 3]" {

@@ -27,14 +27,14 @@ import (
 
 // Settings of [SMTP] in the main ini file, with their defaults.
 const (
-	SectionSMTP          = "SMTP"
-	KeyMaxMessageSize    = "MaxMessageSize"    // bytes; default 26214400 (25 MiB)
-	KeyMaxRecipients     = "MaxRecipients"     // per message; default 100
-	KeyMaxLineLength     = "MaxLineLength"     // default 2000
-	KeyReadTimeout       = "ReadTimeout"       // seconds for one command line, or a whole DATA transfer; default 300
-	KeyWriteTimeout      = "WriteTimeout"      // seconds for one reply; default 300
-	KeyAllowInsecureAuth = "AllowInsecureAuth" // Yes: AUTH without TLS on submission; default No
-	KeySmarthost         = "Smarthost"         // not supported yet: relaying is always refused
+	SectionSMTP          = mailstore.SectionSMTP
+	KeyMaxMessageSize    = mailstore.KeyMaxMessageSize // bytes; default 26214400 (25 MiB); IMAP APPEND's limit too
+	KeyMaxRecipients     = "MaxRecipients"             // per message; default 100
+	KeyMaxLineLength     = "MaxLineLength"             // default 2000
+	KeyReadTimeout       = "ReadTimeout"               // seconds for one command line, or a whole DATA transfer; default 300
+	KeyWriteTimeout      = "WriteTimeout"              // seconds for one reply; default 300
+	KeyAllowInsecureAuth = "AllowInsecureAuth"         // Yes: AUTH without TLS on submission; default No
+	KeySmarthost         = "Smarthost"                 // not supported yet: relaying is always refused
 	// The connection caps count the open connections of both listeners
 	// together, read at every accept; a connection over a cap is answered
 	// "421 4.7.0" and closed.
@@ -42,7 +42,7 @@ const (
 	KeyMaxConnectionsPerIP = "MaxConnectionsPerIP" // per client address, both listeners; default 20
 	KeyIdleTimeout         = "IdleTimeout"         // seconds without a byte received or sent before the server closes; default 60
 
-	DefaultMaxMessageSize      = 25 << 20
+	DefaultMaxMessageSize      = mailstore.DefaultMaxMessageSize
 	DefaultMaxRecipients       = 100
 	DefaultMaxConnections      = 1000
 	DefaultMaxConnectionsPerIP = 20
