@@ -30,6 +30,8 @@ type Config struct {
 	HTTPSAddr      string `mapstructure:"https-addr"`
 	SMTPAddr       string `mapstructure:"smtp-addr"`
 	SubmissionAddr string `mapstructure:"submission-addr"`
+	IMAPAddr       string `mapstructure:"imap-addr"`
+	IMAPSAddr      string `mapstructure:"imaps-addr"`
 	SMTPHostname   string `mapstructure:"smtp-hostname"`
 
 	ConsulAddr    string        `mapstructure:"consul-addr"`
@@ -78,7 +80,8 @@ func (c *Config) Validate() error {
 	if err := validateListenAddr("http-addr", c.HTTPAddr); err != nil {
 		return err
 	}
-	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr, "https-addr": c.HTTPSAddr} {
+	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr, "https-addr": c.HTTPSAddr,
+		"imap-addr": c.IMAPAddr, "imaps-addr": c.IMAPSAddr} {
 		if addr == "" {
 			continue
 		}

@@ -1,7 +1,7 @@
 // Package node assembles a running mailcluster node from its Config: the
 // state (the standalone bbolt store or the Consul store with its election
 // and registration), the Service over it, the REST API with the XML-API,
-// the SMTP listeners and the background jobs. It holds the node's own
+// the SMTP and IMAP listeners and the background jobs. It holds the node's own
 // rules: when an unregistered node may start a new cluster, that a node
 // registered with another version never becomes primary, the bootstrap
 // of an empty state on becoming primary, forwarding of usage reports and
@@ -41,6 +41,7 @@ import (
 	"mailcluster/certs"
 	"mailcluster/cluster"
 	"mailcluster/clusterlog"
+	"mailcluster/imapsvc"
 	"mailcluster/inifiles"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
@@ -63,6 +64,8 @@ type Node struct {
 	HTTPAddr       string         // the address the HTTP listener got (useful with port 0)
 	SMTPAddr       string         // the inbound SMTP listener's address ("" when off)
 	SubmissionAddr string         // the submission listener's address ("" when off)
+	IMAPAddr       string         // the IMAP (STARTTLS) listener's address ("" when off)
+	IMAPSAddr      string         // the IMAP implicit-TLS listener's address ("" when off)
 	HTTPSAddr      string         // the HTTPS listener's address ("" when off)
 	Mail           *mailstore.Store
 	// ProbeClock is the clock this node answers the primary's clock
@@ -92,6 +95,11 @@ type Node struct {
 	internal     *cluster.InternalClient
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
+	imap         *imapsvc.Server
+	// hub tells this node's IMAP sessions of changes to folders: the
+	// store publishes every change made here; changes made on other
+	// nodes reach it only by the sessions' rescans for now.
+	hub *mailstore.LocalHub
 	ln           net.Listener
 	http         *http.Server
 	cancel       context.CancelFunc
@@ -228,7 +236,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.log.Info("listening", "node", c.NodeName, "mode", mode,
 		"rest", base+"/api/v1/", "xmlapi", base+"/MdMgmtWS", "openapi", base+"/openapi.yaml", "health", base+"/health",
-		"https", n.HTTPSAddr, "smtp", n.SMTPAddr, "submission", n.SubmissionAddr,
+		"https", n.HTTPSAddr, "smtp", n.SMTPAddr, "submission", n.SubmissionAddr, "imap", n.IMAPAddr, "imaps", n.IMAPSAddr,
 		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
 	return nil
 }
@@ -468,8 +476,9 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	return nil
 }
 
-// startMail opens the outbox of changes to mail, the mailbox store and the
-// SMTP listeners.
+// startMail opens the outbox of changes to mail, the mailbox store with
+// the node's Hub, and the SMTP and IMAP listeners (with the certificate
+// manager's TLS).
 func (n *Node) startMail(bg context.Context) error {
 	c := n.config
 	ic := n.internal
@@ -484,7 +493,8 @@ func (n *Node) startMail(bg context.Context) error {
 	ob.Store = n.store
 	n.outbox = ob
 	n.goBackground(func() { ob.Run(bg) })
-	n.Mail = mailstore.NewStore(n.local, ob, n.log, mailstore.Options{})
+	n.hub = mailstore.NewHub()
+	n.Mail = mailstore.NewStore(n.local, ob, n.log, mailstore.Options{Hub: n.hub})
 
 	fr := n.failures
 	n.goBackground(func() { fr.Run(bg) })
@@ -519,6 +529,27 @@ func (n *Node) startMail(bg context.Context) error {
 		n.goBackground(func() {
 			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 				n.log.Error("smtp listener stopped", "err", err)
+			}
+		})
+	}
+	n.imap = imapsvc.NewServer(n.Mail, n.local, imapsvc.Config{TLS: n.certs.TLSConfig(), Log: n.log, Hub: n.hub})
+	for _, l := range []struct {
+		addr  string
+		out   *string
+		serve func(net.Listener) error
+	}{{c.IMAPAddr, &n.IMAPAddr, n.imap.ServeIMAP}, {c.IMAPSAddr, &n.IMAPSAddr, n.imap.ServeIMAPS}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", l.addr, err)
+		}
+		*l.out = ln.Addr().String()
+		serve := l.serve
+		n.goBackground(func() {
+			if err := serve(ln); err != nil {
+				n.log.Error("imap listener stopped", "err", err)
 			}
 		})
 	}
@@ -702,6 +733,11 @@ func (n *Node) Close() error {
 		if n.smtp != nil {
 			if serr := n.smtp.Close(); err == nil {
 				err = serr
+			}
+		}
+		if n.imap != nil {
+			if ierr := n.imap.Close(); err == nil {
+				err = ierr
 			}
 		}
 		if n.cancel != nil {

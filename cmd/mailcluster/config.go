@@ -54,6 +54,8 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("https-addr", "", "listen address of HTTPS for both APIs with the cluster's certificate (empty: off)")
 	fs.String("smtp-addr", "127.0.0.1:2525", "listen address of inbound SMTP (empty: off)")
 	fs.String("submission-addr", "127.0.0.1:2587", "listen address of SMTP submission with AUTH (empty: off)")
+	fs.String("imap-addr", "127.0.0.1:1143", "listen address of IMAP with STARTTLS (empty: off)")
+	fs.String("imaps-addr", "", "listen address of IMAP over implicit TLS, port 993 style (empty: off)")
 	fs.String("smtp-hostname", host, "host name announced by SMTP and written in Received fields")
 	fs.String("consul-addr", "", "Consul HTTP address (host:port); empty runs standalone on the embedded store")
 	fs.String("consul-token", "", "Consul ACL token (prefer MAILCLUSTER_CONSUL_TOKEN)")

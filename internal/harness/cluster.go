@@ -31,8 +31,8 @@ type ClusterOptions struct {
 	// cluster sets, so they override them ("--auto-admit=false",
 	// "--consul-addr", ...).
 	Args map[int][]string
-	// NoMail turns the SMTP and submission listeners off; by default they
-	// listen on 127.0.0.1 with a free port.
+	// NoMail turns the SMTP, submission and IMAP listeners off; by
+	// default they listen on 127.0.0.1 with a free port.
 	NoMail bool
 	// Bin is the binary every node runs (Cluster.Bin); "" means the one
 	// Build compiles. See BinaryWithTags for a test build.
@@ -144,16 +144,16 @@ func StartCluster(tb testing.TB, consul *Consul, n int, opts ClusterOptions) *Cl
 }
 
 // NodeArgs returns the `serve` arguments of a node of this cluster named
-// name with data dir dataDir: HTTP (and, unless NoMail, SMTP and
-// submission) on 127.0.0.1 with free ports, the cluster's Consul agent and
-// name.
+// name with data dir dataDir: HTTP (and, unless NoMail, SMTP,
+// submission and IMAP) on 127.0.0.1 with free ports, the cluster's Consul
+// agent and name.
 func (c *Cluster) NodeArgs(name, dataDir string) []string {
 	mail := "127.0.0.1:0"
 	if c.opts.NoMail {
 		mail = ""
 	}
 	return []string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--node-name", name,
-		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", mail, "--submission-addr", mail}
+		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", mail, "--submission-addr", mail, "--imap-addr", mail}
 }
 
 // NodeEnv returns the environment of a node of this cluster: the cluster
