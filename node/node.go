@@ -96,10 +96,7 @@ type Node struct {
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
 	imap         *imapsvc.Server
-	// hub tells this node's IMAP sessions of changes to folders: the
-	// store publishes every change made here; changes made on other
-	// nodes reach it only by the sessions' rescans for now.
-	hub *mailstore.LocalHub
+	hub          *mailstore.LocalHub // folder changes made here, for this node's IMAP sessions
 	ln           net.Listener
 	http         *http.Server
 	cancel       context.CancelFunc
