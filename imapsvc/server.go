@@ -32,11 +32,12 @@ const (
 // Directory is what the IMAP service needs of the domain service. It is
 // satisfied by *service.Local.
 type Directory interface {
-	// AuthenticateUser checks a mail user's password through dynamic
-	// screening (failures counted, blocked addresses refused, frozen and
-	// disabled accounts refused). Errors: EUNAUTHORIZED, EFORBIDDEN (the
-	// client address is blocked), EUNAVAILABLE.
-	AuthenticateUser(ctx context.Context, address, password string) (*mailcluster.Account, error)
+	// AuthenticateMailUser checks a mail user's password through dynamic
+	// screening (failures counted under protocol, blocked addresses
+	// refused, frozen and disabled accounts refused). Errors:
+	// EUNAUTHORIZED, EFORBIDDEN (the client address is blocked),
+	// EUNAVAILABLE.
+	AuthenticateMailUser(ctx context.Context, protocol, address, password string) (*mailcluster.Account, error)
 	// LookupAccount returns an account by address. Errors: EINVALID, ENOTFOUND.
 	LookupAccount(address string) (*mailcluster.Account, error)
 	// Setting reads the main ini file.

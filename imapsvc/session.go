@@ -59,7 +59,7 @@ func (s *session) Login(username, password string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	ctx = mailcluster.NewContextWithClientIP(service.Anonymous(ctx), remoteIP(s.conn.NetConn()))
-	a, err := s.srv.dir.AuthenticateUser(ctx, username, password)
+	a, err := s.srv.dir.AuthenticateMailUser(ctx, "imap", username, password)
 	if err != nil {
 		switch mailcluster.ErrorCode(err) {
 		case mailcluster.EUNAUTHORIZED:

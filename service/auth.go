@@ -35,6 +35,27 @@ func (s *Service) Authenticate(ctx context.Context, address, password string) (*
 	return a, nil
 }
 
+// Mail protocols whose logins AuthenticateMailUser checks; the name is
+// recorded with every failure it reports to dynamic screening.
+var mailProtocols = map[string]bool{"smtp": true, "imap": true, "pop3": true}
+
+// AuthenticateMailUser checks a mail user's address and password for a
+// login over a mail protocol ("smtp", "imap" or "pop3", recorded with
+// every failure reported to dynamic screening): any account that is
+// neither disabled nor frozen. Every credential failure is the same
+// EUNAUTHORIZED error. Errors: EUNAUTHORIZED, EFORBIDDEN (the client
+// address is blocked, or no caller), EINVALID (another protocol name),
+// EUNAVAILABLE.
+func (s *Service) AuthenticateMailUser(ctx context.Context, protocol, address, password string) (*mailcluster.Account, error) {
+	if err := requireCaller(ctx); err != nil {
+		return nil, err
+	}
+	if !mailProtocols[protocol] {
+		return nil, mailcluster.Errorf(mailcluster.EINVALID, "Unknown mail protocol %q.", protocol)
+	}
+	return s.authenticate(ctx, address, password, protocol)
+}
+
 // authenticate checks credentials for any login. A blocked client
 // address is refused (EFORBIDDEN) before anything else; then the attempt
 // takes a slot of the client address and of the account (attemptGate), so

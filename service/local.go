@@ -45,6 +45,13 @@ func (l *Local) AuthenticateUser(ctx context.Context, address, password string) 
 	return l.s.AuthenticateUser(ctx, address, password)
 }
 
+// AuthenticateMailUser checks a mail user's password for a login over
+// protocol (see Service.AuthenticateMailUser; ctx carries the client,
+// anonymous).
+func (l *Local) AuthenticateMailUser(ctx context.Context, protocol, address, password string) (*mailcluster.Account, error) {
+	return l.s.AuthenticateMailUser(ctx, protocol, address, password)
+}
+
 // Usage returns an account's published usage (zero when none yet).
 func (l *Local) Usage(domain, mailbox string) mailcluster.Usage { return l.s.usage(domain, mailbox) }
 

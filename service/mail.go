@@ -81,10 +81,7 @@ func (s *Service) isLocalDomain(domain string) bool {
 // any account that is neither disabled nor frozen. Every failure is the
 // same EUNAUTHORIZED error.
 func (s *Service) AuthenticateUser(ctx context.Context, address, password string) (*mailcluster.Account, error) {
-	if err := requireCaller(ctx); err != nil {
-		return nil, err
-	}
-	return s.authenticate(ctx, address, password, "smtp")
+	return s.AuthenticateMailUser(ctx, "smtp", address, password)
 }
 
 // ApplyUsageReport adds a node's changes to mail to the published usage
