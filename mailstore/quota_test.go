@@ -1,0 +1,55 @@
+package mailstore_test
+
+import (
+	"log/slog"
+	"testing"
+
+	"mailcluster"
+	"mailcluster/mailstore"
+)
+
+// TestOverQuota checks the quota rule at its edges: usage is what the
+// primary published plus what this node reported and is not yet
+// published; a message that brings usage exactly to the quota fits, one
+// byte or message more does not; with nothing to add the question is
+// whether the mailbox is already full (at the quota counts as full).
+func TestOverQuota(t *testing.T) {
+	const quotaBytes, quotaMessages = 1000, 10
+	tests := []struct {
+		name                  string
+		pubBytes, pubMessages int64 // published by the primary
+		pendBytes, pendMsgs   int64 // reported here, not yet published
+		addBytes, addMessages int64
+		quotaBytes, quotaMsgs int64
+		want                  bool
+	}{
+		{name: "Empty", addBytes: 100, addMessages: 1, quotaBytes: quotaBytes, quotaMsgs: quotaMessages},
+		{name: "BytesExactlyToQuota", pubBytes: 900, addBytes: 100, addMessages: 1, quotaBytes: quotaBytes},
+		{name: "BytesOneOver", pubBytes: 901, addBytes: 100, addMessages: 1, quotaBytes: quotaBytes, want: true},
+		{name: "BytesPendingCounts", pubBytes: 600, pendBytes: 301, addBytes: 100, addMessages: 1, quotaBytes: quotaBytes, want: true},
+		{name: "BytesPendingFits", pubBytes: 600, pendBytes: 300, addBytes: 100, addMessages: 1, quotaBytes: quotaBytes},
+		{name: "MessagesExactlyToQuota", pubMessages: 9, addBytes: 1, addMessages: 1, quotaMsgs: quotaMessages},
+		{name: "MessagesOneOver", pubMessages: 10, addBytes: 1, addMessages: 1, quotaMsgs: quotaMessages, want: true},
+		{name: "MessagesPendingCounts", pubMessages: 5, pendMsgs: 5, addBytes: 1, addMessages: 1, quotaMsgs: quotaMessages, want: true},
+		{name: "MessagesPendingFits", pubMessages: 5, pendMsgs: 4, addBytes: 1, addMessages: 1, quotaMsgs: quotaMessages},
+		{name: "FullBytesNothingAdded", pubBytes: 1000, quotaBytes: quotaBytes, want: true},
+		{name: "AlmostFullBytesNothingAdded", pubBytes: 999, quotaBytes: quotaBytes},
+		{name: "FullMessagesNothingAdded", pubMessages: 10, quotaMsgs: quotaMessages, want: true},
+		{name: "AlmostFullMessagesNothingAdded", pubMessages: 9, quotaMsgs: quotaMessages},
+		{name: "NoQuota", pubBytes: 1 << 40, pubMessages: 1 << 30, addBytes: 1 << 30, addMessages: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &mailcluster.Account{Domain: "example.com", Mailbox: "frank", QuotaBytes: tt.quotaBytes, QuotaMessages: tt.quotaMsgs}
+			dir := &fakeDir{usage: map[string]mailcluster.Usage{"frank@example.com": {Bytes: tt.pubBytes, Messages: tt.pubMessages}}}
+			rep := &fakeRep{}
+			if tt.pendBytes != 0 || tt.pendMsgs != 0 {
+				rep.deltas = []mailcluster.UsageDelta{{Domain: "example.com", Mailbox: "frank", Bytes: tt.pendBytes, Messages: tt.pendMsgs}}
+			}
+			s := mailstore.NewStore(dir, rep, slog.New(slog.DiscardHandler), mailstore.Options{})
+			if got := s.OverQuota(a, tt.addBytes, tt.addMessages); got != tt.want {
+				t.Fatalf("OverQuota(+%d bytes, +%d messages) = %v, want %v", tt.addBytes, tt.addMessages, got, tt.want)
+			}
+		})
+	}
+}
