@@ -32,10 +32,11 @@ test: consul test-deps ## run every test, unit and integration (with a real Cons
 	MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test $(TEST_FLAGS) ./integration/
 
 .PHONY: test-deps
-test-deps: ## install the Debian packages the tests drive (swaks, openssl, haproxy, tzdata, python3 for its imaplib)
+test-deps: ## install the Debian packages the tests drive (swaks, openssl, haproxy, tzdata, python3 for its imaplib, curl, isync's mbsync)
 	@command -v swaks >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 && \
-		command -v python3 >/dev/null 2>&1 && [ -e /usr/share/zoneinfo/Asia/Tokyo ] || \
-		{ $(SUDO) apt-get update -qq && $(APT_INSTALL) swaks openssl haproxy tzdata python3; }
+		command -v python3 >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 && command -v mbsync >/dev/null 2>&1 && \
+		[ -e /usr/share/zoneinfo/Asia/Tokyo ] || \
+		{ $(SUDO) apt-get update -qq && $(APT_INSTALL) swaks openssl haproxy tzdata python3 curl isync; }
 
 .PHONY: bench-deps
 bench-deps: ## install the Debian packages the benchmarks compare with (postfix's smtp-sink)

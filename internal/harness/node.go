@@ -44,6 +44,7 @@ type Node struct {
 	HTTPS      string    // host:port of HTTPS ("" when off)
 	SMTP       string    // host:port of inbound SMTP ("" when off)
 	Submission string    // host:port of submission ("" when off)
+	IMAP       string    // host:port of IMAP with STARTTLS ("" when off)
 	Started    time.Time // when the process was last started
 
 	tb   testing.TB
@@ -61,6 +62,7 @@ var (
 	reSMTP       = regexp.MustCompile(` smtp=(\S+)`)
 	reSubmission = regexp.MustCompile(` submission=(\S+)`)
 	reHTTPS      = regexp.MustCompile(` https=(\S+)`)
+	reIMAP       = regexp.MustCompile(` imap=(\S+)`)
 )
 
 // Start runs the process p describes, waits for its "listening" line and
@@ -174,6 +176,7 @@ func (n *Node) start(tb testing.TB) {
 	n.SMTP = listenField(reSMTP, line)
 	n.Submission = listenField(reSubmission, line)
 	n.HTTPS = listenField(reHTTPS, line)
+	n.IMAP = listenField(reIMAP, line)
 }
 
 // listenField returns the address re finds in the ready line; "" when the
