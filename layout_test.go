@@ -12,10 +12,10 @@ import (
 
 // TestLayout checks that dependencies point inward: the root package
 // imports nothing of the module, the edges (the two management APIs,
-// SMTP, IMAP, Consul) never import each other, and the mail storage they
+// SMTP, IMAP, POP3, Consul) never import each other, and the mail storage they
 // share imports none of them; package node wires them.
 func TestLayout(t *testing.T) {
-	edges := []string{"api", "xmlapi", "mailsvc", "imapsvc", "cluster"}
+	edges := []string{"api", "xmlapi", "mailsvc", "imapsvc", "pop3svc", "cluster"}
 	forbidden := map[string][]string{".": {"mailcluster/"}}
 	for _, e := range edges {
 		for _, other := range edges {
