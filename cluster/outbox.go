@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,11 +27,14 @@ var (
 // which it is applied.
 type SendFunc func(ctx context.Context, r mailcluster.UsageReport) (uint64, error)
 
-// Outbox keeps a node's changes to mail (usage deltas) in a bbolt file
-// until the primary has applied them, and sends them in order. Each delta
-// gets a sequence number, so that the primary applies it exactly once even
-// when a send is repeated. While no primary is reachable the deltas wait;
-// they are sent as soon as one is.
+// Outbox keeps a node's changes to mail (usage deltas, and the folder
+// changes they name) in a bbolt file until the primary has applied them,
+// and sends them in order. Each delta gets a sequence number, so that the
+// primary applies it exactly once even when a send is repeated. A Report
+// wakes the sender at once (no timer stands between a change and its
+// send; a change made while a send is in flight goes with the next one).
+// While no primary is reachable the deltas wait; they are sent as soon as
+// one is.
 type Outbox struct {
 	db    *bolt.DB
 	node  string
@@ -98,6 +102,9 @@ type pendingDelta struct {
 }
 
 func (o *Outbox) addPending(d mailcluster.UsageDelta) {
+	if d.Bytes == 0 && d.Messages == 0 {
+		return // a folder change only: no usage pending
+	}
 	k := d.Domain + "/" + d.Mailbox
 	o.pending[k] = append(o.pending[k], pendingDelta{seq: d.Seq, bytes: d.Bytes, messages: d.Messages})
 }
@@ -130,10 +137,7 @@ func (o *Outbox) applied() uint64 {
 	if !ok {
 		return 0
 	}
-	var mark struct {
-		Epoch string `json:"epoch"`
-		Seq   uint64 `json:"seq"`
-	}
+	var mark mailcluster.ReportMark
 	if json.Unmarshal(kv.Value, &mark) != nil || mark.Epoch != o.epoch {
 		return 0
 	}
@@ -254,6 +258,31 @@ func (o *Outbox) setFailing(failing bool, err error) {
 	}
 }
 
+// coalesce leaves out of a batch every delta that changes no usage and
+// repeats the folder and kind of a later delta in it (flags set again and
+// again on one folder): the later one tells the same, with a higher
+// sequence number. Deltas that change usage are all kept, each with its
+// time (a recount skips those before it).
+func coalesce(batch []mailcluster.UsageDelta) []mailcluster.UsageDelta {
+	type key struct {
+		domain, mailbox, folder string
+		kind                    mailcluster.MailChangeKind
+	}
+	later := map[key]bool{}
+	out := make([]mailcluster.UsageDelta, 0, len(batch))
+	for i := len(batch) - 1; i >= 0; i-- {
+		d := batch[i]
+		k := key{d.Domain, d.Mailbox, d.Folder, d.Kind}
+		if d.Bytes == 0 && d.Messages == 0 && d.Folder != "" && later[k] {
+			continue
+		}
+		later[k] = true
+		out = append(out, d)
+	}
+	slices.Reverse(out)
+	return out
+}
+
 // sendBatch sends the oldest deltas (up to MaxReportDeltas) and removes
 // them once the primary applied them.
 func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
@@ -272,7 +301,7 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: batch})
+	_, err = o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: coalesce(batch)})
 	cancel()
 	if err != nil {
 		return 0, err

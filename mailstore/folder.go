@@ -452,6 +452,7 @@ func applyFlags(old string, op FlagOp, letters string) string {
 func (f *Folder) SetFlags(ctx context.Context, uids []uint32, op FlagOp, letters string) (map[uint32]string, error) {
 	letters = normFlags(letters)
 	out := map[uint32]string{}
+	changed := false // a file renamed and synced
 	err := f.store.locked(ctx, f.acct, func() error {
 		m, files, err := f.reconcile()
 		if err != nil {
@@ -479,10 +480,14 @@ func (f *Folder) SetFlags(ctx context.Context, uids []uint32, op FlagOp, letters
 			if err := f.store.fs.SyncDir(filepath.Join(f.dir, "cur")); err != nil {
 				return &LocalError{Err: err}
 			}
+			changed = true
 		}
 		return nil
 	})
-	if len(out) > 0 {
+	switch {
+	case changed:
+		f.store.changed(f.acct, f.name, f.dir, mailcluster.MailFlags, 0, 0)
+	case len(out) > 0:
 		f.store.hub.Publish(f.dir)
 	}
 	return out, err
@@ -530,8 +535,7 @@ func (f *Folder) remove(ctx context.Context, uids []uint32, onlyDeleted bool) ([
 	})
 	if len(removed) > 0 {
 		sort.Slice(removed, func(i, j int) bool { return removed[i] < removed[j] })
-		f.store.report(f.acct, -bytes, -int64(len(removed)))
-		f.store.hub.Publish(f.dir)
+		f.store.changed(f.acct, f.name, f.dir, mailcluster.MailExpunged, -bytes, -int64(len(removed)))
 	}
 	return removed, err
 }
@@ -622,8 +626,7 @@ func (f *Folder) Append(ctx context.Context, r io.Reader, flags string, date tim
 	if err != nil {
 		return 0, 0, err
 	}
-	f.store.report(f.acct, n, 1)
-	f.store.hub.Publish(f.dir)
+	f.store.changed(f.acct, f.name, f.dir, mailcluster.MailAppended, n, 1)
 	return validity, uid, nil
 }
 
@@ -724,8 +727,7 @@ func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (validi
 		return 0, nil, nil, err
 	}
 	if len(src) > 0 {
-		f.store.report(f.acct, bytes, int64(len(src)))
-		f.store.hub.Publish(dst.dir)
+		f.store.changed(f.acct, dst.name, dst.dir, mailcluster.MailAppended, bytes, int64(len(src)))
 	}
 	return validity, src, dstUIDs, nil
 }
@@ -814,6 +816,7 @@ func (f *Folder) MoveTo(ctx context.Context, uids []uint32, dst *Folder) (validi
 	if len(src) > 0 {
 		f.store.hub.Publish(f.dir)
 		f.store.hub.Publish(dst.dir)
+		f.store.report(change(f.acct, f.name, mailcluster.MailExpunged, 0, 0), change(f.acct, dst.name, mailcluster.MailAppended, 0, 0))
 	}
 	return validity, src, dstUIDs, err
 }

@@ -200,7 +200,12 @@ func (fs *Folders) Folder(name string) (*Folder, error) {
 // Create makes a new folder. Errors: EINVALID, ECONFLICT (it exists),
 // ErrBusy, *LocalError.
 func (fs *Folders) Create(ctx context.Context, name string) error {
-	return fs.store.locked(ctx, fs.acct, func() error { return fs.create(name) })
+	if err := fs.store.locked(ctx, fs.acct, func() error { return fs.create(name) }); err != nil {
+		return err
+	}
+	dir, canonical, _ := fs.dirOf(name)
+	fs.store.changed(fs.acct, canonical, dir, mailcluster.MailFolder, 0, 0)
+	return nil
 }
 
 func (fs *Folders) create(name string) error {
@@ -273,10 +278,7 @@ func (fs *Folders) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if messages > 0 {
-		fs.store.report(fs.acct, -bytes, -messages)
-	}
-	fs.store.hub.Publish(dir)
+	fs.store.changed(fs.acct, canonical, dir, mailcluster.MailFolder, -bytes, -messages)
 	return nil
 }
 
@@ -308,6 +310,12 @@ func (fs *Folders) Rename(ctx context.Context, oldName, newName string) error {
 	if strings.HasPrefix(newC+string(Delimiter), oldC+string(Delimiter)) {
 		return mailcluster.Errorf(mailcluster.EINVALID, "A folder cannot become its own sub-folder.")
 	}
+	var renamed []string // directories, old and new of each
+	defer func() {
+		if len(renamed) > 0 {
+			fs.renamed(renamed)
+		}
+	}()
 	return fs.store.locked(ctx, fs.acct, func() error {
 		if st, err := os.Stat(filepath.Join(oldDir, "cur")); err != nil || !st.IsDir() {
 			return mailcluster.Errorf(mailcluster.ENOTFOUND, "Folder %s does not exist.", oldName)
@@ -329,10 +337,12 @@ func (fs *Folders) Rename(ctx context.Context, oldName, newName string) error {
 		if err := os.Rename(oldDir, newDir); err != nil {
 			return &LocalError{Err: err}
 		}
+		renamed = append(renamed, oldDir, newDir)
 		for _, d := range children {
 			if err := os.Rename(filepath.Join(fs.root, d), filepath.Join(fs.root, newPrefix+d[len(oldPrefix):])); err != nil {
 				return &LocalError{Err: err}
 			}
+			renamed = append(renamed, filepath.Join(fs.root, d), filepath.Join(fs.root, newPrefix+d[len(oldPrefix):]))
 		}
 		if err := SyncDir(fs.root); err != nil {
 			return &LocalError{Err: err}
@@ -432,11 +442,25 @@ func (fs *Folders) EnsureDefaults(ctx context.Context) error {
 	if len(missing) == 0 && !first {
 		return nil
 	}
+	var created []string
+	defer func() {
+		var deltas []mailcluster.UsageDelta
+		for _, n := range created {
+			if n == Inbox {
+				continue
+			}
+			dir, _, _ := fs.dirOf(n)
+			fs.store.hub.Publish(dir)
+			deltas = append(deltas, change(fs.acct, n, mailcluster.MailFolder, 0, 0))
+		}
+		if len(deltas) > 0 {
+			fs.store.report(deltas...)
+		}
+	}()
 	return fs.store.locked(ctx, fs.acct, func() error {
 		if err := Maildir(fs.root).Init(); err != nil {
 			return &LocalError{Err: err}
 		}
-		var created []string
 		for _, n := range missing {
 			err := fs.create(n)
 			if mailcluster.ErrorCode(err) == mailcluster.ECONFLICT {
@@ -455,4 +479,21 @@ func (fs *Folders) EnsureDefaults(ctx context.Context) error {
 		}
 		return fs.subscribe(true, created...)
 	})
+}
+
+// renamed tells of folders renamed (their directories, the old and new
+// of each; the first pair the folder renamed, then its sub-folders).
+func (fs *Folders) renamed(dirs []string) {
+	var deltas []mailcluster.UsageDelta
+	for _, dir := range dirs {
+		name, err := decodeUTF7(filepath.Base(dir)[1:])
+		if err != nil {
+			continue
+		}
+		fs.store.hub.Publish(dir)
+		deltas = append(deltas, change(fs.acct, name, mailcluster.MailFolder, 0, 0))
+	}
+	if len(deltas) > 0 {
+		fs.store.report(deltas...)
+	}
 }

@@ -6,14 +6,18 @@ import "sync"
 // delivery, IMAP sessions, the REST API's deletions) to its readers (IMAP
 // sessions with the folder selected), so that a reader looks again at
 // once instead of at its next rescan. A folder is named by its directory
-// as Store.FolderPath returns it (the mailbox path resolved below the
-// mailbox roots), the same on every node of the shared path; a change
-// learned from another node is published the same way. A notice carries
-// no content: readers read the folder again (Folder.Sync). Implementations
-// are safe for concurrent use and never block a publisher.
+// as Folder.Dir returns it (the mailbox path resolved below the mailbox
+// roots), the same on every node of the shared path; a change learned
+// from another node (through the primary: Store.PublishChange) is
+// published the same way. A notice carries no content: readers read the
+// folder again (Folder.Sync). Implementations are safe for concurrent use
+// and never block a publisher.
 type Hub interface {
 	// Publish tells the subscribers of folder that it changed.
 	Publish(folder string)
+	// PublishAll tells every subscriber that its folder may have changed
+	// (changes were missed).
+	PublishAll()
 	// Subscribe returns a channel that receives a value after every
 	// Publish of folder (several notices may merge into one), and the
 	// function that ends the subscription.
@@ -45,6 +49,20 @@ func (h *LocalHub) Publish(folder string) {
 	}
 }
 
+// PublishAll implements Hub.
+func (h *LocalHub) PublishAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, subs := range h.subs {
+		for ch := range subs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 // Subscribe implements Hub.
 func (h *LocalHub) Subscribe(folder string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
@@ -71,6 +89,7 @@ func (h *LocalHub) Subscribe(folder string) (<-chan struct{}, func()) {
 type nopHub struct{}
 
 func (nopHub) Publish(string) {}
+func (nopHub) PublishAll()    {}
 func (nopHub) Subscribe(string) (<-chan struct{}, func()) {
 	return make(chan struct{}), func() {}
 }

@@ -29,8 +29,10 @@ type Directory interface {
 	Setting(section, key, def string) string
 }
 
-// Reporter carries changes to mail to the primary. Report must persist the
-// deltas before it returns (they survive a crash) and assign their Seq.
+// Reporter carries changes to mail to the primary: usage deltas, and the
+// folder each changed (a change of flags or folders is a delta of zero
+// usage). Report must persist the deltas before it returns (they survive
+// a crash) and assign their Seq; it should send them at once.
 type Reporter interface {
 	Report(deltas ...mailcluster.UsageDelta) error
 	// Pending returns what was reported for a mailbox but is not yet
@@ -100,13 +102,51 @@ func (s *Store) current(a *mailcluster.Account) *mailcluster.Account {
 	return a
 }
 
-// report hands a change of an account's usage to the Reporter.
-func (s *Store) report(a *mailcluster.Account, bytes, messages int64) {
-	if err := s.rep.Report(mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: bytes, Messages: messages, At: time.Now().UTC()}); err != nil {
-		// The mail is safely stored; only the usage count lags until a recount.
-		s.log.Error("recording usage of a change to mail", "address", a.Address(), "err", err)
+// changed tells of a change this node made to a folder (its IMAP name
+// and directory): a notice on the Hub for this node's readers, and a
+// delta (with the usage it moved) to the Reporter, for the primary, which
+// tells the other nodes.
+func (s *Store) changed(a *mailcluster.Account, folder, dir string, kind mailcluster.MailChangeKind, bytes, messages int64) {
+	s.hub.Publish(dir)
+	s.report(change(a, folder, kind, bytes, messages))
+}
+
+// change is the delta of a change to a folder of a.
+func change(a *mailcluster.Account, folder string, kind mailcluster.MailChangeKind, bytes, messages int64) mailcluster.UsageDelta {
+	return mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: bytes, Messages: messages, At: time.Now().UTC(), Folder: folder, Kind: kind}
+}
+
+// report hands changes to mail to the Reporter.
+func (s *Store) report(deltas ...mailcluster.UsageDelta) {
+	if err := s.rep.Report(deltas...); err != nil {
+		// The mail is safely stored; only the usage count lags until a
+		// recount, and other nodes see the change at their next rescan.
+		s.log.Error("recording a change to mail", "address", deltas[0].Mailbox+"@"+deltas[0].Domain, "err", err)
 	}
 }
+
+// PublishChange tells this node's readers of a folder change learned from
+// another node (see service.Local.FollowMailChanges): a notice on the Hub
+// for the folder's directory. A change of an account or folder this node
+// cannot resolve is dropped (logged at debug level): nobody here reads it.
+func (s *Store) PublishChange(c mailcluster.MailChange) {
+	a, err := s.dir.LookupAccount(c.Mailbox + "@" + c.Domain)
+	if err == nil {
+		var fs *Folders
+		if fs, err = s.Folders(a); err == nil {
+			var dir string
+			if dir, _, err = fs.dirOf(c.Folder); err == nil {
+				s.hub.Publish(dir)
+				return
+			}
+		}
+	}
+	s.log.Debug("mailstore: a folder change of another node not told", "address", c.Mailbox+"@"+c.Domain, "folder", c.Folder, "err", err)
+}
+
+// PublishAll tells every reader of this node that its folder may have
+// changed: changes of other nodes were missed.
+func (s *Store) PublishAll() { s.hub.PublishAll() }
 
 // Usage returns an account's usage: what the primary published plus what
 // this node reported since.
@@ -436,16 +476,14 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	var deltas []mailcluster.UsageDelta
 	for i := range kept {
 		for _, a := range accs[i] {
-			deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[i], Messages: 1, At: now})
+			deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[i], Messages: 1, At: now,
+				Folder: Inbox, Kind: mailcluster.MailDelivered})
 		}
 	}
 	if len(deltas) == 0 {
 		return 0, nil
 	}
-	if rerr := s.rep.Report(deltas...); rerr != nil {
-		// The mail is safely stored; only the usage count lags until a recount.
-		s.log.Error("recording usage of a delivery", "err", rerr)
-	}
+	s.report(deltas...)
 	return len(deltas), nil
 }
 
@@ -606,10 +644,7 @@ func (s *Store) Delete(ctx context.Context, a *mailcluster.Account, id string) e
 		return &mailcluster.Error{Code: mailcluster.EUNAVAILABLE, Message: "The message cannot be deleted.", Err: err}
 	}
 	_ = syncDir(filepath.Dir(p))
-	s.hub.Publish(string(md))
-	if err := s.rep.Report(mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: -size, Messages: -1, At: time.Now().UTC()}); err != nil {
-		s.log.Error("recording usage of a deletion", "err", err)
-	}
+	s.changed(a, Inbox, string(md), mailcluster.MailExpunged, -size, -1)
 	return nil
 }
 

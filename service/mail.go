@@ -10,12 +10,6 @@ import (
 	"mailcluster"
 )
 
-// reportMark is the value of reports/<node>.
-type reportMark struct {
-	Epoch string `json:"epoch"`
-	Seq   uint64 `json:"seq"`
-}
-
 // usage returns an account's published usage (zero when none yet).
 func (s *Service) usage(domain, mailbox string) mailcluster.Usage {
 	var u mailcluster.Usage
@@ -88,7 +82,9 @@ func (s *Service) AuthenticateUser(ctx context.Context, address, password string
 // (primary only). Deltas are applied exactly once: each carries the node's
 // sequence number and the primary records the last one applied per node,
 // in the same transaction. Deltas older than an account's last recount are
-// skipped (the recount saw them on disk).
+// skipped (the recount saw them on disk). The folder changes the deltas
+// name are published in the same record (see mailcluster.ReportMark and
+// FollowMailChanges), one per folder.
 // Errors: EINVALID, EREADONLY, EUNAVAILABLE, ECONFLICT (after retries).
 // It returns the store index at which the report is applied.
 func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
@@ -111,7 +107,7 @@ func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageRepor
 		return 0, mailcluster.Errorf(mailcluster.EINVALID, "A report needs an epoch.")
 	}
 	for _, d := range r.Deltas {
-		if d.Seq == 0 || mailcluster.NormalizeDomain(d.Domain) == "" || mailcluster.NormalizeMailbox(d.Mailbox) == "" || strings.Contains(d.Domain+d.Mailbox, "/") {
+		if !validDelta(d) {
 			return 0, mailcluster.Errorf(mailcluster.EINVALID, "A reported change is malformed.")
 		}
 	}
@@ -124,64 +120,6 @@ func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageRepor
 		}
 	}
 	return 0, err
-}
-
-func (s *Service) applyUsageOnce(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-	seqKey := schema.Report(r.Node)
-	var mark reportMark
-	seqKV, _ := s.store.Get(seqKey)
-	if len(seqKV.Value) > 0 {
-		_ = json.Unmarshal(seqKV.Value, &mark)
-	}
-	var last uint64
-	if mark.Epoch == r.Epoch {
-		last = mark.Seq
-	}
-	type acc struct {
-		u   mailcluster.Usage
-		idx uint64
-	}
-	touched := map[string]*acc{}
-	var order []string
-	maxSeq := last
-	now := s.now()
-	for _, d := range r.Deltas {
-		if d.Seq <= last {
-			continue // applied before
-		}
-		maxSeq = max(maxSeq, d.Seq)
-		dom, mb := mailcluster.NormalizeDomain(d.Domain), mailcluster.NormalizeMailbox(d.Mailbox)
-		if _, ok := s.store.Get(schema.Account(dom, mb)); !ok {
-			continue // the account is gone; nothing to count
-		}
-		key := schema.Usage(dom, mb)
-		a := touched[key]
-		if a == nil {
-			a = &acc{}
-			if kv, ok := s.store.Get(key); ok {
-				_ = json.Unmarshal(kv.Value, &a.u)
-				a.idx = kv.ModifyIndex
-			}
-			touched[key] = a
-			order = append(order, key)
-		}
-		if !a.u.RecountedAt.IsZero() && d.At.Before(a.u.RecountedAt) {
-			continue
-		}
-		a.u.Bytes = max(0, a.u.Bytes+d.Bytes)
-		a.u.Messages = max(0, a.u.Messages+d.Messages)
-		a.u.UpdatedAt = now
-	}
-	if maxSeq == last {
-		return s.store.Index(), nil
-	}
-	seqVal, _ := json.Marshal(reportMark{Epoch: r.Epoch, Seq: maxSeq})
-	ops := []mailcluster.Op{{Verb: mailcluster.OpCAS, Key: seqKey, Value: seqVal, Index: seqKV.ModifyIndex}}
-	for _, key := range order {
-		b, _ := json.Marshal(touched[key].u)
-		ops = append(ops, mailcluster.Op{Verb: mailcluster.OpCAS, Key: key, Value: b, Index: touched[key].idx})
-	}
-	return s.store.Txn(ctx, ops)
 }
 
 // SetUsage publishes a recounted usage (primary only).
