@@ -22,7 +22,7 @@ const smtpClients = 8
 func benchSMTP(t *testing.T, rec *recorder) {
 	dir := t.TempDir()
 	n := StartProcess(t, filepath.Join(dir, "node.log"), adminEnv, "serve", "--data-dir", filepath.Join(dir, "data"),
-		"--http-addr", "127.0.0.1:0", "--node-name", "smtp-node", "--smtp-addr", "127.0.0.1:0", "--submission-addr", "", "--imap-addr", "")
+		"--http-addr", "127.0.0.1:0", "--node-name", "smtp-node", "--smtp-addr", "127.0.0.1:0", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", "")
 	mustDo(t, "POST", n.BaseURL+"/api/v1/domains", `{"name":"example.com"}`, 201)
 	mustDo(t, "POST", n.BaseURL+"/api/v1/domains/example.com/accounts", `{"mailbox":"sink","password":"sink-pass-12"}`, 201)
 	for i := range smtpClients {

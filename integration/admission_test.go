@@ -139,13 +139,13 @@ func TestClusterRefusals(t *testing.T) {
 	t.Run("AttachmentLinking", func(t *testing.T) {
 		dir := t.TempDir()
 		// The node ran standalone with attachment linking on.
-		solo := StartProcess(t, adminEnv, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "")
+		solo := StartProcess(t, adminEnv, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", "")
 		if code, body := admin(t, solo, "PUT", "/api/v1/settings/mailcluster/AttachmentLinking/Enabled", `{"value":"Yes"}`); code >= 300 {
 			t.Fatalf("standalone setting: %d %s", code, body)
 		}
 		solo.Stop()
 		startJoiner(t, nil, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--node-name", "linker",
-			"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--shared-path", shared)
+			"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", "", "--shared-path", shared)
 		refused("linker", "attachment linking")
 	})
 	t.Run("AttachmentLinkingSetting", func(t *testing.T) {

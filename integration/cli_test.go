@@ -119,12 +119,12 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	n.Stop()
 	// Without the flag: the environment wins over the file.
-	n = StartProcess(t, append(adminEnv, "MAILCLUSTER_NODE_NAME=from-env"), "serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--config", cfg)
+	n = StartProcess(t, append(adminEnv, "MAILCLUSTER_NODE_NAME=from-env"), "serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", "", "--config", cfg)
 	if got := nodeName(n); got != "from-env" {
 		t.Fatalf("env: node name %q", got)
 	}
 	n.Stop()
-	n = StartProcess(t, adminEnv, "serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--config", cfg)
+	n = StartProcess(t, adminEnv, "serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", "", "--config", cfg)
 	if got := nodeName(n); got != "from-file" {
 		t.Fatalf("file: node name %q", got)
 	}
@@ -182,7 +182,7 @@ func TestVersion(t *testing.T) {
 func TestDataDirInUse(t *testing.T) {
 	data := t.TempDir()
 	StartNode(t, data, adminEnv)
-	_, stderr, code := runCLI(t, adminEnv, "serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0")
+	_, stderr, code := runCLI(t, adminEnv, "serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0")
 	if code != 1 || !strings.Contains(stderr, "in use") {
 		t.Fatalf("second node on the same data dir: exit %d, %s", code, stderr)
 	}

@@ -36,7 +36,7 @@ func TestClockOffsetNotInProduction(t *testing.T) {
 		{"File", nil, []string{"--config", yaml}, `unknown key "test-clock-offset"`},
 	}
 	serve := func(args []string) []string {
-		return append([]string{"serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", ""}, args...)
+		return append([]string{"serve", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", ""}, args...)
 	}
 	t.Run("Normal", func(t *testing.T) {
 		for _, r := range refusals {

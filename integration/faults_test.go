@@ -708,7 +708,7 @@ func TestFaultDataDirUnwritable(t *testing.T) {
 	for _, dataDir := range []string{filepath.Join(file, "data"), file} {
 		start := time.Now()
 		_, stderr, code := runCLI(t, adminEnv, "serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0",
-			"--smtp-addr", "", "--submission-addr", "", "--imap-addr", "")
+			"--smtp-addr", "", "--submission-addr", "", "--imap-addr", "", "--pop3-addr", "")
 		t.Logf("--data-dir %s: exit %d after %s: %s", dataDir, code, time.Since(start).Round(time.Millisecond), strings.TrimSpace(stderr))
 		if code == 0 {
 			t.Fatalf("serve with data dir %s exited 0", dataDir)

@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 func StartNode(t testing.TB, dataDir string, env []string, args ...string) *Node {
 	t.Helper()
 	full := append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--node-name", "it-node",
-		"--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0"}, args...)
+		"--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0"}, args...)
 	return StartProcess(t, env, full...)
 }
 

@@ -32,6 +32,8 @@ type Config struct {
 	SubmissionAddr string `mapstructure:"submission-addr"`
 	IMAPAddr       string `mapstructure:"imap-addr"`
 	IMAPSAddr      string `mapstructure:"imaps-addr"`
+	POP3Addr       string `mapstructure:"pop3-addr"`
+	POP3SAddr      string `mapstructure:"pop3s-addr"`
 	SMTPHostname   string `mapstructure:"smtp-hostname"`
 
 	ConsulAddr    string        `mapstructure:"consul-addr"`
@@ -81,7 +83,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	for name, addr := range map[string]string{"smtp-addr": c.SMTPAddr, "submission-addr": c.SubmissionAddr, "https-addr": c.HTTPSAddr,
-		"imap-addr": c.IMAPAddr, "imaps-addr": c.IMAPSAddr} {
+		"imap-addr": c.IMAPAddr, "imaps-addr": c.IMAPSAddr, "pop3-addr": c.POP3Addr, "pop3s-addr": c.POP3SAddr} {
 		if addr == "" {
 			continue
 		}

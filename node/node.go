@@ -1,7 +1,7 @@
 // Package node assembles a running mailcluster node from its Config: the
 // state (the standalone bbolt store or the Consul store with its election
 // and registration), the Service over it, the REST API with the XML-API,
-// the SMTP and IMAP listeners and the background jobs. It holds the node's own
+// the SMTP, IMAP and POP3 listeners and the background jobs. It holds the node's own
 // rules: when an unregistered node may start a new cluster, that a node
 // registered with another version never becomes primary, the bootstrap
 // of an empty state on becoming primary, forwarding of usage reports and
@@ -47,6 +47,7 @@ import (
 	"mailcluster/kvstore"
 	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
+	"mailcluster/pop3svc"
 	"mailcluster/schema"
 	"mailcluster/service"
 	"mailcluster/xmlapi"
@@ -66,6 +67,8 @@ type Node struct {
 	SubmissionAddr string         // the submission listener's address ("" when off)
 	IMAPAddr       string         // the IMAP (STARTTLS) listener's address ("" when off)
 	IMAPSAddr      string         // the IMAP implicit-TLS listener's address ("" when off)
+	POP3Addr       string         // the POP3 (STLS) listener's address ("" when off)
+	POP3SAddr      string         // the POP3 implicit-TLS listener's address ("" when off)
 	HTTPSAddr      string         // the HTTPS listener's address ("" when off)
 	Mail           *mailstore.Store
 	// ProbeClock is the clock this node answers the primary's clock
@@ -96,6 +99,7 @@ type Node struct {
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
 	imap         *imapsvc.Server
+	pop3         *pop3svc.Server
 	hub          *mailstore.LocalHub // folder changes made here, for this node's IMAP sessions
 	ln           net.Listener
 	http         *http.Server
@@ -234,6 +238,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.log.Info("listening", "node", c.NodeName, "mode", mode,
 		"rest", base+"/api/v1/", "xmlapi", base+"/MdMgmtWS", "openapi", base+"/openapi.yaml", "health", base+"/health",
 		"https", n.HTTPSAddr, "smtp", n.SMTPAddr, "submission", n.SubmissionAddr, "imap", n.IMAPAddr, "imaps", n.IMAPSAddr,
+		"pop3", n.POP3Addr, "pop3s", n.POP3SAddr,
 		"advertise", "http://"+advertise, "data_dir", c.DataDir, "node_key_id", keyID, "version", mailcluster.Version)
 	return nil
 }
@@ -474,8 +479,8 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 }
 
 // startMail opens the outbox of changes to mail, the mailbox store with
-// the node's Hub, and the SMTP and IMAP listeners (with the certificate
-// manager's TLS).
+// the node's Hub, and the SMTP, IMAP and POP3 listeners (with the
+// certificate manager's TLS).
 func (n *Node) startMail(bg context.Context) error {
 	c := n.config
 	ic := n.internal
@@ -547,6 +552,27 @@ func (n *Node) startMail(bg context.Context) error {
 		n.goBackground(func() {
 			if err := serve(ln); err != nil {
 				n.log.Error("imap listener stopped", "err", err)
+			}
+		})
+	}
+	n.pop3 = pop3svc.NewServer(n.Mail, n.local, pop3svc.Config{TLS: n.certs.TLSConfig(), Log: n.log})
+	for _, l := range []struct {
+		addr  string
+		out   *string
+		serve func(net.Listener) error
+	}{{c.POP3Addr, &n.POP3Addr, n.pop3.ServePOP3}, {c.POP3SAddr, &n.POP3SAddr, n.pop3.ServePOP3S}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", l.addr, err)
+		}
+		*l.out = ln.Addr().String()
+		serve := l.serve
+		n.goBackground(func() {
+			if err := serve(ln); err != nil {
+				n.log.Error("pop3 listener stopped", "err", err)
 			}
 		})
 	}
@@ -735,6 +761,11 @@ func (n *Node) Close() error {
 		if n.imap != nil {
 			if ierr := n.imap.Close(); err == nil {
 				err = ierr
+			}
+		}
+		if n.pop3 != nil {
+			if perr := n.pop3.Close(); err == nil {
+				err = perr
 			}
 		}
 		if n.cancel != nil {

@@ -31,7 +31,7 @@ type ClusterOptions struct {
 	// cluster sets, so they override them ("--auto-admit=false",
 	// "--consul-addr", ...).
 	Args map[int][]string
-	// NoMail turns the SMTP, submission and IMAP listeners off; by
+	// NoMail turns the SMTP, submission, IMAP and POP3 listeners off; by
 	// default they listen on 127.0.0.1 with a free port.
 	NoMail bool
 	// Bin is the binary every node runs (Cluster.Bin); "" means the one
@@ -145,7 +145,7 @@ func StartCluster(tb testing.TB, consul *Consul, n int, opts ClusterOptions) *Cl
 
 // NodeArgs returns the `serve` arguments of a node of this cluster named
 // name with data dir dataDir: HTTP (and, unless NoMail, SMTP,
-// submission and IMAP) on 127.0.0.1 with free ports, the cluster's Consul
+// submission, IMAP and POP3) on 127.0.0.1 with free ports, the cluster's Consul
 // agent and name.
 func (c *Cluster) NodeArgs(name, dataDir string) []string {
 	mail := "127.0.0.1:0"
@@ -153,7 +153,7 @@ func (c *Cluster) NodeArgs(name, dataDir string) []string {
 		mail = ""
 	}
 	return []string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--node-name", name,
-		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", mail, "--submission-addr", mail, "--imap-addr", mail}
+		"--consul-addr", c.Consul.Addr, "--cluster-name", c.Name, "--smtp-addr", mail, "--submission-addr", mail, "--imap-addr", mail, "--pop3-addr", mail}
 }
 
 // NodeEnv returns the environment of a node of this cluster: the cluster
