@@ -70,7 +70,7 @@ type LoginFailure struct {
 	Address string    `json:"address,omitempty"` // the account tried, when it exists
 	Hash    string    `json:"hash"`              // keyed hash of address and password: repeats count once
 	Node    string    `json:"node"`
-	Proto   string    `json:"proto"` // smtp, api (REST and XML-API), thaw
+	Proto   string    `json:"proto"` // smtp, imap, pop3, api (REST and XML-API), thaw
 }
 
 // FailureSink receives login failures; it forwards them to the primary

@@ -35,6 +35,7 @@ done
 for i in 1 2 3; do
 	"$MC" serve --data-dir "$DEMO_DIR/node$i" --http-addr "127.0.0.1:808$i" --node-name "node$i" \
 		--smtp-addr "127.0.0.1:252$i" --submission-addr "127.0.0.1:258$i" \
+		--imap-addr "127.0.0.1:114$i" --pop3-addr "127.0.0.1:111$i" \
 		--consul-addr "127.0.0.1:$CONSUL_PORT" --cluster-name demo --auto-admit --shared-path "$(pwd)/$DEMO_DIR/shared" >"$DEMO_DIR/node$i.log" 2>&1 &
 	pids+=($!)
 done
