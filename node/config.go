@@ -36,6 +36,11 @@ type Config struct {
 	POP3SAddr      string `mapstructure:"pop3s-addr"`
 	SMTPHostname   string `mapstructure:"smtp-hostname"`
 
+	// IMAPRescan is how often an IMAP session reads its selected folder
+	// again to find changes no notice told of (made while no primary was
+	// reachable, or by other programs); 0 means 2 s.
+	IMAPRescan time.Duration `mapstructure:"imap-rescan"`
+
 	ConsulAddr    string        `mapstructure:"consul-addr"`
 	ConsulToken   string        `mapstructure:"consul-token"`
 	ClusterName   string        `mapstructure:"cluster-name"`
@@ -90,6 +95,9 @@ func (c *Config) Validate() error {
 		if err := validateListenAddr(name, addr); err != nil {
 			return err
 		}
+	}
+	if c.IMAPRescan != 0 && (c.IMAPRescan < 100*time.Millisecond || c.IMAPRescan > 24*time.Hour) {
+		return configf("imap-rescan %s: must be between 100ms and 24h", c.IMAPRescan)
 	}
 	if c.SMTPHostname == "" || strings.ContainsAny(c.SMTPHostname, " \t\r\n<>()[]") || len(c.SMTPHostname) > 253 {
 		return configf("smtp-hostname %q: must be a host name", c.SMTPHostname)

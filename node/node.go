@@ -497,6 +497,10 @@ func (n *Node) startMail(bg context.Context) error {
 	n.goBackground(func() { ob.Run(bg) })
 	n.hub = mailstore.NewHub()
 	n.Mail = mailstore.NewStore(n.local, ob, n.log, mailstore.Options{Hub: n.hub})
+	// Folder changes of the other nodes, published by the primary, reach
+	// this node's IMAP sessions through the hub.
+	mail := n.Mail
+	n.goBackground(func() { n.local.FollowMailChanges(bg, c.NodeName, mail.PublishChange, mail.PublishAll) })
 
 	fr := n.failures
 	n.goBackground(func() { fr.Run(bg) })
@@ -534,7 +538,7 @@ func (n *Node) startMail(bg context.Context) error {
 			}
 		})
 	}
-	n.imap = imapsvc.NewServer(n.Mail, n.local, imapsvc.Config{TLS: n.certs.TLSConfig(), Log: n.log, Hub: n.hub})
+	n.imap = imapsvc.NewServer(n.Mail, n.local, imapsvc.Config{TLS: n.certs.TLSConfig(), Log: n.log, Hub: n.hub, Rescan: c.IMAPRescan})
 	for _, l := range []struct {
 		addr  string
 		out   *string
