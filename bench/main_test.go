@@ -5,8 +5,9 @@
 // account creates against a bare bcrypt loop, replication latency,
 // failover times, SMTP throughput against Postfix's smtp-sink, a cluster
 // loaded through the REST API to 100,000 accounts (write and replication
-// latency, RSS, catch-up, bytes read from Consul per write) and a
-// failed-login storm against one of its secondaries.
+// latency, RSS, catch-up, bytes read from Consul per write), a
+// failed-login storm against one of its secondaries, and how soon an IMAP
+// client idling on one node sees mail delivered through another.
 //
 // It runs only with MAILCLUSTER_BENCH=1 (`make bench`); otherwise TestBench
 // is skipped at once, so `go test ./...` does not run it. Every load is on
@@ -16,6 +17,8 @@
 // 5s), MAILCLUSTER_BENCH_TRIALS (failover trials per mode, default 10),
 // MAILCLUSTER_BENCH_ACCOUNTS (scale test, default 100000),
 // MAILCLUSTER_BENCH_STORM (the failed-login storm, default 30s),
+// MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP notice figure, default
+// 200),
 // MAILCLUSTER_BENCH_NODE_ENV (KEY=VALUE pairs added to every node's
 // environment, e.g. GOMEMLIMIT=150MiB), MAILCLUSTER_BENCH_PROFILE (a
 // directory: CPU profiles of the nodes under each load, taken with Linux
@@ -73,7 +76,7 @@ func TestBench(t *testing.T) {
 		// A run of some sections (-run) is recorded too, but beside the
 		// full record rather than over it.
 		path := "results.json"
-		if rec.Partial = len(rec.Sections) < 3; rec.Partial {
+		if rec.Partial = len(rec.Sections) < 4; rec.Partial {
 			path = "results-partial.json"
 		}
 		if err := rec.write(path); err != nil {
@@ -101,6 +104,7 @@ func TestBench(t *testing.T) {
 	})
 	t.Run("smtp", func(t *testing.T) { ran("smtp"); benchSMTP(t, rec) })
 	t.Run("scale", func(t *testing.T) { ran("scale"); benchScale(t, rec) })
+	t.Run("imap", func(t *testing.T) { ran("imap"); benchIMAPNotify(t, rec) })
 }
 
 // ---- knobs ----
