@@ -12,7 +12,7 @@ const (
 	PrefixDomains        = "domains/"             // domains/<domain>: Domain (JSON)
 	PrefixAccounts       = "accounts/"            // accounts/<domain>/<mailbox>: Account (JSON, bcrypt hash)
 	PrefixUsage          = "usage/"               // usage/<domain>/<mailbox>: Usage published by the primary
-	PrefixReports        = "reports/"             // reports/<node>: the last usage report sequence applied per node
+	PrefixReports        = "reports/"             // reports/<node>: ReportMark, the last report sequence applied per node and the folders it changed
 	PrefixServers        = "servers/"             // servers/<node>: a registered member of the cluster
 	PrefixCertificates   = "certs/"               // certs/<name>: Certificate, key sealed
 	PrefixBlockedIPs     = "screening/ips/"       // screening/ips/<ip>: BlockedIP
