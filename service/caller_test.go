@@ -75,7 +75,7 @@ func TestNoCallerIsRefused(t *testing.T) {
 func TestAnonymousMayOnlyLogIn(t *testing.T) {
 	svc, st := MustOpenService(t, nil)
 	before := st.Index()
-	open := map[string]bool{"Authenticate": true, "AuthenticateUser": true, "RedeemThawToken": true}
+	open := map[string]bool{"Authenticate": true, "AuthenticateUser": true, "AuthenticateMailUser": true, "RedeemThawToken": true}
 	public := map[string]bool{"NodeInfo": true} // what the health endpoints tell anyone
 	ctx := service.Anonymous(mailcluster.NewContextWithClientIP(context.Background(), "192.0.2.77"))
 	callEveryMethod(t, svc, ctx, func(name string, err error) {
