@@ -446,11 +446,24 @@ func localFile(t *testing.T, dir, subject string) string {
 	return found[0]
 }
 
+// setLocalFlag adds a Maildir flag letter to the local file of a message
+// (moving it to cur/).
+func setLocalFlag(t *testing.T, dir, subject string, letter rune) {
+	t.Helper()
+	old := localFile(t, dir, subject)
+	base, info, _ := strings.Cut(filepath.Base(old), ":2,")
+	flags := []rune(info + string(letter))
+	slices.Sort(flags)
+	if err := os.Rename(filepath.Join(dir, old), filepath.Join(dir, "cur", base+":2,"+string(flags))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestIMAPMbsync syncs a local Maildir two ways with the account through
 // node 2 with isync's mbsync: deliveries reach the Maildir, a local
 // message, a local folder and a local flag reach the server (seen
-// through node 3), an expunge on the server removes the local file, and
-// a further run changes nothing.
+// through node 3), an expunge on either side removes the message on the
+// other, and a further run changes nothing.
 func TestIMAPMbsync(t *testing.T) {
 	if _, err := exec.LookPath("mbsync"); err != nil {
 		t.Fatal("mbsync is not installed: `make test` installs it (make test-deps, package isync)")
@@ -528,13 +541,7 @@ SyncState *
 	}
 	writeLocal(inbox, "1672822800.local1.test", "local-1")
 	writeLocal(filepath.Join(local, "Archive"), "1672822801.local2.test", "archived")
-	old := localFile(t, inbox, "mbsync-1")
-	base, info, _ := strings.Cut(filepath.Base(old), ":2,")
-	flags := []rune(info + "F")
-	slices.Sort(flags)
-	if err := os.Rename(filepath.Join(inbox, old), filepath.Join(inbox, "cur", base+":2,"+string(flags))); err != nil {
-		t.Fatal(err)
-	}
+	setLocalFlag(t, inbox, "mbsync-1", 'F')
 	mbsync()
 
 	n3 := c.Nodes[2].IMAP
@@ -553,7 +560,8 @@ SyncState *
 		t.Fatalf("the local folder Archive through n2: %+v", a.Messages)
 	}
 
-	// An expunge on the server (through node 3) removes the local file.
+	// An expunge on the server (through node 3) removes the local file;
+	// a message flagged deleted locally is expunged on the server.
 	cl := imapSession(t, n3)
 	if _, err := cl.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
@@ -566,9 +574,14 @@ SyncState *
 		t.Fatal(err)
 	}
 	cl.Close()
+	setLocalFlag(t, inbox, "local-1", 'T')
 	mbsync()
-	if n := len(maildirContents(t, inbox)); n != 2 {
-		t.Fatalf("local INBOX after the server's expunge holds %d files: %v", n, maildirContents(t, inbox))
+	if files := maildirContents(t, inbox); len(files) != 1 {
+		t.Fatalf("local INBOX after the expunges holds %d files: %v", len(files), files)
+	}
+	localFile(t, inbox, "mbsync-1")
+	if f := readFolder(t, n3, "INBOX"); len(f.Messages) != 1 || f.Messages[0].UID != m1.UID {
+		t.Fatalf("INBOX through n2 after the expunges: %+v", f.Messages)
 	}
 
 	// Stable: one more run changes neither side.
