@@ -38,9 +38,33 @@ test-deps: ## install the Debian packages the tests drive (swaks, openssl, hapro
 		[ -e /usr/share/zoneinfo/Asia/Tokyo ] || \
 		{ $(SUDO) apt-get update -qq && $(APT_INSTALL) swaks openssl haproxy tzdata python3 curl isync; }
 
+# bench-deps installs the peers the benchmarks start privately (their own
+# config, 127.0.0.1 and a random port, stopped after the run): postfix for
+# smtp-sink and dovecot-imapd. Both packages would otherwise start a system
+# Postfix or Dovecot listening on every interface. So, while apt-get runs, a
+# /usr/sbin/policy-rc.d that exits 101 forbids starting services (put there
+# only if none exists, and removed afterwards even when the install fails);
+# and a dovecot or postfix master process that runs after the install but
+# did not before (a system that ignores policy-rc.d) is stopped by its pid.
+POLICY_RC := /usr/sbin/policy-rc.d
+
 .PHONY: bench-deps
-bench-deps: ## install the Debian packages the benchmarks compare with (postfix's smtp-sink)
-	@command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || { $(SUDO) apt-get update -qq && $(APT_INSTALL) postfix; }
+bench-deps: ## install the Debian packages the benchmarks compare with (postfix's smtp-sink, dovecot-imapd), starting no system service
+	@pkgs=""; \
+	command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || pkgs="$$pkgs postfix"; \
+	[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || pkgs="$$pkgs dovecot-imapd"; \
+	[ -n "$$pkgs" ] || exit 0; \
+	masters() { for p in $$(pidof dovecot master 2>/dev/null); do \
+		case "$$($(SUDO) readlink /proc/$$p/exe 2>/dev/null)" in /usr/sbin/dovecot|/usr/lib/postfix/sbin/master) echo $$p;; esac; done; }; \
+	before=" $$(masters | tr '\n' ' ')"; own=""; \
+	trap '[ -z "$$own" ] || $(SUDO) rm -f $(POLICY_RC)' EXIT; trap 'exit 1' HUP INT TERM; \
+	if [ ! -e $(POLICY_RC) ]; then \
+		own=1; printf '#!/bin/sh\n# make bench-deps: start no service during its install\nexit 101\n' | $(SUDO) tee $(POLICY_RC) >/dev/null && $(SUDO) chmod 755 $(POLICY_RC) || exit 1; \
+	fi; \
+	$(SUDO) apt-get update -qq && $(APT_INSTALL) $$pkgs; rc=$$?; \
+	for p in $$(masters); do case "$$before" in *" $$p "*) continue;; esac; \
+		echo "bench-deps: stopping $$($(SUDO) readlink /proc/$$p/exe) (pid $$p), started by the package"; $(SUDO) kill $$p; done; \
+	exit $$rc
 
 .PHONY: bench
 bench: consul bench-deps ## measure every performance figure against its baseline; table on stdout, bench/results.json

@@ -6,8 +6,9 @@
 // failover times, SMTP throughput against Postfix's smtp-sink, a cluster
 // loaded through the REST API to 100,000 accounts (write and replication
 // latency, RSS, catch-up, bytes read from Consul per write), a
-// failed-login storm against one of its secondaries, and how soon an IMAP
-// client idling on one node sees mail delivered through another.
+// failed-login storm against one of its secondaries, how soon an IMAP
+// client idling on one node sees mail delivered through another, and
+// IMAP reads of a large INBOX against Dovecot serving the same Maildir.
 //
 // It runs only with MAILCLUSTER_BENCH=1 (`make bench`); otherwise TestBench
 // is skipped at once, so `go test ./...` does not run it. Every load is on
@@ -18,7 +19,8 @@
 // MAILCLUSTER_BENCH_ACCOUNTS (scale test, default 100000),
 // MAILCLUSTER_BENCH_STORM (the failed-login storm, default 30s),
 // MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP notice figure, default
-// 200),
+// 200), MAILCLUSTER_BENCH_IMAP_MESSAGES (messages of the INBOX read
+// against Dovecot, default 12000),
 // MAILCLUSTER_BENCH_NODE_ENV (KEY=VALUE pairs added to every node's
 // environment, e.g. GOMEMLIMIT=150MiB), MAILCLUSTER_BENCH_PROFILE (a
 // directory: CPU profiles of the nodes under each load, taken with Linux
@@ -104,7 +106,11 @@ func TestBench(t *testing.T) {
 	})
 	t.Run("smtp", func(t *testing.T) { ran("smtp"); benchSMTP(t, rec) })
 	t.Run("scale", func(t *testing.T) { ran("scale"); benchScale(t, rec) })
-	t.Run("imap", func(t *testing.T) { ran("imap"); benchIMAPNotify(t, rec) })
+	t.Run("imap", func(t *testing.T) {
+		ran("imap")
+		t.Run("notify", func(t *testing.T) { benchIMAPNotify(t, rec) })
+		t.Run("dovecot", func(t *testing.T) { benchIMAPDovecot(t, rec) })
+	})
 }
 
 // ---- knobs ----
