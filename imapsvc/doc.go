@@ -11,8 +11,9 @@
 // UIDPLUS (RFC 4315), MOVE (RFC 6851), NAMESPACE (RFC 2342), SPECIAL-USE
 // (RFC 6154), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
 // ESEARCH (RFC 4731), SEARCHRES (RFC 5182), IDLE (RFC 2177), UNSELECT
-// (RFC 3691), ENABLE (RFC 5161), APPENDLIMIT (RFC 7889) and
-// STATUS=SIZE (RFC 8438). Sessions of one node that select the same
+// (RFC 3691), ENABLE (RFC 5161), APPENDLIMIT (RFC 7889), STATUS=SIZE
+// (RFC 8438) and QUOTA (RFC 9208: the account's quota and usage under
+// one root; SETQUOTA refused). Sessions of one node that select the same
 // folder share one view of it, which learns of changes from the store's
 // Hub and by reading the folder again every few seconds.
 package imapsvc

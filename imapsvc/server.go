@@ -96,6 +96,7 @@ var capabilities = imap.CapSet{
 	imap.CapNamespace: {}, imap.CapUIDPlus: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
 	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapMove: {}, imap.CapStatusSize: {},
 	imap.CapChildren: {}, imap.CapSpecialUse: {}, imap.CapLiteralPlus: {},
+	imap.CapQuota: {}, "QUOTA=RES-" + imap.Cap(imap.QuotaResourceStorage): {}, "QUOTA=RES-" + imap.Cap(imap.QuotaResourceMessage): {},
 }
 
 // NewServer returns a Server over store. Settings are read at every
