@@ -45,6 +45,7 @@ type Node struct {
 	SMTP       string    // host:port of inbound SMTP ("" when off)
 	Submission string    // host:port of submission ("" when off)
 	IMAP       string    // host:port of IMAP with STARTTLS ("" when off)
+	POP3       string    // host:port of POP3 with STLS ("" when off)
 	Started    time.Time // when the process was last started
 
 	tb   testing.TB
@@ -63,6 +64,7 @@ var (
 	reSubmission = regexp.MustCompile(` submission=(\S+)`)
 	reHTTPS      = regexp.MustCompile(` https=(\S+)`)
 	reIMAP       = regexp.MustCompile(` imap=(\S+)`)
+	rePOP3       = regexp.MustCompile(` pop3=(\S+)`)
 )
 
 // Start runs the process p describes, waits for its "listening" line and
@@ -177,6 +179,7 @@ func (n *Node) start(tb testing.TB) {
 	n.Submission = listenField(reSubmission, line)
 	n.HTTPS = listenField(reHTTPS, line)
 	n.IMAP = listenField(reIMAP, line)
+	n.POP3 = listenField(rePOP3, line)
 }
 
 // listenField returns the address re finds in the ready line; "" when the
