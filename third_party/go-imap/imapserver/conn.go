@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -39,6 +40,9 @@ type Conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	encMutex sync.Mutex
+	// batch: the responses of the running command stay buffered until
+	// its status response (FETCH).
+	batch atomic.Bool
 
 	mutex   sync.Mutex
 	conn    net.Conn
@@ -435,12 +439,14 @@ func (c *Conn) canAuth() bool {
 func (c *Conn) writeStatusResp(tag string, statusResp *imap.StatusResponse) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
+	enc.NoFlush = false // a status response flushes what was batched
 	return writeStatusResp(enc.Encoder, tag, statusResp)
 }
 
 func (c *Conn) writeContReq(text string) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
+	enc.NoFlush = false
 	return writeContReq(enc.Encoder, text)
 }
 
@@ -506,6 +512,7 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
+	wireEnc.NoFlush = conn.batch.Load()
 
 	conn.encMutex.Lock() // released by responseEncoder.end
 	conn.setWriteTimeout(respWriteTimeout)

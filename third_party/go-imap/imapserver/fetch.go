@@ -88,6 +88,8 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 	}
 
 	w := &FetchWriter{conn: c, options: writerOptions}
+	c.batch.Store(true) // flushed with the status response
+	defer c.batch.Store(false)
 	if err := c.session.Fetch(w, numSet, &options); err != nil {
 		return err
 	}

@@ -31,6 +31,9 @@ type Encoder struct {
 	// NewContinuationRequest creates a new continuation request. This is only
 	// meaningful for clients.
 	NewContinuationRequest func() *ContinuationRequest
+	// NoFlush leaves the data of CRLF in the buffered writer (written when
+	// it fills or at the next flush), for a run of responses.
+	NoFlush bool
 
 	w       *bufio.Writer
 	side    ConnSide
@@ -63,11 +66,15 @@ func (enc *Encoder) writeString(s string) *Encoder {
 	return enc
 }
 
-// CRLF writes a "\r\n" sequence and flushes the buffered writer.
+// CRLF writes a "\r\n" sequence and flushes the buffered writer (unless
+// NoFlush).
 func (enc *Encoder) CRLF() error {
 	enc.writeString("\r\n")
 	if enc.err != nil {
 		return enc.err
+	}
+	if enc.NoFlush {
+		return nil
 	}
 	return enc.w.Flush()
 }
