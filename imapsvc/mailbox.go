@@ -14,16 +14,17 @@ import (
 // registry holds the node's view of every selected folder, shared by the
 // sessions that have it selected: one mailbox per folder directory.
 type registry struct {
-	hub    mailstore.Hub
-	rescan time.Duration
-	log    *slog.Logger
+	hub     mailstore.Hub
+	rescan  time.Duration
+	log     *slog.Logger
+	headers *headerCache // expunged messages leave it
 
 	mu    sync.Mutex
 	boxes map[string]*mailbox
 }
 
-func newRegistry(hub mailstore.Hub, rescan time.Duration, log *slog.Logger) *registry {
-	return &registry{hub: hub, rescan: rescan, log: log, boxes: map[string]*mailbox{}}
+func newRegistry(hub mailstore.Hub, rescan time.Duration, log *slog.Logger, headers *headerCache) *registry {
+	return &registry{hub: hub, rescan: rescan, log: log, headers: headers, boxes: map[string]*mailbox{}}
 }
 
 // mailbox is a selected folder on this node: its messages in sequence
@@ -52,27 +53,27 @@ type mailbox struct {
 	synced   time.Time
 }
 
-// open returns the node's mailbox of a folder, reading it the first time.
-// The caller releases it.
-func (r *registry) open(ctx context.Context, f *mailstore.Folder) (*mailbox, error) {
+// open returns the node's mailbox of a folder, reading it the first time
+// (fresh: read by this call). The caller releases it.
+func (r *registry) open(ctx context.Context, f *mailstore.Folder) (mb *mailbox, fresh bool, err error) {
 	r.mu.Lock()
 	if mb := r.boxes[f.Dir()]; mb != nil {
 		mb.refs++
 		r.mu.Unlock()
-		return mb, nil
+		return mb, false, nil
 	}
 	r.mu.Unlock()
 	snap, err := f.Sync(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if mb := r.boxes[f.Dir()]; mb != nil {
 		mb.refs++
-		return mb, nil
+		return mb, false, nil
 	}
-	mb := &mailbox{reg: r, folder: f, tracker: imapserver.NewMailboxTracker(uint32(len(snap.Messages))), stop: make(chan struct{}),
+	mb = &mailbox{reg: r, folder: f, tracker: imapserver.NewMailboxTracker(uint32(len(snap.Messages))), stop: make(chan struct{}),
 		msgs: snap.Messages, validity: snap.UIDValidity, next: snap.UIDNext, synced: time.Now(), refs: 1}
 	var notices <-chan struct{}
 	if r.hub != nil {
@@ -80,7 +81,7 @@ func (r *registry) open(ctx context.Context, f *mailstore.Folder) (*mailbox, err
 	}
 	r.boxes[f.Dir()] = mb
 	go mb.watch(notices)
-	return mb, nil
+	return mb, true, nil
 }
 
 // release gives a mailbox back; the last one stops watching it.
@@ -137,6 +138,14 @@ func (mb *mailbox) sync(ctx context.Context) error {
 	return mb.syncLocked(ctx)
 }
 
+// syncUnless syncs unless fresh.
+func (mb *mailbox) syncUnless(ctx context.Context, fresh bool) error {
+	if fresh {
+		return nil
+	}
+	return mb.sync(ctx)
+}
+
 // syncIfOld syncs when the view is older than the rescan interval.
 func (mb *mailbox) syncIfOld(ctx context.Context) error {
 	mb.mu.Lock()
@@ -180,6 +189,7 @@ func (mb *mailbox) apply(snap *mailstore.Snapshot) {
 			kept = append(kept, mb.msgs[i])
 		} else {
 			mb.tracker.QueueExpunge(uint32(i + 1))
+			mb.reg.headers.drop(mb.folder.Dir(), mb.msgs[i].Key)
 		}
 	}
 	for i, j := 0, len(kept)-1; i < j; i, j = i+1, j-1 {

@@ -124,7 +124,22 @@ func (c *candidate) body() ([]byte, error) {
 	return c.content, nil
 }
 
+// header returns the message's header, from the node's header cache
+// when it is there.
 func (c *candidate) header() (mail.Header, error) {
+	if c.content == nil {
+		e, err := c.s.srv.headers.load(c.s.sel.box.folder, c.t.msg)
+		if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {
+			c.gone = true
+			return mail.Header{}, nil
+		}
+		if err != nil {
+			return mail.Header{}, err
+		}
+		if e.hdr != nil {
+			return mail.Header{Header: gomessage.Header{Header: *e.hdr}}, nil
+		}
+	}
 	b, err := c.body()
 	if err != nil || c.gone {
 		return mail.Header{}, err
@@ -153,7 +168,7 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 			return false, nil
 		}
 	}
-	if !matchDate(m.Date, cr.Since, cr.Before) {
+	if (!cr.Since.IsZero() || !cr.Before.IsZero()) && !matchDate(c.s.sel.box.folder.InternalDate(m), cr.Since, cr.Before) {
 		return false, nil
 	}
 	for _, f := range cr.Flag {

@@ -1,14 +1,14 @@
 package imapsvc
 
 import (
-	"bufio"
 	"bytes"
 	"io"
+	"os"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-message/textproto"
 
 	"mailcluster"
 	"mailcluster/mailstore"
@@ -40,11 +40,13 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, s.fail(err)
 	}
-	box, err := s.srv.boxes.open(ctx, f)
+	box, fresh, err := s.srv.boxes.open(ctx, f)
 	if err != nil {
 		return nil, s.fail(err)
 	}
-	if err := box.sync(ctx); err != nil {
+	// A view read by open is current; one shared already is brought up
+	// to date.
+	if err := box.syncUnless(ctx, fresh); err != nil {
 		s.srv.boxes.release(box)
 		return nil, s.fail(err)
 	}
@@ -208,20 +210,60 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 }
 
 // fetchOne writes the FETCH response of one message. A message expunged
-// by another session meanwhile is left out.
+// by another session meanwhile is left out. The envelope comes from the
+// node's header cache; a whole message (BODY[]) is copied from its file;
+// other parts read the whole message.
 func (s *session) fetchOne(w *imapserver.FetchWriter, t target, options *imap.FetchOptions, flagsChanged bool) error {
+	folder := s.sel.box.folder
 	var content []byte
-	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	needContent := options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	streamed := false
+	for _, bs := range options.BodySection {
+		if wholeMessage(bs) {
+			streamed = true
+		} else {
+			needContent = true
+		}
+	}
+	gone := func(err error) bool { return mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND }
 	if needContent {
 		var err error
 		content, err = s.read(t.msg)
-		if mailcluster.ErrorCode(err) == mailcluster.ENOTFOUND {
+		if gone(err) {
 			return nil
 		}
 		if err != nil {
 			return s.fail(err)
 		}
+	}
+	var file *os.File
+	var fileSize int64
+	if streamed && content == nil {
+		var err error
+		file, err = folder.Open(t.msg)
+		if gone(err) {
+			return nil
+		}
+		if err != nil {
+			return s.fail(err)
+		}
+		defer file.Close()
+		st, err := file.Stat()
+		if err != nil {
+			return s.fail(&mailstore.LocalError{Err: err})
+		}
+		fileSize = st.Size()
+	}
+	var env *imap.Envelope
+	if options.Envelope {
+		e, err := s.srv.headers.load(folder, t.msg)
+		if gone(err) {
+			return nil
+		}
+		if err != nil {
+			return s.fail(err)
+		}
+		env = e.env
 	}
 	rw := w.CreateMessage(t.seq)
 	rw.WriteUID(imapUID(t.msg.UID))
@@ -229,23 +271,24 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, options *imap.Fe
 		rw.WriteFlags(imapFlags(t.msg.Flags))
 	}
 	if options.InternalDate {
-		rw.WriteInternalDate(t.msg.Date)
+		rw.WriteInternalDate(folder.InternalDate(t.msg))
 	}
 	if options.RFC822Size {
 		rw.WriteRFC822Size(t.msg.Size)
 	}
-	if options.Envelope {
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(content)))
-		if err == nil {
-			rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
-		} else {
-			rw.WriteEnvelope(&imap.Envelope{})
-		}
+	if env != nil {
+		rw.WriteEnvelope(env)
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(content)))
 	}
 	for _, bs := range options.BodySection {
+		if file != nil {
+			if err := copyLiteral(rw.WriteBodySection(bs, fileSize), file, fileSize); err != nil {
+				return err
+			}
+			continue
+		}
 		b := imapserver.ExtractBodySection(bytes.NewReader(content), bs)
 		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b); err != nil {
 			return err
@@ -263,6 +306,12 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, options *imap.Fe
 	return rw.Close()
 }
 
+// wholeMessage reports whether a body section is the whole message
+// (BODY[] without a part or a range).
+func wholeMessage(bs *imap.FetchItemBodySection) bool {
+	return bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 && bs.Partial == nil
+}
+
 func writeLiteral(wc io.WriteCloser, b []byte) error {
 	_, err := wc.Write(b)
 	if cerr := wc.Close(); err == nil {
@@ -270,6 +319,24 @@ func writeLiteral(wc io.WriteCloser, b []byte) error {
 	}
 	return err
 }
+
+// copyLiteral writes the first size bytes of a file as a literal (a file
+// that shrank meanwhile is padded with spaces, the literal's size being
+// sent already).
+func copyLiteral(wc io.WriteCloser, f *os.File, size int64) error {
+	buf := copyBuffers.Get().(*[]byte)
+	n, err := io.CopyBuffer(struct{ io.Writer }{wc}, io.NewSectionReader(f, 0, size), *buf)
+	copyBuffers.Put(buf)
+	if err == nil && n < size {
+		_, err = wc.Write(bytes.Repeat([]byte{' '}, int(size-n)))
+	}
+	if cerr := wc.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // read returns a message's content. Errors: ENOTFOUND, *LocalError.
 func (s *session) read(m mailstore.Message) ([]byte, error) {

@@ -65,14 +65,19 @@ type Config struct {
 	// idles or polls, to see changes that reached no Hub (other
 	// processes, other nodes); 0 means 2 s.
 	Rescan time.Duration
+	// HeaderCacheBytes bounds the memory of the parsed headers and
+	// envelopes kept for FETCH ENVELOPE and SEARCH; 0 means
+	// DefaultHeaderCacheBytes.
+	HeaderCacheBytes int64
 }
 
 // Server runs the IMAP listeners of a node over the mailbox store.
 type Server struct {
-	store *mailstore.Store
-	dir   Directory
-	cfg   Config
-	boxes *registry
+	store   *mailstore.Store
+	dir     Directory
+	cfg     Config
+	boxes   *registry
+	headers *headerCache
 
 	secure *imapserver.Server // authentication only over TLS
 	plain  *imapserver.Server // loopback clients allowed to log in without TLS
@@ -107,7 +112,8 @@ func NewServer(store *mailstore.Store, dir Directory, cfg Config) *Server {
 	}
 	s := &Server{store: store, dir: dir, cfg: cfg, listeners: map[net.Listener]struct{}{}, conns: map[*trackedConn]struct{}{}}
 	s.idle = sync.NewCond(&s.mu)
-	s.boxes = newRegistry(cfg.Hub, cfg.Rescan, cfg.Log)
+	s.headers = newHeaderCache(cfg.HeaderCacheBytes)
+	s.boxes = newRegistry(cfg.Hub, cfg.Rescan, cfg.Log, s.headers)
 	logger := slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)
 	opts := func(insecure bool) *imapserver.Options {
 		return &imapserver.Options{

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,23 +22,19 @@ import (
 // F flagged, P passed, R replied, S seen, T trashed), as other Maildir
 // tools expect. Every change (append, flags, expunge, copy, move) is made
 // while the account's lock file is held, and published on the Store's
-// Hub. A Folder caches what it read (the UID map, the listing, the sizes
-// and dates of messages) and is safe for concurrent use; processes on
-// other nodes may change the folder at any time, which Sync sees.
+// Hub. What was read of a folder (the UID map, the listing, the sizes
+// and dates of messages) is kept in a view the Store shares between the
+// Folders of one directory, checked against the modification times of
+// the UID file and of new/ and cur/ before use; a Folder is safe for
+// concurrent use, and processes on other nodes may change the folder at
+// any time, which Sync sees.
 type Folder struct {
 	store *Store
 	acct  *mailcluster.Account
 	root  string // the account's maildir
 	name  string
 	dir   string
-
-	mu       sync.Mutex
-	mapID    fileStamp
-	mapCache *uidMap
-	newID    fileStamp
-	curID    fileStamp
-	files    map[string]fileEntry // by unique name
-	meta     map[string]msgMeta   // by unique name: a file's content never changes
+	v     *folderView // what was read of the directory, shared on the node
 }
 
 // Message is a message of a folder as Sync found it.
@@ -47,8 +42,8 @@ type Message struct {
 	UID   uint32
 	Key   string    // the unique name (the file name without its info)
 	Flags string    // Maildir flag letters, in ASCII order
-	Size  int64     // bytes
-	Date  time.Time // the internal date: the file's modification time
+	Size  int64     // bytes: the ",S=" of the file name, else the file's size
+	Date  time.Time // the internal date when known (else zero): see Folder.InternalDate
 	Path  string    // the file; it is renamed when the flags change
 }
 
@@ -64,9 +59,13 @@ type fileEntry struct {
 	key, sub, name, flags string
 }
 
-func (e fileEntry) path(dir string) string { return filepath.Join(dir, e.sub, e.name) }
+// path is the file's path in a folder's directory (a clean path).
+func (e fileEntry) path(dir string) string {
+	return dir + string(filepath.Separator) + e.sub + string(filepath.Separator) + e.name
+}
 
-// msgMeta is what a message file's stat tells.
+// msgMeta is the size and date of a message file; date is zero until
+// the file was stat'ed.
 type msgMeta struct {
 	size int64
 	date time.Time
@@ -114,13 +113,13 @@ func (f *Folder) readMap(fresh bool) (*uidMap, error) {
 	if !ok {
 		return nil, nil
 	}
-	f.mu.Lock()
-	if !fresh && f.mapCache != nil && stamp == f.mapID {
-		m := f.mapCache
-		f.mu.Unlock()
+	f.v.mu.Lock()
+	if !fresh && f.v.mapCache != nil && stamp == f.v.mapID {
+		m := f.v.mapCache
+		f.v.mu.Unlock()
 		return m, nil
 	}
-	f.mu.Unlock()
+	f.v.mu.Unlock()
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -132,9 +131,9 @@ func (f *Folder) readMap(fresh bool) (*uidMap, error) {
 	if err != nil {
 		return nil, nil // damaged: given a new UIDVALIDITY under the lock
 	}
-	f.mu.Lock()
-	f.mapID, f.mapCache = stamp, m
-	f.mu.Unlock()
+	f.v.mu.Lock()
+	f.v.mapID, f.v.mapCache = stamp, m
+	f.v.mu.Unlock()
 	return m, nil
 }
 
@@ -149,13 +148,13 @@ func (f *Folder) readFiles(fresh bool) (map[string]fileEntry, error) {
 			return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Folder %s does not exist.", f.name)
 		}
 	}
-	f.mu.Lock()
-	if !fresh && f.files != nil && ok1 && ok2 && newID == f.newID && curID == f.curID && newID.settled() && curID.settled() {
-		files := f.files
-		f.mu.Unlock()
+	f.v.mu.Lock()
+	if !fresh && f.v.files != nil && ok1 && ok2 && newID == f.v.newID && curID == f.v.curID && newID.settled() && curID.settled() {
+		files := f.v.files
+		f.v.mu.Unlock()
 		return files, nil
 	}
-	f.mu.Unlock()
+	f.v.mu.Unlock()
 	files := map[string]fileEntry{}
 	for _, sub := range []string{"new", "cur"} {
 		des, err := os.ReadDir(filepath.Join(f.dir, sub))
@@ -181,9 +180,7 @@ func (f *Folder) readFiles(fresh bool) (map[string]fileEntry, error) {
 			files[key] = e
 		}
 	}
-	f.mu.Lock()
-	f.newID, f.curID, f.files = newID, curID, files
-	f.mu.Unlock()
+	f.v.setFiles(newID, curID, files)
 	return files, nil
 }
 
@@ -304,18 +301,18 @@ func (f *Folder) writeMap(m *uidMap) error {
 	if err := f.store.writeAtomic(f.dir, UIDFile, m.encode()); err != nil {
 		return &LocalError{Err: fmt.Errorf("write UID map of %s: %w", f.dir, err)}
 	}
-	f.mu.Lock()
+	f.v.mu.Lock()
 	if stamp, ok := stampOf(filepath.Join(f.dir, UIDFile)); ok {
-		f.mapID, f.mapCache = stamp, m
+		f.v.mapID, f.v.mapCache = stamp, m
 	}
-	f.mu.Unlock()
+	f.v.mu.Unlock()
 	return nil
 }
 
 func (f *Folder) forgetFiles() {
-	f.mu.Lock()
-	f.files = nil
-	f.mu.Unlock()
+	f.v.mu.Lock()
+	f.v.files = nil
+	f.v.mu.Unlock()
 }
 
 // cleanTmp removes files of tmp/ older than 36 hours (RFC-less Maildir
@@ -336,38 +333,84 @@ func (f *Folder) cleanTmp() {
 // without the lock) into the messages by UID.
 func (f *Folder) snapshot(m *uidMap, files map[string]fileEntry) *Snapshot {
 	snap := &Snapshot{UIDValidity: m.validity, UIDNext: m.next, Messages: make([]Message, 0, len(m.uids))}
+	var unknown []int // messages without a size yet
+	f.v.mu.Lock()
 	for _, u := range m.uids {
 		e, ok := files[m.key[u]]
 		if !ok {
 			continue
 		}
-		p := e.path(f.dir)
-		md := f.metaOf(e.key, p)
-		snap.Messages = append(snap.Messages, Message{UID: u, Key: e.key, Flags: e.flags, Size: md.size, Date: md.date, Path: p})
+		msg := Message{UID: u, Key: e.key, Flags: e.flags, Path: e.path(f.dir)}
+		if md, ok := f.v.meta[e.key]; ok {
+			msg.Size, msg.Date = md.size, md.date
+		} else {
+			unknown = append(unknown, len(snap.Messages))
+		}
+		snap.Messages = append(snap.Messages, msg)
+	}
+	f.v.mu.Unlock()
+	for _, i := range unknown {
+		msg := &snap.Messages[i]
+		md := f.metaOf(msg.Key, msg.Path)
+		msg.Size, msg.Date = md.size, md.date
 	}
 	return snap
 }
 
-// metaOf returns the size and date of a message, stat'ed once.
+// metaOf returns the size of a message (from its name when it tells,
+// else stat'ed once) and its date when known.
 func (f *Folder) metaOf(key, path string) msgMeta {
-	f.mu.Lock()
-	md, ok := f.meta[key]
-	f.mu.Unlock()
+	f.v.mu.Lock()
+	md, ok := f.v.meta[key]
+	f.v.mu.Unlock()
 	if ok {
 		return md
 	}
+	if n := messageSize(key); n >= 0 {
+		md = msgMeta{size: n}
+	} else if md, ok = statMeta(path); !ok {
+		return msgMeta{size: 0}
+	}
+	f.v.remember(key, md)
+	return md
+}
+
+// statMeta stats a message file.
+func statMeta(path string) (msgMeta, bool) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return msgMeta{size: max(messageSize(key), 0), date: time.Now()}
+		return msgMeta{}, false
 	}
-	md = msgMeta{size: st.Size(), date: st.ModTime()}
-	f.mu.Lock()
-	if f.meta == nil {
-		f.meta = map[string]msgMeta{}
+	return msgMeta{size: st.Size(), date: st.ModTime()}, true
+}
+
+// InternalDate returns a message's internal date: its file's
+// modification time, stat'ed once (now when the message is gone).
+func (f *Folder) InternalDate(msg Message) time.Time {
+	if !msg.Date.IsZero() {
+		return msg.Date
 	}
-	f.meta[key] = md
-	f.mu.Unlock()
-	return md
+	f.v.mu.Lock()
+	md, ok := f.v.meta[msg.Key]
+	f.v.mu.Unlock()
+	if ok && !md.date.IsZero() {
+		return md.date
+	}
+	st, ok := statMeta(msg.Path)
+	if !ok {
+		files, err := f.readFiles(true)
+		if e, found := files[msg.Key]; err == nil && found {
+			st, ok = statMeta(e.path(f.dir))
+		}
+	}
+	if !ok {
+		return time.Now()
+	}
+	if n := messageSize(msg.Key); n >= 0 {
+		st.size = n // the size the folder reports
+	}
+	f.v.remember(msg.Key, st)
+	return st.date
 }
 
 // Open opens a message's file. A message whose file was renamed since
@@ -675,6 +718,7 @@ func (f *Folder) CopyTo(ctx context.Context, uids []uint32, dst *Folder) (validi
 		for _, u := range sortedUIDs(uids) {
 			if e, ok := files[m.key[u]]; ok {
 				md := f.metaOf(e.key, e.path(f.dir))
+				md.date = f.InternalDate(Message{Key: e.key, Path: e.path(f.dir), Date: md.date})
 				items = append(items, item{u, e, md})
 				bytes += md.size
 			}

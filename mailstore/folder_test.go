@@ -449,7 +449,7 @@ func TestCopyMove(t *testing.T) {
 	}
 	snap := mustSync(t, archive)
 	for _, m := range snap.Messages {
-		if m.Flags != "F" || !m.Date.Equal(date) {
+		if m.Flags != "F" || !archive.InternalDate(m).Equal(date) {
 			t.Fatalf("copy %+v lost its flags or date", m)
 		}
 	}

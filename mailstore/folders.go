@@ -187,6 +187,7 @@ func (fs *Folders) Folder(name string) (*Folder, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir = filepath.Clean(dir)
 	if canonical == Inbox {
 		if err := Maildir(dir).Init(); err != nil {
 			return nil, &LocalError{Err: err}
@@ -194,7 +195,7 @@ func (fs *Folders) Folder(name string) (*Folder, error) {
 	} else if st, err := os.Stat(filepath.Join(dir, "cur")); err != nil || !st.IsDir() {
 		return nil, mailcluster.Errorf(mailcluster.ENOTFOUND, "Folder %s does not exist.", name)
 	}
-	return &Folder{store: fs.store, acct: fs.acct, root: fs.root, name: canonical, dir: dir}, nil
+	return &Folder{store: fs.store, acct: fs.acct, root: fs.root, name: canonical, dir: dir, v: fs.store.views.get(dir)}, nil
 }
 
 // Create makes a new folder. Errors: EINVALID, ECONFLICT (it exists),

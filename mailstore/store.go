@@ -48,6 +48,8 @@ type Store struct {
 	log *slog.Logger
 	fs  FS
 	hub Hub
+
+	views views // the folder views, by directory (views.go)
 }
 
 // Options are the optional parts of a Store; the zero value is the os

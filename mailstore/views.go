@@ -1,0 +1,84 @@
+package mailstore
+
+import (
+	"container/list"
+	"sync"
+)
+
+// maxViews bounds the folder views a Store keeps (least recently used
+// out first); a Folder holding a dropped view keeps using it.
+const maxViews = 1000
+
+// folderView is what was read of one folder directory: the UID map and
+// the listing of new/ and cur/ with the stamps they were read under, and
+// the sizes and dates of messages by unique name (a file's content never
+// changes under its name). The Folders of one directory share it, so
+// that every session of a node reads a folder's directories and UID file
+// again only when they changed.
+type folderView struct {
+	mu       sync.Mutex
+	mapID    fileStamp
+	mapCache *uidMap
+	newID    fileStamp
+	curID    fileStamp
+	files    map[string]fileEntry // by unique name
+	meta     map[string]msgMeta   // by unique name
+}
+
+// remember records the size and date of a message.
+func (v *folderView) remember(key string, md msgMeta) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.meta == nil {
+		v.meta = map[string]msgMeta{}
+	}
+	v.meta[key] = md
+}
+
+// setFiles records a fresh listing, and forgets the sizes and dates of
+// messages no longer in it.
+func (v *folderView) setFiles(newID, curID fileStamp, files map[string]fileEntry) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.newID, v.curID, v.files = newID, curID, files
+	if len(v.meta) > len(files) {
+		for k := range v.meta {
+			if _, ok := files[k]; !ok {
+				delete(v.meta, k)
+			}
+		}
+	}
+}
+
+// views are a Store's folder views by directory; the zero value is
+// empty and ready.
+type views struct {
+	mu    sync.Mutex
+	lru   *list.List // of *viewEntry, most recent first
+	byDir map[string]*list.Element
+}
+
+type viewEntry struct {
+	dir string
+	v   *folderView
+}
+
+// get returns the view of a directory, made when missing.
+func (vs *views) get(dir string) *folderView {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	if vs.byDir == nil {
+		vs.lru, vs.byDir = list.New(), map[string]*list.Element{}
+	}
+	if el := vs.byDir[dir]; el != nil {
+		vs.lru.MoveToFront(el)
+		return el.Value.(*viewEntry).v
+	}
+	v := &folderView{}
+	vs.byDir[dir] = vs.lru.PushFront(&viewEntry{dir: dir, v: v})
+	for vs.lru.Len() > maxViews {
+		e := vs.lru.Remove(vs.lru.Back()).(*viewEntry)
+		delete(vs.byDir, e.dir)
+	}
+	return v
+}
