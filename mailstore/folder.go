@@ -138,9 +138,15 @@ func (f *Folder) readMap(fresh bool) (*uidMap, error) {
 }
 
 // readFiles lists the message files of new/ and cur/ (new/ first, so that
-// a message moved to cur/ meanwhile is still seen), from the cache while
-// neither directory changed.
+// a message moved to cur/ meanwhile is still seen), from the view while
+// neither directory changed. The map returned is shared: read only.
 func (f *Folder) readFiles(fresh bool) (map[string]fileEntry, error) {
+	return f.listFiles(fresh, true)
+}
+
+// listFiles is readFiles; a fresh listing is kept in the view unless
+// !keep (then the caller may change the map).
+func (f *Folder) listFiles(fresh, keep bool) (map[string]fileEntry, error) {
 	newID, ok1 := stampOf(filepath.Join(f.dir, "new"))
 	curID, ok2 := stampOf(filepath.Join(f.dir, "cur"))
 	if !ok1 || !ok2 {
@@ -180,7 +186,9 @@ func (f *Folder) readFiles(fresh bool) (map[string]fileEntry, error) {
 			files[key] = e
 		}
 	}
-	f.v.setFiles(newID, curID, files)
+	if keep {
+		f.v.setFiles(newID, curID, files)
+	}
 	return files, nil
 }
 
@@ -211,6 +219,9 @@ func (f *Folder) Sync(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	if snap := f.v.snapshotOf(m, files); snap != nil {
+		return snap, nil
+	}
 	if !consistent(m, files) {
 		err := f.store.locked(ctx, f.acct, func() error {
 			m, files, err = f.reconcile()
@@ -220,18 +231,21 @@ func (f *Folder) Sync(ctx context.Context) (*Snapshot, error) {
 			return nil, err
 		}
 	}
-	return f.snapshot(m, files), nil
+	snap := f.snapshot(m, files)
+	f.v.keepSnapshot(m, files, snap)
+	return snap.clone(), nil
 }
 
 // reconcile brings the UID map and the files into agreement; the caller
 // holds the account's lock. A new message in new/ moves to cur/ (it was
-// seen), keeping its unique name.
+// seen), keeping its unique name. The files returned are the caller's to
+// change.
 func (f *Folder) reconcile() (*uidMap, map[string]fileEntry, error) {
 	m, err := f.readMap(true)
 	if err != nil {
 		return nil, nil, &LocalError{Err: err}
 	}
-	files, err := f.readFiles(true)
+	files, err := f.listFiles(true, false)
 	if err != nil {
 		return nil, nil, err
 	}

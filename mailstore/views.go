@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"container/list"
+	"reflect"
 	"sync"
 )
 
@@ -23,6 +24,42 @@ type folderView struct {
 	curID    fileStamp
 	files    map[string]fileEntry // by unique name
 	meta     map[string]msgMeta   // by unique name
+
+	// The last snapshot, and the map and listing it joined.
+	snap      *Snapshot
+	snapMap   *uidMap
+	snapFiles map[string]fileEntry
+}
+
+// snapshotOf returns a copy of the last snapshot when it joined this map
+// and this listing (the very ones: both are replaced, never changed, once
+// kept in the view), else nil.
+func (v *folderView) snapshotOf(m *uidMap, files map[string]fileEntry) *Snapshot {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.snap == nil || m == nil || m != v.snapMap || !sameMap(files, v.snapFiles) {
+		return nil
+	}
+	return v.snap.clone()
+}
+
+// keepSnapshot records the snapshot of a map and a listing.
+func (v *folderView) keepSnapshot(m *uidMap, files map[string]fileEntry, snap *Snapshot) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.snap, v.snapMap, v.snapFiles = snap, m, files
+}
+
+// sameMap reports whether a and b are the same map (not equal ones).
+func sameMap(a, b map[string]fileEntry) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// clone copies a snapshot (its messages are the caller's to change).
+func (s *Snapshot) clone() *Snapshot {
+	c := *s
+	c.Messages = append([]Message(nil), s.Messages...)
+	return &c
 }
 
 // remember records the size and date of a message.

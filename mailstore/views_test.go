@@ -76,3 +76,55 @@ func TestFolderSizeAndDate(t *testing.T) {
 		t.Fatalf("internal date %v, want %v", got, when)
 	}
 }
+
+// A snapshot is the caller's to change; Folders of one directory change
+// and read it concurrently (run with -race).
+func TestFolderViewSnapshotsAndConcurrency(t *testing.T) {
+	e := mustStoreEnv(t)
+	s := e.node(t, mailstore.Options{})
+	a, b := mustFolder(t, e, s, "INBOX"), mustFolder(t, e, s, "INBOX")
+	for i := range 5 {
+		mustAppend(t, a, i, "")
+	}
+	snap := mustSync(t, a)
+	snap.Messages[0].Flags = "changed"
+	if again := mustSync(t, b); again.Messages[0].Flags != "" {
+		t.Fatalf("a change to a snapshot reached the next one: %+v", again.Messages[0])
+	}
+	uid := snap.Messages[2].UID
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20 {
+			op := mailstore.FlagsAdd
+			if i%2 == 1 {
+				op = mailstore.FlagsRemove
+			}
+			// Directories unchanged for a while: listings are shared.
+			old := time.Now().Add(-time.Minute)
+			for _, sub := range []string{"new", "cur"} {
+				if err := os.Chtimes(filepath.Join(a.Dir(), sub), old, old); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if _, err := a.SetFlags(bg, []uint32{uid}, op, "S"); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			if m := mustSync(t, b).Messages[2]; m.Flags != "" {
+				t.Fatalf("after an even number of changes: %q", m.Flags)
+			}
+			return
+		default:
+			if snap, err := b.Sync(bg); err != nil || len(snap.Messages) != 5 {
+				t.Fatalf("sync during changes: %v", err)
+			}
+		}
+	}
+}
