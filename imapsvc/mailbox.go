@@ -177,30 +177,37 @@ func (mb *mailbox) apply(snap *mailstore.Snapshot) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	mb.synced = time.Now()
-	now := map[uint32]mailstore.Message{}
+	var now []mailstore.Message // both in ascending UID order
 	if snap.UIDValidity == mb.validity {
-		for _, m := range snap.Messages {
-			now[m.UID] = m
-		}
+		now = snap.Messages
 	}
 	kept := make([]mailstore.Message, 0, len(mb.msgs))
-	for i := len(mb.msgs) - 1; i >= 0; i-- {
-		if _, ok := now[mb.msgs[i].UID]; ok {
-			kept = append(kept, mb.msgs[i])
+	var gone []int // indexes in mb.msgs
+	j := 0
+	for i, m := range mb.msgs {
+		for j < len(now) && now[j].UID < m.UID {
+			j++ // below the view's last UID yet unknown to it: cannot be
+		}
+		if j < len(now) && now[j].UID == m.UID {
+			kept = append(kept, now[j])
+			j++
 		} else {
-			mb.tracker.QueueExpunge(uint32(i + 1))
-			mb.reg.headers.drop(mb.folder.Dir(), mb.msgs[i].Key)
+			gone = append(gone, i)
 		}
 	}
-	for i, j := 0, len(kept)-1; i < j; i, j = i+1, j-1 {
-		kept[i], kept[j] = kept[j], kept[i]
+	for k := len(gone) - 1; k >= 0; k-- {
+		mb.tracker.QueueExpunge(uint32(gone[k] + 1))
+		mb.reg.headers.drop(mb.folder.Dir(), mb.msgs[gone[k]].Key)
 	}
-	for i, m := range kept {
-		n := now[m.UID]
-		if n.Flags != m.Flags {
-			mb.tracker.QueueMessageFlags(uint32(i+1), imapUID(m.UID), imapFlags(n.Flags), nil)
+	// The flags of the messages kept, numbered after the expunges.
+	o := 0
+	for i, n := range kept {
+		for mb.msgs[o].UID != n.UID {
+			o++
 		}
-		kept[i] = n
+		if n.Flags != mb.msgs[o].Flags {
+			mb.tracker.QueueMessageFlags(uint32(i+1), imapUID(n.UID), imapFlags(n.Flags), nil)
+		}
 	}
 	var top uint32
 	if len(kept) > 0 {
