@@ -4,11 +4,17 @@ import (
 	"container/list"
 	"reflect"
 	"sync"
+	"sync/atomic"
 )
 
-// maxViews bounds the folder views a Store keeps (least recently used
-// out first); a Folder holding a dropped view keeps using it.
-const maxViews = 1000
+// The folder views a Store keeps are bounded by their number and by the
+// messages they list (a view holds about 400 bytes a message), least
+// recently used out first; a Folder holding a dropped view keeps using
+// it. Variables for the tests.
+var (
+	maxViews        = 1000
+	maxViewMessages = int64(500_000)
+)
 
 // folderView is what was read of one folder directory: the UID map and
 // the listing of new/ and cur/ with the stamps they were read under, and
@@ -24,6 +30,8 @@ type folderView struct {
 	curID    fileStamp
 	files    map[string]fileEntry // by unique name
 	meta     map[string]msgMeta   // by unique name
+	owner    *views               // nil once dropped
+	counted  int64                // the messages counted in owner
 
 	// The last snapshot, and the map and listing it joined.
 	snap      *Snapshot
@@ -78,6 +86,10 @@ func (v *folderView) setFiles(newID, curID fileStamp, files map[string]fileEntry
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.newID, v.curID, v.files = newID, curID, files
+	if v.owner != nil {
+		v.owner.messages.Add(int64(len(files)) - v.counted)
+		v.counted = int64(len(files))
+	}
 	if len(v.meta) > len(files) {
 		for k := range v.meta {
 			if _, ok := files[k]; !ok {
@@ -90,6 +102,8 @@ func (v *folderView) setFiles(newID, curID fileStamp, files map[string]fileEntry
 // views are a Store's folder views by directory; the zero value is
 // empty and ready.
 type views struct {
+	messages atomic.Int64 // listed by the views kept
+
 	mu    sync.Mutex
 	lru   *list.List // of *viewEntry, most recent first
 	byDir map[string]*list.Element
@@ -111,11 +125,22 @@ func (vs *views) get(dir string) *folderView {
 		vs.lru.MoveToFront(el)
 		return el.Value.(*viewEntry).v
 	}
-	v := &folderView{}
+	v := &folderView{owner: vs}
 	vs.byDir[dir] = vs.lru.PushFront(&viewEntry{dir: dir, v: v})
-	for vs.lru.Len() > maxViews {
+	for vs.lru.Len() > maxViews || vs.lru.Len() > 1 && vs.messages.Load() > maxViewMessages {
 		e := vs.lru.Remove(vs.lru.Back()).(*viewEntry)
 		delete(vs.byDir, e.dir)
+		e.v.mu.Lock()
+		vs.messages.Add(-e.v.counted)
+		e.v.owner, e.v.counted = nil, 0
+		e.v.mu.Unlock()
 	}
 	return v
+}
+
+// len returns the number of views kept and the messages they list.
+func (vs *views) len() (views int, messages int64) {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	return len(vs.byDir), vs.messages.Load()
 }

@@ -128,3 +128,32 @@ func TestFolderViewSnapshotsAndConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// The views a Store keeps are bounded by number and by messages.
+func TestFolderViewsBounded(t *testing.T) {
+	defer mailstore.SetViewLimits(3, 10)()
+	e := mustStoreEnv(t)
+	s := e.node(t, mailstore.Options{})
+	for i, name := range []string{"A", "B", "C", "D"} {
+		f := mustFolder(t, e, s, name)
+		mustAppend(t, f, i, "")
+		mustSync(t, f)
+	}
+	if n, _ := s.ViewCount(); n != 3 {
+		t.Fatalf("%d views, want 3", n)
+	}
+	big := mustFolder(t, e, s, "Big")
+	for i := range 12 {
+		mustAppend(t, big, i, "")
+	}
+	mustSync(t, big)
+	mustFolder(t, e, s, "INBOX") // a view more: the others go beyond 10 messages
+	if n, m := s.ViewCount(); n > 2 || m > 12 {
+		t.Fatalf("%d views listing %d messages, want at most 2 and 12", n, m)
+	}
+	// A Folder whose view was dropped still works.
+	mustAppend(t, big, 99, "S")
+	if snap := mustSync(t, big); len(snap.Messages) != 13 {
+		t.Fatalf("%d messages, want 13", len(snap.Messages))
+	}
+}
