@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"mailcluster"
+	"mailcluster/internal/maillisten"
 	"mailcluster/mailstore"
 	"mailcluster/service"
 )
@@ -26,7 +26,7 @@ const (
 	// the loopback interface log in without TLS. Everyone else must use
 	// STARTTLS or the implicit-TLS listener first (LOGINDISABLED until
 	// then).
-	KeyAllowPlaintextLoopback = "AllowPlaintextLoopback"
+	KeyAllowPlaintextLoopback = maillisten.KeyAllowPlaintextLoopback
 )
 
 // Directory is what the IMAP service needs of the domain service. It is
@@ -84,13 +84,14 @@ type Server struct {
 	secLn  *chanListener
 	plLn   *chanListener
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*trackedConn]struct{}
-	sessions  int
-	idle      *sync.Cond // signalled when sessions drops to 0
-	closed    bool
-	wg        sync.WaitGroup
+	listeners maillisten.Listeners
+
+	mu       sync.Mutex
+	conns    map[*trackedConn]struct{}
+	sessions int
+	idle     *sync.Cond // signalled when sessions drops to 0
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // capabilities are what the server announces (besides what imapserver adds
@@ -110,7 +111,7 @@ func NewServer(store *mailstore.Store, dir Directory, cfg Config) *Server {
 	if cfg.Rescan <= 0 {
 		cfg.Rescan = 2 * time.Second
 	}
-	s := &Server{store: store, dir: dir, cfg: cfg, listeners: map[net.Listener]struct{}{}, conns: map[*trackedConn]struct{}{}}
+	s := &Server{store: store, dir: dir, cfg: cfg, conns: map[*trackedConn]struct{}{}}
 	s.idle = sync.NewCond(&s.mu)
 	s.headers = newHeaderCache(cfg.HeaderCacheBytes)
 	s.boxes = newRegistry(cfg.Hub, cfg.Rescan, cfg.Log, s.headers)
@@ -162,84 +163,27 @@ func (s *Server) ServeIMAPS(ln net.Listener) error {
 // that dynamic screening blocks (and all while the node is not in
 // service), and hands the others to the IMAP server that applies to them.
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return net.ErrClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		if !s.admit(c, implicitTLS) {
-			continue
+	screen := maillisten.Screen{Dir: s.dir, Log: s.cfg.Log, Protocol: "imap",
+		NotServing: "* BYE [UNAVAILABLE] This node is not in service yet (not registered in its cluster); try another\r\n",
+		Blocked: func(ip string) string {
+			return fmt.Sprintf("* BYE [UNAVAILABLE] Your address %s is blocked by dynamic screening\r\n", ip)
+		}}
+	return s.listeners.Serve(ln, func(c net.Conn) {
+		if !screen.Admit(c, !implicitTLS) {
+			return
 		}
 		if c = s.track(c); c == nil {
-			continue
+			return
 		}
-		if implicitTLS {
+		switch {
+		case implicitTLS:
 			s.secLn.push(tls.Server(c, s.cfg.TLS))
-			continue
-		}
-		if isLoopback(c) && strings.EqualFold(s.dir.Setting(SectionIMAP, KeyAllowPlaintextLoopback, "No"), "yes") {
+		case maillisten.PlaintextAllowed(c, s.dir, SectionIMAP):
 			s.plLn.push(c)
-		} else {
+		default:
 			s.secLn.push(c)
 		}
-	}
-}
-
-// admit screens a new connection; a refused one is answered (in plain
-// text only: a TLS client would not read it) and closed.
-func (s *Server) admit(c net.Conn, implicitTLS bool) bool {
-	bye := ""
-	ip := remoteIP(c)
-	if !s.dir.Serving() {
-		bye = "* BYE [UNAVAILABLE] This node is not in service yet (not registered in its cluster); try another\r\n"
-	} else if b, blocked := s.dir.BlockedIP(ip); blocked {
-		bye = fmt.Sprintf("* BYE [UNAVAILABLE] Your address %s is blocked by dynamic screening\r\n", b.IP)
-		s.cfg.Log.Debug("imap: refused a blocked address", "ip", ip)
-	}
-	if bye == "" {
-		return true
-	}
-	if !implicitTLS {
-		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		_, _ = c.Write([]byte(bye))
-	}
-	_ = c.Close()
-	return false
-}
-
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	return host
-}
-
-func isLoopback(c net.Conn) bool {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.IsLoopback()
-	}
-	return false
+	})
 }
 
 // Close stops the listeners, closes every connection and returns once
@@ -252,9 +196,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
+	s.listeners.Close()
 	for c := range s.conns {
 		c.Conn.Close()
 	}
@@ -345,3 +287,5 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+func remoteIP(c net.Conn) string { return maillisten.RemoteIP(c) }

@@ -15,6 +15,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"mailcluster"
+	"mailcluster/internal/maillisten"
 	"mailcluster/mailstore"
 	"mailcluster/service"
 )
@@ -25,7 +26,7 @@ const (
 	// KeyAllowPlaintextLoopback (Yes/No, default No): Yes lets clients on
 	// the loopback interface log in without TLS. Everyone else must use
 	// STLS or the implicit-TLS listener first.
-	KeyAllowPlaintextLoopback = "AllowPlaintextLoopback"
+	KeyAllowPlaintextLoopback = maillisten.KeyAllowPlaintextLoopback
 	// KeyIdleTimeout (seconds, 1-86400, default 600): a connection that
 	// neither receives nor sends a byte for this long is closed, without
 	// removing the messages marked with DELE.
@@ -75,18 +76,18 @@ type Server struct {
 	cfg   Config
 	sizes *lru.Cache[string, int64] // folder dir + "\x00" + message key -> POP3 size
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	closed    bool
-	wg        sync.WaitGroup // sessions
+	listeners maillisten.Listeners
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // sessions
 }
 
 // NewServer returns a Server over store.
 func NewServer(store *mailstore.Store, dir Directory, cfg Config) *Server {
 	sizes, _ := lru.New[string, int64](sizeCacheEntries)
-	return &Server{store: store, dir: dir, cfg: cfg, sizes: sizes,
-		listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{}}
+	return &Server{store: store, dir: dir, cfg: cfg, sizes: sizes, conns: map[net.Conn]struct{}{}}
 }
 
 // ServePOP3 serves POP3 with STLS on ln until Close.
@@ -105,39 +106,20 @@ func (s *Server) ServePOP3S(ln net.Listener) error {
 // dynamic screening blocks (and all while the node is not in service),
 // and runs a session for each other one.
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return net.ErrClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		if !s.admit(c, implicitTLS) {
-			continue
+	screen := maillisten.Screen{Dir: s.dir, Log: s.cfg.Log, Protocol: "pop3",
+		NotServing: "-ERR [SYS/TEMP] This node is not in service yet (not registered in its cluster); try another\r\n",
+		Blocked: func(ip string) string {
+			return fmt.Sprintf("-ERR [SYS/PERM] Your address %s is blocked by dynamic screening\r\n", ip)
+		}}
+	return s.listeners.Serve(ln, func(c net.Conn) {
+		if !screen.Admit(c, !implicitTLS) {
+			return
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.Close()
-			continue
+			return
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
@@ -152,29 +134,7 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 			}()
 			s.newSession(c, implicitTLS).run()
 		}()
-	}
-}
-
-// admit screens a new connection; a refused one is answered (in plain
-// text only: a TLS client would not read it) and closed.
-func (s *Server) admit(c net.Conn, implicitTLS bool) bool {
-	refusal := ""
-	ip := remoteIP(c)
-	if !s.dir.Serving() {
-		refusal = "-ERR [SYS/TEMP] This node is not in service yet (not registered in its cluster); try another\r\n"
-	} else if b, blocked := s.dir.BlockedIP(ip); blocked {
-		refusal = fmt.Sprintf("-ERR [SYS/PERM] Your address %s is blocked by dynamic screening\r\n", b.IP)
-		s.cfg.Log.Debug("pop3: refused a blocked address", "ip", ip)
-	}
-	if refusal == "" {
-		return true
-	}
-	if !implicitTLS {
-		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		_, _ = c.Write([]byte(refusal))
-	}
-	_ = c.Close()
-	return false
+	})
 }
 
 // Close stops the listeners, closes every connection and returns once
@@ -186,23 +146,13 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
+	s.listeners.Close()
 	for c := range s.conns {
 		c.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
-}
-
-// plaintextAllowed reports whether a client may log in without TLS: only
-// on the loopback interface, and only when [POP3] AllowPlaintextLoopback
-// says so.
-func (s *Server) plaintextAllowed(c net.Conn) bool {
-	a, ok := c.RemoteAddr().(*net.TCPAddr)
-	return ok && a.IP.IsLoopback() && strings.EqualFold(s.dir.Setting(SectionPOP3, KeyAllowPlaintextLoopback, "No"), "yes")
 }
 
 // idleTimeout is [POP3] IdleTimeout (DefaultIdleTimeout when unset or
@@ -216,14 +166,6 @@ func (s *Server) idleTimeout() time.Duration {
 		s.cfg.Log.Warn("pop3: [POP3] IdleTimeout is not a number of seconds from 1 to 86400; using the default", "value", v)
 	}
 	return DefaultIdleTimeout
-}
-
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	return host
 }
 
 // deadlineConn renews the idle deadline before every read and write, so
@@ -242,4 +184,13 @@ func (c deadlineConn) Read(p []byte) (int, error) {
 func (c deadlineConn) Write(p []byte) (int, error) {
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
 	return c.Conn.Write(p)
+}
+
+func remoteIP(c net.Conn) string { return maillisten.RemoteIP(c) }
+
+// plaintextAllowed reports whether a client may log in without TLS: only
+// on the loopback interface, and only when [POP3] AllowPlaintextLoopback
+// says so.
+func (s *Server) plaintextAllowed(c net.Conn) bool {
+	return maillisten.PlaintextAllowed(c, s.dir, SectionPOP3)
 }
