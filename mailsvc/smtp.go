@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"mailcluster/internal/maillisten"
 	"mailcluster/mailstore"
 	"mailcluster/service"
 
@@ -294,7 +295,7 @@ func (s *Server) ServeSubmission(ln net.Listener) error {
 }
 
 func (s *Server) screened(ln net.Listener, name string) *screenedListener {
-	return &screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, metrics: s.metrics, conns: s.conns, name: name}
+	return &screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, screen: smtpScreen(s.dir, s.cfg.Log), metrics: s.metrics, conns: s.conns, name: name}
 }
 
 // screenedListener refuses connections right at connect, with a 421
@@ -307,6 +308,7 @@ type screenedListener struct {
 	net.Listener
 	dir     Directory
 	log     *slog.Logger
+	screen  maillisten.Screen
 	metrics *smtpMetrics
 	conns   *connLimiter // shared by the listeners of a Server
 	name    string       // ListenerInbound or ListenerSubmission
@@ -318,22 +320,11 @@ func (l *screenedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !l.dir.Serving() {
-			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			_, _ = fmt.Fprintf(c, "421 4.3.2 This node is not in service yet (not registered in its cluster); try another\r\n")
-			_ = c.Close()
+		if !l.screen.Admit(c, true) {
 			l.metrics.rejected(421)
 			continue
 		}
 		ip := remoteIP(c)
-		if b, blocked := l.dir.BlockedIP(ip); blocked {
-			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			_, _ = fmt.Fprintf(c, "421 4.7.0 Your address %s is blocked by dynamic screening; closing connection\r\n", b.IP)
-			_ = c.Close()
-			l.metrics.rejected(421)
-			l.log.Debug("smtp: refused a blocked address", "ip", ip)
-			continue
-		}
 		release, ok := l.conns.acquire(ip, intSetting(l.dir, KeyMaxConnections, DefaultMaxConnections),
 			intSetting(l.dir, KeyMaxConnectionsPerIP, DefaultMaxConnectionsPerIP))
 		if !ok {
@@ -350,13 +341,17 @@ func (l *screenedListener) Accept() (net.Conn, error) {
 	}
 }
 
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	return host
+// smtpScreen refuses, with a 421 reply, connections while the node is
+// not in service and from addresses that dynamic screening blocks.
+func smtpScreen(dir Directory, log *slog.Logger) maillisten.Screen {
+	return maillisten.Screen{Dir: dir, Log: log, Protocol: "smtp",
+		NotServing: "421 4.3.2 This node is not in service yet (not registered in its cluster); try another\r\n",
+		Blocked: func(ip string) string {
+			return fmt.Sprintf("421 4.7.0 Your address %s is blocked by dynamic screening; closing connection\r\n", ip)
+		}}
 }
+
+func remoteIP(c net.Conn) string { return maillisten.RemoteIP(c) }
 
 // Close stops both listeners and ends open sessions.
 func (s *Server) Close() error {
