@@ -518,11 +518,35 @@ func (n *Node) startMail(bg context.Context) error {
 	n.goBackground(func() { n.certs.Run(bg, n.store) })
 	n.smtp = mailsvc.NewServer(n.Mail, n.local, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: n.certs.TLSConfig(), Log: n.log,
 		Registerer: n.metrics.reg})
-	for _, l := range []struct {
-		addr  string
-		out   *string
-		serve func(net.Listener) error
-	}{{c.SMTPAddr, &n.SMTPAddr, n.smtp.ServeInbound}, {c.SubmissionAddr, &n.SubmissionAddr, n.smtp.ServeSubmission}} {
+	if err := n.listenMail("smtp", mailListener{c.SMTPAddr, &n.SMTPAddr, n.smtp.ServeInbound},
+		mailListener{c.SubmissionAddr, &n.SubmissionAddr, n.smtp.ServeSubmission}); err != nil {
+		return err
+	}
+	n.imap = imapsvc.NewServer(n.Mail, n.local, imapsvc.Config{TLS: n.certs.TLSConfig(), Log: n.log, Hub: n.hub, Rescan: c.IMAPRescan})
+	if err := n.listenMail("imap", mailListener{c.IMAPAddr, &n.IMAPAddr, n.imap.ServeIMAP},
+		mailListener{c.IMAPSAddr, &n.IMAPSAddr, n.imap.ServeIMAPS}); err != nil {
+		return err
+	}
+	n.pop3 = pop3svc.NewServer(n.Mail, n.local, pop3svc.Config{TLS: n.certs.TLSConfig(), Log: n.log})
+	return n.listenMail("pop3", mailListener{c.POP3Addr, &n.POP3Addr, n.pop3.ServePOP3},
+		mailListener{c.POP3SAddr, &n.POP3SAddr, n.pop3.ServePOP3S})
+}
+
+// mailListener is a mail listener of the node: an address from the
+// configuration ("" for none), where to write the bound address, and the
+// edge's serve loop.
+type mailListener struct {
+	addr  string
+	out   *string
+	serve func(net.Listener) error
+}
+
+// listenMail binds each configured listener and serves it in the
+// background until the node closes; a serve loop that stops with an
+// error (other than SMTP's normal end, smtp.ErrServerClosed) is logged
+// under protocol.
+func (n *Node) listenMail(protocol string, ls ...mailListener) error {
+	for _, l := range ls {
 		if l.addr == "" {
 			continue
 		}
@@ -534,49 +558,7 @@ func (n *Node) startMail(bg context.Context) error {
 		serve := l.serve
 		n.goBackground(func() {
 			if err := serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-				n.log.Error("smtp listener stopped", "err", err)
-			}
-		})
-	}
-	n.imap = imapsvc.NewServer(n.Mail, n.local, imapsvc.Config{TLS: n.certs.TLSConfig(), Log: n.log, Hub: n.hub, Rescan: c.IMAPRescan})
-	for _, l := range []struct {
-		addr  string
-		out   *string
-		serve func(net.Listener) error
-	}{{c.IMAPAddr, &n.IMAPAddr, n.imap.ServeIMAP}, {c.IMAPSAddr, &n.IMAPSAddr, n.imap.ServeIMAPS}} {
-		if l.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", l.addr, err)
-		}
-		*l.out = ln.Addr().String()
-		serve := l.serve
-		n.goBackground(func() {
-			if err := serve(ln); err != nil {
-				n.log.Error("imap listener stopped", "err", err)
-			}
-		})
-	}
-	n.pop3 = pop3svc.NewServer(n.Mail, n.local, pop3svc.Config{TLS: n.certs.TLSConfig(), Log: n.log})
-	for _, l := range []struct {
-		addr  string
-		out   *string
-		serve func(net.Listener) error
-	}{{c.POP3Addr, &n.POP3Addr, n.pop3.ServePOP3}, {c.POP3SAddr, &n.POP3SAddr, n.pop3.ServePOP3S}} {
-		if l.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", l.addr, err)
-		}
-		*l.out = ln.Addr().String()
-		serve := l.serve
-		n.goBackground(func() {
-			if err := serve(ln); err != nil {
-				n.log.Error("pop3 listener stopped", "err", err)
+				n.log.Error(protocol+" listener stopped", "err", err)
 			}
 		})
 	}
