@@ -1,27 +1,21 @@
 package imapsvc_test
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/imapsvc"
-	"mailcluster/kvstore"
+	"mailcluster/internal/mailtest"
 	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
 	"mailcluster/service"
@@ -32,6 +26,7 @@ import (
 // listeners (STARTTLS and implicit TLS) and the inbound SMTP listener.
 type env struct {
 	t        *testing.T
+	p        *mailtest.Primary
 	svc      *service.Service
 	local    *service.Local
 	outbox   *cluster.Outbox
@@ -56,24 +51,11 @@ type node struct {
 }
 
 // failureLog records the login failures the service reports.
-type failureLog struct {
-	mu sync.Mutex
-	fs []mailcluster.LoginFailure
-}
+type failureLog struct{ *mailtest.FailureLog }
 
-func (l *failureLog) Report(f mailcluster.LoginFailure) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fs = append(l.fs, f)
-}
+func (l failureLog) all() []mailcluster.LoginFailure { return l.All() }
 
-func (l *failureLog) all() []mailcluster.LoginFailure {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]mailcluster.LoginFailure(nil), l.fs...)
-}
-
-var sysCtx = service.SystemContext(context.Background(), "test")
+var sysCtx = mailtest.SysCtx
 
 // Passwords of the accounts of every env.
 const (
@@ -83,77 +65,18 @@ const (
 
 func mustOpenEnv(t *testing.T) *env {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	data := t.TempDir()
-	st, err := kvstore.OpenBoltStore(filepath.Join(data, "state.db"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := &failureLog{}
-	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log,
-		service.Options{BcryptCost: bcrypt.MinCost, Failures: fl})
-	ctx, cancel := context.WithCancel(sysCtx)
-	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
-		t.Fatal(err)
-	}
-	local, err := svc.Local(sysCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := cluster.OpenOutbox(filepath.Join(data, "outbox.db"), "node1", func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob.Store = st // as on a node: a delta stops being pending once applied
-	done := make(chan struct{})
-	go func() { ob.Run(ctx); close(done) }()
-	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(data, "tls"), "imap.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	certFile := filepath.Join(data, "ca.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, svc: svc, local: local, outbox: ob, failures: fl, data: data, log: log, cert: cert,
-		client: &tls.Config{RootCAs: pool, ServerName: "localhost"}, certFile: certFile}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		ob.Close()
-		st.Close()
-	})
-	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []mailcluster.AccountCreate{
-		{Domain: "example.com", Mailbox: "alice", Password: alicePass},
-		{Domain: "example.com", Mailbox: "bob", Password: bobPass},
-		{Domain: "example.com", Mailbox: "off", Password: "off-pass-123", Disabled: true},
-		{Domain: "example.com", Mailbox: "ice", Password: "ice-pass-123", Frozen: true},
-		{Domain: "example.com", Mailbox: "small", Password: "small-pass-1", QuotaBytes: 2000},
-	} {
-		if _, err := svc.CreateAccount(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := mailtest.OpenPrimary(t, "imap.test",
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: alicePass},
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "bob", Password: bobPass},
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "off", Password: "off-pass-123", Disabled: true},
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "ice", Password: "ice-pass-123", Frozen: true},
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "small", Password: "small-pass-1", QuotaBytes: 2000})
+	e := &env{t: t, p: p, svc: p.Svc, local: p.Local, outbox: p.Outbox, failures: &failureLog{p.Failures}, data: p.Data, log: p.Log,
+		cert: p.Cert, client: p.Client, certFile: p.CertFile}
 	e.node = e.startNode()
-	smtpSrv := mailsvc.NewServer(e.node.store, local, mailsvc.ServerConfig{Hostname: "mx.test", Log: log})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go smtpSrv.ServeInbound(ln)
+	smtpSrv := mailsvc.NewServer(e.node.store, p.Local, mailsvc.ServerConfig{Hostname: "mx.test", Log: p.Log})
 	t.Cleanup(func() { smtpSrv.Close() })
-	e.smtp = ln.Addr().String()
+	e.smtp = mailtest.Serve(t, smtpSrv.ServeInbound)
 	return e
 }
 
@@ -164,29 +87,16 @@ func (e *env) startNode() *node {
 	t.Helper()
 	hub := mailstore.NewHub()
 	store := mailstore.NewStore(e.local, e.outbox, e.log, mailstore.Options{Hub: hub})
-	srv := imapsvc.NewServer(store, e.local, imapsvc.Config{TLS: &tls.Config{Certificates: []tls.Certificate{e.cert}},
+	srv := imapsvc.NewServer(store, e.local, imapsvc.Config{TLS: e.p.ServerTLS(),
 		Log: e.log, Hub: hub, Rescan: 200 * time.Millisecond})
-	l1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.ServeIMAP(l1)
-	go srv.ServeIMAPS(l2)
 	t.Cleanup(func() { srv.Close() })
-	return &node{store: store, hub: hub, srv: srv, imap: l1.Addr().String(), imaps: l2.Addr().String()}
+	return &node{store: store, hub: hub, srv: srv, imap: mailtest.Serve(t, srv.ServeIMAP), imaps: mailtest.Serve(t, srv.ServeIMAPS)}
 }
 
 // setSetting sets a main ini setting for the rest of the test.
 func (e *env) setSetting(section, key, value string) {
 	e.t.Helper()
-	if err := e.svc.SetSetting(sysCtx, "mailcluster", section, key, value); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { e.svc.DeleteSetting(sysCtx, "mailcluster", section, key) })
+	e.p.SetSetting(section, key, value)
 }
 
 // dial connects to addr with STARTTLS; h (may be nil) receives unilateral
@@ -289,20 +199,5 @@ func message(subject, body string) string {
 // waitFor polls cond until it holds, for at most 10 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// testWriter sends a log to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	mailtest.WaitFor(t, what, cond)
 }

@@ -2,28 +2,22 @@ package pop3svc_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
-	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
 	"mailcluster/cluster"
 	"mailcluster/imapsvc"
-	"mailcluster/kvstore"
+	"mailcluster/internal/mailtest"
 	"mailcluster/mailstore"
-	"mailcluster/mailsvc"
 	"mailcluster/pop3svc"
 	"mailcluster/service"
 )
@@ -34,6 +28,7 @@ import (
 // same store.
 type env struct {
 	t        *testing.T
+	p        *mailtest.Primary
 	svc      *service.Service
 	local    *service.Local
 	outbox   *cluster.Outbox
@@ -51,121 +46,38 @@ type env struct {
 }
 
 // failureLog records the login failures the service reports.
-type failureLog struct {
-	mu sync.Mutex
-	fs []mailcluster.LoginFailure
-}
+type failureLog struct{ *mailtest.FailureLog }
 
-func (l *failureLog) Report(f mailcluster.LoginFailure) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fs = append(l.fs, f)
-}
+func (l failureLog) all() []mailcluster.LoginFailure { return l.All() }
 
-func (l *failureLog) all() []mailcluster.LoginFailure {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]mailcluster.LoginFailure(nil), l.fs...)
-}
-
-var sysCtx = service.SystemContext(context.Background(), "test")
+var sysCtx = mailtest.SysCtx
 
 const alicePass = "alice-pass-1"
 
 func mustOpenEnv(t *testing.T) *env {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	data := t.TempDir()
-	st, err := kvstore.OpenBoltStore(filepath.Join(data, "state.db"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := &failureLog{}
-	svc := service.New(st, mailcluster.StaticLeadership{Self: mailcluster.PrimaryRef{Name: "node1", APIURL: "http://127.0.0.1:1"}}, log,
-		service.Options{BcryptCost: bcrypt.MinCost, Failures: fl})
-	ctx, cancel := context.WithCancel(sysCtx)
-	if _, err := svc.Bootstrap(ctx, mailcluster.BootstrapConfig{AdminAddress: "admin@localhost", AdminPassword: "admin-pass-1", DataDir: data}); err != nil {
-		t.Fatal(err)
-	}
-	local, err := svc.Local(sysCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob, err := cluster.OpenOutbox(filepath.Join(data, "outbox.db"), "node1", func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
-	}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ob.Store = st
-	done := make(chan struct{})
-	go func() { ob.Run(ctx); close(done) }()
-	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(data, "tls"), "pop3.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	certFile := filepath.Join(data, "ca.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		ob.Close()
-		st.Close()
-	})
-	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []mailcluster.AccountCreate{
-		{Domain: "example.com", Mailbox: "alice", Password: alicePass},
-		{Domain: "example.com", Mailbox: "off", Password: "off-pass-123", Disabled: true},
-		{Domain: "example.com", Mailbox: "ice", Password: "ice-pass-123", Frozen: true},
-	} {
-		if _, err := svc.CreateAccount(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := mailtest.OpenPrimary(t, "pop3.test",
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: alicePass},
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "off", Password: "off-pass-123", Disabled: true},
+		mailcluster.AccountCreate{Domain: "example.com", Mailbox: "ice", Password: "ice-pass-123", Frozen: true})
 	hub := mailstore.NewHub()
-	store := mailstore.NewStore(local, ob, log, mailstore.Options{Hub: hub})
-	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
-	e := &env{t: t, svc: svc, local: local, outbox: ob, failures: fl, data: data, log: log,
-		client: &tls.Config{RootCAs: pool, ServerName: "localhost"}, certFile: certFile, store: store}
-	e.pop = pop3svc.NewServer(store, local, pop3svc.Config{TLS: serverTLS, Log: log})
+	store := mailstore.NewStore(p.Local, p.Outbox, p.Log, mailstore.Options{Hub: hub})
+	e := &env{t: t, p: p, svc: p.Svc, local: p.Local, outbox: p.Outbox, failures: &failureLog{p.Failures}, data: p.Data, log: p.Log,
+		client: p.Client, certFile: p.CertFile, store: store}
+	e.pop = pop3svc.NewServer(store, p.Local, pop3svc.Config{TLS: p.ServerTLS(), Log: p.Log})
 	t.Cleanup(func() { e.pop.Close() })
-	e.pop3 = serve(t, e.pop.ServePOP3)
-	e.pop3s = serve(t, e.pop.ServePOP3S)
-	imapSrv := imapsvc.NewServer(store, local, imapsvc.Config{TLS: serverTLS, Log: log, Hub: hub, Rescan: 200 * time.Millisecond})
+	e.pop3 = mailtest.Serve(t, e.pop.ServePOP3)
+	e.pop3s = mailtest.Serve(t, e.pop.ServePOP3S)
+	imapSrv := imapsvc.NewServer(store, p.Local, imapsvc.Config{TLS: p.ServerTLS(), Log: p.Log, Hub: hub, Rescan: 200 * time.Millisecond})
 	t.Cleanup(func() { imapSrv.Close() })
-	e.imap = serve(t, imapSrv.ServeIMAP)
+	e.imap = mailtest.Serve(t, imapSrv.ServeIMAP)
 	return e
-}
-
-// serve runs a listener on 127.0.0.1 with a free port and returns its
-// address.
-func serve(t *testing.T, f func(net.Listener) error) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go f(ln)
-	return ln.Addr().String()
 }
 
 // setSetting sets a main ini setting for the rest of the test.
 func (e *env) setSetting(section, key, value string) {
 	e.t.Helper()
-	if err := e.svc.SetSetting(sysCtx, "mailcluster", section, key, value); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { e.svc.DeleteSetting(sysCtx, "mailcluster", section, key) })
+	e.p.SetSetting(section, key, value)
 }
 
 // account returns an account as stored.
@@ -353,20 +265,5 @@ func isTimeout(err error) bool {
 // waitFor polls cond until it holds, for at most 10 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// testWriter sends a log to t.Log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	mailtest.WaitFor(t, what, cond)
 }
