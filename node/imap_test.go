@@ -1,13 +1,8 @@
 package node_test
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"log/slog"
 	"net/smtp"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,36 +10,14 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"mailcluster"
 	"mailcluster/node"
-	"mailcluster/service"
 )
 
 // TestIMAP starts a standalone node with both IMAP listeners: a client of
 // each logs in with the node's certificate, and a session idling in INBOX
 // sees a message delivered by the node's SMTP listener.
 func TestIMAP(t *testing.T) {
-	data := t.TempDir()
-	n := node.New(&node.Config{DataDir: data, HTTPAddr: "127.0.0.1:0", NodeName: "n1", AdminAddress: "admin@localhost",
-		AdminPassword: "admin-pass-1", SMTPAddr: "127.0.0.1:0", SMTPHostname: "mx.test",
-		IMAPAddr: "127.0.0.1:0", IMAPSAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler), nil)
-	if err := n.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx := service.SystemContext(context.Background(), "test")
-	if _, err := n.Service.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Service.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: "alice-pass-1"}); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(filepath.Join(data, "tls", "selfsigned.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	n, pool := startMailNode(t, func(c *node.Config) { c.IMAPAddr, c.IMAPSAddr = "127.0.0.1:0", "127.0.0.1:0" })
 	tc := &tls.Config{RootCAs: pool}
 
 	starttls, err := imapclient.DialStartTLS(n.IMAPAddr, &imapclient.Options{TLSConfig: tc})

@@ -3,8 +3,6 @@ package node_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"log/slog"
 	"net"
 	"net/textproto"
 	"os"
@@ -13,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"mailcluster"
 	"mailcluster/node"
 	"mailcluster/service"
 )
@@ -22,27 +19,7 @@ import (
 // delivered by the node's SMTP listener is read over STLS and deleted
 // over implicit TLS, with the node's certificate.
 func TestPOP3(t *testing.T) {
-	data := t.TempDir()
-	n := node.New(&node.Config{DataDir: data, HTTPAddr: "127.0.0.1:0", NodeName: "n1", AdminAddress: "admin@localhost",
-		AdminPassword: "admin-pass-1", SMTPAddr: "127.0.0.1:0", SMTPHostname: "mx.test",
-		POP3Addr: "127.0.0.1:0", POP3SAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler), nil)
-	if err := n.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	ctx := service.SystemContext(context.Background(), "test")
-	if _, err := n.Service.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Service.CreateAccount(ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "alice", Password: "alice-pass-1"}); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(filepath.Join(data, "tls", "selfsigned.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	n, pool := startMailNode(t, func(c *node.Config) { c.POP3Addr, c.POP3SAddr = "127.0.0.1:0", "127.0.0.1:0" })
 	tc := &tls.Config{RootCAs: pool, ServerName: "localhost"}
 	msg := "From: x@remote.test\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 	if err := sendPlain(n.SMTPAddr, "x@remote.test", "alice@example.com", msg); err != nil {
@@ -99,7 +76,7 @@ func TestPOP3(t *testing.T) {
 	if l := step(c, "QUIT"); !strings.Contains(l, "0 messages left") {
 		t.Fatalf("QUIT: %q", l)
 	}
-	a, err := n.Service.FindAccount(ctx, "example.com", "alice")
+	a, err := n.Service.FindAccount(service.SystemContext(context.Background(), "test"), "example.com", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
