@@ -46,15 +46,18 @@ func (w *idleWatcher) handler() *imapclient.UnilateralDataHandler {
 	}
 }
 
-// allowPlainIMAP lets loopback clients log in without TLS on every node.
-func allowPlainIMAP(t *testing.T, c *Cluster, p int) {
+// allowPlaintext sets [section] AllowPlaintextLoopback (section is IMAP
+// or POP3) on the primary and waits until every node has it: loopback
+// clients may then log in to that protocol without TLS.
+func allowPlaintext(t *testing.T, c *Cluster, p int, section string) {
 	t.Helper()
-	if code, body := admin(t, c.Nodes[p], "PUT", "/api/v1/settings/mailcluster/IMAP/AllowPlaintextLoopback", `{"value":"Yes"}`); code >= 300 {
-		t.Fatalf("allow plain IMAP on loopback: %d %s", code, body)
+	url := "/api/v1/settings/mailcluster/" + section + "/AllowPlaintextLoopback"
+	if code, body := admin(t, c.Nodes[p], "PUT", url, `{"value":"Yes"}`); code >= 300 {
+		t.Fatalf("allow plain %s on loopback: %d %s", section, code, body)
 	}
 	for i, n := range c.Nodes {
-		eventually(t, waitTimeout, fmt.Sprintf("n%d has the IMAP setting", i), func() bool {
-			code, body := admin(t, n, "GET", "/api/v1/settings/mailcluster/IMAP/AllowPlaintextLoopback", "")
+		eventually(t, waitTimeout, fmt.Sprintf("n%d has the %s setting", i, section), func() bool {
+			code, body := admin(t, n, "GET", url, "")
 			return code == 200 && strings.Contains(body, "Yes")
 		})
 	}
@@ -87,7 +90,7 @@ func imapLogin(t *testing.T, n *Node, h *imapclient.UnilateralDataHandler) *imap
 func TestIMAPNotifyAcrossNodes(t *testing.T) {
 	slow := []string{"--imap-rescan", "1h"}
 	c, p := setupMailCluster(t, 3, map[int][]string{0: slow, 1: slow, 2: slow})
-	allowPlainIMAP(t, c, p)
+	allowPlaintext(t, c, p, "IMAP")
 	secs := c.Secondaries(p)
 	a, b, cn := c.Nodes[secs[1]], c.Nodes[secs[0]], c.Nodes[p]
 
@@ -145,7 +148,7 @@ func TestIMAPRescanWithoutPrimary(t *testing.T) {
 	if p != 0 {
 		t.Fatalf("primary is n%d", p)
 	}
-	allowPlainIMAP(t, c, p)
+	allowPlaintext(t, c, p, "IMAP")
 	w := &idleWatcher{}
 	watcher := imapLogin(t, c.Nodes[1], w.handler())
 	c.Nodes[0].Stop()

@@ -44,10 +44,8 @@ func pop3Command(t *testing.T, c *textproto.Conn, multi bool, format string, arg
 func TestPOP3ExpungeSeenByIMAP(t *testing.T) {
 	slow := []string{"--imap-rescan", "1h"}
 	c, p := setupMailCluster(t, 3, map[int][]string{0: slow, 1: slow, 2: slow})
-	allowPlainIMAP(t, c, p)
-	if code, body := admin(t, c.Nodes[p], "PUT", "/api/v1/settings/mailcluster/POP3/AllowPlaintextLoopback", `{"value":"Yes"}`); code >= 300 {
-		t.Fatalf("allow plain POP3 on loopback: %d %s", code, body)
-	}
+	allowPlaintext(t, c, p, "IMAP")
+	allowPlaintext(t, c, p, "POP3")
 	secs := c.Secondaries(p)
 	a, b := c.Nodes[secs[0]], c.Nodes[secs[1]]
 	for i := range 2 {
@@ -62,10 +60,6 @@ func TestPOP3ExpungeSeenByIMAP(t *testing.T) {
 			}
 		}
 		return true
-	})
-	eventually(t, waitTimeout, "POP3 setting on node "+a.BaseURL, func() bool {
-		code, body := admin(t, a, "GET", "/api/v1/settings/mailcluster/POP3/AllowPlaintextLoopback", "")
-		return code == 200 && strings.Contains(body, "Yes")
 	})
 
 	w := &idleWatcher{}
