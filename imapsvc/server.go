@@ -84,6 +84,7 @@ type Server struct {
 	secLn  *chanListener
 	plLn   *chanListener
 
+	screen    maillisten.Screen
 	listeners maillisten.Listeners
 
 	mu       sync.Mutex
@@ -112,6 +113,11 @@ func NewServer(store *mailstore.Store, dir Directory, cfg Config) *Server {
 		cfg.Rescan = 2 * time.Second
 	}
 	s := &Server{store: store, dir: dir, cfg: cfg, conns: map[*trackedConn]struct{}{}}
+	s.screen = maillisten.Screen{Dir: dir, Log: cfg.Log, Protocol: "imap",
+		NotServing: "* BYE [UNAVAILABLE] This node is not in service yet (not registered in its cluster); try another\r\n",
+		Blocked: func(ip string) string {
+			return fmt.Sprintf("* BYE [UNAVAILABLE] Your address %s is blocked by dynamic screening\r\n", ip)
+		}}
 	s.idle = sync.NewCond(&s.mu)
 	s.headers = newHeaderCache(cfg.HeaderCacheBytes)
 	s.boxes = newRegistry(cfg.Hub, cfg.Rescan, cfg.Log, s.headers)
@@ -163,13 +169,8 @@ func (s *Server) ServeIMAPS(ln net.Listener) error {
 // that dynamic screening blocks (and all while the node is not in
 // service), and hands the others to the IMAP server that applies to them.
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	screen := maillisten.Screen{Dir: s.dir, Log: s.cfg.Log, Protocol: "imap",
-		NotServing: "* BYE [UNAVAILABLE] This node is not in service yet (not registered in its cluster); try another\r\n",
-		Blocked: func(ip string) string {
-			return fmt.Sprintf("* BYE [UNAVAILABLE] Your address %s is blocked by dynamic screening\r\n", ip)
-		}}
 	return s.listeners.Serve(ln, func(c net.Conn) {
-		if !screen.Admit(c, !implicitTLS) {
+		if !s.screen.Admit(c, !implicitTLS) {
 			return
 		}
 		if c = s.track(c); c == nil {

@@ -76,6 +76,7 @@ type Server struct {
 	cfg   Config
 	sizes *lru.Cache[string, int64] // folder dir + "\x00" + message key -> POP3 size
 
+	screen    maillisten.Screen
 	listeners maillisten.Listeners
 
 	mu     sync.Mutex
@@ -87,7 +88,12 @@ type Server struct {
 // NewServer returns a Server over store.
 func NewServer(store *mailstore.Store, dir Directory, cfg Config) *Server {
 	sizes, _ := lru.New[string, int64](sizeCacheEntries)
-	return &Server{store: store, dir: dir, cfg: cfg, sizes: sizes, conns: map[net.Conn]struct{}{}}
+	return &Server{store: store, dir: dir, cfg: cfg, sizes: sizes, conns: map[net.Conn]struct{}{},
+		screen: maillisten.Screen{Dir: dir, Log: cfg.Log, Protocol: "pop3",
+			NotServing: "-ERR [SYS/TEMP] This node is not in service yet (not registered in its cluster); try another\r\n",
+			Blocked: func(ip string) string {
+				return fmt.Sprintf("-ERR [SYS/PERM] Your address %s is blocked by dynamic screening\r\n", ip)
+			}}}
 }
 
 // ServePOP3 serves POP3 with STLS on ln until Close.
@@ -106,13 +112,8 @@ func (s *Server) ServePOP3S(ln net.Listener) error {
 // dynamic screening blocks (and all while the node is not in service),
 // and runs a session for each other one.
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	screen := maillisten.Screen{Dir: s.dir, Log: s.cfg.Log, Protocol: "pop3",
-		NotServing: "-ERR [SYS/TEMP] This node is not in service yet (not registered in its cluster); try another\r\n",
-		Blocked: func(ip string) string {
-			return fmt.Sprintf("-ERR [SYS/PERM] Your address %s is blocked by dynamic screening\r\n", ip)
-		}}
 	return s.listeners.Serve(ln, func(c net.Conn) {
-		if !screen.Admit(c, !implicitTLS) {
+		if !s.screen.Admit(c, !implicitTLS) {
 			return
 		}
 		s.mu.Lock()
