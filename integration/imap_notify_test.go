@@ -63,6 +63,19 @@ func allowPlaintext(t *testing.T, c *Cluster, p int, section string) {
 	}
 }
 
+// setupNoticeCluster starts a 3-node mail cluster whose nodes rescan
+// folders only hourly, so that only the primary's notices bring changes
+// made elsewhere, and allows plaintext on loopback for each of sections.
+func setupNoticeCluster(t *testing.T, sections ...string) (*Cluster, int) {
+	t.Helper()
+	slow := []string{"--imap-rescan", "1h"}
+	c, p := setupMailCluster(t, 3, map[int][]string{0: slow, 1: slow, 2: slow})
+	for _, s := range sections {
+		allowPlaintext(t, c, p, s)
+	}
+	return c, p
+}
+
 // imapLogin logs bulk@example.com in on a node and selects INBOX.
 func imapLogin(t *testing.T, n *Node, h *imapclient.UnilateralDataHandler) *imapclient.Client {
 	t.Helper()
@@ -88,9 +101,7 @@ func imapLogin(t *testing.T, n *Node, h *imapclient.UnilateralDataHandler) *imap
 // secondary (its report travels to the primary over the internal API), C
 // the primary (its report is applied where it is made).
 func TestIMAPNotifyAcrossNodes(t *testing.T) {
-	slow := []string{"--imap-rescan", "1h"}
-	c, p := setupMailCluster(t, 3, map[int][]string{0: slow, 1: slow, 2: slow})
-	allowPlaintext(t, c, p, "IMAP")
+	c, p := setupNoticeCluster(t, "IMAP")
 	secs := c.Secondaries(p)
 	a, b, cn := c.Nodes[secs[1]], c.Nodes[secs[0]], c.Nodes[p]
 

@@ -42,10 +42,7 @@ func pop3Command(t *testing.T, c *textproto.Conn, multi bool, format string, arg
 // rescanned only hourly here), and usage goes down on every node. UIDL
 // gives the IMAP UIDs.
 func TestPOP3ExpungeSeenByIMAP(t *testing.T) {
-	slow := []string{"--imap-rescan", "1h"}
-	c, p := setupMailCluster(t, 3, map[int][]string{0: slow, 1: slow, 2: slow})
-	allowPlaintext(t, c, p, "IMAP")
-	allowPlaintext(t, c, p, "POP3")
+	c, p := setupNoticeCluster(t, "IMAP", "POP3")
 	secs := c.Secondaries(p)
 	a, b := c.Nodes[secs[0]], c.Nodes[secs[1]]
 	for i := range 2 {
