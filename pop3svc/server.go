@@ -46,12 +46,9 @@ type Directory interface {
 	// EUNAUTHORIZED, EFORBIDDEN (the client address is blocked),
 	// EUNAVAILABLE.
 	AuthenticateMailUser(ctx context.Context, protocol, address, password string) (*mailcluster.Account, error)
-	// Setting reads the main ini file.
-	Setting(section, key, def string) string
-	// BlockedIP tells whether dynamic screening blocks a client address.
-	BlockedIP(ip string) (*mailcluster.BlockedIP, bool)
-	// Serving is false on a node that is not registered in the cluster.
-	Serving() bool
+	// Setting, BlockedIP and Serving: the main ini file, dynamic
+	// screening and whether the node is in service.
+	maillisten.Directory
 }
 
 var _ Directory = (*service.Local)(nil)
