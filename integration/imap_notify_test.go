@@ -46,6 +46,24 @@ func (w *idleWatcher) handler() *imapclient.UnilateralDataHandler {
 	}
 }
 
+// expungedAre tells whether the client got the EXPUNGE of exactly seqs.
+func (w *idleWatcher) expungedAre(seqs ...uint32) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Equal(w.expunged, seqs)
+}
+
+// endIdle ends IDLE and checks that it ended cleanly.
+func endIdle(t *testing.T, idle *imapclient.IdleCommand) {
+	t.Helper()
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatalf("IDLE ended with %v", err)
+	}
+}
+
 // allowPlaintext sets [section] AllowPlaintextLoopback (section is IMAP
 // or POP3) on the primary and waits until every node has it: loopback
 // clients may then log in to that protocol without TLS.
@@ -137,17 +155,8 @@ func TestIMAPNotifyAcrossNodes(t *testing.T) {
 	if err := changer.Expunge().Close(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitTimeout, "EXPUNGE on node B after an expunge on node C", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return slices.Equal(w.expunged, []uint32{1})
-	})
-	if err := idle.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := idle.Wait(); err != nil {
-		t.Fatalf("IDLE ended with %v", err)
-	}
+	eventually(t, waitTimeout, "EXPUNGE on node B after an expunge on node C", func() bool { return w.expungedAre(1) })
+	endIdle(t, idle)
 }
 
 // TestIMAPRescanWithoutPrimary: while no primary is reachable, nobody

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,17 +94,8 @@ func TestPOP3ExpungeSeenByIMAP(t *testing.T) {
 	pop3Command(t, conn, false, "DELE 1")
 	pop3Command(t, conn, false, "QUIT")
 
-	eventually(t, waitTimeout, "EXPUNGE on node B after a POP3 delete on node A", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return slices.Equal(w.expunged, []uint32{1})
-	})
-	if err := idle.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := idle.Wait(); err != nil {
-		t.Fatalf("IDLE ended with %v", err)
-	}
+	eventually(t, waitTimeout, "EXPUNGE on node B after a POP3 delete on node A", func() bool { return w.expungedAre(1) })
+	endIdle(t, idle)
 	eventually(t, waitTimeout, "usage 1 on every node", func() bool {
 		for _, n := range c.Nodes {
 			if getUsage(t, n, "bulk@example.com").Messages != 1 {
