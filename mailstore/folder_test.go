@@ -258,7 +258,7 @@ func TestFlagsInFileNames(t *testing.T) {
 // UID that a later message could get again.
 func TestAppendRefused(t *testing.T) {
 	e := mustStoreEnv(t)
-	ffs := &faultFS{FS: mailstore.OSFS}
+	ffs := newFaultFS(mailstore.OSFS)
 	s := e.node(t, mailstore.Options{FS: ffs})
 	f := mustFolder(t, e, s, "Drafts")
 	first := mustAppend(t, f, 0, "")
@@ -351,7 +351,8 @@ func appendCrasher(root, locks string) int {
 			mailcluster.SectionDirectories + "/" + mailcluster.KeyLockFiles:   locks,
 		}}
 	hit := make(chan string, 1)
-	ffs := &faultFS{FS: mailstore.OSFS, op: "rename", substr: filepath.Join(alice.MailboxPath, "cur"), block: make(chan struct{}), hit: hit}
+	ffs := newFaultFS(mailstore.OSFS)
+	ffs.op, ffs.substr, ffs.block, ffs.hit = "rename", filepath.Join(alice.MailboxPath, "cur"), make(chan struct{}), hit
 	s := mailstore.NewStore(d, &fakeRep{}, nil, mailstore.Options{FS: ffs})
 	fs, err := s.Folders(alice)
 	if err != nil {

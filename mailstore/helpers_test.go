@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"mailcluster"
+	"mailcluster/internal/faultfs"
 	"mailcluster/mailstore"
 )
 
@@ -135,12 +136,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 // "syncdir") on the paths containing a substring, or blocks it on a
 // channel, on demand.
 type faultFS struct {
-	mailstore.FS
+	faultfs.FS
 	mu     sync.Mutex
 	op     string
 	substr string
 	block  chan struct{} // non-nil: the operation waits until it is closed
 	hit    chan string   // receives the path of each operation that faulted
+}
+
+// newFaultFS returns a faultFS over base with no fault set.
+func newFaultFS(base mailstore.FS) *faultFS {
+	f := &faultFS{}
+	f.FS = faultfs.FS{FS: base, Check: f.check}
+	return f
 }
 
 func (f *faultFS) set(op, substr string) {
@@ -164,49 +172,4 @@ func (f *faultFS) check(op, path string) error {
 		<-block
 	}
 	return &fs.PathError{Op: op, Path: path, Err: syscall.ENOSPC}
-}
-
-func (f *faultFS) CreateTemp(dir, pattern string) (mailstore.File, error) {
-	if err := f.check("create", dir); err != nil {
-		return nil, err
-	}
-	file, err := f.FS.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{File: file, fs: f}, nil
-}
-
-func (f *faultFS) Rename(oldname, newname string) error {
-	if err := f.check("rename", newname); err != nil {
-		return err
-	}
-	return f.FS.Rename(oldname, newname)
-}
-
-func (f *faultFS) SyncDir(dir string) error {
-	if err := f.check("syncdir", dir); err != nil {
-		return err
-	}
-	return f.FS.SyncDir(dir)
-}
-
-type faultFile struct {
-	mailstore.File
-	fs *faultFS
-}
-
-func (w *faultFile) Write(p []byte) (int, error) {
-	if err := w.fs.check("write", w.Name()); err != nil {
-		n, _ := w.File.Write(p[:len(p)/2])
-		return n, err
-	}
-	return w.File.Write(p)
-}
-
-func (w *faultFile) Sync() error {
-	if err := w.fs.check("sync", w.Name()); err != nil {
-		return err
-	}
-	return w.File.Sync()
 }

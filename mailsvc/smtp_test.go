@@ -76,7 +76,7 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 	if wrap != nil {
 		dir = wrap(svc)
 	}
-	ffs := &faultFS{FS: mailstore.OSFS}
+	ffs := newFaultFS(mailstore.OSFS)
 	ffs.set()
 	store := mailstore.NewStore(dir, ob, log, mailstore.Options{FS: ffs})
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(data, "tls"), "mx.test")

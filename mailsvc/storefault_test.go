@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"mailcluster/internal/faultfs"
 	"mailcluster/mailstore"
 )
 
@@ -21,7 +22,7 @@ import (
 // half of its bytes, as on a disk that fills up. It records the faults it
 // made.
 type faultFS struct {
-	mailstore.FS
+	faultfs.FS
 	mu     sync.Mutex
 	faults []fault
 	fired  map[string]bool // op -> a fault of op was made
@@ -34,6 +35,13 @@ type fault struct {
 }
 
 var _ mailstore.FS = (*faultFS)(nil)
+
+// newFaultFS returns a faultFS over base with no faults set.
+func newFaultFS(base mailstore.FS) *faultFS {
+	f := &faultFS{fired: map[string]bool{}}
+	f.FS = faultfs.FS{FS: base, Check: f.check}
+	return f
+}
 
 // set replaces the faults (none: the file system works).
 func (f *faultFS) set(faults ...fault) {
@@ -64,59 +72,6 @@ func (f *faultFS) wantFired(t *testing.T) {
 			t.Fatalf("no %s below %s was tried: the delivery failed elsewhere", ft.op, ft.prefix)
 		}
 	}
-}
-
-func (f *faultFS) CreateTemp(dir, pattern string) (mailstore.File, error) {
-	if err := f.check("create", dir); err != nil {
-		return nil, err
-	}
-	file, err := f.FS.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{File: file, fs: f}, nil
-}
-
-func (f *faultFS) Link(oldname, newname string) error {
-	if err := f.check("link", newname); err != nil {
-		return err
-	}
-	return f.FS.Link(oldname, newname)
-}
-
-func (f *faultFS) Rename(oldname, newname string) error {
-	if err := f.check("rename", newname); err != nil {
-		return err
-	}
-	return f.FS.Rename(oldname, newname)
-}
-
-func (f *faultFS) SyncDir(dir string) error {
-	if err := f.check("syncdir", dir); err != nil {
-		return err
-	}
-	return f.FS.SyncDir(dir)
-}
-
-// faultFile is a file of a faultFS.
-type faultFile struct {
-	mailstore.File
-	fs *faultFS
-}
-
-func (w *faultFile) Write(p []byte) (int, error) {
-	if err := w.fs.check("write", w.Name()); err != nil {
-		n, _ := w.File.Write(p[:len(p)/2])
-		return n, err
-	}
-	return w.File.Write(p)
-}
-
-func (w *faultFile) Sync() error {
-	if err := w.fs.check("sync", w.Name()); err != nil {
-		return err
-	}
-	return w.File.Sync()
 }
 
 // mailboxFiles lists the files (anything but directories) below a
