@@ -53,3 +53,20 @@ func TestOverQuota(t *testing.T) {
 		})
 	}
 }
+
+// TestListLimit: a page of the message list holds 1 to 1000 messages (0:
+// the default); other limits are refused.
+func TestListLimit(t *testing.T) {
+	e := mustStoreEnv(t)
+	s := e.node(t, mailstore.Options{})
+	for _, limit := range []int{0, 1, 1000} {
+		if _, _, err := s.List(e.alice, limit, ""); err != nil {
+			t.Errorf("limit %d: %v", limit, err)
+		}
+	}
+	for _, limit := range []int{-1, 1001} {
+		if _, _, err := s.List(e.alice, limit, ""); mailcluster.ErrorCode(err) != mailcluster.EINVALID {
+			t.Errorf("limit %d: %v, want %s", limit, err, mailcluster.EINVALID)
+		}
+	}
+}

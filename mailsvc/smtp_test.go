@@ -284,6 +284,12 @@ func TestDelivery(t *testing.T) {
 		defer e.svc.DeleteSetting(service.SystemContext(context.Background(), "test"), "mailcluster", "SMTP", "MaxMessageSize")
 		c := dial(t, e.inbound)
 		wantReply(t, c.Mail("s@remote.test", &smtp.MailOptions{Size: 5000}), 552, smtp.EnhancedCode{5, 3, 4})
+		// The limit itself is allowed; one byte more is not.
+		edge := dial(t, e.inbound)
+		if err := edge.Mail("s@remote.test", &smtp.MailOptions{Size: 1000}); err != nil {
+			t.Fatalf("SIZE=1000 at a limit of 1000: %v", err)
+		}
+		wantReply(t, dial(t, e.inbound).Mail("s@remote.test", &smtp.MailOptions{Size: 1001}), 552, smtp.EnhancedCode{5, 3, 4})
 		c2 := dial(t, e.inbound)
 		before := len(messages(t, e, "bob@example.com"))
 		wantReply(t, send(c2, "s@remote.test", []string{"bob@example.com"}, msg+lines(2000)), 552, smtp.EnhancedCode{5, 3, 4})
