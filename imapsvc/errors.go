@@ -44,6 +44,8 @@ func imapError(log *slog.Logger, err error) error {
 		return no(imap.ResponseCodeAlreadyExists, msg)
 	case mailcluster.EINVALID:
 		return no(imap.ResponseCodeCannot, msg)
+	case mailcluster.ETOOLARGE:
+		return no(imap.ResponseCodeLimit, msg)
 	case mailcluster.EFORBIDDEN:
 		// A mailbox path outside the mailbox roots: logged by the store.
 		return no(imap.ResponseCodeUnavailable, "Mailbox unavailable")

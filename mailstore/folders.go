@@ -86,6 +86,11 @@ func (fs *Folders) dirOf(name string) (dir, canonical string, err error) {
 	return filepath.Join(fs.root, "."+encodeUTF7(name)), name, nil
 }
 
+// MaxFolders is the most folders (besides INBOX) one account may have:
+// each is a directory on the shared path, and a mail user chooses how many
+// to create.
+const MaxFolders = 1000
+
 // validFolderName checks a folder name other than INBOX.
 func validFolderName(name string) error {
 	bad := func(why string) error {
@@ -219,6 +224,9 @@ func (fs *Folders) create(name string) error {
 	}
 	if _, err := os.Lstat(dir); err == nil {
 		return mailcluster.Errorf(mailcluster.ECONFLICT, "Folder %s exists.", name)
+	}
+	if n := len(folderDirs(fs.root)); n >= MaxFolders {
+		return mailcluster.Errorf(mailcluster.ETOOLARGE, "A mailbox may have at most %d folders.", MaxFolders)
 	}
 	if err := os.MkdirAll(fs.root, 0o750); err != nil {
 		return &LocalError{Err: err}

@@ -1,7 +1,11 @@
 package mailstore_test
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"mailcluster"
@@ -68,5 +72,32 @@ func TestListLimit(t *testing.T) {
 		if _, _, err := s.List(e.alice, limit, ""); mailcluster.ErrorCode(err) != mailcluster.EINVALID {
 			t.Errorf("limit %d: %v, want %s", limit, err, mailcluster.EINVALID)
 		}
+	}
+}
+
+// TestFolderLimit: a mail user cannot create more than MaxFolders folders
+// (each is a directory on the shared path); the refused one is not made.
+func TestFolderLimit(t *testing.T) {
+	e := mustStoreEnv(t)
+	s := e.node(t, mailstore.Options{})
+	fs, err := s.Folders(e.alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// MaxFolders-1 folders made on disk, as another tool would.
+	for i := range mailstore.MaxFolders - 1 {
+		if err := os.MkdirAll(filepath.Join(e.alice.MailboxPath, fmt.Sprintf(".f%d", i), "cur"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fs.Create(context.Background(), "last"); err != nil {
+		t.Fatalf("folder %d: %v", mailstore.MaxFolders, err)
+	}
+	err = fs.Create(context.Background(), "one-more")
+	if mailcluster.ErrorCode(err) != mailcluster.ETOOLARGE {
+		t.Fatalf("folder %d: %v, want %s", mailstore.MaxFolders+1, err, mailcluster.ETOOLARGE)
+	}
+	if _, err := os.Lstat(filepath.Join(e.alice.MailboxPath, ".one-more")); !os.IsNotExist(err) {
+		t.Fatalf("the refused folder exists: %v", err)
 	}
 }
