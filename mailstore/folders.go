@@ -91,6 +91,10 @@ func (fs *Folders) dirOf(name string) (dir, canonical string, err error) {
 // to create.
 const MaxFolders = 1000
 
+// MaxSubscriptions is the most folder names one account may subscribe to
+// (names of folders that do not exist included, as IMAP allows).
+const MaxSubscriptions = 2 * MaxFolders
+
 // validFolderName checks a folder name other than INBOX.
 func validFolderName(name string) error {
 	bad := func(why string) error {
@@ -409,6 +413,9 @@ func (fs *Folders) subscribe(on bool, names ...string) error {
 				found = found || n == name
 			}
 			if !found {
+				if len(out) >= MaxSubscriptions {
+					return mailcluster.Errorf(mailcluster.ETOOLARGE, "A mailbox may have at most %d subscriptions.", MaxSubscriptions)
+				}
 				out = append(out, name)
 				changed = true
 			}

@@ -101,3 +101,33 @@ func TestFolderLimit(t *testing.T) {
 		t.Fatalf("the refused folder exists: %v", err)
 	}
 }
+
+// TestSubscriptionLimit: subscriptions (also to folders that do not
+// exist) stop at MaxSubscriptions; removing one makes room again.
+func TestSubscriptionLimit(t *testing.T) {
+	e := mustStoreEnv(t)
+	s := e.node(t, mailstore.Options{})
+	fs, err := s.Folders(e.alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range mailstore.MaxSubscriptions {
+		if err := fs.Subscribe(ctx, fmt.Sprintf("s%d", i), true); err != nil {
+			t.Fatalf("subscription %d: %v", i+1, err)
+		}
+	}
+	if err := fs.Subscribe(ctx, "one-more", true); mailcluster.ErrorCode(err) != mailcluster.ETOOLARGE {
+		t.Fatalf("subscription %d: %v, want %s", mailstore.MaxSubscriptions+1, err, mailcluster.ETOOLARGE)
+	}
+	if err := fs.Subscribe(ctx, "s0", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Subscribe(ctx, "one-more", true); err != nil {
+		t.Fatalf("after an unsubscribe: %v", err)
+	}
+	subs, err := fs.Subscriptions()
+	if err != nil || len(subs) != mailstore.MaxSubscriptions {
+		t.Fatalf("%d subscriptions, %v", len(subs), err)
+	}
+}
