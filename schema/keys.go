@@ -25,6 +25,7 @@ const (
 	PrefixListMembers    = "listmembers/"         // listmembers/<domain>/<list>/<member>: ListMember (JSON); member is a mailbox or "group:<name>"
 	PrefixGroups         = "groups/"              // groups/<domain>/<name>: Group (JSON)
 	PrefixGroupMembers   = "groupmembers/"        // groupmembers/<domain>/<group>/<mailbox>: present while the account is a member
+	PrefixDKIM           = "dkim/"                // dkim/<domain>: DKIMKey (JSON, private key sealed)
 	PrefixFeed           = "feed/"                // feed/<epoch>/<seq>: one committed change set (not part of the served state)
 	KeyHead              = "meta/head"            // the feed's head: epoch and last sequence number
 	KeyPrimary           = "primary"              // the election lock, held by the primary's session
