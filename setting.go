@@ -126,6 +126,7 @@ var settingRules = map[string]func(string) string{
 		}
 		return ""
 	},
+	SectionNetwork + "/" + KeyProxyProtocolFrom: prefixListRule,
 	SectionAttachmentLinking + "/" + KeyEnabled: func(v string) string {
 		if _, err := ParseFlag(v); err != nil {
 			return "must be Yes or No"
