@@ -332,14 +332,17 @@ func (s *Service) aliasEntryOps(entries []aliasEntry) []mailcluster.Op {
 }
 
 // leftovers returns the deletion of up to limit records of a domain
-// without accounts: usage records under its prefix; its aliases (with
+// without accounts: its DKIM key; usage records under its prefix; its aliases (with
 // their index entries), list members, lists, group members and groups;
 // freeze and administrator records of its addresses; and last, index
 // entries of aliases that point into the domain or belong to it.
 func (s *Service) leftovers(name string, limit int) []mailcluster.Op {
 	var ops []mailcluster.Op
 	del := func(key string) { ops = append(ops, mailcluster.Op{Verb: mailcluster.OpDelete, Key: key}) }
-	for _, kv := range s.store.List(schema.UsagePrefix(name), "", limit) {
+	if _, ok := s.store.Get(schema.DKIMKey(name)); ok {
+		del(schema.DKIMKey(name))
+	}
+	for _, kv := range s.store.List(schema.UsagePrefix(name), "", limit-len(ops)) {
 		del(kv.Key)
 	}
 	for _, kv := range s.store.List(schema.AliasPrefix(name), "", 0) {

@@ -41,6 +41,9 @@ type Service struct {
 
 	authKey []byte
 	logins  loginCache
+
+	// dkimKeys holds the unsealed DKIM keys that sign outgoing mail.
+	dkimKeys dkimCache
 }
 
 // Options are the optional parts of a Service; the zero value of each field
