@@ -49,7 +49,7 @@ func (d *settings) Setting(section, key, def string) string {
 }
 
 func (d *settings) BlockedIP(string) (*mailcluster.BlockedIP, bool) { return nil, false }
-func (d *settings) Serving() bool                                    { return true }
+func (d *settings) Serving() bool                                   { return true }
 
 // mustProxyListener listens on 127.0.0.1:0 behind a ProxyListener that
 // trusts from; accepted connections arrive on the returned channel.
