@@ -314,4 +314,3 @@ func TestDKIMSignVerify(t *testing.T) {
 type net404 struct{ name string }
 
 func (e *net404) Error() string { return "no such host " + e.name }
-
