@@ -79,6 +79,9 @@ type Options struct {
 	// certificate private keys in the replicated state; nil refuses
 	// certificate imports.
 	SealKey []byte
+	// Queue is the outbound queue the management APIs list and manage;
+	// nil answers EUNAVAILABLE.
+	Queue mailcluster.OutboundQueue
 	// ScreeningKey keys the hashes of failed passwords so that the same
 	// wrong password is recognised cluster-wide (derive it from the
 	// cluster secret); nil means a random per-process key.
