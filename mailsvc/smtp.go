@@ -294,8 +294,12 @@ func (s *Server) ServeSubmission(ln net.Listener) error {
 	return s.submit.Serve(s.screened(ln, ListenerSubmission))
 }
 
+// screened wraps ln: the PROXY header of a load balancer listed in
+// [Network] ProxyProtocolFrom is read first (off the accept loop), so
+// screening, the caps and the sessions see the real client.
 func (s *Server) screened(ln net.Listener, name string) *screenedListener {
-	return &screenedListener{Listener: ln, dir: s.dir, log: s.cfg.Log, screen: smtpScreen(s.dir, s.cfg.Log), metrics: s.metrics, conns: s.conns, name: name}
+	pl := maillisten.NewProxyListener(ln, s.dir, s.cfg.Log)
+	return &screenedListener{Listener: pl, dir: s.dir, log: s.cfg.Log, screen: smtpScreen(s.dir, s.cfg.Log), metrics: s.metrics, conns: s.conns, name: name}
 }
 
 // screenedListener refuses connections right at connect, with a 421
