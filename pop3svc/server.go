@@ -105,11 +105,14 @@ func (s *Server) ServePOP3S(ln net.Listener) error {
 	return s.serve(ln, true)
 }
 
-// serve accepts connections, refuses at connect those from addresses that
+// serve accepts connections (with the real client's address when they
+// come through a load balancer listed in [Network] ProxyProtocolFrom,
+// whose PROXY header comes before any TLS), refuses at connect those
+// from addresses that
 // dynamic screening blocks (and all while the node is not in service),
 // and runs a session for each other one.
 func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
-	return s.listeners.Serve(ln, func(c net.Conn) {
+	return s.listeners.Serve(maillisten.NewProxyListener(ln, s.dir, s.cfg.Log), func(c net.Conn) {
 		if !s.screen.Admit(c, !implicitTLS) {
 			return
 		}
