@@ -35,7 +35,6 @@ const (
 	KeyReadTimeout       = "ReadTimeout"               // seconds for one command line, or a whole DATA transfer; default 300
 	KeyWriteTimeout      = "WriteTimeout"              // seconds for one reply; default 300
 	KeyAllowInsecureAuth = "AllowInsecureAuth"         // Yes: AUTH without TLS on submission; default No
-	KeySmarthost         = "Smarthost"                 // not supported yet: relaying is always refused
 	// The connection caps count the open connections of both listeners
 	// together, read at every accept; a connection over a cap is answered
 	// "421 4.7.0" and closed.
@@ -158,6 +157,10 @@ type ServerConfig struct {
 	// records no metrics. NewServer panics when other collectors with
 	// those names are registered there already.
 	Registerer prometheus.Registerer
+	// Queue, when not nil, takes mail for other domains from those who may
+	// relay (authenticated submission users, [SMTP] RelayNetworks); nil
+	// refuses every relay.
+	Queue Queue
 }
 
 // Listener names of the SMTP metrics.
@@ -385,6 +388,7 @@ type session struct {
 	mail   bool
 	rcpts  []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
 	lists  []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
+	remote []string                 // recipients in other domains, for the outbound queue
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -400,7 +404,7 @@ func (s *session) refuse(err error) error {
 }
 
 func (s *session) Reset() {
-	s.from, s.mail, s.rcpts, s.lists, s.sender = "", false, nil, nil, nil
+	s.from, s.mail, s.rcpts, s.lists, s.remote, s.sender = "", false, nil, nil, nil, nil
 }
 
 func (s *session) Logout() error { return nil }
@@ -501,7 +505,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.mail {
 		return s.refuse(errSenderRequired)
 	}
-	if int64(len(s.rcpts)+len(s.lists)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
+	if int64(len(s.rcpts)+len(s.lists)+len(s.remote)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
 		return s.refuse(errTooManyRcpts)
 	}
 	if !strings.EqualFold(to, mailcluster.Postmaster) {
@@ -510,8 +514,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return s.refuse(errBadAddress)
 		}
 		if !s.srv.dir.IsLocalDomain(domain) {
-			// No smarthost yet: mail for other domains is never relayed.
-			return s.refuse(errRelayDenied)
+			if err := s.relayRcpt(to); err != nil {
+				if err == errRelayDenied {
+					s.log.Info("smtp: relay refused", "to", to, "from", s.from, "ip", remoteIP(s.conn.Conn()))
+				}
+				return s.refuse(err)
+			}
+			return nil
 		}
 	}
 	r, err := s.srv.dir.ResolveRecipient(to, s.from)
@@ -581,7 +590,7 @@ func containsAccount(as []*mailcluster.Account, a *mailcluster.Account) bool {
 // one transaction. A message that has already passed through one of its
 // lists is refused as a loop, delivered to no one.
 func (s *session) Data(r io.Reader) error {
-	if len(s.rcpts)+len(s.lists) == 0 {
+	if len(s.rcpts)+len(s.lists)+len(s.remote) == 0 {
 		return s.refuse(errSenderRequired)
 	}
 	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
@@ -609,31 +618,28 @@ func (s *session) Data(r io.Reader) error {
 			return s.refuse(errListLoop)
 		}
 	}
-	var copies []mailstore.Copy
-	if len(s.rcpts) > 0 {
-		forAddr := ""
-		if len(s.rcpts) == 1 {
-			forAddr = s.rcpts[0].Address()
-		}
-		copies = append(copies, mailstore.Copy{Header: append(s.traceHeader(forAddr), raw...), Accounts: s.rcpts})
+	var err error
+	if len(s.remote) > 0 {
+		err = s.relayData(raw, body, max)
+	} else {
+		err = s.deliverLocal(raw, body, max)
 	}
-	copies = append(copies, s.listCopies(raw)...)
-	delivered, err := s.srv.store.DeliverCopies(context.Background(), copies, body, max-int64(len(raw)), true)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return s.refuse(smtp.ErrDataTooLarge)
 		}
 		return s.refuse(err)
 	}
-	addrs := make([]string, 0, len(s.rcpts)+len(s.lists))
+	addrs := make([]string, 0, len(s.rcpts)+len(s.lists)+len(s.remote))
 	for _, a := range s.rcpts {
 		addrs = append(addrs, a.Address())
 	}
 	for _, l := range s.lists {
 		addrs = append(addrs, l.List.Address())
 	}
+	addrs = append(addrs, s.remote...)
 	s.srv.metrics.delivered()
-	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","), "mailboxes", delivered)
+	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","))
 	return nil
 }
 
