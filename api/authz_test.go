@@ -139,7 +139,13 @@ func authzTable(t authzTarget) map[string]authzCase {
 		"PATCH /api/v1/domains/{domain}/aliases/{name}": {rule: authzDomain, req: Request{Path: dom + "/aliases/sales",
 			Body: body(`{"target":"bob@` + t.Domain + `"}`)}},
 		"DELETE /api/v1/domains/{domain}/aliases/{name}": {rule: authzDomain, req: Request{Path: dom + "/aliases/sales"}},
-		"GET /api/v1/domains/{domain}/lists":             {rule: authzDomain, req: Request{Path: dom + "/lists"}},
+		"GET /api/v1/domains/{domain}/dkim":              {rule: authzDomain, req: Request{Path: dom + "/dkim"}},
+		"PUT /api/v1/domains/{domain}/dkim": {rule: authzDomain, req: Request{Path: dom + "/dkim",
+			Body: body(`{"selector":"new","algorithm":"ed25519-sha256"}`)}},
+		"POST /api/v1/domains/{domain}/dkim": {rule: authzDomain, req: Request{Path: dom + "/dkim",
+			Body: body(`{"selector":"new","algorithm":"ed25519-sha256"}`)}},
+		"DELETE /api/v1/domains/{domain}/dkim": {rule: authzDomain, req: Request{Path: dom + "/dkim"}},
+		"GET /api/v1/domains/{domain}/lists":   {rule: authzDomain, req: Request{Path: dom + "/lists"}},
 		"POST /api/v1/domains/{domain}/lists": {rule: authzDomain, req: Request{Path: dom + "/lists",
 			Body: body(`{"name":"new-list","members":[{"address":"user@` + t.Domain + `"},{"group":"staff"}]}`)}},
 		"GET /api/v1/domains/{domain}/lists/{name}": {rule: authzDomain, req: Request{Path: dom + "/lists/team"}},
@@ -308,6 +314,8 @@ func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 		}
 		env.MustDeliver(tb, "alice@"+d, "mail of "+d)
 		mustSeedAddresses(tb, admin, d, "user")
+		admin.Send(tb, http.MethodPut, "/api/v1/domains/"+d+"/dkim", map[string]any{"selector": "mail", "algorithm": "ed25519-sha256"}).
+			Expect(tb, http.StatusCreated)
 		admin.Send(tb, http.MethodPost, "/api/v1/screening/accounts", map[string]any{"address": "bob@" + d}).
 			Expect(tb, http.StatusCreated)
 		var page MessageList
@@ -359,7 +367,7 @@ func authzSnapshot(t *testing.T, e *authzEnv) map[string][]byte {
 		get(dom+"/accounts/alice/messages/"+tg.MsgID, "")
 		get(dom+"/accounts/alice/usage", "")
 		for _, p := range []string{"/aliases", "/aliases/sales", "/lists", "/lists/team", "/lists/team/members",
-			"/groups", "/groups/staff", "/groups/staff/members"} {
+			"/groups", "/groups/staff", "/groups/staff/members", "/dkim"} {
 			get(dom+p, "")
 		}
 	}

@@ -151,6 +151,7 @@ func NewServer(svc *service.Service, cfg Config) *Server {
 	registerClusterRoutes(s, v1)
 	registerScreeningRoutes(s, v1)
 	registerCertificateRoutes(s, v1)
+	registerDKIMRoutes(s, v1)
 	if s.reqMetrics != nil {
 		s.reqMetrics.learnRoutes(s.e.Routes())
 	}
