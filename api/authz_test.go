@@ -193,6 +193,12 @@ func authzTable(t authzTarget) map[string]authzCase {
 		"PUT /api/v1/certificates/{name}": {rule: authzGlobal, req: Request{Path: "/api/v1/certificates/mail",
 			Body: body(`{"chainPem":` + jsonString(pki.Leaf2.ChainPEM) + `,"keyPem":` + jsonString(pki.Leaf2.KeyPEM) + `,"default":true}`)}},
 		"DELETE /api/v1/certificates/{name}": {rule: authzGlobal, req: Request{Path: "/api/v1/certificates/mail"}},
+
+		"GET /api/v1/queue":             {rule: authzGlobal},
+		"GET /api/v1/queue/stats":       {rule: authzGlobal},
+		"GET /api/v1/queue/{id}":        {rule: authzGlobal, req: Request{Path: "/api/v1/queue/" + queueID1}},
+		"POST /api/v1/queue/{id}/retry": {rule: authzGlobal, req: Request{Path: "/api/v1/queue/" + queueID1 + "/retry"}},
+		"DELETE /api/v1/queue/{id}":     {rule: authzGlobal, req: Request{Path: "/api/v1/queue/" + queueID1}},
 	}
 }
 
@@ -266,6 +272,7 @@ type authzEnv struct {
 	Switches    *switchCounter
 	Admission   *fakeAdmission
 	Failures    *countingSink
+	Queue       *fakeQueue
 }
 
 // client returns a validating client logged in as address.
@@ -288,7 +295,7 @@ func (e *authzEnv) client(address string) *Client {
 // that screening decides nothing.
 func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 	tb.Helper()
-	e := &authzEnv{Switches: &switchCounter{}, Admission: newFakeAdmission(), Failures: &countingSink{}}
+	e := &authzEnv{Switches: &switchCounter{}, Admission: newFakeAdmission(), Failures: &countingSink{}, Queue: newFakeQueue(queueID1)}
 	e.Switches.st = mailcluster.ClusterStatus{Mode: mailcluster.ModeCluster, Cluster: "c1",
 		Primary: &mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL},
 		Nodes: []mailcluster.NodeStatus{
@@ -298,7 +305,8 @@ func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 	env := MustOpenEnv(tb,
 		WithXMLAPI(func(s *service.Service) http.Handler { return xmlapi.NewHandler(s, nil) }),
 		WithMetrics(promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{})),
-		WithClusterControl(e.Switches), WithAdmission(e.Admission), WithFailures(e.Failures))
+		WithClusterControl(e.Switches), WithAdmission(e.Admission), WithFailures(e.Failures),
+		WithQueue(e.Queue))
 	e.Env = env
 	admin := env.Admin
 	keySecrets(admin)
@@ -377,6 +385,7 @@ func authzSnapshot(t *testing.T, e *authzEnv) map[string][]byte {
 	get("/api/v1/screening/accounts", "")
 	get("/api/v1/certificates", "")
 	get("/api/v1/cluster/servers", "")
+	get("/api/v1/queue", "")
 	for _, r := range reqs {
 		out[r.Path+" "+r.Accept] = e.Admin.Do(t, r).Expect(t, http.StatusOK).Body
 	}

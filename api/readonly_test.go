@@ -47,6 +47,8 @@ var writeRequests = map[string]Request{
 	"POST /api/v1/domains/{domain}/dkim": {Path: "/api/v1/domains/example.com/dkim",
 		Body: []byte(`{"selector":"new","algorithm":"ed25519-sha256"}`)},
 	"DELETE /api/v1/domains/{domain}/dkim": {Path: "/api/v1/domains/example.com/dkim"},
+	"POST /api/v1/queue/{id}/retry":        {Path: "/api/v1/queue/" + queueID1 + "/retry"},
+	"DELETE /api/v1/queue/{id}":            {Path: "/api/v1/queue/" + queueID1},
 	"POST /api/v1/domains/{domain}/lists": {Path: "/api/v1/domains/example.com/lists",
 		Body: []byte(`{"name":"new-list","members":[{"address":"alice@example.com"},{"group":"staff"}]}`)},
 	"PATCH /api/v1/domains/{domain}/lists/{name}": {Path: "/api/v1/domains/example.com/lists/team",

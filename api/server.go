@@ -152,6 +152,7 @@ func NewServer(svc *service.Service, cfg Config) *Server {
 	registerScreeningRoutes(s, v1)
 	registerCertificateRoutes(s, v1)
 	registerDKIMRoutes(s, v1)
+	registerQueueRoutes(s, v1)
 	if s.reqMetrics != nil {
 		s.reqMetrics.learnRoutes(s.e.Routes())
 	}
