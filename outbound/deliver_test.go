@@ -1,7 +1,12 @@
 package outbound_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -230,8 +235,19 @@ func TestSmarthostAuth(t *testing.T) {
 	sh := startMX(t, "127.0.0.6", 0, srvTLS, false)
 	sh.User, sh.Pass = "relayuser", "s3cret-relay-pass"
 	dns.SetA("relay.test", "127.0.0.6")
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	defer func() {
+		if logs.Len() == 0 {
+			t.Error("nothing was logged")
+		}
+		if strings.Contains(logs.String(), "s3cret") || strings.Contains(logs.String(), "wrong-pass") {
+			t.Errorf("a password is in the log:\n%s", logs.String())
+		}
+	}()
 	smarthost := func(user, pass string, mode outbound.TLSMode) func(*outbound.Config) {
 		return func(cfg *outbound.Config) {
+			cfg.Log = log
 			cfg.TLSConfig = cliTLS
 			cfg.Smarthost = &outbound.Smarthost{Host: "relay.test", Port: sh.Port(), Username: user, Password: pass, TLS: mode}
 		}
@@ -321,3 +337,61 @@ func TestDataTimeout(t *testing.T) {
 		t.Fatalf("after %v: %+v", d, r)
 	}
 }
+
+func TestSTARTTLSBrokenFallsBackToClear(t *testing.T) {
+	dns := dnstest.Start(t)
+	broken := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return nil, errors.New("no certificate")
+	}}
+	mx := startMX(t, "127.0.0.2", 0, broken, false)
+	dns.SetA("dest.test", "127.0.0.2")
+	r := one(t, client(dns, mx.Port(), nil).Deliver(context.Background(), "dest.test", message("b@dest.test")))
+	if got := mx.Got(); !r.Delivered || len(got) != 1 || got[0].TLS {
+		t.Fatalf("result %+v, got %+v", r, got)
+	}
+	// When TLS is required, the broken handshake is a temporary failure.
+	c := client(dns, mx.Port(), func(cfg *outbound.Config) { cfg.RequireTLS = func(string) bool { return true } })
+	r = one(t, c.Deliver(context.Background(), "dest.test", message("b@dest.test")))
+	if r.Delivered || r.Permanent || !strings.Contains(r.Text, "TLS handshake") || len(mx.Got()) != 1 {
+		t.Fatalf("required: result %+v", r)
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	dns := dnstest.Start(t)
+	mx := startMX(t, "127.0.0.2", 0, nil, false) // SIZE 1048576
+	dns.SetA("dest.test", "127.0.0.2")
+	m := message("b@dest.test")
+	m.Size = 2 << 20
+	r := one(t, client(dns, mx.Port(), nil).Deliver(context.Background(), "dest.test", m))
+	if r.Delivered || !r.Permanent || r.Enhanced != "5.3.4" {
+		t.Fatalf("result %+v", r)
+	}
+	if mails, _ := mx.Counts(); mails != 0 {
+		t.Fatalf("the server saw %d MAIL", mails)
+	}
+}
+
+func TestMessageOpenFails(t *testing.T) {
+	dns := dnstest.Start(t)
+	mx := startMX(t, "127.0.0.2", 0, nil, false)
+	dns.SetA("dest.test", "127.0.0.2")
+	m := message("b@dest.test")
+	m.Open = func() (io.ReadCloser, error) { return nil, errors.New("disk gone") }
+	r := one(t, client(dns, mx.Port(), nil).Deliver(context.Background(), "dest.test", m))
+	if r.Delivered || r.Permanent || strings.Contains(r.Text, "disk gone") {
+		t.Fatalf("result %+v", r)
+	}
+	// A read error in the middle: the end of data is never sent.
+	m.Open = func() (io.ReadCloser, error) {
+		return io.NopCloser(io.MultiReader(strings.NewReader("Subject: x\r\n\r\npartial"), errReader{})), nil
+	}
+	r = one(t, client(dns, mx.Port(), nil).Deliver(context.Background(), "dest.test", m))
+	if r.Delivered || r.Permanent || len(mx.Got()) != 0 {
+		t.Fatalf("read error: result %+v, server got %d", r, len(mx.Got()))
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("read error") }
