@@ -14,9 +14,12 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
+
+	"mailcluster"
 )
 
 // TLSMode is how a connection is encrypted.
@@ -135,6 +138,7 @@ type Client struct {
 	helo     string
 	log      *slog.Logger
 	resolver *resolver
+	invalid  error // from Config.Validate
 }
 
 // Defaults of Config.
@@ -149,7 +153,51 @@ const (
 // client should not try an unbounded number of addresses).
 const maxAttempts = 10
 
-// New returns a Client for cfg.
+// Validate checks cfg; the error (code EINVALID) names the bad field.
+// New does not check: a Client made from an invalid Config fails every
+// delivery temporarily.
+func (cfg Config) Validate() error {
+	if cfg.HeloName != "" && !validHelo(cfg.HeloName) {
+		return mailcluster.Errorf(mailcluster.EINVALID, "outbound: the EHLO name %q is not a host name", cfg.HeloName)
+	}
+	if cfg.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(cfg.DNSServer); err != nil {
+			return mailcluster.Errorf(mailcluster.EINVALID, "outbound: the DNS server %q is not host:port", cfg.DNSServer)
+		}
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return mailcluster.Errorf(mailcluster.EINVALID, "outbound: port %d out of range", cfg.Port)
+	}
+	if sh := cfg.Smarthost; sh != nil {
+		switch {
+		case sh.Host == "" || strings.ContainsAny(sh.Host, " /:\r\n") && net.ParseIP(sh.Host) == nil:
+			return mailcluster.Errorf(mailcluster.EINVALID, "outbound: the smarthost %q is not a host name or IP address", sh.Host)
+		case sh.Port < 0 || sh.Port > 65535:
+			return mailcluster.Errorf(mailcluster.EINVALID, "outbound: smarthost port %d out of range", sh.Port)
+		case !sh.TLS.Valid():
+			return mailcluster.Errorf(mailcluster.EINVALID, "outbound: unknown TLS mode %q (none, opportunistic, starttls, tls)", sh.TLS)
+		case sh.Password != "" && sh.Username == "":
+			return mailcluster.Errorf(mailcluster.EINVALID, "outbound: a smarthost password needs a user name")
+		}
+	}
+	return nil
+}
+
+// validHelo reports whether name can follow EHLO: a host name or an
+// address literal, without spaces or control characters.
+func validHelo(name string) bool {
+	if len(name) > 255 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_[]:", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// New returns a Client for cfg (see Config.Validate).
 func New(cfg Config) *Client {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
@@ -164,14 +212,18 @@ func New(cfg Config) *Client {
 		cfg.Port = DefaultPort
 	}
 	c := &Client{cfg: cfg, helo: cfg.HeloName, log: cfg.Log}
-	if c.helo == "" {
-		c.helo, _ = os.Hostname()
-		if c.helo == "" {
-			c.helo = "localhost"
-		}
-	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.invalid = cfg.Validate()
+	if c.invalid != nil {
+		c.log.Error("outbound: invalid configuration", "err", c.invalid)
+	}
+	if c.helo == "" {
+		c.helo, _ = os.Hostname()
+		if !validHelo(c.helo) || c.helo == "" {
+			c.helo = "localhost"
+		}
 	}
 	c.resolver = newResolver(cfg.DNSServer)
 	return c
@@ -187,6 +239,12 @@ func New(cfg Config) *Client {
 func (c *Client) Deliver(ctx context.Context, domain string, m Message) []Result {
 	d := &delivery{c: c, domain: strings.TrimSuffix(strings.ToLower(domain), "."), msg: m,
 		results: make([]Result, len(m.Rcpts))}
+	if c.invalid != nil {
+		for i, rcpt := range m.Rcpts {
+			d.results[i] = temporary("", "4.3.5", "the outbound configuration is invalid").result(rcpt)
+		}
+		return d.results
+	}
 	d.run(ctx)
 	return d.results
 }
