@@ -12,6 +12,9 @@ const (
 	// EventJoin: the node started and is joining the cluster (fields:
 	// cluster, consul, version, never_primary).
 	EventJoin EventKind = "join"
+	// EventQueueTakeover: the primary handed a gone node's outbound queue
+	// to the live nodes.
+	EventQueueTakeover EventKind = "queue-takeover"
 	// EventLeave: the node stopped.
 	EventLeave EventKind = "leave"
 	// EventElection: this node became the primary (field: elections).

@@ -55,6 +55,10 @@ type Config struct {
 	// AdminPassword comes only from MAILCLUSTER_ADMIN_PASSWORD and is used
 	// only on the first start.
 	AdminPassword string `mapstructure:"-"`
+	// SmarthostPassword is the password of [Outbound] SmarthostUser at the
+	// smarthost; it comes only from MAILCLUSTER_SMARTHOST_PASSWORD (a
+	// secret is never a replicated setting).
+	SmarthostPassword string `mapstructure:"-"`
 }
 
 // ConfigError is a bad value in the node config: the node cannot start

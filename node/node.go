@@ -45,6 +45,7 @@ import (
 	"mailcluster/inifiles"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
+	"mailcluster/mailqueue"
 	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
 	"mailcluster/pop3svc"
@@ -98,6 +99,11 @@ type Node struct {
 	internal     *cluster.InternalClient
 	outbox       *cluster.Outbox
 	smtp         *mailsvc.Server
+	queue        *mailqueue.Queue  // the outbound queue (every node's, on the shared path)
+	queueRunner  *mailqueue.Runner // delivers this node's part of it
+	queueLive    func() bool       // false while this node must not deliver (cluster membership lapsed)
+	queueMembers func(context.Context) ([]string, error)
+	isPrimary    func() bool
 	imap         *imapsvc.Server
 	pop3         *pop3svc.Server
 	hub          *mailstore.LocalHub // folder changes made here, for this node's IMAP sessions
@@ -179,6 +185,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	n.sealKey = mailcluster.SealKey(secret)
 	n.failures = n.newFailureReporter()
+	n.queue = n.newQueue()
 
 	if c.Clustered() {
 		err = n.startCluster(bg, self, advertise, keyID, boot)
@@ -297,6 +304,7 @@ func (n *Node) newService(st mailcluster.Store, lead mailcluster.Leadership, mod
 	opts.Notify = mailcluster.NotifierFunc(n.notifyFrozen)
 	opts.Checks = append(opts.Checks, healthFunc(n.certProblems))
 	opts.SealKey = n.sealKey
+	opts.Queue = n.queue
 	opts.ScreeningKey = cluster.ScreeningKey(n.config.ClusterSecret)
 	svc := service.New(st, lead, n.log, opts)
 	local, err := svc.Local(service.SystemContext(context.Background(), "node"))
@@ -447,6 +455,9 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 		Checks: []mailcluster.HealthCheck{healthFunc(n.joinProblems)},
 	})
 	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
+	n.isPrimary = isPrimary
+	n.queueLive = func() bool { return n.local.Serving() && (c.NeverPrimary || election.Session() != "") }
+	n.queueMembers = consulMembers(client, c.ClusterName)
 	if c.AutoAdmit {
 		n.goBackground(func() {
 			admitter.AutoAdmit(bg, isPrimary, n.local.IsRegistered, func(ctx context.Context, name string) error {
@@ -517,7 +528,14 @@ func (n *Node) startMail(bg context.Context) error {
 	n.servedCerts.Store(n.certs)
 	n.goBackground(func() { n.certs.Run(bg, n.store) })
 	n.smtp = mailsvc.NewServer(n.Mail, n.local, mailsvc.ServerConfig{Hostname: c.SMTPHostname, TLS: n.certs.TLSConfig(), Log: n.log,
-		Registerer: n.metrics.reg})
+		Registerer: n.metrics.reg, Queue: n.queue})
+	live, primary := n.queueLive, n.isPrimary
+	if live == nil {
+		live, primary = func() bool { return true }, func() bool { return true }
+	}
+	if err := n.startQueue(bg, live, n.queueMembers, primary); err != nil {
+		return err
+	}
 	if err := n.listenMail("smtp", mailListener{c.SMTPAddr, &n.SMTPAddr, n.smtp.ServeInbound},
 		mailListener{c.SubmissionAddr, &n.SubmissionAddr, n.smtp.ServeSubmission}); err != nil {
 		return err
@@ -753,6 +771,11 @@ func (n *Node) Close() error {
 			if perr := n.pop3.Close(); err == nil {
 				err = perr
 			}
+		}
+		if n.queueRunner != nil {
+			// Deliveries in progress may finish (so that none is sent
+			// twice), well within [Queue] TakeoverAfter.
+			n.queueRunner.Close(15 * time.Second)
 		}
 		if n.cancel != nil {
 			n.cancel()

@@ -37,7 +37,7 @@ func isUsageError(err error) bool {
 const envPrefix = "MAILCLUSTER"
 
 // secretEnv lists variables that are read directly and never bound to flags.
-var secretEnv = map[string]bool{"MAILCLUSTER_ADMIN_PASSWORD": true}
+var secretEnv = map[string]bool{"MAILCLUSTER_ADMIN_PASSWORD": true, "MAILCLUSTER_SMARTHOST_PASSWORD": true}
 
 // addServeFlags declares the node config flags with their defaults.
 func addServeFlags(fs *pflag.FlagSet) {
@@ -157,6 +157,7 @@ func loadConfig(fs *pflag.FlagSet) (*node.Config, error) {
 		return nil, usagef("config: %v", err)
 	}
 	c.AdminPassword = os.Getenv("MAILCLUSTER_ADMIN_PASSWORD")
+	c.SmarthostPassword = os.Getenv("MAILCLUSTER_SMARTHOST_PASSWORD")
 	if err := c.Validate(); err != nil {
 		return nil, usageError{err}
 	}
@@ -168,7 +169,7 @@ func knownEnv(known map[string]bool) string {
 	for k := range known {
 		names = append(names, envPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_")))
 	}
-	names = append(names, "MAILCLUSTER_ADMIN_PASSWORD")
+	names = append(names, "MAILCLUSTER_ADMIN_PASSWORD", "MAILCLUSTER_SMARTHOST_PASSWORD")
 	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
