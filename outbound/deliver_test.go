@@ -82,9 +82,12 @@ func TestImplicitMX(t *testing.T) {
 	dns := dnstest.Start(t)
 	mx := startMX(t, "127.0.0.5", 0, nil, false)
 	dns.SetA("dest.test", "127.0.0.5") // no MX record
-	r := one(t, client(dns, mx.Port(), nil).Deliver(context.Background(), "dest.test", message("b@dest.test")))
-	if !r.Delivered || r.Host != "dest.test" || len(mx.Got()) != 1 {
-		t.Fatalf("result %+v", r)
+	// From a null sender (a DSN).
+	m := message("b@dest.test")
+	m.From = ""
+	r := one(t, client(dns, mx.Port(), nil).Deliver(context.Background(), "dest.test", m))
+	if got := mx.Got(); !r.Delivered || r.Host != "dest.test" || len(got) != 1 || got[0].From != "" {
+		t.Fatalf("result %+v, got %+v", r, got)
 	}
 }
 
