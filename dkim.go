@@ -100,7 +100,7 @@ func clipString(s string, n int) string {
 func ParseDKIMPrivateKey(keyPEM string) (crypto.Signer, string, error) {
 	b, rest := pem.Decode([]byte(keyPEM))
 	if b == nil {
-		return nil, "", Errorf(EINVALID, "The private key is not PEM (expected a block -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----).")
+		return nil, "", Errorf(EINVALID, "The private key is not PEM: give one PEM block of type PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY (PKCS#1).")
 	}
 	if strings.TrimSpace(string(rest)) != "" {
 		return nil, "", Errorf(EINVALID, "The private key is followed by other data; give exactly one PEM block.")

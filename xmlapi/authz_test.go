@@ -113,7 +113,10 @@ func xmlAuthzTable(domain string) map[string]xmlAuthzCase {
 		"CreateGroup":  {xmlDomain, dom + "<Group>newgroup</Group><QuotaBytes>1000</QuotaBytes><Members><Member>alice</Member></Members>"},
 		"UpdateGroup": {xmlDomain, dom + `<Group>team</Group><Description>changed</Description>` +
 			`<Members><Member>alice@` + domain + `</Member><Member action="remove">bob</Member></Members>`},
-		"DeleteGroup": {xmlDomain, dom + "<Group>team</Group>"},
+		"DeleteGroup":   {xmlDomain, dom + "<Group>team</Group>"},
+		"CreateDKIMKey": {xmlDomain, dom + "<Selector>new</Selector><Algorithm>ed25519-sha256</Algorithm>"},
+		"GetDKIMKey":    {xmlDomain, dom},
+		"DeleteDKIMKey": {xmlDomain, dom},
 	}
 }
 
@@ -181,6 +184,7 @@ func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 		e.mustCreateGroup(tb, mailcluster.GroupCreate{Domain: d, Name: "team", Members: []string{"bob"}})
 		e.mustCreateList(tb, mailcluster.ListCreate{Domain: d, Name: "news",
 			Members: []mailcluster.ListMember{{Address: "alice@" + d}, {Group: "team"}}})
+		e.mustCreateDKIMKey(tb, d)
 	}
 	e.mustBlock(tb, "198.51.100.1", time.Time{})
 	e.mustImport(tb, "mail", pki.Leaf, false)

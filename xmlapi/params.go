@@ -92,6 +92,12 @@ func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Elem
 		return h.handleGroupInfo(ctx, p, result)
 	case "GetGroupList":
 		return h.handleGroupList(ctx, p, result)
+	case "CreateDKIMKey":
+		return h.handleDKIMKeyCreate(ctx, p, result)
+	case "GetDKIMKey":
+		return h.handleDKIMKeyGet(ctx, p, result)
+	case "DeleteDKIMKey":
+		return h.handleDKIMKeyDelete(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }

@@ -60,6 +60,8 @@ var writes = []struct{ op, params string }{
 	{"CreateGroup", "<Domain>example.com</Domain><Group>newgroup</Group><Members><Member>bob</Member></Members>"},
 	{"UpdateGroup", `<Domain>example.com</Domain><Group>team</Group><QuotaBytes>1000</QuotaBytes><Members><Member>bob</Member><Member action="remove">alice</Member></Members>`},
 	{"DeleteGroup", "<Domain>example.com</Domain><Group>team</Group>"},
+	{"CreateDKIMKey", "<Domain>example.com</Domain><Selector>new</Selector><Algorithm>ed25519-sha256</Algorithm>"},
+	{"DeleteDKIMKey", "<Domain>example.com</Domain>"},
 }
 
 // readParams are the parameters of the read operations that need some;
@@ -73,6 +75,7 @@ var readParams = map[string]string{
 	"GetListInfo":   "<List>staff@example.com</List>",
 	"GetGroupList":  "<Domain>example.com</Domain>",
 	"GetGroupInfo":  "<Domain>example.com</Domain><Group>team</Group>",
+	"GetDKIMKey":    "<Domain>example.com</Domain>",
 }
 
 // TestOperationsClassified proves that the handler classifies every
@@ -163,6 +166,8 @@ func TestSecondary(t *testing.T) {
 	e.mustCreateGroup(t, mailcluster.GroupCreate{Domain: "example.com", Name: "team", Members: []string{"alice"}})
 	e.mustCreateList(t, mailcluster.ListCreate{Domain: "example.com", Name: "staff",
 		Members: []mailcluster.ListMember{{Address: "alice@example.com"}}})
+	// The DKIM writes aim at an existing key.
+	e.mustCreateDKIMKey(t, "example.com")
 	mail := e.mailState(t, "example.com")
 
 	// unchanged asserts that the refused writes changed nothing.

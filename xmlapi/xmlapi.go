@@ -132,6 +132,9 @@ var writeOperations = map[string]bool{
 	"DeleteGroup":         true,
 	"GetGroupInfo":        false,
 	"GetGroupList":        false,
+	"CreateDKIMKey":       true,
+	"GetDKIMKey":          false,
+	"DeleteDKIMKey":       true,
 }
 
 // request is a decoded <Request>.
