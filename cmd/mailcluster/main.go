@@ -50,6 +50,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(stdout, stderr), newVersionCommand(stdout), newStatusCommand(stdout), newRecountCommand(stdout))
 	root.AddCommand(newMigrateCommand(stdout, stderr))
+	root.AddCommand(newQueueCommand(stdout))
 	return root
 }
 
