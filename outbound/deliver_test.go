@@ -398,3 +398,19 @@ func TestMessageOpenFails(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("read error") }
+
+func TestSmarthostImplicitTLS(t *testing.T) {
+	dns := dnstest.Start(t)
+	srvTLS, cliTLS := serverTLS(t, "relay.test")
+	sh := startMXImplicitTLS(t, "127.0.0.6", srvTLS)
+	sh.User, sh.Pass = "relayuser", "s3cret-relay-pass"
+	dns.SetA("relay.test", "127.0.0.6")
+	c := client(dns, 1, func(cfg *outbound.Config) {
+		cfg.TLSConfig = cliTLS
+		cfg.Smarthost = &outbound.Smarthost{Host: "relay.test", Port: sh.Port(), Username: "relayuser", Password: "s3cret-relay-pass", TLS: outbound.TLSImplicit}
+	})
+	r := one(t, c.Deliver(context.Background(), "", message("b@far.example")))
+	if got := sh.Got(); !r.Delivered || len(got) != 1 || !got[0].TLS || got[0].User != "relayuser" {
+		t.Fatalf("result %+v, got %+v", r, got)
+	}
+}

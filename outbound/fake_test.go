@@ -53,11 +53,26 @@ type fakeMX struct {
 // enables STARTTLS; insecureAuth offers AUTH without TLS.
 func startMX(t *testing.T, ip string, port int, tlsCfg *tls.Config, insecureAuth bool) *fakeMX {
 	t.Helper()
-	f := &fakeMX{}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 	if err != nil {
 		t.Fatalf("listen %s:%d: %v", ip, port, err)
 	}
+	return serveMX(t, ln, tlsCfg, insecureAuth)
+}
+
+// startMXImplicitTLS starts a fake server that speaks TLS from the start.
+func startMXImplicitTLS(t *testing.T, ip string, tlsCfg *tls.Config) *fakeMX {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen %s: %v", ip, err)
+	}
+	return serveMX(t, tls.NewListener(ln, tlsCfg), nil, false)
+}
+
+// serveMX serves a fake on ln.
+func serveMX(t *testing.T, ln net.Listener, tlsCfg *tls.Config, insecureAuth bool) *fakeMX {
+	f := &fakeMX{}
 	f.Addr = ln.Addr().String()
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		f.mu.Lock()

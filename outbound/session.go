@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -59,7 +60,10 @@ func (d *delivery) converse(ctx context.Context, t target, ip net.IP, addr strin
 		if ctx.Err() != nil {
 			return temporary("", "4.4.7", "delivery canceled while connecting to %s", addr)
 		}
-		return temporary("", "4.4.1", "%s by %s", netText(err), addr)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return temporary("", "4.4.1", "connection refused by %s", addr)
+		}
+		return temporary("", "4.4.1", "cannot connect to %s: %s", addr, netText(err))
 	}
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
