@@ -9,9 +9,9 @@ import (
 	"mailcluster"
 )
 
-// dkimKeyResponse is the JSON form of a domain's DKIM key: the DNS TXT
+// DKIMKey is the JSON form of a domain's DKIM key: the DNS TXT
 // record to publish, never the private key (it has no member for it).
-type dkimKeyResponse struct {
+type DKIMKey struct {
 	Domain    string    `json:"domain"`
 	Selector  string    `json:"selector"`
 	Algorithm string    `json:"algorithm"`
@@ -29,9 +29,9 @@ type dkimKeyRequest struct {
 	PrivateKey string `json:"privateKey"`
 }
 
-func newDKIMKeyResponse(k *mailcluster.DKIMKey) dkimKeyResponse {
+func newDKIMKeyResponse(k *mailcluster.DKIMKey) DKIMKey {
 	name, value := k.TXTRecord()
-	return dkimKeyResponse{Domain: k.Domain, Selector: k.Selector, Algorithm: k.Algorithm, Created: k.Created.UTC(),
+	return DKIMKey{Domain: k.Domain, Selector: k.Selector, Algorithm: k.Algorithm, Created: k.Created.UTC(),
 		DNSName: name, DNSValue: value}
 }
 
