@@ -60,4 +60,9 @@ type Recipient struct {
 	// than its owner goes to the owner (the only entry of Accounts) for
 	// review instead of to the members.
 	Review bool
+	// External holds a list's outside members in domains the cluster does
+	// not serve (normalized addresses, without duplicates): the list's
+	// copy goes to them through the outbound queue. Empty for a post held
+	// for review and for every other kind of recipient.
+	External []string
 }
