@@ -22,7 +22,7 @@ const (
 	PrefixAliases        = "aliases/"             // aliases/<domain>/<name>: Alias (JSON)
 	PrefixAliasTargets   = "index/alias-targets/" // index/alias-targets/<target address>/<alias address>: present while the alias points there
 	PrefixLists          = "lists/"               // lists/<domain>/<name>: MailingList (JSON)
-	PrefixListMembers    = "listmembers/"         // listmembers/<domain>/<list>/<member>: ListMember (JSON); member is a mailbox or "group:<name>"
+	PrefixListMembers    = "listmembers/"         // listmembers/<domain>/<list>/<member>: ListMember (JSON); member is a mailbox, "group:<name>" or "ext:<address>"
 	PrefixGroups         = "groups/"              // groups/<domain>/<name>: Group (JSON)
 	PrefixGroupMembers   = "groupmembers/"        // groupmembers/<domain>/<group>/<mailbox>: present while the account is a member
 	PrefixDKIM           = "dkim/"                // dkim/<domain>: DKIMKey (JSON, private key sealed)
@@ -116,6 +116,12 @@ func ListMemberAccount(domain, list, mailbox string) string {
 // ListMemberGroup is the key of a group in a list.
 func ListMemberGroup(domain, list, group string) string {
 	return ListMemberPrefix(domain, list) + "group:" + group
+}
+
+// ListMemberExternal is the key of an outside address (normalized, of
+// another domain) in a list.
+func ListMemberExternal(domain, list, address string) string {
+	return ListMemberPrefix(domain, list) + "ext:" + address
 }
 
 // GroupPrefix is the prefix of a domain's groups.
