@@ -361,7 +361,7 @@ func TestSubmission(t *testing.T) {
 			if len(got) != before+1 {
 				t.Fatalf("bob has %d messages, want %d", len(got), before+1)
 			}
-			// No smarthost: mail for other domains is refused even when authenticated.
+			// Without an outbound queue, mail for other domains is refused even when authenticated.
 			wantReply(t, send(c, "alice@example.com", []string{"x@elsewhere.test"}, aliceMsg), 554, smtp.EnhancedCode{5, 7, 1})
 		})
 	}
