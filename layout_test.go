@@ -13,7 +13,8 @@ import (
 // TestLayout checks that dependencies point inward: the root package
 // imports nothing of the module, the edges (the two management APIs,
 // SMTP, IMAP, POP3, Consul) never import each other, and the mail storage they
-// share imports none of them; package node wires them.
+// share, the outbound queue and its SMTP client import none of them;
+// package node wires them.
 func TestLayout(t *testing.T) {
 	edges := []string{"api", "xmlapi", "mailsvc", "imapsvc", "pop3svc", "cluster"}
 	forbidden := map[string][]string{".": {"mailcluster/"}}
@@ -27,6 +28,10 @@ func TestLayout(t *testing.T) {
 		forbidden["mailstore"] = append(forbidden["mailstore"], "mailcluster/"+e)
 	}
 	forbidden["mailstore"] = append(forbidden["mailstore"], "mailcluster/node")
+	// The outbound queue sits beside the mail storage: no edge, no node;
+	// its SMTP client knows only the root package.
+	forbidden["mailqueue"] = append(append([]string(nil), forbidden["mailstore"]...), "mailcluster/service")
+	forbidden["outbound"] = append(append([]string(nil), forbidden["mailqueue"]...), "mailcluster/mailqueue", "mailcluster/mailstore")
 	fset := token.NewFileSet()
 	for dir, bad := range forbidden {
 		ents, err := os.ReadDir(dir)
