@@ -8,14 +8,18 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	miekgdns "github.com/miekg/dns"
 
 	"mailcluster"
 	"mailcluster/internal/dkimsign"
+	"mailcluster/internal/dnstest"
 	"mailcluster/schema"
 	"mailcluster/service"
 )
@@ -259,27 +263,25 @@ func TestDKIMSignerCache(t *testing.T) {
 }
 
 // TestDKIMSignVerify signs with the service's key through dkimsign and
-// verifies with go-msgauth against the published TXT record.
+// verifies with go-msgauth, whose key lookup asks a DNS server on
+// loopback serving the TXT record the service says to publish.
 func TestDKIMSignVerify(t *testing.T) {
 	e := mustOpenDKIMEnv(t)
+	dnsSrv := dnstest.Start(t)
+	lookup := func(name string) ([]string, error) { return lookupTXT(dnsSrv.Addr, name) }
 	for _, alg := range []string{mailcluster.DKIMRSASHA256, mailcluster.DKIMEd25519SHA256} {
 		t.Run(alg, func(t *testing.T) {
 			k, err := e.svc.CreateDKIMKey(e.ctx, "example.com", "sel", alg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			name, value := k.TXTRecord()
-			lookup := func(domain string) ([]string, error) {
-				if domain == name {
-					return []string{value}, nil
-				}
-				return nil, &net404{domain}
-			}
+			dnsSrv.SetTXT(k.TXTRecord())
 			opts, ok := mustLocal(e.svc).DKIMSigner("example.com")
 			if !ok {
 				t.Fatal("no signer")
 			}
-			msg := "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: hello\r\nDate: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello Bob.\r\n"
+			msg := "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: hello\r\n" +
+				"Date: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nHello Bob.\r\n"
 			sig, err := dkimsign.SignMessage(opts, strings.NewReader(msg))
 			if err != nil {
 				t.Fatal(err)
@@ -297,8 +299,12 @@ func TestDKIMSignVerify(t *testing.T) {
 				}
 				return vs[0].Err
 			}
+			queries := dnsSrv.Queries()
 			if err := verify(msg); err != nil {
 				t.Fatalf("verify: %v", err)
+			}
+			if dnsSrv.Queries() == queries {
+				t.Fatal("the verifier did not ask the DNS server")
 			}
 			if err := verify(strings.Replace(msg, "Hello Bob.", "Hello Eve.", 1)); err == nil {
 				t.Fatal("a changed body verified")
@@ -306,11 +312,38 @@ func TestDKIMSignVerify(t *testing.T) {
 			if err := verify(strings.Replace(msg, "Subject: hello", "Subject: hullo", 1)); err == nil {
 				t.Fatal("a changed subject verified")
 			}
+			// Relaxed canonicalization: whitespace changes in transit verify.
+			if err := verify(strings.Replace(msg, "Subject: hello", "Subject:   hello", 1)); err != nil {
+				t.Fatalf("relaxed header canonicalization: %v", err)
+			}
 		})
 	}
 }
 
-// net404 is a lookup error for a name without records.
-type net404 struct{ name string }
-
-func (e *net404) Error() string { return "no such host " + e.name }
+// lookupTXT asks the DNS server at addr for the TXT records of name (UDP,
+// then TCP when the answer was truncated) and returns each record's
+// strings joined, as net.LookupTXT does.
+func lookupTXT(addr, name string) ([]string, error) {
+	m := new(miekgdns.Msg)
+	m.SetQuestion(miekgdns.Fqdn(name), miekgdns.TypeTXT)
+	m.SetEdns0(4096, false)
+	c := &miekgdns.Client{Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err == nil && r.Truncated {
+		c.Net = "tcp"
+		r, _, err = c.Exchange(m, addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Rcode != miekgdns.RcodeSuccess {
+		return nil, fmt.Errorf("lookup %s: %s", name, miekgdns.RcodeToString[r.Rcode])
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if txt, ok := rr.(*miekgdns.TXT); ok {
+			out = append(out, strings.Join(txt.Txt, ""))
+		}
+	}
+	return out, nil
+}
