@@ -414,3 +414,22 @@ func TestSmarthostImplicitTLS(t *testing.T) {
 		t.Fatalf("result %+v, got %+v", r, got)
 	}
 }
+
+func TestMXTiesShuffled(t *testing.T) {
+	dns := dnstest.Start(t)
+	a := startMX(t, "127.0.0.2", 0, nil, false)
+	b := startMX(t, "127.0.0.3", a.Port(), nil, false)
+	dns.SetMX("dest.test", dnstest.MX{Host: "a.dest.test", Pref: 10}, dnstest.MX{Host: "b.dest.test", Pref: 10})
+	dns.SetA("a.dest.test", "127.0.0.2")
+	dns.SetA("b.dest.test", "127.0.0.3")
+	c := client(dns, a.Port(), nil)
+	// 30 deliveries all to one of two equal hosts: probability 2^-29.
+	for range 30 {
+		if r := one(t, c.Deliver(context.Background(), "dest.test", message("b@dest.test"))); !r.Delivered {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	if len(a.Got()) == 0 || len(b.Got()) == 0 {
+		t.Fatalf("a got %d, b got %d: ties not shuffled", len(a.Got()), len(b.Got()))
+	}
+}
