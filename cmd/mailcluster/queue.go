@@ -23,7 +23,7 @@ func newQueueCommand(stdout io.Writer) *cobra.Command {
 		Long: "queue asks a node's REST API for the outbound queue. Any node lists and shows the whole\n" +
 			"cluster's queue; retry and delete are made on the primary (a secondary refuses them and\n" +
 			"names the primary). The password is read from MAILCLUSTER_ADMIN_PASSWORD.",
-		Args: cobra.NoArgs,
+		Args: noQueueArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return usagef("queue: give a subcommand: list, show, retry, delete or stats")
 		},
@@ -37,7 +37,7 @@ func newQueueCommand(stdout io.Writer) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "Print one page of the queue, oldest first",
-		Args:  cobra.NoArgs,
+		Args:  noQueueArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > 1000 {
 				return usagef("queue list: --limit must be from 1 to 1000")
@@ -110,7 +110,7 @@ func newQueueCommand(stdout io.Writer) *cobra.Command {
 	stats := &cobra.Command{
 		Use:   "stats",
 		Short: "Print the counts of every node's queue",
-		Args:  cobra.NoArgs,
+		Args:  noQueueArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := connect()
 			if err != nil {
@@ -126,6 +126,14 @@ func newQueueCommand(stdout io.Writer) *cobra.Command {
 	}
 	cmd.AddCommand(list, show, retry, del, stats)
 	return cmd
+}
+
+// noQueueArgs refuses arguments as a usage error.
+func noQueueArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
 }
 
 // exactlyOneID refuses anything but one argument as a usage error.
