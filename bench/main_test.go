@@ -3,7 +3,8 @@
 // reads on a secondary against a bare Echo handler, the XML-API against
 // REST, writes against raw Consul transactions of the same size and
 // account creates against a bare bcrypt loop, replication latency,
-// failover times, SMTP throughput against Postfix's smtp-sink, a cluster
+// failover times, SMTP throughput against Postfix's smtp-sink, relaying
+// to an smtp-sink against a private Postfix relaying the same load, a cluster
 // loaded through the REST API to 100,000 accounts (write and replication
 // latency, RSS, catch-up, bytes read from Consul per write), a
 // failed-login storm against one of its secondaries, how soon an IMAP
@@ -20,7 +21,8 @@
 // MAILCLUSTER_BENCH_STORM (the failed-login storm, default 30s),
 // MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP notice figure, default
 // 200), MAILCLUSTER_BENCH_IMAP_MESSAGES (messages of the INBOX read
-// against Dovecot, default 12000),
+// against Dovecot, default 12000), MAILCLUSTER_BENCH_RELAY_N (messages
+// of one relay pass, default 2000),
 // MAILCLUSTER_BENCH_NODE_ENV (KEY=VALUE pairs added to every node's
 // environment, e.g. GOMEMLIMIT=150MiB), MAILCLUSTER_BENCH_PROFILE (a
 // directory: CPU profiles of the nodes under each load, taken with Linux
@@ -105,6 +107,7 @@ func TestBench(t *testing.T) {
 		t.Run("writes", func(t *testing.T) { benchWrites(t, c, rec) })
 	})
 	t.Run("smtp", func(t *testing.T) { ran("smtp"); benchSMTP(t, rec) })
+	t.Run("relay", func(t *testing.T) { ran("relay"); benchRelay(t, rec) })
 	t.Run("scale", func(t *testing.T) { ran("scale"); benchScale(t, rec) })
 	t.Run("imap", func(t *testing.T) {
 		ran("imap")
