@@ -48,10 +48,10 @@ func ParseListReplyTo(s string) (ListReplyTo, error) {
 }
 
 // MailingList is a list address of a domain whose mail is delivered to
-// every member. Members are accounts of the list's domain and groups of
-// that domain (every account of the group receives). Outside addresses
-// need the outbound queue and are refused with a clear error until it
-// exists.
+// every member. Members are accounts of the list's domain, groups of that
+// domain (every account of the group receives) and outside addresses (of
+// any other domain): outside members in domains the cluster serves get
+// their copy locally, the others through the outbound queue.
 type MailingList struct {
 	Domain      string      `json:"domain"`
 	Name        string      `json:"name"` // the local part, validated like a mailbox
@@ -74,12 +74,22 @@ type MailingList struct {
 // Address returns name@domain.
 func (l *MailingList) Address() string { return l.Name + "@" + l.Domain }
 
-// ListMember is one member of a mailing list: exactly one of Address (an
-// account of the list's domain) and Group (a group of that domain).
+// ListMember is one member of a mailing list: exactly one of Address and
+// Group (a group of the list's domain). An address of the list's domain
+// must be an account of it; an address of any other domain is an outside
+// member (a plain address as SplitAddress accepts it, of a domain name
+// with at least two labels, at most MaxOutsideAddress bytes).
 type ListMember struct {
 	Address string `json:"address,omitempty"`
 	Group   string `json:"group,omitempty"`
+	// External is set on read for an outside member; the service decides
+	// it from the address's domain, so it is ignored in changes.
+	External bool `json:"external,omitempty"`
 }
+
+// MaxOutsideAddress is the longest outside member address (RFC 5321
+// 4.5.3.1.3: a path holds at most 256 octets with its angle brackets).
+const MaxOutsideAddress = 254
 
 // MaxListMembers is the most members one list may have.
 const MaxListMembers = 5000

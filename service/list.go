@@ -11,13 +11,17 @@ import (
 )
 
 // A mailing list is its record (schema.List) and one key per member
-// (schema.ListMemberAccount, schema.ListMemberGroup) holding a
-// mailcluster.ListMember as JSON. Every transaction that adds members
-// rewrites the list record (so that two of them cannot pass the member
-// limit together, and none adds to a list being deleted) and touches each
-// member's record (see alias.go).
+// (schema.ListMemberAccount, schema.ListMemberGroup,
+// schema.ListMemberExternal) holding a mailcluster.ListMember as JSON.
+// Every transaction that adds members rewrites the list record (so that
+// two of them cannot pass the member limit together, and none adds to a
+// list being deleted) and touches each account or group member's record
+// (see alias.go); an outside member has no record to touch.
 
-const groupMemberTag = "group:"
+const (
+	groupMemberTag    = "group:"
+	externalMemberTag = "ext:"
+)
 
 func (s *Service) getList(domain, name string) (*mailcluster.MailingList, mailcluster.KV, error) {
 	return getSet(s, listKind.of(domain, name), func(l *mailcluster.MailingList) *int { return &l.MemberCount })
@@ -31,55 +35,78 @@ func validateDescription(d string) error {
 	return nil
 }
 
-func errOutsideMember(address, domain string) error {
+func errNotAccount(address, domain string) error {
 	return mailcluster.Errorf(mailcluster.EINVALID,
-		"%s is not an account of %s: a list's members are accounts and groups of its domain; outside members need the outbound queue, which is not available yet.",
+		"%s is not an account of %s: a list's members of its own domain are its accounts and groups (addresses of other domains are outside members).",
 		address, domain)
 }
 
+// outsideAddress checks the address of an outside member (normalized by
+// SplitAddress): at most MaxOutsideAddress bytes, in a domain name of at
+// least two labels (what the outbound queue can deliver to).
+func outsideAddress(mailbox, domain string) (string, error) {
+	address := mailbox + "@" + domain
+	if len(address) > mailcluster.MaxOutsideAddress || !strings.Contains(domain, ".") {
+		return "", mailcluster.Errorf(mailcluster.EINVALID,
+			"%q is not an address an outside member can have: at most %d characters, in a domain name with at least two labels.",
+			clipped(address), mailcluster.MaxOutsideAddress)
+	}
+	return address, nil
+}
+
+// clipped shortens s for an error message.
+func clipped(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
 // listMemberKey reads a member given to a list of domain: exactly one of
-// an address (or local part) and a group name. ok is false for an address
-// of another domain (which no list of domain can have).
-func listMemberKey(domain, list string, m mailcluster.ListMember) (ref memberRef, address string, ok bool, err error) {
+// an address (or local part) and a group name. An address of another
+// domain is an outside member (external is true).
+func listMemberKey(domain, list string, m mailcluster.ListMember) (ref memberRef, address string, external bool, err error) {
 	switch addr, group := strings.TrimSpace(m.Address), strings.TrimSpace(m.Group); {
 	case (addr == "") == (group == ""):
 		return ref, "", false, mailcluster.Errorf(mailcluster.EINVALID, "A list member is either an address or a group.")
 	case group != "":
 		name := mailcluster.NormalizeMailbox(group)
 		if err := mailcluster.ValidateMailbox(name); err != nil {
-			return ref, "", false, mailcluster.Errorf(mailcluster.EINVALID, "Group name %q is not valid.", group)
+			return ref, "", false, mailcluster.Errorf(mailcluster.EINVALID, "Group name %q is not valid.", clipped(group))
 		}
 		b, _ := json.Marshal(mailcluster.ListMember{Group: name})
-		return memberRef{key: schema.ListMemberGroup(domain, list, name), value: b}, name, true, nil
+		return memberRef{key: schema.ListMemberGroup(domain, list, name), value: b}, name, false, nil
 	default:
 		mailbox, mdomain, err := splitLocal(addr, domain)
 		if err != nil {
 			return ref, "", false, err
 		}
-		address := mailbox + "@" + mdomain
 		if mdomain != domain {
-			return ref, address, false, nil
+			address, err := outsideAddress(mailbox, mdomain)
+			if err != nil {
+				return ref, "", false, err
+			}
+			b, _ := json.Marshal(mailcluster.ListMember{Address: address, External: true})
+			return memberRef{key: schema.ListMemberExternal(domain, list, address), value: b, address: address}, address, true, nil
 		}
+		address := mailbox + "@" + mdomain
 		b, _ := json.Marshal(mailcluster.ListMember{Address: address})
-		return memberRef{key: schema.ListMemberAccount(domain, list, mailbox), value: b, address: address}, address, true, nil
+		return memberRef{key: schema.ListMemberAccount(domain, list, mailbox), value: b, address: address}, address, false, nil
 	}
 }
 
 // listMemberAdd checks a member to add to a list of domain: an account or
-// a group (not being deleted) of that domain.
+// a group (not being deleted) of that domain, or an outside address.
 func (s *Service) listMemberAdd(domain, list string, m mailcluster.ListMember) (memberRef, error) {
-	ref, address, ok, err := listMemberKey(domain, list, m)
-	if err != nil {
+	ref, address, external, err := listMemberKey(domain, list, m)
+	if err != nil || external {
 		return ref, err
-	}
-	if !ok {
-		return ref, errOutsideMember(address, domain)
 	}
 	if strings.TrimSpace(m.Group) == "" {
 		mailbox, _, _ := strings.Cut(address, "@")
 		kv, found := s.store.Get(schema.Account(domain, mailbox))
 		if !found {
-			return ref, errOutsideMember(address, domain)
+			return ref, errNotAccount(address, domain)
 		}
 		ref.target = kv
 		return ref, nil
@@ -132,7 +159,7 @@ func validateListFields(l *mailcluster.MailingList) error {
 }
 
 // CreateList creates a mailing list with its first members.
-// Errors: EINVALID (also outside members), ENOTFOUND, ECONFLICT,
+// Errors: EINVALID, ENOTFOUND, ECONFLICT,
 // ETOOLARGE (MaxListMembers), EFORBIDDEN, EREADONLY, EUNAVAILABLE.
 func (s *Service) CreateList(ctx context.Context, in mailcluster.ListCreate) (*mailcluster.MailingList, error) {
 	domain, name, err := authorizeName(ctx, in.Domain, in.Name)
@@ -213,8 +240,8 @@ func (s *Service) UpdateList(ctx context.Context, domain, name string, upd mailc
 	if err := memberChanges(s, &o, m, l.MemberCount, upd.AddMembers, upd.RemoveMembers,
 		func(member mailcluster.ListMember) (memberRef, error) { return s.listMemberAdd(domain, name, member) },
 		func(member mailcluster.ListMember) (string, bool, error) {
-			ref, _, ok, err := listMemberKey(domain, name, member)
-			return ref.key, ok, err
+			ref, _, _, err := listMemberKey(domain, name, member)
+			return ref.key, err == nil, err
 		}); err != nil {
 		return nil, err
 	}
@@ -262,8 +289,9 @@ func (s *Service) listDeletion(domain, name string) setDeletion {
 		}}
 }
 
-// FindListMembers returns a page of a list's members (accounts as full
-// addresses, groups by name), in key order; cursor as FindAliases.
+// FindListMembers returns a page of a list's members (accounts and
+// outside members as full addresses, groups by name), in key order;
+// cursor as FindAliases (a member's address stands for its key).
 func (s *Service) FindListMembers(ctx context.Context, domain, name, cursor string, limit int) ([]mailcluster.ListMember, string, error) {
 	return findMembers(ctx, s, listKind, domain, name, cursor, limit, listMemberOf)
 }
@@ -273,6 +301,9 @@ func (s *Service) FindListMembers(ctx context.Context, domain, name, cursor stri
 func listMemberOf(domain, suffix string) mailcluster.ListMember {
 	if g, ok := strings.CutPrefix(suffix, groupMemberTag); ok {
 		return mailcluster.ListMember{Group: g}
+	}
+	if a, ok := strings.CutPrefix(suffix, externalMemberTag); ok {
+		return mailcluster.ListMember{Address: a, External: true}
 	}
 	return mailcluster.ListMember{Address: suffix + "@" + domain}
 }

@@ -112,10 +112,9 @@ func TestLists(t *testing.T) {
 			in      mailcluster.ListCreate
 			message string
 		}{
-			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "carol@other.com"}}}, "outbound queue"},
-			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "someone@gmail.com"}}}, "outbound queue"},
-			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "nobody"}}}, "outbound queue"},
-			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "sales"}}}, "outbound queue"},
+			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "nobody"}}}, "not an account"},
+			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "nobody@example.com"}}}, "not an account"},
+			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "sales"}}}, "not an account"},
 			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Address: "alice", Group: "staff"}}}, "either"},
 			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{}}}, "either"},
 			{mailcluster.ListCreate{Members: []mailcluster.ListMember{{Group: "nogroup"}}}, "nogroup"},
@@ -140,7 +139,7 @@ func TestLists(t *testing.T) {
 		}
 		moderated, none := mailcluster.ListPostModerated, ""
 		for _, upd := range []mailcluster.ListUpdate{
-			{AddMembers: []mailcluster.ListMember{{Address: "carol@other.com"}}},
+			{AddMembers: []mailcluster.ListMember{{Address: "nobody@example.com"}}},
 			{Policy: &moderated},
 			{Owner: &none, Policy: &moderated},
 			{AddMembers: []mailcluster.ListMember{{Address: "alice"}}, RemoveMembers: []mailcluster.ListMember{{Address: "alice@example.com"}}},

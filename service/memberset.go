@@ -183,13 +183,20 @@ func getSet[T any](s *Service, m memberSet, count func(*T) *int) (*T, mailcluste
 }
 
 // memberRef is a member as stored: its key and value, and for an added
-// member the record it refers to (an account or a group) and, for an
-// account, its address.
+// member the record it refers to (an account or a group; none for an
+// outside member of a list) and, for an address, the address.
 type memberRef struct {
 	key     string
 	value   []byte
 	target  mailcluster.KV
 	address string
+}
+
+// touch adds to o the touch of the record r refers to, if any.
+func (r memberRef) touch(o *opSet) {
+	if r.target.Key != "" {
+		o.touch(r.target)
+	}
 }
 
 // checkMembersGiven refuses a new set with more members than it may have.
@@ -244,7 +251,7 @@ func createSet[M any](ctx context.Context, s *Service, o *opSet, m memberSet, re
 		}
 		if !o.changed[r.key] {
 			o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: r.key, Value: r.value})
-			o.touch(r.target)
+			r.touch(o)
 		}
 	}
 	return s.saveSet(ctx, o, m, rec, 0, func() error { return m.errCreateTooLarge(fixed, len(members)) })
@@ -282,7 +289,7 @@ func memberChanges[M any](s *Service, o *opSet, m memberSet, count int, add, rem
 			continue
 		}
 		o.add(mailcluster.Op{Verb: mailcluster.OpSet, Key: r.key, Value: r.value})
-		o.touch(r.target)
+		r.touch(o)
 		added++
 	}
 	for _, key := range removes {
@@ -371,10 +378,7 @@ func findMembers[M any](ctx context.Context, s *Service, k setKind, domain, name
 	if _, _, err := s.setState(m); err != nil {
 		return nil, "", err
 	}
-	cursor = mailcluster.NormalizeMailbox(cursor)
-	if mailbox, _, ok := strings.Cut(cursor, "@"); ok {
-		cursor = mailcluster.NormalizeMailbox(mailbox)
-	}
+	cursor = memberCursor(k, domain, cursor)
 	prefix := m.members()
 	kvs, next := s.page(prefix, cursor, limit)
 	out := make([]M, 0, len(kvs))
@@ -382,6 +386,25 @@ func findMembers[M any](ctx context.Context, s *Service, k setKind, domain, name
 		out = append(out, member(domain, strings.TrimPrefix(kv.Key, prefix)))
 	}
 	return out, next, nil
+}
+
+// memberCursor returns the key suffix a page cursor of the members of a
+// set of kind k in domain stands for: a key suffix as a page returned it,
+// or a member's address (an account's stands for its local part, an
+// outside member's of a list for its "ext:" key).
+func memberCursor(k setKind, domain, cursor string) string {
+	cursor = mailcluster.NormalizeMailbox(cursor)
+	if k == listKind && strings.HasPrefix(cursor, externalMemberTag) {
+		return cursor
+	}
+	mailbox, mdomain, ok := strings.Cut(cursor, "@")
+	if !ok {
+		return cursor
+	}
+	if k == listKind && mdomain != domain {
+		return externalMemberTag + cursor
+	}
+	return mailcluster.NormalizeMailbox(mailbox)
 }
 
 // accountSets returns the sets of kind k (each read by get) that have

@@ -134,16 +134,19 @@ func (s *Service) resolveList(r *mailcluster.Recipient, l *mailcluster.MailingLi
 			return nil, mailcluster.Errorf(mailcluster.EFORBIDDEN, "Only members may post to the mailing list %s.", l.Address())
 		}
 	}
-	r.Accounts = s.listAccounts(l)
+	r.Accounts, r.External = s.listMembers(l)
 	return r, nil
 }
 
-// isListMember reports whether sender is a member of l, directly or
-// through a member group.
+// isListMember reports whether sender is a member of l, directly, through
+// a member group, or as an outside member.
 func (s *Service) isListMember(l *mailcluster.MailingList, sender string) bool {
 	mailbox, domain, err := mailcluster.SplitAddress(sender)
-	if err != nil || domain != l.Domain {
+	if err != nil {
 		return false
+	}
+	if domain != l.Domain {
+		return s.has(schema.ListMemberExternal(l.Domain, l.Name, mailbox+"@"+domain))
 	}
 	if _, ok := s.store.Get(schema.ListMemberAccount(l.Domain, l.Name, mailbox)); ok {
 		return true
@@ -169,35 +172,80 @@ func (s *Service) listGroups(l *mailcluster.MailingList) []string {
 	return out
 }
 
-// listAccounts returns the accounts that receive a post to l.
-func (s *Service) listAccounts(l *mailcluster.MailingList) []*mailcluster.Account {
+// listMembers returns who receives a post to l: the accounts (members of
+// l's domain, its groups' members, and the outside members in other
+// domains served here that are accounts or aliases of accounts), enabled
+// and without duplicates; and the outside members in domains not served
+// here, for the outbound queue. An outside member in a served domain that
+// is neither (a list, an unknown address) receives nothing: lists are not
+// expanded into one another.
+func (s *Service) listMembers(l *mailcluster.MailingList) ([]*mailcluster.Account, []string) {
 	quotas := s.quotaGroups(l.Domain)
 	seen := map[string]bool{}
 	out := []*mailcluster.Account{}
-	add := func(mailbox string) {
-		if seen[mailbox] {
+	var external []string
+	add := func(a *mailcluster.Account) {
+		if seen[a.Address()] || a.Disabled {
 			return
 		}
-		seen[mailbox] = true
-		if a, _, err := s.getAccount(l.Domain, mailbox); err == nil && !a.Disabled {
+		seen[a.Address()] = true
+		if a.Domain == l.Domain {
 			c := a.Public()
 			quotas(c)
 			out = append(out, c)
+			return
+		}
+		out = append(out, s.forDelivery(a))
+	}
+	local := func(mailbox string) {
+		if a, _, err := s.getAccount(l.Domain, mailbox); err == nil {
+			add(a)
 		}
 	}
 	prefix := schema.ListMemberPrefix(l.Domain, l.Name)
 	for _, kv := range s.store.List(prefix, "", 0) {
-		if suffix := strings.TrimPrefix(kv.Key, prefix); !strings.HasPrefix(suffix, groupMemberTag) {
-			add(suffix)
+		suffix := strings.TrimPrefix(kv.Key, prefix)
+		switch addr, ext := strings.CutPrefix(suffix, externalMemberTag); {
+		case ext:
+			if a, served := s.servedOutsideMember(addr); a != nil {
+				add(a)
+			} else if !served && !seen[addr] {
+				seen[addr] = true
+				external = append(external, addr)
+			}
+		case !strings.HasPrefix(suffix, groupMemberTag):
+			local(suffix)
 		}
 	}
 	for _, g := range s.listGroups(l) {
 		gp := schema.GroupMemberPrefix(l.Domain, g)
 		for _, kv := range s.store.List(gp, "", 0) {
-			add(strings.TrimPrefix(kv.Key, gp))
+			local(strings.TrimPrefix(kv.Key, gp))
 		}
 	}
-	return out
+	return out, external
+}
+
+// servedOutsideMember resolves an outside member of a list: in a domain
+// served here (served), the account it names directly or as an alias
+// (nil for anything else); in another domain, nothing.
+func (s *Service) servedOutsideMember(address string) (a *mailcluster.Account, served bool) {
+	mailbox, domain, err := mailcluster.SplitAddress(address)
+	if err != nil {
+		return nil, true // never stored: addresses are validated
+	}
+	if _, err := s.servedDomain(domain); err != nil {
+		return nil, s.isLocalDomain(domain)
+	}
+	if a, _, err := s.getAccount(domain, mailbox); err == nil {
+		return a, true
+	}
+	if al, _, err := s.getAlias(domain, mailbox); err == nil {
+		if a, err := s.lookupAccount(al.Target); err == nil {
+			return a, true
+		}
+	}
+	return nil, true
 }
 
 // postmasterOf returns the account that receives postmaster@ and abuse@
