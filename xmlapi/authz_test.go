@@ -113,10 +113,15 @@ func xmlAuthzTable(domain string) map[string]xmlAuthzCase {
 		"CreateGroup":  {xmlDomain, dom + "<Group>newgroup</Group><QuotaBytes>1000</QuotaBytes><Members><Member>alice</Member></Members>"},
 		"UpdateGroup": {xmlDomain, dom + `<Group>team</Group><Description>changed</Description>` +
 			`<Members><Member>alice@` + domain + `</Member><Member action="remove">bob</Member></Members>`},
-		"DeleteGroup":   {xmlDomain, dom + "<Group>team</Group>"},
-		"CreateDKIMKey": {xmlDomain, dom + "<Selector>new</Selector><Algorithm>ed25519-sha256</Algorithm>"},
-		"GetDKIMKey":    {xmlDomain, dom},
-		"DeleteDKIMKey": {xmlDomain, dom},
+		"DeleteGroup":        {xmlDomain, dom + "<Group>team</Group>"},
+		"CreateDKIMKey":      {xmlDomain, dom + "<Selector>new</Selector><Algorithm>ed25519-sha256</Algorithm>"},
+		"GetDKIMKey":         {xmlDomain, dom},
+		"DeleteDKIMKey":      {xmlDomain, dom},
+		"GetQueueList":       {xmlGlobal, ""},
+		"GetQueueMessage":    {xmlGlobal, "<ID>" + queueID1 + "</ID>"},
+		"GetQueueStats":      {xmlGlobal, ""},
+		"RetryQueueMessage":  {xmlGlobal, "<ID>" + queueID1 + "</ID>"},
+		"DeleteQueueMessage": {xmlGlobal, "<ID>" + queueID1 + "</ID>"},
 	}
 }
 
@@ -167,7 +172,7 @@ func authzPassword(address string) string { return "secret-pass-" + address }
 func mustOpenAuthzEnv(tb testing.TB) (*Env, *fakeAdmission) {
 	tb.Helper()
 	adm := &fakeAdmission{}
-	e := MustOpenEnv(tb, WithAdmission(adm))
+	e := MustOpenEnv(tb, WithAdmission(adm), WithQueue(newFakeQueue(queueID1)))
 	ctx := service.SystemContext(context.Background(), "test")
 	for _, d := range []string{attackerDomain, victimDomain} {
 		e.MustCreateDomain(tb, d)

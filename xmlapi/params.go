@@ -98,6 +98,16 @@ func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Elem
 		return h.handleDKIMKeyGet(ctx, p, result)
 	case "DeleteDKIMKey":
 		return h.handleDKIMKeyDelete(ctx, p, result)
+	case "GetQueueList":
+		return h.handleQueueList(ctx, p, result)
+	case "GetQueueMessage":
+		return h.handleQueueMessage(ctx, p, result)
+	case "GetQueueStats":
+		return h.handleQueueStats(ctx, p, result)
+	case "RetryQueueMessage":
+		return h.handleQueueRetry(ctx, p, result)
+	case "DeleteQueueMessage":
+		return h.handleQueueDelete(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }

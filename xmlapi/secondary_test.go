@@ -62,20 +62,23 @@ var writes = []struct{ op, params string }{
 	{"DeleteGroup", "<Domain>example.com</Domain><Group>team</Group>"},
 	{"CreateDKIMKey", "<Domain>example.com</Domain><Selector>new</Selector><Algorithm>ed25519-sha256</Algorithm>"},
 	{"DeleteDKIMKey", "<Domain>example.com</Domain>"},
+	{"RetryQueueMessage", "<ID>" + queueID1 + "</ID>"},
+	{"DeleteQueueMessage", "<ID>" + queueID1 + "</ID>"},
 }
 
 // readParams are the parameters of the read operations that need some;
 // every other read is called without parameters.
 var readParams = map[string]string{
-	"GetDomainList": "<Get><Users/></Get>",
-	"GetDomainInfo": "<Domain>example.com</Domain>",
-	"GetUserInfo":   "<Domain>example.com</Domain><Mailbox>alice</Mailbox>",
-	"GetAliasList":  "<Domain>example.com</Domain>",
-	"GetListList":   "<Domain>example.com</Domain>",
-	"GetListInfo":   "<List>staff@example.com</List>",
-	"GetGroupList":  "<Domain>example.com</Domain>",
-	"GetGroupInfo":  "<Domain>example.com</Domain><Group>team</Group>",
-	"GetDKIMKey":    "<Domain>example.com</Domain>",
+	"GetDomainList":   "<Get><Users/></Get>",
+	"GetDomainInfo":   "<Domain>example.com</Domain>",
+	"GetUserInfo":     "<Domain>example.com</Domain><Mailbox>alice</Mailbox>",
+	"GetAliasList":    "<Domain>example.com</Domain>",
+	"GetListList":     "<Domain>example.com</Domain>",
+	"GetListInfo":     "<List>staff@example.com</List>",
+	"GetGroupList":    "<Domain>example.com</Domain>",
+	"GetGroupInfo":    "<Domain>example.com</Domain><Group>team</Group>",
+	"GetDKIMKey":      "<Domain>example.com</Domain>",
+	"GetQueueMessage": "<ID>" + queueID1 + "</ID>",
 }
 
 // TestOperationsClassified proves that the handler classifies every
@@ -140,6 +143,8 @@ func mustSecondary(t *testing.T, e *Env, lead mailcluster.Leadership) string {
 		Mode:       mailcluster.ModeCluster,
 		// A node the admission check would accept: only the role refuses.
 		Admit: &fakeAdmission{},
+		// The queue on the shared path that every node reads.
+		Queue: newFakeQueue(queueID1),
 	})
 	_, url := e.Serve(t, svc)
 	return url

@@ -135,6 +135,11 @@ var writeOperations = map[string]bool{
 	"CreateDKIMKey":       true,
 	"GetDKIMKey":          false,
 	"DeleteDKIMKey":       true,
+	"GetQueueList":        false,
+	"GetQueueMessage":     false,
+	"GetQueueStats":       false,
+	"RetryQueueMessage":   true,
+	"DeleteQueueMessage":  true,
 }
 
 // request is a decoded <Request>.

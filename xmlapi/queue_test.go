@@ -1,0 +1,321 @@
+package xmlapi_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailcluster"
+	"mailcluster/service"
+	"mailcluster/xmlapi"
+)
+
+// Queue ids of the tests (the form mailcluster.ValidQueueID accepts).
+const (
+	queueID1      = "0000000000000001-aaaaaaaaaaaa"
+	queueID2      = "0000000000000002-bbbbbbbbbbbb"
+	queueID3      = "0000000000000003-cccccccccccc"
+	queueIDAbsent = "00000000000000ff-ffffffffffff"
+)
+
+// fakeQueue is an outbound queue in memory; it records the retries and
+// deletions it was asked for.
+type fakeQueue struct {
+	mu      sync.Mutex
+	msgs    map[string]mailcluster.QueuedMessage
+	retried []string
+	deleted []string
+}
+
+var _ mailcluster.OutboundQueue = (*fakeQueue)(nil)
+
+// newFakeQueue returns a queue holding messages with ids, the first owned
+// by node1 and the others by node2, queued a minute apart.
+func newFakeQueue(ids ...string) *fakeQueue {
+	q := &fakeQueue{msgs: map[string]mailcluster.QueuedMessage{}}
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, id := range ids {
+		node := "node2"
+		if i == 0 {
+			node = "node1"
+		}
+		q.msgs[id] = mailcluster.QueuedMessage{ID: id, Node: node, From: "alice@example.com", Size: int64(100 * (i + 1)),
+			Created: t0.Add(time.Duration(i) * time.Minute), NextAttempt: t0.Add(time.Hour), Attempts: i, Subject: "subject " + id,
+			Recipients: []mailcluster.QueuedRecipient{
+				{Address: "bob@remote.test", State: mailcluster.RcptPending, Attempts: i},
+				{Address: "carol@remote.test", State: mailcluster.RcptDelivered, Attempts: 1, Reply: "250 2.0.0 ok",
+					Host: "mx.remote.test", Updated: t0.Add(time.Second)},
+			}}
+	}
+	return q
+}
+
+// WithQueue gives the node's Service the outbound queue q.
+func WithQueue(q mailcluster.OutboundQueue) EnvOption {
+	return func(o *service.Options) { o.Queue = q }
+}
+
+func (q *fakeQueue) List(node string, limit int, cursor string) ([]mailcluster.QueuedMessage, string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := make([]string, 0, len(q.msgs))
+	for id, m := range q.msgs {
+		if (node == "" || m.Node == node) && id > cursor {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	next := ""
+	if len(ids) > limit {
+		ids, next = ids[:limit], ids[limit-1]
+	}
+	out := make([]mailcluster.QueuedMessage, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, q.msgs[id])
+	}
+	return out, next, nil
+}
+
+func (q *fakeQueue) Message(id string) (*mailcluster.QueuedMessage, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m, ok := q.msgs[id]
+	if !ok {
+		return nil, fmt.Errorf("fake queue: %s: %w", id, mailcluster.ErrQueueNotFound)
+	}
+	return &m, nil
+}
+
+func (q *fakeQueue) Retry(id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.msgs[id]; !ok {
+		return fmt.Errorf("fake queue: %s: %w", id, mailcluster.ErrQueueNotFound)
+	}
+	q.retried = append(q.retried, id)
+	return nil
+}
+
+func (q *fakeQueue) Delete(id string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.msgs[id]; !ok {
+		return fmt.Errorf("fake queue: %s: %w", id, mailcluster.ErrQueueNotFound)
+	}
+	delete(q.msgs, id)
+	q.deleted = append(q.deleted, id)
+	return nil
+}
+
+func (q *fakeQueue) Stats() (map[string]mailcluster.QueueStats, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := map[string]mailcluster.QueueStats{}
+	for _, m := range q.msgs {
+		st := out[m.Node]
+		st.Messages++
+		st.Recipient += len(m.Recipients)
+		if m.Attempts > 0 {
+			st.Deferred++
+		}
+		if st.Oldest.IsZero() || m.Created.Before(st.Oldest) {
+			st.Oldest = m.Created
+		}
+		out[m.Node] = st
+	}
+	return out, nil
+}
+
+// calls returns the retries and deletions asked for so far.
+func (q *fakeQueue) calls() (retried, deleted []string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.retried), slices.Clone(q.deleted)
+}
+
+// queueIDs returns the ids of the <Message> elements of r's <Queue>.
+func queueIDs(t *testing.T, r *Response) []string {
+	t.Helper()
+	q := r.Result().SelectElement("Queue")
+	if q == nil {
+		t.Fatalf("no Queue:\n%s", r.Body)
+	}
+	var out []string
+	for _, m := range q.SelectElements("Message") {
+		out = append(out, m.SelectAttrValue("id", ""))
+	}
+	if n := q.SelectAttrValue("count", ""); n != fmt.Sprint(len(out)) {
+		t.Errorf("count %s for %d messages", n, len(out))
+	}
+	return out
+}
+
+func idParam(id string) string { return "<ID>" + id + "</ID>" }
+
+func TestQueue(t *testing.T) {
+	q := newFakeQueue(queueID1, queueID2, queueID3)
+	e := MustOpenEnv(t, WithQueue(q))
+
+	t.Run("GetQueueList", func(t *testing.T) {
+		r := e.Call(t, "GetQueueList", "").MustOK(t)
+		if got := queueIDs(t, r); !slices.Equal(got, []string{queueID1, queueID2, queueID3}) {
+			t.Fatalf("ids %v", got)
+		}
+		if next := r.Result().SelectElement("Queue").SelectAttrValue("next", "x"); next != "" {
+			t.Errorf("next %q", next)
+		}
+		r = e.Call(t, "GetQueueList", "<Node>node2</Node>").MustOK(t)
+		if got := queueIDs(t, r); !slices.Equal(got, []string{queueID2, queueID3}) {
+			t.Errorf("node2's queue %v", got)
+		}
+	})
+	t.Run("Paged", func(t *testing.T) {
+		var got []string
+		cursor := ""
+		for range 5 {
+			r := e.Call(t, "GetQueueList", "<Limit>2</Limit><Cursor>"+cursor+"</Cursor>").MustOK(t)
+			page := queueIDs(t, r)
+			if len(page) > 2 {
+				t.Fatalf("page of %d", len(page))
+			}
+			got = append(got, page...)
+			if cursor = r.Result().SelectElement("Queue").SelectAttrValue("next", ""); cursor == "" {
+				break
+			}
+		}
+		if !slices.Equal(got, []string{queueID1, queueID2, queueID3}) {
+			t.Errorf("pages gave %v", got)
+		}
+	})
+	t.Run("GetQueueMessage", func(t *testing.T) {
+		r := e.Call(t, "GetQueueMessage", idParam(queueID2)).MustOK(t)
+		m := r.Result().SelectElement("Message")
+		if m == nil {
+			t.Fatalf("no Message:\n%s", r.Body)
+		}
+		rcpts := m.SelectElements("Recipient")
+		if m.SelectAttrValue("id", "") != queueID2 || m.SelectAttrValue("node", "") != "node2" ||
+			m.SelectAttrValue("from", "") != "alice@example.com" || m.SelectAttrValue("size", "") != "200" ||
+			m.SelectAttrValue("attempts", "") != "1" || m.SelectAttrValue("created", "") != "2030-01-02T03:05:05Z" ||
+			m.SelectAttrValue("delayWarned", "") != "No" || r.Text("Message/Subject") != "subject "+queueID2 || len(rcpts) != 2 ||
+			rcpts[0].SelectAttrValue("state", "") != "pending" || rcpts[0].SelectElement("Reply") != nil ||
+			rcpts[1].SelectAttrValue("host", "") != "mx.remote.test" || rcpts[1].SelectElement("Reply").Text() != "250 2.0.0 ok" {
+			t.Errorf("answer:\n%s", r.Body)
+		}
+		e.Call(t, "GetQueueMessage", idParam(queueIDAbsent)).MustStatus(t, xmlapi.StatusNotFound)
+		e.Call(t, "GetQueueMessage", "").MustStatus(t, xmlapi.StatusMissingParameter)
+	})
+	t.Run("GetQueueStats", func(t *testing.T) {
+		r := e.Call(t, "GetQueueStats", "").MustOK(t)
+		nodes := r.Result().FindElements("QueueStats/Node")
+		if len(nodes) != 2 || nodes[0].SelectAttrValue("name", "") != "node1" || nodes[1].SelectAttrValue("name", "") != "node2" ||
+			nodes[1].SelectAttrValue("messages", "") != "2" || nodes[1].SelectAttrValue("deferred", "") != "2" ||
+			nodes[1].SelectAttrValue("recipients", "") != "4" || nodes[1].SelectAttrValue("oldest", "") != "2030-01-02T03:05:05Z" {
+			t.Errorf("answer:\n%s", r.Body)
+		}
+	})
+	t.Run("RetryQueueMessage", func(t *testing.T) {
+		e.Call(t, "RetryQueueMessage", idParam(queueID3)).MustOK(t)
+		e.Call(t, "RetryQueueMessage", idParam(queueIDAbsent)).MustStatus(t, xmlapi.StatusNotFound)
+		if retried, _ := q.calls(); !slices.Equal(retried, []string{queueID3}) {
+			t.Errorf("retried %v", retried)
+		}
+	})
+	t.Run("DeleteQueueMessage", func(t *testing.T) {
+		e.Call(t, "DeleteQueueMessage", idParam(queueID1)).MustOK(t)
+		e.Call(t, "GetQueueMessage", idParam(queueID1)).MustStatus(t, xmlapi.StatusNotFound)
+		e.Call(t, "DeleteQueueMessage", idParam(queueID1)).MustStatus(t, xmlapi.StatusNotFound)
+		if _, deleted := q.calls(); !slices.Equal(deleted, []string{queueID1}) {
+			t.Errorf("deleted %v", deleted)
+		}
+	})
+}
+
+// TestQueueHostile: ids, cursors, node names and limits that are no such
+// thing answer status 3 and leave the queue as it was.
+func TestQueueHostile(t *testing.T) {
+	q := newFakeQueue(queueID1, queueID2)
+	e := MustOpenEnv(t, WithQueue(q))
+	long := strings.Repeat("0", 300)
+	for _, id := range []string{"../x", "%2e%2e", "..", long, strings.ToUpper(queueID1), queueID1 + "0", queueID1 + "/",
+		"/etc/passwd", queueID1 + "\u00a0x"} {
+		for _, op := range []string{"GetQueueMessage", "RetryQueueMessage", "DeleteQueueMessage"} {
+			t.Run(op+" "+id, func(t *testing.T) {
+				e.Call(t, op, idParam(id)).MustStatus(t, xmlapi.StatusInvalidParameter)
+			})
+		}
+	}
+	for _, params := range []string{"<Cursor>../x</Cursor>", "<Cursor>" + long + "</Cursor>", "<Node>../x</Node>",
+		"<Node>" + long + "</Node>", "<Limit>0</Limit>", "<Limit>1001</Limit>", "<Limit>x</Limit>"} {
+		t.Run("GetQueueList "+params, func(t *testing.T) {
+			e.Call(t, "GetQueueList", params).MustStatus(t, xmlapi.StatusInvalidParameter)
+		})
+	}
+	retried, deleted := q.calls()
+	if len(retried) != 0 || len(deleted) != 0 {
+		t.Errorf("retried %v, deleted %v", retried, deleted)
+	}
+	if got := queueIDs(t, e.Call(t, "GetQueueList", "").MustOK(t)); !slices.Equal(got, []string{queueID1, queueID2}) {
+		t.Errorf("queue now %v", got)
+	}
+}
+
+// TestQueueForbidden: a domain administrator gets status 9 from every
+// queue operation, and changes nothing.
+func TestQueueForbidden(t *testing.T) {
+	q := newFakeQueue(queueID1)
+	e := MustOpenEnv(t, WithQueue(q))
+	e.MustCreateDomain(t, "example.com")
+	e.MustCreateAccount(t, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "dadmin",
+		Password: authzPassword("dadmin@example.com"), AdminRights: mailcluster.AdminDomain})
+	for _, c := range []struct{ op, params string }{
+		{"GetQueueList", ""}, {"GetQueueStats", ""}, {"GetQueueMessage", idParam(queueID1)},
+		{"RetryQueueMessage", idParam(queueID1)}, {"DeleteQueueMessage", idParam(queueID1)},
+	} {
+		t.Run(c.op, func(t *testing.T) {
+			r := e.as(t, "dadmin@example.com", c.op, c.params)
+			r.MustStatus(t, xmlapi.StatusForbidden)
+			if strings.Contains(r.Body, "alice@example.com") {
+				t.Errorf("the refusal shows the queue:\n%s", r.Body)
+			}
+		})
+	}
+	if retried, deleted := q.calls(); len(retried) != 0 || len(deleted) != 0 {
+		t.Errorf("retried %v, deleted %v", retried, deleted)
+	}
+}
+
+// TestQueueSecondary: a secondary answers the reads with the cluster's
+// queue and refuses retry and delete with status 6 naming the primary.
+func TestQueueSecondary(t *testing.T) {
+	q := newFakeQueue(queueID1, queueID2)
+	e := MustOpenEnv(t, WithQueue(q))
+	svc := service.New(e.Store, fakeLeadership{role: mailcluster.RoleSecondary,
+		primary: mailcluster.PrimaryRef{Name: primaryName, APIURL: primaryURL}, ok: true}, e.Log,
+		service.Options{NodeName: "node2", Mode: mailcluster.ModeCluster, Queue: q})
+	_, url := e.Serve(t, svc)
+	if got := queueIDs(t, CallAt(t, url, "GetQueueList", "").MustOK(t)); !slices.Equal(got, []string{queueID1, queueID2}) {
+		t.Errorf("the secondary lists %v", got)
+	}
+	CallAt(t, url, "GetQueueMessage", idParam(queueID2)).MustOK(t)
+	CallAt(t, url, "GetQueueStats", "").MustOK(t)
+	for _, op := range []string{"RetryQueueMessage", "DeleteQueueMessage"} {
+		msg := CallAt(t, url, op, idParam(queueID1)).MustStatus(t, xmlapi.StatusReadOnly)
+		if !strings.Contains(msg, primaryURL) {
+			t.Errorf("%s: message %q does not name the primary", op, msg)
+		}
+	}
+	if retried, deleted := q.calls(); len(retried) != 0 || len(deleted) != 0 {
+		t.Errorf("retried %v, deleted %v", retried, deleted)
+	}
+}
+
+// TestQueueNone: a node without a queue answers status 7.
+func TestQueueNone(t *testing.T) {
+	e := MustOpenEnv(t)
+	e.Call(t, "GetQueueList", "").MustStatus(t, xmlapi.StatusUnavailable)
+	e.Call(t, "GetQueueStats", "").MustStatus(t, xmlapi.StatusUnavailable)
+}
