@@ -57,7 +57,7 @@ type ProxyListener struct {
 }
 
 // NewProxyListener wraps ln. dir gives the setting; log receives the
-// refusals (at debug level) and a bad setting (at warn level).
+// connections it closes and a bad setting (at warn level).
 func NewProxyListener(ln net.Listener, dir Directory, log *slog.Logger) *ProxyListener {
 	return &ProxyListener{Listener: ln, dir: dir, log: log,
 		ready: make(chan net.Conn), done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
@@ -163,7 +163,7 @@ func (l *ProxyListener) readHeader(c net.Conn) {
 		}
 	}
 	if reason != "" {
-		l.log.Debug("proxy: closed a connection from a trusted load balancer", "peer", RemoteIP(c), "reason", reason)
+		l.log.Warn("proxy: closed a connection from a listed load balancer", "peer", RemoteIP(c), "reason", reason)
 		c.Close()
 		return
 	}
