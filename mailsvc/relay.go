@@ -93,45 +93,92 @@ func (s *session) relayRcpt(to string) error {
 }
 
 // relayData queues the message for the session's remote recipients and
-// makes its local copies (if any) from the queued file, so that the body
-// is read once; when the local copies fail, the queued message is taken
-// back before its first attempt, so the client's retry sends it once.
-func (s *session) relayData(raw []byte, body io.Reader, max int64) error {
+// the lists' copies for their outside members (out, see listOutbound),
+// and makes its local copies (if any); completed is raw with the fields
+// completeHeader adds. The body is read once, by the
+// first queued message; the other queued messages and the local copies
+// are made from its file. Everything is queued held when there is more
+// than one message or a local copy, and released only when all of it has
+// succeeded: when anything fails, every queued message is taken back
+// before its first attempt, so the client's retry sends it once.
+func (s *session) relayData(raw, completed []byte, body io.Reader, max int64, out []outMessage) error {
 	q := s.srv.cfg.Queue
-	trace := s.traceHeader("")
-	header := append(trace, s.completeHeader(raw)...)
-	local := len(s.rcpts)+len(s.lists) > 0
-	id, err := q.Enqueue(s.from, s.remote, header, body, max-int64(len(raw)), local)
-	if err != nil {
-		if errors.Is(err, mailstore.ErrTooLarge) {
-			return errTooLarge
-		}
-		if errors.Is(err, smtp.ErrDataTooLarge) {
-			return smtp.ErrDataTooLarge
-		}
-		return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: err}
+	if len(s.remote) > 0 {
+		trace := s.traceHeader("")
+		out = append([]outMessage{{from: s.from, rcpts: s.remote, header: append(trace, completed...)}}, out...)
 	}
-	if !local {
-		s.log.Info("smtp: queued for relay", "id", id, "from", s.from, "to", strings.Join(s.remote, ","))
-		return nil
-	}
-	f, err := q.Open(id)
-	if err == nil {
-		_, err = f.Seek(int64(len(header)), io.SeekStart)
-		if err == nil {
-			err = s.deliverLocal(raw, f, max)
-		}
-		f.Close()
-	}
-	if err != nil {
-		if derr := q.Discard(id); derr != nil {
-			s.log.Error("smtp: a queued message whose local copies failed could not be taken back", "id", id, "err", derr)
+	copies := s.localCopies(raw)
+	hold := len(copies) > 0 || len(out) > 1
+	maxBody := max - int64(len(raw))
+	var ids []string
+	fail := func(err error) error {
+		for _, id := range ids {
+			if derr := q.Discard(id); derr != nil {
+				s.log.Error("smtp: a queued message whose other copies failed could not be taken back", "id", id, "err", derr)
+			}
 		}
 		return err
 	}
-	q.Release(id)
-	s.log.Info("smtp: queued for relay", "id", id, "from", s.from, "to", strings.Join(s.remote, ","))
+	for i, m := range out {
+		var err error
+		var id string
+		if i == 0 {
+			id, err = q.Enqueue(m.from, m.rcpts, m.header, body, maxBody, hold)
+		} else {
+			err = s.queuedBody(ids[0], len(out[0].header), func(r io.Reader) error {
+				id, err = q.Enqueue(m.from, m.rcpts, m.header, r, maxBody, hold)
+				return err
+			})
+		}
+		if err != nil {
+			return fail(queueError(err))
+		}
+		ids = append(ids, id)
+	}
+	if len(copies) > 0 {
+		if err := s.queuedBody(ids[0], len(out[0].header), func(r io.Reader) error {
+			_, err := s.srv.store.DeliverCopies(context.Background(), copies, r, maxBody, true)
+			return err
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	for i, id := range ids {
+		if hold {
+			q.Release(id)
+		}
+		if out[i].list != "" {
+			s.log.Info("smtp: mailing list copy queued for its outside members", "id", id, "list", out[i].list, "from", out[i].from, "members", len(out[i].rcpts))
+		} else {
+			s.log.Info("smtp: queued for relay", "id", id, "from", s.from, "to", strings.Join(s.remote, ","))
+		}
+	}
 	return nil
+}
+
+// queueError turns a failure to queue into the session's reply.
+func queueError(err error) error {
+	if errors.Is(err, mailstore.ErrTooLarge) {
+		return errTooLarge
+	}
+	if errors.Is(err, smtp.ErrDataTooLarge) {
+		return smtp.ErrDataTooLarge
+	}
+	return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: err}
+}
+
+// queuedBody calls read with the body of queued message id (whose header
+// is headerLen bytes long), read from its file.
+func (s *session) queuedBody(id string, headerLen int, read func(io.Reader) error) error {
+	f, err := s.srv.cfg.Queue.Open(id)
+	if err != nil {
+		return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: err}
+	}
+	defer f.Close()
+	if _, err := f.Seek(int64(headerLen), io.SeekStart); err != nil {
+		return &reply{code: 451, enh: [3]int{4, 3, 0}, msg: "Temporary local problem; try again later", cause: err}
+	}
+	return read(f)
 }
 
 // completeHeader adds the Date and Message-ID fields a submitted message
@@ -164,9 +211,9 @@ func hasField(raw []byte, name string) bool {
 	return false
 }
 
-// deliverLocal delivers the local copies of the message (direct
-// recipients and mailing lists) with body read from r.
-func (s *session) deliverLocal(raw []byte, body io.Reader, max int64) error {
+// localCopies returns the local copies of the message: one for the
+// direct recipients, then the mailing lists' (listCopies).
+func (s *session) localCopies(raw []byte) []mailstore.Copy {
 	var copies []mailstore.Copy
 	if len(s.rcpts) > 0 {
 		forAddr := ""
@@ -175,7 +222,12 @@ func (s *session) deliverLocal(raw []byte, body io.Reader, max int64) error {
 		}
 		copies = append(copies, mailstore.Copy{Header: append(s.traceHeader(forAddr), raw...), Accounts: s.rcpts})
 	}
-	copies = append(copies, s.listCopies(raw)...)
-	_, err := s.srv.store.DeliverCopies(context.Background(), copies, body, max-int64(len(raw)), true)
+	return append(copies, s.listCopies(raw)...)
+}
+
+// deliverLocal delivers the local copies of the message (direct
+// recipients and mailing lists) with body read from r.
+func (s *session) deliverLocal(raw []byte, body io.Reader, max int64) error {
+	_, err := s.srv.store.DeliverCopies(context.Background(), s.localCopies(raw), body, max-int64(len(raw)), true)
 	return err
 }

@@ -619,8 +619,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 	}
 	var err error
-	if len(s.remote) > 0 {
-		err = s.relayData(raw, body, max)
+	completed := s.completeHeader(raw)
+	if out := s.listOutbound(completed); len(s.remote)+len(out) > 0 {
+		err = s.relayData(raw, completed, body, max, out)
 	} else {
 		err = s.deliverLocal(raw, body, max)
 	}
@@ -648,7 +649,8 @@ func (s *session) Data(r io.Reader) error {
 // header fields (listHeader) and, in reply-to mode "list", its Reply-To
 // replaced; a post held for review goes to the list's owner with only
 // reviewHeader added. A mailbox already receiving a copy (directly, or
-// through a list named before) gets no second one.
+// through a list named before) gets no second one. The lists' outside
+// members get theirs through the queue (listOutbound).
 func (s *session) listCopies(raw []byte) []mailstore.Copy {
 	var copies []mailstore.Copy
 	seen := map[string]bool{}
@@ -664,20 +666,17 @@ func (s *session) listCopies(raw []byte) []mailstore.Copy {
 			}
 		}
 		if len(accs) == 0 {
-			s.log.Info("smtp: mailing list copy has no mailbox to go to", "list", l.List.Address(), "review", l.Review)
+			if len(l.External) == 0 || l.Review {
+				s.log.Info("smtp: mailing list copy has no mailbox to go to", "list", l.List.Address(), "review", l.Review)
+			}
 			continue
 		}
-		header := s.traceHeader(l.List.Address())
+		var header []byte
 		if l.Review {
-			header = append(header, reviewHeader(l.List)...)
+			header = append(s.traceHeader(l.List.Address()), reviewHeader(l.List)...)
 			header = append(header, raw...)
 		} else {
-			header = append(header, listHeader(l.List)...)
-			if l.List.ReplyTo == mailcluster.ListReplyToList {
-				header = append(header, removeFields(raw, "Reply-To")...)
-			} else {
-				header = append(header, raw...)
-			}
+			header = s.listCopyHeader(l.List, raw, true)
 		}
 		copies = append(copies, mailstore.Copy{Header: header, Accounts: accs, Optional: !l.Review, List: l.List.Address()})
 	}
