@@ -50,7 +50,7 @@ func startPostfixRelay(t testing.TB, dir string, relayPort int) (*postfixRelay, 
 	}
 	p := &postfixRelay{Version: strings.TrimSpace(string(out)), dir: dir}
 	// Postfix's services (as the postfix user) must reach the queue.
-	for _, sub := range []string{"conf", "queue", "data"} {
+	for _, sub := range []string{"conf", "queue"} { // postfix creates data, owned by its user
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, err
 		}

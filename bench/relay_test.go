@@ -70,6 +70,10 @@ func benchRelay(t *testing.T, rec *recorder) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
+	// Postfix's services run as the postfix user, who must reach its queue.
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Both relay to one sink port (in Postfix's main.cf, in the node's
 	// [Outbound] MXPort); every pass gets a new sink on it, counting from
 	// zero.
