@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,6 +249,27 @@ func TestDKIMSignerCache(t *testing.T) {
 	b, ok := local.DKIMSigner("example.com")
 	if !ok || b.Selector != "two" || b.Signer.Public().(ed25519.PublicKey).Equal(a.Signer.Public()) || b.HeaderKeys[0] != "From" {
 		t.Fatalf("signer after the key changed: ok=%v, selector %s, header keys %v", ok, b.Selector, b.HeaderKeys)
+	}
+	// Signers running while the key changes see one key or the other.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				if o, ok := local.DKIMSigner("example.com"); !ok || (o.Selector != "two" && o.Selector != "three") {
+					t.Error("no signer, or an unknown one, while the key changed")
+					return
+				}
+			}
+		}()
+	}
+	if _, err := e.svc.CreateDKIMKey(e.ctx, "example.com", "three", mailcluster.DKIMEd25519SHA256); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if o, _ := local.DKIMSigner("example.com"); o == nil || o.Selector != "three" {
+		t.Fatal("the signer did not follow the last change")
 	}
 	// A record written by another writer, sealed for another domain.
 	kv, _ := e.st.Get(schema.DKIMKey("example.com"))

@@ -2,6 +2,10 @@ package service_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,6 +40,7 @@ var readMethods = map[string]bool{
 	"Certificates":         true,
 	"ClusterLog":           true,
 	"ClusterStatus":        true,
+	"DKIMKey":              true,
 	"FindAccount":          true,
 	"FindAccounts":         true,
 	"FindDomain":           true,
@@ -106,8 +111,19 @@ var writeCalls = map[string]func(ctx context.Context, e roEnv) error{
 		_, err := e.svc.CreateDomain(ctx, &mailcluster.Domain{Name: "new.example"})
 		return err
 	},
-	"DeleteAccount":     func(ctx context.Context, e roEnv) error { return e.svc.DeleteAccount(ctx, "localhost", "alice") },
-	"DeleteAlias":       func(ctx context.Context, e roEnv) error { return e.svc.DeleteAlias(ctx, "localhost", "sales") },
+	"DeleteAccount": func(ctx context.Context, e roEnv) error { return e.svc.DeleteAccount(ctx, "localhost", "alice") },
+	"DeleteAlias":   func(ctx context.Context, e roEnv) error { return e.svc.DeleteAlias(ctx, "localhost", "sales") },
+	"DeleteDKIMKey": func(ctx context.Context, e roEnv) error { return e.svc.DeleteDKIMKey(ctx, "localhost") },
+	"CreateDKIMKey": func(ctx context.Context, e roEnv) error {
+		_, err := e.svc.CreateDKIMKey(ctx, "localhost", "new", mailcluster.DKIMEd25519SHA256)
+		return err
+	},
+	"ImportDKIMKey": func(ctx context.Context, e roEnv) error {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		der, _ := x509.MarshalPKCS8PrivateKey(priv)
+		_, err := e.svc.ImportDKIMKey(ctx, "localhost", "new", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+		return err
+	},
 	"DeleteGroup":       func(ctx context.Context, e roEnv) error { return e.svc.DeleteGroup(ctx, "localhost", "staff") },
 	"DeleteList":        func(ctx context.Context, e roEnv) error { return e.svc.DeleteList(ctx, "localhost", "team") },
 	"DeleteCertificate": func(ctx context.Context, e roEnv) error { return e.svc.DeleteCertificate(ctx, "mail") },
@@ -260,6 +276,9 @@ func mustOpenSecondaryEnv(t *testing.T) (roEnv, *kvstore.BoltStore, *fakeLeaders
 		t.Fatal(err)
 	}
 	if _, err := primary.CreateGroup(ctx, mailcluster.GroupCreate{Domain: "localhost", Name: "staff", Members: []string{"alice"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := primary.CreateDKIMKey(ctx, "localhost", "mail", mailcluster.DKIMEd25519SHA256); err != nil {
 		t.Fatal(err)
 	}
 	lead := &fakeLeadership{role: mailcluster.RoleSecondary, primary: primaryRef, known: true}
