@@ -25,12 +25,23 @@ type MailingList struct {
 	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
-// ListMember is one member of a mailing list: an account of the list's
-// domain (Address) or a group of that domain (Group).
+// ListMember is one member of a mailing list: an address (an account of
+// the list's domain, or an outside address of any other domain) or a
+// group of that domain (Group).
 type ListMember struct {
 	Address string `json:"address,omitempty"`
 	Group   string `json:"group,omitempty"`
+	// Type is set in answers: account, group or external (an outside
+	// member). It is ignored in requests: the address's domain decides.
+	Type string `json:"type,omitempty"`
 }
+
+// The types of list members in answers.
+const (
+	memberAccount  = "account"
+	memberGroup    = "group"
+	memberExternal = "external"
+)
 
 // MailingListPage is one page of a domain's mailing lists.
 type MailingListPage struct {
@@ -69,11 +80,17 @@ func newListResponse(l *mailcluster.MailingList) MailingList {
 }
 
 func newListMember(m mailcluster.ListMember) ListMember {
-	return ListMember{Address: m.Address, Group: m.Group}
+	switch {
+	case m.Group != "":
+		return ListMember{Group: m.Group, Type: memberGroup}
+	case m.External:
+		return ListMember{Address: m.Address, Type: memberExternal}
+	}
+	return ListMember{Address: m.Address, Type: memberAccount}
 }
 
 // listMembers converts the members of a request (the service checks
-// that each names exactly one of an account and a group).
+// that each names exactly one of an address and a group).
 func listMembers(in []ListMember) []mailcluster.ListMember {
 	if in == nil {
 		return nil
