@@ -120,7 +120,9 @@ func listFields(p params) (mailcluster.ListUpdate, error) {
 
 // answerList appends the <List> element of GetListInfo: the list's
 // fields and <Members count="N">, each member an address
-// (<Member>bob@example.com</Member>) or a group (<Member group="sales"/>).
+// (<Member>bob@example.com</Member>), an outside address
+// (<Member type="external">zed@example.net</Member>) or a group
+// (<Member group="sales"/>).
 func (h *Handler) answerList(ctx context.Context, parent *etree.Element, l *mailcluster.MailingList) error {
 	e := etree.NewElement("List")
 	e.CreateAttr("id", l.Address())
@@ -141,9 +143,13 @@ func (h *Handler) answerList(ctx context.Context, parent *etree.Element, l *mail
 		return h.svc.FindListMembers(ctx, l.Domain, l.Name, cursor, limit)
 	}, func(members *etree.Element, m mailcluster.ListMember) {
 		me := members.CreateElement("Member")
-		if m.Group != "" {
+		switch {
+		case m.Group != "":
 			me.CreateAttr("group", m.Group)
-		} else {
+		case m.External:
+			me.CreateAttr("type", "external")
+			me.SetText(m.Address)
+		default:
 			me.SetText(m.Address)
 		}
 	}); err != nil {
