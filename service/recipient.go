@@ -17,7 +17,8 @@ import (
 // domain being deleted), EFORBIDDEN (the list refuses the sender).
 //
 // An account, or an alias's target, is returned even when disabled (the
-// caller decides what to answer); a list's disabled members are left out.
+// caller decides what to answer); a list's disabled members are left out,
+// and its outside members in domains not served here are in External.
 // Quotas of 0 are filled with the defaults of the account's groups. The
 // accounts carry no password hash.
 func (l *Local) ResolveRecipient(address, sender string) (*mailcluster.Recipient, error) {
