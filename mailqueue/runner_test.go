@@ -373,3 +373,23 @@ func TestWriteTooLargeLeavesNothing(t *testing.T) {
 		t.Fatalf("a message exactly at the limit: %v", err)
 	}
 }
+
+func TestNodeNamesAreNeverPaths(t *testing.T) {
+	dir := t.TempDir()
+	sp := mailqueue.Spool{Dir: dir + "/q"}
+	if err := sp.Init("n1"); err != nil {
+		t.Fatal(err)
+	}
+	q := &mailqueue.Queue{Spool: sp, Node: "n1"}
+	if _, err := q.Enqueue("a@local.test", []string{"x@dest.test"}, nil, strings.NewReader("x\r\n"), 100, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"..", ".", "../..", "n1/../n1", "/n1", ".hidden"} {
+		if msgs, _, err := q.List(bad, 10, ""); err != nil || len(msgs) != 0 {
+			t.Errorf("List(%q) = %d messages, %v; want none", bad, len(msgs), err)
+		}
+	}
+	if msgs, _, _ := q.List("n1", 10, ""); len(msgs) != 1 {
+		t.Fatalf("List(n1) = %d", len(msgs))
+	}
+}

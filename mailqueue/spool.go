@@ -78,9 +78,29 @@ type Spool struct {
 	Dir string // the queue directory, absolute
 }
 
-func (s Spool) nodeDir(node string) string { return filepath.Join(s.Dir, dirNodes, node) }
+// nodeDir is the directory of a node's queue. A name that is not a
+// node name ("..", "a/b") never names a directory outside nodes/: it
+// becomes a name no node has.
+func (s Spool) nodeDir(node string) string {
+	if !validNode(node) {
+		node = "_invalid"
+	}
+	return filepath.Join(s.Dir, dirNodes, node)
+}
+
+func validNode(n string) bool {
+	if n == "" || len(n) > 63 || n[0] == '.' || n[0] == '-' || n[0] == '_' {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
 func (s Spool) msgDir(node, id string) string {
-	return filepath.Join(s.Dir, dirNodes, node, dirMsgs, id)
+	return filepath.Join(s.nodeDir(node), dirMsgs, id)
 }
 
 // newID returns a queue id: the time in nanoseconds (so that ids sort by
@@ -154,7 +174,10 @@ func (s Spool) Write(node string, env *Envelope, header []byte, body io.Reader, 
 	}
 	env.Size = int64(len(header)) + n
 	if env.Subject == "" {
-		env.Subject = subjectOf(header)
+		if mf, err := os.Open(filepath.Join(tmp, fileMessage)); err == nil {
+			env.Subject = subjectOf(headerOf(mf))
+			mf.Close()
+		}
 	}
 	if sign != nil {
 		mf, err := os.Open(filepath.Join(tmp, fileMessage))
@@ -319,7 +342,7 @@ func (s Spool) Nodes() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && validNode(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

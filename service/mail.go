@@ -151,7 +151,9 @@ func (s *Service) SetUsage(ctx context.Context, domain, mailbox string, u mailcl
 }
 
 func reNodeNameish(s string) bool {
-	if s == "" || len(s) > 63 {
+	// A node name starts with a letter or digit (as the node config
+	// requires), so "." and ".." are never names: they would be paths.
+	if s == "" || len(s) > 63 || s[0] == '.' || s[0] == '-' || s[0] == '_' {
 		return false
 	}
 	for _, r := range s {

@@ -21,6 +21,7 @@ import (
 	"mailcluster"
 	"mailcluster/internal/testcert"
 	"mailcluster/kvstore"
+	"mailcluster/mailqueue"
 	"mailcluster/service"
 )
 
@@ -41,6 +42,9 @@ var readMethods = map[string]bool{
 	"ClusterLog":           true,
 	"ClusterStatus":        true,
 	"DKIMKey":              true,
+	"QueueStats":           true,
+	"QueuedMessage":        true,
+	"QueuedMessages":       true,
 	"FindAccount":          true,
 	"FindAccounts":         true,
 	"FindDomain":           true,
@@ -114,6 +118,12 @@ var writeCalls = map[string]func(ctx context.Context, e roEnv) error{
 	"DeleteAccount": func(ctx context.Context, e roEnv) error { return e.svc.DeleteAccount(ctx, "localhost", "alice") },
 	"DeleteAlias":   func(ctx context.Context, e roEnv) error { return e.svc.DeleteAlias(ctx, "localhost", "sales") },
 	"DeleteDKIMKey": func(ctx context.Context, e roEnv) error { return e.svc.DeleteDKIMKey(ctx, "localhost") },
+	"RetryQueuedMessage": func(ctx context.Context, e roEnv) error {
+		return e.svc.RetryQueuedMessage(ctx, "18ed74049ef8c108-6c818265acba")
+	},
+	"DeleteQueuedMessage": func(ctx context.Context, e roEnv) error {
+		return e.svc.DeleteQueuedMessage(ctx, "18ed74049ef8c108-6c818265acba")
+	},
 	"CreateDKIMKey": func(ctx context.Context, e roEnv) error {
 		_, err := e.svc.CreateDKIMKey(ctx, "localhost", "new", mailcluster.DKIMEd25519SHA256)
 		return err
@@ -283,7 +293,8 @@ func mustOpenSecondaryEnv(t *testing.T) (roEnv, *kvstore.BoltStore, *fakeLeaders
 	}
 	lead := &fakeLeadership{role: mailcluster.RoleSecondary, primary: primaryRef, known: true}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	opts := service.Options{BcryptCost: bcrypt.MinCost, NodeName: "node2", Mode: mailcluster.ModeCluster}
+	opts := service.Options{BcryptCost: bcrypt.MinCost, NodeName: "node2", Mode: mailcluster.ModeCluster,
+		Queue: &mailqueue.Queue{Spool: mailqueue.Spool{Dir: t.TempDir()}, Node: "node2"}}
 	seal(&opts)
 	other := testcert.New(testcert.Options{Names: []string{"other.example.test"}})
 	return roEnv{svc: service.New(st, lead, log, opts), cert: other}, st, lead
