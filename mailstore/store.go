@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"mailcluster"
@@ -50,6 +52,7 @@ type Store struct {
 	hub Hub
 
 	views views // the folder views, by directory (views.go)
+	syncs dirSyncs
 }
 
 // Options are the optional parts of a Store; the zero value is the os
@@ -453,6 +456,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			}
 		}
 	}()
+	var newDirs []string
 	for i := range kept {
 		name := uniqueName(sizes[i])
 		for _, md := range mds[i] {
@@ -464,10 +468,23 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				return 0, tempFail(err)
 			}
 			done = append(done, dst)
-			if err := s.fs.SyncDir(filepath.Join(string(md), "new")); err != nil {
-				return 0, tempFail(err)
-			}
+			newDirs = append(newDirs, filepath.Join(string(md), "new"))
 		}
+	}
+	// The links are made: the locks can go, so that the next delivery
+	// into these mailboxes links its file while this one waits for the
+	// directory syncs, which concurrent deliveries share (group commit).
+	// Nothing is acknowledged before the syncs end; a failed sync still
+	// removes the links (deferred above). The usage of a message whose
+	// sync is pending is not reported yet, so a concurrent quota check
+	// may miss it; a quota can be passed by the messages in flight, as
+	// it can on a cluster whose nodes report usage to the primary.
+	for _, l := range held {
+		_ = l.Unlock()
+	}
+	held = nil
+	if err := s.syncDirs(newDirs); err != nil {
+		return 0, tempFail(err)
 	}
 	for i := range kept {
 		for _, md := range mds[i] {
@@ -487,6 +504,24 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	}
 	s.report(deltas...)
 	return len(deltas), nil
+}
+
+// syncDirs syncs each directory once (in parallel when several), shared
+// with concurrent deliveries.
+func (s *Store) syncDirs(dirs []string) error {
+	sort.Strings(dirs)
+	dirs = slices.Compact(dirs)
+	if len(dirs) == 1 {
+		return s.syncs.sync(dirs[0], s.fs.SyncDir)
+	}
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, d := range dirs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.syncs.sync(d, s.fs.SyncDir) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // skipped logs a list member left out of a delivery.
