@@ -17,3 +17,6 @@ func FeedPosition(s *ConsulStore) (epoch string, seq uint64) {
 	p := s.pos()
 	return p.Epoch, p.Seq
 }
+
+// OutboxCommits returns how many transactions Report has written.
+func OutboxCommits(o *Outbox) int64 { return o.commits.Load() }

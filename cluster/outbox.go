@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mailcluster/schema"
@@ -47,6 +48,12 @@ type Outbox struct {
 	// usage plus pending never counts a change twice or not at all. Without
 	// a Store a delta stops being pending when the primary acknowledges it.
 	Store mailcluster.Store
+
+	// commitMu guards the reports waiting for the next commit.
+	commitMu   sync.Mutex
+	queued     []*reportReq
+	committing bool
+	commits    atomic.Int64 // transactions written by Report (tests)
 
 	mu      sync.Mutex
 	pending map[string][]pendingDelta
@@ -147,36 +154,76 @@ func (o *Outbox) applied() uint64 {
 // Report persists deltas (assigning their sequence numbers) and wakes the
 // sender. It implements the mail service's Reporter.
 func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
-		for i := range deltas {
-			seq, err := b.NextSequence()
-			if err != nil {
-				return err
+	req := &reportReq{deltas: deltas, done: make(chan error, 1)}
+	o.commitMu.Lock()
+	o.queued = append(o.queued, req)
+	if !o.committing {
+		o.committing = true
+		go o.commitLoop()
+	}
+	o.commitMu.Unlock()
+	return <-req.done
+}
+
+// reportReq is one Report waiting for its commit.
+type reportReq struct {
+	deltas []mailcluster.UsageDelta
+	done   chan error
+}
+
+// commitLoop writes the reports queued since its last commit in one
+// bbolt transaction (one fsync for all of them: group commit), until none
+// waits. A report returns only after the commit that holds it.
+func (o *Outbox) commitLoop() {
+	for {
+		o.commitMu.Lock()
+		batch := o.queued
+		o.queued = nil
+		if len(batch) == 0 {
+			o.committing = false
+			o.commitMu.Unlock()
+			return
+		}
+		o.commitMu.Unlock()
+		err := o.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketOutbox)
+			for _, r := range batch {
+				for i := range r.deltas {
+					seq, err := b.NextSequence()
+					if err != nil {
+						return err
+					}
+					r.deltas[i].Seq = seq
+					v, _ := json.Marshal(r.deltas[i])
+					var k [8]byte
+					binary.BigEndian.PutUint64(k[:], seq)
+					if err := b.Put(k[:], v); err != nil {
+						return err
+					}
+				}
 			}
-			deltas[i].Seq = seq
-			v, _ := json.Marshal(deltas[i])
-			var k [8]byte
-			binary.BigEndian.PutUint64(k[:], seq)
-			if err := b.Put(k[:], v); err != nil {
-				return err
+			return nil
+		})
+		o.commits.Add(1)
+		if err != nil {
+			err = fmt.Errorf("cluster: outbox: %w", err)
+		} else {
+			o.mu.Lock()
+			for _, r := range batch {
+				for _, d := range r.deltas {
+					o.addPending(d)
+				}
+			}
+			o.mu.Unlock()
+			select {
+			case o.kick <- struct{}{}:
+			default:
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: outbox: %w", err)
+		for _, r := range batch {
+			r.done <- err
+		}
 	}
-	o.mu.Lock()
-	for _, d := range deltas {
-		o.addPending(d)
-	}
-	o.mu.Unlock()
-	select {
-	case o.kick <- struct{}{}:
-	default:
-	}
-	return nil
 }
 
 // Pending returns the reported change of a mailbox that the local
