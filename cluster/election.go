@@ -121,6 +121,16 @@ func (e *Election) Primary() (mailcluster.PrimaryRef, bool) {
 // primary, else "". ConsulStore fences its writes with it.
 func (e *Election) Session() string { return e.session.Load().(string) }
 
+// Member reports whether this node holds its election session and has
+// updated the session's health check within the TTL: a live member of
+// the cluster, primary or not. A node that is not may see its outbound
+// queue taken over by the primary, so it must not deliver it.
+func (e *Election) Member() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sessionID != "" && time.Since(e.lastBeat) < e.cfg.TTL
+}
+
 // Elections returns how often this node became primary.
 func (e *Election) Elections() int64 { return e.elections.Load() }
 

@@ -456,7 +456,7 @@ func (n *Node) startCluster(bg context.Context, self mailcluster.PrimaryRef, adv
 	})
 	isPrimary := func() bool { return election.Role() == mailcluster.RolePrimary }
 	n.isPrimary = isPrimary
-	n.queueLive = func() bool { return n.local.Serving() && (c.NeverPrimary || election.Session() != "") }
+	n.queueLive = func() bool { return n.local.Serving() && (c.NeverPrimary || election.Member()) }
 	n.queueMembers = consulMembers(client, c.ClusterName)
 	if c.AutoAdmit {
 		n.goBackground(func() {
