@@ -73,6 +73,68 @@ type State struct {
 
 	watchMu sync.Mutex
 	watches map[*watch]struct{}
+
+	cache pointCache // recent Gets, dropped key by key as writes change them
+}
+
+// pointCache holds the result of recent Gets (found or not), so that the
+// hot keys of every request (the caller's account, its domain, usage) do
+// not each open a bbolt read transaction. A write drops the keys it
+// changed after its commit and bumps gen; a Get that read the file stores
+// its result only if no write happened meanwhile (gen unchanged), so the
+// cache never holds a value older than the file's. A swap of the file
+// (Rebuild.Commit) and Close drop everything.
+type pointCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]cachedKV
+}
+
+type cachedKV struct {
+	kv mailcluster.KV
+	ok bool
+}
+
+// Bounds of the point cache: entries, and the largest value kept.
+const (
+	pointCacheEntries = 8192
+	pointCacheValue   = 16 << 10
+)
+
+func (c *pointCache) get(key string) (cachedKV, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	return e, c.gen, ok
+}
+
+func (c *pointCache) put(key string, e cachedKV, gen uint64) {
+	if len(e.kv.Value) > pointCacheValue {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= pointCacheEntries {
+		c.m = make(map[string]cachedKV, 256)
+	}
+	c.m[key] = e
+}
+
+// drop forgets keys (all of them when keys is nil).
+func (c *pointCache) drop(keys []string, all bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if all {
+		c.m = nil
+		return
+	}
+	for _, k := range keys {
+		delete(c.m, k)
+	}
 }
 
 var errClosed = errors.New("kvstore: state is closed")
@@ -185,14 +247,24 @@ func (s *State) view(f func(tx *bolt.Tx) error) error {
 	return s.db.View(f)
 }
 
-// Get returns one key, copied out of the file.
+// Get returns one key, copied out of the file (or out of the point
+// cache of recent Gets).
 func (s *State) Get(key string) (mailcluster.KV, bool) {
+	e, gen, hit := s.cache.get(key)
+	if hit {
+		kv := e.kv
+		kv.Value = bytes.Clone(kv.Value)
+		return kv, e.ok
+	}
 	var kv mailcluster.KV
 	var ok bool
-	_ = s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		kv, ok = decodeKV([]byte(key), tx.Bucket(bucketKV).Get([]byte(key)))
 		return nil
 	})
+	if err == nil {
+		s.cache.put(key, cachedKV{kv: mailcluster.KV{Key: kv.Key, ModifyIndex: kv.ModifyIndex, Value: bytes.Clone(kv.Value)}, ok: ok}, gen)
+	}
 	return kv, ok
 }
 
@@ -457,6 +529,7 @@ func (s *State) update(f func(tx *bolt.Tx, w *writer, stored uint64) (uint64, er
 		changed = w.changed
 		return storeIndex(tx, index)
 	})
+	s.cache.drop(changed, false)
 	if err != nil {
 		return 0, err
 	}
@@ -493,6 +566,7 @@ func (s *State) Close() error {
 	}
 	err := s.db.Close()
 	s.db = nil
+	s.cache.drop(nil, true)
 	return err
 }
 
@@ -649,6 +723,7 @@ func (r *Rebuild) Commit(index uint64, meta map[string][]byte) error {
 	old := s.db
 	r.db.NoSync = s.opts.NoSync
 	s.db = r.db
+	s.cache.drop(nil, true)
 	s.mu.Unlock()
 	r.done = true
 	s.rebuilding = false

@@ -1,0 +1,94 @@
+package kvstore_test
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"mailcluster"
+	"mailcluster/kvstore"
+)
+
+// Gets served from the point cache never go back in time: while one
+// writer counts a key up, concurrent readers see it only grow, and a Get
+// after Apply returns sees that Apply's value (read your writes).
+func TestStatePointCacheNeverStale(t *testing.T) {
+	s := MustOpenState(t, "", kvstore.StateOptions{NoSync: true})
+	const n = 300
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := 0
+			for !stop.Load() {
+				kv, ok := s.Get("k")
+				if !ok {
+					continue
+				}
+				v, _ := strconv.Atoi(string(kv.Value))
+				if v < last {
+					errs <- "a reader saw " + strconv.Itoa(v) + " after " + strconv.Itoa(last)
+					return
+				}
+				last = v
+				kv.Value[0] = 'x' // a caller's change must not reach the cache
+			}
+		}()
+	}
+	for i := 1; i <= n; i++ {
+		if err := s.Apply(uint64(i), []mailcluster.KV{{Key: "k", ModifyIndex: uint64(i), Value: []byte(strconv.Itoa(i))}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		kv, ok := s.Get("k")
+		if !ok || string(kv.Value) != strconv.Itoa(i) || kv.ModifyIndex != uint64(i) {
+			t.Fatalf("after Apply %d: Get = %q@%d %v", i, kv.Value, kv.ModifyIndex, ok)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// A deletion is seen at once, and so is a key that did not exist.
+	if _, ok := s.Get("new"); ok {
+		t.Fatal("a missing key was found")
+	}
+	if err := s.Apply(n+1, []mailcluster.KV{{Key: "new", ModifyIndex: n + 1, Value: []byte("v")}}, []string{"k"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get("k"); ok {
+		t.Fatal("a deleted key is still found")
+	}
+	if kv, ok := s.Get("new"); !ok || string(kv.Value) != "v" {
+		t.Fatal("a key created after a miss was cached as missing")
+	}
+}
+
+// A re-sync that swaps the file drops the whole cache.
+func TestStatePointCacheRebuild(t *testing.T) {
+	s := MustOpenState(t, "", kvstore.StateOptions{NoSync: true})
+	if err := s.Apply(1, []mailcluster.KV{{Key: "a", ModifyIndex: 1, Value: []byte("old")}}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if kv, _ := s.Get("a"); string(kv.Value) != "old" {
+		t.Fatal("setup")
+	}
+	r, err := s.Rebuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put([]mailcluster.KV{{Key: "a", ModifyIndex: 2, Value: []byte("new")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if kv, _ := s.Get("a"); string(kv.Value) != "new" {
+		t.Fatalf("after the swap Get = %q", kv.Value)
+	}
+}
