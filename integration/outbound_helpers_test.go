@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,15 +32,25 @@ const (
 
 // startOutboundCluster starts n nodes sharing one --shared-path (so that
 // they share the outbound queue and the mailboxes), creates example.com
-// with obSender and waits until every node has the account.
+// with obSender and waits until every node has the account. The first
+// node starts alone and writes its shared-path probe before the others
+// ask to join (auto-admit refuses a node that cannot see the probe, and
+// tries it again only a minute later). Node i is Nodes[i]; restart one
+// with Node.Restart.
 func startOutboundCluster(t *testing.T, n int) (*Cluster, int) {
 	t.Helper()
 	shared := t.TempDir()
-	args := map[int][]string{}
-	for i := range n {
-		args[i] = []string{"--shared-path", shared}
+	c := StartCluster(t, harness.SharedConsul(t), 1, map[int][]string{0: {"--shared-path", shared}})
+	eventually(t, waitTimeout, "the primary writes its shared-path probe", func() bool {
+		_, err := os.Stat(filepath.Join(shared, ".mailcluster-probe"))
+		return err == nil
+	})
+	for i := 1; i < n; i++ {
+		name := fmt.Sprintf("n%d", i)
+		node := c.NewNode(name, "--auto-admit", "--shared-path", shared)
+		c.Nodes = append(c.Nodes, node)
+		eventually(t, 20*time.Second, name+" is admitted and serves", func() bool { return role(node) == "secondary" })
 	}
-	c := StartCluster(t, harness.SharedConsul(t), n, args)
 	p := c.WaitPrimary(10 * time.Second)
 	if code, body := admin(t, c.Nodes[p], "POST", "/api/v1/domains", `{"name":"example.com"}`); code != 201 {
 		t.Fatalf("create domain: %d %s", code, body)

@@ -1,12 +1,15 @@
 package integration_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"mailcluster/internal/harness"
 
@@ -54,9 +57,10 @@ func TestOutboundRelay(t *testing.T) {
 		// No open relay: inbound SMTP without authentication, from a
 		// network not in RelayNetworks, on both nodes.
 		for _, n := range c.Nodes {
-			out, ok := swaks(t, n.SMTP, "user@dest.test", "open-relay", "x")
-			if ok || !strings.Contains(out, "554 5.7.1") {
-				t.Fatalf("unauthenticated relay through %s: ok=%v\n%s", n.SMTP, ok, out)
+			err := sendGo(n.SMTP, "user@dest.test", "open-relay", "x")
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code != 554 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+				t.Fatalf("unauthenticated relay through %s: %v, want 554 5.7.1", n.SMTP, err)
 			}
 		}
 		if _, ok := allMessages(t, dest, "user@dest.test")["open-relay"]; ok {
@@ -200,7 +204,7 @@ func TestOutboundTakeover(t *testing.T) {
 	t.Logf("cluster log: %s %v", e.Message, e.Fields)
 
 	// The killed node comes back: it has nothing left to send.
-	b = c.Start(bi)
+	b.Restart(t)
 	eventually(t, waitTimeout, bName+" serves again", func() bool { return role(b) == "secondary" })
 	time.Sleep(5 * time.Second)
 	after, _ := sink.snapshot()
