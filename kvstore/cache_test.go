@@ -92,3 +92,22 @@ func TestStatePointCacheRebuild(t *testing.T) {
 		t.Fatalf("after the swap Get = %q", kv.Value)
 	}
 }
+
+// Counts served from the cache follow every write.
+func TestStateCountCacheFollowsWrites(t *testing.T) {
+	s := MustOpenState(t, "", kvstore.StateOptions{NoSync: true})
+	for i := 1; i <= 5; i++ {
+		if got := s.Count("p/"); got != i-1 {
+			t.Fatalf("Count before write %d = %d", i, got)
+		}
+		if err := s.Apply(uint64(i), []mailcluster.KV{{Key: "p/" + strconv.Itoa(i), ModifyIndex: uint64(i), Value: []byte("v")}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Apply(6, nil, []string{"p/1", "p/2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Count("p/"); got != 3 {
+		t.Fatalf("Count after deleting two = %d, want 3", got)
+	}
+}

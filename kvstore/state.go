@@ -85,9 +85,30 @@ type State struct {
 // cache never holds a value older than the file's. A swap of the file
 // (Rebuild.Commit) and Close drop everything.
 type pointCache struct {
-	mu  sync.Mutex
-	gen uint64
-	m   map[string]cachedKV
+	mu      sync.Mutex
+	gen     uint64
+	writing int // writes between begin and end: no Get may store then
+	m       map[string]cachedKV
+	counts  map[string]int // maintained counts by prefix; every write drops them all
+}
+
+func (c *pointCache) count(prefix string) (int, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.counts[prefix]
+	return n, c.gen, ok
+}
+
+func (c *pointCache) putCount(prefix string, n int, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.writing > 0 {
+		return
+	}
+	if c.counts == nil || len(c.counts) >= pointCacheEntries {
+		c.counts = make(map[string]int, 64)
+	}
+	c.counts[prefix] = n
 }
 
 type cachedKV struct {
@@ -114,7 +135,7 @@ func (c *pointCache) put(key string, e cachedKV, gen uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen != gen {
+	if c.gen != gen || c.writing > 0 {
 		return
 	}
 	if c.m == nil || len(c.m) >= pointCacheEntries {
@@ -123,11 +144,34 @@ func (c *pointCache) put(key string, e cachedKV, gen uint64) {
 	c.m[key] = e
 }
 
-// drop forgets keys (all of them when keys is nil).
+// begin starts a write that changes keys: they leave the cache, and no
+// Get stores what it read until end (a Get that read the file before the
+// commit must not store an old value after a reader saw the new one).
+func (c *pointCache) begin(keys []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writing++
+	c.gen++
+	c.counts = nil
+	for _, k := range keys {
+		delete(c.m, k)
+	}
+}
+
+// end ends a write begun with begin.
+func (c *pointCache) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writing--
+	c.gen++
+}
+
+// drop forgets keys (all of them when all is set).
 func (c *pointCache) drop(keys []string, all bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	c.counts = nil // a change of any key changes the counts of its prefixes
 	if all {
 		c.m = nil
 		return
@@ -301,9 +345,18 @@ func listTx(tx *bolt.Tx, prefix, after string, limit int) []mailcluster.KV {
 // Count returns the number of keys under prefix: O(1) for a non-empty
 // prefix ending in "/", a scan otherwise.
 func (s *State) Count(prefix string) int {
+	maintained := prefix != "" && strings.HasSuffix(prefix, "/")
+	var gen uint64
+	if maintained {
+		var n int
+		var ok bool
+		if n, gen, ok = s.cache.count(prefix); ok {
+			return n
+		}
+	}
 	n := 0
-	_ = s.view(func(tx *bolt.Tx) error {
-		if prefix != "" && strings.HasSuffix(prefix, "/") {
+	err := s.view(func(tx *bolt.Tx) error {
+		if maintained {
 			n = int(getUint(tx.Bucket(bucketCounts).Get([]byte(prefix))))
 			return nil
 		}
@@ -314,6 +367,9 @@ func (s *State) Count(prefix string) int {
 		}
 		return nil
 	})
+	if maintained && err == nil {
+		s.cache.putCount(prefix, n, gen)
+	}
 	return n
 }
 
@@ -518,6 +574,7 @@ func (s *State) update(f func(tx *bolt.Tx, w *writer, stored uint64) (uint64, er
 	}
 	var index uint64
 	var changed []string
+	began := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		stored := getUint(tx.Bucket(bucketMeta).Get(keyIndex))
 		w := newWriter(tx)
@@ -527,9 +584,17 @@ func (s *State) update(f func(tx *bolt.Tx, w *writer, stored uint64) (uint64, er
 		}
 		index = max(index, stored)
 		changed = w.changed
+		if !began {
+			// Before the commit: the changed keys leave the cache, and no
+			// Get stores what it read until the commit is over.
+			s.cache.begin(changed)
+			began = true
+		}
 		return storeIndex(tx, index)
 	})
-	s.cache.drop(changed, false)
+	if began {
+		s.cache.end()
+	}
 	if err != nil {
 		return 0, err
 	}
