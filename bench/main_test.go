@@ -22,7 +22,8 @@
 // MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP notice figure, default
 // 200), MAILCLUSTER_BENCH_IMAP_MESSAGES (messages of the INBOX read
 // against Dovecot, default 12000), MAILCLUSTER_BENCH_RELAY_N (messages
-// of one relay pass, default 2000),
+// of one relay pass, default 2000), MAILCLUSTER_BENCH_RELAY_DUMP (a
+// directory where the relay figure's sinks keep every message),
 // MAILCLUSTER_BENCH_NODE_ENV (KEY=VALUE pairs added to every node's
 // environment, e.g. GOMEMLIMIT=150MiB), MAILCLUSTER_BENCH_PROFILE (a
 // directory: CPU profiles of the nodes under each load, taken with Linux

@@ -90,53 +90,101 @@ func benchRelay(t *testing.T, rec *recorder) {
 	rec.Machine["postfix"] = "Postfix " + pfx.Version
 	rec.mu.Unlock()
 
-	var best, bestPfx relayPass
+	// MAILCLUSTER_BENCH_RELAY_DUMP names a directory where the sinks keep
+	// every message (smtp-sink -d; it slows the sink), one folder per pass.
+	dump := os.Getenv("MAILCLUSTER_BENCH_RELAY_DUMP")
+	measure := func(who string, round int, addr string, prof func() func()) (relayPass, bool) {
+		var args []string
+		if dump != "" {
+			d := filepath.Join(dump, fmt.Sprintf("%s-%d", who, round+1))
+			// The sink writes as nobody.
+			err := os.MkdirAll(d, 0o755)
+			if err == nil {
+				err = os.Chmod(d, 0o777)
+			}
+			if err != nil {
+				rec.fail(t, "dump directory: %v", err)
+				return relayPass{}, false
+			}
+			args = []string{"-d", d + "/%H%M%S."}
+		}
+		sink, err := startSinkOn(t, sinkPort, args...)
+		if err != nil {
+			rec.fail(t, "%s, pass %d: %v", who, round+1, err)
+			return relayPass{}, false
+		}
+		defer sink.Stop()
+		if prof != nil {
+			defer prof()()
+		}
+		p, err := relayRun(addr, sink, body, n)
+		if err != nil {
+			rec.fail(t, "%s, pass %d: %v", who, round+1, err)
+			return p, false
+		}
+		t.Logf("%s pass %d: %d messages relayed in %s (%.0f/s; all accepted after %s, %.0f/s)",
+			who, round+1, p.load.N, p.relayed.Round(time.Millisecond), p.perSec(), p.load.Elapsed.Round(time.Millisecond), p.load.PerSec())
+		if p.received > n {
+			// An error of the run: a message sent twice.
+			rec.fail(t, "%s, pass %d: the sink received %d messages, %d were sent: %d delivered more than once (MAILCLUSTER_BENCH_RELAY_DUMP=dir keeps them)",
+				who, round+1, p.received, n, p.received-n)
+		}
+		return p, true
+	}
+	var mc, pf []relayPass
 	for round := range relayRounds {
-		mc, err := relayPassOn(t, sinkPort, node.SMTP, body, n, func() func() { return profile(t, node.Pid(), fmt.Sprintf("relay-%d", round)) })
-		if err != nil {
-			rec.fail(t, "mailcluster, pass %d: %v (node log: %s)", round+1, err, node.LogTail(2000))
-			return
+		p, ok := measure("mailcluster", round, node.SMTP, func() func() { return profile(t, node.Pid(), fmt.Sprintf("relay-%d", round+1)) })
+		if ok {
+			mc = append(mc, p)
+		} else if p.relayed == 0 {
+			t.Logf("node log: %s", node.LogTail(2000))
 		}
-		t.Logf("mailcluster pass %d: %d messages relayed in %s (%.0f/s; all accepted after %s, %.0f/s)",
-			round+1, mc.load.N, mc.relayed.Round(time.Millisecond), mc.perSec(), mc.load.Elapsed.Round(time.Millisecond), mc.load.PerSec())
-		if best.load.N == 0 || mc.perSec() > best.perSec() {
-			best = mc
+		p, ok = measure("postfix", round, pfx.Addr, nil)
+		if ok {
+			pf = append(pf, p)
+		} else if p.relayed == 0 {
+			t.Logf("postfix: %d still queued; log: %s", pfx.Queued(), pfx.logTail())
 		}
-		pf, err := relayPassOn(t, sinkPort, pfx.Addr, body, n, nil)
-		if err != nil {
-			rec.fail(t, "postfix, pass %d: %v (%d still queued; log: %s)", round+1, err, pfx.Queued(), pfx.logTail())
-			return
-		}
-		t.Logf("postfix pass %d: %d messages relayed in %s (%.0f/s; all accepted after %s, %.0f/s)",
-			round+1, pf.load.N, pf.relayed.Round(time.Millisecond), pf.perSec(), pf.load.Elapsed.Round(time.Millisecond), pf.load.PerSec())
-		if bestPfx.load.N == 0 || pf.perSec() > bestPfx.perSec() {
-			bestPfx = pf
+	}
+	best, bestPfx := bestRelayPass(mc, n), bestRelayPass(pf, n)
+	if best == nil || bestPfx == nil {
+		return // the errors are recorded
+	}
+	note := fmt.Sprintf("%d messages per pass, from the first connection until the sink counted %d; best of %d passes each, taking turns; accepted (last 250) at %.0f/s, Postfix %.0f/s",
+		n, n, relayRounds, best.load.PerSec(), bestPfx.load.PerSec())
+	for i, p := range []*relayPass{best, bestPfx} {
+		if p.received > n {
+			note += fmt.Sprintf("; every %s pass delivered messages twice, this one %d (counted among the %d)", []string{"mailcluster", "Postfix"}[i], p.received-n, n)
 		}
 	}
 	tg := ratioAtLeast(1.0)
 	rec.add("relay", fmt.Sprintf("SMTP relay to smtp-sink, 10 KiB messages, %d clients, one node", smtpClients), best.perSec(), "msg/s",
-		bestPfx.perSec(), "Postfix relaying to smtp-sink", &tg, best.load.N,
-		fmt.Sprintf("%d messages per pass, from the first connection until the sink counted every one; best of %d passes each, taking turns; accepted (last 250) at %.0f/s, Postfix %.0f/s",
-			n, relayRounds, best.load.PerSec(), bestPfx.load.PerSec()))
+		bestPfx.perSec(), "Postfix relaying to smtp-sink", &tg, best.load.N, note)
 }
 
-// relayPassOn runs one pass against addr with a new sink on sinkPort;
-// prof, when not nil, starts a profile of the pass and returns its stop.
-func relayPassOn(t *testing.T, sinkPort int, addr, body string, n int, prof func() func()) (relayPass, error) {
-	sink, err := startSinkOn(t, sinkPort)
-	if err != nil {
-		return relayPass{}, err
+// bestRelayPass returns the fastest of passes that delivered no message
+// twice, else the fastest of all; nil when there are none.
+func bestRelayPass(passes []relayPass, n int) *relayPass {
+	var best *relayPass
+	for _, clean := range []bool{true, false} {
+		for i := range passes {
+			p := &passes[i]
+			if (clean && p.received > n) || (best != nil && p.perSec() <= best.perSec()) {
+				continue
+			}
+			best = p
+		}
+		if best != nil {
+			return best
+		}
 	}
-	defer sink.Stop()
-	if prof != nil {
-		defer prof()()
-	}
-	return relayRun(addr, sink, body, n)
+	return nil
 }
 
-// relayRun sends n copies of body from smtpClients connections to addr
-// and waits until sink has counted all of them; the duration runs from
-// before the first connection to the sink's last count.
+// relayRun sends n messages made from body from smtpClients connections
+// to addr and waits until sink has counted all of them; the duration runs
+// from before the first connection to the sink's n-th count. The pass
+// tells how many the sink had half a second later.
 func relayRun(addr string, sink *countingSink, body string, n int) (relayPass, error) {
 	start := time.Now()
 	load := relayLoad(addr, body, n)
@@ -151,11 +199,9 @@ func relayRun(addr string, sink *countingSink, body string, n int) (relayPass, e
 		return relayPass{load: load}, fmt.Errorf("the sink counted %d of %d messages %s after the last was accepted", sink.Count(), n, relayDrainTimeout)
 	}
 	p := relayPass{load: load, relayed: done.Sub(start)}
-	// A duplicate would show as more messages than were sent.
+	// A message delivered twice shows as more messages than were sent.
 	time.Sleep(500 * time.Millisecond)
-	if p.received = sink.Count(); p.received != n {
-		return p, fmt.Errorf("the sink counted %d messages, %d were sent", p.received, n)
-	}
+	p.received = sink.Count()
 	return p, nil
 }
 
@@ -171,7 +217,7 @@ func relayLoad(addr, body string, n int) loadResult {
 			}
 		}
 	}()
-	return runLoad(smtpClients, relayLoadTimeout, int64(n), func(w int, _ int64) error {
+	return runLoad(smtpClients, relayLoadTimeout, int64(n), func(w int, seq int64) error {
 		if conns[w] == nil {
 			c, err := smtp.Dial(addr)
 			if err != nil {
@@ -183,7 +229,10 @@ func relayLoad(addr, body string, n int) loadResult {
 			}
 			conns[w] = c
 		}
-		if err := conns[w].SendMail(relaySender, []string{relayRcpt}, strings.NewReader(body)); err != nil {
+		// Each message has its own Message-ID, so that a dump of the
+		// sink (smtp-sink -d) shows which one came twice.
+		msg := fmt.Sprintf(body, seq)
+		if err := conns[w].SendMail(relaySender, []string{relayRcpt}, strings.NewReader(msg)); err != nil {
 			conns[w].Close()
 			conns[w] = nil
 			return err
@@ -193,10 +242,11 @@ func relayLoad(addr, body string, n int) loadResult {
 }
 
 // relayMessage is a 10 KiB message from the local sender to the remote
-// recipient.
+// recipient, a format with one verb: the number of the message, in its
+// Message-ID (padded, so that every message has the same size).
 func relayMessage() string {
 	var sb strings.Builder
-	sb.WriteString("From: " + relaySender + "\r\nTo: " + relayRcpt + "\r\nSubject: relay load\r\nMessage-ID: <relay-load@example.com>\r\n\r\n")
+	sb.WriteString("From: " + relaySender + "\r\nTo: " + relayRcpt + "\r\nSubject: relay load\r\nMessage-ID: <relay-load-%08d@example.com>\r\n\r\n")
 	for sb.Len() < 10*1024 {
 		sb.WriteString(strings.Repeat("0123456789", 7) + "\r\n")
 	}

@@ -51,12 +51,12 @@ func startCountingSink(t testing.TB) *countingSink {
 	return s
 }
 
-// startSinkOn starts a counting smtp-sink on port, which an earlier sink
-// may still be releasing: it tries for up to 5 seconds.
-func startSinkOn(t testing.TB, port int) (*countingSink, error) {
+// startSinkOn starts a counting smtp-sink with args on port, which an
+// earlier sink may still be releasing: it tries for up to 5 seconds.
+func startSinkOn(t testing.TB, port int, args ...string) (*countingSink, error) {
 	var last error
 	for range 50 {
-		s, err := tryCountingSink(t, port)
+		s, err := tryCountingSink(t, port, args...)
 		if err == nil {
 			return s, nil
 		}
@@ -66,9 +66,10 @@ func startSinkOn(t testing.TB, port int) (*countingSink, error) {
 	return nil, last
 }
 
-// tryCountingSink starts smtp-sink on port of 127.0.0.1 and waits until
-// it listens (5 seconds at most); it is stopped on cleanup (or by Stop).
-func tryCountingSink(t testing.TB, port int) (*countingSink, error) {
+// tryCountingSink starts smtp-sink on port of 127.0.0.1 with args added
+// to its options and waits until it listens (5 seconds at most); it is
+// stopped on cleanup (or by Stop).
+func tryCountingSink(t testing.TB, port int, args ...string) (*countingSink, error) {
 	bin, err := exec.LookPath("smtp-sink")
 	if err != nil {
 		bin = "/usr/sbin/smtp-sink"
@@ -76,7 +77,7 @@ func tryCountingSink(t testing.TB, port int) (*countingSink, error) {
 	s := &countingSink{Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, exited: make(chan struct{})}
 	// -u nobody: smtp-sink refuses to keep root's privileges; 256 is the
 	// listen backlog.
-	s.cmd = exec.Command(bin, "-c", "-u", "nobody", s.Addr, "256")
+	s.cmd = exec.Command(bin, append(append([]string{"-c", "-u", "nobody"}, args...), s.Addr, "256")...)
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
