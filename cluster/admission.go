@@ -143,11 +143,18 @@ func (c *InternalClient) get(ctx context.Context, baseURL, path string, out any)
 
 // AutoAdmit registers, while isPrimary holds, every node of the cluster
 // that Consul lists and that is not registered yet, through register
-// (which runs the admission checks). A refused node is tried again once a
-// minute; each refusal is logged. It returns when ctx ends.
+// (which runs the admission checks). A refused node is tried again after
+// 2 s, then twice as long after each further refusal up to a minute (a
+// node started together with the first one may be refused only until the
+// primary has written its shared-path probe); each refusal is logged. It
+// returns when ctx ends.
 func (a *Admitter) AutoAdmit(ctx context.Context, isPrimary func() bool, registered func(name string) bool,
 	register func(ctx context.Context, name string) error, log *slog.Logger) {
-	refused := map[string]time.Time{}
+	type refusal struct {
+		at    time.Time
+		after time.Duration
+	}
+	refused := map[string]refusal{}
 	t := time.NewTicker(300 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -164,11 +171,14 @@ func (a *Admitter) AutoAdmit(ctx context.Context, isPrimary func() bool, registe
 			continue
 		}
 		for name := range cands {
-			if registered(name) || time.Since(refused[name]) < time.Minute {
+			r, seen := refused[name]
+			if registered(name) || seen && time.Since(r.at) < r.after {
 				continue
 			}
 			if err := register(ctx, name); err != nil {
-				refused[name] = time.Now()
+				r.after = min(max(2*r.after, 2*time.Second), time.Minute)
+				r.at = time.Now()
+				refused[name] = r
 				log.Warn("auto-admit refused a node", "node", name, "reason", mailcluster.ErrorMessage(err))
 			}
 		}
