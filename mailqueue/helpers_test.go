@@ -166,20 +166,26 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, set *settings) *fixture {
+	return newFixtureScan(t, set, 200*time.Millisecond)
+}
+
+// newFixtureScan is newFixture with the runner listing its queue every
+// scan.
+func newFixtureScan(t *testing.T, set *settings, scan time.Duration) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dns: dnstest.Start(t), dest: startDest(t, 0), set: set, notices: map[string][][]byte{}}
 	f.dns.SetMX("dest.test", dnstest.MX{Host: "mx.dest.test", Pref: 10})
 	f.dns.SetA("mx.dest.test", "127.0.0.1")
 	f.spool = mailqueue.Spool{Dir: t.TempDir()}
-	f.start("n1")
+	f.start("n1", scan)
 	return f
 }
 
-func (f *fixture) start(node string) {
+func (f *fixture) start(node string, scan time.Duration) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.q = &mailqueue.Queue{Spool: f.spool, Node: node}
 	f.r = mailqueue.NewRunner(mailqueue.Config{Spool: f.spool, Node: node, Hostname: "relay.local.test", Setting: f.set.get, Log: log,
-		Scan: 200 * time.Millisecond,
+		Scan: scan,
 		Deliver: func() mailqueue.Deliverer {
 			return testDeliverer{outbound.New(outbound.Config{HeloName: "relay.local.test", DNSServer: f.dns.Addr, Port: f.dest.Port,
 				ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second, Log: log})}

@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -34,7 +35,7 @@ type Queue struct {
 // hold keeps the runner from attempting it until Release, so that the
 // caller can still take it back with Discard.
 func (q *Queue) Enqueue(from string, rcpts []string, header []byte, body io.Reader, maxBody int64, hold bool) (string, error) {
-	env := &Envelope{From: from, Origin: q.Node}
+	env := &Envelope{ID: newID(time.Now()), From: from, Origin: q.Node}
 	for _, r := range rcpts {
 		env.Rcpts = append(env.Rcpts, mailcluster.QueuedRecipient{Address: r, State: mailcluster.RcptPending})
 	}
@@ -44,7 +45,15 @@ func (q *Queue) Enqueue(from string, rcpts []string, header []byte, body io.Read
 			sign = func(msg io.Reader) ([]byte, error) { return dkimsign.SignMessage(opts, msg) }
 		}
 	}
+	if q.Runner != nil {
+		// Known to the runner before it can appear in a listing, so that
+		// a scan never takes it for a new message of its own.
+		q.Runner.reserve(env.ID)
+	}
 	if err := q.Spool.Write(q.Node, env, header, body, maxBody, sign); err != nil {
+		if q.Runner != nil {
+			q.Runner.forget(env.ID)
+		}
 		return "", err
 	}
 	if q.Runner != nil {

@@ -1,6 +1,7 @@
 package mailqueue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -69,11 +70,12 @@ type Runner struct {
 }
 
 type item struct {
-	next    time.Time
-	created time.Time
-	running bool
-	held    bool // queued together with local copies not yet made
-	tried   bool // had a failed attempt
+	next     time.Time
+	created  time.Time
+	running  bool
+	held     bool // queued together with local copies not yet made
+	reserved bool // being written by this process (reserve): not yet queued
+	tried    bool // had a failed attempt
 }
 
 // NewRunner returns a Runner; Start begins delivering.
@@ -120,11 +122,25 @@ func (r *Runner) Close(wait time.Duration) {
 	<-finished
 }
 
-// queued tells the runner of a message just written to its queue; a
+// reserve tells the runner of a message about to be written to its
+// queue: until queued (or forget) it is held, and a scan that lists it
+// meanwhile neither adds it again nor drops it.
+func (r *Runner) reserve(id string) {
+	r.mu.Lock()
+	r.items[id] = &item{held: true, reserved: true}
+	r.mu.Unlock()
+}
+
+// queued tells the runner that a message reserved before is written; a
 // held one waits for release.
 func (r *Runner) queued(env *Envelope, hold bool) {
 	r.mu.Lock()
-	r.items[env.ID] = &item{next: env.NextAttempt, created: env.Created, held: hold}
+	it, ok := r.items[env.ID]
+	if !ok {
+		it = &item{}
+		r.items[env.ID] = it
+	}
+	it.next, it.created, it.held, it.reserved = env.NextAttempt, env.Created, hold, false
 	r.mu.Unlock()
 	if !hold {
 		r.wake()
@@ -146,6 +162,19 @@ func (r *Runner) forget(id string) {
 		delete(r.items, id)
 	}
 	r.mu.Unlock()
+}
+
+// enqueue writes a message of the runner's own (a notification) the way
+// Queue.Enqueue does.
+func (r *Runner) enqueue(env *Envelope, msg []byte) error {
+	env.ID = newID(time.Now())
+	r.reserve(env.ID)
+	if err := r.cfg.Spool.Write(r.cfg.Node, env, nil, bytes.NewReader(msg), int64(len(msg)), nil); err != nil {
+		r.forget(env.ID)
+		return err
+	}
+	r.queued(env, false)
+	return nil
 }
 
 func (r *Runner) wake() {
@@ -196,7 +225,7 @@ func (r *Runner) scan() {
 		}
 	}
 	for id, it := range r.items {
-		if !present[id] && !it.running {
+		if !present[id] && !it.running && !it.reserved {
 			delete(r.items, id)
 		}
 	}
@@ -475,11 +504,7 @@ func (r *Runner) notify(env *Envelope, kind string, rcpts []mailcluster.QueuedRe
 		}
 	}
 	dsn := &Envelope{From: "", Origin: r.cfg.Node, Rcpts: []mailcluster.QueuedRecipient{{Address: env.From, State: mailcluster.RcptPending}}}
-	if err := r.cfg.Spool.Write(r.cfg.Node, dsn, nil, strings.NewReader(string(msg)), int64(len(msg)), nil); err != nil {
-		return err
-	}
-	r.queued(dsn, false)
-	return nil
+	return r.enqueue(dsn, msg)
 }
 
 // Stats returns the counts of this node's queue as the runner knows them.

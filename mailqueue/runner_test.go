@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/mail"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -391,5 +393,44 @@ func TestNodeNamesAreNeverPaths(t *testing.T) {
 	}
 	if msgs, _, _ := q.List("n1", 10, ""); len(msgs) != 1 {
 		t.Fatalf("List(n1) = %d", len(msgs))
+	}
+}
+
+// A runner that lists its queue all the time while messages are queued
+// concurrently sends each exactly once (a listing that caught a message
+// between its rename into the queue and its registration with the runner
+// used to dispatch it a second time).
+func TestEachMessageSentOnceUnderConcurrentScans(t *testing.T) {
+	f := newFixtureScan(t, newSettings(), time.Millisecond)
+	const clients, each = 8, 25
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				body := fmt.Sprintf("Subject: m-%d-%d\r\n\r\nx\r\n", c, i)
+				if _, err := f.q.Enqueue("user@local.test", []string{"a@dest.test"}, nil, strings.NewReader(body), 1<<20, false); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, 20*time.Second, "all delivered", func() bool { return len(f.dest.messages()) >= clients*each })
+	eventually(t, 5*time.Second, "queue empty", queueEmpty(f, "n1"))
+	time.Sleep(200 * time.Millisecond)
+	seen := map[string]int{}
+	for _, m := range f.dest.messages() {
+		h, _ := mail.ReadMessage(bytes.NewReader(m.data))
+		seen[h.Header.Get("Subject")]++
+	}
+	if len(seen) != clients*each {
+		t.Fatalf("%d distinct messages arrived, want %d", len(seen), clients*each)
+	}
+	for s, n := range seen {
+		if n != 1 {
+			t.Errorf("%s arrived %d times", s, n)
+		}
 	}
 }
