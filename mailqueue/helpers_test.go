@@ -17,6 +17,7 @@ import (
 
 	"mailcluster/internal/dnstest"
 	"mailcluster/mailqueue"
+	"mailcluster/mailstore"
 	"mailcluster/outbound"
 )
 
@@ -176,7 +177,7 @@ func newFixtureScan(t *testing.T, set *settings, scan time.Duration) *fixture {
 	f := &fixture{t: t, dns: dnstest.Start(t), dest: startDest(t, 0), set: set, notices: map[string][][]byte{}}
 	f.dns.SetMX("dest.test", dnstest.MX{Host: "mx.dest.test", Pref: 10})
 	f.dns.SetA("mx.dest.test", "127.0.0.1")
-	f.spool = mailqueue.Spool{Dir: t.TempDir()}
+	f.spool = mailqueue.Spool{Dir: t.TempDir(), Syncs: &mailstore.DirSyncs{}}
 	f.start("n1", scan)
 	return f
 }

@@ -76,6 +76,18 @@ func (e *Envelope) pending() []string {
 // Spool is the queue directory on the shared path.
 type Spool struct {
 	Dir string // the queue directory, absolute
+	// Syncs, when set, shares the syncs of the msgs/ directory between
+	// concurrent writes (group commit); nil syncs it for each.
+	Syncs *mailstore.DirSyncs
+}
+
+// syncShared syncs a directory every message of a node shares, with
+// concurrent callers when the Spool has Syncs.
+func (s Spool) syncShared(dir string) error {
+	if s.Syncs == nil {
+		return mailstore.SyncDir(dir)
+	}
+	return s.Syncs.Sync(dir, mailstore.SyncDir)
 }
 
 // nodeDir is the directory of a node's queue. A name that is not a
@@ -191,7 +203,7 @@ func (s Spool) Write(node string, env *Envelope, header []byte, body io.Reader, 
 		}
 		env.Prefix = prefix
 	}
-	if err := writeEnvelope(tmp, env); err != nil {
+	if err := createEnvelope(tmp, env); err != nil {
 		return err
 	}
 	if err := mailstore.SyncDir(tmp); err != nil {
@@ -202,11 +214,35 @@ func (s Spool) Write(node string, env *Envelope, header []byte, body io.Reader, 
 		return fmt.Errorf("mailqueue: %w", err)
 	}
 	ok = true
-	if err := mailstore.SyncDir(filepath.Dir(dst)); err != nil {
+	if err := s.syncShared(filepath.Dir(dst)); err != nil {
 		// The message may not survive a crash: take it back, so that the
 		// client is not told it was accepted.
 		os.RemoveAll(dst)
 		return err
+	}
+	return nil
+}
+
+// createEnvelope writes the first envelope of a message being written
+// (its directory is not in the queue yet, so no rename is needed).
+func createEnvelope(dir string, env *Envelope) error {
+	b, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("mailqueue: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fileEnv), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("mailqueue: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("mailqueue: %w", err)
 	}
 	return nil
 }

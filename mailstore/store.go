@@ -52,7 +52,7 @@ type Store struct {
 	hub Hub
 
 	views views // the folder views, by directory (views.go)
-	syncs dirSyncs
+	syncs DirSyncs
 }
 
 // Options are the optional parts of a Store; the zero value is the os
@@ -512,13 +512,13 @@ func (s *Store) syncDirs(dirs []string) error {
 	sort.Strings(dirs)
 	dirs = slices.Compact(dirs)
 	if len(dirs) == 1 {
-		return s.syncs.sync(dirs[0], s.fs.SyncDir)
+		return s.syncs.Sync(dirs[0], s.fs.SyncDir)
 	}
 	errs := make([]error, len(dirs))
 	var wg sync.WaitGroup
 	for i, d := range dirs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = s.syncs.sync(d, s.fs.SyncDir) }()
+		go func() { defer wg.Done(); errs[i] = s.syncs.Sync(d, s.fs.SyncDir) }()
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -2,13 +2,13 @@ package mailstore
 
 import "sync"
 
-// dirSyncs shares directory syncs between concurrent deliveries (group
-// commit): a delivery that linked its file into a directory asks for a
+// DirSyncs shares directory syncs between concurrent writers (group
+// commit); the zero value is ready to use: a delivery that linked its file into a directory asks for a
 // sync and waits; one sync serves every request made before it started,
 // so each caller still returns only once its own link is durable, and
 // concurrent deliveries into one mailbox pay for one fsync instead of
 // one each.
-type dirSyncs struct {
+type DirSyncs struct {
 	mu   sync.Mutex
 	dirs map[string]*dirSync
 }
@@ -18,9 +18,9 @@ type dirSync struct {
 	waiters []chan error
 }
 
-// sync syncs dir with syncDir, sharing the call with concurrent callers
+// Sync syncs dir with syncDir, sharing the call with concurrent callers
 // as above, and returns its error.
-func (d *dirSyncs) sync(dir string, syncDir func(string) error) error {
+func (d *DirSyncs) Sync(dir string, syncDir func(string) error) error {
 	ch := make(chan error, 1)
 	d.mu.Lock()
 	if d.dirs == nil {
@@ -42,7 +42,7 @@ func (d *dirSyncs) sync(dir string, syncDir func(string) error) error {
 
 // run syncs dir until no caller waits: each round takes the callers that
 // asked before it began.
-func (d *dirSyncs) run(dir string, ds *dirSync, syncDir func(string) error) {
+func (d *DirSyncs) run(dir string, ds *dirSync, syncDir func(string) error) {
 	for {
 		d.mu.Lock()
 		batch := ds.waiters

@@ -33,7 +33,7 @@ func (n *Node) queueDir() string {
 // newQueue returns the node's outbound queue, without its runner yet
 // (startQueue adds it once the mail store exists).
 func (n *Node) newQueue() *mailqueue.Queue {
-	return &mailqueue.Queue{Spool: mailqueue.Spool{Dir: n.queueDir()}, Node: n.config.NodeName,
+	return &mailqueue.Queue{Spool: mailqueue.Spool{Dir: n.queueDir(), Syncs: &mailstore.DirSyncs{}}, Node: n.config.NodeName,
 		Signer: func(domain string) (*dkim.SignOptions, bool) {
 			if n.local == nil {
 				return nil, false
