@@ -149,7 +149,7 @@ func TestGroups(t *testing.T) {
 func TestAddressErrors(t *testing.T) {
 	c, _ := mustOpen(t, map[string]answer{
 		"POST /api/v1/domains/ex.com/lists": {status: http.StatusBadRequest, contentType: "application/problem+json",
-			body: `{"type":"urn:mailcluster:problem:invalid","title":"Invalid request","status":400,"detail":"x@other.com: outside members need the outbound queue, which is not available yet."}`},
+			body: `{"type":"urn:mailcluster:problem:invalid","title":"Invalid request","status":400,"detail":"Member x@other.com: not a valid address."}`},
 		"DELETE /api/v1/domains/ex.com/groups/staff": {status: http.StatusForbidden, contentType: "application/problem+json",
 			body: `{"type":"urn:mailcluster:problem:read-only","title":"Read-only node","status":403,"detail":"Not the primary.","primary":"http://10.0.0.1:8080"}`},
 	})

@@ -13,7 +13,8 @@ type (
 	// MailingListPage is one page of a domain's mailing lists.
 	MailingListPage = api.MailingListPage
 	// ListMember is a member of a mailing list: an account of the list's
-	// domain (Address) or a group of that domain (Group).
+	// domain or an outside address (Address), or a group of that domain
+	// (Group); answers give its Type (account, group, external).
 	ListMember = api.ListMember
 	// ListMemberPage is one page of a list's members.
 	ListMemberPage = api.ListMemberPage
