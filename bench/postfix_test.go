@@ -17,22 +17,30 @@ import (
 	"mailcluster/internal/harness"
 )
 
-// postfixRelay is a private Postfix instance (Debian's postfix package,
-// `make bench-deps`) that relays everything it accepts from 127.0.0.0/8 to
-// one relay host: its own configuration, queue and data directories under
-// a temporary directory, one smtpd listener on a free port of 127.0.0.1,
-// no DNS lookups, no chroot. Its log is the file maillog beside them.
-type postfixRelay struct {
+// postfixServer is a private Postfix instance (Debian's postfix package,
+// `make bench-deps`): its own configuration, queue and data directories
+// under a temporary directory, one smtpd listener on a free port of
+// 127.0.0.1, no DNS lookups, no chroot. Its log is the file maillog beside
+// them. startPostfixRelay makes one that relays, startPostfixVirtual one
+// that delivers into Maildirs.
+type postfixServer struct {
 	Addr    string
 	Version string
 	dir     string
 }
 
-// startPostfixRelay starts the instance under dir (created here) relaying
-// to relayPort on 127.0.0.1; it is stopped on cleanup. It runs as root,
-// like the system's Postfix: the master keeps root and its services run as
-// the postfix user.
-func startPostfixRelay(t testing.TB, dir string, relayPort int) (*postfixRelay, error) {
+// startPostfixRelay starts an instance under dir (created here) that
+// relays everything it accepts from 127.0.0.0/8 to relayPort on 127.0.0.1;
+// it is stopped on cleanup.
+func startPostfixRelay(t testing.TB, dir string, relayPort int) (*postfixServer, error) {
+	return startPostfix(t, dir, postfixMainCf(dir, relayPort), "")
+}
+
+// startPostfix starts an instance under dir (created here) with main.cf
+// mainCf and the services of postfixMasterCf plus extraServices (master.cf
+// lines); it is stopped on cleanup. It runs as root, like the system's
+// Postfix: the master keeps root and its services run as the postfix user.
+func startPostfix(t testing.TB, dir, mainCf, extraServices string) (*postfixServer, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("a private Postfix needs root (its master starts the services as the postfix user); running as uid %d", os.Geteuid())
 	}
@@ -48,7 +56,7 @@ func startPostfixRelay(t testing.TB, dir string, relayPort int) (*postfixRelay, 
 	if err != nil {
 		return nil, fmt.Errorf("postconf (make bench-deps installs postfix): %w", err)
 	}
-	p := &postfixRelay{Version: strings.TrimSpace(string(out)), dir: dir}
+	p := &postfixServer{Version: strings.TrimSpace(string(out)), dir: dir}
 	// Postfix's services (as the postfix user) must reach the queue.
 	for _, sub := range []string{"conf", "queue"} { // postfix creates data, owned by its user
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -64,10 +72,10 @@ func startPostfixRelay(t testing.TB, dir string, relayPort int) (*postfixRelay, 
 	}
 	p.Addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	conf := filepath.Join(dir, "conf")
-	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(postfixMainCf(dir, relayPort)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCf), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(postfixMasterCf(ports[0])), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(conf, "master.cf"), []byte(postfixMasterCf(ports[0])+extraServices), 0o644); err != nil {
 		return nil, err
 	}
 	ctl := func(verb string) error {
@@ -123,7 +131,7 @@ func greetedSMTP(addr string) bool {
 }
 
 // Queued counts the messages still in the instance's queue.
-func (p *postfixRelay) Queued() int {
+func (p *postfixServer) Queued() int {
 	n := 0
 	for _, sub := range []string{"incoming", "active", "deferred", "hold", "maildrop"} {
 		_ = filepath.WalkDir(filepath.Join(p.dir, "queue", sub), func(_ string, d os.DirEntry, err error) error {
@@ -136,7 +144,7 @@ func (p *postfixRelay) Queued() int {
 	return n
 }
 
-func (p *postfixRelay) logTail() string {
+func (p *postfixServer) logTail() string {
 	b, err := os.ReadFile(filepath.Join(p.dir, "maillog"))
 	if err != nil {
 		return ""
