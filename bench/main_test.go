@@ -3,9 +3,10 @@
 // reads on a secondary against a bare Echo handler, the XML-API against
 // REST, writes against raw Consul transactions of the same size and
 // account creates against a bare bcrypt loop, replication latency,
-// failover times, SMTP throughput against Postfix's smtp-sink, relaying
-// to an smtp-sink against a private Postfix relaying the same load, a cluster
-// loaded through the REST API to 100,000 accounts (write and replication
+// failover times, inbound SMTP throughput against a private Postfix
+// delivering into Maildirs (smtp-sink as the ceiling) and IMAP APPEND
+// against Dovecot, relaying to an smtp-sink against a private Postfix
+// relaying the same load, a cluster loaded through the REST API to 100,000 accounts (write and replication
 // latency, RSS, catch-up, bytes read from Consul per write), a
 // failed-login storm against one of its secondaries, how soon an IMAP
 // client idling on one node sees mail delivered through another, and
@@ -19,9 +20,10 @@
 // 5s), MAILCLUSTER_BENCH_TRIALS (failover trials per mode, default 10),
 // MAILCLUSTER_BENCH_ACCOUNTS (scale test, default 100000),
 // MAILCLUSTER_BENCH_STORM (the failed-login storm, default 30s),
-// MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP notice figure, default
-// 200), MAILCLUSTER_BENCH_IMAP_MESSAGES (messages of the INBOX read
-// against Dovecot, default 12000), MAILCLUSTER_BENCH_RELAY_N (messages
+// MAILCLUSTER_BENCH_SMTP_N (messages of one inbound SMTP or APPEND
+// pass, default 4000), MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP
+// notice figure, default 200), MAILCLUSTER_BENCH_IMAP_MESSAGES (messages
+// of the INBOX read against Dovecot, default 12000), MAILCLUSTER_BENCH_RELAY_N (messages
 // of one relay pass, default 2000), MAILCLUSTER_BENCH_RELAY_DUMP (a
 // directory where the relay figure's sinks keep every message),
 // MAILCLUSTER_BENCH_NODE_ENV (KEY=VALUE pairs added to every node's
@@ -107,7 +109,11 @@ func TestBench(t *testing.T) {
 		t.Run("failover", func(t *testing.T) { benchFailover(t, c, rec) })
 		t.Run("writes", func(t *testing.T) { benchWrites(t, c, rec) })
 	})
-	t.Run("smtp", func(t *testing.T) { ran("smtp"); benchSMTP(t, rec) })
+	t.Run("smtp", func(t *testing.T) {
+		ran("smtp")
+		t.Run("inbound", func(t *testing.T) { benchSMTP(t, rec) })
+		t.Run("append", func(t *testing.T) { benchAppend(t, rec) })
+	})
 	t.Run("relay", func(t *testing.T) { ran("relay"); benchRelay(t, rec) })
 	t.Run("scale", func(t *testing.T) { ran("scale"); benchScale(t, rec) })
 	t.Run("imap", func(t *testing.T) {
