@@ -104,7 +104,7 @@ func benchReads(t *testing.T, c *Cluster, rec *recorder) {
 		rec.add("reads", "REST GET account on a secondary, p99", rest.Pct(0.99), "ms", bare.Pct(0.99), "bare Echo", nil, rest.N, "")
 	}
 	if okXML && okREST {
-		tg := ratioAtLeast(0.5)
+		tg := ratioAtLeast(0.7)
 		rec.add("reads", "XML-API GetUserInfo on a secondary"+conns, xml.PerSec(), "req/s", rest.PerSec(), "REST", &tg, xml.N,
 			fmt.Sprintf("CPU per request: node %.0f µs (REST %.0f µs)", cpu["XML-API"][0], cpu["REST"][0]))
 		rec.add("reads", "XML-API GetUserInfo on a secondary, p99", xml.Pct(0.99), "ms", rest.Pct(0.99), "REST", nil, xml.N, "")
