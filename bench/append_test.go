@@ -19,15 +19,16 @@ type appendPass struct {
 
 func (p appendPass) perSec() float64 { return p.load.PerSec() }
 
-// benchAppend measures IMAP APPEND of MAILCLUSTER_BENCH_SMTP_N (default
-// 4000) messages of 10 KiB into one INBOX from smtpClients connections
+// benchAppend measures IMAP APPEND of MAILCLUSTER_BENCH_APPEND_N (default
+// 1000) messages of 10 KiB into one folder from smtpClients connections
 // against a private Dovecot with mail_fsync = always (its Maildir, its
 // index in its own directory), the servers taking turns for smtpRounds
-// passes into the same INBOX each. Both answer OK only after the message
-// is synced to disk, so each pass runs from before the first connection
-// to the last OK; then the Maildir must hold every appended message.
+// passes, each into a new folder (CREATE before the pass). Both answer OK
+// only after the message is synced to disk, so each pass runs from before
+// the first connection to the last OK; then the folder's Maildir must
+// hold every appended message.
 func benchAppend(t *testing.T, rec *recorder) {
-	n := envInt("MAILCLUSTER_BENCH_SMTP_N", 4000, 200, 50000)
+	n := envInt("MAILCLUSTER_BENCH_APPEND_N", 1000, 100, 50000)
 	loadStart := loadavg()
 	base, err := os.MkdirTemp("", "mailcluster-bench-append-")
 	if err != nil {
@@ -93,7 +94,12 @@ func benchAppend(t *testing.T, rec *recorder) {
 			if i == 0 {
 				stop = profile(t, node.Pid(), fmt.Sprintf("append-%d", r+1))
 			}
-			load := appendLoad(p.addr, p.user, body, n)
+			folder := fmt.Sprintf("Pass%d", r+1)
+			if err := imapCreate(p.addr, p.user, folder); err != nil {
+				rec.fail(t, "%s, CREATE %s: %v", p.name, folder, err)
+				continue
+			}
+			load := appendLoad(p.addr, p.user, folder, body, n)
 			if stop != nil {
 				stop()
 			}
@@ -101,9 +107,11 @@ func benchAppend(t *testing.T, rec *recorder) {
 				rec.fail(t, "%s, APPEND pass %d: %v", p.name, r+1, err)
 				continue
 			}
-			// Every appended message is a file of the Maildir.
-			if got := countFiles(filepath.Join(p.maildir, "new")) + countFiles(filepath.Join(p.maildir, "cur")); got != (r+1)*n {
-				rec.fail(t, "%s, APPEND pass %d: the Maildir holds %d messages, %d were appended", p.name, r+1, got, (r+1)*n)
+			// Every appended message is a file of the folder's Maildir
+			// (Maildir++: .Name below the INBOX, on both servers).
+			md := filepath.Join(p.maildir, "."+folder)
+			if got := countFiles(filepath.Join(md, "new")) + countFiles(filepath.Join(md, "cur")); got != n {
+				rec.fail(t, "%s, APPEND pass %d: %s holds %d messages, %d were appended", p.name, r+1, md, got, n)
 				continue
 			}
 			passes[i] = append(passes[i], appendPass{load: load})
@@ -124,16 +132,32 @@ func benchAppend(t *testing.T, rec *recorder) {
 		return // the errors are recorded
 	}
 	tg := ratioAtLeast(3.0)
-	rec.add("smtp", fmt.Sprintf("IMAP APPEND 10 KiB, %d clients, one INBOX", smtpClients), mc.perSec(), "msg/s", dv.perSec(), "Dovecot "+version+" (mail_fsync = always)", &tg, mc.load.N,
-		fmt.Sprintf("%d messages per pass, %d connections logged in once each; best of %d passes each, taking turns, into the same INBOX (which grows); "+
+	rec.add("smtp", fmt.Sprintf("IMAP APPEND 10 KiB, %d clients, one folder", smtpClients), mc.perSec(), "msg/s", dv.perSec(), "Dovecot "+version+" (mail_fsync = always)", &tg, mc.load.N,
+		fmt.Sprintf("%d messages per pass, %d connections logged in once each; best of %d passes each, taking turns, each into a new folder; "+
 			"both timed from the first connection to the last OK, which both send only after the message is synced; load average %s before, %s after",
 			n, smtpClients, smtpRounds, loadStart, loadavg()))
 }
 
-// appendLoad appends n messages made of body to the INBOX of user at addr
+// imapCreate creates folder in user's mailbox at addr.
+func imapCreate(addr, user, folder string) error {
+	c, err := imapclient.DialInsecure(addr, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Login(user, imapBenchPass).Wait(); err != nil {
+		return err
+	}
+	if err := c.Create(folder, nil).Wait(); err != nil {
+		return err
+	}
+	return c.Logout().Wait()
+}
+
+// appendLoad appends n messages made of body to folder of user at addr
 // from smtpClients connections, each logged in once, for at most
 // smtpLoadTimeout.
-func appendLoad(addr, user, body string, n int) loadResult {
+func appendLoad(addr, user, folder, body string, n int) loadResult {
 	conns := make([]*imapclient.Client, smtpClients)
 	defer func() {
 		for _, c := range conns {
@@ -155,7 +179,7 @@ func appendLoad(addr, user, body string, n int) loadResult {
 			}
 			conns[w] = c
 		}
-		cmd := conns[w].Append("INBOX", int64(len(body)), nil)
+		cmd := conns[w].Append(folder, int64(len(body)), nil)
 		_, werr := strings.NewReader(body).WriteTo(cmd)
 		cerr := cmd.Close()
 		_, err := cmd.Wait()

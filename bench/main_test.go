@@ -20,8 +20,9 @@
 // 5s), MAILCLUSTER_BENCH_TRIALS (failover trials per mode, default 10),
 // MAILCLUSTER_BENCH_ACCOUNTS (scale test, default 100000),
 // MAILCLUSTER_BENCH_STORM (the failed-login storm, default 30s),
-// MAILCLUSTER_BENCH_SMTP_N (messages of one inbound SMTP or APPEND
-// pass, default 4000), MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP
+// MAILCLUSTER_BENCH_SMTP_N (messages of one inbound SMTP pass, default
+// 4000), MAILCLUSTER_BENCH_APPEND_N (messages of one IMAP APPEND pass,
+// default 1000), MAILCLUSTER_BENCH_IMAP_N (messages of the IMAP
 // notice figure, default 200), MAILCLUSTER_BENCH_IMAP_MESSAGES (messages
 // of the INBOX read against Dovecot, default 12000), MAILCLUSTER_BENCH_RELAY_N (messages
 // of one relay pass, default 2000), MAILCLUSTER_BENCH_RELAY_DUMP (a
