@@ -27,6 +27,7 @@ type postfixServer struct {
 	Addr    string
 	Version string
 	dir     string
+	pid     int // the master's
 }
 
 // startPostfixRelay starts an instance under dir (created here) that
@@ -111,6 +112,7 @@ func startPostfix(t testing.TB, dir, mainCf, extraServices string) (*postfixServ
 	if pid <= 0 {
 		return nil, fmt.Errorf("postfix started but wrote no master.pid: %s", p.logTail())
 	}
+	p.pid = pid
 	if !harness.WaitFor(10*time.Second, func() bool { return greetedSMTP(p.Addr) }) {
 		return nil, fmt.Errorf("postfix does not greet on %s: %s", p.Addr, p.logTail())
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -114,4 +115,62 @@ func countFiles(dir string) int {
 	defer f.Close()
 	names, _ := f.Readdirnames(-1)
 	return len(names)
+}
+
+// CPUSeconds returns the user+system CPU time used so far by the master
+// and its services: its own, that of the services it has reaped, and that
+// of those still running (its children).
+func (p *postfixServer) CPUSeconds() float64 {
+	total := procTimes(p.pid, true)
+	des, _ := os.ReadDir("/proc")
+	for _, de := range des {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil || pid == p.pid {
+			continue
+		}
+		if procParent(pid) == p.pid {
+			total += procTimes(pid, false)
+		}
+	}
+	return total
+}
+
+// procStat returns the fields of /proc/pid/stat after the command name
+// (the first is the state, field 3 of the whole line).
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+}
+
+func procParent(pid int) int {
+	f := procStat(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// procTimes returns pid's user+system CPU seconds, with reaped children's
+// when children is set (fields 14 to 17 of the whole line, in clock ticks
+// of 100 per second).
+func procTimes(pid int, children bool) float64 {
+	f := procStat(pid)
+	if len(f) < 15 {
+		return 0
+	}
+	last := 12
+	if children {
+		last = 14
+	}
+	total := 0.0
+	for i := 11; i <= last; i++ {
+		v, _ := strconv.ParseFloat(f[i], 64)
+		total += v
+	}
+	return total / 100
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,9 @@ const (
 type smtpPass struct {
 	load loadResult    // the clients' side: until the last 250
 	took time.Duration // from before the first connection until every message is in its Maildir's new/
+	cpu  float64       // CPU seconds the server used
+	// loadCPU is the CPU seconds the load generator (this process) used.
+	loadCPU float64
 }
 
 func (p smtpPass) perSec() float64 { return float64(p.load.N) / p.took.Seconds() }
@@ -109,7 +113,9 @@ func benchSMTP(t *testing.T, rec *recorder) {
 	// mcPass sends to the node; rcpt(w) is client w's mailbox.
 	mcPass := func(name string, rcpt func(w int) string, boxes []string) (smtpPass, error) {
 		defer profile(t, node.Pid(), name)()
+		cpu, own := cpuSeconds(node.Pid()), cpuSeconds(os.Getpid())
 		load := smtpLoadN(node.SMTP, body, n, func(w int) string { return rcpt(w) + "@example.com" })
+		cpu, own = cpuSeconds(node.Pid())-cpu, cpuSeconds(os.Getpid())-own
 		if err := sentAll(load, n); err != nil {
 			return smtpPass{load: load}, err
 		}
@@ -117,10 +123,11 @@ func benchSMTP(t *testing.T, rec *recorder) {
 		if got := countAll(newDirs(mcMaildir, boxes)); got != n {
 			return smtpPass{load: load}, fmt.Errorf("%d of %d acknowledged messages are in new/ after the last 250", got, n)
 		}
-		return smtpPass{load: load, took: load.Elapsed}, nil
+		return smtpPass{load: load, took: load.Elapsed, cpu: cpu, loadCPU: own}, nil
 	}
 	pfxPass := func(rcpt func(w int) string, boxes []string) (smtpPass, error) {
 		dirs := newDirs(pfx.Maildir, boxes)
+		cpu, own := pfx.CPUSeconds(), cpuSeconds(os.Getpid())
 		start := time.Now()
 		load := smtpLoadN(pfx.Addr, body, n, func(w int) string { return rcpt(w) + "@" + postfixVirtualDomain })
 		if err := sentAll(load, n); err != nil {
@@ -130,7 +137,7 @@ func benchSMTP(t *testing.T, rec *recorder) {
 		for {
 			got := countAll(dirs)
 			if got >= n {
-				p := smtpPass{load: load, took: time.Since(start)}
+				p := smtpPass{load: load, took: time.Since(start), cpu: pfx.CPUSeconds() - cpu, loadCPU: cpuSeconds(os.Getpid()) - own}
 				if got > n {
 					return p, fmt.Errorf("%d messages in new/, %d were sent", got, n)
 				}
@@ -172,15 +179,16 @@ func benchSMTP(t *testing.T, rec *recorder) {
 				t.Logf("node log: %s", node.LogTail(2000))
 			} else {
 				passes[f][0] = append(passes[f][0], p)
-				t.Logf("mailcluster, %s, pass %d: %d messages in %s, %.0f/s (p99 %.1f ms)", figures[f], r+1, n, p.took.Round(time.Millisecond), p.perSec(), p.load.Pct(0.99))
+				t.Logf("mailcluster, %s, pass %d: %d messages in %s, %.0f/s (p99 %.1f ms); %s",
+					figures[f], r+1, n, p.took.Round(time.Millisecond), p.perSec(), p.load.Pct(0.99), p.cpuText(n))
 			}
 			p, err = pfxPass(rcpt, boxes)
 			if err != nil {
 				rec.fail(t, "postfix, %s, pass %d: %v", figures[f], r+1, err)
 			} else {
 				passes[f][1] = append(passes[f][1], p)
-				t.Logf("postfix, %s, pass %d: %d messages in new/ after %s, %.0f/s (last 250 after %s, %.0f/s)", figures[f], r+1, n,
-					p.took.Round(time.Millisecond), p.perSec(), p.load.Elapsed.Round(time.Millisecond), p.load.PerSec())
+				t.Logf("postfix, %s, pass %d: %d messages in new/ after %s, %.0f/s (last 250 after %s, %.0f/s); %s", figures[f], r+1, n,
+					p.took.Round(time.Millisecond), p.perSec(), p.load.Elapsed.Round(time.Millisecond), p.load.PerSec(), p.cpuText(n))
 			}
 		}
 	}
@@ -210,7 +218,7 @@ func benchSMTP(t *testing.T, rec *recorder) {
 		if mc == nil || pf == nil {
 			continue // the errors are recorded
 		}
-		note := common + fmt.Sprintf("; Postfix's last 250 at %.0f/s", pf.load.PerSec())
+		note := common + fmt.Sprintf("; Postfix's last 250 at %.0f/s; CPU: mailcluster %s; Postfix %s", pf.load.PerSec(), mc.cpuText(mc.load.N), pf.cpuText(pf.load.N))
 		rec.add("smtp", figure, mc.perSec(), "msg/s", pf.perSec(), peer, &tg, mc.load.N, note)
 		if f == 0 {
 			rec.add("smtp", "SMTP inbound message p99, one mailbox", mc.load.Pct(0.99), "ms", pf.load.Pct(0.99), "Postfix, until its 250 (queued)", nil, mc.load.N,
@@ -221,6 +229,12 @@ func benchSMTP(t *testing.T, rec *recorder) {
 		rec.add("smtp", fmt.Sprintf("SMTP inbound 10 KiB, %d clients, one mailbox, against smtp-sink", smtpClients), mc.perSec(), "msg/s", sink.PerSec(), "smtp-sink (stores nothing: the ceiling)", nil, mc.load.N,
 			"for information: the same load, smtp-sink timed to the last 250, one pass")
 	}
+}
+
+// cpuText tells the CPU time per message of the server and of the load
+// generator, and how many of the machine's CPUs the server kept busy.
+func (p smtpPass) cpuText(n int) string {
+	return fmt.Sprintf("server %.2f CPU ms per message (%.2f of %d CPUs), load generator %.2f", 1000*p.cpu/float64(n), p.cpu/p.took.Seconds(), runtime.NumCPU(), 1000*p.loadCPU/float64(n))
 }
 
 // bestSMTPPass returns the fastest pass, nil when there is none.
