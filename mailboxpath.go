@@ -76,12 +76,20 @@ func ConfineMailboxPath(p string, roots ...string) (string, error) {
 func resolveExisting(p string) (string, error) {
 	rest := ""
 	cur := p
+	retries := 0
 	for {
 		r, err := filepath.EvalSymlinks(cur)
 		if err == nil {
 			return filepath.Join(r, rest), nil
 		}
 		if _, lerr := os.Lstat(cur); lerr == nil || !errors.Is(lerr, fs.ErrNotExist) {
+			if lerr == nil && errors.Is(err, fs.ErrNotExist) && retries < 3 {
+				// Created meanwhile (a concurrent first delivery made the
+				// mailbox): resolve it again. A dangling link fails again
+				// and is refused below.
+				retries++
+				continue
+			}
 			// It exists but cannot be resolved (a dangling link, a loop,
 			// no permission): refuse rather than guess.
 			return "", err
