@@ -68,7 +68,7 @@ bench-deps: ## install the Debian packages the benchmarks compare with (postfix'
 
 .PHONY: bench
 bench: consul bench-deps ## measure every performance figure against its baseline; table on stdout, bench/results.json
-	MAILCLUSTER_BENCH=1 MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^TestBench$$' -v -count=1 -timeout 40m ./bench/
+	MAILCLUSTER_BENCH=1 MAILCLUSTER_CONSUL_BIN=$(CONSUL) $(GO) test -run '^TestBench$$' -v -count=1 -timeout 75m ./bench/
 
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
