@@ -651,9 +651,20 @@ func (f *Folder) Append(ctx context.Context, r io.Reader, flags string, date tim
 		if f.store.OverQuota(a, n, 1) {
 			return &QuotaError{Address: a.Address()}
 		}
-		m, _, err := f.reconcile()
+		// A new UID needs only the map (its UIDNEXT never goes back), not
+		// a listing of the folder: files that others added without a UID
+		// get theirs at the next reconcile (SELECT, a rescan), after this
+		// one. So an APPEND costs no more as the folder grows than reading
+		// and writing the map. Without a map (new or damaged), the files
+		// are reconciled first.
+		m, err := f.readMap(true)
 		if err != nil {
-			return err
+			return &LocalError{Err: err}
+		}
+		if m == nil {
+			if m, _, err = f.reconcile(); err != nil {
+				return err
+			}
 		}
 		m = m.clone()
 		key := uniqueName(n)
