@@ -111,3 +111,32 @@ func TestStateCountCacheFollowsWrites(t *testing.T) {
 		t.Fatalf("Count after deleting two = %d, want 3", got)
 	}
 }
+
+// Short listings served from the cache follow every write, and a caller
+// changing what it got does not change what the next one gets.
+func TestStateListCacheFollowsWrites(t *testing.T) {
+	s := MustOpenState(t, "", kvstore.StateOptions{NoSync: true})
+	for i := 1; i <= 5; i++ {
+		if got := s.List("p/", "", 0); len(got) != i-1 {
+			t.Fatalf("List before write %d: %d keys", i, len(got))
+		}
+		if err := s.Apply(uint64(i), []mailcluster.KV{{Key: "p/" + strconv.Itoa(i), ModifyIndex: uint64(i), Value: []byte("v" + strconv.Itoa(i))}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.List("p/", "", 0)
+	got[0].Value[0] = 'x'
+	if again := s.List("p/", "", 0); string(again[0].Value) != "v1" {
+		t.Fatalf("a caller's change reached the cache: %q", again[0].Value)
+	}
+	if err := s.Apply(6, []mailcluster.KV{{Key: "p/1", ModifyIndex: 6, Value: []byte("new")}}, []string{"p/2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	after := s.List("p/", "", 0)
+	if len(after) != 4 || string(after[0].Value) != "new" || after[0].ModifyIndex != 6 {
+		t.Fatalf("List after a change: %+v", after)
+	}
+	if page := s.List("p/", "p/3", 1); len(page) != 1 || page[0].Key != "p/4" {
+		t.Fatalf("a page after p/3: %+v", page)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -89,7 +90,31 @@ type pointCache struct {
 	gen     uint64
 	writing int // writes between begin and end: no Get may store then
 	m       map[string]cachedKV
-	counts  map[string]int // maintained counts by prefix; every write drops them all
+	counts  map[string]int              // maintained counts by prefix; every write drops them all
+	lists   map[string][]mailcluster.KV // short List results; every write drops them all
+}
+
+// pointCacheListLen is the longest List result kept (a read of a few
+// records, such as an account's memberships, not a page of a listing).
+const pointCacheListLen = 32
+
+func (c *pointCache) list(key string) ([]mailcluster.KV, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kvs, ok := c.lists[key]
+	return kvs, c.gen, ok
+}
+
+func (c *pointCache) putList(key string, kvs []mailcluster.KV, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.writing > 0 {
+		return
+	}
+	if c.lists == nil || len(c.lists) >= 1024 {
+		c.lists = make(map[string][]mailcluster.KV, 64)
+	}
+	c.lists[key] = kvs
 }
 
 func (c *pointCache) count(prefix string) (int, uint64, bool) {
@@ -152,7 +177,7 @@ func (c *pointCache) begin(keys []string) {
 	defer c.mu.Unlock()
 	c.writing++
 	c.gen++
-	c.counts = nil
+	c.counts, c.lists = nil, nil
 	for _, k := range keys {
 		delete(c.m, k)
 	}
@@ -171,7 +196,7 @@ func (c *pointCache) drop(keys []string, all bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.counts = nil // a change of any key changes the counts of its prefixes
+	c.counts, c.lists = nil, nil // a change of any key changes counts and listings
 	if all {
 		c.m = nil
 		return
@@ -315,11 +340,31 @@ func (s *State) Get(key string) (mailcluster.KV, bool) {
 // List returns the keys under prefix in key order, after the key "after"
 // (exclusive), at most limit (<=0: all), from one read transaction.
 func (s *State) List(prefix, after string, limit int) []mailcluster.KV {
+	ck := prefix + "\x00" + after + "\x00" + strconv.Itoa(limit)
+	kvs, gen, ok := s.cache.list(ck)
+	if ok {
+		return cloneKVs(kvs)
+	}
 	var out []mailcluster.KV
-	_ = s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		out = listTx(tx, prefix, after, limit)
 		return nil
 	})
+	if err == nil && len(out) <= pointCacheListLen {
+		s.cache.putList(ck, cloneKVs(out), gen)
+	}
+	return out
+}
+
+// cloneKVs copies kvs and their values.
+func cloneKVs(kvs []mailcluster.KV) []mailcluster.KV {
+	if kvs == nil {
+		return nil
+	}
+	out := make([]mailcluster.KV, len(kvs))
+	for i, kv := range kvs {
+		out[i] = mailcluster.KV{Key: kv.Key, ModifyIndex: kv.ModifyIndex, Value: bytes.Clone(kv.Value)}
+	}
 	return out
 }
 
