@@ -175,15 +175,30 @@ func (s Spool) Write(node string, env *Envelope, header []byte, body io.Reader, 
 	if err == nil {
 		err = w.Flush()
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
+		f.Close()
 		return err
 	}
+	// The message's sync runs while its envelope is made and synced: two
+	// fsyncs at once rather than one after the other. Both end before the
+	// directory is synced and renamed into the queue.
+	synced := make(chan error, 1)
+	go func() {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		synced <- err
+	}()
+	waited := false
+	wait := func() error {
+		if waited {
+			return nil
+		}
+		waited = true
+		return <-synced
+	}
+	defer wait() // on every early return, before the deferred removal of tmp
 	env.Size = int64(len(header)) + n
 	if env.Subject == "" {
 		if mf, err := os.Open(filepath.Join(tmp, fileMessage)); err == nil {
@@ -205,6 +220,9 @@ func (s Spool) Write(node string, env *Envelope, header []byte, body io.Reader, 
 	}
 	if err := createEnvelope(tmp, env); err != nil {
 		return err
+	}
+	if err := wait(); err != nil {
+		return fmt.Errorf("mailqueue: %w", err)
 	}
 	if err := mailstore.SyncDir(tmp); err != nil {
 		return err
