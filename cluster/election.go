@@ -488,6 +488,7 @@ func (e *Election) shutdown() {
 	if id != "" {
 		_, _ = e.cfg.Client.Session().Destroy(id, wo)
 	}
+	e.dropSession() // no longer a member (Member)
 	if !e.cfg.NeverPrimary {
 		_ = e.cfg.Client.Agent().CheckDeregisterOpts(e.checkID, (&api.QueryOptions{}).WithContext(ctx))
 	}
