@@ -4,136 +4,29 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"mailcluster"
+	"mailcluster/internal/queuetest"
 	"mailcluster/service"
 	"mailcluster/xmlapi"
 )
 
-// Queue ids of the tests (the form mailcluster.ValidQueueID accepts).
+// Queue ids of the tests, and the queue in memory (internal/queuetest).
 const (
-	queueID1      = "0000000000000001-aaaaaaaaaaaa"
-	queueID2      = "0000000000000002-bbbbbbbbbbbb"
-	queueID3      = "0000000000000003-cccccccccccc"
-	queueIDAbsent = "00000000000000ff-ffffffffffff"
+	queueID1      = queuetest.ID1
+	queueID2      = queuetest.ID2
+	queueID3      = queuetest.ID3
+	queueIDAbsent = queuetest.IDAbsent
 )
 
-// fakeQueue is an outbound queue in memory; it records the retries and
-// deletions it was asked for.
-type fakeQueue struct {
-	mu      sync.Mutex
-	msgs    map[string]mailcluster.QueuedMessage
-	retried []string
-	deleted []string
-}
+type fakeQueue = queuetest.Fake
 
-var _ mailcluster.OutboundQueue = (*fakeQueue)(nil)
-
-// newFakeQueue returns a queue holding messages with ids, the first owned
-// by node1 and the others by node2, queued a minute apart.
-func newFakeQueue(ids ...string) *fakeQueue {
-	q := &fakeQueue{msgs: map[string]mailcluster.QueuedMessage{}}
-	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	for i, id := range ids {
-		node := "node2"
-		if i == 0 {
-			node = "node1"
-		}
-		q.msgs[id] = mailcluster.QueuedMessage{ID: id, Node: node, From: "alice@example.com", Size: int64(100 * (i + 1)),
-			Created: t0.Add(time.Duration(i) * time.Minute), NextAttempt: t0.Add(time.Hour), Attempts: i, Subject: "subject " + id,
-			Recipients: []mailcluster.QueuedRecipient{
-				{Address: "bob@remote.test", State: mailcluster.RcptPending, Attempts: i},
-				{Address: "carol@remote.test", State: mailcluster.RcptDelivered, Attempts: 1, Reply: "250 2.0.0 ok",
-					Host: "mx.remote.test", Updated: t0.Add(time.Second)},
-			}}
-	}
-	return q
-}
+func newFakeQueue(ids ...string) *fakeQueue { return queuetest.New(ids...) }
 
 // WithQueue gives the node's Service the outbound queue q.
 func WithQueue(q mailcluster.OutboundQueue) EnvOption {
 	return func(o *service.Options) { o.Queue = q }
-}
-
-func (q *fakeQueue) List(node string, limit int, cursor string) ([]mailcluster.QueuedMessage, string, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	ids := make([]string, 0, len(q.msgs))
-	for id, m := range q.msgs {
-		if (node == "" || m.Node == node) && id > cursor {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	next := ""
-	if len(ids) > limit {
-		ids, next = ids[:limit], ids[limit-1]
-	}
-	out := make([]mailcluster.QueuedMessage, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, q.msgs[id])
-	}
-	return out, next, nil
-}
-
-func (q *fakeQueue) Message(id string) (*mailcluster.QueuedMessage, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	m, ok := q.msgs[id]
-	if !ok {
-		return nil, fmt.Errorf("fake queue: %s: %w", id, mailcluster.ErrQueueNotFound)
-	}
-	return &m, nil
-}
-
-func (q *fakeQueue) Retry(id string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if _, ok := q.msgs[id]; !ok {
-		return fmt.Errorf("fake queue: %s: %w", id, mailcluster.ErrQueueNotFound)
-	}
-	q.retried = append(q.retried, id)
-	return nil
-}
-
-func (q *fakeQueue) Delete(id string) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if _, ok := q.msgs[id]; !ok {
-		return fmt.Errorf("fake queue: %s: %w", id, mailcluster.ErrQueueNotFound)
-	}
-	delete(q.msgs, id)
-	q.deleted = append(q.deleted, id)
-	return nil
-}
-
-func (q *fakeQueue) Stats() (map[string]mailcluster.QueueStats, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	out := map[string]mailcluster.QueueStats{}
-	for _, m := range q.msgs {
-		st := out[m.Node]
-		st.Messages++
-		st.Recipient += len(m.Recipients)
-		if m.Attempts > 0 {
-			st.Deferred++
-		}
-		if st.Oldest.IsZero() || m.Created.Before(st.Oldest) {
-			st.Oldest = m.Created
-		}
-		out[m.Node] = st
-	}
-	return out, nil
-}
-
-// calls returns the retries and deletions asked for so far.
-func (q *fakeQueue) calls() (retried, deleted []string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return slices.Clone(q.retried), slices.Clone(q.deleted)
 }
 
 // queueIDs returns the ids of the <Message> elements of r's <Queue>.
@@ -220,7 +113,7 @@ func TestQueue(t *testing.T) {
 	t.Run("RetryQueueMessage", func(t *testing.T) {
 		e.Call(t, "RetryQueueMessage", idParam(queueID3)).MustOK(t)
 		e.Call(t, "RetryQueueMessage", idParam(queueIDAbsent)).MustStatus(t, xmlapi.StatusNotFound)
-		if retried, _ := q.calls(); !slices.Equal(retried, []string{queueID3}) {
+		if retried, _ := q.Calls(); !slices.Equal(retried, []string{queueID3}) {
 			t.Errorf("retried %v", retried)
 		}
 	})
@@ -228,7 +121,7 @@ func TestQueue(t *testing.T) {
 		e.Call(t, "DeleteQueueMessage", idParam(queueID1)).MustOK(t)
 		e.Call(t, "GetQueueMessage", idParam(queueID1)).MustStatus(t, xmlapi.StatusNotFound)
 		e.Call(t, "DeleteQueueMessage", idParam(queueID1)).MustStatus(t, xmlapi.StatusNotFound)
-		if _, deleted := q.calls(); !slices.Equal(deleted, []string{queueID1}) {
+		if _, deleted := q.Calls(); !slices.Equal(deleted, []string{queueID1}) {
 			t.Errorf("deleted %v", deleted)
 		}
 	})
@@ -254,7 +147,7 @@ func TestQueueHostile(t *testing.T) {
 			e.Call(t, "GetQueueList", params).MustStatus(t, xmlapi.StatusInvalidParameter)
 		})
 	}
-	retried, deleted := q.calls()
+	retried, deleted := q.Calls()
 	if len(retried) != 0 || len(deleted) != 0 {
 		t.Errorf("retried %v, deleted %v", retried, deleted)
 	}
@@ -283,7 +176,7 @@ func TestQueueForbidden(t *testing.T) {
 			}
 		})
 	}
-	if retried, deleted := q.calls(); len(retried) != 0 || len(deleted) != 0 {
+	if retried, deleted := q.Calls(); len(retried) != 0 || len(deleted) != 0 {
 		t.Errorf("retried %v, deleted %v", retried, deleted)
 	}
 }
@@ -308,7 +201,7 @@ func TestQueueSecondary(t *testing.T) {
 			t.Errorf("%s: message %q does not name the primary", op, msg)
 		}
 	}
-	if retried, deleted := q.calls(); len(retried) != 0 || len(deleted) != 0 {
+	if retried, deleted := q.Calls(); len(retried) != 0 || len(deleted) != 0 {
 		t.Errorf("retried %v, deleted %v", retried, deleted)
 	}
 }
