@@ -398,8 +398,10 @@ func (r *Runner) try(id string) (time.Time, bool) {
 		}
 		rc.Attempts++
 		rc.Updated = now
-		rc.Host = x.Host
-		rc.Reply = replyText(x)
+		// What a remote server says is kept in the envelope (rewritten at
+		// every attempt) and shown to operators: flattened and bounded.
+		rc.Host = oneLine(x.Host)
+		rc.Reply = oneLine(replyText(x))
 		switch {
 		case x.Delivered:
 			rc.State = mailcluster.RcptDelivered

@@ -434,3 +434,22 @@ func TestEachMessageSentOnceUnderConcurrentScans(t *testing.T) {
 		}
 	}
 }
+
+// A remote server's reply is kept flattened and bounded in the envelope:
+// a hostile server cannot grow the queue's files or break a DSN's fields.
+func TestRemoteReplyIsBounded(t *testing.T) {
+	f := newFixture(t, newSettings("Queue/RetrySchedule", "1h"))
+	f.dest.rcptFn = func(string) error {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: strings.Repeat("x", 900) + "\n" + strings.Repeat("y", 900) + "\nInjected: yes"}
+	}
+	id := f.enqueue("user@local.test", "a@dest.test")
+	eventually(t, 5*time.Second, "first attempt", func() bool {
+		env, err := f.spool.Envelope("n1", id)
+		return err == nil && env.Attempts == 1
+	})
+	env, _ := f.spool.Envelope("n1", id)
+	r := env.Rcpts[0].Reply
+	if len(r) > 500 || strings.ContainsAny(r, "\r\n") || !strings.HasPrefix(r, "451") {
+		t.Fatalf("reply kept as %d bytes: %.80q", len(r), r)
+	}
+}
