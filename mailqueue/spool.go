@@ -201,6 +201,9 @@ func (s Spool) Write(node string, env *Envelope, header []byte, body io.Reader, 
 	defer wait() // on every early return, before the deferred removal of tmp
 	env.Size = int64(len(header)) + n
 	if env.Subject == "" {
+		env.Subject = subjectOf(header) // submitted mail: the header was read already
+	}
+	if env.Subject == "" {
 		if mf, err := os.Open(filepath.Join(tmp, fileMessage)); err == nil {
 			env.Subject = subjectOf(headerOf(mf))
 			mf.Close()
