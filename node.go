@@ -120,3 +120,18 @@ type Lagger interface {
 	// negative when there never was contact.
 	Lag() time.Duration
 }
+
+// ValidNodeName reports whether s is a node name: 1-63 letters, digits,
+// '.', '_' or '-', starting with a letter or digit (so "." and ".." are
+// never names: a node name also names directories on the shared path).
+func ValidNodeName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '.' || s[0] == '-' || s[0] == '_' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -94,23 +94,12 @@ func (s Spool) syncShared(dir string) error {
 // node name ("..", "a/b") never names a directory outside nodes/: it
 // becomes a name no node has.
 func (s Spool) nodeDir(node string) string {
-	if !validNode(node) {
+	if !mailcluster.ValidNodeName(node) {
 		node = "_invalid"
 	}
 	return filepath.Join(s.Dir, dirNodes, node)
 }
 
-func validNode(n string) bool {
-	if n == "" || len(n) > 63 || n[0] == '.' || n[0] == '-' || n[0] == '_' {
-		return false
-	}
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
 func (s Spool) msgDir(node, id string) string {
 	return filepath.Join(s.nodeDir(node), dirMsgs, id)
 }
@@ -399,7 +388,7 @@ func (s Spool) Nodes() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && validNode(e.Name()) {
+		if e.IsDir() && mailcluster.ValidNodeName(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

@@ -75,8 +75,6 @@ func configf(format string, args ...any) error {
 // Clustered reports whether the node joins a Consul cluster.
 func (c *Config) Clustered() bool { return c.ConsulAddr != "" }
 
-var reNodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 // Validate checks every value and makes DataDir absolute. Errors are
 // *ConfigError.
 func (c *Config) Validate() error {
@@ -106,7 +104,7 @@ func (c *Config) Validate() error {
 	if c.SMTPHostname == "" || strings.ContainsAny(c.SMTPHostname, " \t\r\n<>()[]") || len(c.SMTPHostname) > 253 {
 		return configf("smtp-hostname %q: must be a host name", c.SMTPHostname)
 	}
-	if !reNodeName.MatchString(c.NodeName) {
+	if !mailcluster.ValidNodeName(c.NodeName) {
 		return configf("node-name %q: use 1-63 letters, digits, '.', '_' or '-'", c.NodeName)
 	}
 	if c.NodeKey != "" && (len(c.NodeKey) < 16 || len(c.NodeKey) > 256) {

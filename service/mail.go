@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"encoding/json"
-	"strings"
 
 	"mailcluster/schema"
 
@@ -91,7 +90,7 @@ func (s *Service) ApplyUsageReport(ctx context.Context, r mailcluster.UsageRepor
 	if err := requireSystem(ctx); err != nil {
 		return 0, err
 	}
-	if !reNodeNameish(r.Node) {
+	if !mailcluster.ValidNodeName(r.Node) {
 		return 0, mailcluster.Errorf(mailcluster.EINVALID, "Report from an invalid node name.")
 	}
 	if len(r.Deltas) > mailcluster.MaxReportDeltas {
@@ -148,18 +147,4 @@ func (s *Service) SetUsage(ctx context.Context, domain, mailbox string, u mailcl
 	b, _ := json.Marshal(u)
 	_, err = s.store.Txn(ctx, []mailcluster.Op{{Verb: mailcluster.OpSet, Key: schema.Usage(domain, mailbox), Value: b}})
 	return err
-}
-
-func reNodeNameish(s string) bool {
-	// A node name starts with a letter or digit (as the node config
-	// requires), so "." and ".." are never names: they would be paths.
-	if s == "" || len(s) > 63 || s[0] == '.' || s[0] == '-' || s[0] == '_' {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
-			return false
-		}
-	}
-	return true
 }

@@ -42,7 +42,7 @@ func (s *Service) QueuedMessages(ctx context.Context, node string, limit int, cu
 	if cursor != "" && !mailcluster.ValidQueueID(cursor) {
 		return nil, "", mailcluster.Errorf(mailcluster.EINVALID, "cursor %q is not a queue id.", cursor)
 	}
-	if node != "" && !reNodeNameish(node) {
+	if node != "" && !mailcluster.ValidNodeName(node) {
 		return nil, "", mailcluster.Errorf(mailcluster.EINVALID, "node %q is not a node name.", node)
 	}
 	q, err := s.queue()
