@@ -18,5 +18,5 @@ func FeedPosition(s *ConsulStore) (epoch string, seq uint64) {
 	return p.Epoch, p.Seq
 }
 
-// OutboxCommits returns how many transactions Report has written.
+// OutboxCommits returns how many write transactions the outbox made.
 func OutboxCommits(o *Outbox) int64 { return o.commits.Load() }

@@ -53,7 +53,7 @@ type Outbox struct {
 	commitMu   sync.Mutex
 	queued     []*reportReq
 	committing bool
-	commits    atomic.Int64 // transactions written by Report (tests)
+	commits    atomic.Int64 // write transactions of the file (tests)
 
 	mu      sync.Mutex
 	pending map[string][]pendingDelta
@@ -364,6 +364,7 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
+	o.commits.Add(1)
 	if err != nil {
 		return 0, fmt.Errorf("cluster: outbox: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 // MustOpenPrimary returns a bootstrapped service with one account
 // alice@example.com over a fresh bbolt store; mods set options beyond
 // the test defaults.
-func MustOpenPrimary(t *testing.T, mods ...func(*service.Options)) (*service.Service, *kvstore.BoltStore) {
+func MustOpenPrimary(t testing.TB, mods ...func(*service.Options)) (*service.Service, *kvstore.BoltStore) {
 	t.Helper()
 	st := testkv.MustOpenBoltStore(t, "")
 	opts := service.Options{BcryptCost: bcrypt.MinCost}
