@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"mailcluster"
+	"mailcluster/xmlapi"
 )
 
 // getUserInfoBody is the request of the reads section of the bench
@@ -79,4 +81,33 @@ func processCPU(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkGetUserInfoHandler is BenchmarkGetUserInfo without the
+// network: the handler's own cost (authentication, decoding, the service's
+// reads, the answer), serially, into a recorder.
+func BenchmarkGetUserInfoHandler(b *testing.B) {
+	e := MustOpenEnv(b)
+	e.MustCreateDomain(b, "read.example")
+	e.MustCreateAccount(b, mailcluster.AccountCreate{Domain: "read.example", Mailbox: "alice",
+		FullName: "Alice Example", FirstName: "Alice", LastName: "Example"})
+	h := xmlapi.NewHandler(e.Svc, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	serve := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/MdMgmtWS", strings.NewReader(getUserInfoBody))
+		req.SetBasicAuth(adminAddr, adminPass)
+		req.Header.Set("Content-Type", "text/xml")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := serve(); rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte("<Email>alice@read.example</Email>")) {
+		b.Fatalf("GetUserInfo: HTTP %d\n%s", rec.Code, rec.Body)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if rec := serve(); rec.Code != http.StatusOK {
+			b.Fatalf("GetUserInfo: HTTP %d\n%s", rec.Code, rec.Body)
+		}
+	}
 }
