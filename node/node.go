@@ -48,6 +48,7 @@ import (
 	"mailcluster/mailqueue"
 	"mailcluster/mailstore"
 	"mailcluster/mailsvc"
+	"mailcluster/outbound"
 	"mailcluster/pop3svc"
 	"mailcluster/schema"
 	"mailcluster/service"
@@ -101,6 +102,7 @@ type Node struct {
 	smtp         *mailsvc.Server
 	queue        *mailqueue.Queue  // the outbound queue (every node's, on the shared path)
 	queueRunner  *mailqueue.Runner // delivers this node's part of it
+	outPool      *outbound.Pool    // sessions and DNS answers shared by its deliveries
 	queueLive    func() bool       // false while this node must not deliver (cluster membership lapsed)
 	queueMembers func(context.Context) ([]string, error)
 	isPrimary    func() bool
@@ -776,6 +778,9 @@ func (n *Node) Close() error {
 			// Deliveries in progress may finish (so that none is sent
 			// twice), well within [Queue] TakeoverAfter.
 			n.queueRunner.Close(15 * time.Second)
+		}
+		if n.outPool != nil {
+			n.outPool.Close()
 		}
 		if n.cancel != nil {
 			n.cancel()

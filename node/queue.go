@@ -56,7 +56,7 @@ func (n *Node) newDeliverer() mailqueue.Deliverer {
 	set := n.local.Setting
 	cfg := outbound.Config{HeloName: n.config.SMTPHostname, Log: n.log,
 		DNSServer: set(mailcluster.SectionOutbound, mailcluster.KeyDNSServer, ""),
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, Pool: n.outPool}
 	if p, err := strconv.Atoi(set(mailcluster.SectionOutbound, mailcluster.KeyMXPort, "")); err == nil {
 		cfg.Port = p
 	}
@@ -103,6 +103,7 @@ func (n *Node) deliverNotice(ctx context.Context, to string, msg []byte) (bool, 
 // startQueue starts delivering this node's queue and, in a cluster, the
 // takeover of gone nodes' queues while this node is the primary.
 func (n *Node) startQueue(bg context.Context, live func() bool, members func(context.Context) ([]string, error), primary func() bool) error {
+	n.outPool = outbound.NewPool()
 	r := mailqueue.NewRunner(mailqueue.Config{Spool: n.queue.Spool, Node: n.config.NodeName, Hostname: n.config.SMTPHostname,
 		Deliver: n.newDeliverer, Setting: n.local.Setting, Live: live, Local: n.deliverNotice, Log: n.log,
 		Metrics: mailqueue.NewMetrics(n.metrics.reg)})

@@ -92,6 +92,10 @@ type Config struct {
 	DataTimeout time.Duration
 	// Log receives one line per connection attempt; nil = discarded.
 	Log *slog.Logger
+	// Pool, when set, keeps sessions open between messages to the same
+	// host and DNS answers for their TTL, shared by every Client given the
+	// same Pool; nil = every delivery opens its own session.
+	Pool *Pool
 }
 
 // Message is one message to deliver.
@@ -131,8 +135,8 @@ type Result struct {
 	Host string
 }
 
-// Client delivers messages. It is safe for concurrent use and holds no
-// connection between calls.
+// Client delivers messages. It is safe for concurrent use; it holds no
+// connection between calls except in its Config.Pool.
 type Client struct {
 	cfg      Config
 	helo     string
@@ -225,7 +229,7 @@ func New(cfg Config) *Client {
 			c.helo = "localhost"
 		}
 	}
-	c.resolver = newResolver(cfg.DNSServer)
+	c.resolver = newResolver(cfg.DNSServer, cfg.Pool)
 	return c
 }
 

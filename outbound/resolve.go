@@ -26,12 +26,13 @@ type resolver struct {
 	dnsUDP  *dns.Client   // UDP with EDNS0, retried over TCP when truncated
 	dnsTCP  *dns.Client   // TCP
 	goRes   *net.Resolver // fallback
+	pool    *Pool         // keeps answers for their TTL; nil: none kept
 }
 
 // newResolver returns a resolver asking server, or the servers of
 // /etc/resolv.conf when server is "".
-func newResolver(server string) *resolver {
-	r := &resolver{
+func newResolver(server string, pool *Pool) *resolver {
+	r := &resolver{pool: pool,
 		dnsUDP: &dns.Client{Net: "udp", Timeout: dnsTimeout, UDPSize: 4096},
 		dnsTCP: &dns.Client{Net: "tcp", Timeout: dnsTimeout},
 		goRes:  net.DefaultResolver,
@@ -53,6 +54,10 @@ func newResolver(server string) *resolver {
 // name without such records gives none and no error; SERVFAIL, REFUSED and
 // timeouts try the next server, and fail when none answered.
 func (r *resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	key := dnsKey(r.servers, name, qtype)
+	if e, ok := r.pool.cached(key); ok {
+		return e.rrs, e.err
+	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(4096, false)
@@ -77,8 +82,10 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 					out = append(out, rr)
 				}
 			}
+			r.pool.keep(key, dnsEntry{rrs: out}, answerTTL(resp, out))
 			return out, nil
 		case dns.RcodeNameError:
+			r.pool.keep(key, dnsEntry{err: errNXDomain}, answerTTL(resp, nil))
 			return nil, errNXDomain
 		default:
 			lastErr = fmt.Errorf("query %s %s: %s", dns.TypeToString[qtype], name, dns.RcodeToString[resp.Rcode])

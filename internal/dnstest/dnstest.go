@@ -188,7 +188,8 @@ func splitTXT(v string) []string {
 }
 
 // serve answers one query. Names without records answer NXDOMAIN; names
-// with records but none of the asked type answer NOERROR with no data.
+// with records but none of the asked type answer NOERROR with no data;
+// both negative answers carry an SOA record with TTL as its minimum.
 func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	s.queries.Add(1)
 	m := new(dns.Msg)
@@ -234,6 +235,12 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		}
 	}
 	s.mu.Unlock()
+	if len(m.Answer) == 0 && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError) {
+		// A negative answer carries the zone's SOA, whose TTL and minimum
+		// bound how long resolvers remember it (RFC 2308).
+		m.Ns = append(m.Ns, &dns.SOA{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: TTL},
+			Ns: "ns.test.", Mbox: "hostmaster.test.", Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: TTL})
+	}
 	// A UDP answer too large for the client's buffer is truncated; the
 	// client retries over TCP.
 	if _, ok := w.RemoteAddr().(*net.UDPAddr); ok {
