@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
@@ -103,6 +104,10 @@ type envConfig struct {
 	service    []func(*service.Options)
 	clusterLog bool
 	logOut     **clusterlog.File
+	// quietLog formats the log at level info into nothing (benchmarks):
+	// the log's cost stays, its memory does not grow.
+	quietLog   bool
+	registerer prometheus.Registerer
 }
 
 // WithServiceOptions lets f edit the node's service.Options before the
@@ -141,6 +146,15 @@ func WithNotifier(n mailcluster.Notifier) EnvOption {
 // (unless l is nil).
 func WithClusterLog(l **clusterlog.File) EnvOption {
 	return func(c *envConfig) { c.clusterLog, c.logOut = true, l }
+}
+
+// WithQuietLog formats the node's log at level info, as a node does, and
+// discards it instead of keeping it in Env.Log.
+func WithQuietLog() EnvOption { return func(c *envConfig) { c.quietLog = true } }
+
+// WithRegisterer sets Config.Registerer.
+func WithRegisterer(r prometheus.Registerer) EnvOption {
+	return func(c *envConfig) { c.registerer = r }
 }
 
 // WithMetrics sets Config.Metrics.
@@ -207,6 +221,15 @@ func newEnvConfig(opts []EnvOption) envConfig {
 	return cfg
 }
 
+// logger returns the node's logger: debug lines into logs, or info lines
+// formatted and discarded with WithQuietLog.
+func (cfg *envConfig) logger(logs *logBuffer) *slog.Logger {
+	if cfg.quietLog {
+		return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 // serviceOptions returns base edited by the options of cfg; a cluster log
 // asked for is opened in a temporary directory and logs to logs.
 func (cfg *envConfig) serviceOptions(tb testing.TB, base service.Options, logs *logBuffer) service.Options {
@@ -229,7 +252,7 @@ func MustOpenEnv(tb testing.TB, opts ...EnvOption) *Env {
 	tb.Helper()
 	cfg := newEnvConfig(opts)
 	logs := &logBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := cfg.logger(logs)
 	store, err := kvstore.OpenBoltStore(filepath.Join(tb.TempDir(), "state.db"), logger)
 	if err != nil {
 		tb.Fatal(err)
@@ -256,7 +279,7 @@ func MustOpenPeer(tb testing.TB, primary *Env, lead mailcluster.Leadership, opts
 	tb.Helper()
 	cfg := newEnvConfig(opts)
 	logs := &logBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := cfg.logger(logs)
 	svc := service.New(primary.Store, lead, logger, cfg.serviceOptions(tb,
 		service.Options{BcryptCost: bcrypt.MinCost, NodeName: "node2", SealKey: sealKey, Mode: mailcluster.ModeCluster}, logs))
 	env := &Env{Store: primary.Store, Svc: svc, Log: logs, XMLCalls: &int64Counter{}, XMLClientIP: &stringBox{}}
@@ -275,7 +298,7 @@ func (e *Env) start(tb testing.TB, svc *service.Service, node string, logger *sl
 			service.Options{NodeName: "node1"})
 	}
 	acfg := api.Config{Log: logger, BodyLimit: cfg.bodyLimit, InternalKey: internalKey, TrustedProxies: cfg.trusted,
-		Metrics: cfg.metrics, NodeContext: func(ctx context.Context, node string) context.Context {
+		Metrics: cfg.metrics, Registerer: cfg.registerer, NodeContext: func(ctx context.Context, node string) context.Context {
 			return service.SystemContext(ctx, "node "+node)
 		}}
 	if cfg.noKey {
