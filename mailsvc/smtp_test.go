@@ -55,6 +55,16 @@ func mustOpenEnvLog(t testing.TB, log *slog.Logger) *env {
 // service through wrap(svc) when wrap is not nil.
 func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) mailsvc.Directory) *env {
 	t.Helper()
+	ffs := newFaultFS(mailstore.OSFS)
+	ffs.set()
+	e := mustOpenEnvFS(t, log, wrap, ffs)
+	e.fs = ffs
+	return e
+}
+
+// mustOpenEnvFS is mustOpenEnvDir with the store writing through fsys.
+func mustOpenEnvFS(t testing.TB, log *slog.Logger, wrap func(*service.Service) mailsvc.Directory, fsys mailstore.FS) *env {
+	t.Helper()
 	data := t.TempDir()
 	st, err := kvstore.OpenBoltStore(filepath.Join(data, "state.db"), log)
 	if err != nil {
@@ -76,9 +86,7 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 	if wrap != nil {
 		dir = wrap(svc)
 	}
-	ffs := newFaultFS(mailstore.OSFS)
-	ffs.set()
-	store := mailstore.NewStore(dir, ob, log, mailstore.Options{FS: ffs})
+	store := mailstore.NewStore(dir, ob, log, mailstore.Options{FS: fsys})
 	cert, err := mailsvc.LoadOrCreateSelfSigned(filepath.Join(data, "tls"), "mx.test")
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +104,7 @@ func mustOpenEnvDir(t testing.TB, log *slog.Logger, wrap func(*service.Service) 
 		ob.Close()
 		st.Close()
 	})
-	e := &env{svc: svc, store: store, fs: ffs, outbox: ob, inbound: l1.Addr().String(), submission: l2.Addr().String(), data: data}
+	e := &env{svc: svc, store: store, outbox: ob, inbound: l1.Addr().String(), submission: l2.Addr().String(), data: data}
 	if _, err := svc.CreateDomain(ctx, &mailcluster.Domain{Name: "example.com"}); err != nil {
 		t.Fatal(err)
 	}
