@@ -192,6 +192,45 @@ func TestMailboxConfinement(t *testing.T) {
 		wantEmptyDir(t, target)
 	})
 
+	t.Run("ErrSymlinkBetweenMessages", func(t *testing.T) {
+		// A mailbox inside the root takes one message; then, on the same
+		// connection, it is replaced by a link to a directory outside
+		// the root: the next message is refused, and nothing is written
+		// there.
+		box := filepath.Join(root, "example.com", "swapped")
+		target := t.TempDir()
+		d.setPath("bob@example.com", box)
+		defer d.setPath("bob@example.com", "")
+		c := dial(t, e.inbound)
+		if err := send(c, "s@remote.test", []string{"bob@example.com"}, msg); err != nil {
+			t.Fatal(err)
+		}
+		if n := newCount(t, box); n != 1 {
+			t.Fatalf("the mailbox has %d messages, want 1", n)
+		}
+		if err := os.RemoveAll(box); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, box); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(box)
+		wantReply(t, send(c, "s@remote.test", []string{"bob@example.com"}, msg), 451, smtp.EnhancedCode{4, 3, 0})
+		wantEmptyDir(t, target)
+		// The connection goes on: a recipient whose mailbox is fine
+		// still gets mail.
+		if err := c.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		before := len(messages(t, e, "alice@example.com"))
+		if err := send(c, "s@remote.test", []string{"alice@example.com"}, msg); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(messages(t, e, "alice@example.com")); n != before+1 {
+			t.Fatalf("alice has %d messages, want %d", n, before+1)
+		}
+	})
+
 	t.Run("ErrThawMessageOutsideRoot", func(t *testing.T) {
 		a, err := mustLocal(e.svc).LookupAccount("bob@example.com")
 		if err != nil {

@@ -220,7 +220,8 @@ func (s *session) localCopies(raw []byte) []mailstore.Copy {
 		if len(s.rcpts) == 1 {
 			forAddr = s.rcpts[0].Address()
 		}
-		copies = append(copies, mailstore.Copy{Header: append(s.traceHeader(forAddr), raw...), Accounts: s.rcpts})
+		header := s.appendTraceHeader(make([]byte, 0, 256+len(forAddr)+len(s.from)+len(raw)), forAddr)
+		copies = append(copies, mailstore.Copy{Header: append(header, raw...), Accounts: s.rcpts})
 	}
 	return append(copies, s.listCopies(raw)...)
 }

@@ -13,6 +13,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"mailcluster/internal/maillisten"
@@ -182,11 +183,15 @@ type Server struct {
 }
 
 // smtpMetrics are the collectors of ServerConfig.Registerer; a nil
-// *smtpMetrics records nothing.
+// *smtpMetrics records nothing. The counters of the listeners are resolved
+// once, those of reply codes at their first use.
 type smtpMetrics struct {
 	sessions   *prometheus.CounterVec
 	deliveries prometheus.Counter
 	rejections *prometheus.CounterVec
+
+	byListener map[string]prometheus.Counter // ListenerInbound, ListenerSubmission
+	byCode     sync.Map                      // int reply code -> prometheus.Counter
 }
 
 func newSMTPMetrics(reg prometheus.Registerer) *smtpMetrics {
@@ -204,16 +209,22 @@ func newSMTPMetrics(reg prometheus.Registerer) *smtpMetrics {
 			Help: "SMTP commands and connections refused, by reply code.",
 		}, []string{"code"})),
 	}
+	m.byListener = map[string]prometheus.Counter{}
 	for _, l := range []string{ListenerInbound, ListenerSubmission} {
-		m.sessions.WithLabelValues(l) // export zeros
+		m.byListener[l] = m.sessions.WithLabelValues(l) // exports zeros
 	}
 	return m
 }
 
 func (m *smtpMetrics) session(listener string) {
-	if m != nil {
-		m.sessions.WithLabelValues(listener).Inc()
+	if m == nil {
+		return
 	}
+	if c, ok := m.byListener[listener]; ok {
+		c.Inc()
+		return
+	}
+	m.sessions.WithLabelValues(listener).Inc()
 }
 
 func (m *smtpMetrics) delivered() {
@@ -223,9 +234,14 @@ func (m *smtpMetrics) delivered() {
 }
 
 func (m *smtpMetrics) rejected(code int) {
-	if m != nil {
-		m.rejections.WithLabelValues(strconv.Itoa(code)).Inc()
+	if m == nil {
+		return
 	}
+	c, ok := m.byCode.Load(code)
+	if !ok {
+		c, _ = m.byCode.LoadOrStore(code, m.rejections.WithLabelValues(strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // register registers c with reg, or returns the equal collector that is
@@ -389,6 +405,13 @@ type session struct {
 	rcpts  []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
 	lists  []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
 	remote []string                 // recipients in other domains, for the outbound queue
+
+	// confined holds the mailbox paths found inside the mailbox roots at
+	// an RCPT of this connection, so that the next messages to the same
+	// mailbox skip that early check; the store checks every path again
+	// whenever it writes a message (Store.DeliverCopies), so a path
+	// refused since is still refused, at the end of DATA.
+	confined map[string]bool
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -555,7 +578,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if s.srv.store.OverQuota(a, 0, 0) {
 			return s.refuse(errMailboxFull)
 		}
-		if _, err := s.srv.store.MailboxDir(a); err != nil {
+		if err := s.checkMailboxPath(a); err != nil {
 			return s.refuse(err)
 		}
 	}
@@ -575,6 +598,27 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	return nil
 }
+
+// checkMailboxPath refuses an account whose mailbox path is outside the
+// mailbox roots, once per path and connection (see session.confined).
+func (s *session) checkMailboxPath(a *mailcluster.Account) error {
+	if s.confined[a.MailboxPath] {
+		return nil
+	}
+	if _, err := s.srv.store.MailboxDir(a); err != nil {
+		return err
+	}
+	if s.confined == nil {
+		s.confined = map[string]bool{}
+	}
+	if len(s.confined) < maxConfinedPaths {
+		s.confined[a.MailboxPath] = true
+	}
+	return nil
+}
+
+// maxConfinedPaths bounds session.confined.
+const maxConfinedPaths = 256
 
 func containsAccount(as []*mailcluster.Account, a *mailcluster.Account) bool {
 	for _, b := range as {
@@ -631,17 +675,33 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return s.refuse(err)
 	}
-	addrs := make([]string, 0, len(s.rcpts)+len(s.lists)+len(s.remote))
+	s.srv.metrics.delivered()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("delivered", "from", s.from, "to", s.recipientList())
+	}
+	return nil
+}
+
+// recipientList returns the addresses of the transaction's mailboxes,
+// lists and remote recipients, separated by commas.
+func (s *session) recipientList() string {
+	var sb strings.Builder
+	add := func(a string) {
+		if sb.Len() > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(a)
+	}
 	for _, a := range s.rcpts {
-		addrs = append(addrs, a.Address())
+		add(a.Address())
 	}
 	for _, l := range s.lists {
-		addrs = append(addrs, l.List.Address())
+		add(l.List.Address())
 	}
-	addrs = append(addrs, s.remote...)
-	s.srv.metrics.delivered()
-	s.log.Debug("delivered", "from", s.from, "to", strings.Join(addrs, ","))
-	return nil
+	for _, a := range s.remote {
+		add(a)
+	}
+	return sb.String()
 }
 
 // listCopies returns the copies of the session's mailing lists, after
@@ -744,29 +804,46 @@ func (s *session) checkHeaderSenders(raw []byte) error {
 // the Received field names forAddr ("" for none), the one recipient of the
 // copy.
 func (s *session) traceHeader(forAddr string) []byte {
-	remote := "unknown"
-	if a, ok := s.conn.Conn().RemoteAddr().(*net.TCPAddr); ok {
-		remote = a.IP.String()
+	return s.appendTraceHeader(nil, forAddr)
+}
+
+// appendTraceHeader appends traceHeader(forAddr) to b.
+func (s *session) appendTraceHeader(b []byte, forAddr string) []byte {
+	b = append(b, "Return-Path: <"...)
+	b = append(b, s.from...)
+	b = append(b, ">\r\nReceived: from "...)
+	for _, c := range []byte(s.conn.Hostname()) {
+		if c >= 0x21 && c <= 0x7e && c != '(' && c != ')' {
+			b = append(b, c)
+		}
 	}
-	with := "ESMTP"
+	b = append(b, " (["...)
+	if a, ok := s.conn.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		if t, err := a.IP.AppendText(b); err == nil {
+			b = t
+		} else {
+			b = append(b, a.IP.String()...)
+		}
+	} else {
+		b = append(b, "unknown"...)
+	}
+	b = append(b, "])\r\n\tby "...)
+	b = append(b, s.srv.cfg.Hostname...)
+	b = append(b, " (mailcluster) with ESMTP"...)
 	if _, ok := s.conn.TLSConnectionState(); ok {
-		with += "S"
+		b = append(b, 'S')
 	}
 	if s.user != nil {
-		with += "A"
+		b = append(b, 'A')
 	}
-	helo := strings.Map(func(r rune) rune {
-		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
-			return -1
-		}
-		return r
-	}, s.conn.Hostname())
-	for_ := ""
 	if forAddr != "" {
-		for_ = "\r\n\tfor <" + forAddr + ">"
+		b = append(b, "\r\n\tfor <"...)
+		b = append(b, forAddr...)
+		b = append(b, '>')
 	}
-	return fmt.Appendf(nil, "Return-Path: <%s>\r\nReceived: from %s ([%s])\r\n\tby %s (mailcluster) with %s%s;\r\n\t%s\r\n",
-		s.from, helo, remote, s.srv.cfg.Hostname, with, for_, time.Now().Format(time.RFC1123Z))
+	b = append(b, ";\r\n\t"...)
+	b = time.Now().AppendFormat(b, time.RFC1123Z)
+	return append(b, "\r\n"...)
 }
 
 // loginServer is the server side of the (obsolete but common) LOGIN SASL
