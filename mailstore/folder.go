@@ -106,35 +106,94 @@ func (f *Folder) Dir() string { return f.dir }
 func (f *Folder) Account() *mailcluster.Account { return f.acct }
 
 // readMap returns the folder's UID map (nil when it does not exist or is
-// damaged), from the cache unless fresh or the file changed.
+// damaged): its snapshot and log, from the view unless they changed. A
+// fresh read also checks the snapshot's first line, which tells any two
+// snapshots of a folder apart (UIDNEXT grows with every UID given, and a
+// snapshot that only drops UIDs is shorter), where the stamp alone could
+// match a new file that got the old one's inode within the resolution of
+// modification times.
 func (f *Folder) readMap(fresh bool) (*uidMap, error) {
-	p := filepath.Join(f.dir, UIDFile)
-	stamp, ok := stampOf(p)
+	m, _, err := f.readMapState(fresh)
+	return m, err
+}
+
+// readMapState is readMap, with the state the map was read in. A read
+// that another process's rewrite of the snapshot overtook is made again.
+func (f *Folder) readMapState(fresh bool) (*uidMap, mapState, error) {
+	for i := 0; ; i++ {
+		m, st, again, err := f.readMapOnce(fresh, i == 3)
+		if !again || err != nil {
+			return m, st, err
+		}
+	}
+}
+
+// readMapOnce reads the map once; again tells that the snapshot changed
+// while its log was read (unless last, when what was read is returned and
+// not kept).
+func (f *Folder) readMapOnce(fresh, last bool) (m *uidMap, st mapState, again bool, err error) {
+	sp, lp := filepath.Join(f.dir, UIDFile), filepath.Join(f.dir, UIDLogFile)
+	stamp, ok := stampOf(sp)
 	if !ok {
-		return nil, nil
+		return nil, mapState{}, false, nil
 	}
+	head := ""
+	if fresh {
+		if head, err = readHead(sp); errors.Is(err, os.ErrNotExist) {
+			return nil, mapState{}, !last, nil
+		} else if err != nil {
+			return nil, mapState{}, false, err
+		}
+	}
+	ls, _ := stampOf(lp) // zero when there is no log
 	f.v.mu.Lock()
-	if !fresh && f.v.mapCache != nil && stamp == f.v.mapID {
-		m := f.v.mapCache
+	c, cst := f.v.mapCache, f.v.mapSt
+	f.v.mu.Unlock()
+	if c != nil && cst.snap == stamp && (!fresh || cst.head == head) && cst.logIno == ls.ino && ls.size >= cst.logOff {
+		if ls.size == cst.logOff && cst.logSize == cst.logOff {
+			return c, cst, false, nil
+		}
+		data, err := readFrom(lp, cst.logOff)
+		if err != nil {
+			return nil, mapState{}, false, err
+		}
+		m, used, lines := applyLog(c, data, false)
+		st = cst
+		st.logOff, st.logSize, st.logLines = cst.logOff+used, cst.logOff+int64(len(data)), cst.logLines+lines
+		if now, ok := stampOf(sp); !ok || now != stamp {
+			return m, st, !last, nil
+		}
+		f.v.mu.Lock()
+		if f.v.mapCache == c && f.v.mapSt == cst {
+			f.v.mapCache, f.v.mapSt = m, st
+		}
 		f.v.mu.Unlock()
-		return m, nil
+		return m, st, false, nil
 	}
-	f.v.mu.Unlock()
-	b, err := os.ReadFile(p)
+	b, err := os.ReadFile(sp)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, mapState{}, !last, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, mapState{}, false, err
 	}
-	m, err := parseUIDMap(b)
+	m, err = parseUIDMap(b)
 	if err != nil {
-		return nil, nil // damaged: given a new UIDVALIDITY under the lock
+		return nil, mapState{}, false, nil // damaged: given a new UIDVALIDITY under the lock
+	}
+	data, err := readFrom(lp, 0)
+	if err != nil {
+		return nil, mapState{}, false, err
+	}
+	m, used, lines := applyLog(m, data, true)
+	st = mapState{snap: stamp, head: headOf(b), logIno: ls.ino, logOff: used, logSize: int64(len(data)), logLines: lines}
+	if now, ok := stampOf(sp); !ok || now != stamp {
+		return m, st, !last, nil
 	}
 	f.v.mu.Lock()
-	f.v.mapID, f.v.mapCache = stamp, m
+	f.v.mapCache, f.v.mapSt = m, st
 	f.v.mu.Unlock()
-	return m, nil
+	return m, st, false, nil
 }
 
 // readFiles lists the message files of new/ and cur/ (new/ first, so that
@@ -310,14 +369,19 @@ func (f *Folder) reconcile() (*uidMap, map[string]fileEntry, error) {
 	return m, files, nil
 }
 
-// writeMap replaces the folder's UID map; the caller holds the lock.
+// writeMap replaces the folder's UID map: a new snapshot, and the log
+// emptied; the caller holds the lock.
 func (f *Folder) writeMap(m *uidMap) error {
-	if err := f.store.writeAtomic(f.dir, UIDFile, m.encode()); err != nil {
+	content := m.encode()
+	if err := f.store.writeAtomic(f.dir, UIDFile, content); err != nil {
 		return &LocalError{Err: fmt.Errorf("write UID map of %s: %w", f.dir, err)}
 	}
+	ino := f.emptyLog()
 	f.v.mu.Lock()
 	if stamp, ok := stampOf(filepath.Join(f.dir, UIDFile)); ok {
-		f.v.mapID, f.v.mapCache = stamp, m
+		f.v.mapCache, f.v.mapSt = m, mapState{snap: stamp, head: headOf(content), logIno: ino}
+	} else {
+		f.v.mapCache = nil
 	}
 	f.v.mu.Unlock()
 	return nil
@@ -601,12 +665,13 @@ func (f *Folder) remove(ctx context.Context, uids []uint32, onlyDeleted bool) ([
 // ErrTooLarge) with the flag letters given and the internal date (zero:
 // now), and returns the folder's UIDVALIDITY and the message's UID. The
 // message is written to tmp/ and synced first; then, under the account's
-// lock, the quota is checked with its size (as for a delivery), its UID
-// is recorded in the UID map, and it is renamed into cur/ (and cur/
-// synced), before the usage is reported and Append returns. A crash at
-// any point leaves no partial message in the folder and no UID that can
-// be given again. Errors: ENOTFOUND, ErrTooLarge, *QuotaError, ErrBusy,
-// *LocalError.
+// lock and in a batch with the concurrent APPENDs of the node (see
+// appendQueue), the quota is checked with its size (as for a delivery),
+// its UID is recorded in the UID log and synced, and it is renamed into
+// cur/; cur/ is synced before the usage is reported and Append returns. A
+// crash at any point leaves no partial message in the folder and no UID
+// that can be given again. Errors: ENOTFOUND, ErrTooLarge, *QuotaError,
+// ErrBusy, *LocalError.
 func (f *Folder) Append(ctx context.Context, r io.Reader, flags string, date time.Time, maxSize int64) (validity, uid uint32, err error) {
 	if _, err := os.Stat(f.dir); err != nil {
 		return 0, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Folder %s does not exist.", f.name)
@@ -619,10 +684,9 @@ func (f *Folder) Append(ctx context.Context, r io.Reader, flags string, date tim
 		return 0, 0, &LocalError{Err: err}
 	}
 	tmpName := tmp.Name()
-	placed := false
 	defer func() {
-		if !placed {
-			os.Remove(tmpName)
+		if err != nil {
+			os.Remove(tmpName) // gone once placed
 		}
 	}()
 	ew := &errWriter{w: tmp}
@@ -645,57 +709,13 @@ func (f *Folder) Append(ctx context.Context, r io.Reader, flags string, date tim
 	if err := tmp.Close(); err != nil {
 		return 0, 0, &LocalError{Err: err}
 	}
-	flags = normFlags(flags)
-	err = f.store.locked(ctx, f.acct, func() error {
-		a := f.store.current(f.acct)
-		if f.store.OverQuota(a, n, 1) {
-			return &QuotaError{Address: a.Address()}
-		}
-		// A new UID needs only the map (its UIDNEXT never goes back), not
-		// a listing of the folder: files that others added without a UID
-		// get theirs at the next reconcile (SELECT, a rescan), after this
-		// one. So an APPEND costs no more as the folder grows than reading
-		// and writing the map. Without a map (new or damaged), the files
-		// are reconciled first.
-		m, err := f.readMap(true)
-		if err != nil {
-			return &LocalError{Err: err}
-		}
-		if m == nil {
-			if m, _, err = f.reconcile(); err != nil {
-				return err
-			}
-		}
-		m = m.clone()
-		key := uniqueName(n)
-		if uid, err = m.add(key); err != nil {
-			return err
-		}
-		if err := f.writeMap(m); err != nil {
-			return err
-		}
-		validity = m.validity
-		dst := filepath.Join(f.dir, "cur", key+":2,"+flags)
-		if err := f.store.fs.Rename(tmpName, dst); err != nil {
-			return &LocalError{Err: err}
-		}
-		placed = true
-		if !date.IsZero() {
-			_ = os.Chtimes(dst, date, date) // the internal date
-		}
-		f.forgetFiles()
-		if err := f.store.fs.SyncDir(filepath.Join(f.dir, "cur")); err != nil {
-			os.Remove(dst)
-			placed = false
-			return &LocalError{Err: err}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, err
+	req := &appendReq{ctx: ctx, tmp: tmpName, size: n, flags: normFlags(flags), date: date}
+	f.place(req)
+	if req.err != nil {
+		return 0, 0, req.err
 	}
 	f.store.changed(f.acct, f.name, f.dir, mailcluster.MailAppended, n, 1)
-	return validity, uid, nil
+	return req.validity, req.uid, nil
 }
 
 // errWriter remembers the error of its writer, to tell it from the

@@ -327,7 +327,30 @@ func TestAppendRefused(t *testing.T) {
 			check(t, err, "LocalError")
 		})
 	}
+	t.Run("FailLogWrite", func(t *testing.T) {
+		logPath := filepath.Join(f.Dir(), mailstore.UIDLogFile)
+		if err := os.Remove(logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(logPath, 0o750); err != nil { // not writable as a file
+			t.Fatal(err)
+		}
+		_, _, err := f.Append(bg, strings.NewReader(testMessage(2)), "", time.Time{}, 1<<20)
+		if err := os.Remove(logPath); err != nil {
+			t.Fatal(err)
+		}
+		check(t, err, "LocalError")
+	})
 	t.Run("FailMapWrite", func(t *testing.T) {
+		// Lines of another UIDVALIDITY count toward the log's length: the
+		// next append folds the log into a new snapshot, whose rename fails.
+		var stale []byte
+		for i := range 100 {
+			stale = fmt.Appendf(stale, "1 %d 1.M1P1Q%d.stale\n", i+1, i)
+		}
+		if err := os.WriteFile(filepath.Join(f.Dir(), mailstore.UIDLogFile), stale, 0o640); err != nil {
+			t.Fatal(err)
+		}
 		ffs.set("rename", mailstore.UIDFile)
 		_, _, err := f.Append(bg, strings.NewReader(testMessage(2)), "", time.Time{}, 1<<20)
 		check(t, err, "LocalError")
@@ -400,16 +423,16 @@ func TestAppendCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	// The map the child wrote holds the UID it took, for a message that
-	// never arrived.
-	b, err := os.ReadFile(filepath.Join(f.Dir(), mailstore.UIDFile))
+	// The UID log the child wrote holds the UID it took ("<uidvalidity>
+	// <uid> <name>"), for a message that never arrived.
+	b, err := os.ReadFile(filepath.Join(f.Dir(), mailstore.UIDLogFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	taken, _ := strconv.ParseUint(strings.Fields(lines[len(lines)-1])[0], 10, 32)
+	taken, _ := strconv.ParseUint(strings.Fields(lines[len(lines)-1])[1], 10, 32)
 	if uint32(taken) <= before {
-		t.Fatalf("the child's map %q holds no new UID", b)
+		t.Fatalf("the child's UID log %q holds no new UID", b)
 	}
 	snap := mustSync(t, f)
 	if fmt.Sprint(uidsOf(snap)) != fmt.Sprint([]uint32{before}) {

@@ -140,9 +140,9 @@ func (m *uidMap) remove(uids ...uint32) {
 }
 
 func (m *uidMap) clone() *uidMap {
-	c := newUIDMap(m.validity)
-	c.next = m.next
-	c.uids = append([]uint32(nil), m.uids...)
+	n := len(m.uids) + 16 // room for a batch of appends
+	c := &uidMap{validity: m.validity, next: m.next, key: make(map[uint32]string, n), uid: make(map[string]uint32, n)}
+	c.uids = append(make([]uint32, 0, n), m.uids...)
 	for u, k := range m.key {
 		c.key[u], c.uid[k] = k, u
 	}

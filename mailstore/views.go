@@ -16,15 +16,15 @@ var (
 	maxViewMessages = int64(500_000)
 )
 
-// folderView is what was read of one folder directory: the UID map and
-// the listing of new/ and cur/ with the stamps they were read under, and
-// the sizes and dates of messages by unique name (a file's content never
+// folderView is what was read of one folder directory: the UID map (its
+// snapshot and log) and the listing of new/ and cur/ with the stamps they
+// were read under, and the sizes and dates of messages by unique name (a file's content never
 // changes under its name). The Folders of one directory share it, so
 // that every session of a node reads a folder's directories and UID file
 // again only when they changed.
 type folderView struct {
 	mu       sync.Mutex
-	mapID    fileStamp
+	mapSt    mapState // what mapCache was read from
 	mapCache *uidMap
 	newID    fileStamp
 	curID    fileStamp
@@ -37,6 +37,8 @@ type folderView struct {
 	snap      *Snapshot
 	snapMap   *uidMap
 	snapFiles map[string]fileEntry
+
+	appends appendQueue // APPENDs waiting to be placed (appendbatch.go)
 }
 
 // snapshotOf returns a copy of the last snapshot when it joined this map
