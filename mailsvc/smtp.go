@@ -263,7 +263,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 // NewServer returns a Server delivering through store. Limits and
 // timeouts come from [SMTP] settings when the listeners start; the
 // message size and recipient limits are also checked per message against
-// the current settings.
+// the settings current at its MAIL command.
 func NewServer(store *mailstore.Store, dir Directory, cfg ServerConfig) *Server {
 	s := &Server{store: store, dir: dir, cfg: cfg, conns: &connLimiter{}}
 	if cfg.Registerer != nil {
@@ -402,6 +402,8 @@ type session struct {
 	sender *mailcluster.Account // user as read again at MAIL (submission)
 	from   string
 	mail   bool
+	// The [SMTP] limits of the transaction, read at its MAIL.
+	maxSize, maxRcpts int64
 	rcpts  []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
 	lists  []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
 	remote []string                 // recipients in other domains, for the outbound queue
@@ -477,6 +479,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.Size > max {
 		return s.refuse(errTooLarge)
 	}
+	s.maxSize, s.maxRcpts = max, s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients)
 	if from != "" {
 		if _, _, err := splitAny(from); err != nil {
 			return s.refuse(errBadAddress)
@@ -528,7 +531,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.mail {
 		return s.refuse(errSenderRequired)
 	}
-	if int64(len(s.rcpts)+len(s.lists)+len(s.remote)) >= s.srv.intSetting(KeyMaxRecipients, DefaultMaxRecipients) {
+	if int64(len(s.rcpts)+len(s.lists)+len(s.remote)) >= s.maxRcpts {
 		return s.refuse(errTooManyRcpts)
 	}
 	if !strings.EqualFold(to, mailcluster.Postmaster) {
@@ -637,7 +640,7 @@ func (s *session) Data(r io.Reader) error {
 	if len(s.rcpts)+len(s.lists)+len(s.remote) == 0 {
 		return s.refuse(errSenderRequired)
 	}
-	max := s.srv.intSetting(KeyMaxMessageSize, DefaultMaxMessageSize)
+	max := s.maxSize
 	if s.submission && s.sender == nil {
 		return s.refuse(errSenderRequired)
 	}
