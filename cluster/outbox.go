@@ -53,12 +53,22 @@ type Outbox struct {
 	commitMu   sync.Mutex
 	queued     []*reportReq
 	committing bool
-	commits    atomic.Int64 // write transactions of the file (tests)
+	want       int           // reports the commit loop waits for (0: not waiting)
+	gathered   chan struct{} // wakes the waiting commit loop
+	commitCost atomic.Int64  // running estimate of a commit's duration (ns)
+	commits    atomic.Int64  // write transactions of the file (tests)
 
 	mu      sync.Mutex
 	pending map[string][]pendingDelta
 	kick    chan struct{}
 	failing bool
+	// sent is the last sequence the primary acknowledged; removed the last
+	// one removed from the file. Deltas in between are removed with the
+	// next commit of reports, or by the sender once it has nothing more to
+	// send (one commit less per send while reports stream in). Until then
+	// a restart sends them again, and the primary skips them (it applies
+	// each sequence number once).
+	sent, removed uint64
 }
 
 // OpenOutbox opens (or creates) the outbox file at path.
@@ -67,7 +77,8 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, er
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
 	}
-	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][]pendingDelta{}, kick: make(chan struct{}, 1)}
+	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][]pendingDelta{},
+		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1)}
 	err = db.Update(func(tx *bolt.Tx) error {
 		eb, err := tx.CreateBucketIfNotExists(bucketEpoch)
 		if err != nil {
@@ -100,8 +111,15 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, er
 	return o, nil
 }
 
-// Close closes the file.
-func (o *Outbox) Close() error { return o.db.Close() }
+// Close removes what the primary acknowledged from the file and closes
+// it. Call it once Run and every Report have returned.
+func (o *Outbox) Close() error {
+	err := o.removeSent()
+	if cerr := o.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 type pendingDelta struct {
 	seq             uint64
@@ -152,7 +170,8 @@ func (o *Outbox) applied() uint64 {
 }
 
 // Report persists deltas (assigning their sequence numbers) and wakes the
-// sender. It implements the mail service's Reporter.
+// sender. It implements the mail service's Reporter. It returns once the
+// deltas are on disk (the bbolt commit that holds them is synced).
 func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 	req := &reportReq{deltas: deltas, done: make(chan error, 1)}
 	o.commitMu.Lock()
@@ -160,6 +179,12 @@ func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 	if !o.committing {
 		o.committing = true
 		go o.commitLoop()
+	} else if o.want > 0 && len(o.queued) >= o.want {
+		o.want = 0
+		select {
+		case o.gathered <- struct{}{}:
+		default:
+		}
 	}
 	o.commitMu.Unlock()
 	return <-req.done
@@ -171,12 +196,42 @@ type reportReq struct {
 	done   chan error
 }
 
+// maxGather bounds how long the commit loop waits for more reports
+// before a commit, whatever a commit costs.
+const maxGather = 5 * time.Millisecond
+
 // commitLoop writes the reports queued since its last commit in one
 // bbolt transaction (one fsync for all of them: group commit), until none
 // waits. A report returns only after the commit that holds it.
+//
+// The first report after a quiet spell is committed at once. After a
+// commit, the loop expects the reporters it just released and those
+// already waiting to report again soon (deliveries streaming in): it
+// gathers until that many wait, or for at most what a commit costs
+// (maxGather at most), then commits what it has; it ends when nothing
+// came in that time. So a report waits at most one commit's time longer
+// than it would alone, and streaming reports share commits instead of
+// alternating between a small commit and the next.
 func (o *Outbox) commitLoop() {
+	expect := 0
 	for {
 		o.commitMu.Lock()
+		if len(o.queued) < expect {
+			o.want = expect
+			o.commitMu.Unlock()
+			t := time.NewTimer(o.gatherWindow())
+			select {
+			case <-o.gathered:
+			case <-t.C:
+			}
+			t.Stop()
+			o.commitMu.Lock()
+			o.want = 0
+			select {
+			case <-o.gathered:
+			default:
+			}
+		}
 		batch := o.queued
 		o.queued = nil
 		if len(batch) == 0 {
@@ -185,8 +240,15 @@ func (o *Outbox) commitLoop() {
 			return
 		}
 		o.commitMu.Unlock()
-		err := o.db.Update(func(tx *bolt.Tx) error {
+		o.mu.Lock()
+		sent := o.sent
+		o.mu.Unlock()
+		start := time.Now()
+		err := o.update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketOutbox)
+			if err := removeUpTo(b, sent); err != nil {
+				return err
+			}
 			for _, r := range batch {
 				for i := range r.deltas {
 					seq, err := b.NextSequence()
@@ -204,11 +266,12 @@ func (o *Outbox) commitLoop() {
 			}
 			return nil
 		})
-		o.commits.Add(1)
+		o.noteCommit(time.Since(start))
 		if err != nil {
 			err = fmt.Errorf("cluster: outbox: %w", err)
 		} else {
 			o.mu.Lock()
+			o.removed = max(o.removed, sent)
 			for _, r := range batch {
 				for _, d := range r.deltas {
 					o.addPending(d)
@@ -220,10 +283,69 @@ func (o *Outbox) commitLoop() {
 			default:
 			}
 		}
+		o.commitMu.Lock()
+		expect = len(batch) + len(o.queued)
+		o.commitMu.Unlock()
 		for _, r := range batch {
 			r.done <- err
 		}
 	}
+}
+
+// removeUpTo deletes the deltas of b up to seq (inclusive).
+func removeUpTo(b *bolt.Bucket, seq uint64) error {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, _ = c.Next() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeSent removes from the file the deltas the primary acknowledged
+// that are still in it (one commit; none when there are none).
+func (o *Outbox) removeSent() error {
+	o.mu.Lock()
+	sent, removed := o.sent, o.removed
+	o.mu.Unlock()
+	if sent <= removed {
+		return nil
+	}
+	err := o.update(func(tx *bolt.Tx) error { return removeUpTo(tx.Bucket(bucketOutbox), sent) })
+	if err != nil {
+		return fmt.Errorf("cluster: outbox: %w", err)
+	}
+	o.mu.Lock()
+	o.removed = max(o.removed, sent)
+	o.mu.Unlock()
+	return nil
+}
+
+// noteCommit folds the duration of a commit into the running estimate of
+// what one costs.
+func (o *Outbox) noteCommit(d time.Duration) {
+	prev := time.Duration(o.commitCost.Load())
+	if prev == 0 {
+		prev = d
+	}
+	o.commitCost.Store(int64(prev + (d-prev)/8))
+}
+
+// gatherWindow is how long the commit loop may wait for more reports:
+// what a commit costs, at most maxGather.
+func (o *Outbox) gatherWindow() time.Duration {
+	return min(time.Duration(o.commitCost.Load()), maxGather)
+}
+
+// update runs f in a write transaction of the file, counted.
+func (o *Outbox) update(f func(tx *bolt.Tx) error) error {
+	o.commits.Add(1)
+	return o.db.Update(f)
 }
 
 // Pending returns the reported change of a mailbox that the local
@@ -245,18 +367,43 @@ func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
 
 // Queued returns how many deltas wait to be sent.
 func (o *Outbox) Queued() int {
+	o.mu.Lock()
+	sent := o.sent
+	o.mu.Unlock()
 	n := 0
 	_ = o.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketOutbox).Stats().KeyN
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, _ := c.Seek(seqKey(sent + 1)); k != nil; k, _ = c.Next() {
+			n++
+		}
 		return nil
 	})
 	return n
 }
 
-// Run sends queued deltas until ctx ends. Kick wakes it early.
+// seqKey is the key of the delta with sequence number seq.
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, seq)
+}
+
+// maxPace bounds how long the sender waits between two sends while
+// reports stream in.
+const maxPace = 10 * time.Millisecond
+
+// removeIdle is how long the sender waits, idle, before it removes what
+// the primary acknowledged from the file itself (a commit of reports
+// removes it earlier).
+const removeIdle = time.Second
+
+// Run sends queued deltas until ctx ends. Kick wakes it early. A report
+// arriving while the sender is idle is sent at once; while reports stream
+// in, each send waits after the previous one twice as long as that one
+// took (maxPace at most), so that the primary applies many deltas per
+// transaction rather than one report's.
 func (o *Outbox) Run(ctx context.Context) {
 	backoff := 20 * time.Millisecond
 	for {
+		start := time.Now()
 		sent, err := o.sendBatch(ctx)
 		if err != nil {
 			o.setFailing(true, err)
@@ -271,13 +418,28 @@ func (o *Outbox) Run(ctx context.Context) {
 		o.setFailing(false, nil)
 		backoff = 20 * time.Millisecond
 		if sent > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(2*time.Since(start), maxPace)):
+			}
 			continue
+		}
+		idle := 5 * time.Second
+		o.mu.Lock()
+		unremoved := o.sent > o.removed
+		o.mu.Unlock()
+		if unremoved {
+			idle = removeIdle
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-o.kick:
-		case <-time.After(5 * time.Second):
+		case <-time.After(idle):
+			if err := o.removeSent(); err != nil {
+				o.log.Warn("cannot remove the changes the primary applied from the outbox", "err", err)
+			}
 		}
 	}
 }
@@ -330,13 +492,17 @@ func coalesce(batch []mailcluster.UsageDelta) []mailcluster.UsageDelta {
 	return out
 }
 
-// sendBatch sends the oldest deltas (up to MaxReportDeltas) and removes
-// them once the primary applied them.
+// sendBatch sends the oldest deltas not sent yet (up to
+// MaxReportDeltas). Once the primary applied them they are no longer
+// pending; they leave the file with the next commit (see Outbox.sent).
 func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
+	o.mu.Lock()
+	sent := o.sent
+	o.mu.Unlock()
 	var batch []mailcluster.UsageDelta
 	err := o.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.First(); k != nil && len(batch) < mailcluster.MaxReportDeltas; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(sent + 1)); k != nil && len(batch) < mailcluster.MaxReportDeltas; k, v = c.Next() {
 			var d mailcluster.UsageDelta
 			if json.Unmarshal(v, &d) == nil {
 				batch = append(batch, d)
@@ -353,29 +519,16 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	err = o.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketOutbox)
-		for _, d := range batch {
-			var k [8]byte
-			binary.BigEndian.PutUint64(k[:], d.Seq)
-			if err := b.Delete(k[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	o.commits.Add(1)
-	if err != nil {
-		return 0, fmt.Errorf("cluster: outbox: %w", err)
-	}
+	last := batch[len(batch)-1].Seq
+	o.mu.Lock()
+	o.sent = max(o.sent, last)
 	if o.Store == nil {
 		keys := map[string]bool{}
 		for _, d := range batch {
 			keys[d.Domain+"/"+d.Mailbox] = true
 		}
-		o.mu.Lock()
-		o.dropPending(keys, batch[len(batch)-1].Seq)
-		o.mu.Unlock()
+		o.dropPending(keys, last)
 	}
+	o.mu.Unlock()
 	return len(batch), nil
 }

@@ -95,12 +95,19 @@ func BenchmarkOutboxReport(b *testing.B) {
 }
 
 // BenchmarkOutboxApply measures the whole path on a standalone node (its
-// own primary): 8 goroutines deliver and report, the outbox sends to the
-// service, which applies the reports to its state; the clock stops once
-// the outbox is empty. state-commits/report counts the state's
-// transactions, outbox-commits/report those of the outbox file (reports
-// and removals of what was sent).
+// own primary): 8 goroutines report (bare, or each after a synced message
+// write), the outbox sends to the service, which applies the reports to
+// its state; the clock stops once the outbox is empty.
+// state-commits/report counts the state's transactions,
+// outbox-commits/report those of the outbox file (reports and removals
+// of what was sent).
 func BenchmarkOutboxApply(b *testing.B) {
+	for _, deliver := range []bool{false, true} {
+		b.Run(fmt.Sprintf("deliver=%v", deliver), func(b *testing.B) { benchmarkApply(b, deliver) })
+	}
+}
+
+func benchmarkApply(b *testing.B, deliver bool) {
 	svc, st := MustOpenPrimary(b)
 	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
 		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
@@ -119,7 +126,7 @@ func BenchmarkOutboxApply(b *testing.B) {
 	index := st.Index()
 	cpu := cpuTime(b)
 	b.ResetTimer()
-	reportConcurrently(b, ob, true)
+	reportConcurrently(b, ob, deliver)
 	deadline := time.Now().Add(time.Minute)
 	for ob.Queued() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Microsecond)
