@@ -404,9 +404,9 @@ type session struct {
 	mail   bool
 	// The [SMTP] limits of the transaction, read at its MAIL.
 	maxSize, maxRcpts int64
-	rcpts  []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
-	lists  []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
-	remote []string                 // recipients in other domains, for the outbound queue
+	rcpts             []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
+	lists             []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
+	remote            []string                 // recipients in other domains, for the outbound queue
 
 	// confined holds the mailbox paths found inside the mailbox roots at
 	// an RCPT of this connection, so that the next messages to the same
