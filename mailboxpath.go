@@ -49,25 +49,98 @@ func MailboxRoots(setting SettingReader) []string {
 // one of roots (also resolved). A mailbox path equal to a root, outside
 // every root, relative, or with NUL or line breaks is refused with
 // EFORBIDDEN; the message names no file system details beyond the path.
+// To confine several paths against the same roots, resolve the roots once
+// with ResolveMailboxRoots.
 func ConfineMailboxPath(p string, roots ...string) (string, error) {
+	return ResolveMailboxRoots(roots...).Confine(p)
+}
+
+// MailboxRootSet is a set of mailbox roots with their symbolic links
+// resolved at one moment (ResolveMailboxRoots), to confine the paths of
+// one operation without resolving the roots again for each. The zero
+// value holds no root and refuses every path.
+type MailboxRootSet struct {
+	roots []resolvedRoot
+}
+
+type resolvedRoot struct {
+	clean    string // as configured, cleaned
+	resolved string // with its symbolic links resolved
+}
+
+// ResolveMailboxRoots resolves roots (symbolic links included) now. A root
+// that cannot be resolved, or that is the file system root, confines
+// nothing and is left out.
+func ResolveMailboxRoots(roots ...string) MailboxRootSet {
+	var set MailboxRootSet
+	for _, r := range roots {
+		clean := filepath.Clean(r)
+		resolved, err := resolveExisting(clean)
+		if err != nil || resolved == "/" || !filepath.IsAbs(resolved) {
+			continue
+		}
+		set.roots = append(set.roots, resolvedRoot{clean: clean, resolved: resolved})
+	}
+	return set
+}
+
+// Confine is ConfineMailboxPath against the roots of the set. The part of
+// p below a root is checked component by component (one lstat each); only
+// a path with a symbolic link below its root, or not spelled below a root
+// at all, is resolved in full (and then accepted only if the result lies
+// below a root).
+func (set MailboxRootSet) Confine(p string) (string, error) {
 	refuse := Errorf(EFORBIDDEN, "Mailbox path %q is not below the mailbox root.", p)
 	if p == "" || !filepath.IsAbs(p) || strings.ContainsAny(p, "\r\n\x00") || len(p) > 1024 {
 		return "", refuse
 	}
-	resolved, err := resolveExisting(filepath.Clean(p))
+	p = filepath.Clean(p)
+	for _, r := range set.roots {
+		for _, prefix := range []string{r.clean, r.resolved} {
+			if !strings.HasPrefix(p, prefix+string(filepath.Separator)) {
+				continue
+			}
+			if resolved, ok := plainBelow(r.resolved, p[len(prefix)+1:]); ok {
+				return resolved, nil
+			}
+		}
+	}
+	resolved, err := resolveExisting(p)
 	if err != nil {
 		return "", refuse
 	}
-	for _, r := range roots {
-		root, err := resolveExisting(filepath.Clean(r))
-		if err != nil || root == "/" {
-			continue
-		}
-		if strings.HasPrefix(resolved, root+string(filepath.Separator)) {
+	for _, r := range set.roots {
+		if strings.HasPrefix(resolved, r.resolved+string(filepath.Separator)) {
 			return resolved, nil
 		}
 	}
 	return "", refuse
+}
+
+// plainBelow returns base joined with rest (a relative, clean path with
+// no ".." element) if no existing element of rest below base is a
+// symbolic link: then base/rest is what resolving it gives. It lstats the
+// elements in order and stops at the first that does not exist (what
+// follows does not exist either). ok is false when an element is a
+// symbolic link or cannot be checked: the caller resolves the path in full.
+func plainBelow(base, rest string) (string, bool) {
+	if rest == "" || rest == ".." || strings.HasPrefix(rest, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	full := filepath.Join(base, rest)
+	for i := len(base) + 1; i <= len(full); i++ {
+		if i < len(full) && full[i] != filepath.Separator {
+			continue
+		}
+		fi, err := os.Lstat(full[:i])
+		if errors.Is(err, fs.ErrNotExist) {
+			return full, true
+		}
+		if err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+			return "", false
+		}
+	}
+	return full, true
 }
 
 // resolveExisting evaluates the symbolic links of the longest existing

@@ -235,7 +235,18 @@ func (s *Store) locker() *Locker {
 // outside the roots. A refusal (EFORBIDDEN) is logged here; nothing is
 // created or written.
 func (s *Store) MailboxDir(a *mailcluster.Account) (Maildir, error) {
-	p, err := mailcluster.ConfineMailboxPath(a.MailboxPath, mailcluster.MailboxRoots(s.dir.Setting)...)
+	return s.mailboxDirIn(s.resolveRoots(mailcluster.MailboxRoots(s.dir.Setting)), a)
+}
+
+// resolveRoots resolves the mailbox roots once for the paths of one
+// operation.
+func (s *Store) resolveRoots(roots []string) mailcluster.MailboxRootSet {
+	return mailcluster.ResolveMailboxRoots(roots...)
+}
+
+// mailboxDirIn is MailboxDir against roots resolved by the caller.
+func (s *Store) mailboxDirIn(roots mailcluster.MailboxRootSet, a *mailcluster.Account) (Maildir, error) {
+	p, err := roots.Confine(a.MailboxPath)
 	if err != nil {
 		s.log.Error("mailstore: mailbox path outside the mailbox roots refused", "address", a.Address(), "path", a.MailboxPath)
 		return "", err
@@ -306,17 +317,26 @@ type Copy struct {
 // (with no accounts at all: the body is read and nothing is written).
 // The accounts of different copies must be distinct.
 func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader, maxBody int64, checkQuota bool) (delivered int, err error) {
-	// Every mailbox is confined before anything is written anywhere.
+	// Every mailbox is confined before anything is written anywhere. The
+	// roots are resolved once for the whole delivery (again under the
+	// locks only if their setting changed meanwhile).
+	rootNames := mailcluster.MailboxRoots(s.dir.Setting)
+	roots := s.resolveRoots(rootNames)
 	var kept []Copy
+	var firstDir Maildir
 	for _, c := range copies {
 		accs := make([]*mailcluster.Account, 0, len(c.Accounts))
 		for _, a := range c.Accounts {
-			if _, err := s.MailboxDir(a); err != nil {
+			md, err := s.mailboxDirIn(roots, a)
+			if err != nil {
 				if !c.Optional {
 					return 0, err
 				}
 				s.skipped(c, a, "mailbox path refused")
 				continue
+			}
+			if firstDir == "" {
+				firstDir = md
 			}
 			accs = append(accs, a)
 		}
@@ -337,10 +357,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 		}
 		return 0, nil
 	}
-	first, err := s.MailboxDir(kept[0].Accounts[0])
-	if err != nil {
-		return 0, err
-	}
+	first := firstDir
 	if err := first.Init(); err != nil {
 		return 0, tempFail(err)
 	}
@@ -418,6 +435,12 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	// Under the locks, read each account again: a mailbox moved (or an
 	// account changed) while the message was being received is delivered
 	// where the account is now.
+	// The mailbox paths are confined again, closest to the links: a
+	// symbolic link placed in a mailbox path while the message was being
+	// received is refused all the same.
+	if now := mailcluster.MailboxRoots(s.dir.Setting); !slices.Equal(now, rootNames) {
+		roots = s.resolveRoots(now)
+	}
 	mds := make([][]Maildir, len(kept))
 	accs := make([][]*mailcluster.Account, len(kept))
 	for i, c := range kept {
@@ -436,7 +459,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				}
 				return 0, &QuotaError{Address: a.Address()}
 			}
-			md, err := s.MailboxDir(a)
+			md, err := s.mailboxDirIn(roots, a)
 			if err != nil {
 				if c.Optional {
 					s.skipped(c, a, "mailbox path refused")
