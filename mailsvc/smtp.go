@@ -402,11 +402,12 @@ type session struct {
 	sender *mailcluster.Account // user as read again at MAIL (submission)
 	from   string
 	mail   bool
+	rcpts  []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
+	lists  []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
+	remote []string                 // recipients in other domains, for the outbound queue
+
 	// The [SMTP] limits of the transaction, read at its MAIL.
 	maxSize, maxRcpts int64
-	rcpts             []*mailcluster.Account   // receive the message as sent: accounts, alias targets, postmasters
-	lists             []*mailcluster.Recipient // mailing lists (and posts held for review): one copy each
-	remote            []string                 // recipients in other domains, for the outbound queue
 
 	// confined holds the mailbox paths found inside the mailbox roots at
 	// an RCPT of this connection, so that the next messages to the same
