@@ -1,5 +1,7 @@
 package cluster
 
+import bolt "go.etcd.io/bbolt"
+
 // SetCommitHooks sets the store's test hooks: before is called by the
 // committer before each transaction is sent, applied after each feed entry
 // applied to the local state (with its epoch and sequence number). Set
@@ -20,3 +22,18 @@ func FeedPosition(s *ConsulStore) (epoch string, seq uint64) {
 
 // OutboxCommits returns how many write transactions the outbox made.
 func OutboxCommits(o *Outbox) int64 { return o.commits.Load() }
+
+// CrashOutbox closes the outbox's file as a crash would: what the primary
+// acknowledged and is still in the file stays there.
+func CrashOutbox(o *Outbox) error { return o.db.Close() }
+
+// OutboxFileDeltas returns how many deltas the outbox's file holds, sent
+// or not.
+func OutboxFileDeltas(o *Outbox) int {
+	n := 0
+	_ = o.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketOutbox).Stats().KeyN
+		return nil
+	})
+	return n
+}
