@@ -362,9 +362,8 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 		}
 		h.OnOperation(op, out.ID)
 	}
-	doc := etree.NewDocument()
-	doc.CreateProcInst("xml", `version="1.0" encoding="utf-8"`)
-	api := doc.CreateElement("MDaemon").CreateElement("API")
+	root := etree.NewElement("MDaemon")
+	api := root.CreateElement("API")
 	// productversion and serviceversion are where classic clients read
 	// the server's version; version is kept for mailcluster's own scripts.
 	api.CreateAttr("productversion", mailcluster.Version)
@@ -394,16 +393,13 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 		resp.AddChild(result)
 	}
 	resp.CreateAttr("et", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64))
-	doc.Indent(2)
-	b, werr := doc.WriteToBytes()
-	if werr != nil {
-		h.log.Error("xmlapi: encode response", "err", werr)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
+	buf := getBuffer()
+	defer putBuffer(buf)
+	writeAnswer(buf, root)
 	hdr := w.Header()
 	hdr.Set("Content-Type", ContentType)
 	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
 	if out.ID == StatusUnauthorized {
 		hdr.Set("WWW-Authenticate", `Basic realm="`+Realm+`"`)
 	}
@@ -413,7 +409,7 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 		code = http.StatusOK
 	}
 	w.WriteHeader(code)
-	_, _ = w.Write(b)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // secretElements are the names (compared in any case) of the elements
