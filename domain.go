@@ -56,7 +56,7 @@ func ValidateDomainName(name string) error {
 	if len(name) > 253 {
 		return Errorf(EINVALID, "Domain name %q is longer than 253 characters.", name)
 	}
-	for _, label := range strings.Split(name, ".") {
+	for label := range strings.SplitSeq(name, ".") {
 		if label == "" || len(label) > 63 {
 			return Errorf(EINVALID, "Domain name %q has an empty or too long label.", name)
 		}
