@@ -45,15 +45,42 @@ var hostname, _ = os.Hostname()
 
 // Lock is a held lock file.
 type Lock struct {
+	path string
+	file *lockFile
+	done bool
+}
+
+// lockFile is a lock file this process created and holds: handed from
+// one holder to the next while takers of this process queue for it (see
+// Unlock), refreshed by one goroutine from its creation to its removal.
+type lockFile struct {
 	path    string
-	content string // what the lock file holds; a random token tells it from any later lock file
+	content string      // what the lock file holds; a random token tells it from any later lock file
+	f       *os.File    // kept open while held, so that its inode is not reused
+	info    os.FileInfo // of f: the lock is still ours while path names this file
+	created time.Time
+	handed  int // handovers since it was created
 	stop    chan struct{}
 	done    chan struct{}
 }
 
+// Bounds of the handovers of one lock file between takers of this
+// process: then it is removed (as when nobody waits here), so that other
+// nodes get their turn.
+const (
+	maxHandovers    = 64
+	maxHandoverTime = time.Second
+	// yieldToOthers is how long the next taker of this process waits
+	// before it tries to create a lock file that its predecessor removed
+	// for a waiter of another process: longer than the longest pause
+	// between the tries of a waiting taker (50 ms).
+	yieldToOthers = 60 * time.Millisecond
+)
+
 // local queues the lock takers of this process per lock file, so that
 // they wait on a channel rather than poll the file; only one of them at a
-// time competes for the file with other nodes.
+// time competes for the file with other nodes, and a held file passes
+// from one to the next without being removed and created again.
 var local = &localLocks{m: map[string]*localLock{}}
 
 type localLocks struct {
@@ -62,11 +89,16 @@ type localLocks struct {
 }
 
 type localLock struct {
-	ch   chan struct{}
-	refs int
+	ch    chan struct{}
+	refs  int
+	file  *lockFile // handed over by the last holder, for the next one
+	yield bool      // the last holder removed the file for a taker of another process
 }
 
-func (l *localLocks) acquire(ctx context.Context, path string, deadline time.Time) error {
+// acquire waits for the turn of this process's takers of path; it returns
+// the lock file handed over by the previous holder if there is one, and
+// whether the taker must first give takers of other processes a chance.
+func (l *localLocks) acquire(ctx context.Context, path string, deadline time.Time) (*lockFile, bool, error) {
 	l.mu.Lock()
 	ll := l.m[path]
 	if ll == nil {
@@ -75,30 +107,78 @@ func (l *localLocks) acquire(ctx context.Context, path string, deadline time.Tim
 	}
 	ll.refs++
 	l.mu.Unlock()
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
 	select {
 	case ll.ch <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		l.release(path, false)
-		return ctx.Err()
-	case <-t.C:
-		l.release(path, false)
-		return ErrLockBusy
+	default:
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case ll.ch <- struct{}{}:
+		case <-ctx.Done():
+			l.release(path, false)
+			return nil, false, ctx.Err()
+		case <-t.C:
+			l.release(path, false)
+			return nil, false, ErrLockBusy
+		}
 	}
-}
-
-func (l *localLocks) release(path string, held bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	f, yield := ll.file, ll.yield
+	ll.file, ll.yield = nil, false
+	return f, yield, nil
+}
+
+// handOver passes f to the next taker of this process waiting for its
+// path and gives up this holder's turn; false (and nothing done) when
+// nobody waits.
+func (l *localLocks) handOver(f *lockFile) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ll := l.m[f.path]
+	if ll.refs < 2 {
+		return false
+	}
+	ll.file = f
+	<-ll.ch
+	ll.refs--
+	return true
+}
+
+// release gives up a turn (held: the caller had it). A lock file handed
+// over to takers that all gave up waiting meanwhile is removed.
+func (l *localLocks) release(path string, held bool) {
+	l.mu.Lock()
 	ll := l.m[path]
 	if held {
 		<-ll.ch
 	}
 	ll.refs--
+	var orphan *lockFile
 	if ll.refs == 0 {
 		delete(l.m, path)
+		orphan = ll.file
+	}
+	l.mu.Unlock()
+	if orphan != nil {
+		_ = orphan.remove()
+	}
+}
+
+// waiting reports whether another taker of this process waits for path.
+func (l *localLocks) waiting(path string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m[path].refs > 1
+}
+
+// yieldNext makes the next taker of path in this process wait before it
+// creates the lock file again (see yieldToOthers).
+func (l *localLocks) yieldNext(path string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ll := l.m[path]; ll != nil && ll.refs > 1 {
+		ll.yield = true
 	}
 }
 
@@ -106,6 +186,11 @@ func (l *Locker) path(address string) string {
 	sum := sha256.Sum256([]byte(strings.ToLower(address)))
 	return filepath.Join(l.Dir, "mbox-"+hex.EncodeToString(sum[:10])+".lock")
 }
+
+// waitMarker is the file a taker that finds the lock held by another
+// process keeps while it waits: a holder that sees it hands the lock to
+// nobody in its own process, so that the waiter gets its turn.
+func waitMarker(path string) string { return path + ".wait" }
 
 // Lock takes the lock of a mailbox address, waiting while another holds
 // it. The lock is refreshed in the background until Unlock.
@@ -119,8 +204,12 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		wait = 10 * time.Second
 	}
 	deadline := time.Now().Add(wait)
-	if err := local.acquire(ctx, path, deadline); err != nil {
+	handed, yield, err := local.acquire(ctx, path, deadline)
+	if err != nil {
 		return nil, err
+	}
+	if handed != nil {
+		return &Lock{path: path, file: handed}, nil
 	}
 	held := false
 	defer func() {
@@ -128,21 +217,31 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			local.release(path, true)
 		}
 	}()
+	if yield {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(yieldToOthers, time.Until(deadline))):
+		}
+	}
 	delay := time.Millisecond
-	content := fmt.Sprintf("%s %d %s %s %s\n", hostname, os.Getpid(), time.Now().UTC().Format(time.RFC3339), address, rand.Text())
+	content := fmt.Sprintf("%s %d %s %s %s\n", hostname, ownPID, time.Now().UTC().Format(time.RFC3339), address, rand.Text())
+	waiting := false
+	defer func() {
+		if waiting {
+			os.Remove(waitMarker(path))
+		}
+	}()
 	for {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 		if err == nil {
-			_, werr := f.WriteString(content)
-			cerr := f.Close()
-			if werr != nil || cerr != nil {
-				os.Remove(path)
-				return nil, fmt.Errorf("mailstore: write lock %s: %w", path, errors.Join(werr, cerr))
+			lf, err := newLockFile(f, path, content)
+			if err != nil {
+				return nil, err
 			}
-			lk := &Lock{path: path, content: content, stop: make(chan struct{}), done: make(chan struct{})}
-			go lk.refresh(l.staleAfter() / 4)
+			go lf.refresh(l.staleAfter() / 4)
 			held = true
-			return lk, nil
+			return &Lock{path: path, file: lf}, nil
 		}
 		if !os.IsExist(err) {
 			return nil, fmt.Errorf("mailstore: lock %s: %w", path, err)
@@ -154,6 +253,12 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		if time.Now().After(deadline) {
 			return nil, ErrLockBusy
 		}
+		// Tell the holder that a taker waits (again at every try: a
+		// holder that yields removes the marker).
+		if m, err := os.OpenFile(waitMarker(path), os.O_CREATE|os.O_WRONLY, 0o640); err == nil {
+			m.Close()
+			waiting = true
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -162,6 +267,25 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		delay = min(delay*2, 50*time.Millisecond)
 	}
 }
+
+// newLockFile writes content to the lock file f just created at path.
+func newLockFile(f *os.File, path, content string) (*lockFile, error) {
+	_, err := f.WriteString(content)
+	var info os.FileInfo
+	if err == nil {
+		info, err = f.Stat()
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("mailstore: write lock %s: %w", path, err)
+	}
+	return &lockFile{path: path, content: content, f: f, info: info, created: time.Now(),
+		stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// ownPID is the id of this process, as lock files and unique names record it.
+var ownPID = os.Getpid()
 
 func (l *Locker) staleAfter() time.Duration {
 	if l.StaleAfter <= 0 {
@@ -229,30 +353,67 @@ func removeIfSame(path, content string) bool {
 	return true
 }
 
-func (lk *Lock) refresh(every time.Duration) {
-	defer close(lk.done)
+func (lf *lockFile) refresh(every time.Duration) {
+	defer close(lf.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-lk.stop:
+		case <-lf.stop:
 			return
 		case now := <-t.C:
-			if holds(lk.path, lk.content) {
-				_ = os.Chtimes(lk.path, now, now)
+			if holds(lf.path, lf.content) {
+				_ = os.Chtimes(lf.path, now, now)
 			}
 		}
 	}
 }
 
-// Unlock releases the lock. It returns ErrLockLost, and leaves the lock
-// file alone, if the lock was broken while held.
-func (lk *Lock) Unlock() error {
-	close(lk.stop)
-	<-lk.done
-	defer local.release(lk.path, true)
-	if !removeIfSame(lk.path, lk.content) {
+// ours reports whether the lock file at path is still this one (not
+// broken and replaced): the same file, which cannot be another while f
+// keeps it open.
+func (lf *lockFile) ours() bool {
+	st, err := os.Stat(lf.path)
+	return err == nil && os.SameFile(st, lf.info)
+}
+
+// remove stops the refresh and removes the lock file; ErrLockLost, and
+// the file left alone, if it was broken while held.
+func (lf *lockFile) remove() error {
+	close(lf.stop)
+	<-lf.done
+	defer lf.f.Close()
+	if !removeIfSame(lf.path, lf.content) {
 		return ErrLockLost
 	}
 	return nil
+}
+
+// Unlock releases the lock. It returns ErrLockLost, and leaves the lock
+// file alone, if the lock was broken while held. While other takers of
+// this process wait for the same lock, the lock file is handed to the
+// next of them instead of being removed and created again, up to
+// maxHandovers times in a row or for maxHandoverTime, and never while a
+// taker of another process waits (its wait marker exists): then the file
+// is removed and the next taker here lets the other go first.
+func (lk *Lock) Unlock() error {
+	if lk.done {
+		return nil
+	}
+	lk.done = true
+	lf := lk.file
+	if lf.handed < maxHandovers && time.Since(lf.created) < maxHandoverTime && local.waiting(lf.path) {
+		if _, err := os.Stat(waitMarker(lf.path)); err == nil {
+			os.Remove(waitMarker(lf.path))
+			local.yieldNext(lf.path)
+		} else if lf.ours() {
+			lf.handed++
+			if local.handOver(lf) {
+				return nil
+			}
+			lf.handed--
+		}
+	}
+	defer local.release(lf.path, true)
+	return lf.remove()
 }
