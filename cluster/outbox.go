@@ -32,10 +32,11 @@ type SendFunc func(ctx context.Context, r mailcluster.UsageReport) (uint64, erro
 // changes they name) in a bbolt file until the primary has applied them,
 // and sends them in order. Each delta gets a sequence number, so that the
 // primary applies it exactly once even when a send is repeated. A Report
-// wakes the sender at once (no timer stands between a change and its
-// send; a change made while a send is in flight goes with the next one).
-// While no primary is reachable the deltas wait; they are sent as soon as
-// one is.
+// returns once its deltas are synced to the file; concurrent reports
+// share a commit. A Report wakes an idle sender at once; while reports
+// stream in, sends are paced so that each carries many (see Run). While
+// no primary is reachable the deltas wait; they are sent as soon as one
+// is.
 type Outbox struct {
 	db    *bolt.DB
 	node  string
