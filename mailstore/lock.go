@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -195,9 +196,6 @@ func waitMarker(path string) string { return path + ".wait" }
 // Lock takes the lock of a mailbox address, waiting while another holds
 // it. The lock is refreshed in the background until Unlock.
 func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
-	if err := os.MkdirAll(l.Dir, 0o750); err != nil {
-		return nil, fmt.Errorf("mailstore: lock dir: %w", err)
-	}
 	path := l.path(address)
 	wait := l.Wait
 	if wait <= 0 {
@@ -232,8 +230,18 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			os.Remove(waitMarker(path))
 		}
 	}()
+	madeDir := false
 	for {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+		if errors.Is(err, fs.ErrNotExist) && !madeDir {
+			// The lock directory is made when first needed (and again
+			// if it was removed), not checked at every lock.
+			madeDir = true
+			if err := os.MkdirAll(l.Dir, 0o750); err != nil {
+				return nil, fmt.Errorf("mailstore: lock dir: %w", err)
+			}
+			continue
+		}
 		if err == nil {
 			lf, err := newLockFile(f, path, content)
 			if err != nil {

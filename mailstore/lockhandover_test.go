@@ -126,3 +126,26 @@ func TestLockHandover(t *testing.T) {
 		}
 	})
 }
+
+// The lock directory is made at the first lock that needs it, and made
+// again when it was removed since.
+func TestLockDirMadeWhenMissing(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	dir := filepath.Join(t.TempDir(), "a", "locks")
+	lk := &mailstore.Locker{Dir: dir, Wait: time.Second}
+	for round := range 2 {
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if lockHolder(lk.LockPath(lockAddress)) != os.Getpid() {
+			t.Fatalf("round %d: no lock file naming this process", round)
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

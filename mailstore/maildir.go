@@ -42,7 +42,7 @@ func (m Maildir) Init() error {
 func uniqueName(size int64) string {
 	now := time.Now()
 	host := strings.NewReplacer("/", "_", ":", "_", ",", "_").Replace(hostname)
-	return fmt.Sprintf("%d.M%06dP%dQ%dR%s.%s,S=%d", now.Unix(), now.Nanosecond()/1000, os.Getpid(),
+	return fmt.Sprintf("%d.M%06dP%dQ%dR%s.%s,S=%d", now.Unix(), now.Nanosecond()/1000, ownPID,
 		deliveryCounter.Add(1), strings.ToLower(rand.Text()[:8]), host, size)
 }
 

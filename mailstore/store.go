@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -358,11 +359,16 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 		return 0, nil
 	}
 	first := firstDir
-	if err := first.Init(); err != nil {
-		return 0, tempFail(err)
-	}
 	tmpDir := filepath.Join(string(first), "tmp")
+	// A mailbox's directories are made at its first delivery (when tmp/
+	// or new/ is missing), not checked at every one.
 	tmp, err := s.fs.CreateTemp(tmpDir, ".delivery-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := first.Init(); err != nil {
+			return 0, tempFail(err)
+		}
+		tmp, err = s.fs.CreateTemp(tmpDir, ".delivery-*")
+	}
 	if err != nil {
 		return 0, tempFail(err)
 	}
@@ -483,11 +489,14 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	for i := range kept {
 		name := uniqueName(sizes[i])
 		for _, md := range mds[i] {
-			if err := md.Init(); err != nil {
-				return 0, tempFail(err)
-			}
 			dst := filepath.Join(string(md), "new", name)
-			if err := s.linkOrCopy(files[i], dst, filepath.Join(string(md), "tmp")); err != nil {
+			err := s.linkOrCopy(files[i], dst, filepath.Join(string(md), "tmp"))
+			if errors.Is(err, fs.ErrNotExist) {
+				if err = md.Init(); err == nil {
+					err = s.linkOrCopy(files[i], dst, filepath.Join(string(md), "tmp"))
+				}
+			}
+			if err != nil {
 				return 0, tempFail(err)
 			}
 			done = append(done, dst)
@@ -582,12 +591,14 @@ func (s *Store) writeCopy(dir string, header []byte, src string, off int64) (str
 }
 
 // linkOrCopy hard-links src to dst (the same file for every recipient),
-// or copies it across file systems: the copy is written to tmpDir (the
+// or copies it across file systems (not when a directory is missing:
+// fs.ErrNotExist is returned then): the copy is written to tmpDir (the
 // recipient's tmp/), synced and renamed to dst, so that dst never names a
 // partial file; a failed copy is removed.
 func (s *Store) linkOrCopy(src, dst, tmpDir string) error {
-	if err := s.fs.Link(src, dst); err == nil {
-		return nil
+	err := s.fs.Link(src, dst)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return err // missing: the caller makes the directories
 	}
 	in, err := os.Open(src)
 	if err != nil {
