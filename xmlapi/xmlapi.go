@@ -194,12 +194,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx = service.NewContextWithCaller(ctx, caller)
 
-	body, err := h.readBody(w, r)
-	if err != nil {
+	body := getBuffer()
+	defer putBuffer(body)
+	if err := h.readBody(w, r, body); err != nil {
 		h.respond(w, start, nil, err, nil)
 		return
 	}
-	req, err := decodeRequest(body)
+	// The decoded request holds copies of the body's text, not the
+	// pooled bytes.
+	req, err := decodeRequest(body.Bytes())
 	if err != nil {
 		h.log.Debug("xmlapi: malformed request", "user", user, "err", err)
 		h.respond(w, start, nil, err, nil)
@@ -215,7 +218,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case writeOperations[req.op]:
 		h.log.Info("xmlapi: write", "op", req.op, "user", user, "status", out.ID,
 			"et", time.Since(start).String())
-	default:
+	case h.log.Enabled(ctx, slog.LevelDebug):
 		h.log.Debug("xmlapi: request", "op", req.op, "user", user, "status", out.ID,
 			"et", time.Since(start).String())
 	}
@@ -239,25 +242,27 @@ func withClientIP(r *http.Request) context.Context {
 	return ctx
 }
 
-// readBody reads the body up to the limit.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads the body, up to the limit, into buf.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
 	limit := h.MaxBodyBytes
 	if limit <= 0 {
 		limit = DefaultMaxBodyBytes
 	}
 	tooLarge := errorf(StatusTooLarge, "The request is larger than %d bytes.", limit)
 	if r.ContentLength > limit {
-		return nil, tooLarge
+		return tooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1) // +1: the read that finds the end
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge
+			return tooLarge
 		}
-		return nil, errorf(StatusMalformed, "The request body could not be read.")
+		return errorf(StatusMalformed, "The request body could not be read.")
 	}
-	return body, nil
+	return nil
 }
 
 // decodeRequest parses the envelope. DOCTYPE and ENTITY declarations (and
