@@ -169,7 +169,8 @@ func (s *Server) handleAccountCreate(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, accountLocation(a.Domain, a.Mailbox))
-	return c.JSON(http.StatusCreated, s.newAccountResponse(c.Request().Context(), a))
+	out := s.newAccountResponse(c.Request().Context(), a)
+	return writeAccount(c, http.StatusCreated, &out)
 }
 
 // handleAccountGet answers GET /api/v1/domains/{domain}/accounts/{mailbox}.
@@ -178,7 +179,8 @@ func (s *Server) handleAccountGet(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.newAccountResponse(c.Request().Context(), a))
+	out := s.newAccountResponse(c.Request().Context(), a)
+	return writeAccount(c, http.StatusOK, &out)
 }
 
 // handleAccountUpdate answers PATCH /api/v1/domains/{domain}/accounts/{mailbox}.
@@ -203,7 +205,8 @@ func (s *Server) handleAccountUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.newAccountResponse(c.Request().Context(), a))
+	out := s.newAccountResponse(c.Request().Context(), a)
+	return writeAccount(c, http.StatusOK, &out)
 }
 
 // handleAccountDelete answers DELETE /api/v1/domains/{domain}/accounts/{mailbox}.

@@ -1,15 +1,15 @@
 package api
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -31,7 +31,35 @@ const (
 // basicChallenge is the WWW-Authenticate challenge of the management API.
 const basicChallenge = `Basic realm="mailcluster"`
 
-var reRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+// saneRequestID reports whether a client's X-Request-Id may be kept: 1 to
+// 128 characters of A-Z a-z 0-9 . _ : -.
+func saneRequestID(s string) bool {
+	if len(s) < 1 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 128 random bits as 32 hex digits. The bits come
+// from the runtime's generator (ChaCha8, seeded by the system), not
+// crypto/rand: a request id must be unique, it is no secret.
+func newRequestID() string {
+	var b [32]byte
+	const digits = "0123456789abcdef"
+	for i, v := range [2]uint64{rand.Uint64(), rand.Uint64()} {
+		for j := range 16 {
+			b[i*16+j] = digits[v>>(60-4*j)&0xf]
+		}
+	}
+	return string(b[:])
+}
 
 // securityHeaderValues are set on every answer (see securityHeaders).
 // They are the ones Echo's Secure middleware would set (without the
@@ -45,6 +73,14 @@ var securityHeaderValues = [][2]string{
 	{echo.HeaderReferrerPolicy, "no-referrer"},
 }
 
+func init() {
+	for _, kv := range securityHeaderValues {
+		if http.CanonicalHeaderKey(kv[0]) != kv[0] {
+			panic("api: security header " + kv[0] + " is not in canonical form")
+		}
+	}
+}
+
 // hsts is the Strict-Transport-Security of answers over TLS (one year).
 const hsts = "max-age=31536000"
 
@@ -55,16 +91,18 @@ const hsts = "max-age=31536000"
 // carries HSTS; the scheme a client claims in X-Forwarded-Proto does not
 // count. It runs first, so that the headers are set before any handler or
 // the error handler writes.
-func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Response().Header()
-		for _, kv := range securityHeaderValues {
-			h.Set(kv[0], kv[1])
-		}
-		if c.Request().TLS != nil {
-			h.Set(echo.HeaderStrictTransportSecurity, hsts)
-		}
-		return next(c)
+func securityHeaders(c echo.Context) {
+	h := c.Response().Header()
+	// One allocation holds every value; each header gets its own
+	// one-element slice of it, capped, so that an Add to one header
+	// never writes into the next. The keys are canonical (init).
+	vals := make([]string, len(securityHeaderValues))
+	for i, kv := range securityHeaderValues {
+		vals[i] = kv[1]
+		h[kv[0]] = vals[i : i+1 : i+1]
+	}
+	if c.Request().TLS != nil {
+		h.Set(echo.HeaderStrictTransportSecurity, hsts)
 	}
 }
 
@@ -72,72 +110,94 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 // DELETE) whose Origin header names another site than the server's own
 // (see csrf.SameOrigin) with 403, before authentication runs: a browser
 // could otherwise be made to send it with cached credentials.
-func (s *Server) refuseCrossSite(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		req := c.Request()
-		switch req.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		default:
-			return next(c)
-		}
-		if req.URL.Path != "/api/v1" && !strings.HasPrefix(req.URL.Path, "/api/v1/") {
-			return next(c)
-		}
-		if !csrf.SameOrigin(req) {
-			s.log.Info("cross-site request refused", "method", req.Method, "path", req.URL.Path,
-				"remote", req.RemoteAddr, "request_id", c.Get(ctxRequestID))
-			return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Requests from other sites (Origin) are not accepted.")
-		}
-		return next(c)
+func (s *Server) refuseCrossSite(c echo.Context) error {
+	req := c.Request()
+	switch req.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return nil
 	}
+	if req.URL.Path != "/api/v1" && !strings.HasPrefix(req.URL.Path, "/api/v1/") {
+		return nil
+	}
+	if !csrf.SameOrigin(req) {
+		s.log.Info("cross-site request refused", "method", req.Method, "path", req.URL.Path,
+			"remote", req.RemoteAddr, "request_id", c.Get(ctxRequestID))
+		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Requests from other sites (Origin) are not accepted.")
+	}
+	return nil
 }
 
 // requestID keeps a sane X-Request-Id of the client or makes a new one,
 // and echoes it in the response.
-func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		rid := c.Request().Header.Get(echo.HeaderXRequestID)
-		if !reRequestID.MatchString(rid) {
-			var b [16]byte
-			_, _ = rand.Read(b[:])
-			rid = hex.EncodeToString(b[:])
-		}
-		c.Set(ctxRequestID, rid)
-		c.Response().Header().Set(echo.HeaderXRequestID, rid)
-		return next(c)
+func requestID(c echo.Context) {
+	rid := c.Request().Header.Get(echo.HeaderXRequestID)
+	if !saneRequestID(rid) {
+		rid = newRequestID()
 	}
+	c.Set(ctxRequestID, rid)
+	c.Response().Header()[echo.HeaderXRequestID] = []string{rid}
 }
 
 // clientIP puts the client's address, as Echo's IPExtractor finds it (see
 // Config.TrustedProxies), into the request context, where the Service
 // reads it to refuse blocked addresses and to count failed logins. It
 // runs before authentication and before the XML-API handler.
-func (s *Server) clientIP(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if ip, err := mailcluster.NormalizeIP(c.RealIP()); err == nil {
-			c.Set(ctxClientIP, ip)
-			req := c.Request()
-			c.SetRequest(req.WithContext(mailcluster.NewContextWithClientIP(req.Context(), ip)))
-		}
-		return next(c)
+func clientIP(c echo.Context) {
+	if ip, err := mailcluster.NormalizeIP(c.RealIP()); err == nil {
+		c.Set(ctxClientIP, ip)
+		req := c.Request()
+		c.SetRequest(req.WithContext(mailcluster.NewContextWithClientIP(req.Context(), ip)))
 	}
 }
 
-// observe counts every request and its duration by route pattern,
-// method and status (see Config.Registerer), once the error handler has
-// answered. Without a Registerer it is a no-op.
-func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	if s.reqMetrics == nil {
-		return next
-	}
+// middleware runs around every request, routed or not, in this order:
+// securityHeaders, requestID, clientIP; then the handler under recover,
+// after limitBody and refuseCrossSite; an error goes to the error
+// handler; then the access log line (accessLog) and the request metrics
+// (see Config.Registerer). It is one function rather than a middleware
+// per step because Echo chains its middleware anew for every request,
+// one allocation per step.
+func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		securityHeaders(c)
+		requestID(c)
+		clientIP(c)
 		start := time.Now()
-		if err := next(c); err != nil {
+		if err := s.guard(c, next); err != nil {
 			c.Error(err)
 		}
-		s.reqMetrics.observe(c.Path(), c.Request().Method, c.Response().Status, time.Since(start))
+		d := time.Since(start)
+		s.accessLog(c, d)
+		if s.reqMetrics != nil {
+			s.reqMetrics.observe(c.Path(), c.Request().Method, c.Response().Status, d)
+		}
 		return nil
 	}
+}
+
+// guard runs next after limitBody and refuseCrossSite, turning a panic
+// into an internal error (logged with its stack).
+func (s *Server) guard(c echo.Context, next echo.HandlerFunc) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if r == http.ErrAbortHandler {
+			panic(r)
+		}
+		s.log.Error("panic in handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()),
+			"request_id", c.Get(ctxRequestID))
+		err = &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "panic", Err: fmt.Errorf("api: panic: %v", r)}
+	}()
+	if err := s.limitBody(c); err != nil {
+		return err
+	}
+	if err := s.refuseCrossSite(c); err != nil {
+		return err
+	}
+	return next(c)
 }
 
 // routeUnmatched is the route label of a request that matched no route.
@@ -150,6 +210,7 @@ type requestMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	routes   map[string]bool // registered route patterns; written before serving
+	children sync.Map        // metricKey -> *metricChildren
 }
 
 func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
@@ -181,9 +242,30 @@ func (m *requestMetrics) observe(path, method string, status int, d time.Duratio
 		// route; only registered patterns become labels.
 		route = routeUnmatched
 	}
-	method = methodLabel(method)
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+	k := metricKey{route: route, method: methodLabel(method), status: status}
+	ch, ok := m.children.Load(k)
+	if !ok {
+		ch, _ = m.children.LoadOrStore(k, &metricChildren{
+			requests: m.requests.WithLabelValues(k.route, k.method, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(k.route, k.method)})
+	}
+	c := ch.(*metricChildren)
+	c.requests.Inc()
+	c.duration.Observe(d.Seconds())
+}
+
+// metricKey names the collectors' children of one kind of request; the
+// labels are bounded (see requestMetrics), so are the keys.
+type metricKey struct {
+	route, method string
+	status        int
+}
+
+// metricChildren are the collectors' children of one metricKey, resolved
+// once instead of by label values on every request.
+type metricChildren struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // methodLabel keeps the standard methods and folds any other into "other".
@@ -213,70 +295,48 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 }
 
 // accessLog writes one line per request after the error handler has
-// answered. It logs neither headers (Authorization) nor bodies.
-func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		if err := next(c); err != nil {
-			c.Error(err)
-		}
-		req, res := c.Request(), c.Response()
-		attrs := []any{
-			"method", req.Method,
-			"path", req.URL.Path,
-			"status", res.Status,
-			"duration", time.Since(start),
-			"bytes", res.Size,
-			"request_id", c.Get(ctxRequestID),
-			"remote", req.RemoteAddr,
-		}
-		if ip, ok := c.Get(ctxClientIP).(string); ok {
-			attrs = append(attrs, "client", ip)
-		}
-		if a, ok := c.Get(ctxCaller).(string); ok {
-			attrs = append(attrs, "caller", a)
-		}
-		s.log.Info("http request", attrs...)
-		return nil
+// answered, d after the request came. It logs neither headers
+// (Authorization) nor bodies.
+func (s *Server) accessLog(c echo.Context, d time.Duration) {
+	req, res := c.Request(), c.Response()
+	ctx := req.Context()
+	if !s.log.Enabled(ctx, slog.LevelInfo) {
+		return
 	}
-}
-
-// recover turns a panic into an internal error (logged with its stack).
-func (s *Server) recover(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) (err error) {
-		defer func() {
-			r := recover()
-			if r == nil {
-				return
-			}
-			if r == http.ErrAbortHandler {
-				panic(r)
-			}
-			s.log.Error("panic in handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()),
-				"request_id", c.Get(ctxRequestID))
-			err = &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "panic", Err: fmt.Errorf("api: panic: %v", r)}
-		}()
-		return next(c)
+	rid, _ := c.Get(ctxRequestID).(string)
+	var buf [9]slog.Attr
+	attrs := append(buf[:0],
+		slog.String("method", req.Method),
+		slog.String("path", req.URL.Path),
+		slog.Int("status", res.Status),
+		slog.Duration("duration", d),
+		slog.Int64("bytes", res.Size),
+		slog.String("request_id", rid),
+		slog.String("remote", req.RemoteAddr))
+	if ip, ok := c.Get(ctxClientIP).(string); ok {
+		attrs = append(attrs, slog.String("client", ip))
 	}
+	if a, ok := c.Get(ctxCaller).(string); ok {
+		attrs = append(attrs, slog.String("caller", a))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "http request", attrs...)
 }
 
 // limitBody refuses a declared Content-Length over the limit at once and
 // cuts any other body at the limit (reads then fail with
 // *http.MaxBytesError, which becomes 413).
-func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		req := c.Request()
-		if req.URL.Path == xmlapiPath {
-			return next(c) // the XML-API limits its body itself and answers in XML
-		}
-		if req.ContentLength > s.bodyLimit {
-			return mailcluster.Errorf(mailcluster.ETOOLARGE, "%s", tooLargeDetail(s.bodyLimit))
-		}
-		if req.Body != nil && req.Body != http.NoBody {
-			req.Body = http.MaxBytesReader(c.Response(), req.Body, s.bodyLimit)
-		}
-		return next(c)
+func (s *Server) limitBody(c echo.Context) error {
+	req := c.Request()
+	if req.URL.Path == xmlapiPath {
+		return nil // the XML-API limits its body itself and answers in XML
 	}
+	if req.ContentLength > s.bodyLimit {
+		return mailcluster.Errorf(mailcluster.ETOOLARGE, "%s", tooLargeDetail(s.bodyLimit))
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, s.bodyLimit)
+	}
+	return nil
 }
 
 // authenticate checks HTTP Basic credentials with the Service and puts the

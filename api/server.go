@@ -128,7 +128,7 @@ func NewServer(svc *service.Service, cfg Config) *Server {
 	if cfg.Registerer != nil {
 		s.reqMetrics = newRequestMetrics(cfg.Registerer)
 	}
-	s.e.Use(s.securityHeaders, s.requestID, s.clientIP, s.observe, s.accessLog, s.recover, s.limitBody, s.refuseCrossSite)
+	s.e.Use(s.middleware)
 
 	registerMetaRoutes(s)
 	registerInternalRoutes(s)
@@ -195,7 +195,14 @@ type routeGroup struct {
 	mw []echo.MiddlewareFunc
 }
 
-func (r routeGroup) add(method, path string, h echo.HandlerFunc) { r.g.Add(method, path, h, r.mw...) }
+// add registers h wrapped in the group's middleware, chained once here
+// (Echo would chain route middleware anew for every request).
+func (r routeGroup) add(method, path string, h echo.HandlerFunc) {
+	for i := len(r.mw) - 1; i >= 0; i-- {
+		h = r.mw[i](h)
+	}
+	r.g.Add(method, path, h)
+}
 
 // formatBytes renders a byte count for messages ("1 MiB", "512 bytes").
 func formatBytes(n int64) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"hash"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -69,11 +70,10 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 	if err := s.checkClientIP(ctx); err != nil {
 		return nil, err
 	}
-	fail := mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed.")
 	mailbox, domain, err := mailcluster.SplitAddress(address)
 	if err != nil || password == "" || len(password) > 1024 {
 		s.recordFailure(ctx, "", address+"\x00"+password, proto)
-		return nil, fail
+		return nil, errAuthFailed()
 	}
 	address = mailbox + "@" + domain
 	a, _, err := s.getAccount(domain, mailbox)
@@ -101,7 +101,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 			// As slow as a checked password, so that the answer does not
 			// tell that the account exists.
 			withBcryptSlot(ctx, func() { _ = s.checkDummy(password) })
-			return nil, fail
+			return nil, errAuthFailed()
 		}
 	}
 	failed := true
@@ -115,7 +115,7 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 			return nil, ctxFailure(ctx)
 		}
 		s.recordFailure(ctx, "", address+"\x00"+password, proto)
-		return nil, fail
+		return nil, errAuthFailed()
 	}
 	frozen := a.Frozen || s.locallyFrozen(a.Address())
 	ok, err := s.checkPassword(ctx, a, password, frozen)
@@ -127,16 +127,21 @@ func (s *Service) authenticate(ctx context.Context, address, password, proto str
 		// A frozen account's failures count toward the client address
 		// only; its own count stopped with the freeze.
 		s.recordFailure(ctx, "", address+"\x00"+password, proto)
-		return nil, fail
+		return nil, errAuthFailed()
 	case !ok:
 		s.recordFailure(ctx, a.Address(), password, proto)
-		return nil, fail
+		return nil, errAuthFailed()
 	}
 	failed = false
 	if frozen || a.Disabled {
-		return nil, fail
+		return nil, errAuthFailed()
 	}
 	return a.Public(), nil
+}
+
+// errAuthFailed is the one answer to every credential failure.
+func errAuthFailed() error {
+	return mailcluster.Errorf(mailcluster.EUNAUTHORIZED, "Authentication failed.")
 }
 
 // ctxFailure answers a login whose request ended while it waited for a
@@ -239,11 +244,28 @@ func (s *Service) checkPassword(ctx context.Context, a *mailcluster.Account, pas
 // address, password and hash, so a changed password or hash never matches
 // an old entry and no password is kept.
 func (s *Service) successKey(a *mailcluster.Account, password string) [32]byte {
-	m := hmac.New(sha256.New, s.authKey)
-	m.Write([]byte(a.Address() + "\x00" + password + "\x00" + a.PasswordHash))
+	m, _ := s.logins.macs.Get().(*loginMAC)
+	if m == nil {
+		m = &loginMAC{h: hmac.New(sha256.New, s.authKey)}
+	}
+	defer s.logins.macs.Put(m)
+	m.h.Reset()
+	b := append(m.buf[:0], a.Mailbox...)
+	b = append(append(b, '@'), a.Domain...)
+	b = append(append(b, 0), password...)
+	b = append(append(b, 0), a.PasswordHash...)
+	m.h.Write(b)
+	clear(b) // the password
+	m.buf = b[:0]
 	var k [32]byte
-	copy(k[:], m.Sum(nil))
+	m.h.Sum(k[:0])
 	return k
+}
+
+// loginMAC is a reusable HMAC of successKey with its input buffer.
+type loginMAC struct {
+	h   hash.Hash
+	buf []byte
 }
 
 // recentSuccess reports whether these credentials were checked
@@ -269,6 +291,7 @@ type loginCache struct {
 	once    sync.Once
 	entries *lru.Cache[[32]byte, time.Time] // key -> time of the check
 	flight  singleflight.Group
+	macs    sync.Pool // *loginMAC keyed with the Service's authKey
 }
 
 func (c *loginCache) cache() *lru.Cache[[32]byte, time.Time] {
