@@ -26,14 +26,22 @@ const readPath = "/api/v1/domains/read.example/accounts/alice"
 // access log at level info), and returns the secondary.
 func mustOpenReadSecondary(tb testing.TB) *Env {
 	tb.Helper()
-	primary := MustOpenEnv(tb, WithQuietLog())
+	_, sec := mustOpenRead(tb, WithQuietLog())
+	return sec
+}
+
+// mustOpenRead is mustOpenReadSecondary with the primary too, both
+// opened with opts.
+func mustOpenRead(tb testing.TB, opts ...EnvOption) (primary, secondary *Env) {
+	tb.Helper()
+	primary = MustOpenEnv(tb, opts...)
 	mustStatus(tb, primary.Admin.Send(tb, http.MethodPost, "/api/v1/domains", map[string]any{"name": "read.example"}), http.StatusCreated)
 	mustStatus(tb, primary.Admin.Send(tb, http.MethodPost, "/api/v1/domains/read.example/accounts", map[string]any{
 		"mailbox": "alice", "password": "alice-pass-123", "fullName": "Alice Example", "firstName": "Alice", "lastName": "Example"}),
 		http.StatusCreated)
-	return MustOpenPeer(tb, primary, fakeLeadership{role: mailcluster.RoleSecondary,
+	return primary, MustOpenPeer(tb, primary, fakeLeadership{role: mailcluster.RoleSecondary,
 		primary: mailcluster.PrimaryRef{Name: "node1", APIURL: primaryURL}, known: true},
-		WithQuietLog(), WithRegisterer(prometheus.NewRegistry()))
+		append(opts, WithRegisterer(prometheus.NewRegistry()))...)
 }
 
 func mustStatus(tb testing.TB, r *Response, want int) {
