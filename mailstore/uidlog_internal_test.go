@@ -14,7 +14,8 @@ func TestApplyLog(t *testing.T) {
 	for _, k := range []string{"1.M1P1.a", "1.M2P1.b", "1.M3P1.c"} {
 		base.add(k)
 	}
-	base.remove(3)                    // expunged after the fold: its line must not bring it back
+	// UID 3 was expunged after the fold: its line must not bring it back.
+	base.remove(3)
 	data := []byte("7 1 1.M1P1.a\n" + // folded already
 		"7 3 1.M3P1.c\n" + // folded, then expunged
 		"6 4 1.M4P1.old\n" + // another UIDVALIDITY
