@@ -21,14 +21,16 @@ import (
 //	<uid> <unique name>
 //	...
 //
-// It is only ever replaced whole (written to a temporary file, synced,
-// renamed over the old one, and the directory synced), and only while the
-// account's lock file is held, so that any process on any node may assign
-// UIDs: a reader sees the old map or the new one, never a mix. UIDNEXT
-// only grows, so a UID is never given twice, even when the message that
-// had it is gone or never arrived (a crash between the map's write and
-// the message's rename leaves a UID that no file has; it is dropped, not
-// reused).
+// This file is the map's snapshot: it is only ever replaced whole
+// (written to a temporary file, synced, renamed over the old one, and the
+// directory synced), and only while the account's lock file is held, so
+// that any process on any node may assign UIDs: a reader sees the old
+// snapshot or the new one, never a mix. The UIDs an APPEND gives since
+// are lines of the UID log beside it (see UIDLogFile), appended and
+// synced under the same lock. UIDNEXT only grows, so a UID is never given
+// twice, even when the message that had it is gone or never arrived (a
+// crash between the UID's record and the message's rename leaves a UID
+// that no file has; it is dropped, not reused).
 const (
 	// UIDFile is the name of a folder's UID map.
 	UIDFile = "mailcluster-uids"
