@@ -232,7 +232,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 	}()
 	madeDir := false
 	for {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+		f, err := openFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 		if errors.Is(err, fs.ErrNotExist) && !madeDir {
 			// The lock directory is made when first needed (and again
 			// if it was removed), not checked at every lock.
@@ -391,10 +391,27 @@ func (lf *lockFile) remove() error {
 	close(lf.stop)
 	<-lf.done
 	defer lf.f.Close()
-	if !removeIfSame(lf.path, lf.content) {
+	if !removeOwn(lf.path, lf.info) {
 		return ErrLockLost
 	}
 	return nil
+}
+
+// removeOwn is removeIfSame for the holder of the lock file: what it
+// moved aside is its own file when it is the file the holder keeps open
+// (one stat instead of reading it back).
+func removeOwn(path string, own os.FileInfo) bool {
+	aside := path + ".stale-" + rand.Text()[:8]
+	if os.Rename(path, aside) != nil {
+		return false
+	}
+	if st, err := os.Stat(aside); err == nil && !os.SameFile(st, own) {
+		_ = os.Link(aside, path)
+		os.Remove(aside)
+		return false
+	}
+	os.Remove(aside)
+	return true
 }
 
 // Unlock releases the lock. It returns ErrLockLost, and leaves the lock
