@@ -66,8 +66,9 @@ type Handler struct {
 	// be safe for concurrent use.
 	OnOperation func(operation string, status int)
 
-	svc *service.Service
-	log *slog.Logger
+	svc      *service.Service
+	log      *slog.Logger
+	requests requestCache // decoded read requests by their bytes
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -202,11 +203,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The decoded request holds copies of the body's text, not the
 	// pooled bytes.
-	req, err := decodeRequest(body.Bytes())
-	if err != nil {
-		h.log.Debug("xmlapi: malformed request", "user", user, "err", err)
-		h.respond(w, start, nil, err, nil)
-		return
+	req := h.requests.get(body.Bytes())
+	if req == nil {
+		if req, err = decodeRequest(body.Bytes()); err != nil {
+			h.log.Debug("xmlapi: malformed request", "user", user, "err", err)
+			h.respond(w, start, nil, err, nil)
+			return
+		}
+		h.requests.put(body.Bytes(), req)
 	}
 
 	result := etree.NewElement("Result")
