@@ -112,7 +112,12 @@ func NormalizeIP(s string) (string, error) {
 	if err != nil {
 		return "", Errorf(EINVALID, "%q is not an IP address.", s)
 	}
-	return a.Unmap().WithZone("").String(), nil
+	a = a.Unmap().WithZone("")
+	var buf [64]byte
+	if b := a.AppendTo(buf[:0]); string(b) == s {
+		return s, nil // already canonical: no new string
+	}
+	return a.String(), nil
 }
 
 // AllowedIP reports whether ip is on the allow-list.
