@@ -91,12 +91,11 @@ const hsts = "max-age=31536000"
 // carries HSTS; the scheme a client claims in X-Forwarded-Proto does not
 // count. It runs first, so that the headers are set before any handler or
 // the error handler writes.
-func securityHeaders(c echo.Context) {
+func securityHeaders(c echo.Context, vals []string) {
 	h := c.Response().Header()
-	// One allocation holds every value; each header gets its own
-	// one-element slice of it, capped, so that an Add to one header
-	// never writes into the next. The keys are canonical (init).
-	vals := make([]string, len(securityHeaderValues))
+	// Each header gets its own one-element slice of vals, capped, so that
+	// an Add to one header never writes into the next. The keys are
+	// canonical (init).
 	for i, kv := range securityHeaderValues {
 		vals[i] = kv[1]
 		h[kv[0]] = vals[i : i+1 : i+1]
@@ -130,13 +129,14 @@ func (s *Server) refuseCrossSite(c echo.Context) error {
 
 // requestID keeps a sane X-Request-Id of the client or makes a new one,
 // and echoes it in the response.
-func requestID(c echo.Context) {
+func requestID(c echo.Context, val []string) {
 	rid := c.Request().Header.Get(echo.HeaderXRequestID)
 	if !saneRequestID(rid) {
 		rid = newRequestID()
 	}
 	c.Set(ctxRequestID, rid)
-	c.Response().Header()[echo.HeaderXRequestID] = []string{rid}
+	val[0] = rid
+	c.Response().Header()[echo.HeaderXRequestID] = val
 }
 
 // clientIP puts the client's address, as Echo's IPExtractor finds it (see
@@ -160,8 +160,11 @@ func clientIP(c echo.Context) {
 // one allocation per step.
 func (s *Server) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		securityHeaders(c)
-		requestID(c)
+		// One allocation holds the values of the headers every answer gets.
+		n := len(securityHeaderValues)
+		vals := make([]string, n+1)
+		securityHeaders(c, vals[:n:n])
+		requestID(c, vals[n:])
 		clientIP(c)
 		start := time.Now()
 		if err := s.guard(c, next); err != nil {

@@ -107,6 +107,7 @@ type Server struct {
 	nodeCtx      func(ctx context.Context, node string) context.Context
 	internalTime func() any
 	reqMetrics   *requestMetrics // nil: no request metrics
+	xmlapi       bool            // the XML-API is mounted (see classicXMLAPIPath)
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -133,7 +134,7 @@ func NewServer(svc *service.Service, cfg Config) *Server {
 	registerMetaRoutes(s)
 	registerInternalRoutes(s)
 	if cfg.XMLAPI != nil {
-		s.e.Pre(classicXMLAPIPath)
+		s.xmlapi = true
 		s.e.POST(xmlapiPath, echo.WrapHandler(cfg.XMLAPI))
 	}
 	// Authentication is route middleware, not group middleware: Echo would
@@ -183,7 +184,12 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.xmlapi {
+		classicXMLAPIPath(r)
+	}
+	s.e.ServeHTTP(w, r)
+}
 
 // Routes returns the routes registered in Echo, with Echo's path syntax
 // (":param"), for tests and diagnostics.
@@ -220,13 +226,10 @@ const xmlapiPath = "/MdMgmtWS"
 
 // classicXMLAPIPath routes the paths classic XML-API clients send (the
 // documented /MdMgmtWS/ with its trailing slash, and other case) to the
-// XML-API.
-func classicXMLAPIPath(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		req := c.Request()
-		if p := req.URL.Path; p != xmlapiPath && strings.EqualFold(strings.TrimSuffix(p, "/"), xmlapiPath) {
-			req.URL.Path, req.URL.RawPath = xmlapiPath, ""
-		}
-		return next(c)
+// XML-API. It runs before Echo routes the request (as Echo's Pre
+// middleware would, without its closures per request).
+func classicXMLAPIPath(req *http.Request) {
+	if p := req.URL.Path; p != xmlapiPath && strings.EqualFold(strings.TrimSuffix(p, "/"), xmlapiPath) {
+		req.URL.Path, req.URL.RawPath = xmlapiPath, ""
 	}
 }
