@@ -252,9 +252,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 	if limit <= 0 {
 		limit = DefaultMaxBodyBytes
 	}
-	tooLarge := errorf(StatusTooLarge, "The request is larger than %d bytes.", limit)
+	tooLarge := func() error { return errorf(StatusTooLarge, "The request is larger than %d bytes.", limit) }
 	if r.ContentLength > limit {
-		return tooLarge
+		return tooLarge()
 	}
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength) + 1) // +1: the read that finds the end
@@ -262,7 +262,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return tooLarge
+			return tooLarge()
 		}
 		return errorf(StatusMalformed, "The request body could not be read.")
 	}
