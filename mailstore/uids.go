@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -142,13 +143,8 @@ func (m *uidMap) remove(uids ...uint32) {
 }
 
 func (m *uidMap) clone() *uidMap {
-	n := len(m.uids) + 16 // room for a batch of appends
-	c := &uidMap{validity: m.validity, next: m.next, key: make(map[uint32]string, n), uid: make(map[string]uint32, n)}
-	c.uids = append(make([]uint32, 0, n), m.uids...)
-	for u, k := range m.key {
-		c.key[u], c.uid[k] = k, u
-	}
-	return c
+	return &uidMap{validity: m.validity, next: m.next, key: maps.Clone(m.key), uid: maps.Clone(m.uid),
+		uids: append(make([]uint32, 0, len(m.uids)+16), m.uids...)} // room for a batch of appends
 }
 
 // writeAtomic replaces the file dir/name with content: a temporary file in
