@@ -26,7 +26,11 @@ import (
 // only one breaker wins; a breaker that finds it moved a newer, live lock
 // puts it back). A holder only ever refreshes and removes its own file:
 // after its lock was broken, Unlock returns ErrLockLost and leaves the
-// next holder's lock alone.
+// next holder's lock alone. Takers of one process queue in memory, and a
+// held file passes from one to the next without being removed (see
+// Lock.Unlock); a taker waiting for another process's lock says so with a
+// wait marker file beside the lock, so that the holder's process lets it
+// go first.
 type Locker struct {
 	Dir string
 	// StaleAfter is the age after which an unrefreshed lock is stale; 0 means 2 minutes.
