@@ -62,7 +62,14 @@ var statuses = []status{
 }
 
 // value renders the HRESULT the classic way: 0x8007000D.
-func (s status) value() string { return fmt.Sprintf("0x%08X", s.Value) }
+func (s status) value() string {
+	const digits = "0123456789ABCDEF"
+	b := [10]byte{'0', 'x'}
+	for i, v := len(b)-1, s.Value; i >= 2; i, v = i-1, v>>4 {
+		b[i] = digits[v&0xF]
+	}
+	return string(b[:])
+}
 
 // requestError is an envelope-level failure that has no mailcluster code
 // (unknown operation, missing parameter, malformed body, wrong method).
