@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // The UID log of a folder: the file UIDLogFile beside the UID map (the
@@ -101,9 +102,9 @@ func applyLog(m *uidMap, data []byte, owned bool) (*uidMap, int64, int) {
 }
 
 // readFrom reads a file from offset to its end (nothing when it does not
-// exist).
+// exist); a symbolic link is not followed.
 func readFrom(path string, off int64) ([]byte, error) {
-	fh, err := os.Open(path)
+	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -147,7 +148,7 @@ func headOf(b []byte) string {
 // holds the account's lock.
 func (f *Folder) appendLog(st mapState, lines []byte, n int) (mapState, error) {
 	p := filepath.Join(f.dir, UIDLogFile)
-	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return st, &LocalError{Err: fmt.Errorf("open UID log of %s: %w", f.dir, err)}
 	}
@@ -188,7 +189,12 @@ func (f *Folder) appendLog(st mapState, lines []byte, n int) (mapState, error) {
 // holds the account's lock.
 func (f *Folder) emptyLog() (ino uint64) {
 	p := filepath.Join(f.dir, UIDLogFile)
-	if err := os.Truncate(p, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+	fh, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NOFOLLOW, 0) // a link placed there is not followed
+	if err == nil {
+		err = fh.Truncate(0)
+		fh.Close()
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		f.store.log.Warn("mailstore: UID log not emptied", "folder", f.dir, "err", err)
 	}
 	if ls, ok := stampOf(p); ok && ls.size == 0 {

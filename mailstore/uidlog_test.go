@@ -230,3 +230,31 @@ func TestUIDLogFold(t *testing.T) {
 	}
 	t.Logf("%d folds; snapshot %d UIDs, log %d lines", folds, inSnap, prevLines)
 }
+
+// A symbolic link placed where the UID log belongs is not followed: an
+// append is refused and the file it points to is neither written nor
+// emptied.
+func TestUIDLogSymlinkRefused(t *testing.T) {
+	e := mustStoreEnv(t)
+	f := mustFolder(t, e, e.node(t, mailstore.Options{}), "INBOX")
+	uid := mustAppend(t, f, 1, "T")
+	target := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(target, []byte("not a log\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	lp := filepath.Join(f.Dir(), mailstore.UIDLogFile)
+	if err := os.Remove(lp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, lp); err != nil {
+		t.Fatal(err)
+	}
+	g := mustFolder(t, e, e.node(t, mailstore.Options{}), "INBOX")
+	if _, _, err := g.Append(bg, strings.NewReader(testMessage(2)), "", time.Time{}, 1<<20); err == nil {
+		t.Fatal("append through a linked UID log succeeded")
+	}
+	g.Expunge(bg, []uint32{uid}) // rewrites the map and empties the log, unless refused
+	if b, err := os.ReadFile(target); err != nil || string(b) != "not a log\n" {
+		t.Fatalf("the link's target holds %q (%v)", b, err)
+	}
+}
