@@ -25,7 +25,7 @@ import (
 // Hub. What was read of a folder (the UID map, the listing, the sizes
 // and dates of messages) is kept in a view the Store shares between the
 // Folders of one directory, checked against the modification times of
-// the UID file and of new/ and cur/ before use; a Folder is safe for
+// the UID file, the size of its log and those of new/ and cur/ before use; a Folder is safe for
 // concurrent use, and processes on other nodes may change the folder at
 // any time, which Sync sees.
 type Folder struct {
