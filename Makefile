@@ -78,7 +78,7 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 
 # Fuzz targets as package:FuzzName; `make fuzz FUZZTIME=2m` runs each longer.
 FUZZTIME     ?= 20s
-FUZZ_TARGETS := .:FuzzParseIni .:FuzzSettingRoundTrip .:FuzzSplitAddress ./xmlapi:FuzzRequest \
+FUZZ_TARGETS := .:FuzzParseIni .:FuzzSettingRoundTrip .:FuzzSplitAddress ./xmlapi:FuzzRequest ./xmlapi:FuzzWriteAnswer \
                 ./mailsvc:FuzzSplitAny ./mailsvc:FuzzSMTPRcpt
 
 .PHONY: fuzz
