@@ -444,11 +444,11 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			os.Remove(f)
 		}
 	}()
-	if _, err := tmp.Write(kept[0].Header); err != nil {
+	n, werr, err := writeMessage(tmp, kept[0].Header, body, max(maxBody, 0)+1)
+	if werr != nil {
 		tmp.Close()
-		return 0, tempFail(err)
+		return 0, tempFail(werr)
 	}
-	n, err := io.Copy(tmp, io.LimitReader(body, max(maxBody, 0)+1))
 	if err != nil {
 		tmp.Close()
 		return 0, err // a read error of the client's data: mapped by the caller
@@ -602,6 +602,43 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	}
 	s.report(deltas...)
 	return len(deltas), nil
+}
+
+// messageBufs are the buffers of writeMessage.
+var messageBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// writeMessage writes header and then at most limit bytes of body to w,
+// through a pooled buffer, so that a message of up to 64 KiB takes one
+// write. It returns the bytes of body read, and the error of a write
+// (werr) or of a read of body (rerr).
+func writeMessage(w io.Writer, header []byte, body io.Reader, limit int64) (n int64, werr, rerr error) {
+	bp := messageBufs.Get().(*[]byte)
+	defer messageBufs.Put(bp)
+	buf := *bp
+	fill := 0
+	if len(header) < len(buf)/2 {
+		fill = copy(buf, header)
+	} else if _, err := w.Write(header); err != nil {
+		return 0, err, nil
+	}
+	r := io.LimitReader(body, limit)
+	for {
+		m, err := io.ReadFull(r, buf[fill:])
+		n += int64(m)
+		fill += m
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return n, nil, err
+		}
+		if fill > 0 {
+			if _, err := w.Write(buf[:fill]); err != nil {
+				return n, err, nil
+			}
+			fill = 0
+		}
+		if err != nil {
+			return n, nil, nil
+		}
+	}
 }
 
 // syncDirs syncs each directory once (in parallel when several), shared
