@@ -57,16 +57,17 @@ type Lock struct {
 
 // lockFile is a lock file this process created and holds: handed from
 // one holder to the next while takers of this process queue for it (see
-// Unlock), refreshed by one goroutine from its creation to its removal.
+// Unlock), refreshed by a timer from its creation to its removal.
 type lockFile struct {
 	path    string
 	content string      // what the lock file holds; a random token tells it from any later lock file
 	f       *os.File    // kept open while held, so that its inode is not reused
 	info    os.FileInfo // of f: the lock is still ours while path names this file
 	created time.Time
-	handed  int // handovers since it was created
-	stop    chan struct{}
-	done    chan struct{}
+	handed  int        // handovers since it was created
+	mu      sync.Mutex // held by a refresh; stopped is set under it
+	timer   *time.Timer
+	stopped bool
 }
 
 // Bounds of the handovers of one lock file between takers of this
@@ -251,7 +252,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			if err != nil {
 				return nil, err
 			}
-			go lf.refresh(l.staleAfter() / 4)
+			lf.startRefresh(l.staleAfter() / 4)
 			held = true
 			return &Lock{path: path, file: lf}, nil
 		}
@@ -292,8 +293,7 @@ func newLockFile(f *os.File, path, content string) (*lockFile, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("mailstore: write lock %s: %w", path, err)
 	}
-	return &lockFile{path: path, content: content, f: f, info: info, created: time.Now(),
-		stop: make(chan struct{}), done: make(chan struct{})}, nil
+	return &lockFile{path: path, content: content, f: f, info: info, created: time.Now()}, nil
 }
 
 // ownPID is the id of this process, as lock files and unique names record it.
@@ -365,20 +365,32 @@ func removeIfSame(path, content string) bool {
 	return true
 }
 
-func (lf *lockFile) refresh(every time.Duration) {
-	defer close(lf.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-lf.stop:
+// startRefresh refreshes the lock file's time every period until
+// stopRefresh (a timer, not a goroutine waiting for it).
+func (lf *lockFile) startRefresh(every time.Duration) {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	lf.timer = time.AfterFunc(every, func() {
+		lf.mu.Lock()
+		defer lf.mu.Unlock()
+		if lf.stopped {
 			return
-		case now := <-t.C:
-			if holds(lf.path, lf.content) {
-				_ = os.Chtimes(lf.path, now, now)
-			}
 		}
-	}
+		if holds(lf.path, lf.content) {
+			now := time.Now()
+			_ = os.Chtimes(lf.path, now, now)
+		}
+		lf.timer.Reset(every)
+	})
+}
+
+// stopRefresh stops the refresh; a refresh running meanwhile has ended
+// when it returns.
+func (lf *lockFile) stopRefresh() {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	lf.stopped = true
+	lf.timer.Stop()
 }
 
 // ours reports whether the lock file at path is still this one (not
@@ -392,8 +404,7 @@ func (lf *lockFile) ours() bool {
 // remove stops the refresh and removes the lock file; ErrLockLost, and
 // the file left alone, if it was broken while held.
 func (lf *lockFile) remove() error {
-	close(lf.stop)
-	<-lf.done
+	lf.stopRefresh()
 	defer lf.f.Close()
 	if !removeOwn(lf.path, lf.info) {
 		return ErrLockLost

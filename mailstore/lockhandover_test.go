@@ -149,3 +149,53 @@ func TestLockDirMadeWhenMissing(t *testing.T) {
 		}
 	}
 }
+
+// A held lock file's time is refreshed (every StaleAfter/4), also across
+// handovers, and no longer once it is released.
+func TestLockRefreshed(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	dir := t.TempDir()
+	lk := &mailstore.Locker{Dir: dir, StaleAfter: 200 * time.Millisecond, Wait: 5 * time.Second}
+	path := lk.LockPath(lockAddress)
+	age := func() time.Duration {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(st.ModTime())
+	}
+	l, err := lk.Lock(ctx, lockAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan *mailstore.Lock, 1)
+	go func() {
+		l2, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Error(err)
+		}
+		next <- l2
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if a := age(); a > 150*time.Millisecond {
+		t.Fatalf("held lock file not refreshed for %v", a)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := <-next
+	if l2 == nil {
+		t.FailNow()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if a := age(); a > 150*time.Millisecond {
+		t.Fatalf("lock file handed over not refreshed for %v", a)
+	}
+	if err := l2.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("lock file left after the last unlock")
+	}
+}
