@@ -460,8 +460,6 @@ func displayName(a *mailcluster.Account) string {
 // stands for them, as classic clients expect the element.
 func addUser(parent *etree.Element, uv user, id string, s sections) {
 	a := uv.Account
-	var slab textSlab
-	addText := slab.add
 	u := parent.CreateElement("User")
 	u.CreateAttr("id", id)
 	u.CreateAttr("displayname", displayName(a))

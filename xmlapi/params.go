@@ -371,36 +371,11 @@ type textElement struct {
 // tree CreateElement and SetText would build, in one allocation instead
 // of three. tag has no namespace prefix.
 func addText(parent *etree.Element, tag, text string) *etree.Element {
-	return new(textElement).attach(parent, tag, text)
-}
-
-// attach makes n <tag>text</tag> and appends it to parent.
-func (n *textElement) attach(parent *etree.Element, tag, text string) *etree.Element {
-	*n = textElement{el: etree.Element{Tag: tag}, text: etree.CharData{Data: text}}
+	n := &textElement{el: etree.Element{Tag: tag}, text: etree.CharData{Data: text}}
 	n.el.Child = n.kids[:0:1]
 	if text != "" {
 		n.el.AddChild(&n.text)
 	}
 	parent.AddChild(&n.el)
 	return &n.el
-}
-
-// textSlab hands out the text elements of an answer with many of them
-// from blocks of slabBlock, one allocation per block instead of one per
-// element. The zero value is ready.
-type textSlab struct{ free []textElement }
-
-// slabBlock is the number of text elements allocated at once: a full
-// User element of GetUserInfo has 23 and one per membership and SendAs
-// entry.
-const slabBlock = 24
-
-// add appends <tag>text</tag> to parent, as addText.
-func (s *textSlab) add(parent *etree.Element, tag, text string) *etree.Element {
-	if len(s.free) == 0 {
-		s.free = make([]textElement, slabBlock)
-	}
-	n := &s.free[0]
-	s.free = s.free[1:]
-	return n.attach(parent, tag, text)
 }
