@@ -32,9 +32,10 @@ type mailboxSet map[string]bool
 
 // maildirMetadata names the files besides messages that belong to a
 // maildir or a Maildir++ folder and move with it (quota, folder marker,
-// IMAP subscriptions, the IMAP UID maps of package mailstore).
+// IMAP subscriptions, the IMAP UID maps of package mailstore with their
+// logs of UIDs given since).
 var maildirMetadata = map[string]bool{"maildirsize": true, "maildirfolder": true, "subscriptions": true,
-	mailstore.UIDFile: true, mailstore.UIDValidityFile: true}
+	mailstore.UIDFile: true, mailstore.UIDLogFile: true, mailstore.UIDValidityFile: true}
 
 // maildirFolder reports whether name, an entry of a maildir, is a
 // Maildir++ folder: ".Name", a directory (not a link) holding at least one

@@ -751,6 +751,9 @@ func TestMigrateLeavesForeignFiles(t *testing.T) {
 	writeMsg(t, box, ".Sent/cur", "3.x,S=1:2,S", "z")
 	writeMsg(t, box, ".Sent", "maildirfolder", "")
 	writeMsg(t, box, "", "maildirsize", "0S\n")
+	writeMsg(t, box, "", mailstore.UIDFile, "7 2\n")
+	writeMsg(t, box, "", mailstore.UIDLogFile, "7 1 1.x\n")
+	writeMsg(t, box, ".Sent", mailstore.UIDLogFile, "8 1 3.x\n")
 	writeMsg(t, box, "", "notes.txt", "private")
 	writeMsg(t, box, "cur", "app.conf", "secret=1")
 	if err := os.Symlink("/etc/hostname", filepath.Join(box, "cur", "1234.link:2,S")); err != nil {
@@ -774,8 +777,8 @@ func TestMigrateLeavesForeignFiles(t *testing.T) {
 	t.Logf("stdout:\n%sstderr:\n%s", out, &errOut)
 	newBox := filepath.Join(newRoot, "ex.com", "a")
 	if got, want := fileTree(t, newBox), []string{
-		".Sent/", ".Sent/cur/", ".Sent/cur/3.x,S=1:2,S", ".Sent/maildirfolder", ".Sent/new/", ".Sent/tmp/",
-		"cur/", "cur/2.x,S=3:2,S", "maildirsize", "new/", "new/1.x,S=5", "tmp/",
+		".Sent/", ".Sent/cur/", ".Sent/cur/3.x,S=1:2,S", ".Sent/mailcluster-uids.log", ".Sent/maildirfolder", ".Sent/new/", ".Sent/tmp/",
+		"cur/", "cur/2.x,S=3:2,S", "mailcluster-uids", "mailcluster-uids.log", "maildirsize", "new/", "new/1.x,S=5", "tmp/",
 	}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("new maildir:\n got %v\nwant %v", got, want)
 	}
