@@ -257,7 +257,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 		return tooLarge()
 	}
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1) // +1: the read that finds the end
+		// Room for the announced body (+1: the read that finds its end),
+		// but no more than a pooled buffer keeps: a client that announces
+		// much and sends little costs only what it sends.
+		buf.Grow(int(min(r.ContentLength+1, maxPooledBuffer)))
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		var mbe *http.MaxBytesError
