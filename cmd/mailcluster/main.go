@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mailcluster"
+	"mailcluster/internal/logbuf"
 	"mailcluster/node"
 )
 
@@ -81,7 +82,12 @@ func newServeCommand(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := newLogger(stderr, cfg)
+			// The log goes through a writer goroutine, so that the lines
+			// of concurrent requests share write calls; it is flushed
+			// before serve returns.
+			lw := logbuf.New(stderr)
+			defer lw.Close()
+			log := newLogger(lw, cfg)
 			n := node.New(cfg, log, stdout)
 			if err := applyTestHooks(cmd.Flags(), n, log); err != nil {
 				return err
