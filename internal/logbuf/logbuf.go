@@ -3,18 +3,25 @@
 // everything that arrived since its last write in one call. A line that
 // arrives while nothing is being written is written at once, so a quiet
 // process logs as it would unbuffered; under load (an access log line
-// per request) the lines of many requests share one write.
+// per request) the lines of many requests share one write, gathered for
+// at most a millisecond.
 package logbuf
 
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // maxPending bounds the bytes waiting to be written: a Write beyond it
 // waits for the writer goroutine (a log that cannot keep up slows the
 // process rather than growing without bound or losing lines).
 const maxPending = 1 << 20
+
+// gather is how long the writer goroutine waits for more lines when
+// lines kept arriving during its last write: the most a line waits
+// beyond the write before it.
+const gather = time.Millisecond
 
 // Writer is an io.Writer for log lines; see the package comment. It is
 // safe for concurrent use. Close writes what is pending and stops it.
@@ -58,6 +65,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 func (w *Writer) run() {
 	defer close(w.done)
 	var spare []byte
+	busy := false
 	w.mu.Lock()
 	for {
 		for len(w.pending) == 0 && !w.closed {
@@ -67,12 +75,21 @@ func (w *Writer) run() {
 			w.mu.Unlock()
 			return
 		}
+		if busy && !w.closed && len(w.pending) < maxPending/2 {
+			// Lines are streaming: gather for a moment so that many
+			// share the write.
+			w.mu.Unlock()
+			time.Sleep(gather)
+			w.mu.Lock()
+		}
 		batch := w.pending
 		w.pending, spare = spare[:0], nil
 		w.cond.Broadcast() // room for waiting writers
 		w.mu.Unlock()
 		_, err := w.out.Write(batch)
 		w.mu.Lock()
+		// Busy: more lines came while this batch was written.
+		busy = len(w.pending) > 0
 		if err != nil && w.err == nil {
 			w.err = err
 		}
