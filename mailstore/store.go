@@ -374,9 +374,10 @@ type Copy struct {
 // DeliverCopies delivers several versions of one message as one
 // transaction, as Deliver does for one: body (the part of the message
 // after each copy's header, at most maxBody bytes, else ErrTooLarge) is
-// written once, with the first copy's header, to a temporary file in the
-// first mailbox's tmp/; every other copy is written beside it with its
-// own header and the same body. Then every mailbox is locked, quotas are
+// written once, with the first copy's header, to a file in the first
+// mailbox's tmp/ (unnamed where the file system can: see UnnamedFS; else
+// a temporary name there); every other copy is written beside it with
+// its own header and the same body. Then every mailbox is locked, quotas are
 // checked (checkQuota) with each copy's real size, and each copy is
 // linked into its accounts' new/ directories; a failure undoes every
 // link, except that an optional copy leaves out a member that cannot
@@ -428,52 +429,49 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	tmpDir := filepath.Join(string(first), "tmp")
 	// A mailbox's directories are made at its first delivery (when tmp/
 	// or new/ is missing), not checked at every one.
-	tmp, err := s.fs.CreateTemp(tmpDir, ".delivery-*")
+	msg, err := s.createMessage(tmpDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := first.Init(); err != nil {
 			return 0, tempFail(err)
 		}
-		tmp, err = s.fs.CreateTemp(tmpDir, ".delivery-*")
+		msg, err = s.createMessage(tmpDir)
 	}
 	if err != nil {
 		return 0, tempFail(err)
 	}
-	files := []string{tmp.Name()}
+	msgs := []*message{msg}
 	defer func() {
-		for _, f := range files {
-			os.Remove(f)
+		for _, m := range msgs {
+			m.release()
 		}
 	}()
-	n, werr, err := writeMessage(tmp, kept[0].Header, body, max(maxBody, 0)+1)
+	n, werr, err := writeMessage(msg.f, kept[0].Header, body, max(maxBody, 0)+1)
 	if werr != nil {
-		tmp.Close()
 		return 0, tempFail(werr)
 	}
 	if err != nil {
-		tmp.Close()
 		return 0, err // a read error of the client's data: mapped by the caller
 	}
 	if n > maxBody {
-		tmp.Close()
 		return 0, ErrTooLarge
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+	if err := msg.f.Sync(); err != nil {
 		return 0, tempFail(err)
 	}
-	if err := tmp.Close(); err != nil {
+	if err := msg.written(); err != nil {
 		return 0, tempFail(err)
 	}
-	sizes := []int64{int64(len(kept[0].Header)) + n}
+	msg.size = int64(len(kept[0].Header)) + n
+	sizes := []int64{msg.size}
 	for _, c := range kept[1:] {
-		p, err := s.writeCopy(tmpDir, c.Header, files[0], int64(len(kept[0].Header)))
-		if p != "" {
-			files = append(files, p)
+		m, err := s.writeCopy(tmpDir, c.Header, msg, int64(len(kept[0].Header)))
+		if m != nil {
+			msgs = append(msgs, m)
 		}
 		if err != nil {
 			return 0, tempFail(err)
 		}
-		sizes = append(sizes, int64(len(c.Header))+n)
+		sizes = append(sizes, m.size)
 	}
 
 	// Lock every mailbox, in a fixed order so that deliveries cannot deadlock.
@@ -556,10 +554,10 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 		name := uniqueName(sizes[i])
 		for _, md := range mds[i] {
 			dst := filepath.Join(string(md), "new", name)
-			err := s.linkOrCopy(files[i], dst, filepath.Join(string(md), "tmp"))
+			err := s.linkOrCopyMessage(msgs[i], dst, filepath.Join(string(md), "tmp"))
 			if errors.Is(err, fs.ErrNotExist) {
 				if err = md.Init(); err == nil {
-					err = s.linkOrCopy(files[i], dst, filepath.Join(string(md), "tmp"))
+					err = s.linkOrCopyMessage(msgs[i], dst, filepath.Join(string(md), "tmp"))
 				}
 			}
 			if err != nil {
@@ -665,45 +663,52 @@ func (s *Store) skipped(c Copy, a *mailcluster.Account, reason string) {
 }
 
 // writeCopy writes header followed by the content of src from offset off
-// to a new file in dir, synced, and returns its path (also when a later
-// step fails, so that the caller removes it).
-func (s *Store) writeCopy(dir string, header []byte, src string, off int64) (string, error) {
-	in, err := os.Open(src)
+// to a new file in dir (unnamed where the file system can), synced, and
+// returns it (also when a later step fails, so that the caller releases
+// it).
+func (s *Store) writeCopy(dir string, header []byte, src *message, off int64) (*message, error) {
+	in, err := src.reader(off)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer in.Close()
-	if _, err := in.Seek(off, io.SeekStart); err != nil {
-		return "", err
-	}
-	out, err := s.fs.CreateTemp(dir, ".delivery-*")
+	m, err := s.createMessage(dir)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	_, err = out.Write(header)
+	_, err = m.f.Write(header)
 	if err == nil {
-		_, err = io.Copy(out, in)
+		var k int64
+		k, err = io.Copy(m.f, in)
+		m.size = int64(len(header)) + k
 	}
 	if err == nil {
-		err = out.Sync()
+		err = m.f.Sync()
 	}
-	if cerr := out.Close(); err == nil {
+	if cerr := m.written(); err == nil {
 		err = cerr
 	}
-	return out.Name(), err
+	return m, err
 }
 
-// linkOrCopy hard-links src to dst (the same file for every recipient),
-// or copies it across file systems (not when a directory is missing:
-// fs.ErrNotExist is returned then): the copy is written to tmpDir (the
-// recipient's tmp/), synced and renamed to dst, so that dst never names a
-// partial file; a failed copy is removed.
+// linkOrCopy hard-links the file src to dst, or copies it across file
+// systems, as linkOrCopyMessage does.
 func (s *Store) linkOrCopy(src, dst, tmpDir string) error {
-	err := s.fs.Link(src, dst)
+	return s.linkOrCopyMessage(&message{path: src}, dst, tmpDir)
+}
+
+// linkOrCopyMessage links src to dst (the same file for every
+// recipient: an unnamed file gets its first name), or copies it across
+// file systems (not when a directory is missing: fs.ErrNotExist is
+// returned then): the copy is written to tmpDir (the recipient's tmp/),
+// synced and renamed to dst, so that dst never names a partial file; a
+// failed copy is removed.
+func (s *Store) linkOrCopyMessage(src *message, dst, tmpDir string) error {
+	err := s.link(src, dst)
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		return err // missing: the caller makes the directories
 	}
-	in, err := os.Open(src)
+	in, err := src.reader(0)
 	if err != nil {
 		return err
 	}
