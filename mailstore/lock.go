@@ -37,6 +37,15 @@ type Locker struct {
 	StaleAfter time.Duration
 	// Wait bounds how long Lock waits for a busy lock; 0 means 10 s.
 	Wait time.Duration
+	// Linger keeps a released lock file, when no taker waits for it,
+	// for this long, so that the next taker of this process (the same
+	// sender's next message to the mailbox) takes it without creating a
+	// file; 0: the file is removed at once. A taker of another process
+	// ends the linger with its wait marker, seen at the release or within
+	// 5 ms during the linger. A linger counts as a handover (the file is
+	// removed after maxHandovers or maxHandoverTime, as when handed over).
+	// See ReleaseLingering.
+	Linger time.Duration
 }
 
 // ErrLockBusy is returned when a lock stays held past Locker.Wait.
@@ -50,9 +59,10 @@ var hostname, _ = os.Hostname()
 
 // Lock is a held lock file.
 type Lock struct {
-	path string
-	file *lockFile
-	done bool
+	path   string
+	file   *lockFile
+	done   bool
+	linger time.Duration // Locker.Linger
 }
 
 // lockFile is a lock file this process created and holds: handed from
@@ -81,6 +91,9 @@ const (
 	// for a waiter of another process: longer than the longest pause
 	// between the tries of a waiting taker (50 ms).
 	yieldToOthers = 60 * time.Millisecond
+	// lingerPoll is how often a lingering lock file's holder looks for
+	// the wait marker of a taker of another process.
+	lingerPoll = 5 * time.Millisecond
 )
 
 // local queues the lock takers of this process per lock file, so that
@@ -95,10 +108,11 @@ type localLocks struct {
 }
 
 type localLock struct {
-	ch    chan struct{}
-	refs  int
-	file  *lockFile // handed over by the last holder, for the next one
-	yield bool      // the last holder removed the file for a taker of another process
+	ch     chan struct{}
+	refs   int
+	file   *lockFile   // handed over by the last holder, for the next one
+	yield  bool        // the last holder removed the file for a taker of another process
+	linger *time.Timer // file lingers: removed when it fires, unless taken
 }
 
 // acquire waits for the turn of this process's takers of path; it returns
@@ -132,7 +146,70 @@ func (l *localLocks) acquire(ctx context.Context, path string, deadline time.Tim
 	defer l.mu.Unlock()
 	f, yield := ll.file, ll.yield
 	ll.file, ll.yield = nil, false
+	if ll.linger != nil {
+		ll.linger.Stop() // the end of the linger does nothing once a taker has it
+		ll.linger = nil
+	}
 	return f, yield, nil
+}
+
+// keep ends the turn of f's holder, keeping f for the next taker of this
+// process: it is handed over at once if one waits, else when one comes
+// within d; then (unless taken) it is removed.
+func (l *localLocks) keep(f *lockFile, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ll := l.m[f.path]
+	ll.file = f
+	if ll.refs == 1 {
+		until := time.Now().Add(d)
+		ll.linger = time.AfterFunc(min(d, lingerPoll), func() { l.lingerTick(f, until) })
+	}
+	<-ll.ch
+	ll.refs--
+}
+
+// lingerTick ends the linger of f (the file is removed) when a taker of
+// another process waits for it (its wait marker) or the linger is over,
+// unless a taker here has f; else it looks again after lingerPoll.
+func (l *localLocks) lingerTick(f *lockFile, until time.Time) {
+	_, err := os.Stat(waitMarker(f.path))
+	waiter := err == nil
+	l.mu.Lock()
+	ll := l.m[f.path]
+	if ll == nil || ll.file != f || ll.refs > 0 {
+		l.mu.Unlock()
+		return
+	}
+	if !waiter && time.Now().Before(until) {
+		ll.linger = time.AfterFunc(min(time.Until(until), lingerPoll), func() { l.lingerTick(f, until) })
+		l.mu.Unlock()
+		return
+	}
+	delete(l.m, f.path)
+	l.mu.Unlock()
+	_ = f.remove()
+}
+
+// ReleaseLingering removes at once every lock file of this process that
+// lingers after its release (Locker.Linger), as a process does before it
+// exits, so that other nodes need not wait for the files to turn stale.
+func ReleaseLingering() {
+	local.mu.Lock()
+	var files []*lockFile
+	for path, ll := range local.m {
+		if ll.refs == 0 && ll.file != nil {
+			if ll.linger != nil {
+				ll.linger.Stop()
+			}
+			files = append(files, ll.file)
+			delete(local.m, path)
+		}
+	}
+	local.mu.Unlock()
+	for _, f := range files {
+		_ = f.remove()
+	}
 }
 
 // handOver passes f to the next taker of this process waiting for its
@@ -212,7 +289,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		return nil, err
 	}
 	if handed != nil {
-		return &Lock{path: path, file: handed}, nil
+		return &Lock{path: path, file: handed, linger: l.Linger}, nil
 	}
 	held := false
 	defer func() {
@@ -254,7 +331,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			}
 			lf.startRefresh(l.staleAfter() / 4)
 			held = true
-			return &Lock{path: path, file: lf}, nil
+			return &Lock{path: path, file: lf, linger: l.Linger}, nil
 		}
 		if !os.IsExist(err) {
 			return nil, fmt.Errorf("mailstore: lock %s: %w", path, err)
@@ -435,23 +512,35 @@ func removeOwn(path string, own os.FileInfo) bool {
 // next of them instead of being removed and created again, up to
 // maxHandovers times in a row or for maxHandoverTime, and never while a
 // taker of another process waits (its wait marker exists): then the file
-// is removed and the next taker here lets the other go first.
+// is removed and the next taker here lets the other go first. With
+// Locker.Linger, a file nobody here waits for is kept for the next taker
+// as if handed over, under the same bounds.
 func (lk *Lock) Unlock() error {
 	if lk.done {
 		return nil
 	}
 	lk.done = true
 	lf := lk.file
-	if lf.handed < maxHandovers && time.Since(lf.created) < maxHandoverTime && local.waiting(lf.path) {
-		if _, err := os.Stat(waitMarker(lf.path)); err == nil {
-			os.Remove(waitMarker(lf.path))
-			local.yieldNext(lf.path)
-		} else if lf.ours() {
-			lf.handed++
-			if local.handOver(lf) {
+	if lf.handed < maxHandovers && time.Since(lf.created) < maxHandoverTime {
+		if local.waiting(lf.path) {
+			if _, err := os.Stat(waitMarker(lf.path)); err == nil {
+				os.Remove(waitMarker(lf.path))
+				local.yieldNext(lf.path)
+			} else if lf.ours() {
+				lf.handed++
+				if local.handOver(lf) {
+					return nil
+				}
+				lf.handed--
+			}
+		} else if lk.linger > 0 {
+			// Nobody here waits: the file lingers for the next taker,
+			// unless a taker of another process waits for it.
+			if _, err := os.Stat(waitMarker(lf.path)); err != nil {
+				lf.handed++
+				local.keep(lf, lk.linger)
 				return nil
 			}
-			lf.handed--
 		}
 	}
 	defer local.release(lf.path, true)

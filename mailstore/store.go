@@ -289,9 +289,14 @@ type LocalError struct{ Err error }
 func (e *LocalError) Error() string { return "mailstore: " + e.Err.Error() }
 func (e *LocalError) Unwrap() error { return e.Err }
 
+// lockLinger is how long a mailbox's lock file is kept after its release
+// for the next delivery or change of this node (Locker.Linger): a sender
+// sends its messages one after the other, each a few milliseconds apart.
+const lockLinger = 20 * time.Millisecond
+
 func (s *Store) locker() *Locker {
 	def := filepath.Join(os.TempDir(), "mailcluster-locks")
-	return &Locker{Dir: s.dir.Setting(mailcluster.SectionDirectories, mailcluster.KeyLockFiles, def)}
+	return &Locker{Dir: s.dir.Setting(mailcluster.SectionDirectories, mailcluster.KeyLockFiles, def), Linger: lockLinger}
 }
 
 // MailboxDir returns an account's Maildir at its mailbox path resolved
