@@ -786,6 +786,9 @@ func (n *Node) Close() error {
 			n.cancel()
 		}
 		n.wg.Wait()
+		// Lock files kept for this node's next delivery go now, so that
+		// other nodes need not wait for them to turn stale.
+		mailstore.ReleaseLingering()
 		if n.outbox != nil {
 			if oerr := n.outbox.Close(); err == nil {
 				err = oerr
