@@ -576,22 +576,16 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	// into these mailboxes links its file while this one waits for the
 	// directory syncs, which concurrent deliveries share (group commit).
 	// Nothing is acknowledged before the syncs end; a failed sync still
-	// removes the links (deferred above). The usage of a message whose
-	// sync is pending is not reported yet, so a concurrent quota check
-	// may miss it; a quota can be passed by the messages in flight, as
-	// it can on a cluster whose nodes report usage to the primary.
+	// removes the links (deferred above). The usage is reported while
+	// the directories sync, so that its commit and theirs overlap: a
+	// failed sync reports it back out (a crash in between leaves the
+	// usage counted for a message that was not acknowledged, until a
+	// recount). A quota can be passed by the messages in flight, as it
+	// can on a cluster whose nodes report usage to the primary.
 	for _, l := range held {
 		_ = l.Unlock()
 	}
 	held = nil
-	if err := s.syncDirs(newDirs); err != nil {
-		return 0, tempFail(err)
-	}
-	for i := range kept {
-		for _, md := range mds[i] {
-			s.hub.Publish(string(md))
-		}
-	}
 	now := time.Now().UTC()
 	var deltas []mailcluster.UsageDelta
 	for i := range kept {
@@ -600,10 +594,35 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				Folder: Inbox, Kind: mailcluster.MailDelivered})
 		}
 	}
-	if len(deltas) == 0 {
-		return 0, nil
+	reported := make(chan error, 1)
+	if len(deltas) > 0 {
+		go func() { reported <- s.rep.Report(deltas...) }()
+	} else {
+		reported <- nil
 	}
-	s.report(deltas...)
+	serr := s.syncDirs(newDirs)
+	rerr := <-reported
+	if serr != nil {
+		if len(deltas) > 0 && rerr == nil {
+			back := make([]mailcluster.UsageDelta, len(deltas))
+			for i, d := range deltas {
+				d.Bytes, d.Messages, d.Kind, d.At = -d.Bytes, -d.Messages, mailcluster.MailExpunged, time.Now().UTC()
+				back[i] = d
+			}
+			s.report(back...)
+		}
+		return 0, tempFail(serr)
+	}
+	if rerr != nil {
+		// The mail is safely stored; only the usage count lags until a
+		// recount, and other nodes see the change at their next rescan.
+		s.log.Error("recording a change to mail", "address", deltas[0].Mailbox+"@"+deltas[0].Domain, "err", rerr)
+	}
+	for i := range kept {
+		for _, md := range mds[i] {
+			s.hub.Publish(string(md))
+		}
+	}
 	return len(deltas), nil
 }
 
