@@ -603,9 +603,10 @@ func TestFaultMailboxUnwritable(t *testing.T) {
 		strings.Repeat(strings.Repeat("y", 76)+"\r\n", 2000)); err != nil {
 		t.Fatal(err)
 	}
+	// The message file is open in alice's tmp/ (unnamed where the file
+	// system allows it, so it is seen among the node's open files).
 	eventually(t, 5*time.Second, "the message is being written to alice's tmp/", func() bool {
-		des, _ := os.ReadDir(filepath.Join(alice, "tmp"))
-		return len(des) == 1
+		return openBelow(n.Pid(), filepath.Join(alice, "tmp"))
 	})
 	aliceNew := filepath.Join(alice, "new")
 	if err := os.Rename(aliceNew, aliceNew+".aside"); err != nil {
@@ -720,4 +721,17 @@ func TestFaultDataDirUnwritable(t *testing.T) {
 			t.Fatalf("the node listened although its data dir is unusable:\n%s", stderr)
 		}
 	}
+}
+
+// openBelow reports whether process pid has a file open in dir (an
+// unnamed file there reads as "dir/#inode (deleted)").
+func openBelow(pid int, dir string) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }

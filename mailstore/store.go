@@ -566,6 +566,11 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				}
 			}
 			if err != nil {
+				// Name the directory at fault when one is (a file in
+				// place of new/ or tmp/) rather than the file.
+				if ierr := md.Init(); ierr != nil {
+					err = ierr
+				}
 				return 0, tempFail(err)
 			}
 			done = append(done, dst)
