@@ -59,6 +59,11 @@ type Outbox struct {
 	commitCost atomic.Int64  // running estimate of a commit's duration (ns)
 	commits    atomic.Int64  // write transactions of the file (tests)
 
+	// markMu guards the last decoded mark of the primary (applied).
+	markMu             sync.Mutex
+	markIndex, markSeq uint64
+	markLen            int
+
 	mu      sync.Mutex
 	pending map[string][]pendingDelta
 	kick    chan struct{}
@@ -163,11 +168,20 @@ func (o *Outbox) applied() uint64 {
 	if !ok {
 		return 0
 	}
-	var mark mailcluster.ReportMark
-	if json.Unmarshal(kv.Value, &mark) != nil || mark.Epoch != o.epoch {
-		return 0
+	// The mark is read at every quota check (twice per delivery) and
+	// carries the latest folder changes: it is decoded once per version.
+	o.markMu.Lock()
+	defer o.markMu.Unlock()
+	if kv.ModifyIndex != 0 && kv.ModifyIndex == o.markIndex && len(kv.Value) == o.markLen {
+		return o.markSeq
 	}
-	return mark.Seq
+	var mark mailcluster.ReportMark
+	seq := uint64(0)
+	if json.Unmarshal(kv.Value, &mark) == nil && mark.Epoch == o.epoch {
+		seq = mark.Seq
+	}
+	o.markIndex, o.markLen, o.markSeq = kv.ModifyIndex, len(kv.Value), seq
+	return seq
 }
 
 // Report persists deltas (assigning their sequence numbers) and wakes the
