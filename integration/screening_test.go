@@ -18,11 +18,24 @@ import (
 // fromIP sends an HTTP request whose source address is ip (a loopback
 // address other than 127.0.0.1, so that screening sees a distinct client).
 func fromIP(ip, method, url, user, pass string) (int, string, error) {
+	return fromIPWithBody(ip, method, url, user, pass, "", "")
+}
+
+// fromIPWithBody is fromIP with a request body of a content type ("" for
+// none).
+func fromIPWithBody(ip, method, url, user, pass, contentType, body string) (int, string, error) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
-	req, err := http.NewRequest(method, url, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		return 0, "", err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if user != "" {
 		req.SetBasicAuth(user, pass)
