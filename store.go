@@ -29,6 +29,14 @@ type Op struct {
 	Index uint64
 }
 
+// SharedGetter is an optional ability of a Store: Get without copying
+// the value, for readers that only decode it.
+type SharedGetter interface {
+	// GetShared returns one key as Get does, but its Value may be shared
+	// with the store's cache: the caller must neither modify nor keep it.
+	GetShared(key string) (KV, bool)
+}
+
 // Store is the replicated key-value state. Keys are relative to the cluster
 // prefix ("domains/example.com"). Reads come from the node's in-memory
 // snapshot and never block on the network.

@@ -102,7 +102,10 @@ type ConsulStore struct {
 	closeOnce   sync.Once
 }
 
-var _ mailcluster.Store = (*ConsulStore)(nil)
+var (
+	_ mailcluster.Store        = (*ConsulStore)(nil)
+	_ mailcluster.SharedGetter = (*ConsulStore)(nil)
+)
 
 // OpenConsulStore opens the node's local state at statePath (created if
 // missing; a damaged file is set aside and rebuilt from Consul) and starts
@@ -139,6 +142,9 @@ func (s *ConsulStore) Close() error {
 
 // Get implements mailcluster.Store.
 func (s *ConsulStore) Get(key string) (mailcluster.KV, bool) { return s.state.Get(key) }
+
+// GetShared implements mailcluster.SharedGetter.
+func (s *ConsulStore) GetShared(key string) (mailcluster.KV, bool) { return s.state.GetShared(key) }
 
 // List implements mailcluster.Store.
 func (s *ConsulStore) List(prefix, after string, limit int) []mailcluster.KV {

@@ -29,7 +29,10 @@ type BoltStore struct {
 	log *slog.Logger
 }
 
-var _ mailcluster.Store = (*BoltStore)(nil)
+var (
+	_ mailcluster.Store        = (*BoltStore)(nil)
+	_ mailcluster.SharedGetter = (*BoltStore)(nil)
+)
 
 // OpenBoltStore opens (or creates) the bbolt file at path. A file written
 // before counts were kept opens with its data (its counts are built here).
@@ -46,6 +49,9 @@ func (s *BoltStore) Close() error { return s.st.Close() }
 
 // Get implements mailcluster.Store.
 func (s *BoltStore) Get(key string) (mailcluster.KV, bool) { return s.st.Get(key) }
+
+// GetShared implements mailcluster.SharedGetter.
+func (s *BoltStore) GetShared(key string) (mailcluster.KV, bool) { return s.st.GetShared(key) }
 
 // List implements mailcluster.Store.
 func (s *BoltStore) List(prefix, after string, limit int) []mailcluster.KV {

@@ -12,7 +12,8 @@ import (
 
 // Gets served from the point cache never go back in time: while one
 // writer counts a key up, concurrent readers see it only grow, and a Get
-// after Apply returns sees that Apply's value (read your writes).
+// after Apply returns sees that Apply's value (read your writes). The
+// same holds for GetShared, whose value a Get's caller cannot change.
 func TestStatePointCacheNeverStale(t *testing.T) {
 	s := MustOpenState(t, "", kvstore.StateOptions{NoSync: true})
 	const n = 300
@@ -20,22 +21,29 @@ func TestStatePointCacheNeverStale(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, 8)
 	for r := 0; r < 4; r++ {
+		shared := r%2 == 1
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			last := 0
 			for !stop.Load() {
-				kv, ok := s.Get("k")
+				get := s.Get
+				if shared {
+					get = s.GetShared
+				}
+				kv, ok := get("k")
 				if !ok {
 					continue
 				}
-				v, _ := strconv.Atoi(string(kv.Value))
-				if v < last {
-					errs <- "a reader saw " + strconv.Itoa(v) + " after " + strconv.Itoa(last)
+				v, err := strconv.Atoi(string(kv.Value))
+				if err != nil || v < last {
+					errs <- "a reader saw " + strconv.Quote(string(kv.Value)) + " after " + strconv.Itoa(last)
 					return
 				}
 				last = v
-				kv.Value[0] = 'x' // a caller's change must not reach the cache
+				if !shared {
+					kv.Value[0] = 'x' // a Get caller's change must not reach the cache
+				}
 			}
 		}()
 	}
@@ -46,6 +54,9 @@ func TestStatePointCacheNeverStale(t *testing.T) {
 		kv, ok := s.Get("k")
 		if !ok || string(kv.Value) != strconv.Itoa(i) || kv.ModifyIndex != uint64(i) {
 			t.Fatalf("after Apply %d: Get = %q@%d %v", i, kv.Value, kv.ModifyIndex, ok)
+		}
+		if kv, ok := s.GetShared("k"); !ok || string(kv.Value) != strconv.Itoa(i) || kv.ModifyIndex != uint64(i) {
+			t.Fatalf("after Apply %d: GetShared = %q@%d %v", i, kv.Value, kv.ModifyIndex, ok)
 		}
 	}
 	stop.Store(true)
@@ -63,6 +74,9 @@ func TestStatePointCacheNeverStale(t *testing.T) {
 	}
 	if _, ok := s.Get("k"); ok {
 		t.Fatal("a deleted key is still found")
+	}
+	if _, ok := s.GetShared("k"); ok {
+		t.Fatal("a deleted key is still found by GetShared")
 	}
 	if kv, ok := s.Get("new"); !ok || string(kv.Value) != "v" {
 		t.Fatal("a key created after a miss was cached as missing")

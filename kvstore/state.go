@@ -319,11 +319,17 @@ func (s *State) view(f func(tx *bolt.Tx) error) error {
 // Get returns one key, copied out of the file (or out of the point
 // cache of recent Gets).
 func (s *State) Get(key string) (mailcluster.KV, bool) {
+	kv, ok := s.GetShared(key)
+	kv.Value = bytes.Clone(kv.Value)
+	return kv, ok
+}
+
+// GetShared is Get without the copy: the Value is the point cache's own
+// and must be neither modified nor kept (mailcluster.SharedGetter).
+func (s *State) GetShared(key string) (mailcluster.KV, bool) {
 	e, gen, hit := s.cache.get(key)
 	if hit {
-		kv := e.kv
-		kv.Value = bytes.Clone(kv.Value)
-		return kv, e.ok
+		return e.kv, e.ok
 	}
 	var kv mailcluster.KV
 	var ok bool
@@ -332,7 +338,7 @@ func (s *State) Get(key string) (mailcluster.KV, bool) {
 		return nil
 	})
 	if err == nil {
-		s.cache.put(key, cachedKV{kv: mailcluster.KV{Key: kv.Key, ModifyIndex: kv.ModifyIndex, Value: bytes.Clone(kv.Value)}, ok: ok}, gen)
+		s.cache.put(key, cachedKV{kv: kv, ok: ok}, gen)
 	}
 	return kv, ok
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func (s *Service) getAccount(domain, mailbox string) (*mailcluster.Account, uint64, error) {
-	kv, ok := s.store.Get(schema.Account(domain, mailbox))
+	kv, ok := s.getShared(schema.Account(domain, mailbox))
 	if !ok {
 		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Account %s@%s does not exist.", mailbox, domain)
 	}

@@ -47,7 +47,7 @@ func (s *Service) readDomain(name string) (*mailcluster.Domain, uint64, error) {
 
 // decodeDomain returns a domain record as stored, without its count.
 func (s *Service) decodeDomain(name string) (*mailcluster.Domain, uint64, error) {
-	kv, ok := s.store.Get(schema.Domain(name))
+	kv, ok := s.getShared(schema.Domain(name))
 	if !ok {
 		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s does not exist.", name)
 	}

@@ -12,7 +12,7 @@ import (
 // usage returns an account's published usage (zero when none yet).
 func (s *Service) usage(domain, mailbox string) mailcluster.Usage {
 	var u mailcluster.Usage
-	if kv, ok := s.store.Get(schema.Usage(domain, mailbox)); ok {
+	if kv, ok := s.getShared(schema.Usage(domain, mailbox)); ok {
 		_ = json.Unmarshal(kv.Value, &u)
 	}
 	return u

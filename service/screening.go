@@ -120,7 +120,7 @@ func (s *Service) blockedIP(ip string) (*mailcluster.BlockedIP, bool) {
 		return nil, false
 	}
 	now := s.now()
-	if kv, ok := s.store.Get(schema.BlockedIP(ip)); ok {
+	if kv, ok := s.getShared(schema.BlockedIP(ip)); ok {
 		var b mailcluster.BlockedIP
 		if json.Unmarshal(kv.Value, &b) == nil && b.Active(now) {
 			return &b, true

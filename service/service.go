@@ -95,6 +95,15 @@ func New(store mailcluster.Store, lead mailcluster.Leadership, log *slog.Logger,
 	return &Service{store: store, lead: lead, log: log, opts: opts, authKey: key}
 }
 
+// getShared returns one key for a reader that only decodes its value
+// (neither modifies nor keeps it): without a copy when the store can.
+func (s *Service) getShared(key string) (mailcluster.KV, bool) {
+	if g, ok := s.store.(mailcluster.SharedGetter); ok {
+		return g.GetShared(key)
+	}
+	return s.store.Get(key)
+}
+
 func (s *Service) now() time.Time {
 	if s.opts.Now != nil {
 		return s.opts.Now().UTC()
