@@ -372,6 +372,51 @@ func TestRequestID(t *testing.T) {
 	})
 }
 
+// The access line of a successful read is at Debug; a write, any answer
+// of 400 or more and a login failure are at Info. The XML-API, which logs
+// its own outcome, has its access line at Debug.
+func TestAccessLogLevel(t *testing.T) {
+	env := MustOpenEnv(t)
+	levelOf := func(t *testing.T, res *Response) string {
+		t.Helper()
+		rid := res.Header.Get("X-Request-Id")
+		for _, l := range strings.Split(env.Log.String(), "\n") {
+			if strings.Contains(l, `msg="http request"`) && strings.Contains(l, "request_id="+rid) {
+				level, _, _ := strings.Cut(strings.SplitN(l, "level=", 2)[1], " ")
+				return level
+			}
+		}
+		t.Fatalf("no access line for request %s:\n%s", rid, env.Log.String())
+		return ""
+	}
+	for _, tc := range []struct {
+		name string
+		send func(t *testing.T) *Response
+		want string
+	}{
+		{"Read", func(t *testing.T) *Response { return env.Admin.Get(t, "/api/v1/node").Expect(t, http.StatusOK) }, "DEBUG"},
+		{"Write", func(t *testing.T) *Response {
+			return env.Admin.Send(t, http.MethodPost, "/api/v1/domains", map[string]any{"name": "level.example"}).Expect(t, http.StatusCreated)
+		}, "INFO"},
+		{"ErrNotFound", func(t *testing.T) *Response {
+			return env.Admin.Get(t, "/api/v1/domains/nope.example").Expect(t, http.StatusNotFound)
+		}, "INFO"},
+		{"ErrUnauthorized", func(t *testing.T) *Response {
+			return env.Admin.Anonymous().Get(t, "/api/v1/domains").Expect(t, http.StatusUnauthorized)
+		}, "INFO"},
+		{"XMLAPI", func(t *testing.T) *Response {
+			return env.Admin.Anonymous().Do(t, Request{Method: http.MethodPost, Path: "/MdMgmtWS", ContentType: "application/xml",
+				Body: []byte(`<MDaemon><API><Request><Operation>GetDomainList</Operation></Request></API></MDaemon>`)}).Expect(t, http.StatusOK)
+		}, "DEBUG"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := levelOf(t, tc.send(t)); got != tc.want {
+				t.Errorf("access line at %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestXMLAPIMount(t *testing.T) {
 	env := MustOpenEnv(t, WithBodyLimit(1024))
 	c := env.Admin.Anonymous()

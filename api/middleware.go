@@ -298,12 +298,13 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 }
 
 // accessLog writes one line per request after the error handler has
-// answered, d after the request came. It logs neither headers
-// (Authorization) nor bodies.
+// answered, d after the request came, at the level accessLevel gives. It
+// logs neither headers (Authorization) nor bodies.
 func (s *Server) accessLog(c echo.Context, d time.Duration) {
 	req, res := c.Request(), c.Response()
 	ctx := req.Context()
-	if !s.log.Enabled(ctx, slog.LevelInfo) {
+	level := accessLevel(req, res.Status)
+	if !s.log.Enabled(ctx, level) {
 		return
 	}
 	rid, _ := c.Get(ctxRequestID).(string)
@@ -322,7 +323,27 @@ func (s *Server) accessLog(c echo.Context, d time.Duration) {
 	if a, ok := c.Get(ctxCaller).(string); ok {
 		attrs = append(attrs, slog.String("caller", a))
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "http request", attrs...)
+	s.log.LogAttrs(ctx, level, "http request", attrs...)
+}
+
+// accessLevel is the level of a request's access line: Info for a
+// request that may change something (POST, PUT, PATCH, DELETE) and for
+// any answer of 400 or more (failed logins, refusals, errors); Debug for a
+// successful read (GET, HEAD, OPTIONS), which is most of the traffic of
+// monitoring and provisioning scripts, as Consul logs its HTTP requests.
+// An XML-API request (always a POST) logs its outcome itself, writes at
+// Info and reads at Debug, so its access line is at Debug unless it
+// failed at the HTTP level.
+func accessLevel(req *http.Request, status int) slog.Level {
+	switch {
+	case status >= http.StatusBadRequest:
+		return slog.LevelInfo
+	case req.Method == http.MethodGet, req.Method == http.MethodHead, req.Method == http.MethodOptions:
+		return slog.LevelDebug
+	case req.URL.Path == xmlapiPath:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // limitBody refuses a declared Content-Length over the limit at once and
