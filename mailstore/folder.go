@@ -150,25 +150,35 @@ func (f *Folder) readMapOnce(fresh, last bool) (m *uidMap, st mapState, again bo
 	c, cst := f.v.mapCache, f.v.mapSt
 	f.v.mu.Unlock()
 	if c != nil && cst.snap == stamp && (!fresh || cst.head == head) && cst.logIno == ls.ino && ls.size >= cst.logOff {
-		if ls.size == cst.logOff && cst.logSize == cst.logOff {
+		if ls.size == cst.logOff && cst.logSize == cst.logOff && ls.mtime.Equal(cst.logMtime) {
 			return c, cst, false, nil
 		}
-		data, err := readFrom(lp, cst.logOff)
+		tail := int64(len(cst.logTail))
+		data, err := readFrom(lp, cst.logOff-tail)
 		if err != nil {
 			return nil, mapState{}, false, err
 		}
-		m, used, lines := applyLog(c, data, false)
-		st = cst
-		st.logOff, st.logSize, st.logLines = cst.logOff+used, cst.logOff+int64(len(data)), cst.logLines+lines
-		if now, ok := stampOf(sp); !ok || now != stamp {
-			return m, st, !last, nil
+		// Else the log was emptied or cut back since, and grew again:
+		// read whole below.
+		if string(data[:min(tail, int64(len(data)))]) == cst.logTail {
+			data = data[tail:]
+			m, used, lines := applyLog(c, data, false)
+			st = cst
+			st.logMtime = ls.mtime
+			st.logOff, st.logSize, st.logLines = cst.logOff+used, cst.logOff+int64(len(data)), cst.logLines+lines
+			if used > 0 {
+				st.logTail = lastLine(data[:used])
+			}
+			if now, ok := stampOf(sp); !ok || now != stamp {
+				return m, st, !last, nil
+			}
+			f.v.mu.Lock()
+			if f.v.mapCache == c && f.v.mapSt == cst {
+				f.v.mapCache, f.v.mapSt = m, st
+			}
+			f.v.mu.Unlock()
+			return m, st, false, nil
 		}
-		f.v.mu.Lock()
-		if f.v.mapCache == c && f.v.mapSt == cst {
-			f.v.mapCache, f.v.mapSt = m, st
-		}
-		f.v.mu.Unlock()
-		return m, st, false, nil
 	}
 	b, err := os.ReadFile(sp)
 	if errors.Is(err, os.ErrNotExist) {
@@ -186,7 +196,8 @@ func (f *Folder) readMapOnce(fresh, last bool) (m *uidMap, st mapState, again bo
 		return nil, mapState{}, false, err
 	}
 	m, used, lines := applyLog(m, data, true)
-	st = mapState{snap: stamp, head: headOf(b), logIno: ls.ino, logOff: used, logSize: int64(len(data)), logLines: lines}
+	st = mapState{snap: stamp, head: headOf(b), logIno: ls.ino, logMtime: ls.mtime, logOff: used, logSize: int64(len(data)), logLines: lines,
+		logTail: lastLine(data[:used])}
 	if now, ok := stampOf(sp); !ok || now != stamp {
 		return m, st, !last, nil
 	}
@@ -376,10 +387,10 @@ func (f *Folder) writeMap(m *uidMap) error {
 	if err := f.store.writeAtomic(f.dir, UIDFile, content); err != nil {
 		return &LocalError{Err: fmt.Errorf("write UID map of %s: %w", f.dir, err)}
 	}
-	ino := f.emptyLog()
+	ls := f.emptyLog()
 	f.v.mu.Lock()
 	if stamp, ok := stampOf(filepath.Join(f.dir, UIDFile)); ok {
-		f.v.mapCache, f.v.mapSt = m, mapState{snap: stamp, head: headOf(content), logIno: ino}
+		f.v.mapCache, f.v.mapSt = m, mapState{snap: stamp, head: headOf(content), logIno: ls.ino, logMtime: ls.mtime}
 	} else {
 		f.v.mapCache = nil
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // The UID log of a folder: the file UIDLogFile beside the UID map (the
@@ -41,11 +42,27 @@ func foldLines(n int) int { return max(64, min(1000, n/4)) }
 // first line) and how much of the log.
 type mapState struct {
 	snap     fileStamp
-	head     string // the snapshot's first line; "" when not read
-	logIno   uint64 // 0: no log
-	logOff   int64  // end of the last complete line read
-	logSize  int64  // the log's size as read (> logOff: a cut last line)
-	logLines int    // complete lines read, applied or not
+	head     string    // the snapshot's first line; "" when not read
+	logIno   uint64    // 0: no log
+	logMtime time.Time // the log's modification time as read
+	logOff   int64     // end of the last complete line read
+	logSize  int64     // the log's size as read (> logOff: a cut last line)
+	logLines int       // complete lines read, applied or not
+	// logTail is the complete line that ends at logOff (with its
+	// newline; "" when logOff is 0). A log is read on from logOff only
+	// where it still holds this line: a log emptied (a snapshot was
+	// written) or cut back (a failed append) since, and grown again
+	// past logOff, holds other lines there, and is read whole.
+	logTail string
+}
+
+// lastLine returns the last line of b, which ends with a newline (the
+// line with its newline); "" when b is empty.
+func lastLine(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return string(b[bytes.LastIndexByte(b[:len(b)-1], '\n')+1:])
 }
 
 // encodeLogLine appends the log line of a UID to b.
@@ -177,7 +194,8 @@ func (f *Folder) appendLog(st mapState, lines []byte, n int) (mapState, error) {
 	if !ok {
 		return st, &LocalError{Err: fmt.Errorf("UID log of %s vanished", f.dir)}
 	}
-	st.logIno = ls.ino
+	st.logIno, st.logMtime = ls.ino, ls.mtime
+	st.logTail = lastLine(lines)
 	st.logOff += int64(len(lines))
 	st.logSize = st.logOff
 	st.logLines += n
@@ -185,9 +203,10 @@ func (f *Folder) appendLog(st mapState, lines []byte, n int) (mapState, error) {
 }
 
 // emptyLog empties the folder's log after the snapshot was rewritten (its
-// lines are all in the snapshot now, and would be ignored). The caller
-// holds the account's lock.
-func (f *Folder) emptyLog() (ino uint64) {
+// lines are all in the snapshot now, and would be ignored), and returns
+// the stamp of the empty log (zero when it is not). The caller holds the
+// account's lock.
+func (f *Folder) emptyLog() fileStamp {
 	p := filepath.Join(f.dir, UIDLogFile)
 	fh, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NOFOLLOW, 0) // a link placed there is not followed
 	if err == nil {
@@ -198,7 +217,7 @@ func (f *Folder) emptyLog() (ino uint64) {
 		f.store.log.Warn("mailstore: UID log not emptied", "folder", f.dir, "err", err)
 	}
 	if ls, ok := stampOf(p); ok && ls.size == 0 {
-		return ls.ino
+		return ls
 	}
-	return 0
+	return fileStamp{}
 }

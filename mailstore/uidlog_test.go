@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailcluster/internal/faultfs"
 	"mailcluster/mailstore"
 )
 
@@ -256,5 +257,77 @@ func TestUIDLogSymlinkRefused(t *testing.T) {
 	g.Expunge(bg, []uint32{uid}) // rewrites the map and empties the log, unless refused
 	if b, err := os.ReadFile(target); err != nil || string(b) != "not a log\n" {
 		t.Fatalf("the link's target holds %q (%v)", b, err)
+	}
+}
+
+// A node that read a folder in the instant between another node's new
+// snapshot and the emptying of the log (the log then still held the lines
+// the snapshot took in) does not keep reading the log from where that old
+// content ended: the emptied log grows again from its start, and every
+// UID an APPEND returned since keeps its message on that node too, and on
+// the map it writes when it reconciles.
+func TestUIDLogReadAcrossEmptying(t *testing.T) {
+	e := mustStoreEnv(t)
+	var mu sync.Mutex
+	var onSyncDir func()
+	var dir string
+	hook := &faultfs.FS{FS: mailstore.OSFS, Check: func(op, path string) error {
+		mu.Lock()
+		fn := onSyncDir
+		if op == "syncdir" && path == dir && fn != nil {
+			onSyncDir = nil
+		} else {
+			fn = nil
+		}
+		mu.Unlock()
+		if fn != nil {
+			fn()
+		}
+		return nil
+	}}
+	writer := mustFolder(t, e, e.node(t, mailstore.Options{FS: hook}), "INBOX")
+	reader := mustFolder(t, e, e.node(t, mailstore.Options{}), "INBOX")
+	for i := 1; i <= 3; i++ {
+		mustAppend(t, writer, i, "")
+	}
+	if _, err := writer.SetFlags(bg, []uint32{1}, mailstore.FlagsAdd, "T"); err != nil {
+		t.Fatal(err)
+	}
+	// The expunge writes a new snapshot (renamed in, then the folder's
+	// directory synced) and then empties the log: the reader reads in
+	// between, while the log still holds UIDs 1 to 3.
+	mu.Lock()
+	dir = writer.Dir()
+	onSyncDir = func() {
+		if lines := logLines(t, writer); len(lines) != 3 {
+			t.Errorf("log when the new snapshot is in place: %q", lines)
+		}
+		if got := fmt.Sprint(uidsOf(mustSync(t, reader))); got != "[2 3]" {
+			t.Errorf("reader between snapshot and emptied log: UIDs %s, want [2 3]", got)
+		}
+	}
+	mu.Unlock()
+	if _, err := writer.Expunge(bg, []uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if onSyncDir != nil {
+		t.Fatal("the expunge synced no new snapshot")
+	}
+	mu.Unlock()
+	want := map[uint32]string{}
+	for i := 4; i <= 7; i++ {
+		uid := mustAppend(t, writer, i, "")
+		want[uid] = ""
+	}
+	for uid, key := range keysOf(mustSync(t, writer)) {
+		if _, ok := want[uid]; ok || uid < 4 {
+			want[uid] = key
+		}
+	}
+	for name, f := range map[string]*mailstore.Folder{"reader": reader, "writer": writer, "new node": mustFolder(t, e, e.node(t, mailstore.Options{}), "INBOX")} {
+		if got := keysOf(mustSync(t, f)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s reads %v, want the UIDs the appends returned: %v", name, got, want)
+		}
 	}
 }
