@@ -289,7 +289,12 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		return nil, err
 	}
 	if handed != nil {
-		return &Lock{path: path, file: handed, linger: l.Linger}, nil
+		if handed.ours() {
+			return &Lock{path: path, file: handed, linger: l.Linger}, nil
+		}
+		// Broken while it lingered, and taken by another process: the
+		// lock is taken anew below.
+		handed.drop()
 	}
 	held := false
 	defer func() {
@@ -478,6 +483,13 @@ func (lf *lockFile) ours() bool {
 	return err == nil && os.SameFile(st, lf.info)
 }
 
+// drop stops the refresh of a lock file that was broken (another's file
+// has its path now) and closes it, leaving the path alone.
+func (lf *lockFile) drop() {
+	lf.stopRefresh()
+	lf.f.Close()
+}
+
 // remove stops the refresh and removes the lock file; ErrLockLost, and
 // the file left alone, if it was broken while held.
 func (lf *lockFile) remove() error {
@@ -514,7 +526,9 @@ func removeOwn(path string, own os.FileInfo) bool {
 // taker of another process waits (its wait marker exists): then the file
 // is removed and the next taker here lets the other go first. With
 // Locker.Linger, a file nobody here waits for is kept for the next taker
-// as if handed over, under the same bounds.
+// as if handed over, under the same bounds. A file broken while held is
+// neither handed over nor kept, and a taker given a file that was broken
+// while it lingered takes the lock anew.
 func (lk *Lock) Unlock() error {
 	if lk.done {
 		return nil
@@ -535,8 +549,9 @@ func (lk *Lock) Unlock() error {
 			}
 		} else if lk.linger > 0 {
 			// Nobody here waits: the file lingers for the next taker,
-			// unless a taker of another process waits for it.
-			if _, err := os.Stat(waitMarker(lf.path)); err != nil {
+			// unless a taker of another process waits for it or it was
+			// broken while held.
+			if _, err := os.Stat(waitMarker(lf.path)); err != nil && lf.ours() {
 				lf.handed++
 				local.keep(lf, lk.linger)
 				return nil

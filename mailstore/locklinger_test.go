@@ -2,6 +2,7 @@ package mailstore_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -108,4 +109,66 @@ func TestLockLingerOtherProcess(t *testing.T) {
 	if err := l.Unlock(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A lock file broken and taken by another host, while held or while it
+// lingers, is not handed to the next taker of this process: the release
+// says the lock was lost, the next taker waits for the other host's lock,
+// and the other host's file is left as it is.
+func TestLockLingerBroken(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	t.Cleanup(mailstore.ReleaseLingering)
+	// takeOver replaces the lock file as another host does that broke it
+	// and took the lock.
+	takeOver := func(t *testing.T, path string) string {
+		t.Helper()
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		other := "otherhost 1 " + time.Now().UTC().Format(time.RFC3339) + " " + lockAddress + " token\n"
+		if err := os.WriteFile(path, []byte(other), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		return other
+	}
+	wantOthers := func(t *testing.T, lk *mailstore.Locker, path, other string) {
+		t.Helper()
+		if l, err := lk.Lock(ctx, lockAddress); !errors.Is(err, mailstore.ErrLockBusy) {
+			if err == nil {
+				l.Unlock()
+			}
+			t.Fatalf("lock held by another host taken here: %v, want ErrLockBusy", err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != other {
+			t.Fatalf("the other host's lock file holds %q (%v)", b, err)
+		}
+	}
+	t.Run("WhileHeld", func(t *testing.T) {
+		lk := &mailstore.Locker{Dir: t.TempDir(), Wait: 100 * time.Millisecond, Linger: 10 * time.Second}
+		path := lk.LockPath(lockAddress)
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := takeOver(t, path)
+		if err := l.Unlock(); !errors.Is(err, mailstore.ErrLockLost) {
+			t.Fatalf("unlock of a broken lock: %v, want ErrLockLost", err)
+		}
+		wantOthers(t, lk, path, other)
+	})
+	t.Run("WhileLingering", func(t *testing.T) {
+		lk := &mailstore.Locker{Dir: t.TempDir(), Wait: 100 * time.Millisecond, Linger: 10 * time.Second}
+		path := lk.LockPath(lockAddress)
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if lockHolder(path) != os.Getpid() {
+			t.Fatal("the released lock file does not linger")
+		}
+		wantOthers(t, lk, path, takeOver(t, path))
+	})
 }
