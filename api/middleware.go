@@ -20,12 +20,13 @@ import (
 	"mailcluster/service"
 )
 
-// Keys of values kept in the Echo context.
+// Keys of values kept in the Echo context. The request id, the client's
+// address and an account caller are not among them: they live in the
+// answer's header and the request's context (see requestIDOf, clientIP,
+// authenticate), so that a read allocates no map of Echo values.
 const (
-	ctxRequestID = "mailcluster.request_id"
-	ctxCaller    = "mailcluster.caller"
+	ctxCaller    = "mailcluster.caller"    // a node calling the internal API
 	ctxChallenge = "mailcluster.challenge" // the WWW-Authenticate of a 401; default basicChallenge
-	ctxClientIP  = "mailcluster.client_ip" // the client's address (see clientIP)
 )
 
 // basicChallenge is the WWW-Authenticate challenge of the management API.
@@ -121,7 +122,7 @@ func (s *Server) refuseCrossSite(c echo.Context) error {
 	}
 	if !csrf.SameOrigin(req) {
 		s.log.Info("cross-site request refused", "method", req.Method, "path", req.URL.Path,
-			"remote", req.RemoteAddr, "request_id", c.Get(ctxRequestID))
+			"remote", req.RemoteAddr, "request_id", requestIDOf(c))
 		return mailcluster.Errorf(mailcluster.EFORBIDDEN, "Requests from other sites (Origin) are not accepted.")
 	}
 	return nil
@@ -134,9 +135,16 @@ func requestID(c echo.Context, val []string) {
 	if !saneRequestID(rid) {
 		rid = newRequestID()
 	}
-	c.Set(ctxRequestID, rid)
 	val[0] = rid
 	c.Response().Header()[echo.HeaderXRequestID] = val
+}
+
+// requestIDOf returns the request id requestID gave the request.
+func requestIDOf(c echo.Context) string {
+	if v := c.Response().Header()[echo.HeaderXRequestID]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // clientIP puts the client's address, as Echo's IPExtractor finds it (see
@@ -145,7 +153,6 @@ func requestID(c echo.Context, val []string) {
 // runs before authentication and before the XML-API handler.
 func clientIP(c echo.Context) {
 	if ip, err := mailcluster.NormalizeIP(c.RealIP()); err == nil {
-		c.Set(ctxClientIP, ip)
 		req := c.Request()
 		c.SetRequest(req.WithContext(mailcluster.NewContextWithClientIP(req.Context(), ip)))
 	}
@@ -191,7 +198,7 @@ func (s *Server) guard(c echo.Context, next echo.HandlerFunc) (err error) {
 			panic(r)
 		}
 		s.log.Error("panic in handler", "panic", fmt.Sprint(r), "stack", string(debug.Stack()),
-			"request_id", c.Get(ctxRequestID))
+			"request_id", requestIDOf(c))
 		err = &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "panic", Err: fmt.Errorf("api: panic: %v", r)}
 	}()
 	if err := s.limitBody(c); err != nil {
@@ -307,7 +314,7 @@ func (s *Server) accessLog(c echo.Context, d time.Duration) {
 	if !s.log.Enabled(ctx, level) {
 		return
 	}
-	rid, _ := c.Get(ctxRequestID).(string)
+	rid := requestIDOf(c)
 	var buf [9]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("method", req.Method),
@@ -317,11 +324,13 @@ func (s *Server) accessLog(c echo.Context, d time.Duration) {
 		slog.Int64("bytes", res.Size),
 		slog.String("request_id", rid),
 		slog.String("remote", req.RemoteAddr))
-	if ip, ok := c.Get(ctxClientIP).(string); ok {
+	if ip := mailcluster.ClientIPFromContext(ctx); ip != "" {
 		attrs = append(attrs, slog.String("client", ip))
 	}
-	if a, ok := c.Get(ctxCaller).(string); ok {
-		attrs = append(attrs, slog.String("caller", a))
+	if a := service.CallerFromContext(ctx); a != nil {
+		attrs = append(attrs, slog.String("caller", a.Address()))
+	} else if node, ok := c.Get(ctxCaller).(string); ok {
+		attrs = append(attrs, slog.String("caller", node))
 	}
 	s.log.LogAttrs(ctx, level, "http request", attrs...)
 }
@@ -379,7 +388,6 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		c.Set(ctxCaller, caller.Address())
 		c.SetRequest(req.WithContext(service.NewContextWithCaller(req.Context(), caller)))
 		return next(c)
 	}

@@ -210,7 +210,7 @@ func (s *Server) frozenRecord(c echo.Context, address, reason string) *mailclust
 		}
 	}
 	s.log.Warn("frozen account not visible after freezing", "address", address, "error", err,
-		"request_id", c.Get(ctxRequestID))
+		"request_id", requestIDOf(c))
 	return &mailcluster.FrozenAccount{Address: address, Since: time.Now(), Reason: reason, Source: "admin"}
 }
 

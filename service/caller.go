@@ -38,8 +38,11 @@ func NewContextWithCaller(ctx context.Context, a *mailcluster.Account) context.C
 // Anonymous returns ctx acting for a client that has not authenticated
 // (yet): it may call Authenticate, AuthenticateUser and RedeemThawToken.
 func Anonymous(ctx context.Context) context.Context {
-	return context.WithValue(ctx, callerKey{}, caller{anonymous: true})
+	return context.WithValue(ctx, callerKey{}, anonymousCaller)
 }
+
+// anonymousCaller is the anonymous caller, boxed once.
+var anonymousCaller any = caller{anonymous: true}
 
 // SystemContext returns ctx acting for the node itself, named for the
 // logs (e.g. "bootstrap", "outbox", "internal-api"). It may do everything:
