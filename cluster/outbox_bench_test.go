@@ -12,7 +12,6 @@ import (
 
 	"mailcluster"
 	"mailcluster/cluster"
-	"mailcluster/service"
 )
 
 // reporters is how many goroutines report at once in the benchmarks (the
@@ -108,16 +107,7 @@ func BenchmarkOutboxApply(b *testing.B) {
 }
 
 func benchmarkApply(b *testing.B, deliver bool) {
-	svc, st := MustOpenPrimary(b)
-	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
-	}
-	ob, err := cluster.OpenOutbox(filepath.Join(b.TempDir(), "outbox.db"), "n1", send, discard())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ob.Close()
-	ob.Store = st
+	svc, st, ob := mustPrimaryOutbox(b, "n1", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { ob.Run(ctx); close(done) }()

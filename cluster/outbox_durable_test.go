@@ -58,13 +58,7 @@ func TestOutboxStreamingReportsShareCommits(t *testing.T) {
 // What the primary acknowledged leaves the file with the next commit of
 // reports, without a commit of its own.
 func TestOutboxRemovesSentWithNextCommit(t *testing.T) {
-	svc, st := MustOpenPrimary(t)
-	ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), "n1", applyTo(svc), discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
-	ob.Store = st
+	svc, _, ob := mustPrimaryOutbox(t, "n1", nil)
 	stop := runOutbox(t, ob)
 	defer stop()
 	for i := range 3 {

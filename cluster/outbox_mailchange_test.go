@@ -1,19 +1,15 @@
 package cluster_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"mailcluster"
-	"mailcluster/cluster"
 	"mailcluster/schema"
-	"mailcluster/service"
 )
 
 // TestOutboxFolderChanges: folder changes travel in the usage reports;
@@ -21,21 +17,13 @@ import (
 // latest), they count as no pending usage, and the primary records the
 // folders changed in the node's mark.
 func TestOutboxFolderChanges(t *testing.T) {
-	svc, st := MustOpenPrimary(t)
 	var mu sync.Mutex
 	var sent []mailcluster.UsageReport
-	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+	svc, st, ob := mustPrimaryOutbox(t, "n2", func(r mailcluster.UsageReport) {
 		mu.Lock()
 		sent = append(sent, r)
 		mu.Unlock()
-		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
-	}
-	ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), "n2", send, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
-	ob.Store = st
+	})
 	change := func(folder string, kind mailcluster.MailChangeKind, bytes, messages int64) mailcluster.UsageDelta {
 		return mailcluster.UsageDelta{Domain: "example.com", Mailbox: "alice", Bytes: bytes, Messages: messages, At: time.Now(), Folder: folder, Kind: kind}
 	}

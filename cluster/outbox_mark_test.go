@@ -1,32 +1,19 @@
 package cluster_test
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"mailcluster"
-	"mailcluster/cluster"
 	"mailcluster/schema"
-	"mailcluster/service"
 )
 
 // TestOutboxPendingFollowsTheMark: with the replicated state as Store, a
 // delta stops being pending once the primary's mark shows it applied, at
 // every new version of the mark (the mark is decoded once per version).
 func TestOutboxPendingFollowsTheMark(t *testing.T) {
-	svc, st := MustOpenPrimary(t)
-	send := func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
-		return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
-	}
-	ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), "n2", send, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
-	ob.Store = st
+	_, st, ob := mustPrimaryOutbox(t, "n2", nil)
 	stop := runOutbox(t, ob)
 	defer stop()
 	for round, bytes := range []int64{10, 20, 30} {

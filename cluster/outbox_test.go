@@ -48,6 +48,30 @@ func runOutbox(t *testing.T, ob *cluster.Outbox) func() {
 	return func() { cancel(); <-done }
 }
 
+// mustPrimaryOutbox returns a primary (MustOpenPrimary) and the outbox of
+// node, in a new file, that sends to the primary's ApplyUsageReport, as a
+// node's outbox does on its own primary, and reads the primary's marks
+// from its store; record, unless nil, sees each report before it is
+// applied. The outbox is closed when the test ends.
+func mustPrimaryOutbox(t testing.TB, node string, record func(mailcluster.UsageReport)) (*service.Service, *kvstore.BoltStore, *cluster.Outbox) {
+	t.Helper()
+	svc, st := MustOpenPrimary(t)
+	send := applyTo(svc)
+	if record != nil {
+		send = func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+			record(r)
+			return svc.ApplyUsageReport(service.SystemContext(ctx, "outbox"), r)
+		}
+	}
+	ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), node, send, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	ob.Store = st
+	return svc, st, ob
+}
+
 func delta(bytes int64) mailcluster.UsageDelta {
 	return mailcluster.UsageDelta{Domain: "example.com", Mailbox: "alice", Bytes: bytes, Messages: 1, At: time.Now()}
 }
