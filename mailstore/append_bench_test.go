@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"mailcluster"
 	"mailcluster/mailstore"
 )
 
@@ -29,7 +28,7 @@ var benchMessage = func() []byte {
 // one folder that already holds 2,000 messages, through Folder.Append (as
 // an IMAP APPEND does).
 func BenchmarkAppendParallel(b *testing.B) {
-	e := storeEnvAt(b, b.TempDir())
+	e := mustStoreEnv(b)
 	s := mailstore.NewStore(e.dir, e.rep, slog.New(slog.DiscardHandler), mailstore.Options{})
 	if err := mailstore.Maildir(e.alice.MailboxPath).Init(); err != nil {
 		b.Fatal(err)
@@ -40,14 +39,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	fs, err := s.Folders(e.alice)
-	if err != nil {
-		b.Fatal(err)
-	}
-	inbox, err := fs.Folder("INBOX")
-	if err != nil {
-		b.Fatal(err)
-	}
+	inbox := mustFolder(b, e, s, "INBOX")
 	if snap, err := inbox.Sync(bg); err != nil || len(snap.Messages) != 2000 {
 		b.Fatalf("Sync: %v", err)
 	}
@@ -78,22 +70,4 @@ func BenchmarkAppendParallel(b *testing.B) {
 	if snap, err := inbox.Sync(bg); err != nil || len(snap.Messages) != 2000+b.N {
 		b.Fatalf("after: %d messages, %v; want %d", len(snap.Messages), err, 2000+b.N)
 	}
-}
-
-// storeEnvAt is mustStoreEnv for a benchmark, under base.
-func storeEnvAt(tb testing.TB, base string) *storeEnv {
-	root := filepath.Join(base, "mailboxes")
-	locks := filepath.Join(base, "locks")
-	for _, d := range []string{root, locks} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	alice := &mailcluster.Account{Domain: "example.com", Mailbox: "alice", MailboxPath: filepath.Join(root, "example.com", "alice")}
-	d := &fakeDir{accounts: map[string]*mailcluster.Account{"alice@example.com": alice}, usage: map[string]mailcluster.Usage{},
-		settings: map[string]string{
-			mailcluster.SectionDirectories + "/" + mailcluster.KeyMailboxRoot: root,
-			mailcluster.SectionDirectories + "/" + mailcluster.KeyLockFiles:   locks,
-		}}
-	return &storeEnv{dir: d, rep: &fakeRep{}, root: root, locks: locks, alice: alice}
 }

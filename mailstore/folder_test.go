@@ -26,7 +26,7 @@ func testMessage(i int) string {
 }
 
 // mustFolder returns a folder of alice on store s (creating it unless INBOX).
-func mustFolder(t *testing.T, e *storeEnv, s *mailstore.Store, name string) *mailstore.Folder {
+func mustFolder(t testing.TB, e *storeEnv, s *mailstore.Store, name string) *mailstore.Folder {
 	t.Helper()
 	fs, err := s.Folders(e.alice)
 	if err != nil {

@@ -91,7 +91,7 @@ type storeEnv struct {
 	alice *mailcluster.Account
 }
 
-func mustStoreEnv(t *testing.T) *storeEnv {
+func mustStoreEnv(t testing.TB) *storeEnv {
 	t.Helper()
 	base := t.TempDir()
 	root := filepath.Join(base, "mailboxes")

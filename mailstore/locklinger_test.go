@@ -74,6 +74,22 @@ func TestLockLinger(t *testing.T) {
 	mailstore.ReleaseLingering()
 }
 
+// mustLingerAfterUnlock takes and releases the lock of lockAddress, whose
+// file must then linger.
+func mustLingerAfterUnlock(t *testing.T, lk *mailstore.Locker) {
+	t.Helper()
+	l, err := lk.Lock(service.SystemContext(context.Background(), "test"), lockAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if lockHolder(lk.LockPath(lockAddress)) != os.Getpid() {
+		t.Fatal("the released lock file does not linger")
+	}
+}
+
 // A taker of another process ends the linger of a released lock file
 // with its wait marker: it gets the lock long before a linger of 10 s is
 // over, and a taker here gets it after it.
@@ -83,16 +99,7 @@ func TestLockLingerOtherProcess(t *testing.T) {
 	lk := &mailstore.Locker{Dir: dir, Wait: 20 * time.Second, Linger: 10 * time.Second}
 	path := lk.LockPath(lockAddress)
 	t.Cleanup(mailstore.ReleaseLingering)
-	l, err := lk.Lock(ctx, lockAddress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Unlock(); err != nil {
-		t.Fatal(err)
-	}
-	if lockHolder(path) != os.Getpid() {
-		t.Fatal("the released lock file does not linger")
-	}
+	mustLingerAfterUnlock(t, lk)
 	start := time.Now()
 	other := startLockProc(t, dir, 20*time.Second)
 	other.wantLocked(t, path)
@@ -100,7 +107,8 @@ func TestLockLingerOtherProcess(t *testing.T) {
 		t.Fatalf("the other process got the lock after %v: it waited for the linger", d)
 	}
 	other.release(t)
-	if l, err = lk.Lock(ctx, lockAddress); err != nil {
+	l, err := lk.Lock(ctx, lockAddress)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if lockHolder(path) != os.Getpid() {
@@ -159,16 +167,7 @@ func TestLockLingerBroken(t *testing.T) {
 	t.Run("WhileLingering", func(t *testing.T) {
 		lk := &mailstore.Locker{Dir: t.TempDir(), Wait: 100 * time.Millisecond, Linger: 10 * time.Second}
 		path := lk.LockPath(lockAddress)
-		l, err := lk.Lock(ctx, lockAddress)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Unlock(); err != nil {
-			t.Fatal(err)
-		}
-		if lockHolder(path) != os.Getpid() {
-			t.Fatal("the released lock file does not linger")
-		}
+		mustLingerAfterUnlock(t, lk)
 		wantOthers(t, lk, path, takeOver(t, path))
 	})
 }
