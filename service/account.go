@@ -68,7 +68,7 @@ func (s *Service) FindAccounts(ctx context.Context, f mailcluster.AccountFilter)
 	if err := authorizeDomain(ctx, domain); err != nil {
 		return nil, "", err
 	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if err := s.checkDomain(domain); err != nil {
 		return nil, "", err
 	}
 	if f.Limit == 0 {

@@ -273,7 +273,7 @@ func (s *Service) readName(ctx context.Context, domain, name string) (string, st
 	if err := authorizeDomain(ctx, domain); err != nil {
 		return "", "", err
 	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if err := s.checkDomain(domain); err != nil {
 		return "", "", err
 	}
 	return domain, name, nil
@@ -295,7 +295,7 @@ func (s *Service) readDomainPage(ctx context.Context, domain string, limit int) 
 	if err := authorizeDomain(ctx, domain); err != nil {
 		return "", 0, err
 	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if err := s.checkDomain(domain); err != nil {
 		return "", 0, err
 	}
 	limit, err := pageLimit(limit)

@@ -174,7 +174,7 @@ func (s *Service) DKIMKey(ctx context.Context, domain string) (*mailcluster.DKIM
 	if err := s.checkServing(); err != nil {
 		return nil, err
 	}
-	if _, _, err := s.getDomain(domain); err != nil {
+	if err := s.checkDomain(domain); err != nil {
 		return nil, err
 	}
 	k, _, err := s.getDKIMKey(domain)

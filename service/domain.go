@@ -29,6 +29,20 @@ func (s *Service) getDomain(name string) (*mailcluster.Domain, uint64, error) {
 	return d, idx, nil
 }
 
+// checkDomain is getDomain for a caller that needs only to know the
+// domain is served: it neither counts the domain's accounts nor copies
+// the record. Errors: ENOTFOUND, ECONFLICT (being deleted).
+func (s *Service) checkDomain(name string) error {
+	d, _, err := s.domainRecord(name)
+	if err != nil {
+		return err
+	}
+	if d.Deleting != nil {
+		return errDomainDeleting(name)
+	}
+	return nil
+}
+
 // errDomainDeleting refuses a change to a domain being deleted.
 func errDomainDeleting(name string) error {
 	return mailcluster.Errorf(mailcluster.ECONFLICT, "Domain %s is being deleted.", name)
@@ -47,27 +61,37 @@ func (s *Service) readDomain(name string) (*mailcluster.Domain, uint64, error) {
 
 // decodeDomain returns a domain record as stored, without its count.
 func (s *Service) decodeDomain(name string) (*mailcluster.Domain, uint64, error) {
-	kv, ok := s.getShared(schema.Domain(name))
-	if !ok {
-		return nil, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s does not exist.", name)
-	}
-	var d mailcluster.Domain
-	if !s.decodeCached(kv, &d) {
-		if err := json.Unmarshal(kv.Value, &d); err != nil {
-			return nil, 0, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
-		}
-		s.storeDecoded(kv, d)
+	d, idx, err := s.domainRecord(name)
+	if err != nil {
+		return nil, 0, err
 	}
 	if d.Deleting != nil {
 		del := *d.Deleting // the cached value is shared
 		d.Deleting = &del
 	}
-	return &d, kv.ModifyIndex, nil
+	return &d, idx, nil
+}
+
+// domainRecord is decodeDomain by value, for readers that only look: its
+// Deleting points into the decoded cache and must not be modified.
+func (s *Service) domainRecord(name string) (mailcluster.Domain, uint64, error) {
+	kv, ok := s.getShared(schema.Domain(name))
+	if !ok {
+		return mailcluster.Domain{}, 0, mailcluster.Errorf(mailcluster.ENOTFOUND, "Domain %s does not exist.", name)
+	}
+	var d mailcluster.Domain
+	if !s.decodeCached(kv, &d) {
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			return mailcluster.Domain{}, 0, &mailcluster.Error{Code: mailcluster.EINTERNAL, Message: "A stored domain record is damaged.", Err: err}
+		}
+		s.storeDecoded(kv, d)
+	}
+	return d, kv.ModifyIndex, nil
 }
 
 // domainDeleting reports whether a domain is marked as being deleted.
 func (s *Service) domainDeleting(name string) bool {
-	d, _, err := s.decodeDomain(name)
+	d, _, err := s.domainRecord(name)
 	return err == nil && d.Deleting != nil
 }
 
@@ -106,6 +130,10 @@ func (s *Service) decodeCached(kv mailcluster.KV, dst any) bool {
 		return ok
 	case *mailcluster.Account:
 		rec, ok := v.value.(mailcluster.Account)
+		*d = rec
+		return ok
+	case *mailcluster.Usage:
+		rec, ok := v.value.(mailcluster.Usage)
 		*d = rec
 		return ok
 	}

@@ -12,8 +12,11 @@ import (
 // usage returns an account's published usage (zero when none yet).
 func (s *Service) usage(domain, mailbox string) mailcluster.Usage {
 	var u mailcluster.Usage
-	if kv, ok := s.getShared(schema.Usage(domain, mailbox)); ok {
-		_ = json.Unmarshal(kv.Value, &u)
+	if kv, ok := s.getShared(schema.Usage(domain, mailbox)); ok && !s.decodeCached(kv, &u) {
+		if json.Unmarshal(kv.Value, &u) != nil {
+			return mailcluster.Usage{}
+		}
+		s.storeDecoded(kv, u)
 	}
 	return u
 }

@@ -26,7 +26,7 @@ type Service struct {
 	dummyOnce sync.Once
 	dummyHash []byte
 
-	// decoded holds decoded domains and accounts by key, valid for the
+	// decoded holds decoded domains, accounts and usage by key, valid for the
 	// modify index they were decoded at (least recently used out first).
 	decoded decodedCache
 
