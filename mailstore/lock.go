@@ -491,11 +491,14 @@ func (lf *lockFile) drop() {
 }
 
 // remove stops the refresh and removes the lock file; ErrLockLost, and
-// the file left alone, if it was broken while held.
+// the file left alone, if it was broken while held. A file at path that
+// is not this one is not even moved aside to be looked at: a taker could
+// create the lock file before it is linked back, and the file, another
+// holder's, would be lost.
 func (lf *lockFile) remove() error {
 	lf.stopRefresh()
 	defer lf.f.Close()
-	if !removeOwn(lf.path, lf.info) {
+	if !lf.ours() || !removeOwn(lf.path, lf.info) {
 		return ErrLockLost
 	}
 	return nil
