@@ -3,7 +3,6 @@ package xmlapi
 import (
 	"context"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/beevik/etree"
@@ -17,7 +16,7 @@ const mib = 1 << 20
 // Quotas, Roles, Aliases, ListMembership, GroupMembership, or All (all
 // six, also the default when <Get> is absent); other section names are
 // accepted and answered with nothing.
-func (h *Handler) handleUserInfo(ctx context.Context, p params, result *etree.Element) error {
+func (h *Handler) handleUserInfo(ctx context.Context, p params, res *result) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
 		return err
@@ -26,13 +25,13 @@ func (h *Handler) handleUserInfo(ctx context.Context, p params, result *etree.El
 	if err != nil {
 		return err
 	}
-	return h.answerUser(ctx, result, a, mailbox, userSections(p.find("Get")))
+	return h.answerUser(ctx, res, a, mailbox, userSections(p.find("Get")))
 }
 
 // handleUserCreate answers CreateUser with the new account, its id as the
 // client wrote it. Its aliases, lists and groups are created or joined in
 // the same service call as the account.
-func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.Element) error {
+func (h *Handler) handleUserCreate(ctx context.Context, p params, res *result) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
 		return err
@@ -59,7 +58,7 @@ func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	return h.answerUser(ctx, result, a, mailbox, allSections)
+	return h.answerUser(ctx, res, a, mailbox, allSections)
 }
 
 // handleUserUpdate answers UpdateUser with the changed account, its id as
@@ -68,7 +67,7 @@ func (h *Handler) handleUserCreate(ctx context.Context, p params, result *etree.
 // removed with action="remove", in the same service call. <Roles> that
 // name only one of IsGlobalAdmin and IsDomainAdmin are read against the
 // account's current rights (see roleRights).
-func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.Element) error {
+func (h *Handler) handleUserUpdate(ctx context.Context, p params, res *result) error {
 	domain, mailbox, err := accountName(p)
 	if err != nil {
 		return err
@@ -89,7 +88,7 @@ func (h *Handler) handleUserUpdate(ctx context.Context, p params, result *etree.
 	if err != nil {
 		return err
 	}
-	return h.answerUser(ctx, result, a, mailbox, allSections)
+	return h.answerUser(ctx, res, a, mailbox, allSections)
 }
 
 // handleUserDelete answers DeleteUser. Every Remove* element (RemoveMailbox,
@@ -422,9 +421,9 @@ type user struct {
 	groups  []*mailcluster.Group
 }
 
-// answerUser reads the memberships the sections s ask for and appends the
-// User element (see addUser).
-func (h *Handler) answerUser(ctx context.Context, parent *etree.Element, a *mailcluster.Account, id string, s sections) error {
+// answerUser reads the memberships the sections s ask for and makes the
+// User element the operation's answer (see writeUser).
+func (h *Handler) answerUser(ctx context.Context, res *result, a *mailcluster.Account, id string, s sections) error {
 	u := user{Account: a}
 	var err error
 	if s.aliases {
@@ -442,7 +441,7 @@ func (h *Handler) answerUser(ctx context.Context, parent *etree.Element, a *mail
 			return err
 		}
 	}
-	addUser(parent, u, id, s)
+	res.user, res.userID, res.userSections = u, id, s
 	return nil
 }
 
@@ -454,72 +453,86 @@ func displayName(a *mailcluster.Account) string {
 	return strings.TrimSpace(a.FirstName + " " + a.LastName)
 }
 
-// addUser appends <User id=".." displayname=".." domain=".."> with the
+// writeUser writes <User id=".." displayname=".." domain=".."> with the
 // sections asked for; id is the mailbox as the client wrote it. The
 // password and its hash are never written: <Password note="unavailable"/>
 // stands for them, as classic clients expect the element.
-func addUser(parent *etree.Element, uv user, id string, s sections) {
+func writeUser(w *xmlWriter, uv user, id string, s sections) {
 	a := uv.Account
-	u := parent.CreateElement("User")
-	u.CreateAttr("id", id)
-	u.CreateAttr("displayname", displayName(a))
-	u.CreateAttr("domain", a.Domain)
+	name := displayName(a)
+	w.start("User")
+	w.attr("id", id)
+	w.attr("displayname", name)
+	w.attr("domain", a.Domain)
 	if s.details {
-		d := u.CreateElement("Details")
-		addText(d, "Email", a.Mailbox+"@"+a.Domain)
-		addText(d, "FullName", a.FullName)
-		addText(d, "DisplayName", displayName(a))
-		addText(d, "FirstName", a.FirstName)
-		addText(d, "LastName", a.LastName)
-		d.CreateElement("Password").CreateAttr("note", "unavailable")
-		addText(d, "MustChangePassword", "No")
-		addText(d, "DontExpirePassword", "Yes")
-		addText(d, "MailDir", a.MailboxPath)
-		addText(d, "Frozen", mailcluster.FormatFlag(a.Frozen))
-		addText(d, "Disabled", mailcluster.FormatFlag(a.Disabled))
-		addText(d, "AdminRights", formatAdminRights(a.AdminRights))
-		sa := d.CreateElement("SendAs")
+		w.start("Details")
+		w.address("Email", a.Mailbox, a.Domain)
+		w.text("FullName", a.FullName)
+		w.text("DisplayName", name)
+		w.text("FirstName", a.FirstName)
+		w.text("LastName", a.LastName)
+		w.start("Password")
+		w.attr("note", "unavailable")
+		w.end("Password")
+		w.text("MustChangePassword", "No")
+		w.text("DontExpirePassword", "Yes")
+		w.text("MailDir", a.MailboxPath)
+		w.text("Frozen", mailcluster.FormatFlag(a.Frozen))
+		w.text("Disabled", mailcluster.FormatFlag(a.Disabled))
+		w.text("AdminRights", formatAdminRights(a.AdminRights))
+		w.start("SendAs")
 		for _, addr := range a.SendAs {
-			addText(sa, "Address", addr)
+			w.text("Address", addr)
 		}
-		q := d.CreateElement("Quotas")
-		addText(q, "MaxDiskSpaceMB", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
-		addText(q, "MaxDiskSpaceBytes", strconv.FormatInt(a.QuotaBytes, 10))
-		addText(q, "MaxMessageCount", strconv.FormatInt(a.QuotaMessages, 10))
-		addText(d, "Created", formatTime(a.CreatedAt))
-		addText(d, "Updated", formatTime(a.UpdatedAt))
+		w.end("SendAs")
+		w.start("Quotas")
+		w.number("MaxDiskSpaceMB", ceilDiv(a.QuotaBytes, mib))
+		w.number("MaxDiskSpaceBytes", a.QuotaBytes)
+		w.number("MaxMessageCount", a.QuotaMessages)
+		w.end("Quotas")
+		w.timestamp("Created", a.CreatedAt)
+		w.timestamp("Updated", a.UpdatedAt)
+		w.end("Details")
 	}
 	if s.quotas {
-		q := u.CreateElement("Quotas")
-		addText(q, "ApplyQuotas", mailcluster.FormatFlag(a.QuotaBytes != 0 || a.QuotaMessages != 0))
-		addText(q, "MaxDiskSpace", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
-		addText(q, "MaxDiskSpaceMB", strconv.FormatInt(ceilDiv(a.QuotaBytes, mib), 10))
-		addText(q, "MaxDiskSpaceBytes", strconv.FormatInt(a.QuotaBytes, 10))
-		addText(q, "MaxMessageCount", strconv.FormatInt(a.QuotaMessages, 10))
+		w.start("Quotas")
+		w.text("ApplyQuotas", mailcluster.FormatFlag(a.QuotaBytes != 0 || a.QuotaMessages != 0))
+		w.number("MaxDiskSpace", ceilDiv(a.QuotaBytes, mib))
+		w.number("MaxDiskSpaceMB", ceilDiv(a.QuotaBytes, mib))
+		w.number("MaxDiskSpaceBytes", a.QuotaBytes)
+		w.number("MaxMessageCount", a.QuotaMessages)
+		w.end("Quotas")
 	}
 	if s.roles {
-		r := u.CreateElement("Roles")
-		addText(r, "IsGlobalAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminGlobal))
-		addText(r, "IsDomainAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminDomain)).CreateAttr("domain", a.Domain)
+		w.start("Roles")
+		w.text("IsGlobalAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminGlobal))
+		w.start("IsDomainAdmin")
+		w.attr("domain", a.Domain)
+		w.endText("IsDomainAdmin", mailcluster.FormatFlag(a.AdminRights == mailcluster.AdminDomain))
+		w.end("Roles")
 	}
 	if s.aliases {
-		e := u.CreateElement("Aliases")
+		w.start("Aliases")
 		for _, al := range uv.aliases {
-			addText(e, "Alias", al.Address())
+			w.address("Alias", al.Name, al.Domain)
 		}
+		w.end("Aliases")
 	}
 	if s.lists {
-		e := u.CreateElement("ListMembership")
+		w.start("ListMembership")
 		for _, l := range uv.lists {
-			addText(e, "List", l.Address())
+			w.address("List", l.Name, l.Domain)
 		}
+		w.end("ListMembership")
 	}
 	if s.groups {
-		e := u.CreateElement("GroupMembership")
+		w.start("GroupMembership")
 		for _, g := range uv.groups {
-			addText(e, "Group", g.Name)
+			w.text("Group", g.Name)
 		}
+		w.end("GroupMembership")
 	}
+	w.end("User")
 }
 
 // formatAdminRights renders none/domain/global as None/Domain/Global.

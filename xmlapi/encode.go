@@ -2,7 +2,9 @@ package xmlapi
 
 import (
 	"bytes"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/beevik/etree"
 )
@@ -26,10 +28,160 @@ const indentSpaces = "                                                          
 // an echoed copy) is left out, as Indent removes it; everything else is
 // written by the tokens' own WriteTo, so escaping is etree's.
 func writeAnswer(buf *bytes.Buffer, root *etree.Element) {
-	buf.WriteString(xmlDeclaration)
-	buf.WriteByte('\n')
-	writeElement(buf, root, 1)
-	buf.WriteByte('\n')
+	w := xmlWriter{buf: buf}
+	w.declaration()
+	w.element(root)
+	w.finish()
+}
+
+// xmlWriter writes an answer token by token, without building a tree: the
+// same bytes as writeAnswer gives for the tree those tokens describe. Each
+// element starts on its own line, indented by two spaces per level; an
+// element without children is closed with "/>"; a text element keeps its
+// text on its line. Names are written as given (they are the package's
+// constants); attribute values and text are escaped by etree's own
+// (*etree.Attr).WriteTo and (*etree.CharData).WriteTo with writeSettings.
+// Its zero value with buf set is ready.
+type xmlWriter struct {
+	buf   *bytes.Buffer
+	level int  // elements started and not ended
+	open  bool // the last start tag still lacks its '>' (or "/>")
+}
+
+// declaration writes the XML declaration and its line break.
+func (w *xmlWriter) declaration() {
+	w.buf.WriteString(xmlDeclaration)
+	w.buf.WriteByte('\n')
+}
+
+// finish writes the line break that ends an answer.
+func (w *xmlWriter) finish() {
+	w.buf.WriteByte('\n')
+}
+
+// start writes the start tag of an element, up to its attributes (see
+// attr); its children follow, then end.
+func (w *xmlWriter) start(tag string) {
+	w.child()
+	w.buf.WriteByte('<')
+	w.buf.WriteString(tag)
+	w.open = true
+	w.level++
+}
+
+// attr writes an attribute of the element just started.
+func (w *xmlWriter) attr(key, value string) {
+	a := etree.Attr{Key: key, Value: value}
+	w.buf.WriteByte(' ')
+	a.WriteTo(w.buf, &writeSettings)
+}
+
+// end closes the innermost element: "/>" when it has no children, else
+// its end tag on a line of its own.
+func (w *xmlWriter) end(tag string) {
+	w.level--
+	if w.open {
+		w.buf.WriteString("/>")
+		w.open = false
+		return
+	}
+	writeIndent(w.buf, w.level)
+	w.buf.WriteString("</")
+	w.buf.WriteString(tag)
+	w.buf.WriteByte('>')
+}
+
+// text writes <tag>text</tag>, or <tag/> when text is empty: an element
+// built with addText, as writeElement writes it.
+func (w *xmlWriter) text(tag, text string) {
+	w.start(tag)
+	w.endText(tag, text)
+}
+
+// endText closes the element just started (and given its attributes)
+// with text as its only child, on the same line: ">text</tag>", or "/>"
+// when text is empty.
+func (w *xmlWriter) endText(tag, text string) {
+	w.level--
+	w.open = false
+	if text == "" {
+		w.buf.WriteString("/>")
+		return
+	}
+	w.buf.WriteByte('>')
+	cd := etree.CharData{Data: text}
+	cd.WriteTo(w.buf, &writeSettings)
+	w.closeTag(tag)
+}
+
+// address writes <tag>local@domain</tag>, the text element of an
+// address, without joining its parts first. Escaping the parts one by one
+// gives the bytes of escaping the address: '@' is written as is and no
+// character (nor an invalid byte) reaches across it.
+func (w *xmlWriter) address(tag, local, domain string) {
+	w.openText(tag)
+	cd := etree.CharData{Data: local}
+	cd.WriteTo(w.buf, &writeSettings)
+	w.buf.WriteByte('@')
+	cd.Data = domain
+	cd.WriteTo(w.buf, &writeSettings)
+	w.closeTag(tag)
+}
+
+// number writes <tag>n</tag> in decimal; digits and '-' need no escaping.
+func (w *xmlWriter) number(tag string, n int64) {
+	var b [20]byte
+	w.openText(tag)
+	w.buf.Write(strconv.AppendInt(b[:0], n, 10))
+	w.closeTag(tag)
+}
+
+// timestamp writes <tag>t</tag> as formatTime gives it (RFC 3339 in UTC,
+// whose characters need no escaping), or <tag/> for the zero time.
+func (w *xmlWriter) timestamp(tag string, t time.Time) {
+	if t.IsZero() {
+		w.text(tag, "")
+		return
+	}
+	var b [len(time.RFC3339) + 8]byte
+	w.openText(tag)
+	w.buf.Write(t.UTC().AppendFormat(b[:0], time.RFC3339))
+	w.closeTag(tag)
+}
+
+// openText writes the start tag of a text element, "<tag>", on its own
+// line; its text and closeTag follow on the same line.
+func (w *xmlWriter) openText(tag string) {
+	w.child()
+	w.buf.WriteByte('<')
+	w.buf.WriteString(tag)
+	w.buf.WriteByte('>')
+}
+
+// closeTag writes the end tag of a text element, after its text.
+func (w *xmlWriter) closeTag(tag string) {
+	w.buf.WriteString("</")
+	w.buf.WriteString(tag)
+	w.buf.WriteByte('>')
+}
+
+// element writes the tree e as a child of the element being written (or
+// as the root), as writeElement does.
+func (w *xmlWriter) element(e *etree.Element) {
+	w.child()
+	writeElement(w.buf, e, w.level+1)
+}
+
+// child prepares for a child of the innermost element: the '>' of its
+// start tag, and the child's line.
+func (w *xmlWriter) child() {
+	if w.open {
+		w.buf.WriteByte('>')
+		w.open = false
+	}
+	if w.level > 0 {
+		writeIndent(w.buf, w.level)
+	}
 }
 
 // writeElement writes e, whose children are indented at depth (>= 1)

@@ -11,103 +11,103 @@ import (
 	"mailcluster"
 )
 
-// dispatch runs one operation, filling result on success. Operation names
+// dispatch runs one operation, filling res on success. Operation names
 // are case-sensitive.
-func (h *Handler) dispatch(ctx context.Context, req *request, result *etree.Element) error {
+func (h *Handler) dispatch(ctx context.Context, req *request, res *result) error {
 	p := params{req.params}
 	switch req.op {
 	case "GetVersionInfo":
-		return h.handleVersionInfo(ctx, p, result)
+		return h.handleVersionInfo(ctx, p, res.tree())
 	case "GetDomainList":
-		return h.handleDomainList(ctx, p, result)
+		return h.handleDomainList(ctx, p, res.tree())
 	case "GetDomainInfo":
-		return h.handleDomainInfo(ctx, p, result)
+		return h.handleDomainInfo(ctx, p, res.tree())
 	case "CreateDomain":
-		return h.handleDomainCreate(ctx, p, result)
+		return h.handleDomainCreate(ctx, p, res.tree())
 	case "UpdateDomain":
-		return h.handleDomainUpdate(ctx, p, result)
+		return h.handleDomainUpdate(ctx, p, res.tree())
 	case "DeleteDomain":
-		return h.handleDomainDelete(ctx, p, result)
+		return h.handleDomainDelete(ctx, p, res.tree())
 	case "GetUserInfo":
-		return h.handleUserInfo(ctx, p, result)
+		return h.handleUserInfo(ctx, p, res)
 	case "CreateUser":
-		return h.handleUserCreate(ctx, p, result)
+		return h.handleUserCreate(ctx, p, res)
 	case "UpdateUser":
-		return h.handleUserUpdate(ctx, p, result)
+		return h.handleUserUpdate(ctx, p, res)
 	case "DeleteUser":
-		return h.handleUserDelete(ctx, p, result)
+		return h.handleUserDelete(ctx, p, res.tree())
 	case "GetIniSettings":
-		return h.handleIniSettingsGet(ctx, p, result)
+		return h.handleIniSettingsGet(ctx, p, res.tree())
 	case "UpdateIniSettings":
-		return h.handleIniSettingsUpdate(ctx, p, result)
+		return h.handleIniSettingsUpdate(ctx, p, res.tree())
 	case "GetDynamicScreening":
-		return h.handleScreeningGet(ctx, p, result)
+		return h.handleScreeningGet(ctx, p, res.tree())
 	case "BlockIP":
-		return h.handleBlockIP(ctx, p, result)
+		return h.handleBlockIP(ctx, p, res.tree())
 	case "UnblockIP":
-		return h.handleUnblockIP(ctx, p, result)
+		return h.handleUnblockIP(ctx, p, res.tree())
 	case "FreezeAccount":
-		return h.handleFreezeAccount(ctx, p, result)
+		return h.handleFreezeAccount(ctx, p, res.tree())
 	case "ThawAccount":
-		return h.handleThawAccount(ctx, p, result)
+		return h.handleThawAccount(ctx, p, res.tree())
 	case "ImportCertificate":
-		return h.handleCertificateImport(ctx, p, result)
+		return h.handleCertificateImport(ctx, p, res.tree())
 	case "GetCertificates":
-		return h.handleCertificateList(ctx, p, result)
+		return h.handleCertificateList(ctx, p, res.tree())
 	case "DeleteCertificate":
-		return h.handleCertificateDelete(ctx, p, result)
+		return h.handleCertificateDelete(ctx, p, res.tree())
 	case "GetClusterInfo":
-		return h.handleClusterInfo(ctx, p, result)
+		return h.handleClusterInfo(ctx, p, res.tree())
 	case "AddClusterNode":
-		return h.handleClusterNodeAdd(ctx, p, result)
+		return h.handleClusterNodeAdd(ctx, p, res.tree())
 	case "RemoveClusterNode":
-		return h.handleClusterNodeRemove(ctx, p, result)
+		return h.handleClusterNodeRemove(ctx, p, res.tree())
 	case "GetClusterLog":
-		return h.handleClusterLog(ctx, p, result)
+		return h.handleClusterLog(ctx, p, res.tree())
 	case "CreateAlias":
-		return h.handleAliasCreate(ctx, p, result)
+		return h.handleAliasCreate(ctx, p, res.tree())
 	case "UpdateAlias":
-		return h.handleAliasUpdate(ctx, p, result)
+		return h.handleAliasUpdate(ctx, p, res.tree())
 	case "DeleteAlias":
-		return h.handleAliasDelete(ctx, p, result)
+		return h.handleAliasDelete(ctx, p, res.tree())
 	case "GetAliasList":
-		return h.handleAliasList(ctx, p, result)
+		return h.handleAliasList(ctx, p, res.tree())
 	case "CreateList":
-		return h.handleListCreate(ctx, p, result)
+		return h.handleListCreate(ctx, p, res.tree())
 	case "UpdateList":
-		return h.handleListUpdate(ctx, p, result)
+		return h.handleListUpdate(ctx, p, res.tree())
 	case "DeleteList":
-		return h.handleListDelete(ctx, p, result)
+		return h.handleListDelete(ctx, p, res.tree())
 	case "GetListInfo":
-		return h.handleListInfo(ctx, p, result)
+		return h.handleListInfo(ctx, p, res.tree())
 	case "GetListList":
-		return h.handleListList(ctx, p, result)
+		return h.handleListList(ctx, p, res.tree())
 	case "CreateGroup":
-		return h.handleGroupCreate(ctx, p, result)
+		return h.handleGroupCreate(ctx, p, res.tree())
 	case "UpdateGroup":
-		return h.handleGroupUpdate(ctx, p, result)
+		return h.handleGroupUpdate(ctx, p, res.tree())
 	case "DeleteGroup":
-		return h.handleGroupDelete(ctx, p, result)
+		return h.handleGroupDelete(ctx, p, res.tree())
 	case "GetGroupInfo":
-		return h.handleGroupInfo(ctx, p, result)
+		return h.handleGroupInfo(ctx, p, res.tree())
 	case "GetGroupList":
-		return h.handleGroupList(ctx, p, result)
+		return h.handleGroupList(ctx, p, res.tree())
 	case "CreateDKIMKey":
-		return h.handleDKIMKeyCreate(ctx, p, result)
+		return h.handleDKIMKeyCreate(ctx, p, res.tree())
 	case "GetDKIMKey":
-		return h.handleDKIMKeyGet(ctx, p, result)
+		return h.handleDKIMKeyGet(ctx, p, res.tree())
 	case "DeleteDKIMKey":
-		return h.handleDKIMKeyDelete(ctx, p, result)
+		return h.handleDKIMKeyDelete(ctx, p, res.tree())
 	case "GetQueueList":
-		return h.handleQueueList(ctx, p, result)
+		return h.handleQueueList(ctx, p, res.tree())
 	case "GetQueueMessage":
-		return h.handleQueueMessage(ctx, p, result)
+		return h.handleQueueMessage(ctx, p, res.tree())
 	case "GetQueueStats":
-		return h.handleQueueStats(ctx, p, result)
+		return h.handleQueueStats(ctx, p, res.tree())
 	case "RetryQueueMessage":
-		return h.handleQueueRetry(ctx, p, result)
+		return h.handleQueueRetry(ctx, p, res.tree())
 	case "DeleteQueueMessage":
-		return h.handleQueueDelete(ctx, p, result)
+		return h.handleQueueDelete(ctx, p, res.tree())
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }

@@ -213,8 +213,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.requests.put(body.Bytes(), req)
 	}
 
-	result := etree.NewElement("Result")
-	err = h.dispatch(ctx, req, result)
+	var res result
+	err = h.dispatch(ctx, req, &res)
 	out := translate(err)
 	switch {
 	case out.ID == StatusInternal:
@@ -226,7 +226,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("xmlapi: request", "op", req.op, "user", user, "status", out.ID,
 			"et", time.Since(start).String())
 	}
-	h.respond(w, start, req, err, result)
+	h.respond(w, start, req, err, &res)
 }
 
 // withClientIP returns the request's context with the client's address:
@@ -357,11 +357,44 @@ func hasDirective(e *etree.Element) bool {
 	return false
 }
 
+// result is an operation's answer, written inside <Result>: the element
+// most operations build with etree (see tree), or the User of the
+// account operations, written straight into the answer (see writeUser).
+// The zero value is an empty answer.
+type result struct {
+	el           *etree.Element // <Result> as built with etree, nil unless tree was called
+	user         user           // written when user.Account is set
+	userID       string
+	userSections sections
+}
+
+// tree returns the <Result> element an operation builds its answer in.
+func (r *result) tree() *etree.Element {
+	if r.el == nil {
+		r.el = etree.NewElement("Result")
+	}
+	return r.el
+}
+
+// write writes <Result> with the answer.
+func (r *result) write(w *xmlWriter) {
+	switch {
+	case r.el != nil:
+		w.element(r.el)
+	case r.user.Account != nil:
+		w.start("Result")
+		writeUser(w, r.user, r.userID, r.userSections)
+		w.end("Result")
+	default:
+		w.text("Result", "")
+	}
+}
+
 // respond writes the response envelope. req is nil when the request was
 // refused before its operation ran (method, authentication, size, XML):
 // only then is the HTTP status the table's; an operation's answer is
-// always HTTP 200. result is attached only on success.
-func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, err error, result *etree.Element) {
+// always HTTP 200. res is written only on success.
+func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, err error, res *result) {
 	out := translate(err)
 	if h.OnOperation != nil {
 		op := OperationNone
@@ -374,40 +407,9 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 		}
 		h.OnOperation(op, out.ID)
 	}
-	root := etree.NewElement("MDaemon")
-	api := root.CreateElement("API")
-	// productversion and serviceversion are where classic clients read
-	// the server's version; version is kept for mailcluster's own scripts.
-	api.CreateAttr("productversion", mailcluster.Version)
-	api.CreateAttr("serviceversion", mailcluster.Version)
-	api.CreateAttr("version", mailcluster.Version)
-	version := APIVersion
-	if req != nil {
-		if req.echo {
-			api.AddChild(redact(req.el.Copy()))
-		}
-		if req.version != "" {
-			version = req.version
-		}
-	}
-	resp := api.CreateElement("Response")
-	resp.CreateAttr("version", version)
-	st := etree.NewElement("Status")
-	st.CreateAttr("id", strconv.Itoa(out.ID))
-	st.CreateAttr("value", out.value())
-	st.CreateAttr("message", out.message)
-	if out.primary != "" {
-		st.CreateAttr("primary", out.primary)
-	}
-	resp.AddChild(st)
-	resp.CreateElement("ServiceVersion").SetText(mailcluster.Version)
-	if out.ID == StatusOK && result != nil {
-		resp.AddChild(result)
-	}
-	resp.CreateAttr("et", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64))
 	buf := getBuffer()
 	defer putBuffer(buf)
-	writeAnswer(buf, root)
+	writeResponse(buf, req, out, res, strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64))
 	hdr := w.Header()
 	hdr.Set("Content-Type", ContentType)
 	hdr.Set("Cache-Control", "no-store")
@@ -422,6 +424,50 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 	}
 	w.WriteHeader(code)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// writeResponse writes the answer document: <MDaemon><API> with the
+// server's version, the echoed request (redacted) when req asks for it,
+// and <Response> with et (the seconds the request took), out's <Status>,
+// <ServiceVersion> and, on success, res.
+func writeResponse(buf *bytes.Buffer, req *request, out outcome, res *result, et string) {
+	w := xmlWriter{buf: buf}
+	w.declaration()
+	w.start("MDaemon")
+	w.start("API")
+	// productversion and serviceversion are where classic clients read
+	// the server's version; version is kept for mailcluster's own scripts.
+	w.attr("productversion", mailcluster.Version)
+	w.attr("serviceversion", mailcluster.Version)
+	w.attr("version", mailcluster.Version)
+	version := APIVersion
+	if req != nil {
+		if req.echo {
+			w.element(redact(req.el.Copy()))
+		}
+		if req.version != "" {
+			version = req.version
+		}
+	}
+	w.start("Response")
+	w.attr("version", version)
+	w.attr("et", et)
+	w.start("Status")
+	w.attr("id", strconv.Itoa(out.ID))
+	w.attr("value", out.value())
+	w.attr("message", out.message)
+	if out.primary != "" {
+		w.attr("primary", out.primary)
+	}
+	w.end("Status")
+	w.text("ServiceVersion", mailcluster.Version)
+	if out.ID == StatusOK && res != nil {
+		res.write(&w)
+	}
+	w.end("Response")
+	w.end("API")
+	w.end("MDaemon")
+	w.finish()
 }
 
 // secretElements are the names (compared in any case) of the elements
