@@ -30,7 +30,11 @@ import (
 // the next line is appended. When the log grows past foldLines, the map is
 // written whole as a new snapshot (renamed over the old one, synced) and
 // the log emptied; every other change of the map (expunge, move, a
-// reconcile) rewrites the snapshot the same way.
+// reconcile) rewrites the snapshot the same way. The log thus shrinks
+// under a snapshot that a reader may already have read (it is emptied
+// just after the rename) and after a failed append: a reader reads on
+// from where it stopped only where the log still holds the last line it
+// read (mapState.logTail), else it reads the log whole.
 const UIDLogFile = "mailcluster-uids.log"
 
 // foldLines is the number of log lines past which the log is folded into
