@@ -374,18 +374,69 @@ func (s *Service) DeleteAlias(ctx context.Context, domain, name string) error {
 // AccountAliases returns the aliases that point at an account.
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func (s *Service) AccountAliases(ctx context.Context, domain, mailbox string) ([]*mailcluster.Alias, error) {
-	domain, mailbox, err := s.readName(ctx, domain, mailbox)
+	domain, mailbox, err := s.readAccountName(ctx, domain, mailbox)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.getAccount(domain, mailbox); err != nil {
-		return nil, err
-	}
+	return s.aliasesOf(domain, mailbox), nil
+}
+
+// aliasesOf returns the aliases that point at account mailbox@domain
+// (names already checked).
+func (s *Service) aliasesOf(domain, mailbox string) []*mailcluster.Alias {
 	out := []*mailcluster.Alias{}
 	for _, kv := range s.accountAliasEntries(mailbox + "@" + domain) {
 		if a, _, err := s.getAlias(kv.domain, kv.name); err == nil {
 			out = append(out, a)
 		}
+	}
+	return out
+}
+
+// readAccountName is readName for a read about an existing account.
+// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+func (s *Service) readAccountName(ctx context.Context, domain, mailbox string) (string, string, error) {
+	domain, mailbox, err := s.readName(ctx, domain, mailbox)
+	if err != nil {
+		return "", "", err
+	}
+	if _, _, err := s.getAccount(domain, mailbox); err != nil {
+		return "", "", err
+	}
+	return domain, mailbox, nil
+}
+
+// MembershipQuery says which memberships AccountMemberships reads.
+type MembershipQuery struct {
+	Aliases, Lists, Groups bool
+}
+
+// AccountMemberships are the aliases that point at an account and the
+// mailing lists and groups it is a direct member of.
+type AccountMemberships struct {
+	Aliases []*mailcluster.Alias
+	Lists   []*mailcluster.MailingList
+	Groups  []*mailcluster.Group
+}
+
+// AccountMemberships returns what q asks of an account's memberships, as
+// AccountAliases, AccountLists and AccountGroups would, with one check of
+// the caller and the account; what q does not ask is nil.
+// Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
+func (s *Service) AccountMemberships(ctx context.Context, domain, mailbox string, q MembershipQuery) (AccountMemberships, error) {
+	var out AccountMemberships
+	domain, mailbox, err := s.readAccountName(ctx, domain, mailbox)
+	if err != nil {
+		return out, err
+	}
+	if q.Aliases {
+		out.Aliases = s.aliasesOf(domain, mailbox)
+	}
+	if q.Lists {
+		out.Lists = setsOf(s, listKind, domain, mailbox, s.getList)
+	}
+	if q.Groups {
+		out.Groups = setsOf(s, groupKind, domain, mailbox, s.getGroup)
 	}
 	return out, nil
 }

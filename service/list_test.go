@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -474,4 +475,73 @@ func TestAccountLists(t *testing.T) {
 		})
 	})
 	checkTxnSize(t, e.st)
+}
+
+// TestAccountMemberships answers what AccountAliases, AccountLists and
+// AccountGroups answer, only the parts asked for, with the same refusals.
+func TestAccountMemberships(t *testing.T) {
+	e := mustOpenAddrEnv(t)
+	for _, name := range []string{"one", "two"} {
+		if _, err := e.svc.CreateList(e.ctx, mailcluster.ListCreate{Domain: "example.com", Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.CreateGroup(e.ctx, mailcluster.GroupCreate{Domain: "example.com", Name: "staff"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateAccount(e.ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "frank", Password: "pass-word-1",
+		Aliases: []string{"sales", "info"}, Lists: []string{"two"}, Groups: []string{"staff"}}); err != nil {
+		t.Fatal(err)
+	}
+	names := func(n int, name func(int) string) []string {
+		out := []string{}
+		for i := range n {
+			out = append(out, name(i))
+		}
+		return out
+	}
+	t.Run("OK", func(t *testing.T) {
+		m, err := e.svc.AccountMemberships(e.dctx, "Example.com", "Frank", service.MembershipQuery{Aliases: true, Lists: true, Groups: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		as, _ := e.svc.AccountAliases(e.dctx, "example.com", "frank")
+		ls, _ := e.svc.AccountLists(e.dctx, "example.com", "frank")
+		gs, _ := e.svc.AccountGroups(e.dctx, "example.com", "frank")
+		for _, c := range []struct{ got, want []string }{
+			{names(len(m.Aliases), func(i int) string { return m.Aliases[i].Address() }), names(len(as), func(i int) string { return as[i].Address() })},
+			{names(len(m.Lists), func(i int) string { return m.Lists[i].Name }), names(len(ls), func(i int) string { return ls[i].Name })},
+			{names(len(m.Groups), func(i int) string { return m.Groups[i].Name }), names(len(gs), func(i int) string { return gs[i].Name })},
+		} {
+			if !slices.Equal(c.got, c.want) || len(c.got) == 0 {
+				t.Errorf("memberships %v, want %v", c.got, c.want)
+			}
+		}
+		if len(m.Aliases) != 2 || len(m.Lists) != 1 || len(m.Groups) != 1 {
+			t.Errorf("memberships %d aliases, %d lists, %d groups", len(m.Aliases), len(m.Lists), len(m.Groups))
+		}
+	})
+	t.Run("OnlyWhatIsAsked", func(t *testing.T) {
+		m, err := e.svc.AccountMemberships(e.dctx, "example.com", "frank", service.MembershipQuery{Lists: true})
+		if err != nil || m.Aliases != nil || m.Groups != nil || len(m.Lists) != 1 {
+			t.Fatalf("%+v, %v", m, err)
+		}
+	})
+	t.Run("Err", func(t *testing.T) {
+		other := service.NewContextWithCaller(context.Background(), &mailcluster.Account{Domain: "other.com", Mailbox: "oadmin", AdminRights: mailcluster.AdminDomain})
+		for _, tc := range []struct {
+			ctx          context.Context
+			domain, mbox string
+			code         string
+		}{
+			{other, "example.com", "frank", mailcluster.EFORBIDDEN},
+			{e.dctx, "example.com", "nobody", mailcluster.ENOTFOUND},
+			{e.dctx, "example.com", "bad name", mailcluster.EINVALID},
+		} {
+			e.refused(t, tc.code, func() error {
+				_, err := e.svc.AccountMemberships(tc.ctx, tc.domain, tc.mbox, service.MembershipQuery{Aliases: true})
+				return err
+			})
+		}
+	})
 }

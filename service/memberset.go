@@ -412,20 +412,23 @@ func memberCursor(k setKind, domain, cursor string) string {
 // Errors: EINVALID, ENOTFOUND, EFORBIDDEN.
 func accountSets[T any](ctx context.Context, s *Service, k setKind, domain, mailbox string,
 	get func(domain, name string) (*T, mailcluster.KV, error)) ([]*T, error) {
-	domain, mailbox, err := s.readName(ctx, domain, mailbox)
+	domain, mailbox, err := s.readAccountName(ctx, domain, mailbox)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := s.getAccount(domain, mailbox); err != nil {
-		return nil, err
-	}
+	return setsOf(s, k, domain, mailbox, get), nil
+}
+
+// setsOf returns the sets of kind k (each read by get) that have account
+// mailbox@domain (names already checked) as a direct member.
+func setsOf[T any](s *Service, k setKind, domain, mailbox string, get func(domain, name string) (*T, mailcluster.KV, error)) []*T {
 	out := []*T{}
 	for _, name := range s.setsWith(k, domain, mailbox) {
 		if v, _, err := get(domain, name); err == nil {
 			out = append(out, v)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // setsWith returns the names of the sets of kind k in domain that have
