@@ -33,6 +33,7 @@ var readMethods = map[string]bool{
 	"AccountAliases":       true,
 	"AccountGroups":        true,
 	"AccountLists":         true,
+	"AccountMemberships":   true,
 	"AccountUsage":         true,
 	"Authenticate":         true,
 	"AuthenticateUser":     true,
