@@ -76,6 +76,16 @@ func (w *xmlWriter) attr(key, value string) {
 	a.WriteTo(w.buf, &writeSettings)
 }
 
+// attrUnescaped writes an attribute whose value escaping leaves as it is
+// (a number: digits, '-', '+', '.'), without making it a string.
+func (w *xmlWriter) attrUnescaped(key string, value []byte) {
+	w.buf.WriteByte(' ')
+	w.buf.WriteString(key)
+	w.buf.WriteString(`="`)
+	w.buf.Write(value)
+	w.buf.WriteByte('"')
+}
+
 // end closes the innermost element: "/>" when it has no children, else
 // its end tag on a line of its own.
 func (w *xmlWriter) end(tag string) {

@@ -63,9 +63,26 @@ var statuses = []status{
 
 // value renders the HRESULT the classic way: 0x8007000D.
 func (s status) value() string {
+	if s.ID >= 0 && s.ID < len(statusValues) && statuses[s.ID] == s {
+		return statusValues[s.ID]
+	}
+	return formatHRESULT(s.Value)
+}
+
+// statusValues holds the value of each row of statuses, rendered once.
+var statusValues = func() []string {
+	v := make([]string, len(statuses))
+	for i, s := range statuses {
+		v[i] = formatHRESULT(s.Value)
+	}
+	return v
+}()
+
+// formatHRESULT renders v as 0x and eight upper-case hex digits.
+func formatHRESULT(v uint32) string {
 	const digits = "0123456789ABCDEF"
 	b := [10]byte{'0', 'x'}
-	for i, v := len(b)-1, s.Value; i >= 2; i, v = i-1, v>>4 {
+	for i := len(b) - 1; i >= 2; i, v = i-1, v>>4 {
 		b[i] = digits[v&0xF]
 	}
 	return string(b[:])

@@ -147,12 +147,21 @@ func (p params) has(path string) bool { return p.find(path) != nil }
 
 // str returns the trimmed text at path, nil when the element is absent.
 func (p params) str(path string) *string {
-	e := p.find(path)
-	if e == nil {
+	s, ok := p.text(path)
+	if !ok {
 		return nil
 	}
-	s := strings.TrimSpace(textOf(e))
 	return &s
+}
+
+// text returns the trimmed text at path, and whether the element is
+// present.
+func (p params) text(path string) (string, bool) {
+	e := p.find(path)
+	if e == nil {
+		return "", false
+	}
+	return strings.TrimSpace(textOf(e)), true
 }
 
 // raw returns the text at path as sent (for passwords), nil when absent.
@@ -176,11 +185,10 @@ func (p params) strOr(path, def string) string {
 // required returns the trimmed text at path; an absent or empty element
 // is StatusMissingParameter naming the path.
 func (p params) required(path string) (string, error) {
-	s := p.str(path)
-	if s == nil || *s == "" {
-		return "", missing(path)
+	if s, _ := p.text(path); s != "" {
+		return s, nil
 	}
-	return *s, nil
+	return "", missing(path)
 }
 
 // flag parses the flag at path (Yes/No, 1/0, true/false), nil when absent
@@ -348,15 +356,28 @@ func clip(s string) string {
 	return s[:i] + "..."
 }
 
-// textOf returns the concatenated character data directly inside e.
+// textOf returns the concatenated character data directly inside e: the
+// data itself, not a copy, when e holds one piece of it (the common case).
 func textOf(e *etree.Element) string {
+	var first string
 	var b strings.Builder
+	n := 0
 	for _, t := range e.Child {
 		if cd, ok := t.(*etree.CharData); ok {
+			if n++; n == 1 {
+				first = cd.Data
+				continue
+			}
+			if n == 2 {
+				b.WriteString(first)
+			}
 			b.WriteString(cd.Data)
 		}
 	}
-	return b.String()
+	if n > 1 {
+		return b.String()
+	}
+	return first
 }
 
 // textElement is an element with its text and the one-token child list

@@ -89,7 +89,7 @@ func addUser(parent *etree.Element, uv user, id string, s sections) {
 
 // referenceResponse is the envelope as respond built it before
 // writeResponse, with result attached on success.
-func referenceResponse(req *request, out outcome, result *etree.Element, et string) *etree.Element {
+func referenceResponse(req *request, out outcome, result *etree.Element, et time.Duration) *etree.Element {
 	root := etree.NewElement("MDaemon")
 	api := root.CreateElement("API")
 	api.CreateAttr("productversion", mailcluster.Version)
@@ -118,7 +118,7 @@ func referenceResponse(req *request, out outcome, result *etree.Element, et stri
 	if out.ID == StatusOK && result != nil {
 		resp.AddChild(result)
 	}
-	resp.CreateAttr("et", et)
+	resp.CreateAttr("et", strconv.FormatFloat(et.Seconds(), 'f', 6, 64))
 	return root
 }
 
@@ -127,7 +127,7 @@ func referenceResponse(req *request, out outcome, result *etree.Element, et stri
 type answerCase struct {
 	req    *request
 	out    outcome
-	et     string
+	et     time.Duration
 	u      user
 	id     string
 	s      sections
@@ -225,6 +225,18 @@ func randomTime(r *rand.Rand) time.Time {
 	return time.Unix(r.Int64N(1<<34), 0).UTC()
 }
 
+// randomDuration returns the time a request took: 0, short, long, and
+// the extremes.
+func randomDuration(r *rand.Rand) time.Duration {
+	switch r.IntN(4) {
+	case 0:
+		return []time.Duration{0, 1, -1, 999, 500, 1500, math.MaxInt64, math.MinInt64}[r.IntN(8)]
+	case 1:
+		return time.Duration(r.Int64())
+	}
+	return time.Duration(r.Int64N(int64(time.Second)))
+}
+
 // randomUser returns a random account with random memberships.
 func randomUser(r *rand.Rand) user {
 	rights := []mailcluster.AdminRights{mailcluster.AdminNone, mailcluster.AdminDomain, mailcluster.AdminGlobal, "", "other"}
@@ -297,7 +309,7 @@ func randomOutcome(r *rand.Rand) outcome {
 // randomCase returns a random answer.
 func randomCase(t testing.TB, r *rand.Rand) answerCase {
 	c := answerCase{req: randomRequest(t, r), out: randomOutcome(r),
-		et: strconv.FormatFloat(r.Float64(), 'f', 6, 64), u: randomUser(r), id: randomString(r), s: sectionsOf(r.UintN(64))}
+		et: randomDuration(r), u: randomUser(r), id: randomString(r), s: sectionsOf(r.UintN(64))}
 	switch r.IntN(10) {
 	case 0: // another operation's answer, built with etree
 		c.tree = etree.NewElement("Domain")
@@ -321,7 +333,7 @@ func TestWriteUserEverySection(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for n := range uint(64) {
 		for range 20 {
-			checkAnswerCase(t, answerCase{out: translate(nil), et: "0.000001", u: randomUser(r), id: randomString(r), s: sectionsOf(n)})
+			checkAnswerCase(t, answerCase{out: translate(nil), et: time.Microsecond, u: randomUser(r), id: randomString(r), s: sectionsOf(n)})
 		}
 	}
 }
@@ -382,7 +394,7 @@ func FuzzWriteUser(f *testing.F) {
 				u.groups = append(u.groups, &mailcluster.Group{Domain: domain, Name: s})
 			}
 		}
-		c := answerCase{out: translate(nil), et: "0.5", u: u, id: id, s: sectionsOf(uint(bits))}
+		c := answerCase{out: translate(nil), et: time.Duration(created), u: u, id: id, s: sectionsOf(uint(bits))}
 		if bits&(1<<13) != 0 {
 			c.out = outcome{status: statuses[StatusReadOnly], message: fullName, primary: path}
 		}

@@ -409,11 +409,16 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 	}
 	buf := getBuffer()
 	defer putBuffer(buf)
-	writeResponse(buf, req, out, res, strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64))
+	writeResponse(buf, req, out, res, time.Since(start))
+	// The three values share one array (one allocation, not three); each
+	// is a slice of its own capacity, so that appending to one leaves the
+	// others alone. The keys are in canonical form.
+	values := make([]string, 3)
+	values[0], values[1], values[2] = ContentType, "no-store", strconv.Itoa(buf.Len())
 	hdr := w.Header()
-	hdr.Set("Content-Type", ContentType)
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	hdr["Content-Type"] = values[0:1:1]
+	hdr["Cache-Control"] = values[1:2:2]
+	hdr["Content-Length"] = values[2:3:3]
 	if out.ID == StatusUnauthorized {
 		hdr.Set("WWW-Authenticate", `Basic realm="`+Realm+`"`)
 	}
@@ -428,9 +433,9 @@ func (h *Handler) respond(w http.ResponseWriter, start time.Time, req *request, 
 
 // writeResponse writes the answer document: <MDaemon><API> with the
 // server's version, the echoed request (redacted) when req asks for it,
-// and <Response> with et (the seconds the request took), out's <Status>,
-// <ServiceVersion> and, on success, res.
-func writeResponse(buf *bytes.Buffer, req *request, out outcome, res *result, et string) {
+// and <Response> with et (the time the request took, in seconds), out's
+// <Status>, <ServiceVersion> and, on success, res.
+func writeResponse(buf *bytes.Buffer, req *request, out outcome, res *result, et time.Duration) {
 	w := xmlWriter{buf: buf}
 	w.declaration()
 	w.start("MDaemon")
@@ -451,7 +456,8 @@ func writeResponse(buf *bytes.Buffer, req *request, out outcome, res *result, et
 	}
 	w.start("Response")
 	w.attr("version", version)
-	w.attr("et", et)
+	var seconds [24]byte
+	w.attrUnescaped("et", strconv.AppendFloat(seconds[:0], et.Seconds(), 'f', 6, 64))
 	w.start("Status")
 	w.attr("id", strconv.Itoa(out.ID))
 	w.attr("value", out.value())
