@@ -8,6 +8,7 @@ import (
 	"github.com/beevik/etree"
 
 	"mailcluster"
+	"mailcluster/service"
 )
 
 const mib = 1 << 20
@@ -425,21 +426,13 @@ type user struct {
 // User element the operation's answer (see writeUser).
 func (h *Handler) answerUser(ctx context.Context, res *result, a *mailcluster.Account, id string, s sections) error {
 	u := user{Account: a}
-	var err error
-	if s.aliases {
-		if u.aliases, err = h.svc.AccountAliases(ctx, a.Domain, a.Mailbox); err != nil {
+	if s.aliases || s.lists || s.groups {
+		m, err := h.svc.AccountMemberships(ctx, a.Domain, a.Mailbox,
+			service.MembershipQuery{Aliases: s.aliases, Lists: s.lists, Groups: s.groups})
+		if err != nil {
 			return err
 		}
-	}
-	if s.lists {
-		if u.lists, err = h.svc.AccountLists(ctx, a.Domain, a.Mailbox); err != nil {
-			return err
-		}
-	}
-	if s.groups {
-		if u.groups, err = h.svc.AccountGroups(ctx, a.Domain, a.Mailbox); err != nil {
-			return err
-		}
+		u.aliases, u.lists, u.groups = m.Aliases, m.Lists, m.Groups
 	}
 	res.user, res.userID, res.userSections = u, id, s
 	return nil
