@@ -376,11 +376,10 @@ func TestDeleteListLarge(t *testing.T) {
 	}
 }
 
-// TestAccountLists: an account joins and leaves lists in the same
-// transaction as its own changes, and its deletion removes its
-// memberships.
-func TestAccountLists(t *testing.T) {
-	e := mustOpenAddrEnv(t)
+// mustCreateListsAndGroup creates the lists one and two and the group
+// staff in example.com.
+func (e addrEnv) mustCreateListsAndGroup(t *testing.T) {
+	t.Helper()
 	for _, name := range []string{"one", "two"} {
 		if _, err := e.svc.CreateList(e.ctx, mailcluster.ListCreate{Domain: "example.com", Name: name}); err != nil {
 			t.Fatal(err)
@@ -389,6 +388,14 @@ func TestAccountLists(t *testing.T) {
 	if _, err := e.svc.CreateGroup(e.ctx, mailcluster.GroupCreate{Domain: "example.com", Name: "staff"}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAccountLists: an account joins and leaves lists in the same
+// transaction as its own changes, and its deletion removes its
+// memberships.
+func TestAccountLists(t *testing.T) {
+	e := mustOpenAddrEnv(t)
+	e.mustCreateListsAndGroup(t)
 	t.Run("Create", func(t *testing.T) {
 		if _, err := e.svc.CreateAccount(e.dctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "frank", Password: "pass-word-1",
 			Lists: []string{"one", "TWO@example.com"}, Groups: []string{"staff"}}); err != nil {
@@ -481,14 +488,7 @@ func TestAccountLists(t *testing.T) {
 // AccountGroups answer, only the parts asked for, with the same refusals.
 func TestAccountMemberships(t *testing.T) {
 	e := mustOpenAddrEnv(t)
-	for _, name := range []string{"one", "two"} {
-		if _, err := e.svc.CreateList(e.ctx, mailcluster.ListCreate{Domain: "example.com", Name: name}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.svc.CreateGroup(e.ctx, mailcluster.GroupCreate{Domain: "example.com", Name: "staff"}); err != nil {
-		t.Fatal(err)
-	}
+	e.mustCreateListsAndGroup(t)
 	if _, err := e.svc.CreateAccount(e.ctx, mailcluster.AccountCreate{Domain: "example.com", Mailbox: "frank", Password: "pass-word-1",
 		Aliases: []string{"sales", "info"}, Lists: []string{"two"}, Groups: []string{"staff"}}); err != nil {
 		t.Fatal(err)
