@@ -40,7 +40,8 @@ func writeAnswer(buf *bytes.Buffer, root *etree.Element) {
 // element without children is closed with "/>"; a text element keeps its
 // text on its line. Names are written as given (they are the package's
 // constants); attribute values and text are escaped by etree's own
-// (*etree.Attr).WriteTo and (*etree.CharData).WriteTo with writeSettings.
+// (*etree.Attr).WriteTo and (*etree.CharData).WriteTo with writeSettings,
+// unless they need no escaping (see plain).
 // Its zero value with buf set is ready.
 type xmlWriter struct {
 	buf   *bytes.Buffer
@@ -71,10 +72,56 @@ func (w *xmlWriter) start(tag string) {
 
 // attr writes an attribute of the element just started.
 func (w *xmlWriter) attr(key, value string) {
-	a := etree.Attr{Key: key, Value: value}
 	w.buf.WriteByte(' ')
+	if plain(value) {
+		w.buf.WriteString(key)
+		w.buf.WriteString(`="`)
+		w.buf.WriteString(value)
+		w.buf.WriteByte('"')
+		return
+	}
+	a := etree.Attr{Key: key, Value: value}
 	a.WriteTo(w.buf, &writeSettings)
 }
+
+// escapedText writes character data as (*etree.CharData).WriteTo does.
+func (w *xmlWriter) escapedText(text string) {
+	if plain(text) {
+		w.buf.WriteString(text)
+		return
+	}
+	cd := etree.CharData{Data: text}
+	cd.WriteTo(w.buf, &writeSettings)
+}
+
+// plain tells whether etree's escaping with writeSettings (etree's
+// defaults: neither canonical text nor canonical attribute values, double
+// quotes) leaves s as it is, so that it may be written without going
+// through etree: s holds only ASCII from space to DEL other than
+// & < > " ', and tab, line feed and carriage return. TestPlainAsEtree
+// checks every byte.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !plainBytes[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// plainBytes marks the bytes plain accepts.
+var plainBytes = func() (t [256]bool) {
+	for b := 0x20; b <= 0x7f; b++ {
+		t[b] = true
+	}
+	for _, b := range "\t\n\r" {
+		t[b] = true
+	}
+	for _, b := range `&<>"'` {
+		t[b] = false
+	}
+	return t
+}()
 
 // attrUnescaped writes an attribute whose value escaping leaves as it is
 // (a number: digits, '-', '+', '.'), without making it a string.
@@ -119,8 +166,7 @@ func (w *xmlWriter) endText(tag, text string) {
 		return
 	}
 	w.buf.WriteByte('>')
-	cd := etree.CharData{Data: text}
-	cd.WriteTo(w.buf, &writeSettings)
+	w.escapedText(text)
 	w.closeTag(tag)
 }
 
@@ -130,11 +176,9 @@ func (w *xmlWriter) endText(tag, text string) {
 // character (nor an invalid byte) reaches across it.
 func (w *xmlWriter) address(tag, local, domain string) {
 	w.openText(tag)
-	cd := etree.CharData{Data: local}
-	cd.WriteTo(w.buf, &writeSettings)
+	w.escapedText(local)
 	w.buf.WriteByte('@')
-	cd.Data = domain
-	cd.WriteTo(w.buf, &writeSettings)
+	w.escapedText(domain)
 	w.closeTag(tag)
 }
 

@@ -408,3 +408,48 @@ func FuzzWriteUser(f *testing.F) {
 		checkAnswerCase(t, c)
 	})
 }
+
+// TestPlainAsEtree checks plain byte by byte, and on strings of plain
+// bytes: what it accepts, etree's text and attribute escaping with
+// writeSettings writes unchanged; what it refuses, etree changes (alone,
+// or in a string of plain bytes for a lone byte of UTF-8), so that the
+// fast path is no wider than needed.
+func TestPlainAsEtree(t *testing.T) {
+	escaped := func(s string) (text, attr string) {
+		var b bytes.Buffer
+		cd := etree.CharData{Data: s}
+		cd.WriteTo(&b, &writeSettings)
+		text = b.String()
+		b.Reset()
+		a := etree.Attr{Key: "k", Value: s}
+		a.WriteTo(&b, &writeSettings)
+		return text, strings.TrimSuffix(strings.TrimPrefix(b.String(), `k="`), `"`)
+	}
+	for c := range 256 {
+		s := string([]byte{byte(c)})
+		text, attr := escaped(s)
+		same := text == s && attr == s
+		if plain(s) != same {
+			t.Errorf("plain(%q) = %v, but etree writes text %q and attribute %q", s, plain(s), text, attr)
+		}
+	}
+	var all []byte
+	for c := range 256 {
+		if plain(string([]byte{byte(c)})) {
+			all = append(all, byte(c))
+		}
+	}
+	if text, attr := escaped(string(all)); !plain(string(all)) || text != string(all) || attr != string(all) {
+		t.Errorf("the plain bytes together are escaped: text %q, attribute %q", text, attr)
+	}
+	for _, s := range []string{"", "alice", "a b\tc\r\nd", "/var/mail/x/"} {
+		if !plain(s) {
+			t.Errorf("plain(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"ü", "a&b", "a\x00", "\xff", "\ufffd"} {
+		if plain(s) {
+			t.Errorf("plain(%q) = true", s)
+		}
+	}
+}
