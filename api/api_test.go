@@ -373,10 +373,11 @@ func TestRequestID(t *testing.T) {
 }
 
 // The access line of a successful read is at Debug; a write, any answer
-// of 400 or more and a login failure are at Info. The XML-API, which logs
-// its own outcome, has its access line at Debug.
+// of 400 or more, a login failure and a request of another node are at
+// Info. The XML-API, which logs its own outcome, has its access line at
+// Debug.
 func TestAccessLogLevel(t *testing.T) {
-	env := MustOpenEnv(t)
+	env := MustOpenEnv(t, WithClusterLog(nil))
 	levelOf := func(t *testing.T, res *Response) string {
 		t.Helper()
 		rid := res.Header.Get("X-Request-Id")
@@ -403,6 +404,9 @@ func TestAccessLogLevel(t *testing.T) {
 		}, "INFO"},
 		{"ErrUnauthorized", func(t *testing.T) *Response {
 			return env.Admin.Anonymous().Get(t, "/api/v1/domains").Expect(t, http.StatusUnauthorized)
+		}, "INFO"},
+		{"InternalRead", func(t *testing.T) *Response {
+			return env.Admin.Anonymous().Do(t, Request{Method: http.MethodGet, Path: "/internal/v1/log", Signed: true}).Expect(t, http.StatusOK)
 		}, "INFO"},
 		{"XMLAPI", func(t *testing.T) *Response {
 			return env.Admin.Anonymous().Do(t, Request{Method: http.MethodPost, Path: "/MdMgmtWS", ContentType: "application/xml",

@@ -336,16 +336,17 @@ func (s *Server) accessLog(c echo.Context, d time.Duration) {
 }
 
 // accessLevel is the level of a request's access line: Info for a
-// request that may change something (POST, PUT, PATCH, DELETE) and for
-// any answer of 400 or more (failed logins, refusals, errors); Debug for a
-// successful read (GET, HEAD, OPTIONS), which is most of the traffic of
-// monitoring and provisioning scripts, as Consul logs its HTTP requests.
-// An XML-API request (always a POST) logs its outcome itself, writes at
-// Info and reads at Debug, so its access line is at Debug unless it
-// failed at the HTTP level.
+// request that may change something (POST, PUT, PATCH, DELETE), for any
+// answer of 400 or more (failed logins, refusals, errors) and for every
+// request of another node (the internal API: few, and the log tells who
+// called and whether over TLS); Debug for a successful read (GET, HEAD,
+// OPTIONS), which is most of the traffic of monitoring and provisioning
+// scripts, as Consul logs its HTTP requests. An XML-API request (always a
+// POST) logs its outcome itself, writes at Info and reads at Debug, so its
+// access line is at Debug unless it failed at the HTTP level.
 func accessLevel(req *http.Request, status int) slog.Level {
 	switch {
-	case status >= http.StatusBadRequest:
+	case status >= http.StatusBadRequest, strings.HasPrefix(req.URL.Path, "/internal/"):
 		return slog.LevelInfo
 	case req.Method == http.MethodGet, req.Method == http.MethodHead, req.Method == http.MethodOptions:
 		return slog.LevelDebug
