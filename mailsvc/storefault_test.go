@@ -9,9 +9,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"mailcluster"
 	"mailcluster/internal/faultfs"
 	"mailcluster/mailstore"
 )
@@ -148,12 +150,15 @@ func TestDeliveryStorageFaults(t *testing.T) {
 					t.Fatalf("%s's mailbox after the failed delivery holds %v", mb, files)
 				}
 				// Report persists a delta before Deliver returns, and it
-				// stays pending until the usage includes it.
-				u := mustLocal(e.svc).Usage("example.com", mb)
-				pb, pm := e.outbox.Pending("example.com", mb)
-				if u.Bytes+pb != 0 || u.Messages+pm != 0 {
-					t.Fatalf("usage of %s after the failed delivery: %+v, pending %d bytes %d messages", mb, u, pb, pm)
-				}
+				// stays pending until the usage includes it: usage and
+				// pending add up to nothing. The outbox sends on its own,
+				// so the two are read again until nothing was sent in
+				// between (the same pending before and after the usage).
+				wantNoUsage(t, mb, func() (mailcluster.Usage, [2]int64) {
+					u := mustLocal(e.svc).Usage("example.com", mb)
+					pb, pm := e.outbox.Pending("example.com", mb)
+					return u, [2]int64{pb, pm}
+				})
 			}
 		})
 	}
@@ -179,4 +184,24 @@ func TestDeliveryStorageFaults(t *testing.T) {
 			waitUsage(t, e, mb, 1)
 		}
 	})
+}
+
+// wantNoUsage fails unless read, within 5 s, gives a usage and pending
+// deltas of mailbox mb that add up to nothing, read while no pending
+// delta was applied (the pending ones the same before and after).
+func wantNoUsage(t *testing.T, mb string, read func() (mailcluster.Usage, [2]int64)) {
+	t.Helper()
+	var u mailcluster.Usage
+	var p [2]int64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		_, before := read()
+		u, p = read()
+		if p != before {
+			continue // a delta was applied between the reads
+		}
+		if u.Bytes+p[0] == 0 && u.Messages+p[1] == 0 {
+			return
+		}
+	}
+	t.Fatalf("usage of %s after the failed delivery: %+v, pending %d bytes %d messages", mb, u, p[0], p[1])
 }
