@@ -335,15 +335,66 @@ func entryChanges(e *feedEntry, index uint64) ([]mailcluster.KV, []string) {
 }
 
 // readAll reads every replicated record under the prefix in pages (one
-// list per second-level folder, e.g. accounts/<domain>/), calling fn per
-// page, and returns the largest ModifyIndex seen.
+// list per second-level folder, e.g. accounts/<domain>/, and the loose
+// keys in transactions of feedReadBatch), calling fn per page in key
+// order, and returns the largest ModifyIndex seen. Up to readAllWorkers
+// pages are read from Consul at once, at most readAllAhead ahead of fn,
+// so that a catch-up waits on Consul's answers and the snapshot's writes
+// together rather than one after the other.
 func (s *ConsulStore) readAll(ctx context.Context, fn func([]mailcluster.KV) error) (uint64, error) {
-	kv := s.client.KV()
-	q := func() *api.QueryOptions { return (&api.QueryOptions{}).WithContext(ctx) }
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs, err := s.readAllJobs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	type result struct {
+		pairs api.KVPairs
+		err   error
+	}
+	results := make([]chan result, len(jobs))
+	for i := range results {
+		results[i] = make(chan result, 1)
+	}
+	ahead := make(chan struct{}, readAllAhead) // pages read and not yet given to fn
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := range jobs {
+			select {
+			case ahead <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range min(readAllWorkers, len(jobs)) {
+		go func() {
+			for i := range next {
+				pairs, err := s.readJob(ctx, jobs[i])
+				results[i] <- result{pairs, err}
+			}
+		}()
+	}
 	var maxIndex uint64
-	page := func(pairs api.KVPairs) error {
-		out := make([]mailcluster.KV, 0, len(pairs))
-		for _, p := range pairs {
+	for i := range jobs {
+		var r result
+		select {
+		case r = <-results[i]:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		<-ahead
+		if r.err != nil {
+			return 0, r.err
+		}
+		out := make([]mailcluster.KV, 0, len(r.pairs))
+		for _, p := range r.pairs {
 			s.bytesRead.Add(uint64(len(p.Key) + len(p.Value)))
 			key := strings.TrimPrefix(p.Key, s.prefix)
 			if notReplicated(key) {
@@ -353,14 +404,40 @@ func (s *ConsulStore) readAll(ctx context.Context, fn func([]mailcluster.KV) err
 			out = append(out, mailcluster.KV{Key: key, Value: p.Value, ModifyIndex: p.ModifyIndex})
 		}
 		if len(out) == 0 {
-			return nil
+			continue
 		}
-		return fn(out)
+		if err := fn(out); err != nil {
+			return 0, err
+		}
 	}
-	top, _, err := kv.Keys(s.prefix, "/", q())
+	return maxIndex, nil
+}
+
+const (
+	// readAllWorkers is how many pages readAll reads from Consul at once.
+	readAllWorkers = 4
+	// readAllAhead bounds the pages read and not yet applied (each a
+	// folder of records, e.g. one domain's accounts).
+	readAllAhead = 16
+)
+
+// readAllJob is one page of readAll: the records under prefix, or the
+// loose keys named.
+type readAllJob struct {
+	prefix string
+	keys   []string
+}
+
+// readAllJobs lists the pages of readAll in key order: a list per folder
+// without sub-folders, then the loose keys in batches of feedReadBatch.
+func (s *ConsulStore) readAllJobs(ctx context.Context) ([]readAllJob, error) {
+	kv := s.client.KV()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	top, _, err := kv.Keys(s.prefix, "/", q)
 	if err != nil {
-		return 0, fmt.Errorf("cluster: list %s: %w", s.prefix, err)
+		return nil, fmt.Errorf("cluster: list %s: %w", s.prefix, err)
 	}
+	var jobs []readAllJob
 	var leaves []string
 	for _, k := range top {
 		rel := strings.TrimPrefix(k, s.prefix)
@@ -373,9 +450,9 @@ func (s *ConsulStore) readAll(ctx context.Context, fn func([]mailcluster.KV) err
 			}
 			continue
 		}
-		subs, _, err := kv.Keys(k, "/", q())
+		subs, _, err := kv.Keys(k, "/", q)
 		if err != nil {
-			return 0, fmt.Errorf("cluster: list %s: %w", k, err)
+			return nil, fmt.Errorf("cluster: list %s: %w", k, err)
 		}
 		dirs := false
 		for _, sub := range subs {
@@ -385,13 +462,7 @@ func (s *ConsulStore) readAll(ctx context.Context, fn func([]mailcluster.KV) err
 			}
 		}
 		if !dirs {
-			pairs, _, err := kv.List(k, q())
-			if err != nil {
-				return 0, fmt.Errorf("cluster: list %s: %w", k, err)
-			}
-			if err := page(pairs); err != nil {
-				return 0, err
-			}
+			jobs = append(jobs, readAllJob{prefix: k})
 			continue
 		}
 		for _, sub := range subs {
@@ -399,35 +470,40 @@ func (s *ConsulStore) readAll(ctx context.Context, fn func([]mailcluster.KV) err
 				leaves = append(leaves, sub)
 				continue
 			}
-			pairs, _, err := kv.List(sub, q())
-			if err != nil {
-				return 0, fmt.Errorf("cluster: list %s: %w", sub, err)
-			}
-			if err := page(pairs); err != nil {
-				return 0, err
-			}
+			jobs = append(jobs, readAllJob{prefix: sub})
 		}
 	}
 	for len(leaves) > 0 {
 		n := min(len(leaves), feedReadBatch)
-		ops := make(api.TxnOps, 0, n)
-		for _, k := range leaves[:n] {
-			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}})
-		}
+		jobs = append(jobs, readAllJob{keys: leaves[:n:n]})
 		leaves = leaves[n:]
-		ok, resp, _, err := s.client.Txn().Txn(ops, q())
-		if err != nil || !ok {
-			return 0, fmt.Errorf("cluster: read keys: %v %v", err, resp)
+	}
+	return jobs, nil
+}
+
+// readJob reads one page of readAll from Consul.
+func (s *ConsulStore) readJob(ctx context.Context, j readAllJob) (api.KVPairs, error) {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if j.keys == nil {
+		pairs, _, err := s.client.KV().List(j.prefix, q)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: list %s: %w", j.prefix, err)
 		}
-		var pairs api.KVPairs
-		for _, r := range resp.Results {
-			if r.KV != nil && r.KV.ModifyIndex != 0 {
-				pairs = append(pairs, r.KV)
-			}
-		}
-		if err := page(pairs); err != nil {
-			return 0, err
+		return pairs, nil
+	}
+	ops := make(api.TxnOps, 0, len(j.keys))
+	for _, k := range j.keys {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVGetOrEmpty, Key: k}})
+	}
+	ok, resp, _, err := s.client.Txn().Txn(ops, q)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("cluster: read keys: %v %v", err, resp)
+	}
+	var pairs api.KVPairs
+	for _, r := range resp.Results {
+		if r.KV != nil && r.KV.ModifyIndex != 0 {
+			pairs = append(pairs, r.KV)
 		}
 	}
-	return maxIndex, nil
+	return pairs, nil
 }

@@ -589,6 +589,60 @@ func TestFeedResync(t *testing.T) {
 	sameContent(t, "after a new epoch", content(s.st.List("", "", 0)), consulContent(t, client, name))
 }
 
+// TestFeedResyncEveryShape: a node that lost its file rebuilds it from
+// Consul whatever the shape of the records (folders of folders, folders of
+// records, loose records beside folders and at the top, more pages than
+// are read at once, more loose records than one transaction reads), with
+// every record and its index, as the pages are read concurrently.
+func TestFeedResyncEveryShape(t *testing.T) {
+	client := MustStartConsul(t)
+	const name = "feed-resync-shapes"
+	dir := t.TempDir()
+	p := openFeedNode(t, client, name, filepath.Join(dir, "p.db"), nil)
+	s := openFeedNode(t, client, name, filepath.Join(dir, "s.db"), nil)
+	p.becomePrimary()
+	var ops []mailcluster.Op
+	flush := func() {
+		if _, err := p.write(ops...); err != nil {
+			t.Fatal(err)
+		}
+		ops = nil
+	}
+	for d := range 40 { // 40 pages of accounts, more than readAllAhead
+		for m := range 3 {
+			ops = append(ops, set(fmt.Sprintf("accounts/d%02d.example/m%d", d, m), fmt.Sprintf("a%d-%d", d, m)))
+		}
+		ops = append(ops, set(fmt.Sprintf("domains/d%02d.example", d), "d"))
+		if len(ops) >= 40 {
+			flush()
+		}
+	}
+	for i := range 70 { // loose records beside folders: two transactions' worth
+		ops = append(ops, set(fmt.Sprintf("accounts/loose%02d", i), "l"))
+		if len(ops) >= 40 {
+			flush()
+		}
+	}
+	ops = append(ops, set("toplevel", "t"))
+	flush()
+	index, err := p.write(set("domains/last", "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.awaitIndex(index)
+	s.stop()
+	if err := os.Remove(s.path); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	s.awaitIndex(index)
+	got := content(s.st.List("", "", 0))
+	if len(got) < 40*4+70+2 {
+		t.Fatalf("%d records after the rebuild", len(got))
+	}
+	sameContent(t, "after the rebuild", got, consulContent(t, client, name))
+}
+
 // TestFeedExternalWrite: a record changed in Consul outside mailcluster
 // reaches every node through the primary, and is in the cluster log.
 func TestFeedExternalWrite(t *testing.T) {
