@@ -199,6 +199,17 @@ func (n *feedNode) becomePrimary() {
 	n.session.Store(id)
 }
 
+// openFeedPair opens two nodes of cluster clusterName, p made the
+// primary and s a secondary, each with its own file.
+func openFeedPair(t *testing.T, client *api.Client, clusterName string) (p, s *feedNode) {
+	t.Helper()
+	dir := t.TempDir()
+	p = openFeedNode(t, client, clusterName, filepath.Join(dir, "p.db"), nil)
+	s = openFeedNode(t, client, clusterName, filepath.Join(dir, "s.db"), nil)
+	p.becomePrimary()
+	return p, s
+}
+
 func (n *feedNode) write(ops ...mailcluster.Op) (uint64, error) {
 	return n.st.Txn(context.Background(), ops)
 }
@@ -287,10 +298,7 @@ func head(t *testing.T, client *api.Client, clusterName string) (epoch string, s
 func TestFeedReplicates(t *testing.T) {
 	client := MustStartConsul(t)
 	const name = "feed-replicates"
-	dir := t.TempDir()
-	p := openFeedNode(t, client, name, filepath.Join(dir, "p.db"), nil)
-	s := openFeedNode(t, client, name, filepath.Join(dir, "s.db"), nil)
-	p.becomePrimary()
+	p, s := openFeedPair(t, client, name)
 
 	perWrite := func() uint64 {
 		before := s.st.Stats().BytesRead
@@ -597,10 +605,7 @@ func TestFeedResync(t *testing.T) {
 func TestFeedResyncEveryShape(t *testing.T) {
 	client := MustStartConsul(t)
 	const name = "feed-resync-shapes"
-	dir := t.TempDir()
-	p := openFeedNode(t, client, name, filepath.Join(dir, "p.db"), nil)
-	s := openFeedNode(t, client, name, filepath.Join(dir, "s.db"), nil)
-	p.becomePrimary()
+	p, s := openFeedPair(t, client, name)
 	var ops []mailcluster.Op
 	flush := func() {
 		if _, err := p.write(ops...); err != nil {
@@ -648,10 +653,7 @@ func TestFeedResyncEveryShape(t *testing.T) {
 func TestFeedExternalWrite(t *testing.T) {
 	client := MustStartConsul(t)
 	const name = "feed-external"
-	dir := t.TempDir()
-	p := openFeedNode(t, client, name, filepath.Join(dir, "p.db"), nil)
-	s := openFeedNode(t, client, name, filepath.Join(dir, "s.db"), nil)
-	p.becomePrimary()
+	p, s := openFeedPair(t, client, name)
 	index, err := p.write(set("settings/mailcluster/SMTP/Banner", "ours"), set("domains/gone", "v"))
 	if err != nil {
 		t.Fatal(err)
