@@ -15,10 +15,10 @@ import (
 	"mailcluster/mailstore"
 )
 
-// unnamedFaultFS is faultFS with the unnamed files of OSFS, checked as
-// the named ones are: "create" with the directory, "write" and "sync"
-// with the file's name (its directory), "link" with the new name. It
-// counts the files created with and without a name.
+// unnamedFaultFS is faultFS (whose faultfs.FS checks unnamed files as
+// named ones: "create" with the directory, "write" and "sync" with the
+// file's name, "link" with the new name) counting the files created with
+// and without a name.
 type unnamedFaultFS struct {
 	*faultFS
 	named, unnamed atomic.Int32
@@ -40,42 +40,11 @@ func (f *unnamedFaultFS) CreateUnnamed(dir string) (mailstore.File, error) {
 	if f.unsupported {
 		return nil, errors.ErrUnsupported
 	}
-	if err := f.check("create", dir); err != nil {
-		return nil, err
+	file, err := f.faultFS.CreateUnnamed(dir)
+	if err == nil {
+		f.unnamed.Add(1)
 	}
-	file, err := mailstore.OSFS.(mailstore.UnnamedFS).CreateUnnamed(dir)
-	if err != nil {
-		return nil, err
-	}
-	f.unnamed.Add(1)
-	return &unnamedFaultFile{File: file.(*os.File), fs: f}, nil
-}
-
-func (f *unnamedFaultFS) LinkUnnamed(file mailstore.File, newname string) error {
-	if err := f.check("link", newname); err != nil {
-		return err
-	}
-	return mailstore.OSFS.(mailstore.UnnamedFS).LinkUnnamed(file.(*unnamedFaultFile).File, newname)
-}
-
-type unnamedFaultFile struct {
-	*os.File
-	fs *unnamedFaultFS
-}
-
-func (w *unnamedFaultFile) Write(p []byte) (int, error) {
-	if err := w.fs.check("write", w.Name()); err != nil {
-		n, _ := w.File.Write(p[:len(p)/2])
-		return n, err
-	}
-	return w.File.Write(p)
-}
-
-func (w *unnamedFaultFile) Sync() error {
-	if err := w.fs.check("sync", w.Name()); err != nil {
-		return err
-	}
-	return w.File.Sync()
+	return file, err
 }
 
 // unnamedEnv is a store env with alice and bob, and a Store over an
