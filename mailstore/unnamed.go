@@ -38,7 +38,7 @@ type message struct {
 
 // createMessage creates the file of a copy in tmpDir: unnamed when the
 // file system can, else a named temporary file. The caller writes and
-// syncs m.f (also for a named file, closed by closeMessage) and, when the
+// syncs m.f, then calls m.written (which closes a named file) and, when the
 // delivery ends, calls m.release.
 func (s *Store) createMessage(tmpDir string) (*message, error) {
 	if u, ok := s.fs.(UnnamedFS); ok {
