@@ -15,99 +15,104 @@ import (
 // are case-sensitive.
 func (h *Handler) dispatch(ctx context.Context, req *request, res *result) error {
 	p := params{req.params}
+	// The User answer is written as it is read (see writeUser); every
+	// other operation builds its <Result> as an etree element.
 	switch req.op {
-	case "GetVersionInfo":
-		return h.handleVersionInfo(ctx, p, res.tree())
-	case "GetDomainList":
-		return h.handleDomainList(ctx, p, res.tree())
-	case "GetDomainInfo":
-		return h.handleDomainInfo(ctx, p, res.tree())
-	case "CreateDomain":
-		return h.handleDomainCreate(ctx, p, res.tree())
-	case "UpdateDomain":
-		return h.handleDomainUpdate(ctx, p, res.tree())
-	case "DeleteDomain":
-		return h.handleDomainDelete(ctx, p, res.tree())
 	case "GetUserInfo":
 		return h.handleUserInfo(ctx, p, res)
 	case "CreateUser":
 		return h.handleUserCreate(ctx, p, res)
 	case "UpdateUser":
 		return h.handleUserUpdate(ctx, p, res)
+	}
+	result := res.tree()
+	switch req.op {
+	case "GetVersionInfo":
+		return h.handleVersionInfo(ctx, p, result)
+	case "GetDomainList":
+		return h.handleDomainList(ctx, p, result)
+	case "GetDomainInfo":
+		return h.handleDomainInfo(ctx, p, result)
+	case "CreateDomain":
+		return h.handleDomainCreate(ctx, p, result)
+	case "UpdateDomain":
+		return h.handleDomainUpdate(ctx, p, result)
+	case "DeleteDomain":
+		return h.handleDomainDelete(ctx, p, result)
 	case "DeleteUser":
-		return h.handleUserDelete(ctx, p, res.tree())
+		return h.handleUserDelete(ctx, p, result)
 	case "GetIniSettings":
-		return h.handleIniSettingsGet(ctx, p, res.tree())
+		return h.handleIniSettingsGet(ctx, p, result)
 	case "UpdateIniSettings":
-		return h.handleIniSettingsUpdate(ctx, p, res.tree())
+		return h.handleIniSettingsUpdate(ctx, p, result)
 	case "GetDynamicScreening":
-		return h.handleScreeningGet(ctx, p, res.tree())
+		return h.handleScreeningGet(ctx, p, result)
 	case "BlockIP":
-		return h.handleBlockIP(ctx, p, res.tree())
+		return h.handleBlockIP(ctx, p, result)
 	case "UnblockIP":
-		return h.handleUnblockIP(ctx, p, res.tree())
+		return h.handleUnblockIP(ctx, p, result)
 	case "FreezeAccount":
-		return h.handleFreezeAccount(ctx, p, res.tree())
+		return h.handleFreezeAccount(ctx, p, result)
 	case "ThawAccount":
-		return h.handleThawAccount(ctx, p, res.tree())
+		return h.handleThawAccount(ctx, p, result)
 	case "ImportCertificate":
-		return h.handleCertificateImport(ctx, p, res.tree())
+		return h.handleCertificateImport(ctx, p, result)
 	case "GetCertificates":
-		return h.handleCertificateList(ctx, p, res.tree())
+		return h.handleCertificateList(ctx, p, result)
 	case "DeleteCertificate":
-		return h.handleCertificateDelete(ctx, p, res.tree())
+		return h.handleCertificateDelete(ctx, p, result)
 	case "GetClusterInfo":
-		return h.handleClusterInfo(ctx, p, res.tree())
+		return h.handleClusterInfo(ctx, p, result)
 	case "AddClusterNode":
-		return h.handleClusterNodeAdd(ctx, p, res.tree())
+		return h.handleClusterNodeAdd(ctx, p, result)
 	case "RemoveClusterNode":
-		return h.handleClusterNodeRemove(ctx, p, res.tree())
+		return h.handleClusterNodeRemove(ctx, p, result)
 	case "GetClusterLog":
-		return h.handleClusterLog(ctx, p, res.tree())
+		return h.handleClusterLog(ctx, p, result)
 	case "CreateAlias":
-		return h.handleAliasCreate(ctx, p, res.tree())
+		return h.handleAliasCreate(ctx, p, result)
 	case "UpdateAlias":
-		return h.handleAliasUpdate(ctx, p, res.tree())
+		return h.handleAliasUpdate(ctx, p, result)
 	case "DeleteAlias":
-		return h.handleAliasDelete(ctx, p, res.tree())
+		return h.handleAliasDelete(ctx, p, result)
 	case "GetAliasList":
-		return h.handleAliasList(ctx, p, res.tree())
+		return h.handleAliasList(ctx, p, result)
 	case "CreateList":
-		return h.handleListCreate(ctx, p, res.tree())
+		return h.handleListCreate(ctx, p, result)
 	case "UpdateList":
-		return h.handleListUpdate(ctx, p, res.tree())
+		return h.handleListUpdate(ctx, p, result)
 	case "DeleteList":
-		return h.handleListDelete(ctx, p, res.tree())
+		return h.handleListDelete(ctx, p, result)
 	case "GetListInfo":
-		return h.handleListInfo(ctx, p, res.tree())
+		return h.handleListInfo(ctx, p, result)
 	case "GetListList":
-		return h.handleListList(ctx, p, res.tree())
+		return h.handleListList(ctx, p, result)
 	case "CreateGroup":
-		return h.handleGroupCreate(ctx, p, res.tree())
+		return h.handleGroupCreate(ctx, p, result)
 	case "UpdateGroup":
-		return h.handleGroupUpdate(ctx, p, res.tree())
+		return h.handleGroupUpdate(ctx, p, result)
 	case "DeleteGroup":
-		return h.handleGroupDelete(ctx, p, res.tree())
+		return h.handleGroupDelete(ctx, p, result)
 	case "GetGroupInfo":
-		return h.handleGroupInfo(ctx, p, res.tree())
+		return h.handleGroupInfo(ctx, p, result)
 	case "GetGroupList":
-		return h.handleGroupList(ctx, p, res.tree())
+		return h.handleGroupList(ctx, p, result)
 	case "CreateDKIMKey":
-		return h.handleDKIMKeyCreate(ctx, p, res.tree())
+		return h.handleDKIMKeyCreate(ctx, p, result)
 	case "GetDKIMKey":
-		return h.handleDKIMKeyGet(ctx, p, res.tree())
+		return h.handleDKIMKeyGet(ctx, p, result)
 	case "DeleteDKIMKey":
-		return h.handleDKIMKeyDelete(ctx, p, res.tree())
+		return h.handleDKIMKeyDelete(ctx, p, result)
 	case "GetQueueList":
-		return h.handleQueueList(ctx, p, res.tree())
+		return h.handleQueueList(ctx, p, result)
 	case "GetQueueMessage":
-		return h.handleQueueMessage(ctx, p, res.tree())
+		return h.handleQueueMessage(ctx, p, result)
 	case "GetQueueStats":
-		return h.handleQueueStats(ctx, p, res.tree())
+		return h.handleQueueStats(ctx, p, result)
 	case "RetryQueueMessage":
-		return h.handleQueueRetry(ctx, p, res.tree())
+		return h.handleQueueRetry(ctx, p, result)
 	case "DeleteQueueMessage":
-		return h.handleQueueDelete(ctx, p, res.tree())
+		return h.handleQueueDelete(ctx, p, result)
 	}
 	return errorf(StatusUnknownOperation, "The operation %s is not supported.", clip(req.op))
 }
