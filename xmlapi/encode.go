@@ -20,22 +20,9 @@ var writeSettings = etree.NewDocument().WriteSettings
 // without allocating; deeper levels are written in slices of it.
 const indentSpaces = "                                                                "
 
-// writeAnswer writes the XML declaration and the element root, indented
-// by two spaces per level, in one pass over the tree: the same bytes as
-// etree's Document.Indent(2) followed by WriteTo on a document holding
-// the declaration and root, without changing the tree. Character data
-// that etree marks as whitespace (indentation read from a request, kept in
-// an echoed copy) is left out, as Indent removes it; everything else is
-// written by the tokens' own WriteTo, so escaping is etree's.
-func writeAnswer(buf *bytes.Buffer, root *etree.Element) {
-	w := xmlWriter{buf: buf}
-	w.declaration()
-	w.element(root)
-	w.finish()
-}
-
 // xmlWriter writes an answer token by token, without building a tree: the
-// same bytes as writeAnswer gives for the tree those tokens describe. Each
+// same bytes as etree's Document.Indent(2) and WriteTo give for the tree
+// those tokens describe (see element for a tree written inside). Each
 // element starts on its own line, indented by two spaces per level; an
 // element without children is closed with "/>"; a text element keeps its
 // text on its line. Names are written as given (they are the package's
@@ -239,7 +226,12 @@ func (w *xmlWriter) child() {
 }
 
 // writeElement writes e, whose children are indented at depth (>= 1)
-// and whose end tag, when it follows an indented child, at depth-1.
+// and whose end tag, when it follows an indented child, at depth-1: the
+// same bytes as etree's Indent(2) and WriteTo, without changing the tree.
+// Character data that etree marks as whitespace (indentation read from a
+// request, kept in an echoed copy) is left out, as Indent removes it;
+// everything else is written by the tokens' own WriteTo, so escaping is
+// etree's.
 func writeElement(buf *bytes.Buffer, e *etree.Element, depth int) {
 	buf.WriteByte('<')
 	writeTag(buf, e)

@@ -11,6 +11,15 @@ import (
 	"mailcluster"
 )
 
+// writeAnswer writes root as an answer: the XML declaration, then root
+// written by writeElement (through xmlWriter.element).
+func writeAnswer(buf *bytes.Buffer, root *etree.Element) {
+	w := xmlWriter{buf: buf}
+	w.declaration()
+	w.element(root)
+	w.finish()
+}
+
 // indentedByEtree is how answers were written before writeAnswer: a
 // document with the declaration and a copy of root, Indent(2), WriteTo.
 func indentedByEtree(t testing.TB, root *etree.Element) []byte {
