@@ -66,6 +66,9 @@ type Outbox struct {
 
 	mu      sync.Mutex
 	pending map[string][]pendingDelta
+	// held is the usage of the deltas of ReportAsync calls whose commit
+	// has not ended: counted as pending from the call on.
+	held    map[string]pendingDelta
 	kick    chan struct{}
 	failing bool
 	// sent is the last sequence the primary acknowledged; removed the last
@@ -83,7 +86,7 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, er
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
 	}
-	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][]pendingDelta{},
+	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][]pendingDelta{}, held: map[string]pendingDelta{},
 		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1)}
 	err = db.Update(func(tx *bolt.Tx) error {
 		eb, err := tx.CreateBucketIfNotExists(bucketEpoch)
@@ -189,6 +192,45 @@ func (o *Outbox) applied() uint64 {
 // deltas are on disk (the bbolt commit that holds them is synced).
 func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 	req := &reportReq{deltas: deltas, done: make(chan error, 1)}
+	o.enqueue(req)
+	return <-req.done
+}
+
+// ReportAsync is Report without the wait: the deltas count as pending
+// from the call on (Pending), and the channel receives the error of the
+// commit once it ended (a failed commit stops counting them). A delivery
+// reports this way before its last syncs, so that its commit overlaps
+// them.
+func (o *Outbox) ReportAsync(deltas ...mailcluster.UsageDelta) <-chan error {
+	req := &reportReq{deltas: deltas, held: true, done: make(chan error, 1)}
+	o.mu.Lock()
+	o.addHeld(deltas, 1)
+	o.mu.Unlock()
+	o.enqueue(req)
+	return req.done
+}
+
+// addHeld adds (sign 1) or removes (sign -1) the usage of deltas to or
+// from the held usage.
+func (o *Outbox) addHeld(deltas []mailcluster.UsageDelta, sign int64) {
+	for _, d := range deltas {
+		if d.Bytes == 0 && d.Messages == 0 {
+			continue
+		}
+		k := d.Domain + "/" + d.Mailbox
+		h := o.held[k]
+		h.bytes += sign * d.Bytes
+		h.messages += sign * d.Messages
+		if h.bytes == 0 && h.messages == 0 {
+			delete(o.held, k)
+		} else {
+			o.held[k] = h
+		}
+	}
+}
+
+// enqueue queues a report for the next commit.
+func (o *Outbox) enqueue(req *reportReq) {
 	o.commitMu.Lock()
 	o.queued = append(o.queued, req)
 	if !o.committing {
@@ -202,12 +244,12 @@ func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 		}
 	}
 	o.commitMu.Unlock()
-	return <-req.done
 }
 
 // reportReq is one Report waiting for its commit.
 type reportReq struct {
 	deltas []mailcluster.UsageDelta
+	held   bool // ReportAsync: the deltas are held until the commit ends
 	done   chan error
 }
 
@@ -284,12 +326,24 @@ func (o *Outbox) commitLoop() {
 		o.noteCommit(time.Since(start))
 		if err != nil {
 			err = fmt.Errorf("cluster: outbox: %w", err)
+			o.mu.Lock()
+			for _, r := range batch {
+				if r.held {
+					o.addHeld(r.deltas, -1)
+				}
+			}
+			o.mu.Unlock()
 		} else {
+			// Held deltas become pending in one step: Pending never
+			// counts them twice nor misses them.
 			o.mu.Lock()
 			o.removed = max(o.removed, sent)
 			for _, r := range batch {
 				for _, d := range r.deltas {
 					o.addPending(d)
+				}
+				if r.held {
+					o.addHeld(r.deltas, -1)
 				}
 			}
 			o.mu.Unlock()
@@ -377,7 +431,8 @@ func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
 		bytes += d.bytes
 		messages += d.messages
 	}
-	return bytes, messages
+	h := o.held[k]
+	return bytes + h.bytes, messages + h.messages
 }
 
 // Queued returns how many deltas wait to be sent.

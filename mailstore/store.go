@@ -46,6 +46,16 @@ type Reporter interface {
 	Pending(domain, mailbox string) (bytes, messages int64)
 }
 
+// AsyncReporter is a Reporter that can take deltas without waiting for
+// them to be persisted: they count as pending from the call on, and the
+// channel receives the error of their commit (*cluster.Outbox implements
+// it). A delivery of one copy reports this way as soon as its size is
+// known, so that the commit overlaps the delivery's own syncs.
+type AsyncReporter interface {
+	Reporter
+	ReportAsync(deltas ...mailcluster.UsageDelta) <-chan error
+}
+
 // Store is the node's access to the mailboxes on the shared path.
 // It is safe for concurrent use.
 type Store struct {
@@ -343,6 +353,13 @@ func (s *Store) OverQuota(a *mailcluster.Account, addBytes, addMessages int64) b
 	return a.QuotaMessages > 0 && (m+addMessages > a.QuotaMessages || addMessages == 0 && m >= a.QuotaMessages)
 }
 
+// overQuotaCounted tells whether a mailbox whose usage already counts a
+// message being delivered exceeds its quota with it.
+func (s *Store) overQuotaCounted(a *mailcluster.Account) bool {
+	b, m := s.usage(a)
+	return a.QuotaBytes > 0 && b > a.QuotaBytes || a.QuotaMessages > 0 && m > a.QuotaMessages
+}
+
 // Deliver writes one message for every recipient as one transaction: the
 // message is written once to a temporary file and synced; then, with every
 // recipient's mailbox locked, quotas are checked with the real size and
@@ -460,6 +477,40 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	if n > maxBody {
 		return 0, ErrTooLarge
 	}
+	// A delivery of one copy reports its usage now (to the accounts as
+	// resolved so far: a change under the locks keeps their mailbox
+	// names), so that its commit overlaps the syncs below; any failure
+	// from here on reports it back out (once its commit ended). The
+	// change of INBOX, which tells the other nodes' readers to look, is
+	// reported once the message is there (see below).
+	ar, async := s.rep.(AsyncReporter)
+	var early <-chan error
+	var earlyDeltas []mailcluster.UsageDelta
+	if async && len(kept) == 1 && !kept[0].Optional {
+		at := time.Now().UTC()
+		size := int64(len(kept[0].Header)) + n
+		if checkQuota {
+			// A message that does not fit is refused before its usage
+			// is reported (and reported back out); the check under the
+			// locks below still catches the deliveries that race.
+			for _, a := range kept[0].Accounts {
+				if s.OverQuota(s.current(a), size, 1) {
+					return 0, &QuotaError{Address: a.Address()}
+				}
+			}
+		}
+		for _, a := range kept[0].Accounts {
+			earlyDeltas = append(earlyDeltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: size, Messages: 1, At: at})
+		}
+		early = ar.ReportAsync(earlyDeltas...)
+		defer func() {
+			if err != nil && early != nil {
+				if rerr := <-early; rerr == nil {
+					s.report(reverse(earlyDeltas)...)
+				}
+			}
+		}()
+	}
 	if err := msg.f.Sync(); err != nil {
 		return 0, tempFail(err)
 	}
@@ -527,7 +578,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				s.skipped(c, a, "disabled")
 				continue
 			}
-			if checkQuota && s.OverQuota(a, sizes[i], 1) {
+			if checkQuota && (early == nil && s.OverQuota(a, sizes[i], 1) || early != nil && s.overQuotaCounted(a)) {
 				if c.Optional {
 					s.skipped(c, a, "mailbox full")
 					continue
@@ -582,39 +633,46 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	// directory syncs, which concurrent deliveries share (group commit).
 	// Nothing is acknowledged before the syncs end; a failed sync still
 	// removes the links (deferred above). The usage is reported while
-	// the directories sync, so that its commit and theirs overlap: a
-	// failed sync reports it back out (a crash in between leaves the
-	// usage counted for a message that was not acknowledged, until a
-	// recount). A quota can be passed by the messages in flight, as it
-	// can on a cluster whose nodes report usage to the primary.
+	// the files sync (from the size on, for a delivery of one copy; else
+	// from here), so that its commit and theirs overlap: a failure
+	// reports it back out (a crash in between leaves the usage counted
+	// for a message that was not acknowledged, until a recount). A quota
+	// can be passed by the messages in flight, as it can on a cluster
+	// whose nodes report usage to the primary.
 	for _, l := range held {
 		_ = l.Unlock()
 	}
 	held = nil
 	now := time.Now().UTC()
 	var deltas []mailcluster.UsageDelta
-	for i := range kept {
-		for _, a := range accs[i] {
-			deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[i], Messages: 1, At: now,
-				Folder: Inbox, Kind: mailcluster.MailDelivered})
+	var reported <-chan error
+	var notices []mailcluster.UsageDelta // the change of INBOX, once delivered
+	if early != nil {
+		deltas, reported = earlyDeltas, early
+		early = nil // reported back out below when the syncs fail, not by the defer
+		for _, d := range deltas {
+			notices = append(notices, mailcluster.UsageDelta{Domain: d.Domain, Mailbox: d.Mailbox, At: now, Folder: Inbox, Kind: mailcluster.MailDelivered})
 		}
-	}
-	reported := make(chan error, 1)
-	if len(deltas) > 0 {
-		go func() { reported <- s.rep.Report(deltas...) }()
 	} else {
-		reported <- nil
+		for i := range kept {
+			for _, a := range accs[i] {
+				deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[i], Messages: 1, At: now,
+					Folder: Inbox, Kind: mailcluster.MailDelivered})
+			}
+		}
+		ch := make(chan error, 1)
+		if len(deltas) > 0 {
+			go func() { ch <- s.rep.Report(deltas...) }()
+		} else {
+			ch <- nil
+		}
+		reported = ch
 	}
 	serr := s.syncDirs(newDirs)
 	rerr := <-reported
 	if serr != nil {
 		if len(deltas) > 0 && rerr == nil {
-			back := make([]mailcluster.UsageDelta, len(deltas))
-			for i, d := range deltas {
-				d.Bytes, d.Messages, d.Kind, d.At = -d.Bytes, -d.Messages, mailcluster.MailExpunged, time.Now().UTC()
-				back[i] = d
-			}
-			s.report(back...)
+			s.report(reverse(deltas)...)
 		}
 		return 0, tempFail(serr)
 	}
@@ -628,7 +686,32 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			s.hub.Publish(string(md))
 		}
 	}
+	if len(notices) > 0 {
+		// Not waited for: the message is stored; a notice lost in a
+		// crash only delays the other nodes' readers to their next look.
+		ch := ar.ReportAsync(notices...)
+		go func() {
+			if err := <-ch; err != nil {
+				s.log.Error("recording a change to mail", "address", notices[0].Mailbox+"@"+notices[0].Domain, "err", err)
+			}
+		}()
+	}
 	return len(deltas), nil
+}
+
+// reverse returns the deltas that undo deltas (of a delivery that failed
+// after they were reported).
+func reverse(deltas []mailcluster.UsageDelta) []mailcluster.UsageDelta {
+	back := make([]mailcluster.UsageDelta, len(deltas))
+	now := time.Now().UTC()
+	for i, d := range deltas {
+		d.Bytes, d.Messages, d.At = -d.Bytes, -d.Messages, now
+		if d.Folder != "" {
+			d.Kind = mailcluster.MailExpunged
+		}
+		back[i] = d
+	}
+	return back
 }
 
 // messageBufs are the buffers of writeMessage.

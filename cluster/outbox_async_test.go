@@ -1,0 +1,51 @@
+package cluster_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"mailcluster/cluster"
+)
+
+// ReportAsync counts its deltas as pending from the call on, once (not
+// again when their commit makes them pending for good), and they stay
+// across a restart, as Report's do; a commit that fails stops counting
+// them and says so on the channel.
+func TestOutboxReportAsync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	ob, err := cluster.OpenOutbox(path, "node2", nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := ob.ReportAsync(delta(100), delta(20))
+	if b, m := ob.Pending("example.com", "alice"); b != 120 || m != 2 {
+		t.Errorf("pending at the call = %d, %d; want 120, 2", b, m)
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	if b, m := ob.Pending("example.com", "alice"); b != 120 || m != 2 {
+		t.Errorf("pending after the commit = %d, %d; want 120, 2", b, m)
+	}
+	if n := ob.Queued(); n != 2 {
+		t.Errorf("%d deltas queued; want 2", n)
+	}
+	if err := ob.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ob, err = cluster.OpenOutbox(path, "node2", nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, m := ob.Pending("example.com", "alice"); b != 120 || m != 2 {
+		t.Errorf("pending after a restart = %d, %d; want 120, 2", b, m)
+	}
+	ob.Close()
+	// A closed outbox cannot commit.
+	if err := <-ob.ReportAsync(delta(7)); err == nil {
+		t.Error("a commit into a closed file succeeded")
+	}
+	if b, m := ob.Pending("example.com", "alice"); b != 120 || m != 2 {
+		t.Errorf("pending after a failed commit = %d, %d; want 120, 2", b, m)
+	}
+}
