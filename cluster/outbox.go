@@ -202,6 +202,9 @@ func (o *Outbox) Report(deltas ...mailcluster.UsageDelta) error {
 // reports this way before its last syncs, so that its commit overlaps
 // them.
 func (o *Outbox) ReportAsync(deltas ...mailcluster.UsageDelta) <-chan error {
+	// The commit numbers its own copy: the caller may read its deltas
+	// meanwhile.
+	deltas = slices.Clone(deltas)
 	req := &reportReq{deltas: deltas, held: true, done: make(chan error, 1)}
 	o.mu.Lock()
 	o.addHeld(deltas, 1)

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"mailcluster"
 	"mailcluster/cluster"
 )
 
@@ -17,12 +18,18 @@ func TestOutboxReportAsync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := ob.ReportAsync(delta(100), delta(20))
+	ds := []mailcluster.UsageDelta{delta(100), delta(20)}
+	ch := ob.ReportAsync(ds...)
 	if b, m := ob.Pending("example.com", "alice"); b != 120 || m != 2 {
 		t.Errorf("pending at the call = %d, %d; want 120, 2", b, m)
 	}
 	if err := <-ch; err != nil {
 		t.Fatal(err)
+	}
+	// The caller's deltas are its own: it may read them while the commit
+	// runs (a delivery does), so the commit numbers a copy.
+	if ds[0].Seq != 0 || ds[1].Seq != 0 {
+		t.Errorf("the commit wrote into the caller's deltas: %+v", ds)
 	}
 	if b, m := ob.Pending("example.com", "alice"); b != 120 || m != 2 {
 		t.Errorf("pending after the commit = %d, %d; want 120, 2", b, m)
