@@ -58,6 +58,9 @@ type Outbox struct {
 	gathered   chan struct{} // wakes the waiting commit loop
 	commitCost atomic.Int64  // running estimate of a commit's duration (ns)
 	commits    atomic.Int64  // write transactions of the file (tests)
+	// uncommitted counts the deltas of reports waiting for their commit
+	// (Queued counts them too).
+	uncommitted atomic.Int64
 
 	// markMu guards the last decoded mark of the primary (applied).
 	markMu             sync.Mutex
@@ -234,6 +237,7 @@ func (o *Outbox) addHeld(deltas []mailcluster.UsageDelta, sign int64) {
 
 // enqueue queues a report for the next commit.
 func (o *Outbox) enqueue(req *reportReq) {
+	o.uncommitted.Add(int64(len(req.deltas)))
 	o.commitMu.Lock()
 	o.queued = append(o.queued, req)
 	if !o.committing {
@@ -359,6 +363,7 @@ func (o *Outbox) commitLoop() {
 		expect = len(batch) + len(o.queued)
 		o.commitMu.Unlock()
 		for _, r := range batch {
+			o.uncommitted.Add(-int64(len(r.deltas)))
 			r.done <- err
 		}
 	}
@@ -438,12 +443,15 @@ func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
 	return bytes + h.bytes, messages + h.messages
 }
 
-// Queued returns how many deltas wait to be sent.
+// Queued returns how many deltas wait to be sent, those still waiting
+// for their commit included.
 func (o *Outbox) Queued() int {
+	// Read before the file: a batch committed in between is counted
+	// twice rather than not at all.
+	n := int(o.uncommitted.Load())
 	o.mu.Lock()
 	sent := o.sent
 	o.mu.Unlock()
-	n := 0
 	_ = o.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, _ := c.Seek(seqKey(sent + 1)); k != nil; k, _ = c.Next() {
