@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"mailcluster"
+	"mailcluster/cluster"
 	"mailcluster/schema"
 	"mailcluster/service"
 	"mailcluster/xmlapi"
@@ -342,14 +343,21 @@ func mustOpenAuthzEnv(tb testing.TB) *authzEnv {
 	admin.MustImportCertificate(tb, "mail", pki.Leaf, false)
 	admin.Send(tb, http.MethodPost, "/api/v1/cluster/servers", map[string]any{"node": "node3"}).Expect(tb, http.StatusCreated)
 	// The deliveries' usage reaches the store before any test reads it.
-	deadline := time.Now().Add(5 * time.Second)
-	for env.Outbox.Queued() != 0 && time.Now().Before(deadline) {
+	mustOutboxSent(tb, env.Outbox)
+	return e
+}
+
+// mustOutboxSent waits until the outbox has sent (and the primary
+// applied) every change reported so far.
+func mustOutboxSent(tb testing.TB, ob *cluster.Outbox) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for ob.Queued() != 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := env.Outbox.Queued(); n != 0 {
-		tb.Fatalf("%d usage changes still queued", n)
+	if n := ob.Queued(); n != 0 {
+		tb.Fatalf("%d changes to mail still queued", n)
 	}
-	return e
 }
 
 // authzSnapshot reads, as the global administrator, everything the walk
@@ -691,15 +699,12 @@ func TestAuthzOwnDomainLimits(t *testing.T) {
 	t.Run("GlobalAdminMail", func(t *testing.T) {
 		// A global administrator's mailbox holds its thaw tokens.
 		e.MustDeliver(t, "gadmin@"+attackerDomain, "for the global administrator")
-		// The delivery's usage report is applied on its own; wait for it,
-		// so that it cannot move the store index during the checks below.
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			if _, ok := e.Store.Get(schema.Usage(attackerDomain, "gadmin")); ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the delivery's usage was never published")
-			}
+		// The delivery's reports (its usage, then the change of INBOX)
+		// are applied on their own; wait for them, so that they cannot
+		// move the store index during the checks below.
+		mustOutboxSent(t, e.Outbox)
+		if _, ok := e.Store.Get(schema.Usage(attackerDomain, "gadmin")); !ok {
+			t.Fatal("the delivery's usage was not published")
 		}
 		var page MessageList
 		e.Admin.Get(t, own+"/gadmin/messages").Expect(t, http.StatusOK).JSON(t, &page)
