@@ -8,3 +8,16 @@ func (l *Locker) LockPath(address string) string { return l.path(address) }
 func (l *Locker) RemoveIfSame(address, judged string) bool {
 	return removeIfSame(l.path(address), judged)
 }
+
+// Hostname is the host name lock files record.
+var Hostname = hostname
+
+// LockWakes returns how many waiting takers a lock file's removal woke.
+func LockWakes() int64 { return lockWakes.Load() }
+
+// LockWatches returns how many lock directories are watched.
+func LockWatches() int {
+	lockWatches.mu.Lock()
+	defer lockWatches.mu.Unlock()
+	return len(lockWatches.m)
+}

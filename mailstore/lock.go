@@ -30,7 +30,8 @@ import (
 // held file passes from one to the next without being removed (see
 // Lock.Unlock); a taker waiting for another process's lock says so with a
 // wait marker file beside the lock, so that the holder's process lets it
-// go first.
+// go first, and is woken by the lock file's removal when the holder is on
+// this host (see watchName), else tries again with a short backoff.
 type Locker struct {
 	Dir string
 	// StaleAfter is the age after which an unrefreshed lock is stale; 0 means 2 minutes.
@@ -46,6 +47,13 @@ type Locker struct {
 	// removed after maxHandovers or maxHandoverTime, as when handed over).
 	// See ReleaseLingering.
 	Linger time.Duration
+	// LocalRetry bounds the pause between the tries of a taker waiting
+	// for a lock file held by another process of this host, whose
+	// removal wakes the taker at once (inotify): the tries on the timer
+	// only make up for a lost notice; 0 means 1 s. A lock held on
+	// another host (of which the shared file system tells nothing) is
+	// tried again with a backoff of at most 50 ms.
+	LocalRetry time.Duration
 }
 
 // ErrLockBusy is returned when a lock stays held past Locker.Wait.
@@ -318,6 +326,8 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		}
 	}()
 	madeDir := false
+	var wake <-chan struct{} // notices of the lock file's removal (see watchName)
+	watched := false
 	for {
 		f, err := openFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 		if errors.Is(err, fs.ErrNotExist) && !madeDir {
@@ -341,12 +351,24 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		if !os.IsExist(err) {
 			return nil, fmt.Errorf("mailstore: lock %s: %w", path, err)
 		}
-		if content, ok := l.stale(path); ok {
+		content, stale := l.stale(path)
+		if stale {
 			removeIfSame(path, content)
 			continue
 		}
 		if time.Now().After(deadline) {
 			return nil, ErrLockBusy
+		}
+		if !watched {
+			// Watch the file before waiting, then look once more: it
+			// may have gone before the watch began.
+			watched = true
+			var stop func()
+			wake, stop = watchName(l.Dir, filepath.Base(path))
+			defer stop()
+			if wake != nil {
+				continue
+			}
 		}
 		// Tell the holder that a taker waits (again at every try: a
 		// holder that yields removes the marker).
@@ -354,13 +376,35 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			m.Close()
 			waiting = true
 		}
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
-		case <-time.After(delay):
+		case <-wake:
+			t.Stop()
+			lockWakes.Add(1)
+		case <-t.C:
 		}
-		delay = min(delay*2, 50*time.Millisecond)
+		if wake != nil && holderHost(content) == hostname {
+			delay = min(delay*2, l.localRetry())
+		} else {
+			delay = min(delay*2, 50*time.Millisecond)
+		}
 	}
+}
+
+func (l *Locker) localRetry() time.Duration {
+	if l.LocalRetry <= 0 {
+		return time.Second
+	}
+	return l.LocalRetry
+}
+
+// holderHost returns the host a lock file's content names.
+func holderHost(content string) string {
+	host, _, _ := strings.Cut(content, " ")
+	return host
 }
 
 // newLockFile writes content to the lock file f just created at path.
@@ -389,8 +433,8 @@ func (l *Locker) staleAfter() time.Duration {
 }
 
 // stale reports whether the lock file's holder is gone, with the content
-// it judged; false if the lock is live (or gone already: the next create
-// will tell).
+// it judged (also when live); false if the lock is live (or gone already:
+// the next create will tell).
 func (l *Locker) stale(path string) (content string, ok bool) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -411,11 +455,11 @@ func (l *Locker) stale(path string) (content string, ok bool) {
 	}
 	fields := strings.Fields(content)
 	if len(fields) < 2 || fields[0] != hostname {
-		return "", false
+		return content, false
 	}
 	pid, err := strconv.Atoi(fields[1])
 	if err != nil || pid <= 0 {
-		return "", false
+		return content, false
 	}
 	return content, syscall.Kill(pid, 0) == syscall.ESRCH
 }

@@ -1,0 +1,68 @@
+package mailstore_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"mailcluster/mailstore"
+	"mailcluster/service"
+)
+
+// A taker waiting for a lock file that another process of this host
+// holds is woken by the file's removal, not by its timer: with the
+// timer's pauses allowed to grow to an hour, it takes the lock once the
+// holder releases it, woken by the notice; the directory's watch ends
+// with the wait.
+func TestLockWaiterWokenByRelease(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	dir := t.TempDir()
+	lk := &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
+	path := lk.LockPath(lockAddress)
+	holder := startLockProc(t, dir, 5*time.Second)
+	holder.wantLocked(t, path)
+
+	wakes := mailstore.LockWakes()
+	acquired := make(chan *mailstore.Lock, 1)
+	go func() {
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Errorf("waiting taker: %v", err)
+		}
+		acquired <- l
+	}()
+	// The taker says it waits (its marker) once it tried and failed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path + ".wait"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the taker never waited")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Let its timer's pause grow past what the test waits below.
+	time.Sleep(1500 * time.Millisecond)
+	holder.release(t)
+	var l *mailstore.Lock
+	select {
+	case l = <-acquired:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the taker did not get the released lock")
+	}
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Unlock()
+	if mailstore.LockWakes() == wakes {
+		t.Error("the taker got the lock by its timer, not woken by the release")
+	}
+	if pid := lockHolder(path); pid != os.Getpid() {
+		t.Errorf("lock file names pid %d, want this process %d", pid, os.Getpid())
+	}
+	if n := mailstore.LockWatches(); n != 0 {
+		t.Errorf("%d lock directories still watched after the wait", n)
+	}
+}
