@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,14 +198,50 @@ func (f *Folder) appendBatch(batch []*appendReq) {
 	}
 	go func() {
 		if err := f.store.syncs.Sync(filepath.Join(f.dir, "cur"), f.store.fs.SyncDir); err != nil {
+			f.takeBack(placed)
 			for _, r := range placed {
-				os.Remove(r.dst)
 				r.err = &LocalError{Err: err}
 			}
-			f.forgetFiles()
 		}
 		for _, r := range placed {
 			close(r.done)
 		}
 	}()
+}
+
+// takeBack removes the messages of appends that fail after they were
+// placed (cur/ could not be synced), under the folder's lock and by their
+// key, so that a change of flags made meanwhile (a rename) does not keep
+// one; their UIDs are dropped at the next reconcile. When the lock cannot
+// be had they are removed without it.
+func (f *Folder) takeBack(placed []*appendReq) {
+	remove := func() error {
+		des, err := os.ReadDir(filepath.Join(f.dir, "cur"))
+		if err != nil {
+			return err
+		}
+		for _, r := range placed {
+			key, _, _ := strings.Cut(filepath.Base(r.dst), ":")
+			for _, de := range des {
+				if n := de.Name(); n == key || strings.HasPrefix(n, key+":") {
+					os.Remove(filepath.Join(f.dir, "cur", n))
+				}
+			}
+		}
+		f.forgetFiles()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var rerr error
+	if err := f.store.locked(ctx, f.acct, func() error { rerr = remove(); return nil }); err != nil {
+		f.store.log.Error("mailstore: taking back failed appends without the folder's lock", "folder", f.dir, "err", err)
+		rerr = remove()
+	}
+	if rerr != nil {
+		for _, r := range placed {
+			os.Remove(r.dst)
+		}
+		f.forgetFiles()
+	}
 }

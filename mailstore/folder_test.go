@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -629,4 +630,54 @@ func TestHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("a flag change")
+}
+
+// An append whose cur/ sync fails takes its message back even when a
+// change of flags renamed the file while the sync ran (under the folder's
+// lock, by the message's key), so that the client's NO is true.
+func TestAppendTakenBackAfterRename(t *testing.T) {
+	e := mustStoreEnv(t)
+	ffs := newFaultFS(mailstore.OSFS)
+	s := e.node(t, mailstore.Options{FS: ffs})
+	f := mustFolder(t, e, s, "Drafts")
+	mustAppend(t, f, 0, "")
+	before := files(t, f, "cur")
+	ffs.mu.Lock()
+	ffs.block, ffs.hit = make(chan struct{}), make(chan string, 1)
+	ffs.mu.Unlock()
+	ffs.set("syncdir", filepath.Join(f.Dir(), "cur"))
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := f.Append(bg, strings.NewReader(testMessage(1)), "", time.Time{}, 1<<20)
+		done <- err
+	}()
+	select {
+	case <-ffs.hit:
+	case <-time.After(10 * time.Second):
+		t.Fatal("cur/ was never synced")
+	}
+	// Another session flags the new message while cur/ syncs: its file
+	// gets a new name.
+	var placed string
+	for _, n := range files(t, f, "cur") {
+		if !slices.Contains(before, n) {
+			placed = n
+		}
+	}
+	if placed == "" {
+		t.Fatal("the appended message is not in cur/")
+	}
+	key, _, _ := strings.Cut(placed, ":")
+	if err := os.Rename(filepath.Join(f.Dir(), "cur", placed), filepath.Join(f.Dir(), "cur", key+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	close(ffs.block)
+	var le *mailstore.LocalError
+	if err := <-done; !errors.As(err, &le) {
+		t.Fatalf("append with a failing cur/ sync: %v", err)
+	}
+	ffs.set("", "")
+	if names := files(t, f, "cur"); !slices.Equal(names, before) {
+		t.Fatalf("cur/ after the failed append: %v, want %v", names, before)
+	}
 }
