@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -246,4 +248,49 @@ func mustList(t *testing.T, s *mailstore.Store, a *mailcluster.Account) []mailcl
 		t.Fatal(err)
 	}
 	return msgs
+}
+
+// A delivery whose new/ sync fails takes its message back even when a
+// reader moved it to cur/ while the sync ran (under the mailbox's lock,
+// by the message's key): the sender, told to try again, does not leave
+// a copy behind.
+func TestDeliverTakenBackAfterMove(t *testing.T) {
+	e := mustStoreEnv(t)
+	ffs := newFaultFS(mailstore.OSFS)
+	s := e.node(t, mailstore.Options{FS: ffs})
+	newDir := filepath.Join(e.alice.MailboxPath, "new")
+	ffs.mu.Lock()
+	ffs.block, ffs.hit = make(chan struct{}), make(chan string, 1)
+	ffs.mu.Unlock()
+	ffs.set("syncdir", newDir)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Deliver(context.Background(), []*mailcluster.Account{e.alice}, nil, strings.NewReader(earlyMessage), 1<<20)
+	}()
+	select {
+	case <-ffs.hit:
+	case <-time.After(10 * time.Second):
+		t.Fatal("new/ was never synced")
+	}
+	des, err := os.ReadDir(newDir)
+	if err != nil || len(des) != 1 {
+		t.Fatalf("new/ while it syncs: %v %v", des, err)
+	}
+	name := des[0].Name()
+	if err := os.MkdirAll(filepath.Join(e.alice.MailboxPath, "cur"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(newDir, name), filepath.Join(e.alice.MailboxPath, "cur", name+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	close(ffs.block)
+	var le *mailstore.LocalError
+	if err := <-done; !errors.As(err, &le) {
+		t.Fatalf("delivery with a failing new/ sync: %v", err)
+	}
+	for _, sub := range []string{"new", "cur"} {
+		if des, _ := os.ReadDir(filepath.Join(e.alice.MailboxPath, sub)); len(des) != 0 {
+			t.Errorf("%s/ after the failed delivery holds %d files", sub, len(des))
+		}
+	}
 }

@@ -597,7 +597,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			accs[i] = append(accs[i], a)
 		}
 	}
-	var done []string
+	var done, doneBy []string // the links made, and the address of each
 	defer func() {
 		if err != nil {
 			for _, p := range done {
@@ -608,7 +608,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	var newDirs []string
 	for i := range kept {
 		name := uniqueName(sizes[i])
-		for _, md := range mds[i] {
+		for j, md := range mds[i] {
 			dst := filepath.Join(string(md), "new", name)
 			err := s.linkOrCopyMessage(msgs[i], dst, filepath.Join(string(md), "tmp"))
 			if errors.Is(err, fs.ErrNotExist) {
@@ -624,7 +624,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				}
 				return 0, tempFail(err)
 			}
-			done = append(done, dst)
+			done, doneBy = append(done, dst), append(doneBy, accs[i][j].Address())
 			newDirs = append(newDirs, filepath.Join(string(md), "new"))
 		}
 	}
@@ -671,6 +671,8 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	serr := s.syncDirs(newDirs)
 	rerr := <-reported
 	if serr != nil {
+		s.takeBack(done, doneBy)
+		done = nil
 		if len(deltas) > 0 && rerr == nil {
 			s.report(reverse(deltas)...)
 		}
@@ -697,6 +699,40 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 		}()
 	}
 	return len(deltas), nil
+}
+
+// takeBack removes the messages of a delivery whose directory syncs failed
+// after the locks were released (links, in new/, made for the addresses
+// by): under each mailbox's lock in turn and by the message's key, so
+// that a reader that moved one to cur/ meanwhile (a rename) does not keep
+// it after the sender was told to try again. When a lock cannot be had
+// the message is removed without it.
+func (s *Store) takeBack(links, by []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i, p := range links {
+		md, key := filepath.Dir(filepath.Dir(p)), filepath.Base(p)
+		remove := func() error {
+			os.Remove(p)
+			des, err := os.ReadDir(filepath.Join(md, "cur"))
+			for _, de := range des {
+				if strings.HasPrefix(de.Name(), key+":") {
+					os.Remove(filepath.Join(md, "cur", de.Name()))
+				}
+			}
+			return err
+		}
+		l, err := s.locker().Lock(ctx, by[i])
+		if err != nil {
+			s.log.Error("mailstore: taking back a failed delivery without the mailbox's lock", "address", by[i], "err", err)
+			_ = remove()
+			s.hub.Publish(md)
+			continue
+		}
+		_ = remove()
+		_ = l.Unlock()
+		s.hub.Publish(md)
+	}
 }
 
 // reverse returns the deltas that undo deltas (of a delivery that failed
