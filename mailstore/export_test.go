@@ -12,8 +12,11 @@ func (l *Locker) RemoveIfSame(address, judged string) bool {
 // Hostname is the host name lock files record.
 var Hostname = hostname
 
-// LockWakes returns how many waiting takers a lock file's removal woke.
+// LockWakes returns how many times a waiting taker was woken by a lock
+// file's removal or release; LockTimerWakes, by its timer.
 func LockWakes() int64 { return lockWakes.Load() }
+
+func LockTimerWakes() int64 { return lockTimerWakes.Load() }
 
 // LockWatches returns how many lock directories are watched.
 func LockWatches() int {

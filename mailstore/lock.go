@@ -30,8 +30,9 @@ import (
 // held file passes from one to the next without being removed (see
 // Lock.Unlock); a taker waiting for another process's lock says so with a
 // wait marker file beside the lock, so that the holder's process lets it
-// go first, and is woken by the lock file's removal when the holder is on
-// this host (see watchName), else tries again with a short backoff.
+// go first, and waits for the holder to let go (an OFD lock the holder
+// keeps on its file, see ofdWait; and the file's removal, see watchName),
+// trying again on a timer only in case neither tells.
 type Locker struct {
 	Dir string
 	// StaleAfter is the age after which an unrefreshed lock is stale; 0 means 2 minutes.
@@ -328,6 +329,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 	madeDir := false
 	var wake <-chan struct{} // notices of the lock file's removal (see watchName)
 	watched := false
+	var released <-chan struct{} // closed when the holder releases its file (see ofdWait)
 	for {
 		f, err := openFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 		if errors.Is(err, fs.ErrNotExist) && !madeDir {
@@ -344,6 +346,7 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			if err != nil {
 				return nil, err
 			}
+			ofdHold(f)
 			lf.startRefresh(l.staleAfter() / 4)
 			held = true
 			return &Lock{path: path, file: lf, linger: l.Linger}, nil
@@ -376,6 +379,9 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			m.Close()
 			waiting = true
 		}
+		if released == nil {
+			released = ofdWait(path)
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -384,7 +390,12 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		case <-wake:
 			t.Stop()
 			lockWakes.Add(1)
+		case <-released:
+			t.Stop()
+			lockWakes.Add(1)
+			released = nil // the next wait is on the file as it is then
 		case <-t.C:
+			lockTimerWakes.Add(1)
 		}
 		if wake != nil && holderHost(content) == hostname {
 			delay = min(delay*2, l.localRetry())
@@ -461,7 +472,7 @@ func (l *Locker) stale(path string) (content string, ok bool) {
 	if err != nil || pid <= 0 {
 		return content, false
 	}
-	return content, syscall.Kill(pid, 0) == syscall.ESRCH
+	return content, syscall.Kill(pid, 0) == syscall.ESRCH || zombie(pid)
 }
 
 // holds reports whether the lock file at path still has content.

@@ -25,8 +25,9 @@ type lockWatch struct {
 	subs map[string]map[chan struct{}]bool // file name -> waiting takers
 }
 
-// lockWakes counts the wakes of waiting takers by a notice (tests).
-var lockWakes atomic.Int64
+// lockWakes counts the wakes of waiting takers by a notice or a release,
+// lockTimerWakes those by their timer (tests).
+var lockWakes, lockTimerWakes atomic.Int64
 
 var lockWatches = struct {
 	mu sync.Mutex

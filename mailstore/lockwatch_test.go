@@ -3,6 +3,7 @@ package mailstore_test
 import (
 	"context"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,8 +44,9 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Let its timer's pause grow past what the test waits below.
+	// Let its timer's pause grow (to about a second) before the release.
 	time.Sleep(1500 * time.Millisecond)
+	timerWakes := mailstore.LockTimerWakes()
 	holder.release(t)
 	var l *mailstore.Lock
 	select {
@@ -56,7 +58,7 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 		t.FailNow()
 	}
 	defer l.Unlock()
-	if mailstore.LockWakes() == wakes {
+	if mailstore.LockWakes() == wakes || mailstore.LockTimerWakes() != timerWakes {
 		t.Error("the taker got the lock by its timer, not woken by the release")
 	}
 	if pid := lockHolder(path); pid != os.Getpid() {
@@ -64,5 +66,60 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 	}
 	if n := mailstore.LockWatches(); n != 0 {
 		t.Errorf("%d lock directories still watched after the wait", n)
+	}
+}
+
+// A taker waiting for a lock file whose holder (a process of this host)
+// dies is woken by the kernel's release of the holder's lock on the file
+// (the file itself stays): it breaks the dead holder's lock at once, not
+// at its timer's next try.
+func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	dir := t.TempDir()
+	lk := &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
+	path := lk.LockPath(lockAddress)
+	holder := startLockProc(t, dir, 5*time.Second)
+	holder.wantLocked(t, path)
+
+	acquired := make(chan *mailstore.Lock, 1)
+	go func() {
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Errorf("waiting taker: %v", err)
+		}
+		acquired <- l
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path + ".wait"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the taker never waited")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	wakes, timerWakes := mailstore.LockWakes(), mailstore.LockTimerWakes()
+	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var l *mailstore.Lock
+	select {
+	case l = <-acquired:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the taker did not get the dead holder's lock")
+	}
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Unlock()
+	if mailstore.LockWakes() == wakes || mailstore.LockTimerWakes() != timerWakes {
+		t.Error("the taker got the lock by its timer, not woken by the holder's death")
+	}
+	if got := lockHolder(path); got != os.Getpid() {
+		t.Errorf("lock file names pid %d, want this process %d", got, os.Getpid())
+	}
+	for range holder.lines {
 	}
 }
