@@ -1,8 +1,12 @@
 package mailstore_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -122,4 +126,39 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 	}
 	for range holder.lines {
 	}
+}
+
+// A lock file whose holder has exited but is not reaped yet (a zombie,
+// which kill(pid, 0) still finds) is stale: it is broken at once.
+func TestLockOfZombieHolderBroken(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no true(1) to run:", err)
+	}
+	t.Cleanup(func() { cmd.Wait() })
+	pid := cmd.Process.Pid
+	stat := "/proc/" + strconv.Itoa(pid) + "/stat"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			t.Skip("no /proc here:", err)
+		}
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the child never became a zombie")
+		}
+	}
+	dir := t.TempDir()
+	lk := &mailstore.Locker{Dir: dir, Wait: 2 * time.Second}
+	content := fmt.Sprintf("%s %d %s %s token\n", mailstore.Hostname, pid, time.Now().UTC().Format(time.RFC3339), lockAddress)
+	if err := os.WriteFile(lk.LockPath(lockAddress), []byte(content), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lk.Lock(service.SystemContext(context.Background(), "test"), lockAddress)
+	if err != nil {
+		t.Fatalf("the zombie's lock was not broken: %v", err)
+	}
+	l.Unlock()
 }
