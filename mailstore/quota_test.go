@@ -131,3 +131,49 @@ func TestSubscriptionLimit(t *testing.T) {
 		t.Fatalf("%d subscriptions, %v", len(subs), err)
 	}
 }
+
+// applyingRep is a Reporter with nothing pending whose first Pending call
+// meets the primary applying a report: the published usage becomes after
+// during the call, and the report's mark (which the call reads) already
+// covers it.
+type applyingRep struct {
+	dir   *fakeDir
+	key   string
+	after mailcluster.Usage
+	calls int
+}
+
+func (r *applyingRep) Report(...mailcluster.UsageDelta) error { return nil }
+
+func (r *applyingRep) Pending(domain, mailbox string) (bytes, messages int64) {
+	r.calls++
+	if r.calls == 1 {
+		r.dir.mu.Lock()
+		r.dir.usage[r.key] = r.after
+		r.dir.mu.Unlock()
+	}
+	return 0, 0
+}
+
+// A mailbox's usage is published usage plus pending, read at two moments:
+// a report applied between them is counted once, whether it added usage
+// (not missed) or took usage away (not counted twice).
+func TestUsageReadAcrossAnApply(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after mailcluster.Usage // published before and after the apply
+	}{
+		{"Added", mailcluster.Usage{Bytes: 100, Messages: 1}, mailcluster.Usage{Bytes: 600, Messages: 2}},
+		{"TakenAway", mailcluster.Usage{Bytes: 2797, Messages: 1}, mailcluster.Usage{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustStoreEnv(t)
+			e.dir.usage["alice@example.com"] = tc.before
+			rep := &applyingRep{dir: e.dir, key: "alice@example.com", after: tc.after}
+			s := mailstore.NewStore(e.dir, rep, slog.New(slog.DiscardHandler), mailstore.Options{})
+			if b, m := s.Usage(e.alice); b != tc.after.Bytes || m != tc.after.Messages {
+				t.Errorf("usage = %d bytes, %d messages; want %d, %d", b, m, tc.after.Bytes, tc.after.Messages)
+			}
+		})
+	}
+}

@@ -337,10 +337,20 @@ func (s *Store) mailboxDirIn(roots mailcluster.MailboxRootSet, a *mailcluster.Ac
 }
 
 // usage is the published usage plus what this node reported meanwhile.
+// The two are read at different moments: a report the primary applied
+// in between would be counted in neither (or, when it took usage away,
+// in both), so the published usage is read again after the pending, and
+// the sum taken again when it moved (at most twice more).
 func (s *Store) usage(a *mailcluster.Account) (bytes, messages int64) {
 	u := s.dir.Usage(a.Domain, a.Mailbox)
-	pb, pm := s.rep.Pending(a.Domain, a.Mailbox)
-	return u.Bytes + pb, u.Messages + pm
+	for i := 0; ; i++ {
+		pb, pm := s.rep.Pending(a.Domain, a.Mailbox)
+		again := s.dir.Usage(a.Domain, a.Mailbox)
+		if i == 2 || again.Bytes == u.Bytes && again.Messages == u.Messages {
+			return again.Bytes + pb, again.Messages + pm
+		}
+		u = again
+	}
 }
 
 // OverQuota tells whether adding bytes and messages would exceed a quota
