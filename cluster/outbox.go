@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,14 +16,7 @@ import (
 
 	"mailcluster/schema"
 
-	bolt "go.etcd.io/bbolt"
-
 	"mailcluster"
-)
-
-var (
-	bucketOutbox = []byte("usage")
-	bucketEpoch  = []byte("epoch")
 )
 
 // SendFunc delivers a report to the primary and returns the store index at
@@ -29,16 +24,17 @@ var (
 type SendFunc func(ctx context.Context, r mailcluster.UsageReport) (uint64, error)
 
 // Outbox keeps a node's changes to mail (usage deltas, and the folder
-// changes they name) in a bbolt file until the primary has applied them,
-// and sends them in order. Each delta gets a sequence number, so that the
-// primary applies it exactly once even when a send is repeated. A Report
-// returns once its deltas are synced to the file; concurrent reports
-// share a commit. A Report wakes an idle sender at once; while reports
+// changes they name) in a file (an append-only log, see outboxLog) until
+// the primary has applied them, and sends them in order. Each delta gets
+// a sequence number, so that the primary applies it exactly once even
+// when a send is repeated. A Report returns once its deltas are synced to
+// the file; concurrent reports share a commit (one write and one
+// fdatasync). A Report wakes an idle sender at once; while reports
 // stream in, sends are paced so that each carries many (see Run). While
 // no primary is reachable the deltas wait; they are sent as soon as one
 // is.
 type Outbox struct {
-	db    *bolt.DB
+	path  string
 	node  string
 	epoch string
 	send  SendFunc
@@ -49,6 +45,14 @@ type Outbox struct {
 	// usage plus pending never counts a change twice or not at all. Without
 	// a Store a delta stops being pending when the primary acknowledges it.
 	Store mailcluster.Store
+
+	// logMu guards the file (written by the commit loop, the sender's
+	// idle acknowledgement and Close) and lastSeq, the last sequence
+	// number given.
+	logMu   sync.Mutex
+	file    *outboxLog
+	lastSeq uint64
+	lock    *os.File // the lock file, held from open to close
 
 	// commitMu guards the reports waiting for the next commit.
 	commitMu   sync.Mutex
@@ -67,7 +71,10 @@ type Outbox struct {
 	markIndex, markSeq uint64
 	markLen            int
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// queue is the committed deltas the primary has not acknowledged
+	// (sequence above sent), in order: what the sender sends.
+	queue   []mailcluster.UsageDelta
 	pending map[string][]pendingDelta
 	// held is the usage of the deltas of ReportAsync calls whose commit
 	// has not ended: counted as pending from the call on.
@@ -75,61 +82,69 @@ type Outbox struct {
 	kick    chan struct{}
 	failing bool
 	// sent is the last sequence the primary acknowledged; removed the last
-	// one removed from the file. Deltas in between are removed with the
-	// next commit of reports, or by the sender once it has nothing more to
-	// send (one commit less per send while reports stream in). Until then
-	// a restart sends them again, and the primary skips them (it applies
-	// each sequence number once).
+	// one the file records as acknowledged. The acknowledgement is written
+	// with the next commit of reports, or by the sender once it has
+	// nothing more to send (one sync less per send while reports stream
+	// in). Until then a restart sends those deltas again, and the primary
+	// skips them (it applies each sequence number once).
 	sent, removed uint64
 }
 
-// OpenOutbox opens (or creates) the outbox file at path.
-func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (*Outbox, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+// OpenOutbox opens (or creates) the outbox file at path. The file is
+// written anew with the deltas the primary has not acknowledged (a
+// commit a crash cut short is left out: it was never acknowledged to its
+// reporter); a bbolt outbox file of earlier versions is read and replaced
+// the same way.
+func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (o *Outbox, err error) {
+	lock, err := lockExclusive(path + ".lock")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
 	}
-	o := &Outbox{db: db, node: node, send: send, log: log, pending: map[string][]pendingDelta{}, held: map[string]pendingDelta{},
-		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1)}
-	err = db.Update(func(tx *bolt.Tx) error {
-		eb, err := tx.CreateBucketIfNotExists(bucketEpoch)
+	defer func() {
 		if err != nil {
-			return err
+			lock.Close()
 		}
-		if v := eb.Get(bucketEpoch); v != nil {
-			o.epoch = string(v)
-		} else {
-			o.epoch = rand.Text()
-			if err := eb.Put(bucketEpoch, []byte(o.epoch)); err != nil {
-				return err
-			}
-		}
-		b, err := tx.CreateBucketIfNotExists(bucketOutbox)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(_, v []byte) error {
-			var d mailcluster.UsageDelta
-			if json.Unmarshal(v, &d) == nil {
-				o.addPending(d)
-			}
-			return nil
-		})
-	})
+	}()
+	// A file being written anew when the node stopped is incomplete; the
+	// file it was to replace is whole.
+	if err := os.Remove(path + ".new"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
+	}
+	st, found, ignored, err := readOutbox(path)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("cluster: load %s: %w", path, err)
+		return nil, fmt.Errorf("cluster: open %s: %w", path, err)
+	}
+	if !found {
+		st.Epoch = rand.Text()
+	}
+	if ignored > 0 {
+		log.Warn("outbox: the end of the file was not whole (a commit cut short); its deltas were never acknowledged and are left out",
+			"path", path, "bytes", ignored)
+	}
+	l, err := writeLog(path, st)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: write %s: %w", path, err)
+	}
+	o = &Outbox{path: path, lock: lock, file: l, lastSeq: st.Seq, node: node, epoch: st.Epoch, send: send, log: log,
+		queue: st.deltas, pending: map[string][]pendingDelta{}, held: map[string]pendingDelta{},
+		sent: st.Ack, removed: st.Ack,
+		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1)}
+	for _, d := range st.deltas {
+		o.addPending(d)
 	}
 	return o, nil
 }
 
-// Close removes what the primary acknowledged from the file and closes
-// it. Call it once Run and every Report have returned.
+// Close records what the primary acknowledged in the file and closes it.
+// Call it once Run and every Report have returned.
 func (o *Outbox) Close() error {
 	err := o.removeSent()
-	if cerr := o.db.Close(); err == nil {
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
+	if cerr := o.file.close(); err == nil {
 		err = cerr
 	}
+	o.lock.Close()
 	return err
 }
 
@@ -304,32 +319,8 @@ func (o *Outbox) commitLoop() {
 			return
 		}
 		o.commitMu.Unlock()
-		o.mu.Lock()
-		sent := o.sent
-		o.mu.Unlock()
 		start := time.Now()
-		err := o.update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketOutbox)
-			if err := removeUpTo(b, sent); err != nil {
-				return err
-			}
-			for _, r := range batch {
-				for i := range r.deltas {
-					seq, err := b.NextSequence()
-					if err != nil {
-						return err
-					}
-					r.deltas[i].Seq = seq
-					v, _ := json.Marshal(r.deltas[i])
-					var k [8]byte
-					binary.BigEndian.PutUint64(k[:], seq)
-					if err := b.Put(k[:], v); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
+		sent, err := o.commit(batch)
 		o.noteCommit(time.Since(start))
 		if err != nil {
 			err = fmt.Errorf("cluster: outbox: %w", err)
@@ -348,6 +339,9 @@ func (o *Outbox) commitLoop() {
 			for _, r := range batch {
 				for _, d := range r.deltas {
 					o.addPending(d)
+					if d.Seq > o.sent {
+						o.queue = append(o.queue, d)
+					}
 				}
 				if r.held {
 					o.addHeld(r.deltas, -1)
@@ -369,31 +363,104 @@ func (o *Outbox) commitLoop() {
 	}
 }
 
-// removeUpTo deletes the deltas of b up to seq (inclusive).
-func removeUpTo(b *bolt.Bucket, seq uint64) error {
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, _ = c.Next() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return err
+// commit numbers the deltas of batch and appends them to the file, with
+// the primary's acknowledgement when it moved, in one write and one
+// fdatasync. It returns the acknowledgement it recorded. The file is
+// written anew first when its end is unknown (a failed append) or when
+// its space is used up and most of its deltas were acknowledged.
+func (o *Outbox) commit(batch []*reportReq) (uint64, error) {
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
+	o.mu.Lock()
+	sent := o.sent
+	o.mu.Unlock()
+	seq := o.lastSeq
+	var recs []byte
+	n := 0
+	for _, r := range batch {
+		for i := range r.deltas {
+			seq++
+			r.deltas[i].Seq = seq
+			recs = frameDelta(recs, r.deltas[i])
+			n++
 		}
 	}
+	// A sequence number is given once, also when its commit fails: a
+	// failed append may yet reach the disk.
+	o.lastSeq = seq
+	if err := o.compactFor(len(recs), sent); err != nil {
+		return 0, err
+	}
+	if sent > o.removed {
+		recs = frameAck(recs, sent)
+	}
+	o.commits.Add(1)
+	if err := o.file.append(recs, n); err != nil {
+		return 0, err
+	}
+	return sent, nil
+}
+
+// compactFor writes the file anew, holding only the deltas not
+// acknowledged up to sent, when its end is unknown or when n more bytes
+// do not fit and fewer than half its deltas wait. Called with logMu held.
+func (o *Outbox) compactFor(n int, sent uint64) error {
+	l := o.file
+	if !l.broken && (l.fits(n) || 2*o.waiting(sent) > l.records) {
+		return nil
+	}
+	o.mu.Lock()
+	st := logState{logHeader: logHeader{Epoch: o.epoch, Seq: o.lastSeq, Ack: sent}}
+	for _, d := range o.queue {
+		if d.Seq > sent {
+			st.deltas = append(st.deltas, d)
+		}
+	}
+	o.mu.Unlock()
+	nl, err := writeLog(o.path, st)
+	if err != nil {
+		return err
+	}
+	l.close()
+	o.file = nl
+	o.mu.Lock()
+	o.removed = max(o.removed, sent)
+	o.mu.Unlock()
 	return nil
 }
 
-// removeSent removes from the file the deltas the primary acknowledged
-// that are still in it (one commit; none when there are none).
+// waiting returns how many committed deltas the primary has not
+// acknowledged up to sent.
+func (o *Outbox) waiting(sent uint64) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, d := range o.queue {
+		if d.Seq > sent {
+			n++
+		}
+	}
+	return n
+}
+
+// removeSent records in the file what the primary acknowledged that the
+// file does not show yet (one append; none when there is nothing new).
 func (o *Outbox) removeSent() error {
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
 	o.mu.Lock()
 	sent, removed := o.sent, o.removed
 	o.mu.Unlock()
 	if sent <= removed {
 		return nil
 	}
-	err := o.update(func(tx *bolt.Tx) error { return removeUpTo(tx.Bucket(bucketOutbox), sent) })
+	var err error
+	if o.file.broken || !o.file.fits(64) {
+		err = o.compactFor(64, sent)
+	} else {
+		o.commits.Add(1)
+		err = o.file.append(frameAck(nil, sent), 0)
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: outbox: %w", err)
 	}
@@ -419,12 +486,6 @@ func (o *Outbox) gatherWindow() time.Duration {
 	return min(time.Duration(o.commitCost.Load()), maxGather)
 }
 
-// update runs f in a write transaction of the file, counted.
-func (o *Outbox) update(f func(tx *bolt.Tx) error) error {
-	o.commits.Add(1)
-	return o.db.Update(f)
-}
-
 // Pending returns the reported change of a mailbox that the local
 // snapshot does not show as published yet.
 func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
@@ -446,25 +507,12 @@ func (o *Outbox) Pending(domain, mailbox string) (bytes, messages int64) {
 // Queued returns how many deltas wait to be sent, those still waiting
 // for their commit included.
 func (o *Outbox) Queued() int {
-	// Read before the file: a batch committed in between is counted
+	// Read before the queue: a batch committed in between is counted
 	// twice rather than not at all.
 	n := int(o.uncommitted.Load())
 	o.mu.Lock()
-	sent := o.sent
-	o.mu.Unlock()
-	_ = o.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, _ := c.Seek(seqKey(sent + 1)); k != nil; k, _ = c.Next() {
-			n++
-		}
-		return nil
-	})
-	return n
-}
-
-// seqKey is the key of the delta with sequence number seq.
-func seqKey(seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(nil, seq)
+	defer o.mu.Unlock()
+	return n + len(o.queue)
 }
 
 // maxPace bounds how long the sender waits between two sends while
@@ -578,24 +626,13 @@ func coalesce(batch []mailcluster.UsageDelta) []mailcluster.UsageDelta {
 // pending; they leave the file with the next commit (see Outbox.sent).
 func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 	o.mu.Lock()
-	sent := o.sent
+	batch := slices.Clone(o.queue[:min(len(o.queue), mailcluster.MaxReportDeltas)])
 	o.mu.Unlock()
-	var batch []mailcluster.UsageDelta
-	err := o.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.Seek(seqKey(sent + 1)); k != nil && len(batch) < mailcluster.MaxReportDeltas; k, v = c.Next() {
-			var d mailcluster.UsageDelta
-			if json.Unmarshal(v, &d) == nil {
-				batch = append(batch, d)
-			}
-		}
-		return nil
-	})
-	if err != nil || len(batch) == 0 {
-		return 0, err
+	if len(batch) == 0 {
+		return 0, nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: coalesce(batch)})
+	_, err := o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: coalesce(batch)})
 	cancel()
 	if err != nil {
 		return 0, err
@@ -603,6 +640,14 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 	last := batch[len(batch)-1].Seq
 	o.mu.Lock()
 	o.sent = max(o.sent, last)
+	i := 0
+	for i < len(o.queue) && o.queue[i].Seq <= o.sent {
+		i++
+	}
+	o.queue = o.queue[i:]
+	if len(o.queue) == 0 {
+		o.queue = nil // the acknowledged deltas' array can go
+	}
 	if o.Store == nil {
 		keys := map[string]bool{}
 		for _, d := range batch {

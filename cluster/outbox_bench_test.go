@@ -72,8 +72,8 @@ func cpuTime(tb testing.TB) time.Duration {
 
 // BenchmarkOutboxReport measures Report from 8 goroutines at once against
 // an outbox file, bare and after a synced message write each (a
-// delivery's pace); commits/report is how many bbolt transactions the
-// outbox wrote per report.
+// delivery's pace); commits/report is how many appends (each one write
+// and one fdatasync) the outbox made to its file per report.
 func BenchmarkOutboxReport(b *testing.B) {
 	for _, deliver := range []bool{false, true} {
 		b.Run(fmt.Sprintf("deliver=%v", deliver), func(b *testing.B) {
@@ -98,8 +98,8 @@ func BenchmarkOutboxReport(b *testing.B) {
 // write), the outbox sends to the service, which applies the reports to
 // its state; the clock stops once the outbox is empty.
 // state-commits/report counts the state's transactions,
-// outbox-commits/report those of the outbox file (reports and removals
-// of what was sent).
+// outbox-commits/report the appends to the outbox file (reports, and
+// what the primary acknowledged).
 func BenchmarkOutboxApply(b *testing.B) {
 	for _, deliver := range []bool{false, true} {
 		b.Run(fmt.Sprintf("deliver=%v", deliver), func(b *testing.B) { benchmarkApply(b, deliver) })

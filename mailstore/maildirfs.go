@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"syscall"
 	"time"
+
+	"mailcluster/internal/atomicfile"
 )
 
 // This file holds the Maildir file operations that tools outside the
@@ -34,12 +36,7 @@ func ValidMaildirName(name string) bool {
 // are durable. File systems that cannot sync a directory (EINVAL) are no
 // error.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("mailstore: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("mailstore: sync %s: %w", dir, err)
 	}
 	return nil
