@@ -261,8 +261,13 @@ func TestClusterMailKill(t *testing.T) {
 	// is on disk (a message stored but not acknowledged may be uncounted
 	// until a recount).
 	c.Start(vi)
+	var last int64
 	eventually(t, 10*time.Second, "usage counts every accepted message", func() bool {
 		u := getUsage(t, c.Nodes[p], "bulk@example.com")
+		if u.Messages != last {
+			t.Logf("usage %d messages (accepted %d, stored %d)", u.Messages, n, len(stored))
+			last = u.Messages
+		}
 		return u.Messages >= int64(n) && u.Messages <= int64(len(stored))
 	})
 }

@@ -67,63 +67,74 @@ func mustAsyncStore(t *testing.T, fsys mailstore.FS) (*storeEnv, *asyncRep, *mai
 
 const earlyMessage = "Subject: early\r\n\r\nhello\r\n"
 
-// A delivery of one copy counts its usage as soon as its size is known:
-// while its message file syncs, the mailbox's pending usage already holds
-// it, and no change of INBOX is told yet (the other nodes' readers would
-// look before the message is there); that change is reported once the
-// message is stored, with no usage of its own.
-func TestDeliverCountsUsageBeforeItsSyncs(t *testing.T) {
-	release := make(chan struct{})
-	syncing := make(chan struct{}, 1)
-	fsys := &faultfs.FS{FS: mailstore.OSFS, Check: func(op, path string) error {
-		if op == "sync" {
+// A delivery of one copy counts its usage once its message is linked into
+// new/, not before (a node killed before that would count a message it
+// never stored): while the message file syncs nothing is pending; while
+// new/ syncs the mailbox's pending usage holds the message (its commit
+// overlaps the sync), and no change of INBOX is told yet (the other
+// nodes' readers would look before the message is durable); that change
+// is reported once the message is stored, with no usage of its own.
+func TestDeliverCountsUsageOnceLinked(t *testing.T) {
+	type blocked struct {
+		op    string
+		bytes int64
+		msgs  int64
+	}
+	for _, step := range []blocked{{"sync", 0, 0}, {"syncdir", int64(len(earlyMessage)), 1}} {
+		t.Run(step.op, func(t *testing.T) {
+			release := make(chan struct{})
+			waiting := make(chan struct{}, 1)
+			fsys := &faultfs.FS{FS: mailstore.OSFS, Check: func(op, path string) error {
+				if op == step.op && (op == "sync" || strings.HasSuffix(path, "new")) {
+					select {
+					case waiting <- struct{}{}:
+					default:
+					}
+					<-release
+				}
+				return nil
+			}}
+			e, rep, s := mustAsyncStore(t, fsys)
+			done := make(chan error, 1)
+			go func() {
+				done <- s.Deliver(context.Background(), []*mailcluster.Account{e.alice}, nil, strings.NewReader(earlyMessage), 1<<20)
+			}()
 			select {
-			case syncing <- struct{}{}:
-			default:
+			case <-waiting:
+			case <-time.After(10 * time.Second):
+				close(release)
+				t.Fatalf("no %s during the delivery", step.op)
 			}
-			<-release
-		}
-		return nil
-	}}
-	e, rep, s := mustAsyncStore(t, fsys)
-	done := make(chan error, 1)
-	go func() {
-		done <- s.Deliver(context.Background(), []*mailcluster.Account{e.alice}, nil, strings.NewReader(earlyMessage), 1<<20)
-	}()
-	select {
-	case <-syncing:
-	case <-time.After(10 * time.Second):
-		close(release)
-		t.Fatal("the message file was never synced")
-	}
-	b, m := rep.Pending("example.com", "alice")
-	ds := rep.recorded()
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if b != int64(len(earlyMessage)) || m != 1 {
-		t.Errorf("pending while the message syncs = %d bytes, %d messages; want %d, 1", b, m, len(earlyMessage))
-	}
-	for _, d := range ds {
-		if d.Folder != "" {
-			t.Errorf("a change of %s was reported before the message was stored: %+v", d.Folder, d)
-		}
-	}
-	var notices int
-	for _, d := range rep.recorded() {
-		if d.Folder == mailstore.Inbox && d.Kind == mailcluster.MailDelivered {
-			notices++
-			if d.Bytes != 0 || d.Messages != 0 {
-				t.Errorf("the change of INBOX carries usage: %+v", d)
+			b, m := rep.Pending("example.com", "alice")
+			ds := rep.recorded()
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-	if notices != 1 {
-		t.Errorf("%d changes of INBOX reported; want 1", notices)
-	}
-	if b, m := rep.Pending("example.com", "alice"); b != int64(len(earlyMessage)) || m != 1 {
-		t.Errorf("pending after the delivery = %d, %d; want %d, 1", b, m, len(earlyMessage))
+			if b != step.bytes || m != step.msgs {
+				t.Errorf("pending during the %s = %d bytes, %d messages; want %d, %d", step.op, b, m, step.bytes, step.msgs)
+			}
+			for _, d := range ds {
+				if d.Folder != "" {
+					t.Errorf("a change of %s was reported before the message was stored: %+v", d.Folder, d)
+				}
+			}
+			var notices int
+			for _, d := range rep.recorded() {
+				if d.Folder == mailstore.Inbox && d.Kind == mailcluster.MailDelivered {
+					notices++
+					if d.Bytes != 0 || d.Messages != 0 {
+						t.Errorf("the change of INBOX carries usage: %+v", d)
+					}
+				}
+			}
+			if notices != 1 {
+				t.Errorf("%d changes of INBOX reported; want 1", notices)
+			}
+			if b, m := rep.Pending("example.com", "alice"); b != int64(len(earlyMessage)) || m != 1 {
+				t.Errorf("pending after the delivery = %d, %d; want %d, 1", b, m, len(earlyMessage))
+			}
+		})
 	}
 }
 

@@ -363,13 +363,6 @@ func (s *Store) OverQuota(a *mailcluster.Account, addBytes, addMessages int64) b
 	return a.QuotaMessages > 0 && (m+addMessages > a.QuotaMessages || addMessages == 0 && m >= a.QuotaMessages)
 }
 
-// overQuotaCounted tells whether a mailbox whose usage already counts a
-// message being delivered exceeds its quota with it.
-func (s *Store) overQuotaCounted(a *mailcluster.Account) bool {
-	b, m := s.usage(a)
-	return a.QuotaBytes > 0 && b > a.QuotaBytes || a.QuotaMessages > 0 && m > a.QuotaMessages
-}
-
 // Deliver writes one message for every recipient as one transaction: the
 // message is written once to a temporary file and synced; then, with every
 // recipient's mailbox locked, quotas are checked with the real size and
@@ -487,39 +480,20 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	if n > maxBody {
 		return 0, ErrTooLarge
 	}
-	// A delivery of one copy reports its usage now (to the accounts as
-	// resolved so far: a change under the locks keeps their mailbox
-	// names), so that its commit overlaps the syncs below; any failure
-	// from here on reports it back out (once its commit ended). The
-	// change of INBOX, which tells the other nodes' readers to look, is
-	// reported once the message is there (see below).
+	// A delivery of one copy reports its usage without waiting, once its
+	// links are made (below), so that the report's commit overlaps the
+	// directory syncs. A message that does not fit is refused here,
+	// before anything else is written; the check under the locks still
+	// catches the deliveries that race.
 	ar, async := s.rep.(AsyncReporter)
-	var early <-chan error
-	var earlyDeltas []mailcluster.UsageDelta
-	if async && len(kept) == 1 && !kept[0].Optional {
-		at := time.Now().UTC()
+	async = async && len(kept) == 1 && !kept[0].Optional
+	if async && checkQuota {
 		size := int64(len(kept[0].Header)) + n
-		if checkQuota {
-			// A message that does not fit is refused before its usage
-			// is reported (and reported back out); the check under the
-			// locks below still catches the deliveries that race.
-			for _, a := range kept[0].Accounts {
-				if s.OverQuota(s.current(a), size, 1) {
-					return 0, &QuotaError{Address: a.Address()}
-				}
-			}
-		}
 		for _, a := range kept[0].Accounts {
-			earlyDeltas = append(earlyDeltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: size, Messages: 1, At: at})
-		}
-		early = ar.ReportAsync(earlyDeltas...)
-		defer func() {
-			if err != nil && early != nil {
-				if rerr := <-early; rerr == nil {
-					s.report(reverse(earlyDeltas)...)
-				}
+			if s.OverQuota(s.current(a), size, 1) {
+				return 0, &QuotaError{Address: a.Address()}
 			}
-		}()
+		}
 	}
 	if err := msg.f.Sync(); err != nil {
 		return 0, tempFail(err)
@@ -588,7 +562,7 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 				s.skipped(c, a, "disabled")
 				continue
 			}
-			if checkQuota && (early == nil && s.OverQuota(a, sizes[i], 1) || early != nil && s.overQuotaCounted(a)) {
+			if checkQuota && s.OverQuota(a, sizes[i], 1) {
 				if c.Optional {
 					s.skipped(c, a, "mailbox full")
 					continue
@@ -638,32 +612,34 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			newDirs = append(newDirs, filepath.Join(string(md), "new"))
 		}
 	}
-	// The links are made: the locks can go, so that the next delivery
-	// into these mailboxes links its file while this one waits for the
-	// directory syncs, which concurrent deliveries share (group commit).
-	// Nothing is acknowledged before the syncs end; a failed sync still
-	// removes the links (deferred above). The usage is reported while
-	// the files sync (from the size on, for a delivery of one copy; else
-	// from here), so that its commit and theirs overlap: a failure
-	// reports it back out (a crash in between leaves the usage counted
-	// for a message that was not acknowledged, until a recount). A quota
-	// can be passed by the messages in flight, as it can on a cluster
-	// whose nodes report usage to the primary.
-	for _, l := range held {
-		_ = l.Unlock()
-	}
-	held = nil
+	// The links are made: the usage is reported (without waiting, for a
+	// delivery of one copy) while the locks are held, so that the next
+	// delivery's quota check counts this message; then the locks can go,
+	// so that the next delivery into these mailboxes links its file while
+	// this one waits for the directory syncs, which concurrent deliveries
+	// share (group commit), and for the report's commit, which overlaps
+	// them. Nothing is acknowledged before the syncs and the commit end;
+	// a failed sync takes the links back and reports the usage back out.
+	// The usage is reported only once the message is in new/, so that a
+	// node killed before that does not count a message it never stored
+	// (one killed after it counts a message stored, but not acknowledged,
+	// until a recount).
 	now := time.Now().UTC()
 	var deltas []mailcluster.UsageDelta
 	var reported <-chan error
 	var notices []mailcluster.UsageDelta // the change of INBOX, once delivered
-	if early != nil {
-		deltas, reported = earlyDeltas, early
-		early = nil // reported back out below when the syncs fail, not by the defer
-		for _, d := range deltas {
-			notices = append(notices, mailcluster.UsageDelta{Domain: d.Domain, Mailbox: d.Mailbox, At: now, Folder: Inbox, Kind: mailcluster.MailDelivered})
+	if async {
+		for _, a := range accs[0] {
+			deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[0], Messages: 1, At: now})
+			notices = append(notices, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, At: now, Folder: Inbox, Kind: mailcluster.MailDelivered})
 		}
-	} else {
+		reported = ar.ReportAsync(deltas...)
+	}
+	for _, l := range held {
+		_ = l.Unlock()
+	}
+	held = nil
+	if !async {
 		for i := range kept {
 			for _, a := range accs[i] {
 				deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[i], Messages: 1, At: now,
