@@ -48,6 +48,21 @@ func (r *recorder) send(_ context.Context, rep mailcluster.UsageReport) (uint64,
 	return 1, nil
 }
 
+func (r *recorder) setDown(down bool) {
+	r.mu.Lock()
+	r.down = down
+	r.mu.Unlock()
+}
+
+// drain lets the primary acknowledge and runs ob until it has sent
+// everything.
+func (r *recorder) drain(t *testing.T, ob *cluster.Outbox) {
+	r.setDown(false)
+	stop := runOutbox(t, ob)
+	defer stop()
+	waitFor(t, func() bool { return ob.Queued() == 0 })
+}
+
 func (r *recorder) sent() ([]uint64, int64, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -98,12 +113,7 @@ func TestOutboxLogKeepsDeltasAcrossRestarts(t *testing.T) {
 	if err := ob.Report(delta(8)); err != nil {
 		t.Fatal(err)
 	}
-	rec.mu.Lock()
-	rec.down = false
-	rec.mu.Unlock()
-	stop := runOutbox(t, ob)
-	defer stop()
-	waitFor(t, func() bool { return ob.Queued() == 0 })
+	rec.drain(t, ob)
 	seqs, bytes, epochs := rec.sent()
 	if len(seqs) != 8 || bytes != 36 || epochs != 1 {
 		t.Fatalf("sent seqs %v (%d bytes) in %d epochs; want 8 deltas of 36 bytes in one epoch", seqs, bytes, epochs)
@@ -180,12 +190,7 @@ func TestOutboxLogTornCommit(t *testing.T) {
 	if b, m := ob.Pending("example.com", "alice"); b != 61 || m != 4 {
 		t.Fatalf("pending after another restart = %d, %d; want 61, 4 (nothing of the cut commit)", b, m)
 	}
-	rec.mu.Lock()
-	rec.down = false
-	rec.mu.Unlock()
-	stop := runOutbox(t, ob)
-	defer stop()
-	waitFor(t, func() bool { return ob.Queued() == 0 })
+	rec.drain(t, ob)
 	if seqs, bytes, _ := rec.sent(); !slices.Equal(seqs, []uint64{1, 2, 3, 4}) || bytes != 61 {
 		t.Fatalf("sent %v, %d bytes; want 1 to 4, 61 bytes", seqs, bytes)
 	}
@@ -284,9 +289,7 @@ func TestOutboxLogCompacts(t *testing.T) {
 		t.Fatalf("sent %d bytes, want %d", bytes, n)
 	}
 
-	rec.mu.Lock()
-	rec.down = true
-	rec.mu.Unlock()
+	rec.setDown(true)
 	for range n {
 		if err := ob.Report(delta(2)); err != nil {
 			t.Fatal(err)
