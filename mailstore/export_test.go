@@ -1,5 +1,7 @@
 package mailstore
 
+import "os"
+
 // LockPath exports the path of an address's lock file to the tests.
 func (l *Locker) LockPath(address string) string { return l.path(address) }
 
@@ -24,3 +26,6 @@ func LockWatches() int {
 	defer lockWatches.mu.Unlock()
 	return len(lockWatches.m)
 }
+
+// OFDHold takes a lock file's OFD lock as its holder does.
+func OFDHold(f *os.File) { ofdHold(f) }

@@ -330,6 +330,8 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 	var wake <-chan struct{} // notices of the lock file's removal (see watchName)
 	watched := false
 	var released <-chan struct{} // closed when the holder releases its file (see ofdWait)
+	var exited <-chan struct{}   // closed when a dying holder has exited (see exitWait)
+	dying := false               // the holder's OFD lock went while its file stayed
 	for {
 		f, err := openFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 		if errors.Is(err, fs.ErrNotExist) && !madeDir {
@@ -382,6 +384,14 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 		if released == nil {
 			released = ofdWait(path)
 		}
+		if released == nil && dying && exited == nil {
+			// The holder let its OFD lock go and its file is still
+			// there: it is exiting; the file is stale once it is gone.
+			if pid := localHolder(content); pid > 0 {
+				exited = exitWait(pid)
+			}
+		}
+		dying = false
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -394,6 +404,11 @@ func (l *Locker) Lock(ctx context.Context, address string) (*Lock, error) {
 			t.Stop()
 			lockWakes.Add(1)
 			released = nil // the next wait is on the file as it is then
+			dying = true
+		case <-exited:
+			t.Stop()
+			lockWakes.Add(1)
+			exited = nil
 		case <-t.C:
 			lockTimerWakes.Add(1)
 		}
@@ -464,15 +479,25 @@ func (l *Locker) stale(path string) (content string, ok bool) {
 	if time.Since(st.ModTime()) > l.staleAfter() {
 		return content, true
 	}
-	fields := strings.Fields(content)
-	if len(fields) < 2 || fields[0] != hostname {
-		return content, false
-	}
-	pid, err := strconv.Atoi(fields[1])
-	if err != nil || pid <= 0 {
+	pid := localHolder(content)
+	if pid == 0 {
 		return content, false
 	}
 	return content, syscall.Kill(pid, 0) == syscall.ESRCH || zombie(pid)
+}
+
+// localHolder returns the process id a lock file's content names when it
+// names this host, else 0.
+func localHolder(content string) int {
+	fields := strings.Fields(content)
+	if len(fields) < 2 || fields[0] != hostname {
+		return 0
+	}
+	pid, err := strconv.Atoi(fields[1])
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }
 
 // holds reports whether the lock file at path still has content.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,4 +75,42 @@ func zombie(pid int) bool {
 	}
 	i := bytes.LastIndexByte(b, ')') // the command name may hold anything
 	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+// exitWaitBound bounds how long exitWait waits for a process to exit.
+const exitWaitBound = 2 * time.Second
+
+// exitWait returns a channel closed once process pid has exited (pidfd),
+// or nil when that cannot be known (no pidfd here, or no such process).
+// A taker uses it when the holder's OFD lock was released while its lock
+// file stayed: the holder is dying (a holder that lets go removes its
+// file first), and the file is stale only once its exit is complete. The
+// wait ends by itself after exitWaitBound without closing the channel
+// (the taker's timer decides then).
+func exitWait(pid int) <-chan struct{} {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		deadline := time.Now().Add(exitWaitBound)
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return
+			}
+			n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == nil && n > 0 {
+				close(ch)
+			}
+			return
+		}
+	}()
+	return ch
 }

@@ -28,7 +28,7 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 	holder := startLockProc(t, dir, 5*time.Second)
 	holder.wantLocked(t, path)
 
-	wakes := mailstore.LockWakes()
+	wakes, timerBase := mailstore.LockWakes(), mailstore.LockTimerWakes()
 	acquired := make(chan *mailstore.Lock, 1)
 	go func() {
 		l, err := lk.Lock(ctx, lockAddress)
@@ -48,9 +48,7 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Let its timer's pause grow (to about a second) before the release.
-	time.Sleep(1500 * time.Millisecond)
-	timerWakes := mailstore.LockTimerWakes()
+	timerWakes := waitLongPause(t, timerBase)
 	holder.release(t)
 	var l *mailstore.Lock
 	select {
@@ -85,6 +83,7 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 	holder := startLockProc(t, dir, 5*time.Second)
 	holder.wantLocked(t, path)
 
+	timerBase := mailstore.LockTimerWakes()
 	acquired := make(chan *mailstore.Lock, 1)
 	go func() {
 		l, err := lk.Lock(ctx, lockAddress)
@@ -103,8 +102,8 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(1500 * time.Millisecond)
-	wakes, timerWakes := mailstore.LockWakes(), mailstore.LockTimerWakes()
+	timerWakes := waitLongPause(t, timerBase)
+	wakes := mailstore.LockWakes()
 	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +124,93 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 		t.Errorf("lock file names pid %d, want this process %d", got, os.Getpid())
 	}
 	for range holder.lines {
+	}
+}
+
+// A holder that let its OFD lock go while its lock file stays is
+// exiting (a holder that lets go removes its file first): the taker waits
+// for its exit and breaks its lock then, not at its timer's next try,
+// however long the exit takes.
+func TestLockWaiterWokenByDyingHoldersExit(t *testing.T) {
+	ctx := service.SystemContext(context.Background(), "test")
+	dir := t.TempDir()
+	lk := &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
+	path := lk.LockPath(lockAddress)
+	holder := exec.Command("sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Skip("no sleep(1) to run:", err)
+	}
+	reaped := make(chan struct{})
+	go func() { holder.Wait(); close(reaped) }()
+	t.Cleanup(func() { holder.Process.Kill(); <-reaped })
+	// The lock file names the holder; this test keeps the file's OFD
+	// lock for it (an OFD lock belongs to the open file, not the process).
+	content := fmt.Sprintf("%s %d %s %s token\n", mailstore.Hostname, holder.Process.Pid, time.Now().UTC().Format(time.RFC3339), lockAddress)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	mailstore.OFDHold(f)
+
+	timerBase := mailstore.LockTimerWakes()
+	acquired := make(chan *mailstore.Lock, 1)
+	go func() {
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Errorf("waiting taker: %v", err)
+		}
+		acquired <- l
+	}()
+	timerWakes := waitLongPause(t, timerBase)
+	wakes := mailstore.LockWakes()
+	f.Close() // the OFD lock goes; the file and its holder stay
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-acquired:
+		t.Fatal("the taker took the lock of a holder still alive")
+	default:
+	}
+	if err := holder.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var l *mailstore.Lock
+	select {
+	case l = <-acquired:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the taker did not get the dead holder's lock")
+	}
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Unlock()
+	if mailstore.LockWakes() < wakes+2 || mailstore.LockTimerWakes() != timerWakes {
+		t.Errorf("the taker got the lock by its timer (%d timer wakes, %d other wakes), not woken by the holder's exit",
+			mailstore.LockTimerWakes()-timerWakes, mailstore.LockWakes()-wakes)
+	}
+}
+
+// waitLongPause waits until the waiting taker's timer has woken it 11
+// times since base (its pauses, from 1 ms doubling, have reached 1 s)
+// and returns the count then: its next pause, just begun, lasts about
+// 2 s, so a wake within that time is not its timer's, however loaded
+// the machine (a fixed sleep could end just before a timer wake).
+func waitLongPause(t *testing.T, base int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n := mailstore.LockTimerWakes(); n >= base+11 {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the taker's timer woke it %d times in 30 s, want 11", mailstore.LockTimerWakes()-base)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
