@@ -5,7 +5,6 @@ import (
 	"context"
 	"mailcluster/internal/harness"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,21 +150,13 @@ func mustStartConsulAddr(t *testing.T) (*api.Client, string) {
 		}
 	})
 	addr := "127.0.0.1:" + ports[0]
-	hc := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		select {
 		case <-exited:
 			t.Fatalf("consul exited: %s", out)
 		default:
 		}
-		resp, err := hc.Get("http://" + addr + "/v1/status/leader")
-		if err != nil {
-			continue
-		}
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 && len(bytes.Trim(b.Bytes(), "\" \n")) > 0 {
+		if harness.ConsulReady(addr) {
 			c, err := api.NewClient(&api.Config{Address: addr})
 			if err != nil {
 				t.Fatal(err)

@@ -113,7 +113,50 @@ func startConsul(dataDir string) (*Consul, error) {
 	return c, nil
 }
 
-// start execs the agent and waits (30 s at most) until it reports a leader.
+// ConsulReady reports whether the agent at addr has a leader and its own
+// node is registered with a passing serfHealth check: before that, a
+// session or a write can fail with "Missing node registration" (seen on
+// a loaded machine right after the agent reported a leader).
+func ConsulReady(addr string) bool {
+	resp, err := healthClient.Get("http://" + addr + "/v1/status/leader")
+	if err != nil {
+		return false
+	}
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(bytes.Trim(b.Bytes(), "\" \n")) == 0 {
+		return false
+	}
+	var self struct{ Config struct{ NodeName string } }
+	if !getJSON("http://"+addr+"/v1/agent/self", &self) || self.Config.NodeName == "" {
+		return false
+	}
+	var checks []struct{ Node, CheckID string }
+	if !getJSON("http://"+addr+"/v1/health/state/passing", &checks) {
+		return false
+	}
+	for _, c := range checks {
+		if c.Node == self.Config.NodeName && c.CheckID == "serfHealth" {
+			return true
+		}
+	}
+	return false
+}
+
+// getJSON decodes the JSON answer of a GET of url into v; false on any
+// failure or a status other than 200.
+func getJSON(url string, v any) bool {
+	resp, err := healthClient.Get(url)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(v) == nil
+}
+
+// start execs the agent and waits (30 s at most) until it is ready
+// (ConsulReady).
 func (c *Consul) start() error {
 	bin, err := ConsulBinary()
 	if err != nil {
@@ -135,14 +178,8 @@ func (c *Consul) start() error {
 	go func() { _ = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := healthClient.Get("http://" + c.Addr + "/v1/status/leader")
-		if err == nil {
-			var b bytes.Buffer
-			_, _ = b.ReadFrom(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && len(bytes.Trim(b.Bytes(), "\" \n")) > 0 {
-				return nil
-			}
+		if ConsulReady(c.Addr) {
+			return nil
 		}
 		select {
 		case <-done:
