@@ -29,14 +29,7 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 	holder.wantLocked(t, path)
 
 	wakes, timerBase := mailstore.LockWakes(), mailstore.LockTimerWakes()
-	acquired := make(chan *mailstore.Lock, 1)
-	go func() {
-		l, err := lk.Lock(ctx, lockAddress)
-		if err != nil {
-			t.Errorf("waiting taker: %v", err)
-		}
-		acquired <- l
-	}()
+	acquired := startTaker(t, ctx, lk)
 	// The taker says it waits (its marker) once it tried and failed.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -50,15 +43,7 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 	}
 	timerWakes := waitLongPause(t, timerBase)
 	holder.release(t)
-	var l *mailstore.Lock
-	select {
-	case l = <-acquired:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the taker did not get the released lock")
-	}
-	if l == nil {
-		t.FailNow()
-	}
+	l := mustAcquire(t, acquired, "the released lock")
 	defer l.Unlock()
 	if mailstore.LockWakes() == wakes || mailstore.LockTimerWakes() != timerWakes {
 		t.Error("the taker got the lock by its timer, not woken by the release")
@@ -84,14 +69,7 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 	holder.wantLocked(t, path)
 
 	timerBase := mailstore.LockTimerWakes()
-	acquired := make(chan *mailstore.Lock, 1)
-	go func() {
-		l, err := lk.Lock(ctx, lockAddress)
-		if err != nil {
-			t.Errorf("waiting taker: %v", err)
-		}
-		acquired <- l
-	}()
+	acquired := startTaker(t, ctx, lk)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(path + ".wait"); err == nil {
@@ -107,15 +85,7 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var l *mailstore.Lock
-	select {
-	case l = <-acquired:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the taker did not get the dead holder's lock")
-	}
-	if l == nil {
-		t.FailNow()
-	}
+	l := mustAcquire(t, acquired, "the dead holder's lock")
 	defer l.Unlock()
 	if mailstore.LockWakes() == wakes || mailstore.LockTimerWakes() != timerWakes {
 		t.Error("the taker got the lock by its timer, not woken by the holder's death")
@@ -159,14 +129,7 @@ func TestLockWaiterWokenByDyingHoldersExit(t *testing.T) {
 	mailstore.OFDHold(f)
 
 	timerBase := mailstore.LockTimerWakes()
-	acquired := make(chan *mailstore.Lock, 1)
-	go func() {
-		l, err := lk.Lock(ctx, lockAddress)
-		if err != nil {
-			t.Errorf("waiting taker: %v", err)
-		}
-		acquired <- l
-	}()
+	acquired := startTaker(t, ctx, lk)
 	timerWakes := waitLongPause(t, timerBase)
 	wakes := mailstore.LockWakes()
 	f.Close() // the OFD lock goes; the file and its holder stay
@@ -179,20 +142,41 @@ func TestLockWaiterWokenByDyingHoldersExit(t *testing.T) {
 	if err := holder.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	var l *mailstore.Lock
-	select {
-	case l = <-acquired:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the taker did not get the dead holder's lock")
-	}
-	if l == nil {
-		t.FailNow()
-	}
+	l := mustAcquire(t, acquired, "the dead holder's lock")
 	defer l.Unlock()
 	if mailstore.LockWakes() < wakes+2 || mailstore.LockTimerWakes() != timerWakes {
 		t.Errorf("the taker got the lock by its timer (%d timer wakes, %d other wakes), not woken by the holder's exit",
 			mailstore.LockTimerWakes()-timerWakes, mailstore.LockWakes()-wakes)
 	}
+}
+
+// startTaker starts a taker of lockAddress's lock and returns what it
+// gets (nil when it fails).
+func startTaker(t *testing.T, ctx context.Context, lk *mailstore.Locker) <-chan *mailstore.Lock {
+	acquired := make(chan *mailstore.Lock, 1)
+	go func() {
+		l, err := lk.Lock(ctx, lockAddress)
+		if err != nil {
+			t.Errorf("waiting taker: %v", err)
+		}
+		acquired <- l
+	}()
+	return acquired
+}
+
+// mustAcquire returns the lock the taker got within 30 s.
+func mustAcquire(t *testing.T, acquired <-chan *mailstore.Lock, what string) *mailstore.Lock {
+	t.Helper()
+	select {
+	case l := <-acquired:
+		if l == nil {
+			t.FailNow()
+		}
+		return l
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the taker did not get %s", what)
+	}
+	return nil
 }
 
 // waitLongPause waits until the waiting taker's timer has woken it 11
