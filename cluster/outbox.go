@@ -388,7 +388,7 @@ func (o *Outbox) commit(batch []*reportReq) (uint64, error) {
 	// A sequence number is given once, also when its commit fails: a
 	// failed append may yet reach the disk.
 	o.lastSeq = seq
-	if err := o.compactFor(len(recs), sent); err != nil {
+	if err := o.compactFor(len(recs)); err != nil {
 		return 0, err
 	}
 	if sent > o.removed {
@@ -401,21 +401,19 @@ func (o *Outbox) commit(batch []*reportReq) (uint64, error) {
 	return sent, nil
 }
 
-// compactFor writes the file anew, holding only the deltas not
-// acknowledged up to sent, when its end is unknown or when n more bytes
-// do not fit and fewer than half its deltas wait. Called with logMu held.
-func (o *Outbox) compactFor(n int, sent uint64) error {
+// compactFor writes the file anew, holding only the deltas the primary
+// has not acknowledged, when its end is unknown or when n more bytes do
+// not fit and fewer than half its deltas wait. Called with logMu held.
+func (o *Outbox) compactFor(n int) error {
 	l := o.file
-	if !l.broken && (l.fits(n) || 2*o.waiting(sent) > l.records) {
+	o.mu.Lock()
+	waiting := len(o.queue) // the sender keeps only what was not acknowledged
+	o.mu.Unlock()
+	if !l.broken && (l.fits(n) || 2*waiting > l.records) {
 		return nil
 	}
 	o.mu.Lock()
-	st := logState{logHeader: logHeader{Epoch: o.epoch, Seq: o.lastSeq, Ack: sent}}
-	for _, d := range o.queue {
-		if d.Seq > sent {
-			st.deltas = append(st.deltas, d)
-		}
-	}
+	st := logState{logHeader: logHeader{Epoch: o.epoch, Seq: o.lastSeq, Ack: o.sent}, deltas: slices.Clone(o.queue)}
 	o.mu.Unlock()
 	nl, err := writeLog(o.path, st)
 	if err != nil {
@@ -424,23 +422,9 @@ func (o *Outbox) compactFor(n int, sent uint64) error {
 	l.close()
 	o.file = nl
 	o.mu.Lock()
-	o.removed = max(o.removed, sent)
+	o.removed = max(o.removed, st.Ack)
 	o.mu.Unlock()
 	return nil
-}
-
-// waiting returns how many committed deltas the primary has not
-// acknowledged up to sent.
-func (o *Outbox) waiting(sent uint64) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	n := 0
-	for _, d := range o.queue {
-		if d.Seq > sent {
-			n++
-		}
-	}
-	return n
 }
 
 // removeSent records in the file what the primary acknowledged that the
@@ -455,8 +439,8 @@ func (o *Outbox) removeSent() error {
 		return nil
 	}
 	var err error
-	if o.file.broken || !o.file.fits(64) {
-		err = o.compactFor(64, sent)
+	if o.file.broken {
+		err = o.compactFor(0) // the new file records the acknowledgement
 	} else {
 		o.commits.Add(1)
 		err = o.file.append(frameAck(nil, sent), 0)
