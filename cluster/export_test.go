@@ -57,3 +57,10 @@ func BreakOutboxFile(o *Outbox) {
 
 // Crc32c is the records' checksum.
 func Crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// MinPace is the shortest pause of the outbox's sender between two sends
+// while reports stream in.
+const MinPace = minPace
+
+// Pace is the sender's pause after a send of n deltas that took took.
+var Pace = pace

@@ -499,9 +499,27 @@ func (o *Outbox) Queued() int {
 	return n + len(o.queue)
 }
 
-// maxPace bounds how long the sender waits between two sends while
-// reports stream in.
-const maxPace = 10 * time.Millisecond
+// While reports stream in, the sender waits between two sends twice as
+// long as the last one took, at least minPace and at most maxPace, so
+// that each send (a transaction on the primary) carries many deltas: at
+// a few milliseconds per transaction, sending as fast as the primary
+// applies would cost one transaction (and, in a standalone node, one
+// bbolt commit with its syncs) per two or three deliveries. A full send
+// (MaxReportDeltas) is followed by the next one at once, so the pause
+// never limits how fast the queue drains.
+const (
+	minPace = 20 * time.Millisecond
+	maxPace = 50 * time.Millisecond
+)
+
+// pace is how long the sender waits after a send of n deltas that took
+// took, while reports stream in.
+func pace(n int, took time.Duration) time.Duration {
+	if n >= mailcluster.MaxReportDeltas {
+		return 0
+	}
+	return min(max(2*took, minPace), maxPace)
+}
 
 // removeIdle is how long the sender waits, idle, before it removes what
 // the primary acknowledged from the file itself (a commit of reports
@@ -510,9 +528,8 @@ const removeIdle = time.Second
 
 // Run sends queued deltas until ctx ends. Kick wakes it early. A report
 // arriving while the sender is idle is sent at once; while reports stream
-// in, each send waits after the previous one twice as long as that one
-// took (maxPace at most), so that the primary applies many deltas per
-// transaction rather than one report's.
+// in, each send waits after the previous one (see pace), so that the
+// primary applies many deltas per transaction rather than one report's.
 func (o *Outbox) Run(ctx context.Context) {
 	backoff := 20 * time.Millisecond
 	for {
@@ -534,7 +551,7 @@ func (o *Outbox) Run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(min(2*time.Since(start), maxPace)):
+			case <-time.After(pace(sent, time.Since(start))):
 			}
 			continue
 		}
