@@ -59,8 +59,11 @@ func BreakOutboxFile(o *Outbox) {
 func Crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // MinPace is the shortest pause of the outbox's sender between two sends
-// while reports stream in.
-const MinPace = minPace
+// while reports stream in (a send carried StreamDeltas or more).
+const (
+	MinPace      = minPace
+	StreamDeltas = streamDeltas
+)
 
 // Pace is the sender's pause after a send of n deltas that took took.
 var Pace = pace

@@ -499,26 +499,35 @@ func (o *Outbox) Queued() int {
 	return n + len(o.queue)
 }
 
-// While reports stream in, the sender waits between two sends twice as
-// long as the last one took, at least minPace and at most maxPace, so
-// that each send (a transaction on the primary) carries many deltas: at
-// a few milliseconds per transaction, sending as fast as the primary
-// applies would cost one transaction (and, in a standalone node, one
-// bbolt commit with its syncs) per two or three deliveries. A full send
-// (MaxReportDeltas) is followed by the next one at once, so the pause
-// never limits how fast the queue drains.
+// After a send the sender pauses before the next one, so that each send
+// (a transaction on the primary) carries many deltas: at a few
+// milliseconds per transaction, sending as fast as the primary applies
+// would cost one transaction (and, in a standalone node, one bbolt commit
+// with its syncs) per two or three deliveries. After a small send (fewer
+// than streamDeltas deltas: changes made one at a time, such as a message
+// now and then whose arrival IMAP clients on other nodes wait to see) the
+// pause is twice what the send took, at most quickPace. Once reports
+// stream in (a send carried streamDeltas or more), it is at least minPace
+// and at most maxPace. A full send (MaxReportDeltas) is followed by the
+// next one at once, so the pause never limits how fast the queue drains.
 const (
-	minPace = 20 * time.Millisecond
-	maxPace = 50 * time.Millisecond
+	streamDeltas = 8
+	quickPace    = 10 * time.Millisecond
+	minPace      = 20 * time.Millisecond
+	maxPace      = 50 * time.Millisecond
 )
 
-// pace is how long the sender waits after a send of n deltas that took
-// took, while reports stream in.
+// pace is how long the sender pauses after a send of n deltas that took
+// took (see minPace).
 func pace(n int, took time.Duration) time.Duration {
-	if n >= mailcluster.MaxReportDeltas {
+	switch {
+	case n >= mailcluster.MaxReportDeltas:
 		return 0
+	case n < streamDeltas:
+		return min(2*took, quickPace)
+	default:
+		return min(max(2*took, minPace), maxPace)
 	}
-	return min(max(2*took, minPace), maxPace)
 }
 
 // removeIdle is how long the sender waits, idle, before it removes what
