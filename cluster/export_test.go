@@ -59,11 +59,13 @@ func BreakOutboxFile(o *Outbox) {
 func Crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // MinPace is the shortest pause of the outbox's sender between two sends
-// while reports stream in (a send carried StreamDeltas or more).
+// while reports stream in (a send's deltas came at StreamDeltas per
+// MinPace or faster).
 const (
 	MinPace      = minPace
 	StreamDeltas = streamDeltas
 )
 
-// Pace is the sender's pause after a send of n deltas that took took.
+// Pace is the sender's pause after a send of n deltas that took took,
+// window after the start of the send before it.
 var Pace = pace

@@ -503,13 +503,13 @@ func (o *Outbox) Queued() int {
 // (a transaction on the primary) carries many deltas: at a few
 // milliseconds per transaction, sending as fast as the primary applies
 // would cost one transaction (and, in a standalone node, one bbolt commit
-// with its syncs) per two or three deliveries. After a small send (fewer
-// than streamDeltas deltas: changes made one at a time, such as a message
-// now and then whose arrival IMAP clients on other nodes wait to see) the
-// pause is twice what the send took, at most quickPace. Once reports
-// stream in (a send carried streamDeltas or more), it is at least minPace
-// and at most maxPace. A full send (MaxReportDeltas) is followed by the
-// next one at once, so the pause never limits how fast the queue drains.
+// with its syncs) per two or three deliveries. While changes come now and
+// then (a message whose arrival IMAP clients on other nodes wait to see)
+// the pause is twice what the send took, at most quickPace. Once reports
+// stream in (the deltas of a send came at a rate that fills a send of
+// streamDeltas within minPace) it is at least minPace and at most
+// maxPace. A full send (MaxReportDeltas) is followed by the next one at
+// once, so the pause never limits how fast the queue drains.
 const (
 	streamDeltas = 8
 	quickPace    = 10 * time.Millisecond
@@ -518,12 +518,14 @@ const (
 )
 
 // pace is how long the sender pauses after a send of n deltas that took
-// took (see minPace).
-func pace(n int, took time.Duration) time.Duration {
+// took; window is the time since the start of the send before it (0 when
+// the sender was idle before this send).
+func pace(n int, took, window time.Duration) time.Duration {
+	streaming := window > 0 && time.Duration(n)*minPace >= streamDeltas*window
 	switch {
 	case n >= mailcluster.MaxReportDeltas:
 		return 0
-	case n < streamDeltas:
+	case !streaming:
 		return min(2*took, quickPace)
 	default:
 		return min(max(2*took, minPace), maxPace)
@@ -541,10 +543,12 @@ const removeIdle = time.Second
 // primary applies many deltas per transaction rather than one report's.
 func (o *Outbox) Run(ctx context.Context) {
 	backoff := 20 * time.Millisecond
+	var prev time.Time // the start of the last send; zero once idle
 	for {
 		start := time.Now()
 		sent, err := o.sendBatch(ctx)
 		if err != nil {
+			prev = time.Time{}
 			o.setFailing(true, err)
 			select {
 			case <-ctx.Done():
@@ -557,13 +561,19 @@ func (o *Outbox) Run(ctx context.Context) {
 		o.setFailing(false, nil)
 		backoff = 20 * time.Millisecond
 		if sent > 0 {
+			var window time.Duration
+			if !prev.IsZero() {
+				window = start.Sub(prev)
+			}
+			prev = start
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(pace(sent, time.Since(start))):
+			case <-time.After(pace(sent, time.Since(start), window)):
 			}
 			continue
 		}
+		prev = time.Time{}
 		idle := 5 * time.Second
 		o.mu.Lock()
 		unremoved := o.sent > o.removed
