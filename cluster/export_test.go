@@ -3,6 +3,7 @@ package cluster
 import (
 	"hash/crc32"
 	"os"
+	"time"
 )
 
 // SetCommitHooks sets the store's test hooks: before is called by the
@@ -69,3 +70,7 @@ const (
 // Pace is the sender's pause after a send of n deltas that took took,
 // window after the start of the send before it.
 var Pace = pace
+
+// SetPaceHook makes the outbox's sender tell f each pause it makes after
+// a send of n deltas, before the pause. Set it before Run.
+func SetPaceHook(o *Outbox, f func(n int, pause time.Duration)) { o.paced = f }

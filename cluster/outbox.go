@@ -66,6 +66,10 @@ type Outbox struct {
 	// (Queued counts them too).
 	uncommitted atomic.Int64
 
+	// paced, when set (tests), is told each pause of the sender after a
+	// send of n deltas, before the pause.
+	paced func(n int, pause time.Duration)
+
 	// markMu guards the last decoded mark of the primary (applied).
 	markMu             sync.Mutex
 	markIndex, markSeq uint64
@@ -566,10 +570,14 @@ func (o *Outbox) Run(ctx context.Context) {
 				window = start.Sub(prev)
 			}
 			prev = start
+			p := pace(sent, time.Since(start), window)
+			if o.paced != nil {
+				o.paced(sent, p)
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(pace(sent, time.Since(start), window)):
+			case <-time.After(p):
 			}
 			continue
 		}

@@ -1,45 +1,73 @@
 package cluster_test
 
 import (
+	"context"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"mailcluster"
 	"mailcluster/cluster"
+	"mailcluster/service"
 )
 
-// sendLog records the reports an outbox sends, with the time of each.
+// sendLog records the reports an outbox sends (their size, and when each
+// send began and ended) and the sender's pause after each.
 type sendLog struct {
-	mu    sync.Mutex
-	sizes []int
-	times []time.Time
+	mu          sync.Mutex
+	sizes       []int
+	calls, rets []time.Time
+	pauses      []time.Duration
 }
 
-func (l *sendLog) record(r mailcluster.UsageReport) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sizes = append(l.sizes, len(r.Deltas))
-	l.times = append(l.times, time.Now())
+// send records r around apply.
+func (l *sendLog) send(apply cluster.SendFunc) cluster.SendFunc {
+	return func(ctx context.Context, r mailcluster.UsageReport) (uint64, error) {
+		l.mu.Lock()
+		l.sizes = append(l.sizes, len(r.Deltas))
+		l.calls = append(l.calls, time.Now())
+		l.mu.Unlock()
+		idx, err := apply(ctx, r)
+		l.mu.Lock()
+		l.rets = append(l.rets, time.Now())
+		l.mu.Unlock()
+		return idx, err
+	}
 }
 
-func (l *sendLog) snapshot() ([]int, []time.Time) {
+func (l *sendLog) paced(n int, pause time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]int(nil), l.sizes...), append([]time.Time(nil), l.times...)
+	l.pauses = append(l.pauses, pause)
+}
+
+// mustPacedOutbox returns a primary and an outbox of node n1 sending to
+// it through log, with log's pace hook set.
+func mustPacedOutbox(t *testing.T, log *sendLog) (*service.Service, *cluster.Outbox) {
+	t.Helper()
+	svc, st := MustOpenPrimary(t)
+	ob, err := cluster.OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), "n1", log.send(applyTo(svc)), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ob.Close() })
+	ob.Store = st
+	cluster.SetPaceHook(ob, log.paced)
+	return svc, ob
 }
 
 // TestOutboxPacesStreamingReports streams reports in (many deltas every
-// millisecond): once a send's deltas came fast enough to fill
-// StreamDeltas within MinPace, the sender waits at least MinPace before
-// the next send, so the primary applies many deltas per transaction; and
-// every delta arrives once.
+// millisecond): the sender then pauses at least MinPace after a send that
+// was not full, so the primary applies many deltas per transaction, and
+// it keeps every pause it decides; every delta arrives once.
 func TestOutboxPacesStreamingReports(t *testing.T) {
 	var log sendLog
-	svc, _, ob := mustPrimaryOutbox(t, "n1", log.record)
+	svc, ob := mustPacedOutbox(t, &log)
 	stop := runOutbox(t, ob)
 	defer stop()
-	const reports, per = 100, 10
+	const reports, per = 40, 25
 	batch := make([]mailcluster.UsageDelta, per)
 	for range reports {
 		for i := range batch {
@@ -54,32 +82,29 @@ func TestOutboxPacesStreamingReports(t *testing.T) {
 	if u := mustLocal(svc).Usage("example.com", "alice"); u.Bytes != 10*reports*per || u.Messages != reports*per {
 		t.Fatalf("usage = %+v, want %d bytes in %d messages", u, 10*reports*per, reports*per)
 	}
-	sizes, times := log.snapshot()
-	total, paced := 0, 0
-	for i, n := range sizes {
+	stop()
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	total, streaming := 0, 0
+	for i, n := range log.sizes {
 		total += n
-		if i < 2 || sizes[i-1] >= mailcluster.MaxReportDeltas {
+		if i >= len(log.pauses) || i+1 >= len(log.calls) {
 			continue
 		}
-		// The send before came at twice the streaming rate or more
-		// (the margin covers the difference between the times seen
-		// here and the sender's own).
-		window := times[i-1].Sub(times[i-2])
-		if time.Duration(sizes[i-1])*cluster.MinPace < 2*cluster.StreamDeltas*window {
-			continue
+		if log.pauses[i] >= cluster.MinPace {
+			streaming++
 		}
-		paced++
-		if gap := times[i].Sub(times[i-1]); gap < cluster.MinPace {
-			t.Errorf("send %d came %s after a send of %d deltas, want at least %s", i+1, gap, sizes[i-1], cluster.MinPace)
+		if gap := log.calls[i+1].Sub(log.rets[i]); gap < log.pauses[i] {
+			t.Errorf("send %d began %s after send %d (%d deltas) ended, within its pause of %s", i+2, gap, i+1, n, log.pauses[i])
 		}
 	}
 	if total != reports*per {
-		t.Errorf("%d deltas sent in %v, want %d", total, sizes, reports*per)
+		t.Errorf("%d deltas sent in %v, want %d", total, log.sizes, reports*per)
 	}
-	if paced == 0 {
-		t.Errorf("sends %v at %v: none came after a streaming send", sizes, times)
+	if streaming == 0 {
+		t.Errorf("sends %v, pauses %v: none paused for the streaming reports", log.sizes, log.pauses)
 	}
-	t.Logf("%d deltas over %s in %d sends (%v)", total, times[len(times)-1].Sub(times[0]).Round(time.Millisecond), len(sizes), sizes)
+	t.Logf("%d deltas in %d sends %v, pauses %v", total, len(log.sizes), log.sizes, log.pauses)
 }
 
 // TestOutboxPace: no pause after a full send; a short one while changes
@@ -111,7 +136,7 @@ func TestOutboxPace(t *testing.T) {
 // after a full one.
 func TestOutboxSendsFullBatchesAtOnce(t *testing.T) {
 	var log sendLog
-	svc, _, ob := mustPrimaryOutbox(t, "n1", log.record)
+	svc, ob := mustPacedOutbox(t, &log)
 	n := 2*mailcluster.MaxReportDeltas + 50
 	deltas := make([]mailcluster.UsageDelta, n)
 	for i := range deltas {
@@ -126,9 +151,14 @@ func TestOutboxSendsFullBatchesAtOnce(t *testing.T) {
 	if u := mustLocal(svc).Usage("example.com", "alice"); u.Bytes != int64(n) || u.Messages != int64(n) {
 		t.Fatalf("usage = %+v, want %d bytes in %d messages", u, n, n)
 	}
-	sizes, _ := log.snapshot()
+	stop()
+	log.mu.Lock()
+	defer log.mu.Unlock()
 	want := []int{mailcluster.MaxReportDeltas, mailcluster.MaxReportDeltas, 50}
-	if len(sizes) != len(want) || sizes[0] != want[0] || sizes[1] != want[1] || sizes[2] != want[2] {
-		t.Fatalf("sends carried %v deltas, want %v", sizes, want)
+	if !slices.Equal(log.sizes, want) {
+		t.Fatalf("sends carried %v deltas, want %v", log.sizes, want)
+	}
+	if log.pauses[0] != 0 || log.pauses[1] != 0 {
+		t.Errorf("pauses after the full sends = %v, want none", log.pauses[:2])
 	}
 }
