@@ -522,8 +522,9 @@ const (
 )
 
 // pace is how long the sender pauses after a send of n deltas that took
-// took; window is the time since the start of the send before it (0 when
-// the sender was idle before this send).
+// took; window is the time since the start of the send before it (0 for
+// the first send), idle time included, so that reports that each find
+// the sender idle but come often still count as streaming.
 func pace(n int, took, window time.Duration) time.Duration {
 	streaming := window > 0 && time.Duration(n)*minPace >= streamDeltas*window
 	switch {
@@ -547,12 +548,11 @@ const removeIdle = time.Second
 // primary applies many deltas per transaction rather than one report's.
 func (o *Outbox) Run(ctx context.Context) {
 	backoff := 20 * time.Millisecond
-	var prev time.Time // the start of the last send; zero once idle
+	var prev time.Time // the start of the last send
 	for {
 		start := time.Now()
 		sent, err := o.sendBatch(ctx)
 		if err != nil {
-			prev = time.Time{}
 			o.setFailing(true, err)
 			select {
 			case <-ctx.Done():
@@ -581,7 +581,6 @@ func (o *Outbox) Run(ctx context.Context) {
 			}
 			continue
 		}
-		prev = time.Time{}
 		idle := 5 * time.Second
 		o.mu.Lock()
 		unremoved := o.sent > o.removed

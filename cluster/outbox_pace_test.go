@@ -58,53 +58,66 @@ func mustPacedOutbox(t *testing.T, log *sendLog) (*service.Service, *cluster.Out
 	return svc, ob
 }
 
-// TestOutboxPacesStreamingReports streams reports in (many deltas every
-// millisecond): the sender then pauses at least MinPace after a send that
-// was not full, so the primary applies many deltas per transaction, and
-// it keeps every pause it decides; every delta arrives once.
+// TestOutboxPacesStreamingReports streams reports in: the sender then
+// pauses at least MinPace after a send that was not full, so the primary
+// applies many deltas per transaction, and it keeps every pause it
+// decides; every delta arrives once. Spaced: each report finds the sender
+// idle (its send ended before the next report), and still counts as
+// streaming.
 func TestOutboxPacesStreamingReports(t *testing.T) {
-	var log sendLog
-	svc, ob := mustPacedOutbox(t, &log)
-	stop := runOutbox(t, ob)
-	defer stop()
-	const reports, per = 40, 25
-	batch := make([]mailcluster.UsageDelta, per)
-	for range reports {
-		for i := range batch {
-			batch[i] = delta(10)
-		}
-		if err := ob.Report(batch...); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
+	for _, tc := range []struct {
+		name         string
+		reports, per int
+		every        time.Duration
+	}{
+		{"Burst", 40, 25, time.Millisecond},
+		{"Spaced", 30, 10, 4 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log sendLog
+			svc, ob := mustPacedOutbox(t, &log)
+			stop := runOutbox(t, ob)
+			defer stop()
+			batch := make([]mailcluster.UsageDelta, tc.per)
+			for range tc.reports {
+				for i := range batch {
+					batch[i] = delta(10)
+				}
+				if err := ob.Report(batch...); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tc.every)
+			}
+			want := int64(tc.reports * tc.per)
+			waitFor(t, func() bool { return ob.Queued() == 0 })
+			if u := mustLocal(svc).Usage("example.com", "alice"); u.Bytes != 10*want || u.Messages != want {
+				t.Fatalf("usage = %+v, want %d bytes in %d messages", u, 10*want, want)
+			}
+			stop()
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			total, streaming := 0, 0
+			for i, n := range log.sizes {
+				total += n
+				if i >= len(log.pauses) || i+1 >= len(log.calls) {
+					continue
+				}
+				if log.pauses[i] >= cluster.MinPace {
+					streaming++
+				}
+				if gap := log.calls[i+1].Sub(log.rets[i]); gap < log.pauses[i] {
+					t.Errorf("send %d began %s after send %d (%d deltas) ended, within its pause of %s", i+2, gap, i+1, n, log.pauses[i])
+				}
+			}
+			if int64(total) != want {
+				t.Errorf("%d deltas sent in %v, want %d", total, log.sizes, want)
+			}
+			if streaming == 0 {
+				t.Errorf("sends %v, pauses %v: none paused for the streaming reports", log.sizes, log.pauses)
+			}
+			t.Logf("%d deltas in %d sends %v, pauses %v", total, len(log.sizes), log.sizes, log.pauses)
+		})
 	}
-	waitFor(t, func() bool { return ob.Queued() == 0 })
-	if u := mustLocal(svc).Usage("example.com", "alice"); u.Bytes != 10*reports*per || u.Messages != reports*per {
-		t.Fatalf("usage = %+v, want %d bytes in %d messages", u, 10*reports*per, reports*per)
-	}
-	stop()
-	log.mu.Lock()
-	defer log.mu.Unlock()
-	total, streaming := 0, 0
-	for i, n := range log.sizes {
-		total += n
-		if i >= len(log.pauses) || i+1 >= len(log.calls) {
-			continue
-		}
-		if log.pauses[i] >= cluster.MinPace {
-			streaming++
-		}
-		if gap := log.calls[i+1].Sub(log.rets[i]); gap < log.pauses[i] {
-			t.Errorf("send %d began %s after send %d (%d deltas) ended, within its pause of %s", i+2, gap, i+1, n, log.pauses[i])
-		}
-	}
-	if total != reports*per {
-		t.Errorf("%d deltas sent in %v, want %d", total, log.sizes, reports*per)
-	}
-	if streaming == 0 {
-		t.Errorf("sends %v, pauses %v: none paused for the streaming reports", log.sizes, log.pauses)
-	}
-	t.Logf("%d deltas in %d sends %v, pauses %v", total, len(log.sizes), log.sizes, log.pauses)
 }
 
 // TestOutboxPace: no pause after a full send; a short one while changes
