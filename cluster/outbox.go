@@ -411,12 +411,11 @@ func (o *Outbox) commit(batch []*reportReq) (uint64, error) {
 func (o *Outbox) compactFor(n int) error {
 	l := o.file
 	o.mu.Lock()
-	waiting := len(o.queue) // the sender keeps only what was not acknowledged
-	o.mu.Unlock()
-	if !l.broken && (l.fits(n) || 2*waiting > l.records) {
+	// The sender's queue holds only what was not acknowledged.
+	if !l.broken && (l.fits(n) || 2*len(o.queue) > l.records) {
+		o.mu.Unlock()
 		return nil
 	}
-	o.mu.Lock()
 	st := logState{logHeader: logHeader{Epoch: o.epoch, Seq: o.lastSeq, Ack: o.sent}, deltas: slices.Clone(o.queue)}
 	o.mu.Unlock()
 	nl, err := writeLog(o.path, st)

@@ -79,7 +79,6 @@ type logState struct {
 // outboxLog is the open log file; only the commit loop (and Close)
 // writes it, under Outbox.logMu.
 type outboxLog struct {
-	path string
 	f    *os.File
 	off  int64 // end of the last record
 	size int64 // the space written ahead and synced
@@ -287,7 +286,7 @@ func writeLog(path string, st logState) (*outboxLog, error) {
 		f.Close()
 		return nil, err
 	}
-	return &outboxLog{path: path, f: f, off: int64(len(buf)), size: size, records: len(st.deltas)}, nil
+	return &outboxLog{f: f, off: int64(len(buf)), size: size, records: len(st.deltas)}, nil
 }
 
 // roundSpace rounds n up to a multiple of 64 KiB.
