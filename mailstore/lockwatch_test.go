@@ -22,9 +22,7 @@ import (
 // with the wait.
 func TestLockWaiterWokenByRelease(t *testing.T) {
 	ctx := service.SystemContext(context.Background(), "test")
-	dir := t.TempDir()
-	lk := &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
-	path := lk.LockPath(lockAddress)
+	dir, lk, path := wakeLocker(t)
 	holder := startLockProc(t, dir, 5*time.Second)
 	holder.wantLocked(t, path)
 
@@ -51,9 +49,7 @@ func TestLockWaiterWokenByRelease(t *testing.T) {
 // at its timer's next try.
 func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 	ctx := service.SystemContext(context.Background(), "test")
-	dir := t.TempDir()
-	lk := &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
-	path := lk.LockPath(lockAddress)
+	dir, lk, path := wakeLocker(t)
 	holder := startLockProc(t, dir, 5*time.Second)
 	holder.wantLocked(t, path)
 
@@ -82,9 +78,7 @@ func TestLockWaiterWokenByHoldersDeath(t *testing.T) {
 // however long the exit takes.
 func TestLockWaiterWokenByDyingHoldersExit(t *testing.T) {
 	ctx := service.SystemContext(context.Background(), "test")
-	dir := t.TempDir()
-	lk := &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
-	path := lk.LockPath(lockAddress)
+	_, lk, path := wakeLocker(t)
 	holder := exec.Command("sleep", "60")
 	if err := holder.Start(); err != nil {
 		t.Skip("no sleep(1) to run:", err)
@@ -95,9 +89,6 @@ func TestLockWaiterWokenByDyingHoldersExit(t *testing.T) {
 	// The lock file names the holder; this test keeps the file's OFD
 	// lock for it (an OFD lock belongs to the open file, not the process).
 	content := fmt.Sprintf("%s %d %s %s token\n", mailstore.Hostname, holder.Process.Pid, time.Now().UTC().Format(time.RFC3339), lockAddress)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +118,15 @@ func TestLockWaiterWokenByDyingHoldersExit(t *testing.T) {
 		t.Errorf("the taker got the lock by its timer (%d timer wakes, %d other wakes), not woken by the holder's exit",
 			mailstore.LockTimerWakes()-timerWakes, mailstore.LockWakes()-wakes)
 	}
+}
+
+// wakeLocker returns a locker in a new directory whose takers wait up to
+// a minute and try again on their timer only hourly (so a wake tells
+// what woke them), and the path of lockAddress's lock file.
+func wakeLocker(t *testing.T) (dir string, lk *mailstore.Locker, path string) {
+	dir = t.TempDir()
+	lk = &mailstore.Locker{Dir: dir, Wait: 60 * time.Second, LocalRetry: time.Hour}
+	return dir, lk, lk.LockPath(lockAddress)
 }
 
 // startTaker starts a taker of lockAddress's lock and returns what it
