@@ -153,6 +153,7 @@ func TestConfigErrors(t *testing.T) {
 		{"BadNodeName", nil, []string{"serve", "--data-dir", data, "--node-name", "bad name"}, "node-name"},
 		{"BadAdminAddress", nil, []string{"serve", "--data-dir", data, "--admin-address", "nobody"}, "admin-address"},
 		{"BadLogLevel", []string{"MAILCLUSTER_LOG_LEVEL=loud"}, []string{"serve", "--data-dir", data}, "log-level"},
+		{"BadMailSync", nil, []string{"serve", "--data-dir", data, "--mail-sync", "never"}, "mail-sync"},
 		{"UnknownEnv", []string{"MAILCLUSTER_SMTP_PORT=25"}, []string{"serve", "--data-dir", data}, "MAILCLUSTER_SMTP_PORT"},
 		{"UnknownConfigKey", nil, []string{"serve", "--data-dir", data, "--config", badKey}, "smtp-port"},
 		{"BadYAML", nil, []string{"serve", "--data-dir", data, "--config", badYAML}, "config file"},

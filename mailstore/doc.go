@@ -1,7 +1,9 @@
 // Package mailstore is the node's mail storage on the shared path, used by
 // every mail protocol: Maildir mailboxes (https://cr.yp.to/proto/maildir.html)
 // with Maildir++ folders, their file operations (messages written to tmp/,
-// synced, and linked into place; directories synced), each mailbox
+// synced, and linked into place; directories synced; on ext4 and XFS the
+// concurrent deliveries share one sync of the whole file system instead:
+// SyncMethod), each mailbox
 // confined below the mailbox roots before any file is touched; per-mailbox
 // lock files that work across processes and nodes; the Store that
 // delivers, lists, opens, deletes and recounts messages; the folders of an

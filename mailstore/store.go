@@ -67,6 +67,9 @@ type Store struct {
 
 	views views // the folder views, by directory (views.go)
 	syncs DirSyncs
+
+	syncMethod SyncMethod
+	fsyncs     fsSyncs
 }
 
 // Options are the optional parts of a Store; the zero value is the os
@@ -78,11 +81,14 @@ type Options struct {
 	// Hub receives a notice of every change the Store makes to a folder
 	// (deliveries, deletions, IMAP changes); nil: none is sent.
 	Hub Hub
+	// Sync is how deliveries make their messages durable; zero:
+	// SyncAuto.
+	Sync SyncMethod
 }
 
 // NewStore returns a Store.
 func NewStore(dir Directory, rep Reporter, log *slog.Logger, opts Options) *Store {
-	s := &Store{dir: dir, rep: rep, log: log, fs: opts.FS, hub: opts.Hub}
+	s := &Store{dir: dir, rep: rep, log: log, fs: opts.FS, hub: opts.Hub, syncMethod: opts.Sync}
 	if s.fs == nil {
 		s.fs = OSFS
 	}
@@ -406,7 +412,9 @@ type Copy struct {
 // checked (checkQuota) with each copy's real size, and each copy is
 // linked into its accounts' new/ directories; a failure undoes every
 // link, except that an optional copy leaves out a member that cannot
-// receive it. It returns the number of mailboxes that received a copy
+// receive it. It returns, once every file and link is durable (files and
+// new/ directories synced, or the file system synced whole: see
+// SyncMethod), the number of mailboxes that received a copy
 // (with no accounts at all: the body is read and nothing is written).
 // The accounts of different copies must be distinct.
 func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader, maxBody int64, checkQuota bool) (delivered int, err error) {
@@ -452,6 +460,11 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	}
 	first := firstDir
 	tmpDir := filepath.Join(string(first), "tmp")
+	// On a file system synced whole (SyncAuto; see FileSystemSyncer) the
+	// message file is not fsynced on its own: the deliveries waiting at
+	// one time share one sync of the file system, after their links.
+	failed := s.fsyncs.failures.Load()
+	wfs, fsID, whole := s.wholeFS(string(first))
 	// A mailbox's directories are made at its first delivery (when tmp/
 	// or new/ is missing), not checked at every one.
 	msg, err := s.createMessage(tmpDir)
@@ -495,11 +508,13 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			}
 		}
 	}
-	if err := msg.f.Sync(); err != nil {
-		return 0, tempFail(err)
-	}
-	if err := msg.written(); err != nil {
-		return 0, tempFail(err)
+	if !whole {
+		if err := msg.f.Sync(); err != nil {
+			return 0, tempFail(err)
+		}
+		if err := msg.written(); err != nil {
+			return 0, tempFail(err)
+		}
 	}
 	msg.size = int64(len(kept[0].Header)) + n
 	sizes := []int64{msg.size}
@@ -654,7 +669,12 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 		}
 		reported = ch
 	}
-	serr := s.syncDirs(newDirs)
+	var serr error
+	if whole {
+		serr = s.syncLinks(newDirs, first, msg, wfs, fsID, failed)
+	} else {
+		serr = s.syncDirs(newDirs)
+	}
 	rerr := <-reported
 	if serr != nil {
 		s.takeBack(done, doneBy)
@@ -789,6 +809,38 @@ func (s *Store) syncDirs(dirs []string) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// syncLinks makes the links of a delivery whose message file (msg, in
+// the mailbox first) was not fsynced durable: the file system w calls
+// id, which holds first, is synced (shared with the deliveries waiting
+// for it), then msg's writes are checked; the new/ directories
+// (newDirs) on another file system (copies, each synced when written)
+// are synced on their own. failed is the count of failed file-system
+// syncs when the delivery began.
+func (s *Store) syncLinks(newDirs []string, first Maildir, msg *message, w FileSystemSyncer, id, failed uint64) error {
+	var others []string
+	for _, d := range newDirs {
+		if filepath.Dir(d) == string(first) {
+			continue
+		}
+		if oid, whole, err := w.FileSystem(d); err == nil && whole && oid == id {
+			continue
+		}
+		others = append(others, d)
+	}
+	if len(others) > 0 {
+		if err := s.syncDirs(others); err != nil {
+			return err
+		}
+	}
+	if err := s.syncFileSystem(w, id, string(first), failed); err != nil {
+		return err
+	}
+	if err := w.Written(msg.f); err != nil {
+		return fmt.Errorf("mailstore: write the message file in %s: %w", first, err)
+	}
+	return nil
 }
 
 // skipped logs a list member left out of a delivery.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailcluster"
+	"mailcluster/mailstore"
 )
 
 // Config is the node config: what is local to one machine and never
@@ -40,6 +41,12 @@ type Config struct {
 	// again to find changes no notice told of (made while no primary was
 	// reachable, or by other programs); 0 means 2 s.
 	IMAPRescan time.Duration `mapstructure:"imap-rescan"`
+
+	// MailSync is how deliveries make messages durable: "auto" (or
+	// empty) shares one sync of the whole file system between
+	// concurrent deliveries on ext4 and XFS and syncs file by file
+	// elsewhere; "file" always syncs file by file (mailstore.SyncMethod).
+	MailSync string `mapstructure:"mail-sync"`
 
 	ConsulAddr    string        `mapstructure:"consul-addr"`
 	ConsulToken   string        `mapstructure:"consul-token"`
@@ -100,6 +107,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IMAPRescan != 0 && (c.IMAPRescan < 100*time.Millisecond || c.IMAPRescan > 24*time.Hour) {
 		return configf("imap-rescan %s: must be between 100ms and 24h", c.IMAPRescan)
+	}
+	if _, err := mailstore.ParseSyncMethod(c.MailSync); err != nil {
+		return configf("mail-sync %q: use auto or file", c.MailSync)
 	}
 	if c.SMTPHostname == "" || strings.ContainsAny(c.SMTPHostname, " \t\r\n<>()[]") || len(c.SMTPHostname) > 253 {
 		return configf("smtp-hostname %q: must be a host name", c.SMTPHostname)

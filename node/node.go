@@ -509,7 +509,8 @@ func (n *Node) startMail(bg context.Context) error {
 	n.outbox = ob
 	n.goBackground(func() { ob.Run(bg) })
 	n.hub = mailstore.NewHub()
-	n.Mail = mailstore.NewStore(n.local, ob, n.log, mailstore.Options{Hub: n.hub})
+	syncMethod, _ := mailstore.ParseSyncMethod(c.MailSync) // checked by Validate
+	n.Mail = mailstore.NewStore(n.local, ob, n.log, mailstore.Options{Hub: n.hub, Sync: syncMethod})
 	// Folder changes of the other nodes, published by the primary, reach
 	// this node's IMAP sessions through the hub.
 	mail := n.Mail
