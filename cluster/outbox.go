@@ -46,13 +46,16 @@ type Outbox struct {
 	// a Store a delta stops being pending when the primary acknowledges it.
 	Store mailcluster.Store
 
-	// logMu guards the file (written by the commit loop, the sender's
-	// idle acknowledgement and Close) and lastSeq, the last sequence
-	// number given.
+	// logMu guards the file (written by the commit loop, WriteReport,
+	// the sender's syncs and idle acknowledgement, and Close), lastSeq,
+	// the last sequence number given, and synced, the last one known to
+	// be on disk (WriteReport writes without a sync).
 	logMu   sync.Mutex
 	file    *outboxLog
 	lastSeq uint64
+	synced  uint64
 	lock    *os.File // the lock file, held from open to close
+	dev     uint64   // the device of the file's file system (0: unknown)
 
 	// commitMu guards the reports waiting for the next commit.
 	commitMu   sync.Mutex
@@ -129,7 +132,7 @@ func OpenOutbox(path, node string, send SendFunc, log *slog.Logger) (o *Outbox, 
 	if err != nil {
 		return nil, fmt.Errorf("cluster: write %s: %w", path, err)
 	}
-	o = &Outbox{path: path, lock: lock, file: l, lastSeq: st.Seq, node: node, epoch: st.Epoch, send: send, log: log,
+	o = &Outbox{path: path, lock: lock, file: l, lastSeq: st.Seq, synced: st.Seq, dev: deviceOf(path), node: node, epoch: st.Epoch, send: send, log: log,
 		queue: st.deltas, pending: map[string][]pendingDelta{}, held: map[string]pendingDelta{},
 		sent: st.Ack, removed: st.Ack,
 		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1)}
@@ -235,6 +238,86 @@ func (o *Outbox) ReportAsync(deltas ...mailcluster.UsageDelta) <-chan error {
 	return req.done
 }
 
+// FileSystem returns the device of the file system that holds the
+// outbox's file; ok is false where it is not known.
+func (o *Outbox) FileSystem() (id uint64, ok bool) { return o.dev, o.dev != 0 }
+
+// WriteReport numbers deltas and writes them to the file without a sync,
+// and returns once they are written: they count as pending from then on,
+// and a sync of the file system (FileSystem) that begins after it
+// returns makes them durable. The sender syncs the file itself before it
+// sends them, so that no sequence number the primary applied is ever
+// given again after a crash. A delivery onto the same file system, which
+// syncs it whole after its links, reports this way instead of waiting
+// for a commit of its own.
+func (o *Outbox) WriteReport(deltas ...mailcluster.UsageDelta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	deltas = slices.Clone(deltas)
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
+	seq := o.lastSeq
+	var recs []byte
+	for i := range deltas {
+		seq++
+		deltas[i].Seq = seq
+		recs = frameDelta(recs, deltas[i])
+	}
+	o.lastSeq = seq // given once, also when the write fails
+	if err := o.compactFor(len(recs)); err != nil {
+		return fmt.Errorf("cluster: outbox: %w", err)
+	}
+	o.commits.Add(1)
+	if err := o.file.write(recs, len(deltas)); err != nil {
+		return fmt.Errorf("cluster: outbox: %w", err)
+	}
+	o.queueCommitted(deltas, false)
+	o.Kick()
+	return nil
+}
+
+// queueCommitted makes deltas written to the file pending and queues
+// them for the sender. Called with logMu held, so that the queue keeps
+// the order of the sequence numbers. Held deltas (ReportAsync) stop
+// being held in the same step: Pending never counts them twice nor
+// misses them.
+func (o *Outbox) queueCommitted(deltas []mailcluster.UsageDelta, held bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if held {
+		o.addHeld(deltas, -1)
+	}
+	for _, d := range deltas {
+		o.addPending(d)
+		if d.Seq > o.sent {
+			o.queue = append(o.queue, d)
+		}
+	}
+}
+
+// syncWritten syncs the file when deltas up to seq may not be on disk
+// yet (written by WriteReport): the sender calls it before it sends them.
+func (o *Outbox) syncWritten(seq uint64) error {
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
+	if seq <= o.synced {
+		return nil
+	}
+	var err error
+	if o.file.broken {
+		err = o.compactFor(0)
+	} else {
+		o.commits.Add(1)
+		err = o.file.sync()
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: outbox: %w", err)
+	}
+	o.synced = o.lastSeq
+	return nil
+}
+
 // addHeld adds (sign 1) or removes (sign -1) the usage of deltas to or
 // from the held usage.
 func (o *Outbox) addHeld(deltas []mailcluster.UsageDelta, sign int64) {
@@ -336,21 +419,9 @@ func (o *Outbox) commitLoop() {
 			}
 			o.mu.Unlock()
 		} else {
-			// Held deltas become pending in one step: Pending never
-			// counts them twice nor misses them.
+			// commit queued the deltas (held ones became pending).
 			o.mu.Lock()
 			o.removed = max(o.removed, sent)
-			for _, r := range batch {
-				for _, d := range r.deltas {
-					o.addPending(d)
-					if d.Seq > o.sent {
-						o.queue = append(o.queue, d)
-					}
-				}
-				if r.held {
-					o.addHeld(r.deltas, -1)
-				}
-			}
 			o.mu.Unlock()
 			select {
 			case o.kick <- struct{}{}:
@@ -402,6 +473,10 @@ func (o *Outbox) commit(batch []*reportReq) (uint64, error) {
 	if err := o.file.append(recs, n); err != nil {
 		return 0, err
 	}
+	o.synced = seq
+	for _, r := range batch {
+		o.queueCommitted(r.deltas, r.held)
+	}
 	return sent, nil
 }
 
@@ -424,6 +499,7 @@ func (o *Outbox) compactFor(n int) error {
 	}
 	l.close()
 	o.file = nl
+	o.synced = o.lastSeq
 	o.mu.Lock()
 	o.removed = max(o.removed, st.Ack)
 	o.mu.Unlock()
@@ -656,6 +732,9 @@ func (o *Outbox) sendBatch(ctx context.Context) (int, error) {
 	o.mu.Unlock()
 	if len(batch) == 0 {
 		return 0, nil
+	}
+	if err := o.syncWritten(batch[len(batch)-1].Seq); err != nil {
+		return 0, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err := o.send(sctx, mailcluster.UsageReport{Node: o.node, Epoch: o.epoch, Deltas: coalesce(batch)})

@@ -21,6 +21,16 @@ func fdatasync(f *os.File) error {
 	}
 }
 
+// deviceOf returns the device of the file system holding path (0 when
+// it cannot be read).
+func deviceOf(path string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return uint64(st.Dev)
+}
+
 // lockExclusive opens (or creates) the lock file at path and takes an
 // exclusive flock(2) on it, without waiting: one process at a time
 // writes an outbox.

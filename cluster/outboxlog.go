@@ -323,9 +323,19 @@ func (l *outboxLog) grow(n int) error {
 }
 
 // append writes records (framed) after the last one and syncs them with
-// one fdatasync, growing the space first when they do not fit. A failure
-// marks the log broken.
+// one fdatasync (write, then sync). A failure marks the log broken.
 func (l *outboxLog) append(records []byte, deltas int) error {
+	if err := l.write(records, deltas); err != nil {
+		return err
+	}
+	return l.sync()
+}
+
+// write writes records (framed) after the last one, growing the space
+// first when they do not fit, without a sync: a later sync (of the file,
+// or of its whole file system) makes them durable. A failure marks the
+// log broken.
+func (l *outboxLog) write(records []byte, deltas int) error {
 	if !l.fits(len(records)) {
 		if err := l.grow(len(records)); err != nil {
 			l.broken = true
@@ -336,12 +346,18 @@ func (l *outboxLog) append(records []byte, deltas int) error {
 		l.broken = true
 		return err
 	}
+	l.off += int64(len(records))
+	l.records += deltas
+	return nil
+}
+
+// sync makes every record written durable with one fdatasync. A failure
+// marks the log broken.
+func (l *outboxLog) sync() error {
 	if err := fdatasync(l.f); err != nil {
 		l.broken = true
 		return err
 	}
-	l.off += int64(len(records))
-	l.records += deltas
 	return nil
 }
 

@@ -3,6 +3,7 @@ package mailstore_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,5 +307,89 @@ func TestParseSyncMethod(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
 			t.Errorf("ParseSyncMethod(%q) = %v, %v", tc.in, got, err)
 		}
+	}
+}
+
+// writtenRep is a reporter that can write reports for a sync of file
+// system id to make durable; it records how each delta came, and how
+// many file-system syncs had begun when a delta was written.
+type writtenRep struct {
+	fakeRep
+	id uint64
+	fs *wholeFS
+
+	calls        sync.Mutex
+	written      []mailcluster.UsageDelta
+	syncsAtWrite []int
+	async        []mailcluster.UsageDelta
+}
+
+var _ mailstore.WrittenReporter = (*writtenRep)(nil)
+
+func (r *writtenRep) FileSystem() (uint64, bool) { return r.id, true }
+
+func (r *writtenRep) WriteReport(deltas ...mailcluster.UsageDelta) error {
+	r.fs.mu.Lock()
+	syncs := len(r.fs.syncs)
+	r.fs.mu.Unlock()
+	r.calls.Lock()
+	r.written = append(r.written, deltas...)
+	r.syncsAtWrite = append(r.syncsAtWrite, syncs)
+	r.calls.Unlock()
+	return r.Report(deltas...)
+}
+
+func (r *writtenRep) ReportAsync(deltas ...mailcluster.UsageDelta) <-chan error {
+	r.calls.Lock()
+	r.async = append(r.async, deltas...)
+	r.calls.Unlock()
+	ch := make(chan error, 1)
+	ch <- r.Report(deltas...)
+	return ch
+}
+
+// A delivery onto the file system that holds the reporter's file writes
+// its report without a sync of its own, before the sync of the file
+// system that makes its message durable; onto another file system it
+// reports as before (ReportAsync, synced by the reporter).
+func TestDeliveryReportSharesTheFileSystemSync(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		id      uint64
+		written bool
+	}{
+		{"SameFileSystem", 1, true},
+		{"OtherFileSystem", 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustStoreEnv(t)
+			if err := mailstore.Maildir(e.alice.MailboxPath).Init(); err != nil {
+				t.Fatal(err)
+			}
+			fs := newWholeFS(filepath.Join(e.alice.MailboxPath, "new"))
+			rep := &writtenRep{id: tc.id, fs: fs}
+			st := mailstore.NewStore(e.dir, rep, slog.New(slog.NewTextHandler(testWriter{t}, nil)), mailstore.Options{FS: fs})
+			if err := deliverOne(st, e, "x"); err != nil {
+				t.Fatal(err)
+			}
+			if b, m := rep.Pending("example.com", "alice"); b == 0 || m != 1 {
+				t.Fatalf("pending after the delivery: %d bytes, %d messages; want the message", b, m)
+			}
+			rep.calls.Lock()
+			defer rep.calls.Unlock()
+			how, other := rep.written, rep.async
+			if !tc.written {
+				how, other = other, how
+			}
+			// The usage delta, then the notice of INBOX.
+			if len(how) != 2 || how[0].Messages != 1 || how[1].Kind != mailcluster.MailDelivered || len(other) != 0 {
+				t.Fatalf("written %v, async %v", rep.written, rep.async)
+			}
+			fs.mu.Lock()
+			defer fs.mu.Unlock()
+			if tc.written && (len(rep.syncsAtWrite) == 0 || rep.syncsAtWrite[0] >= len(fs.syncs)) {
+				t.Fatalf("the usage was written with %v syncs begun, of %d in all: no sync began after it", rep.syncsAtWrite, len(fs.syncs))
+			}
+		})
 	}
 }

@@ -56,6 +56,22 @@ type AsyncReporter interface {
 	ReportAsync(deltas ...mailcluster.UsageDelta) <-chan error
 }
 
+// WrittenReporter is an AsyncReporter whose reports a sync of the file
+// system holding its file makes durable (*cluster.Outbox implements it):
+// WriteReport returns once the deltas are written to that file, not yet
+// synced (they count as pending from then on), and the reporter syncs
+// them itself before it passes them on. A delivery onto that same file
+// system, synced whole after its links (FileSystemSyncer), reports this
+// way: the one sync serves the message, its links and its report.
+type WrittenReporter interface {
+	AsyncReporter
+	// FileSystem returns the identity of the file system holding the
+	// reporter's file, as FileSystemSyncer.FileSystem gives it; ok is
+	// false when it is not known.
+	FileSystem() (id uint64, ok bool)
+	WriteReport(deltas ...mailcluster.UsageDelta) error
+}
+
 // Store is the node's access to the mailboxes on the shared path.
 // It is safe for concurrent use.
 type Store struct {
@@ -500,6 +516,14 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 	// catches the deliveries that race.
 	ar, async := s.rep.(AsyncReporter)
 	async = async && len(kept) == 1 && !kept[0].Optional
+	// On a file system synced whole that also holds the reporter's
+	// file, the report is written without a sync of its own: the
+	// delivery's sync of the file system makes it durable.
+	wr, writeReport := s.rep.(WrittenReporter)
+	if writeReport {
+		id, ok := wr.FileSystem()
+		writeReport = async && whole && ok && id == fsID
+	}
 	if async && checkQuota {
 		size := int64(len(kept[0].Header)) + n
 		for _, a := range kept[0].Accounts {
@@ -648,7 +672,13 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			deltas = append(deltas, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, Bytes: sizes[0], Messages: 1, At: now})
 			notices = append(notices, mailcluster.UsageDelta{Domain: a.Domain, Mailbox: a.Mailbox, At: now, Folder: Inbox, Kind: mailcluster.MailDelivered})
 		}
-		reported = ar.ReportAsync(deltas...)
+		if writeReport {
+			ch := make(chan error, 1)
+			ch <- wr.WriteReport(deltas...)
+			reported = ch
+		} else {
+			reported = ar.ReportAsync(deltas...)
+		}
 	}
 	for _, l := range held {
 		_ = l.Unlock()
@@ -694,7 +724,13 @@ func (s *Store) DeliverCopies(ctx context.Context, copies []Copy, body io.Reader
 			s.hub.Publish(string(md))
 		}
 	}
-	if len(notices) > 0 {
+	if len(notices) > 0 && writeReport {
+		// Not synced: the message is stored; a notice lost in a crash
+		// only delays the other nodes' readers to their next look.
+		if err := wr.WriteReport(notices...); err != nil {
+			s.log.Error("recording a change to mail", "address", notices[0].Mailbox+"@"+notices[0].Domain, "err", err)
+		}
+	} else if len(notices) > 0 {
 		// Not waited for: the message is stored; a notice lost in a
 		// crash only delays the other nodes' readers to their next look.
 		ch := ar.ReportAsync(notices...)

@@ -55,6 +55,10 @@ import (
 	"mailcluster/xmlapi"
 )
 
+// The outbox takes a delivery's report without a sync of its own where
+// the delivery syncs the outbox's file system whole.
+var _ mailstore.WrittenReporter = (*cluster.Outbox)(nil)
+
 // Node is one running node. New makes it from its config; Run starts it
 // and returns once every listener is up; Close stops it.
 type Node struct {
