@@ -29,7 +29,9 @@ type SendFunc func(ctx context.Context, r mailcluster.UsageReport) (uint64, erro
 // a sequence number, so that the primary applies it exactly once even
 // when a send is repeated. A Report returns once its deltas are synced to
 // the file; concurrent reports share a commit (one write and one
-// fdatasync). A Report wakes an idle sender at once; while reports
+// fdatasync); WriteReport only writes them (for a caller that syncs the
+// file's whole file system next), and the sender syncs them before it
+// sends them. A Report wakes an idle sender at once; while reports
 // stream in, sends are paced so that each carries many (see Run). While
 // no primary is reachable the deltas wait; they are sent as soon as one
 // is.
