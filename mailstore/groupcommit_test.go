@@ -23,11 +23,7 @@ type countingFS struct {
 }
 
 func (f *countingFS) SyncDir(dir string) error {
-	ents, _ := os.ReadDir(dir)
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
+	names := dirNames(dir)
 	f.mu.Lock()
 	f.syncs[dir] = append(f.syncs[dir], names)
 	f.mu.Unlock()

@@ -173,3 +173,13 @@ func (f *faultFS) check(op, path string) error {
 	}
 	return &fs.PathError{Op: op, Path: path, Err: syscall.ENOSPC}
 }
+
+// dirNames lists the names in dir (none when it cannot be read).
+func dirNames(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
