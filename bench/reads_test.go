@@ -21,6 +21,10 @@ import (
 // read load.
 const readWorkers = 16
 
+// readRounds is the number of passes of each server in the reads
+// section (see benchReads).
+const readRounds = 2
+
 // benchReads measures GET of one account on a secondary (REST and
 // XML-API GetUserInfo) against a bare Echo handler, in its own process,
 // that answers the same JSON from memory, all with the same client.
@@ -66,11 +70,12 @@ func benchReads(t *testing.T, c *Cluster, rec *recorder) {
 	}
 
 	// measure runs a warm-up second, then the timed load, each with a
-	// fresh client of readWorkers connections.
-	// cpu is the server's and the load generator's CPU time per request
-	// (µs) of the last measure.
+	// fresh client of readWorkers connections, and keeps the best pass of
+	// each server in best (with its CPU times per request, µs, of the
+	// server and the load generator, in cpu).
 	cpu := map[string][2]float64{}
-	measure := func(what string, pid int, mk func(int64) (*http.Request, error)) (loadResult, bool) {
+	best := map[string]loadResult{}
+	measure := func(what string, pid int, mk func(int64) (*http.Request, error)) {
 		client := newLoadClient(readWorkers)
 		defer client.CloseIdleConnections()
 		op := httpOp(client, 200, mk)
@@ -82,31 +87,50 @@ func benchReads(t *testing.T, c *Cluster, rec *recorder) {
 		stop()
 		if err := errOK(r); err != nil {
 			rec.fail(t, "%s: %v", what, err)
-			return r, false
+			return
 		}
-		cpu[what] = [2]float64{srv / float64(r.N) * 1e6, cli / float64(r.N) * 1e6}
+		c := [2]float64{srv / float64(r.N) * 1e6, cli / float64(r.N) * 1e6}
 		t.Logf("%s: %d requests in %s, %.0f/s, p50 %.2f ms, p99 %.2f ms; CPU per request: server %.0f µs, load generator %.0f µs",
-			what, r.N, r.Elapsed.Round(time.Millisecond), r.PerSec(), r.Pct(0.5), r.Pct(0.99), cpu[what][0], cpu[what][1])
-		return r, true
+			what, r.N, r.Elapsed.Round(time.Millisecond), r.PerSec(), r.Pct(0.5), r.Pct(0.99), c[0], c[1])
+		if b, ok := best[what]; !ok || r.PerSec() > b.PerSec() {
+			best[what], cpu[what] = r, c
+		}
 	}
 
+	// The servers take turns, readRounds passes each, the order reversed
+	// every other round, so that a load on the machine that comes or goes
+	// during the section does not fall on one of them only; the best
+	// pass of each counts, as in the mail sections.
 	bareURL, barePid := startBareEcho(t, body)
-	bare, okBare := measure("bare-echo", barePid, get(bareURL+path))
-	rest, okREST := measure("REST", sec.Pid(), get(sec.BaseURL+path))
-	xml, okXML := measure("XML-API", sec.Pid(), postXML(sec.BaseURL+"/MdMgmtWS"))
+	passes := []func(){
+		func() { measure("bare-echo", barePid, get(bareURL+path)) },
+		func() { measure("REST", sec.Pid(), get(sec.BaseURL+path)) },
+		func() { measure("XML-API", sec.Pid(), postXML(sec.BaseURL+"/MdMgmtWS")) },
+	}
+	for r := range readRounds {
+		for i := range passes {
+			if r%2 == 1 {
+				i = len(passes) - 1 - i
+			}
+			passes[i]()
+		}
+	}
+	bare, okBare := best["bare-echo"]
+	rest, okREST := best["REST"]
+	xml, okXML := best["XML-API"]
 
 	conns := fmt.Sprintf(", %d conns", readWorkers)
 	if okREST && okBare {
 		tg := ratioAtLeast(0.7)
 		rec.add("reads", "REST GET account on a secondary"+conns, rest.PerSec(), "req/s", bare.PerSec(), "bare Echo", &tg, rest.N,
-			fmt.Sprintf("CPU per request: node %.0f µs, bare Echo %.0f µs; load generator %.0f / %.0f µs (same 2 CPUs)",
-				cpu["REST"][0], cpu["bare-echo"][0], cpu["REST"][1], cpu["bare-echo"][1]))
+			fmt.Sprintf("best of %d passes each, taking turns; CPU per request: node %.0f µs, bare Echo %.0f µs; load generator %.0f / %.0f µs (same 2 CPUs)",
+				readRounds, cpu["REST"][0], cpu["bare-echo"][0], cpu["REST"][1], cpu["bare-echo"][1]))
 		rec.add("reads", "REST GET account on a secondary, p99", rest.Pct(0.99), "ms", bare.Pct(0.99), "bare Echo", nil, rest.N, "")
 	}
 	if okXML && okREST {
 		tg := ratioAtLeast(0.7)
 		rec.add("reads", "XML-API GetUserInfo on a secondary"+conns, xml.PerSec(), "req/s", rest.PerSec(), "REST", &tg, xml.N,
-			fmt.Sprintf("CPU per request: node %.0f µs (REST %.0f µs)", cpu["XML-API"][0], cpu["REST"][0]))
+			fmt.Sprintf("best of %d passes each, taking turns; CPU per request: node %.0f µs (REST %.0f µs)", readRounds, cpu["XML-API"][0], cpu["REST"][0]))
 		rec.add("reads", "XML-API GetUserInfo on a secondary, p99", xml.Pct(0.99), "ms", rest.Pct(0.99), "REST", nil, xml.N, "")
 	}
 }
