@@ -89,7 +89,7 @@ func (f *wholeFS) SyncFileSystem(id uint64, dir string) error {
 	if block != nil {
 		<-block
 	} else {
-		time.Sleep(10 * time.Millisecond) // deliveries pile up behind it
+		time.Sleep(20 * time.Millisecond) // deliveries pile up behind it
 	}
 	return fail
 }
