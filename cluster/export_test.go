@@ -27,6 +27,22 @@ func FeedPosition(s *ConsulStore) (epoch string, seq uint64) {
 // OutboxCommits returns how many write transactions the outbox made.
 func OutboxCommits(o *Outbox) int64 { return o.commits.Load() }
 
+// OutboxSynced returns the last sequence number the outbox knows to be
+// on disk, and the last one it gave.
+func OutboxSynced(o *Outbox) (synced, last uint64) {
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
+	return o.synced, o.lastSeq
+}
+
+// BreakOutbox marks the outbox's file as of unknown end (as after a
+// failed write): the next write writes it anew first.
+func BreakOutbox(o *Outbox) {
+	o.logMu.Lock()
+	defer o.logMu.Unlock()
+	o.file.broken = true
+}
+
 // CrashOutbox closes the outbox's file as a crash would: what the primary
 // acknowledged and is still in the file stays there.
 func CrashOutbox(o *Outbox) error {

@@ -501,7 +501,12 @@ func (o *Outbox) compactFor(n int) error {
 	}
 	l.close()
 	o.file = nl
-	o.synced = o.lastSeq
+	// The new file holds every delta not acknowledged; numbers given
+	// for deltas the caller is about to write are not on disk yet.
+	o.synced = st.Ack
+	if len(st.deltas) > 0 {
+		o.synced = max(o.synced, st.deltas[len(st.deltas)-1].Seq)
+	}
 	o.mu.Lock()
 	o.removed = max(o.removed, st.Ack)
 	o.mu.Unlock()

@@ -84,6 +84,32 @@ func TestOutboxWriteReport(t *testing.T) {
 			}
 		}
 	})
+	// A WriteReport that writes the file anew first (here: its end was
+	// unknown) still leaves its own deltas to be synced before they are
+	// sent: the new file holds only the deltas before them.
+	t.Run("AfterRewrite", func(t *testing.T) {
+		rec := &recorder{down: true}
+		ob := mustOpenOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), rec.send, discard())
+		defer ob.Close()
+		if err := ob.WriteReport(delta(1)); err != nil {
+			t.Fatal(err)
+		}
+		cluster.BreakOutbox(ob)
+		if err := ob.WriteReport(delta(2)); err != nil {
+			t.Fatal(err)
+		}
+		if synced, last := cluster.OutboxSynced(ob); synced >= last {
+			t.Fatalf("after a rewrite the outbox counts %d of %d as synced: the delta written after the rewrite is not", synced, last)
+		}
+		before := cluster.OutboxCommits(ob)
+		rec.drain(t, ob)
+		if seqs, bytes, _ := rec.sent(); len(seqs) != 2 || bytes != 3 {
+			t.Fatalf("sent %v (%d bytes), want both deltas", seqs, bytes)
+		}
+		if cluster.OutboxCommits(ob) == before {
+			t.Fatal("the sender sent a written delta without a sync")
+		}
+	})
 	t.Run("Reopened", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "outbox.db")
 		rec := &recorder{down: true}
