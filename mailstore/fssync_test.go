@@ -22,6 +22,9 @@ import (
 type wholeFS struct {
 	mailstore.FS
 	newDir string // the new/ directory whose names each sync records
+	// other, when set, is a directory whose subtree is on another file
+	// system (2), also synced whole.
+	other string
 
 	mu         sync.Mutex
 	syncs      [][]string // the names in newDir when each file-system sync began
@@ -69,6 +72,9 @@ func (f *wholeFS) SyncDir(dir string) error {
 func (f *wholeFS) FileSystem(dir string) (uint64, bool, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return 0, false, err
+	}
+	if f.other != "" && strings.HasPrefix(dir, f.other) {
+		return 2, true, nil
 	}
 	return 1, true, nil
 }
@@ -264,6 +270,34 @@ func wantNothingKept(t *testing.T, e *storeEnv) {
 			t.Fatalf("usage reported for failed deliveries: %d bytes, %d messages", bytes, messages)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A delivery to mailboxes on two file systems syncs the file system of
+// the first (which holds the message) whole, and the new/ directory of
+// the other, whose link it made there, on its own.
+func TestFileSystemSyncOtherFileSystem(t *testing.T) {
+	e, fs, st := mustWholeStore(t, mailstore.Options{})
+	bob := &mailcluster.Account{Domain: "example.com", Mailbox: "bob", MailboxPath: filepath.Join(e.root, "example.com", "bob")}
+	e.dir.mu.Lock()
+	e.dir.accounts["bob@example.com"] = bob
+	e.dir.mu.Unlock()
+	if err := mailstore.Maildir(bob.MailboxPath).Init(); err != nil {
+		t.Fatal(err)
+	}
+	fs.set(func(f *wholeFS) { f.other = bob.MailboxPath })
+	err := st.Deliver(context.Background(), []*mailcluster.Account{e.alice, bob}, nil, strings.NewReader("Subject: x\r\n\r\nbody\r\n"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(dirNames(filepath.Join(bob.MailboxPath, "new"))); got != 1 {
+		t.Fatalf("bob's new/ holds %d messages, want 1", got)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.syncs) == 0 || fs.dirSyncs != 1 || fs.fileSyncs != 0 {
+		t.Fatalf("%d file-system syncs, %d directory syncs, %d file syncs; want at least one, 1 (bob's new/) and none",
+			len(fs.syncs), fs.dirSyncs, fs.fileSyncs)
 	}
 }
 
