@@ -48,6 +48,12 @@ type Config struct {
 	// elsewhere; "file" always syncs file by file (mailstore.SyncMethod).
 	MailSync string `mapstructure:"mail-sync"`
 
+	// HeapFloorMiB is the heap, in MiB, below which the Go garbage
+	// collector does not run (see package gcfloor): 0 leaves the runtime's
+	// default (a collection each time the heap doubles, from 4 MiB).
+	// The serve command's default is 32.
+	HeapFloorMiB int `mapstructure:"heap-floor"`
+
 	ConsulAddr    string        `mapstructure:"consul-addr"`
 	ConsulToken   string        `mapstructure:"consul-token"`
 	ClusterName   string        `mapstructure:"cluster-name"`
@@ -67,6 +73,9 @@ type Config struct {
 	// secret is never a replicated setting).
 	SmarthostPassword string `mapstructure:"-"`
 }
+
+// maxHeapFloorMiB is the largest heap-floor: 64 GiB.
+const maxHeapFloorMiB = 64 << 10
 
 // ConfigError is a bad value in the node config: the node cannot start
 // with it (the command exits with status 2).
@@ -110,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := mailstore.ParseSyncMethod(c.MailSync); err != nil {
 		return configf("mail-sync %q: use auto or file", c.MailSync)
+	}
+	if c.HeapFloorMiB < 0 || c.HeapFloorMiB > maxHeapFloorMiB {
+		return configf("heap-floor %d: must be between 0 and %d (MiB)", c.HeapFloorMiB, maxHeapFloorMiB)
 	}
 	if c.SMTPHostname == "" || strings.ContainsAny(c.SMTPHostname, " \t\r\n<>()[]") || len(c.SMTPHostname) > 253 {
 		return configf("smtp-hostname %q: must be a host name", c.SMTPHostname)

@@ -43,6 +43,7 @@ import (
 	"mailcluster/clusterlog"
 	"mailcluster/imapsvc"
 	"mailcluster/inifiles"
+	"mailcluster/internal/gcfloor"
 	"mailcluster/internal/nodeauth"
 	"mailcluster/kvstore"
 	"mailcluster/mailqueue"
@@ -120,6 +121,7 @@ type Node struct {
 	electionDone chan struct{}
 	wg           sync.WaitGroup
 	closeMu      sync.Once
+	heapFloor    func() // releases the heap floor set by Run
 }
 
 // New returns the node for cfg (checked with Config.Validate, or filled in
@@ -155,6 +157,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return err
 	}
 	n.keyID = keyID
+	n.heapFloor = gcfloor.Set(uint64(c.HeapFloorMiB) << 20)
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.HTTPAddr, err)
@@ -806,6 +809,9 @@ func (n *Node) Close() error {
 		}
 		if n.events != nil && n.config.Clustered() {
 			n.events.Record(mailcluster.ClusterEvent{Event: mailcluster.EventLeave, Message: "node stopped"})
+		}
+		if n.heapFloor != nil {
+			n.heapFloor()
 		}
 	})
 	return err

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -209,4 +211,48 @@ func TestSlowClients(t *testing.T) {
 			t.Errorf("answer to a 200 KiB header: %.60q", b)
 		}
 	})
+}
+
+// heapSink keeps the compiler from dropping TestHeapFloor's garbage.
+var heapSink []byte
+
+// collections allocates 256 MiB of garbage and returns how many
+// collections ran meanwhile.
+func collections() uint32 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 4096 {
+		heapSink = make([]byte, 64<<10)
+	}
+	heapSink = nil
+	runtime.ReadMemStats(&after)
+	return after.NumGC - before.NumGC
+}
+
+// TestHeapFloor: a node with --heap-floor 64 keeps the garbage collector
+// from running before the heap reaches about 64 MiB, and gives the GC
+// percentage back when it stops.
+func TestHeapFloor(t *testing.T) {
+	base := debug.SetGCPercent(100)
+	debug.SetGCPercent(base)
+	n := node.New(&node.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", NodeName: "n1", AdminAddress: "admin@localhost",
+		AdminPassword: "admin-pass-1", SMTPHostname: "mx.test", HeapFloorMiB: 64}, slog.New(slog.DiscardHandler), nil)
+	if err := n.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	with := collections()
+	n.Close()
+	without := collections()
+	t.Logf("collections while 256 MiB were allocated: %d with the node's floor of 64 MiB, %d after it stopped", with, without)
+	if with > 12 {
+		t.Fatalf("%d collections with a floor of 64 MiB, want at most 12", with)
+	}
+	if without < 2*with {
+		t.Fatalf("%d collections after the node stopped, not fewer than twice the %d with its floor", without, with)
+	}
+	if p := debug.SetGCPercent(base); p != base {
+		t.Fatalf("GC percentage %d after the node stopped, want %d", p, base)
+	}
 }

@@ -60,6 +60,7 @@ func addServeFlags(fs *pflag.FlagSet) {
 	fs.String("pop3s-addr", "", "listen address of POP3 over implicit TLS, port 995 style (empty: off)")
 	fs.Duration("imap-rescan", 2*time.Second, "how often IMAP sessions read their folder again to find changes no notice told of (100ms-24h)")
 	fs.String("mail-sync", "auto", "how deliveries make messages durable: auto (concurrent deliveries share one sync of the file system on ext4 and XFS, file by file elsewhere) or file")
+	fs.Int("heap-floor", 32, "MiB of heap below which the garbage collector does not run (0: the Go runtime's default, from 4 MiB)")
 	fs.String("smtp-hostname", host, "host name announced by SMTP and written in Received fields")
 	fs.String("consul-addr", "", "Consul HTTP address (host:port); empty runs standalone on the embedded store")
 	fs.String("consul-token", "", "Consul ACL token (prefer MAILCLUSTER_CONSUL_TOKEN)")

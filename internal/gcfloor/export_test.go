@@ -1,0 +1,13 @@
+package gcfloor
+
+import "runtime/debug"
+
+// RuntimePercent returns the GC percentage in effect, read under the
+// floor's lock so that no adjustment runs between the two calls.
+func RuntimePercent() int {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
