@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -242,6 +244,31 @@ func TestHeapFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
+	// Operators see the floor on /metrics: the GC percentage in effect
+	// and the next collection's heap goal.
+	res, err := http.Get("http://" + n.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	metric := func(name string) float64 {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("/metrics lacks %s", name)
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if p := metric("go_gc_gogc_percent"); p <= float64(base) {
+		t.Errorf("go_gc_gogc_percent %v with a floor of 64 MiB, want above %d", p, base)
+	}
+	if g := metric("go_memstats_next_gc_bytes"); g < 60<<20 || g > 96<<20 {
+		t.Errorf("go_memstats_next_gc_bytes %v with a floor of 64 MiB, want 60-96 MiB", g)
+	}
 	with := collections()
 	n.Close()
 	without := collections()
