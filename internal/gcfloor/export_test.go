@@ -11,3 +11,11 @@ func RuntimePercent() int {
 	debug.SetGCPercent(p)
 	return p
 }
+
+// Armed returns how many sentinels are armed: one while a floor is set,
+// none some collections after the last is released.
+func Armed() int {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	return state.armed
+}

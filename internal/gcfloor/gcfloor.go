@@ -41,6 +41,7 @@ var state struct {
 	base    int             // GC percentage when the first floor was set
 	percent int             // percentage set last
 	gen     int             // bumped when the last floor is released: older sentinels stop
+	armed   int             // sentinels armed and not let go (one while a floor is set)
 	sample  []metrics.Sample
 }
 
@@ -93,13 +94,11 @@ func Set(floor uint64) (release func()) {
 // floor / 4 MiB times 100, however little is live: a heap that suddenly
 // grows cannot outrun the goal by more than that in one cycle.
 func PercentFor(base int, floor, live uint64) int {
-	if base < 0 || floor == 0 {
+	if base < 0 || floor == 0 || live >= floor {
 		return base
 	}
-	goal := func(p uint64) uint64 { return max(live+live*p/100, heapMinimum*p/100) }
-	if goal(uint64(base)) >= floor {
-		return base
-	}
+	// The goal is the larger of live grown by p percent and the minimum
+	// scaled by p: the first p that brings either to the floor.
 	p := floor * 100 / heapMinimum
 	if live > 0 {
 		p = min(p, (floor-live)*100/live)
@@ -134,6 +133,7 @@ type sentinel struct {
 
 // arm sets the finalizer that runs after each GC for generation gen.
 func arm(gen int) {
+	state.armed++
 	runtime.SetFinalizer(&sentinel{gen: &gen}, afterGC)
 }
 
@@ -142,6 +142,7 @@ func afterGC(s *sentinel) {
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	if *s.gen != state.gen || len(state.floors) == 0 {
+		state.armed--
 		return // released: let the sentinel go
 	}
 	adjustLocked()

@@ -27,6 +27,8 @@ func TestPercentFor(t *testing.T) {
 		{"HigherBase", 200, 32 * mib, 8 * mib, 300},
 		{"HigherBaseReachesFloor", 400, 32 * mib, 8 * mib, 400},
 		{"GCOff", -1, 32 * mib, 2 * mib, -1},
+		{"BaseZero", 0, 32 * mib, 2 * mib, 800},
+		{"LiveAboveFloor", 100, 32 * mib, 40 * mib, 100},
 		{"NoFloor", 100, 0, 2 * mib, 100},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +67,20 @@ func waitPercent(t *testing.T, what string, ok func(int) bool) int {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("GC percentage %d: want %s", p, what)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitArmed waits until want sentinels are armed (a released one goes
+// at the next collection after its last finalizer ran).
+func waitArmed(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for gcfloor.Armed() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sentinels armed, want %d", gcfloor.Armed(), want)
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
@@ -140,6 +156,18 @@ func TestSet(t *testing.T) {
 		if p := gcfloor.RuntimePercent(); p != -1 {
 			t.Fatalf("GC percentage %d after release, want -1", p)
 		}
+	})
+
+	t.Run("OneSentinel", func(t *testing.T) {
+		// Floors set and released one after the other leave one sentinel
+		// running while set, and none once released.
+		for range 3 {
+			gcfloor.Set(64 * mib)()
+		}
+		release := gcfloor.Set(64 * mib)
+		waitArmed(t, 1)
+		release()
+		waitArmed(t, 0)
 	})
 
 	t.Run("Zero", func(t *testing.T) {
