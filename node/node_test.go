@@ -9,15 +9,15 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"mailcluster"
@@ -250,18 +250,18 @@ func TestHeapFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(res.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
 	res.Body.Close()
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
 	metric := func(name string) float64 {
-		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body)
-		if m == nil {
-			t.Fatalf("/metrics lacks %s", name)
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			t.Fatalf("/metrics: no single %s", name)
 		}
-		v, err := strconv.ParseFloat(string(m[1]), 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
+		return f.GetMetric()[0].GetGauge().GetValue()
 	}
 	if p := metric("go_gc_gogc_percent"); p <= float64(base) {
 		t.Errorf("go_gc_gogc_percent %v with a floor of 64 MiB, want above %d", p, base)
